@@ -1,0 +1,80 @@
+"""tugboat's launcher for the moto AWS emulator (server mode).
+
+Starts moto on 127.0.0.1 (port 0 = a free port), sets the state that tugboat's tests and demo
+rely on, warms every service tugboat calls (the first call to each is slow), then prints one
+line `TUGBOAT_MOTO_READY http://127.0.0.1:PORT` on stdout.
+
+With --exit-on-stdin-eof it stops when its standard input closes: a test process holds the
+write end of that pipe, so the emulator goes away with the test binary however that ends.
+This is also the place where later tests extend moto's models (see LOCAL-AWS.md).
+"""
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import urllib.request
+
+from moto.server import ThreadedMotoServer
+
+
+def post(endpoint: str, path: str, body: dict) -> None:
+    req = urllib.request.Request(
+        endpoint + path, data=json.dumps(body).encode(), method="POST"
+    )
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def warm(endpoint: str) -> None:
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
+    for service, call in [
+        ("sqs", lambda c: c.list_queues()),
+        ("sns", lambda c: c.list_topics()),
+        ("dynamodb", lambda c: c.list_tables()),
+        ("ecs", lambda c: c.list_clusters()),
+        ("elbv2", lambda c: c.describe_target_groups()),
+        ("s3", lambda c: c.list_buckets()),
+        ("ec2", lambda c: c.describe_vpcs()),
+        ("events", lambda c: c.list_rules()),
+    ]:
+        call(session.client(service, endpoint_url=endpoint))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--exit-on-stdin-eof", action="store_true")
+    args = parser.parse_args()
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+
+    # moto advances a task one state per DescribeTasks by default (RUNNING → STOPPED by the
+    # 4th call); tugboat's waits need tasks that stay RUNNING until stopped.
+    post(
+        endpoint,
+        "/moto-api/state-manager/set-transition",
+        {"model_name": "ecs::task", "transition": {"progression": "manual", "times": 1000000}},
+    )
+    warm(endpoint)
+
+    print(f"TUGBOAT_MOTO_READY {endpoint}", flush=True)
+
+    done = threading.Event()
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    signal.signal(signal.SIGINT, lambda *_: done.set())
+    done.wait()
+    server.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+//! AWS adapters: the only place that names AWS SDK types.
+//!
+//! [`Clients`] builds every service client from one [`AwsSettings`]; [`classify`] decides, in one
+//! place, whether an SDK error is worth retrying. The submodules implement the ports over the
+//! SDK clients.
+
+pub mod migrate;
+pub mod sqs;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use secrecy::ExposeSecret;
+
+use crate::config::AwsSettings;
+
+/// One set of service clients sharing one SDK configuration.
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub sqs: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ecs: aws_sdk_ecs::Client,
+    pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
+    pub s3: aws_sdk_s3::Client,
+}
+
+impl Clients {
+    /// Builds the clients. With static credentials and an endpoint this touches no network;
+    /// without them the SDK's default chain is used (the ECS task role on Fargate).
+    pub async fn new(settings: &AwsSettings) -> Clients {
+        let sdk = sdk_config(settings).await;
+        // S3 on a localhost endpoint needs path-style addressing (no bucket subdomains).
+        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(settings.endpoint_url.is_some())
+            .build();
+        Clients {
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            sns: aws_sdk_sns::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            ecs: aws_sdk_ecs::Client::new(&sdk),
+            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+        }
+    }
+}
+
+async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(settings.region.clone()));
+    if let Some(url) = &settings.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    if let Some(creds) = &settings.credentials {
+        loader = loader.credentials_provider(Credentials::from_keys(
+            creds.access_key_id.clone(),
+            creds.secret_access_key.expose_secret().to_owned(),
+            None,
+        ));
+    }
+    loader.load().await
+}
+
+/// Whether an AWS failure may succeed if tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Throttling, 5xx, timeouts, connection failures.
+    Retryable,
+    /// Validation, not found, access denied: trying again cannot help.
+    Permanent,
+}
+
+/// A classified AWS failure: the operation, the service's error code and message, and the
+/// decision. The whole cause chain is kept in `message` for logs and DLQ attributes.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{operation}: {code}: {message}")]
+pub struct AwsError {
+    pub operation: &'static str,
+    pub code: String,
+    pub message: String,
+    pub retry: Retry,
+}
+
+impl AwsError {
+    pub fn retryable(&self) -> bool {
+        self.retry == Retry::Retryable
+    }
+}
+
+/// Error codes that mean "slow down" and are always worth retrying, whatever the HTTP status.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "ServerException",
+    "KMSThrottlingException",
+];
+
+/// Classifies any SDK error: the one place where retryable and permanent are decided.
+pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let (code, message, retry) = match &err {
+        SdkError::TimeoutError(_) => ("Timeout".into(), chain(&err), Retry::Retryable),
+        SdkError::DispatchFailure(_) => ("DispatchFailure".into(), chain(&err), Retry::Retryable),
+        SdkError::ResponseError(_) => ("ResponseError".into(), chain(&err), Retry::Retryable),
+        SdkError::ConstructionFailure(_) => {
+            ("ConstructionFailure".into(), chain(&err), Retry::Permanent)
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let inner = service.err();
+            let code = inner.code().unwrap_or("Unknown").to_owned();
+            let message = inner
+                .message()
+                .map(str::to_owned)
+                .unwrap_or_else(|| chain(&err));
+            let retry =
+                if THROTTLING_CODES.contains(&code.as_str()) || status >= 500 || status == 429 {
+                    Retry::Retryable
+                } else {
+                    Retry::Permanent
+                };
+            (code, message, retry)
+        }
+        _ => ("Unknown".into(), chain(&err), Retry::Retryable),
+    };
+    AwsError {
+        operation,
+        code,
+        message,
+        retry,
+    }
+}
+
+/// The error and all its sources, joined with ": ".
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

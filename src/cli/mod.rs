@@ -1,0 +1,133 @@
+//! The command line: argument parsing, exit codes, and one function per subcommand.
+//!
+//! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
+
+mod migrate;
+mod send;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::config::{CONFIG_ENV, Config, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tugboat",
+    version,
+    about = "Consumes AWS SQS queues and runs every event as a supervised, durable workflow.",
+    long_about = "Consumes AWS SQS queues and runs every event as a supervised, durable workflow.\n\n\
+        Start here: `tugboat migrate` creates the queues, tables and topics; `tugboat serve` runs the \
+        service; `tugboat send` puts a test event on a queue.\n\n\
+        Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.",
+    after_help = "Configuration: one TOML file (--config, or TUGBOAT_CONFIG); any key can be overridden \
+        with TUGBOAT__SECTION__KEY=value, e.g. TUGBOAT__AWS__ENDPOINT_URL=http://127.0.0.1:5000."
+)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(long, short, global = true, env = CONFIG_ENV, default_value = "tugboat.toml")]
+    pub config: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "TUGBOAT_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or update the queues, DLQs, tables, topics and subscriptions that the migrations
+    /// declare. Idempotent: a second run changes nothing and says so.
+    Migrate(migrate::MigrateArgs),
+    /// Send a JSON event (or, with --batch, a JSON-lines file) to a configured queue.
+    Send(send::SendArgs),
+}
+
+/// A failure of a command, carrying its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage or configuration: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The command was right but the work failed: exit 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) | CliError::Config(_) => 2,
+            CliError::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Parses the command line and runs it; the whole of `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tugboat: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tugboat: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Migrate(args) => migrate::run(&cli.config, args).await,
+        Command::Send(args) => send::run(&cli.config, args).await,
+    }
+}
+
+/// Loads and validates the configuration, with the process environment's overrides.
+pub fn load_config(path: &Path) -> Result<Config, CliError> {
+    Ok(Config::load(
+        path,
+        std::env::vars(),
+        &crate::workflows::Registry,
+    )?)
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (in tests) is harmless: the first subscriber stays.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}

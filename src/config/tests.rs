@@ -1,0 +1,298 @@
+use std::path::Path;
+
+use super::*;
+use crate::workflows::Registry;
+
+const MINIMAL: &str = r#"
+[aws]
+region = "us-east-1"
+
+[[queues]]
+name = "q"
+
+[[routes]]
+name = "r"
+pattern = { source = ["custom.app"] }
+workflow = "log"
+
+[services.auth]
+cluster = "c"
+task_definition = "auth:1"
+target_group = "tg"
+container_name = "auth"
+container_port = 8080
+subnets = ["subnet-1"]
+"#;
+
+fn load(text: &str) -> Result<Config, ConfigError> {
+    load_env(text, &[])
+}
+
+fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+    Config::from_toml_str(text, Path::new("test.toml"), env, &Registry)
+}
+
+/// Loads `text`, expects a failure, and checks the key it names and a part of its message.
+fn check_error(text: &str, env: &[(&str, &str)], key: &str, message_part: &str) {
+    let err = load_env(text, env).expect_err("config should be refused");
+    assert_eq!(err.key, key, "{err}");
+    assert!(err.message.contains(message_part), "{err}");
+    assert!(err.to_string().starts_with("test.toml: "), "{err}");
+}
+
+#[test]
+fn minimal_config_loads_with_documented_defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.queues[0].concurrency, 10);
+    assert_eq!(c.queues[0].visibility_timeout, Duration::from_secs(60));
+    assert_eq!(c.shutdown.deadline, Duration::from_secs(25));
+    assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.unmatched, UnmatchedPolicy::Acknowledge);
+    assert!(!c.services["auth"].assign_public_ip);
+}
+
+#[test]
+fn shipped_configs_load() {
+    for file in ["config/local.toml", "config/example.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        Config::load(&path, std::iter::empty(), &Registry).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+fn unknown_keys_are_refused_by_path() {
+    check_error(
+        &MINIMAL.replace("name = \"q\"", "name = \"q\"\nconcurency = 3"),
+        &[],
+        "queues[0].concurency",
+        "unknown field `concurency`",
+    );
+    check_error(
+        &format!("surprise = 1\n{MINIMAL}"),
+        &[],
+        "surprise",
+        "unknown field `surprise`",
+    );
+    check_error(
+        &MINIMAL.replace("region =", "regoin = \"x\"\nregion ="),
+        &[],
+        "aws.regoin",
+        "unknown field `regoin`",
+    );
+}
+
+#[test]
+fn wrong_types_are_refused_by_path() {
+    check_error(
+        &MINIMAL.replace("name = \"q\"", "name = \"q\"\nconcurrency = \"ten\""),
+        &[],
+        "queues[0].concurrency",
+        "invalid type",
+    );
+    check_error(
+        &MINIMAL.replace("container_port = 8080", "container_port = 70000"),
+        &[],
+        "services.auth.container_port",
+        "",
+    );
+    check_error(
+        &MINIMAL.replace(
+            "name = \"q\"",
+            "name = \"q\"\nvisibility_timeout = \"soon\"",
+        ),
+        &[],
+        "queues[0].visibility_timeout",
+        "",
+    );
+    check_error(
+        &MINIMAL.replace("subnets = [\"subnet-1\"]", "subnets = \"subnet-1\""),
+        &[],
+        "services.auth.subnets",
+        "invalid type",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[admin]\nlisten = \"localhost\""),
+        &[],
+        "admin.listen",
+        "",
+    );
+}
+
+#[test]
+fn a_route_naming_an_unknown_workflow_is_refused() {
+    check_error(
+        &MINIMAL.replace("workflow = \"log\"", "workflow = \"nope\""),
+        &[],
+        "routes[0].workflow",
+        "unknown workflow \"nope\"",
+    );
+}
+
+#[test]
+fn a_service_mapping_missing_its_target_group_is_refused() {
+    check_error(
+        &MINIMAL.replace("target_group = \"tg\"\n", ""),
+        &[],
+        "services.auth",
+        "missing field `target_group`",
+    );
+}
+
+#[test]
+fn cross_field_rules_name_the_key() {
+    check_error(
+        &MINIMAL.replace("name = \"q\"", "name = \"q\"\nconcurrency = 0"),
+        &[],
+        "queues[0].concurrency",
+        "1 to 1000",
+    );
+    check_error(
+        &MINIMAL.replace("name = \"q\"", "name = \"q\"\nvisibility_timeout = \"13h\""),
+        &[],
+        "queues[0].visibility_timeout",
+        "12h",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[[queues]]\nname = \"q\""),
+        &[],
+        "queues[1].name",
+        "twice",
+    );
+    check_error(
+        &MINIMAL.replace("subnets = [\"subnet-1\"]", "subnets = []"),
+        &[],
+        "services.auth.subnets",
+        "at least one",
+    );
+    check_error(
+        &MINIMAL.replace(
+            "pattern = { source = [\"custom.app\"] }",
+            "pattern = { source = \"custom.app\" }",
+        ),
+        &[],
+        "routes[0].pattern",
+        "source",
+    );
+    check_error(
+        &MINIMAL.replace(
+            "pattern = { source = [\"custom.app\"] }",
+            "pattern = '{\"source\": '",
+        ),
+        &[],
+        "routes[0].pattern",
+        "not valid JSON",
+    );
+    check_error(
+        &MINIMAL.replace(
+            "workflow = \"log\"",
+            "workflow = \"log\"\nqueues = [\"other\"]",
+        ),
+        &[],
+        "routes[0].queues",
+        "unknown queue",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[shutdown]\ndeadline = \"5m\""),
+        &[],
+        "shutdown.deadline",
+        "120s",
+    );
+    check_error(
+        &MINIMAL.replace(
+            "region = \"us-east-1\"",
+            "region = \"us-east-1\"\nendpoint_url = \"127.0.0.1:5000\"",
+        ),
+        &[],
+        "aws.endpoint_url",
+        "http://",
+    );
+}
+
+#[test]
+fn syntax_errors_say_where() {
+    let err = load("[aws\nregion = 1").unwrap_err();
+    assert_eq!(err.key, "(syntax)");
+    assert!(err.message.contains("line 1"), "{err}");
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let err = Config::load(
+        Path::new("/nonexistent/tugboat.toml"),
+        std::iter::empty(),
+        &Registry,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/tugboat.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn environment_overrides_keep_types_and_name_the_variable() {
+    let c = load_env(
+        MINIMAL,
+        &[
+            ("TUGBOAT__AWS__ENDPOINT_URL", "http://127.0.0.1:5000"),
+            ("TUGBOAT__QUEUES__0__CONCURRENCY", "4"),
+            ("TUGBOAT__SERVICES__AUTH__CLUSTER", "12345"),
+            ("TUGBOAT__SHUTDOWN__DEADLINE", "5s"),
+            ("NOT_OURS", "ignored"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.aws.endpoint_url.as_deref(), Some("http://127.0.0.1:5000"));
+    assert_eq!(c.queues[0].concurrency, 4);
+    assert_eq!(c.services["auth"].cluster, "12345");
+    assert_eq!(c.shutdown.deadline, Duration::from_secs(5));
+
+    check_error(
+        MINIMAL,
+        &[("TUGBOAT__QUEUES__0__CONCURRENCY", "many")],
+        "queues[0].concurrency",
+        "TUGBOAT__QUEUES__0__CONCURRENCY",
+    );
+    check_error(
+        MINIMAL,
+        &[("TUGBOAT__AWS__REGOIN", "x")],
+        "aws.regoin",
+        "TUGBOAT__AWS__REGOIN",
+    );
+    check_error(
+        MINIMAL,
+        &[("TUGBOAT__QUEUES__5__NAME", "x")],
+        "queues[5].name",
+        "out of range",
+    );
+    check_error(
+        MINIMAL,
+        &[("TUGBOAT__AWS____REGION", "x")],
+        "TUGBOAT__AWS____REGION",
+        "empty key segment",
+    );
+}
+
+#[test]
+fn secrets_are_never_printed() {
+    let text = MINIMAL.replace(
+        "region = \"us-east-1\"",
+        "region = \"us-east-1\"\ncredentials = { access_key_id = \"AKIDEXAMPLE\", secret_access_key = \"s3cr3t-value\" }",
+    );
+    let c = load(&text).unwrap();
+    let printed = format!("{c:?}");
+    assert!(!printed.contains("s3cr3t-value"), "{printed}");
+    assert!(printed.contains("us-east-1"));
+}
+
+#[test]
+fn patterns_as_json_strings_and_tables_agree() {
+    let json = MINIMAL.replace(
+        "pattern = { source = [\"custom.app\"] }",
+        "pattern = '{\"source\": [\"custom.app\"]}'",
+    );
+    let a = load(&json).unwrap().routes[0].pattern.to_json().unwrap();
+    let b = load(MINIMAL).unwrap().routes[0].pattern.to_json().unwrap();
+    assert_eq!(a, b);
+}

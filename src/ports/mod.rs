@@ -1,0 +1,8 @@
+//! Ports: one narrow trait per outside service. Only `src/aws/` (and later the MQTT and HTTP
+//! adapters) implement them over real clients; [`memory`] has in-memory versions for unit
+//! tests and benchmarks.
+
+pub mod memory;
+pub mod queue;
+
+pub use queue::{BatchFailure, OutgoingMessage, Queue, QueueError, ReceivedMessage};

@@ -1,0 +1,182 @@
+//! Shared support for integration tests: the local AWS emulator, clients pointed at it, unique
+//! resource names, and the `tugboat` binary configured for it.
+//!
+//! One emulator serves a whole test binary. It is started on first use by the project's own
+//! launcher (`scripts/moto_launcher.py`), which exits when its standard input closes; this
+//! process holds that pipe open for its lifetime, so the emulator stops with the test binary
+//! however the binary ends. Tests never share resource names (see [`unique`]), so they do not
+//! depend on each other's state.
+
+#![allow(dead_code)] // Each test binary uses a different part of this module.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use tugboat::aws::Clients;
+use tugboat::config::{AwsSettings, StaticCredentials};
+
+pub const REGION: &str = "us-east-1";
+
+/// A running emulator.
+pub struct Emulator {
+    pub endpoint: String,
+    pub log: PathBuf,
+    _child: Child,
+    // Dropping this closes the launcher's stdin and stops it; it lives as long as the process.
+    _stdin: Mutex<ChildStdin>,
+}
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The emulator for this test binary, started on first use.
+pub fn emulator() -> &'static Emulator {
+    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+    EMULATOR.get_or_init(start_emulator)
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the launcher lives as long as this process and exits when its stdin closes"
+)]
+fn start_emulator() -> Emulator {
+    let status = Command::new("bash")
+        .arg(root().join("scripts/local-aws.sh"))
+        .arg("install")
+        .status()
+        .expect("run scripts/local-aws.sh install");
+    assert!(status.success(), "installing the emulator failed");
+    let dir = root().join("target/local-aws");
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join(format!("test-{}.log", std::process::id()));
+    let mut child = Command::new(root().join(".venv/bin/python"))
+        .arg(root().join("scripts/moto_launcher.py"))
+        .arg("--exit-on-stdin-eof")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start the emulator launcher");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    let mut reader = BufReader::new(stdout);
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        if n == 0 {
+            let status = child.wait();
+            panic!(
+                "the emulator exited ({status:?}) before it was ready; see {}",
+                log.display()
+            );
+        }
+        if let Some(endpoint) = line.trim().strip_prefix("TUGBOAT_MOTO_READY ") {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.flush().unwrap();
+            return Emulator {
+                endpoint: endpoint.to_owned(),
+                log,
+                _child: child,
+                _stdin: Mutex::new(stdin),
+            };
+        }
+    }
+}
+
+/// Settings for a client of the emulator: static credentials, an explicit region and the
+/// endpoint, so that the SDK never probes the instance-metadata address.
+pub fn aws_settings() -> AwsSettings {
+    AwsSettings {
+        region: REGION.into(),
+        endpoint_url: Some(emulator().endpoint.clone()),
+        credentials: Some(StaticCredentials {
+            access_key_id: "test".into(),
+            secret_access_key: "test".to_owned().into(),
+        }),
+    }
+}
+
+pub async fn clients() -> Clients {
+    Clients::new(&aws_settings()).await
+}
+
+/// A name no other test uses: `prefix` plus the process id and a counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The `tugboat` binary with the emulator's endpoint and credentials in its environment and
+/// every ambient AWS setting removed.
+pub fn tugboat(config: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tugboat"));
+    for var in [
+        "AWS_PROFILE",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "TUGBOAT_CONFIG",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("TUGBOAT__AWS__ENDPOINT_URL", &emulator().endpoint)
+        .arg("--config")
+        .arg(config)
+        .current_dir(root());
+    cmd
+}
+
+/// The real AWS CLI (awscli from PyPI, in the project's venv) against the emulator.
+pub fn aws_cli() -> Command {
+    let mut cmd = Command::new(root().join(".venv/bin/aws"));
+    cmd.env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", REGION)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .arg("--endpoint-url")
+        .arg(&emulator().endpoint);
+    cmd
+}
+
+/// A config file in `dir` for the emulator, with `queues` and anything in `extra`.
+pub fn write_config(dir: &Path, queues: &[&str], extra: &str) -> PathBuf {
+    let mut text = format!(
+        "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\n[aws.credentials]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\n",
+        emulator().endpoint
+    );
+    for q in queues {
+        text.push_str(&format!("[[queues]]\nname = \"{q}\"\n\n"));
+    }
+    text.push_str(extra);
+    let path = dir.join("tugboat.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Output of a finished command as text, for assertions and failure messages.
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.stdin(Stdio::null()).output().expect("run command");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
