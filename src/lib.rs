@@ -10,11 +10,19 @@
 //! - [`ports`] are the narrow traits over outside services, with in-memory fakes.
 //! - [`aws`] implements the ports over the AWS SDK; it is the only module that names SDK types.
 
+pub mod actors;
+pub mod admin;
+pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod events;
+pub mod failpoint;
 pub mod migrate;
 pub mod ports;
 pub mod routing;
 pub mod workflows;
+
+pub mod journal;
+pub mod retry;

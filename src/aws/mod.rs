@@ -5,6 +5,7 @@
 //! SDK clients.
 
 pub mod migrate;
+pub mod sns;
 pub mod sqs;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};

@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
+mod dlq;
 mod migrate;
 mod send;
+mod serve;
+mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,11 +54,18 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the service: consume the configured queues and run a workflow for every routed
+    /// event, until SIGTERM or SIGINT (a second signal exits at once).
+    Serve,
     /// Create or update the queues, DLQs, tables, topics and subscriptions that the migrations
     /// declare. Idempotent: a second run changes nothing and says so.
     Migrate(migrate::MigrateArgs),
     /// Send a JSON event (or, with --batch, a JSON-lines file) to a configured queue.
     Send(send::SendArgs),
+    /// Inspect workflow instances in the journal.
+    Workflows(workflows::WorkflowsArgs),
+    /// Inspect and redrive dead letters.
+    Dlq(dlq::DlqArgs),
 }
 
 /// A failure of a command, carrying its exit code.
@@ -94,7 +104,11 @@ pub fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    // Every command runs in an actix System over a multi-threaded tokio runtime: the service's
+    // actors live on this thread (in a LocalSet), SDK calls and the admin listener on the pool.
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    let local = tokio::task::LocalSet::new();
+    match system.block_on(local.run_until(run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tugboat: {e}");
@@ -105,7 +119,10 @@ pub fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Serve => serve::run(&cli.config).await,
         Command::Migrate(args) => migrate::run(&cli.config, args).await,
+        Command::Workflows(args) => workflows::run(&cli.config, args).await,
+        Command::Dlq(args) => dlq::run(&cli.config, args).await,
         Command::Send(args) => send::run(&cli.config, args).await,
     }
 }
@@ -115,7 +132,7 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(Config::load(
         path,
         std::env::vars(),
-        &crate::workflows::Registry,
+        &crate::workflows::Registry::default(),
     )?)
 }
 

@@ -30,7 +30,7 @@ fn load(text: &str) -> Result<Config, ConfigError> {
 
 fn load_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-    Config::from_toml_str(text, Path::new("test.toml"), env, &Registry)
+    Config::from_toml_str(text, Path::new("test.toml"), env, &Registry::default())
 }
 
 /// Loads `text`, expects a failure, and checks the key it names and a part of its message.
@@ -56,7 +56,8 @@ fn minimal_config_loads_with_documented_defaults() {
 fn shipped_configs_load() {
     for file in ["config/local.toml", "config/example.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
-        Config::load(&path, std::iter::empty(), &Registry).unwrap_or_else(|e| panic!("{e}"));
+        Config::load(&path, std::iter::empty(), &Registry::default())
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -221,7 +222,7 @@ fn a_missing_file_is_an_error_naming_it() {
     let err = Config::load(
         Path::new("/nonexistent/tugboat.toml"),
         std::iter::empty(),
-        &Registry,
+        &Registry::default(),
     )
     .unwrap_err();
     assert!(

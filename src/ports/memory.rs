@@ -234,6 +234,42 @@ impl Queue for MemoryQueue {
     }
 }
 
+/// A notifier that keeps what it was asked to publish.
+#[derive(Debug, Default)]
+pub struct MemoryNotifier {
+    published: Mutex<Vec<(crate::workflows::Topic, String, serde_json::Value, String)>>,
+}
+
+impl MemoryNotifier {
+    /// (topic, subject, message, deduplication id) of every publish, in order.
+    pub fn published(&self) -> Vec<(crate::workflows::Topic, String, serde_json::Value, String)> {
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl super::Notifier for MemoryNotifier {
+    async fn publish(
+        &self,
+        topic: crate::workflows::Topic,
+        subject: &str,
+        message: &serde_json::Value,
+        deduplication_id: &str,
+    ) -> Result<Option<String>, crate::workflows::StepError> {
+        let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        p.push((
+            topic,
+            subject.to_owned(),
+            message.clone(),
+            deduplication_id.to_owned(),
+        ));
+        Ok(Some(format!("memory-{}", p.len())))
+    }
+}
+
 /// Attributes as a map, for building test messages.
 pub fn attributes<const N: usize>(pairs: [(&str, &str); N]) -> BTreeMap<String, String> {
     pairs

@@ -3,6 +3,8 @@
 //! tests and benchmarks.
 
 pub mod memory;
+pub mod notifier;
 pub mod queue;
 
+pub use notifier::Notifier;
 pub use queue::{BatchFailure, OutgoingMessage, Queue, QueueError, ReceivedMessage};

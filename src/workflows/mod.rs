@@ -1,21 +1,181 @@
 //! Workflows: one folder each, holding its input and state types and its pure transition
-//! function. This file is the registry of workflow kinds that routes can name.
+//! function. This file is the contract between a workflow and the engine, and the registry of
+//! workflow kinds that routes can name.
+//!
+//! **A workflow does no I/O.** It says which [`Action`] to run next; the engine journals that
+//! decision, runs the action through the ports, retries it by the action's policy, and hands
+//! the final outcome back to [`Workflow::advance`]. State is JSON so that the journal can hold
+//! any workflow's state and a person can read it.
+
+pub mod log;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::config::KnownWorkflows;
+use crate::retry::RetryPolicy;
 
-/// The workflow kinds this build of tugboat can run, as routes name them.
-pub const KINDS: &[&str] = &["log"];
+/// A side effect for the engine to perform: a named step and the port call it makes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// The step's name, unique within the workflow run (`register-target`, `wait-running#3`).
+    pub step: String,
+    pub call: Call,
+    /// How failures of this step are retried. Default: [`RetryPolicy::default`].
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
 
-/// The registry handed to config validation.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Registry;
+impl Action {
+    pub fn new(step: impl Into<String>, call: Call) -> Action {
+        Action {
+            step: step.into(),
+            call,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Which configured notification topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Success,
+    Error,
+    Anomaly,
+}
+
+/// A port call. Every variant is performed by exactly one port.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    /// Writes one structured log line; returns `{}`.
+    Log { message: String, fields: Value },
+    /// Publishes to a configured topic (skipped, returning `{"skipped": true}`, when the topic
+    /// is not configured); returns `{"message_id": …}`. Carries a deduplication id derived
+    /// from the workflow and step, because a resumed step may publish twice.
+    Publish {
+        topic: Topic,
+        subject: String,
+        message: Value,
+    },
+    /// Waits, without holding anything but the message's visibility; returns `{}`.
+    Sleep {
+        #[serde(with = "humantime_serde")]
+        duration: std::time::Duration,
+    },
+    /// A call to a port registered by name at start (tests and benchmarks register theirs).
+    Custom { port: String, input: Value },
+}
+
+/// Why a step failed, as the engine reports it to the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// Worth trying again (throttling, 5xx, timeouts); false for validation, not found, access
+    /// denied. Decided by the adapters, in one place (`src/aws/mod.rs`).
+    pub retryable: bool,
+}
+
+impl StepError {
+    pub fn permanent(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// What the workflow wants next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Run(Action),
+    /// Finished with this output.
+    Complete(Value),
+    /// Failed for good: the engine runs [`Workflow::compensation`] and dead-letters the event.
+    Fail(String),
+}
+
+/// A new state and what to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub state: Value,
+    pub next: Next,
+}
+
+/// The pure logic of one workflow kind.
+pub trait Workflow: Send + Sync {
+    /// The name routes use.
+    fn kind(&self) -> &'static str;
+
+    /// The first transition for an event and the route's params; an error is permanent (the
+    /// event can never start this workflow) and dead-letters the event with the reason.
+    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String>;
+
+    /// The next transition after `step` finished with `outcome` (after the engine's retries).
+    fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition;
+
+    /// Actions that undo what a failed run left behind, run best-effort before dead-lettering.
+    fn compensation(&self, _state: &Value) -> Vec<Action> {
+        Vec::new()
+    }
+}
+
+/// The workflow kinds this build can run, by name.
+#[derive(Clone)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn Workflow>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+impl Default for Registry {
+    /// The built-in workflows.
+    fn default() -> Self {
+        let mut r = Registry::empty();
+        r.register(Arc::new(log::Log));
+        r
+    }
+}
+
+impl Registry {
+    pub fn empty() -> Registry {
+        Registry {
+            kinds: BTreeMap::new(),
+        }
+    }
+
+    /// Adds (or replaces) a workflow kind.
+    pub fn register(&mut self, workflow: Arc<dyn Workflow>) {
+        self.kinds.insert(workflow.kind(), workflow);
+    }
+
+    pub fn get(&self, kind: &str) -> Option<&Arc<dyn Workflow>> {
+        self.kinds.get(kind)
+    }
+}
 
 impl KnownWorkflows for Registry {
     fn is_known(&self, kind: &str) -> bool {
-        KINDS.contains(&kind)
+        self.kinds.contains_key(kind)
     }
 
     fn names(&self) -> Vec<&'static str> {
-        KINDS.to_vec()
+        self.kinds.keys().copied().collect()
     }
 }

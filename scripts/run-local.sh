@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Runs tugboat locally against the AWS emulator, end to end, from a fresh clone:
+#   1. installs and starts the emulator (moto, pinned) on a free loopback port;
+#   2. builds tugboat and applies the migrations (queues, DLQ, table, topics);
+#   3. starts `tugboat serve` with config/local.toml;
+#   4. sends the sample events in samples/ (and one that cannot be decoded);
+#   5. shows what happened: the journal, the notifications, the dead letters;
+#   6. stops tugboat with SIGTERM (a graceful shutdown) and the emulator.
+# Pass --keep to leave tugboat and the emulator running afterwards.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+keep=false
+[ "${1:-}" = "--keep" ] && keep=true
+
+scripts/local-aws.sh stop >/dev/null 2>&1 || true
+endpoint="$(scripts/local-aws.sh start)"
+echo "== emulator at $endpoint"
+export TUGBOAT_CONFIG=config/local.toml
+export TUGBOAT__AWS__ENDPOINT_URL="$endpoint"
+export AWS_EC2_METADATA_DISABLED=true
+
+cargo build --quiet --bin tugboat
+tugboat=target/debug/tugboat
+rm -rf target/local/journal
+
+echo "== tugboat migrate"
+$tugboat migrate
+echo "== tugboat migrate (again: nothing to change)"
+$tugboat migrate
+
+log=target/local/serve.log
+mkdir -p target/local
+echo "== tugboat serve (log in $log)"
+$tugboat serve 2>"$log" &
+pid=$!
+cleanup() {
+  if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  $keep || scripts/local-aws.sh stop
+}
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  curl -fsS http://127.0.0.1:9090/readyz >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+echo "== tugboat send: the sample events"
+for f in samples/*.json; do
+  echo "-- $f"
+  $tugboat send --queue tugboat-events --attribute origin=run-local "$f"
+done
+echo "-- a body that is not an event (goes to the DLQ with the reason)"
+echo '{"hello":"world"}' | $tugboat send --queue tugboat-events -
+
+# Wait until every message has been settled.
+for _ in $(seq 1 100); do
+  left="$(scripts/local-aws.sh aws sqs get-queue-attributes --queue-url "$endpoint/123456789012/tugboat-events" \
+    --attribute-names ApproximateNumberOfMessages ApproximateNumberOfMessagesNotVisible \
+    --query 'sum([Attributes.ApproximateNumberOfMessages, Attributes.ApproximateNumberOfMessagesNotVisible][].to_number(@))' --output text)"
+  [ "$left" = "0" ] && break
+  sleep 0.2
+done
+
+echo "== tugboat workflows list"
+$tugboat workflows list
+first="$($tugboat workflows list --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[-1]["id"] if r else "")')"
+if [ -n "$first" ]; then
+  echo "== tugboat workflows show $first"
+  $tugboat workflows show "$first"
+fi
+echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"
+scripts/local-aws.sh aws sqs receive-message --queue-url "$endpoint/123456789012/tugboat-notifications" \
+  --max-number-of-messages 10 --query 'Messages[].Body' --output text || true
+echo "== tugboat dlq list --queue tugboat-events"
+$tugboat dlq list --queue tugboat-events
+echo "== metrics"
+curl -fsS http://127.0.0.1:9090/metrics | grep -v '^#' | grep -v ' 0$' || true
+echo "== stopping tugboat (SIGTERM)"
+kill -TERM "$pid"
+wait "$pid" && echo "tugboat exited with 0"
+tail -n 3 "$log"

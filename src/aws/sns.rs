@@ -1,0 +1,127 @@
+//! The `Notifier` port over Amazon SNS.
+
+use async_trait::async_trait;
+use aws_sdk_sns::Client;
+use aws_sdk_sns::types::MessageAttributeValue;
+use serde_json::Value;
+
+use super::{AwsError, Retry, classify};
+use crate::ports::Notifier;
+use crate::workflows::{StepError, Topic};
+
+/// The configured topics, resolved to ARNs at start.
+#[derive(Debug, Clone)]
+pub struct SnsNotifier {
+    client: Client,
+    success: Option<String>,
+    error: Option<String>,
+    anomaly: Option<String>,
+}
+
+impl SnsNotifier {
+    /// Resolves each configured topic (a name or an ARN) to its ARN; an unknown name is an
+    /// error, so that a typo is found at start and not at the first notification.
+    pub async fn resolve(
+        client: Client,
+        success: Option<&str>,
+        error: Option<&str>,
+        anomaly: Option<&str>,
+    ) -> Result<SnsNotifier, AwsError> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        let needs_listing = [success, error, anomaly]
+            .iter()
+            .flatten()
+            .any(|t| !t.starts_with("arn:"));
+        if needs_listing {
+            loop {
+                let out = client
+                    .list_topics()
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| classify("ListTopics", e))?;
+                arns.extend(
+                    out.topics
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter_map(|t| t.topic_arn),
+                );
+                token = out.next_token;
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        let find = |name: Option<&str>| -> Result<Option<String>, AwsError> {
+            let Some(name) = name else { return Ok(None) };
+            if name.starts_with("arn:") {
+                return Ok(Some(name.to_owned()));
+            }
+            arns.iter()
+                .find(|arn| arn.rsplit(':').next() == Some(name))
+                .cloned()
+                .map(Some)
+                .ok_or_else(|| AwsError {
+                    operation: "ListTopics",
+                    code: "NotFound".into(),
+                    message: format!("no SNS topic named {name:?} (run `tugboat migrate`?)"),
+                    retry: Retry::Permanent,
+                })
+        };
+        Ok(SnsNotifier {
+            success: find(success)?,
+            error: find(error)?,
+            anomaly: find(anomaly)?,
+            client,
+        })
+    }
+}
+
+#[async_trait]
+impl Notifier for SnsNotifier {
+    async fn publish(
+        &self,
+        topic: Topic,
+        subject: &str,
+        message: &Value,
+        deduplication_id: &str,
+    ) -> Result<Option<String>, StepError> {
+        let arn = match topic {
+            Topic::Success => &self.success,
+            Topic::Error => &self.error,
+            Topic::Anomaly => &self.anomaly,
+        };
+        let Some(arn) = arn else { return Ok(None) };
+        // SNS subjects: at most 100 printable ASCII characters.
+        let subject: String = subject
+            .chars()
+            .filter(|c| c.is_ascii() && !c.is_ascii_control())
+            .take(100)
+            .collect();
+        let out = self
+            .client
+            .publish()
+            .topic_arn(arn)
+            .subject(subject)
+            .message(message.to_string())
+            .message_attributes(
+                "tugboat-dedup-id",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(deduplication_id)
+                    .build()
+                    .expect("data_type is set"),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                let e = classify("Publish", e);
+                StepError {
+                    retryable: e.retryable(),
+                    message: e.to_string(),
+                }
+            })?;
+        Ok(out.message_id)
+    }
+}

@@ -1,0 +1,254 @@
+//! `tugboat workflows list|show`: what the journal knows, from the running service's admin
+//! listener, or from the journal file when no service runs.
+
+use std::path::Path;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+use super::{CliError, load_config};
+use crate::config::Config;
+use crate::journal::sled::SledJournal;
+use crate::journal::{Journal, ListFilter, Record};
+
+#[derive(Debug, Args)]
+pub struct WorkflowsArgs {
+    #[command(subcommand)]
+    pub command: WorkflowsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// List workflow instances, newest first.
+    List {
+        /// Only this status: running, waiting, succeeded, failed, dead_lettered.
+        #[arg(long, value_parser = ["running", "waiting", "succeeded", "failed", "dead_lettered"])]
+        status: Option<String>,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one instance: every step with attempts, timings, outputs and errors.
+    Show {
+        id: String,
+        /// Print the journal record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(config: &Path, args: WorkflowsArgs) -> Result<(), CliError> {
+    let config = load_config(config)?;
+    match args.command {
+        WorkflowsCommand::List {
+            status,
+            route,
+            limit,
+            json,
+        } => {
+            let filter = ListFilter {
+                status,
+                route,
+                limit: Some(limit),
+            };
+            let records = list(&config, &filter).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&records).unwrap_or_default()
+                );
+                return Ok(());
+            }
+            println!(
+                "{:<56} {:<10} {:<14} {:>5}  {:<24} LAST ERROR",
+                "ID", "WORKFLOW", "STATUS", "STEPS", "UPDATED"
+            );
+            for r in &records {
+                println!(
+                    "{:<56} {:<10} {:<14} {:>5}  {:<24} {}",
+                    r.id,
+                    r.workflow,
+                    r.status.name(),
+                    r.steps.len(),
+                    time_of(r.updated_ms),
+                    r.last_error.as_deref().unwrap_or("-")
+                );
+            }
+            println!("{} workflow(s)", records.len());
+        }
+        WorkflowsCommand::Show { id, json } => {
+            let Some(r) = get(&config, &id).await? else {
+                return Err(CliError::Runtime(format!(
+                    "no workflow {id:?} in the journal"
+                )));
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+            } else {
+                print_record(&r);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn admin_url(config: &Config, path: &str) -> String {
+    format!("http://{}{path}", config.admin.listen)
+}
+
+/// The service's answer, or `None` when no service listens (then the file is read).
+async fn from_service<T: serde::de::DeserializeOwned>(
+    config: &Config,
+    path: &str,
+) -> Result<Option<Option<T>>, CliError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .no_proxy()
+        .build()
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let response = match client.get(admin_url(config, path)).send().await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => return Ok(None),
+        Err(e) => {
+            return Err(CliError::Runtime(format!(
+                "admin listener {}: {e}",
+                config.admin.listen
+            )));
+        }
+    };
+    if response.status() == reqwest::StatusCode::NOT_FOUND {
+        return Ok(Some(None));
+    }
+    let response = response
+        .error_for_status()
+        .map_err(|e| CliError::Runtime(format!("admin listener {}: {e}", config.admin.listen)))?;
+    let value = response
+        .json::<T>()
+        .await
+        .map_err(|e| CliError::Runtime(format!("admin listener {}: {e}", config.admin.listen)))?;
+    Ok(Some(Some(value)))
+}
+
+fn open_journal(config: &Config) -> Result<SledJournal, CliError> {
+    if !config.journal.path.exists() {
+        return Err(CliError::Runtime(format!(
+            "no journal at {} (has tugboat run here?)",
+            config.journal.path.display()
+        )));
+    }
+    SledJournal::open(&config.journal.path).map_err(|e| {
+        CliError::Runtime(format!(
+            "{e} (a running tugboat holds the journal; is its admin listener {} reachable?)",
+            config.admin.listen
+        ))
+    })
+}
+
+async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Record>, CliError> {
+    let mut query = format!("/workflows?limit={}", filter.limit.unwrap_or(100));
+    if let Some(s) = &filter.status {
+        query.push_str(&format!("&status={s}"));
+    }
+    if let Some(r) = &filter.route {
+        query.push_str(&format!("&route={}", urlencode(r)));
+    }
+    if let Some(answer) = from_service::<Vec<Record>>(config, &query).await? {
+        return Ok(answer.unwrap_or_default());
+    }
+    open_journal(config)?
+        .list(filter)
+        .map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+async fn get(config: &Config, id: &str) -> Result<Option<Record>, CliError> {
+    if let Some(answer) =
+        from_service::<Record>(config, &format!("/workflows/{}", urlencode(id))).await?
+    {
+        return Ok(answer);
+    }
+    open_journal(config)?
+        .get(id)
+        .map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn time_of(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn print_record(r: &Record) {
+    println!("id:        {}", r.id);
+    println!(
+        "workflow:  {} (route {}, queue {})",
+        r.workflow, r.route, r.queue
+    );
+    println!(
+        "status:    {}",
+        serde_json::to_string(&r.status).unwrap_or_default()
+    );
+    println!("message:   {}", r.message_id);
+    println!("created:   {}", time_of(r.created_ms));
+    println!("updated:   {}", time_of(r.updated_ms));
+    if r.panics > 0 || r.redrives > 0 {
+        println!("panics:    {}   redrives: {}", r.panics, r.redrives);
+    }
+    if let Some(e) = &r.last_error {
+        println!("error:     {e}");
+    }
+    if let Some(p) = &r.pending {
+        println!(
+            "pending:   {} ({})",
+            p.step,
+            serde_json::to_string(&p.call).unwrap_or_default()
+        );
+    }
+    println!("steps:");
+    for s in &r.steps {
+        let took = s
+            .finished_ms
+            .map(|f| format!("{} ms", f.saturating_sub(s.first_started_ms)))
+            .unwrap_or_else(|| "unfinished".into());
+        let kind = if s.compensation {
+            " (compensation)"
+        } else {
+            ""
+        };
+        println!(
+            "  - {}{kind}: {} attempt(s), started {}, {took}",
+            s.name,
+            s.attempts,
+            time_of(s.first_started_ms)
+        );
+        if let Some(o) = &s.output {
+            println!("      output: {o}");
+        }
+        if let Some(e) = &s.last_error {
+            println!("      error:  {e}");
+        }
+    }
+    if let Some(o) = &r.output {
+        println!("output:    {o}");
+    }
+}

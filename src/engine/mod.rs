@@ -1,0 +1,104 @@
+//! The durable workflow engine: the runner that drives one instance from its journal record,
+//! the dispatcher that maps events to instances, and the effects executor that performs a
+//! workflow's actions through the ports.
+//!
+//! The actors in `src/actors/` give these their lifecycle (supervision, shutdown); the logic
+//! lives here so that it can be tested without an actor system.
+
+pub mod dispatcher;
+pub mod effects;
+pub mod runner;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+pub use dispatcher::{Dispatcher, StartRequest};
+pub use effects::{Effects, PortEffects, StepContext};
+pub use runner::RunResult;
+
+use crate::journal::Journal;
+use crate::workflows::Registry;
+
+/// Tunables of the engine, with their defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Back-offs and sleeps up to this long wait in process; longer ones release the message
+    /// with ChangeMessageVisibility and resume on redelivery. Default 20 s.
+    pub max_in_process_wait: Duration,
+    /// Panics of one instance before it is dead-lettered instead of restarted. Default 3.
+    pub max_panics: u32,
+    /// Instances of one workflow kind running at once. Default 64.
+    pub per_kind_concurrency: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_in_process_wait: Duration::from_secs(20),
+            max_panics: 3,
+            per_kind_concurrency: 64,
+        }
+    }
+}
+
+/// What every part of the engine shares.
+pub struct Engine {
+    pub journal: Arc<dyn Journal>,
+    pub registry: Registry,
+    pub effects: Arc<dyn Effects>,
+    pub options: EngineOptions,
+    /// Becomes true when shutdown begins.
+    pub shutdown: watch::Receiver<bool>,
+    limits: HashMap<&'static str, Arc<Semaphore>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("registry", &self.registry)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    pub fn new(
+        journal: Arc<dyn Journal>,
+        registry: Registry,
+        effects: Arc<dyn Effects>,
+        options: EngineOptions,
+        shutdown: watch::Receiver<bool>,
+    ) -> Engine {
+        use crate::config::KnownWorkflows;
+        let limits = registry
+            .names()
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    Arc::new(Semaphore::new(options.per_kind_concurrency.max(1))),
+                )
+            })
+            .collect();
+        Engine {
+            journal,
+            registry,
+            effects,
+            options,
+            shutdown,
+            limits,
+        }
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+
+    /// The concurrency limit of a workflow kind.
+    pub(crate) fn limit(&self, kind: &str) -> Option<Arc<Semaphore>> {
+        self.limits.get(kind).cloned()
+    }
+}

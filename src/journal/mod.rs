@@ -1,0 +1,213 @@
+//! The journal: one durable record per workflow instance.
+//!
+//! The SQS message stays the durable record of the work to do; the journal makes resumption
+//! exact. A record is written *before* the action it names runs, and [`Journal::put`] returns
+//! only once the write is durable (group-committed: many concurrent writers share one flush).
+//! The store is a trait so that a shared store (DynamoDB with conditional writes) can replace
+//! the embedded one when several tugboat tasks consume one queue.
+
+pub mod memory;
+pub mod sled;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::workflows::Action;
+
+/// The version of [`Record`]'s layout; a record of another version is refused, not misread.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Where a workflow instance is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Status {
+    /// Started or resumed; `pending` holds the next action, if any.
+    Running,
+    /// Backing off until `until_ms` (Unix ms); the message was released until then.
+    Waiting { until_ms: u64 },
+    /// Finished; `output` holds the result. Terminal.
+    Succeeded,
+    /// Failed for good and compensated; the DLQ handoff is still due.
+    Failed { reason: String },
+    /// Failed and copied to the DLQ. Terminal (until a redrive brings the event back).
+    DeadLettered { reason: String },
+}
+
+impl Status {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Waiting { .. } => "waiting",
+            Status::Succeeded => "succeeded",
+            Status::Failed { .. } => "failed",
+            Status::DeadLettered { .. } => "dead_lettered",
+        }
+    }
+
+    /// Succeeded or dead-lettered: nothing more to do for this event.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Status::Succeeded | Status::DeadLettered { .. })
+    }
+}
+
+/// One step's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub name: String,
+    /// Attempts started so far; persisted, so a restart continues the same retry sequence.
+    pub attempts: u32,
+    pub first_started_ms: u64,
+    pub last_started_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub output: Option<Value>,
+    pub last_error: Option<String>,
+    /// A compensation step, run after the workflow failed.
+    #[serde(default)]
+    pub compensation: bool,
+}
+
+/// Everything known about one workflow instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub schema: u32,
+    /// Route name + event identity: the same event on the same route has the same id.
+    pub id: String,
+    pub workflow: String,
+    pub route: String,
+    pub queue: String,
+    /// The SQS message that (last) carried the event.
+    pub message_id: String,
+    #[serde(flatten)]
+    pub status: Status,
+    /// The decoded event.
+    pub input: Value,
+    pub params: Value,
+    /// The workflow's own state.
+    pub state: Value,
+    /// The action decided and journaled but not yet known to have finished.
+    pub pending: Option<Action>,
+    pub steps: Vec<StepRecord>,
+    pub output: Option<Value>,
+    pub last_error: Option<String>,
+    /// Panics while running; after too many the instance is dead-lettered.
+    pub panics: u32,
+    /// How many times a redrive restarted this instance after it was dead-lettered.
+    #[serde(default)]
+    pub redrives: u32,
+    /// W3C `traceparent` of the message's trace, carried across restarts.
+    pub trace: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+impl Record {
+    /// The record of step `name`, created on first use.
+    pub fn step_mut(&mut self, name: &str) -> &mut StepRecord {
+        if let Some(i) = self.steps.iter().position(|s| s.name == name) {
+            return &mut self.steps[i];
+        }
+        let now = now_ms();
+        self.steps.push(StepRecord {
+            name: name.to_owned(),
+            attempts: 0,
+            first_started_ms: now,
+            last_started_ms: now,
+            finished_ms: None,
+            output: None,
+            last_error: None,
+            compensation: false,
+        });
+        self.steps.last_mut().expect("just pushed")
+    }
+
+    pub fn step(&self, name: &str) -> Option<&StepRecord> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal storage: {0}")]
+    Storage(String),
+    #[error("journal record {id}: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+/// Filters for [`Journal::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<String>,
+    pub route: Option<String>,
+    pub limit: Option<usize>,
+}
+
+impl ListFilter {
+    pub fn accepts(&self, r: &Record) -> bool {
+        self.status.as_deref().is_none_or(|s| s == r.status.name())
+            && self.route.as_deref().is_none_or(|x| x == r.route)
+    }
+}
+
+#[async_trait]
+pub trait Journal: Send + Sync + std::fmt::Debug {
+    fn get(&self, id: &str) -> Result<Option<Record>, JournalError>;
+
+    /// Stores `record`; returns once it is durable.
+    async fn put(&self, record: &Record) -> Result<(), JournalError>;
+
+    /// Records matching `filter`, newest first.
+    fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError>;
+
+    /// Makes everything written so far durable (at shutdown).
+    fn flush(&self) -> Result<(), JournalError>;
+}
+
+/// Bytes of a record, as stored.
+pub(crate) fn encode(record: &Record) -> Result<Vec<u8>, JournalError> {
+    serde_json::to_vec(record).map_err(|e| JournalError::Corrupt {
+        id: record.id.clone(),
+        message: e.to_string(),
+    })
+}
+
+/// A stored record, refusing other schema versions.
+pub(crate) fn decode(id: &str, bytes: &[u8]) -> Result<Record, JournalError> {
+    let corrupt = |message: String| JournalError::Corrupt {
+        id: id.to_owned(),
+        message,
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    match value.get("schema").and_then(Value::as_u64) {
+        Some(v) if v == SCHEMA_VERSION as u64 => {}
+        other => {
+            return Err(corrupt(format!(
+                "schema version {other:?}, this build reads {SCHEMA_VERSION}"
+            )));
+        }
+    }
+    serde_json::from_value(value).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Newest first, then cut to the filter's limit.
+pub(crate) fn sort_and_limit(mut records: Vec<Record>, filter: &ListFilter) -> Vec<Record> {
+    records.sort_by(|a, b| {
+        b.updated_ms
+            .cmp(&a.updated_ms)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    if let Some(limit) = filter.limit {
+        records.truncate(limit);
+    }
+    records
+}

@@ -1,0 +1,20 @@
+//! The `Notifier` port: publishing workflow results to the configured topics.
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::workflows::{StepError, Topic};
+
+#[async_trait]
+pub trait Notifier: Send + Sync + std::fmt::Debug {
+    /// Publishes `message` as JSON to `topic`; `None` when that topic is not configured.
+    /// `deduplication_id` is the same for every attempt of one step, so that a consumer can
+    /// drop the duplicate a resumed step may publish.
+    async fn publish(
+        &self,
+        topic: Topic,
+        subject: &str,
+        message: &Value,
+        deduplication_id: &str,
+    ) -> Result<Option<String>, StepError>;
+}
