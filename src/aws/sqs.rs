@@ -229,7 +229,8 @@ impl Queue for SqsQueue {
         timeout: Duration,
     ) -> Result<Vec<BatchFailure>, QueueError> {
         let ids = entry_ids(receipt_handles.len());
-        let seconds = timeout.as_secs().min(12 * 3600) as i32;
+        // Rounded up: releasing for 1.5 s must not make the message visible after 1 s.
+        let seconds = timeout.as_secs_f64().ceil().min(12.0 * 3600.0) as i32;
         let mut request = self
             .client
             .change_message_visibility_batch()

@@ -22,7 +22,19 @@ use super::{Journal, JournalError, ListFilter, Record, decode, encode, sort_and_
 pub struct SledJournal {
     db: sled::Db,
     records: sled::Tree,
-    committer: mpsc::Sender<oneshot::Sender<Result<(), String>>>,
+    committer: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for SledJournal {
+    /// Stops the commit thread and waits for it, so that the database (and its file lock) is
+    /// released when the journal is dropped, and a reopen in the same process succeeds.
+    fn drop(&mut self) {
+        self.committer.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn storage(e: impl std::fmt::Display) -> JournalError {
@@ -41,7 +53,7 @@ impl SledJournal {
         let records = db.open_tree("workflows").map_err(storage)?;
         let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
         let flusher = db.clone();
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("journal-commit".into())
             .spawn(move || {
                 // Ends when every sender (the journal) is gone.
@@ -58,7 +70,8 @@ impl SledJournal {
         Ok(SledJournal {
             db,
             records,
-            committer: tx,
+            committer: Some(tx),
+            thread: Some(thread),
         })
     }
 }
@@ -78,6 +91,8 @@ impl Journal for SledJournal {
             .map_err(storage)?;
         let (tx, rx) = oneshot::channel();
         self.committer
+            .as_ref()
+            .ok_or_else(|| JournalError::Storage("the journal is closing".into()))?
             .send(tx)
             .map_err(|_| JournalError::Storage("the commit thread has stopped".into()))?;
         rx.await

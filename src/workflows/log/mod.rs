@@ -3,8 +3,10 @@
 //! it is not one of the seed plans.
 //!
 //! Steps: `log` (one structured log line with the event's source, detail-type and id) →
-//! `notify` (publish a summary to the success topic, if configured) → complete.
-//! Params: `message` (a text to include in the log line; default none).
+//! `delay` (only with the `delay` param: wait that long) → `notify` (publish a summary to the
+//! success topic, if configured) → complete.
+//! Params: `message` (a text for the log line; default none), `delay` (a duration such as
+//! `"5s"`, to try out long steps, visibility extension and shutdown; default none).
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -18,6 +20,8 @@ pub struct Log;
 struct State {
     summary: Value,
     message: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    delay: Option<std::time::Duration>,
 }
 
 impl Workflow for Log {
@@ -31,13 +35,28 @@ impl Workflow for Log {
             Some(Value::String(s)) => Some(s.clone()),
             Some(other) => return Err(format!("params.message must be a string, got {other}")),
         };
+        let delay = match params.get("delay") {
+            None => None,
+            Some(Value::String(s)) => {
+                Some(humantime::parse_duration(s).map_err(|e| format!("params.delay {s:?}: {e}"))?)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "params.delay must be a duration such as \"5s\", got {other}"
+                ));
+            }
+        };
         let summary = json!({
             "source": event.get("source"),
             "detail-type": event.get("detail-type"),
             "id": event.get("id"),
             "time": event.get("time"),
         });
-        let state = State { summary, message };
+        let state = State {
+            summary,
+            message,
+            delay,
+        };
         let action = Action::new(
             "log",
             Call::Log {
@@ -59,7 +78,15 @@ impl Workflow for Log {
         let next = match (parsed, step, outcome) {
             (Err(e), _, _) => Next::Fail(format!("journaled state does not parse: {e}")),
             (_, _, Err(e)) => Next::Fail(format!("step {step} failed: {}", e.message)),
-            (Ok(s), "log", Ok(_)) => Next::Run(Action::new(
+            (
+                Ok(State {
+                    delay: Some(duration),
+                    ..
+                }),
+                "log",
+                Ok(_),
+            ) => Next::Run(Action::new("delay", Call::Sleep { duration })),
+            (Ok(s), "log" | "delay", Ok(_)) => Next::Run(Action::new(
                 "notify",
                 Call::Publish {
                     topic: Topic::Success,
@@ -111,11 +138,30 @@ mod tests {
     }
 
     #[test]
+    fn a_delay_param_adds_a_sleep_step() {
+        let t = Log.start(&event(), &json!({"delay": "2s"})).unwrap();
+        let t = Log.advance(t.state, "log", Ok(json!({})));
+        let Next::Run(a) = &t.next else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            a.call,
+            Call::Sleep {
+                duration: std::time::Duration::from_secs(2)
+            }
+        );
+        let t = Log.advance(t.state, "delay", Ok(json!({})));
+        assert!(matches!(&t.next, Next::Run(a) if a.step == "notify"));
+    }
+
+    #[test]
     fn a_failed_step_fails_the_workflow_and_bad_params_are_refused() {
         let t = Log.start(&event(), &json!({})).unwrap();
         let t = Log.advance(t.state, "log", Err(StepError::permanent("boom")));
         assert!(matches!(t.next, Next::Fail(ref m) if m.contains("boom")));
         assert!(Log.start(&event(), &json!({"message": 3})).is_err());
+        assert!(Log.start(&event(), &json!({"delay": "soon"})).is_err());
+        assert!(Log.start(&event(), &json!({"delay": 5})).is_err());
         let t = Log.advance(json!("garbage"), "log", Ok(json!({})));
         assert!(matches!(t.next, Next::Fail(_)));
     }
