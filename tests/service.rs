@@ -1,0 +1,566 @@
+//! The `tugboat serve` binary against the local AWS emulator: crash safety under `kill -9` at
+//! every step boundary, graceful shutdown with work in flight, DLQ handoff and redrive, and
+//! visibility extension of a long step.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{Value, json};
+use support::{clients, emulator, run, tugboat, unique};
+
+/// The resources of one test: a work queue with its DLQ, a success topic and a queue that
+/// receives its notifications.
+struct Fixture {
+    dir: tempfile::TempDir,
+    queue: String,
+    queue_url: String,
+    dlq_url: String,
+    topic_arn: String,
+    notifications_url: String,
+    config: PathBuf,
+}
+
+async fn fixture(prefix: &str, visibility: &str, route_params: &str, deadline: &str) -> Fixture {
+    let c = clients().await;
+    let p = unique(prefix);
+    let queue = format!("{p}-q");
+    let queue_url = c
+        .sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_url = c
+        .sqs
+        .create_queue()
+        .queue_name(format!("{p}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let notifications_url = c
+        .sqs
+        .create_queue()
+        .queue_name(format!("{p}-n"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let notifications_arn = c
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&notifications_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let topic_arn = c
+        .sns
+        .create_topic()
+        .name(format!("{p}-ok"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    c.sns
+        .subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(notifications_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[routes]]\nname = \"r\"\npattern = {{ source = [\"test\"] }}\nworkflow = \"log\"\nparams = {{ {route_params} }}\n\n\
+         [notify]\nsuccess_topic = \"{topic_arn}\"\n\n[journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"{deadline}\"\n",
+        dir.path().join("journal").display()
+    );
+    let config = support::write_config(dir.path(), &[], &extra);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replacen(
+        "[[routes]]",
+        &format!("[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"{visibility}\"\n\n[[routes]]"),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    Fixture {
+        dir,
+        queue,
+        queue_url,
+        dlq_url,
+        topic_arn,
+        notifications_url,
+        config,
+    }
+}
+
+fn event(id: &str) -> String {
+    json!({"version": "0", "id": id, "source": "test", "detail-type": "t", "detail": {}})
+        .to_string()
+}
+
+async fn send(url: &str, body: &str) {
+    clients()
+        .await
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Visible plus in-flight messages.
+async fn depth(url: &str) -> (u32, u32) {
+    let a = clients()
+        .await
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let n = |k: QueueAttributeName| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (
+        n(QueueAttributeName::ApproximateNumberOfMessages),
+        n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Every message in a queue (bodies), read with the SDK.
+async fn drain(url: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let c = clients().await;
+    let mut out = Vec::new();
+    loop {
+        let got = c
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            let attrs = m
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| v.string_value.map(|s| (k, s)))
+                .collect();
+            out.push((m.body.unwrap_or_default(), attrs));
+        }
+    }
+}
+
+/// A running `tugboat serve`.
+struct Service {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    admin: Option<String>,
+}
+
+impl Service {
+    fn start(config: &Path, failpoint: Option<&str>) -> Service {
+        let mut cmd = tugboat(config);
+        cmd.args(["--log-format", "json", "serve"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null());
+        cmd.env("RUST_LOG", "info");
+        match failpoint {
+            Some(f) => cmd.env("TUGBOAT_FAILPOINT", f),
+            None => cmd.env_remove("TUGBOAT_FAILPOINT"),
+        };
+        let mut child = cmd.spawn().expect("start tugboat serve");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut s = Service {
+            child,
+            lines,
+            admin: None,
+        };
+        let line = s.wait_for_line(
+            |l| l.contains("tugboat serving") || l.starts_with("TUGBOAT_FAILPOINT"),
+            Duration::from_secs(30),
+        );
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            s.admin = v["admin"].as_str().map(str::to_owned);
+        }
+        s
+    }
+
+    fn wait_for_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out; tugboat said:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn workflows(&self) -> Vec<Value> {
+        let admin = self.admin.as_ref().expect("the service is serving");
+        let out = Command::new("curl")
+            .args(["-fsS", &format!("http://{admin}/workflows")])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) -> (i32, String) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return (
+                    status.code().unwrap_or(-1),
+                    self.lines.lock().unwrap().join("\n"),
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tugboat did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn succeeded(s: &Service) -> usize {
+    s.workflows()
+        .iter()
+        .filter(|w| w["status"] == "succeeded")
+        .count()
+}
+
+/// Kills the service with SIGKILL at `failpoint`'s `n`-th pass, restarts it on the same
+/// journal, and checks that every event completed, nothing was lost or dead-lettered, and
+/// each notification was published once, or, where the kill can fall between a publish and
+/// its journal write, at most twice with the same deduplication id.
+///
+/// With one event in flight the kill falls exactly on the named boundary: only
+/// `step-called` may repeat the publish. With several in flight, the other workflows are
+/// stopped wherever they are, so any of them may repeat its last call once.
+async fn crash_and_recover(failpoint: &str, n: u32, events: usize) {
+    let f = fixture("crash", "2s", "", "5s").await;
+    let ids: Vec<String> = (0..events).map(|_| unique("ev")).collect();
+    for id in &ids {
+        send(&f.queue_url, &event(id)).await;
+    }
+    let crashing = Service::start(&f.config, Some(&format!("{failpoint}:{n}")));
+    crashing.wait_for_line(
+        |l| l.starts_with("TUGBOAT_FAILPOINT"),
+        Duration::from_secs(30),
+    );
+    crashing.kill9();
+
+    let service = Service::start(&f.config, None);
+    until(
+        "every workflow succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == events,
+    )
+    .await;
+    until("the queue is empty", Duration::from_secs(30), async || {
+        depth(&f.queue_url).await == (0, 0)
+    })
+    .await;
+    let (code, log) = service.terminate();
+    assert_eq!(code, 0, "{log}");
+
+    let notes = drain(&f.notifications_url).await;
+    let mut by_dedup: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (body, attrs) in &notes {
+        let dedup = attrs.get("tugboat-dedup-id").cloned().unwrap_or_default();
+        by_dedup.entry(dedup).or_default().push(body.clone());
+    }
+    let case = format!("{failpoint}:{n} with {events} event(s): {notes:?}");
+    assert_eq!(
+        by_dedup.len(),
+        events,
+        "one deduplication id per event; {case}"
+    );
+    let most = if events == 1 && failpoint != "step-called" {
+        1
+    } else {
+        2
+    };
+    for copies in by_dedup.values() {
+        assert!(copies.len() <= most, "{case}");
+        assert!(
+            copies.iter().all(|b| *b == copies[0]),
+            "copies of one publish are identical; {case}"
+        );
+    }
+    for id in &ids {
+        assert!(
+            notes.iter().any(|(b, _)| b.contains(id.as_str())),
+            "{id} was lost; {case}"
+        );
+    }
+    assert_eq!(
+        depth(&f.dlq_url).await,
+        (0, 0),
+        "nothing was dead-lettered; {case}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_at_every_step_boundary_loses_nothing_and_repeats_no_effect() {
+    emulator();
+    // The three failpoints in parallel, each on its own thread and runtime. One event: each
+    // failpoint is passed twice (two steps); two events: four times.
+    let mut runs = Vec::new();
+    for failpoint in ["step-journaled", "step-called", "transition-journaled"] {
+        runs.push(std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            for n in 1..=2 {
+                rt.block_on(crash_and_recover(failpoint, n, 1));
+            }
+            for n in 1..=4 {
+                rt.block_on(crash_and_recover(failpoint, n, 2));
+            }
+        }));
+    }
+    for r in runs {
+        r.join().expect("a crash run failed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_work_in_flight_releases_it_and_the_next_process_resumes() {
+    // A 30 s visibility timeout: only a release makes the message visible again at once.
+    let f = fixture("term", "30s", "delay = \"4s\"", "1s").await;
+    let id = unique("ev");
+    send(&f.queue_url, &event(&id)).await;
+    let service = Service::start(&f.config, None);
+    service.wait_for_line(|l| l.contains("event received"), Duration::from_secs(20));
+    let started = Instant::now();
+    let (code, log) = service.terminate();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the 1 s deadline bounds the shutdown"
+    );
+    assert!(log.contains("intake stopped"), "{log}");
+    assert_eq!(
+        depth(&f.queue_url).await,
+        (1, 0),
+        "the message is visible again at once"
+    );
+
+    let service = Service::start(&f.config, None);
+    until(
+        "the workflow succeeds",
+        Duration::from_secs(20),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    let w = &service.workflows()[0];
+    assert_eq!(w["steps"][0]["name"], "log");
+    assert_eq!(
+        w["steps"][0]["attempts"], 1,
+        "the log step did not run again"
+    );
+    until("the queue is empty", Duration::from_secs(10), async || {
+        depth(&f.queue_url).await == (0, 0)
+    })
+    .await;
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_workflow_is_dead_lettered_with_attributes_and_redrive_makes_it_succeed() {
+    let f = fixture("dlq", "10s", "", "5s").await;
+    let c = clients().await;
+    // Break the workflow: its notification topic is gone (SNS answers NotFound: permanent).
+    c.sns
+        .delete_topic()
+        .topic_arn(&f.topic_arn)
+        .send()
+        .await
+        .unwrap();
+    let id = unique("ev");
+    send(&f.queue_url, &event(&id)).await;
+    let service = Service::start(&f.config, None);
+    until(
+        "the message reaches the DLQ",
+        Duration::from_secs(20),
+        async || depth(&f.dlq_url).await.0 == 1,
+    )
+    .await;
+    until(
+        "the original is deleted",
+        Duration::from_secs(10),
+        async || depth(&f.queue_url).await == (0, 0),
+    )
+    .await;
+
+    let listed = run(tugboat(&f.config).args(["dlq", "list", "--queue", &f.queue]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    for part in [
+        format!("r:{id}"),
+        "route/step:  r / notify".into(),
+        "NotFound".into(),
+        "1 dead letter(s)".into(),
+    ] {
+        assert!(
+            listed.stdout.contains(&part),
+            "{part:?} missing:\n{}",
+            listed.stdout
+        );
+    }
+    let workflow_id = format!("r:{id}");
+    let shown = run(tugboat(&f.config)
+        .args(["workflows", "show", &workflow_id, "--json"])
+        .env("TUGBOAT__ADMIN__LISTEN", service.admin.clone().unwrap()));
+    let record: Value = serde_json::from_str(&shown.stdout)
+        .unwrap_or_else(|_| panic!("{}{}", shown.stdout, shown.stderr));
+    assert_eq!(record["status"], "dead_lettered");
+
+    // The fix: the topic exists again (same name, same ARN). Redrive, and it succeeds.
+    let name = f.topic_arn.rsplit(':').next().unwrap();
+    let arn = c
+        .sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    assert_eq!(arn, f.topic_arn);
+    let redrive = run(tugboat(&f.config).args(["dlq", "redrive", "--queue", &f.queue]));
+    assert_eq!(redrive.code, 0, "{}", redrive.stderr);
+    assert!(
+        redrive.stdout.contains("redrove 1 message(s)"),
+        "{}",
+        redrive.stdout
+    );
+    until(
+        "the redriven workflow succeeds",
+        Duration::from_secs(20),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    let w = &service.workflows()[0];
+    assert_eq!(w["redrives"], 1);
+    assert_eq!(depth(&f.dlq_url).await, (0, 0));
+    until("the queue is empty", Duration::from_secs(10), async || {
+        depth(&f.queue_url).await == (0, 0)
+    })
+    .await;
+    let (code, _) = service.terminate();
+    assert_eq!(code, 0);
+
+    // With the service stopped, `workflows list` reads the journal file.
+    let listed = run(tugboat(&f.config).args(["workflows", "list", "--status", "succeeded"]));
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    assert!(
+        listed.stdout.contains(&workflow_id) && listed.stdout.contains("1 workflow(s)"),
+        "{}",
+        listed.stdout
+    );
+    drop(f.dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_longer_than_the_visibility_timeout_is_not_redelivered_meanwhile() {
+    let f = fixture("vis", "2s", "delay = \"6s\"", "5s").await;
+    send(&f.queue_url, &event(&unique("ev"))).await;
+    let service = Service::start(&f.config, None);
+    service.wait_for_line(|l| l.contains("event received"), Duration::from_secs(20));
+    // For three visibility timeouts, nobody else can receive the message.
+    let c = clients().await;
+    let watch_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch_until {
+        let got = c
+            .sqs
+            .receive_message()
+            .queue_url(&f.queue_url)
+            .wait_time_seconds(1)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            got.messages.unwrap_or_default().is_empty(),
+            "the message was redelivered while its step ran"
+        );
+    }
+    until(
+        "the workflow succeeds",
+        Duration::from_secs(20),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    assert_eq!(drain(&f.notifications_url).await.len(), 1);
+    assert_eq!(service.terminate().0, 0);
+}
