@@ -10,7 +10,10 @@
 //!   `detail.object.key`, …); S3's `s3:TestEvent` is recognised and ignored;
 //! - an SNS envelope (raw delivery off) is unwrapped and its `Message` decoded in turn; a message
 //!   that is not itself an event becomes `source` `aws.sns`, `detail-type` `SNS Notification`;
-//! - a Lambda-style SQS batch (`Records[]` of `aws:sqs`) gives the events of each record's body.
+//! - a Lambda-style SQS batch (`Records[]` of `aws:sqs`) gives the events of each record's body
+//!   (a body that is not an event becomes `source` `aws.sqs`, `detail-type` `SQS Message`);
+//! - a PutEvents request's entries (`[{"Source", "DetailType", "Detail": "<json>"}]`) give one
+//!   event each.
 //!
 //! Anything else is a [`DecodeError`] with the reason, and goes to the DLQ.
 
@@ -63,6 +66,14 @@ fn decode_value(value: Value, fallback_id: &str, depth: usize) -> Result<Decoded
         return Err(DecodeError(format!(
             "envelopes nested deeper than {MAX_NESTING}"
         )));
+    }
+    if let Value::Array(entries) = &value
+        && !entries.is_empty()
+        && entries
+            .iter()
+            .all(|e| e.get("Source").is_some() && e.get("DetailType").is_some())
+    {
+        return decode_put_events_entries(entries, fallback_id);
     }
     let Value::Object(object) = value else {
         return Err(DecodeError(format!(
@@ -184,10 +195,26 @@ fn decode_records(
                     .get("messageId")
                     .and_then(Value::as_str)
                     .unwrap_or(fallback_id);
-                let inner: Value = serde_json::from_str(body).map_err(|e| {
-                    DecodeError(format!("Records[{i}].body is not valid JSON: {e}"))
-                })?;
-                decode_value(inner, id, depth + 1)?
+                match serde_json::from_str::<Value>(body)
+                    .map(|inner| decode_value(inner, id, depth + 1))
+                {
+                    Ok(Ok(decoded)) => decoded,
+                    // A body that is not an event is still a message someone sent.
+                    _ => Decoded::Events(vec![Event {
+                        identity: id.to_owned(),
+                        body: json!({
+                            "source": "aws.sqs",
+                            "detail-type": "SQS Message",
+                            "id": id,
+                            "region": r.get("awsRegion").cloned().unwrap_or(Value::Null),
+                            "resources": [r.get("eventSourceARN").cloned().unwrap_or(Value::Null)],
+                            "detail": {
+                                "body": serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.to_owned())),
+                                "message-attributes": r.get("messageAttributes").cloned().unwrap_or(Value::Null),
+                            },
+                        }),
+                    }]),
+                }
             }
             "aws:sns" => {
                 let Some(Value::Object(sns)) = r.get("Sns") else {
@@ -209,6 +236,50 @@ fn decode_records(
     }
     if events.is_empty() {
         return Ok(Decoded::Ignore("the records hold no events".into()));
+    }
+    Ok(Decoded::Events(events))
+}
+
+/// The entries of a PutEvents request: `Source`, `DetailType`, `Detail` (a JSON string),
+/// `Resources`, `Time`.
+fn decode_put_events_entries(entries: &[Value], fallback_id: &str) -> Result<Decoded, DecodeError> {
+    let mut events = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        let what = format!("PutEvents entry {i}");
+        let Value::Object(e) = entry else {
+            return Err(DecodeError(format!("{what} is not an object")));
+        };
+        let source = string_field(e, "Source", &what)?;
+        let detail_type = string_field(e, "DetailType", &what)?;
+        let detail = match e.get("Detail") {
+            None => json!({}),
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                Ok(d @ Value::Object(_)) => d,
+                _ => {
+                    return Err(DecodeError(format!(
+                        "{what}: \"Detail\" must hold a JSON object"
+                    )));
+                }
+            },
+            Some(other) => {
+                return Err(DecodeError(format!(
+                    "{what}: \"Detail\" must be a string, got {}",
+                    kind_of(other)
+                )));
+            }
+        };
+        let identity = format!("{fallback_id}#{i}");
+        events.push(Event {
+            body: json!({
+                "source": source,
+                "detail-type": detail_type,
+                "id": identity,
+                "time": e.get("Time").cloned().unwrap_or(Value::Null),
+                "resources": e.get("Resources").cloned().unwrap_or(json!([])),
+                "detail": detail,
+            }),
+            identity,
+        });
     }
     Ok(Decoded::Events(events))
 }
