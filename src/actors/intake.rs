@@ -356,8 +356,16 @@ async fn poll(
     tx: mpsc::Sender<(ReceivedMessage, OwnedSemaphorePermit)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use backon::BackoffBuilder;
     let cfg = &intake.config;
-    let mut failures = 0u32;
+    // While the queue is unreachable: 100 ms doubling up to 10 s, with jitter, for as long as
+    // it takes (SQS outages end; the service must not give up polling).
+    let backoff = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(10))
+        .with_jitter()
+        .without_max_times();
+    let mut delays = backoff.build();
     intake.stats.polling.store(true, Ordering::Relaxed);
     loop {
         let first = tokio::select! {
@@ -377,7 +385,7 @@ async fn poll(
         };
         match received {
             Ok(messages) => {
-                failures = 0;
+                delays = backoff.build();
                 for m in messages {
                     let Some(permit) = held.pop() else { break };
                     if tx.send((m, permit)).await.is_err() {
@@ -386,10 +394,7 @@ async fn poll(
                 }
             }
             Err(e) => {
-                failures += 1;
-                // Back off 100 ms, 200 ms, … up to 10 s while the queue is unreachable.
-                let delay = Duration::from_millis(100u64.saturating_mul(1 << failures.min(7)))
-                    .min(Duration::from_secs(10));
+                let delay = delays.next().unwrap_or(Duration::from_secs(10));
                 tracing::warn!(queue = %cfg.queue, error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
                 drop(held);
                 tokio::time::sleep(delay).await;

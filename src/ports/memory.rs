@@ -3,7 +3,7 @@
 //! They model what the tests need to see: visibility timeouts and redelivery, receive counts,
 //! stale receipt handles, and injected failures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,10 @@ pub struct MemoryQueue {
 
 #[derive(Debug, Default)]
 struct MemoryState {
-    messages: Vec<Stored>,
+    /// In send order, keyed by a sequence number.
+    messages: BTreeMap<u64, Stored>,
+    /// The current receipt handle of each in-flight message → its sequence number.
+    handles: HashMap<String, u64>,
     next_id: u64,
     /// Whole-call failures to return before behaving normally again (throttling, outages).
     failures_to_inject: u32,
@@ -73,7 +76,7 @@ impl MemoryQueue {
     pub fn bodies(&self) -> Vec<String> {
         self.lock()
             .messages
-            .iter()
+            .values()
             .map(|m| m.message.body.clone())
             .collect()
     }
@@ -82,7 +85,7 @@ impl MemoryQueue {
     pub fn messages(&self) -> Vec<OutgoingMessage> {
         self.lock()
             .messages
-            .iter()
+            .values()
             .map(|m| m.message.clone())
             .collect()
     }
@@ -90,7 +93,7 @@ impl MemoryQueue {
     /// Makes every in-flight message visible now, as if its visibility timeout had expired.
     pub fn expire_visibility(&self) {
         let now = Instant::now();
-        for m in &mut self.lock().messages {
+        for m in self.lock().messages.values_mut() {
             m.visible_at = now;
         }
     }
@@ -106,11 +109,8 @@ impl MemoryQueue {
         Ok(())
     }
 
-    fn handle_index(state: &MemoryState, handle: &str) -> Option<usize> {
-        state
-            .messages
-            .iter()
-            .position(|m| m.handle.as_deref() == Some(handle))
+    fn handle_index(state: &MemoryState, handle: &str) -> Option<u64> {
+        state.handles.get(handle).copied()
     }
 }
 
@@ -143,16 +143,22 @@ impl Queue for MemoryQueue {
                 let now = Instant::now();
                 let mut out = Vec::new();
                 let MemoryState {
-                    messages, next_id, ..
+                    messages,
+                    next_id,
+                    handles,
+                    ..
                 } = &mut *state;
-                for m in messages.iter_mut() {
+                for (seq, m) in messages.iter_mut() {
                     if out.len() as u32 >= max.clamp(1, 10) {
                         break;
                     }
                     if m.visible_at <= now {
                         *next_id += 1;
                         let handle = format!("{}#{}", m.id, next_id);
-                        m.handle = Some(handle.clone());
+                        if let Some(old) = m.handle.replace(handle.clone()) {
+                            handles.remove(&old);
+                        }
+                        handles.insert(handle.clone(), *seq);
                         m.receive_count += 1;
                         m.visible_at = now + visibility;
                         out.push(ReceivedMessage {
@@ -184,7 +190,8 @@ impl Queue for MemoryQueue {
         for m in messages {
             state.next_id += 1;
             let id = format!("{}-{:08}", self.name, state.next_id);
-            state.messages.push(Stored {
+            let seq = state.next_id;
+            state.messages.insert(seq, Stored {
                 id: id.clone(),
                 message: m.clone(),
                 receive_count: 0,
@@ -205,8 +212,9 @@ impl Queue for MemoryQueue {
         let mut failures = Vec::new();
         for (index, handle) in receipt_handles.iter().enumerate() {
             match Self::handle_index(&state, handle) {
-                Some(i) => {
-                    state.messages.remove(i);
+                Some(seq) => {
+                    state.handles.remove(handle);
+                    state.messages.remove(&seq);
                     state.deleted += 1;
                 }
                 None => failures.push(invalid_handle(index)),
@@ -226,7 +234,11 @@ impl Queue for MemoryQueue {
         let mut failures = Vec::new();
         for (index, handle) in receipt_handles.iter().enumerate() {
             match Self::handle_index(&state, handle) {
-                Some(i) => state.messages[i].visible_at = now + timeout,
+                Some(seq) => {
+                    if let Some(m) = state.messages.get_mut(&seq) {
+                        m.visible_at = now + timeout;
+                    }
+                }
                 None => failures.push(invalid_handle(index)),
             }
         }

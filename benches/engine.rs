@@ -1,0 +1,123 @@
+//! Benchmark (a): the engine alone — in-memory queue, durable sled journal — running a 3-step
+//! no-op workflow per message, beside the raw `sled insert + flush` rate measured in the same
+//! run. Prints workflows/s, durable transitions/s and commit latency p50/p99.
+//!
+//!     cargo bench --bench engine -- --workflows 20000
+
+#[path = "common.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{NoopPort, TimedJournal, machine, percentile};
+use serde_json::json;
+use tokio::sync::watch;
+use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
+use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
+use tugboat::engine::{Dispatcher, Engine, EngineOptions, PortEffects};
+use tugboat::journal::Journal;
+use tugboat::journal::sled::SledJournal;
+use tugboat::ports::memory::MemoryQueue;
+use tugboat::ports::{OutgoingMessage, Queue};
+use tugboat::routing::Router;
+use tugboat::workflows::Registry;
+
+/// Sequential `insert` of a 1 KiB value followed by `flush`, for `secs` seconds.
+fn raw_sled(secs: f64) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
+    let value = vec![7u8; 1024];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed().as_secs_f64() < secs {
+        db.insert(n.to_be_bytes(), value.as_slice()).unwrap();
+        db.flush().unwrap();
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Duration, usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(TimedJournal {
+        inner: Arc::new(SledJournal::open(dir.path()).unwrap()),
+        latencies: Default::default(),
+    });
+    let queue = Arc::new(MemoryQueue::new("bench"));
+    let mut batch = Vec::new();
+    for i in 0..workflows {
+        batch.push(OutgoingMessage {
+            body: json!({"id": format!("e-{i}"), "source": "bench", "detail-type": "b", "detail": {}}).to_string(),
+            ..Default::default()
+        });
+        if batch.len() == 10 {
+            queue.send_batch(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    queue.send_batch(&batch).await.unwrap();
+
+    let mut registry = Registry::default();
+    registry.register(Arc::new(common::Noop));
+    let mut effects = PortEffects::default();
+    effects.custom.insert("noop".into(), Arc::new(NoopPort));
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let options = EngineOptions { per_kind_concurrency: concurrency as usize, ..EngineOptions::default() };
+    let engine = Arc::new(Engine::new(journal.clone() as Arc<dyn Journal>, registry, Arc::new(effects), options, shutdown.clone()));
+    let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
+    let router = Router::from_config(&[RouteConfig {
+        name: "b".into(),
+        pattern: PatternSource::Table(pattern),
+        workflow: "noop".into(),
+        params: Default::default(),
+        queues: None,
+    }])
+    .unwrap();
+    let stats = Arc::new(IntakeStats::default());
+    let intake = Arc::new(Intake {
+        config: IntakeConfig {
+            queue: "bench".into(),
+            concurrency,
+            visibility_timeout: Duration::from_secs(300),
+            wait: Duration::from_millis(1),
+            unmatched: UnmatchedPolicy::Acknowledge,
+            shutdown_deadline: Duration::from_secs(5),
+        },
+        queue: queue.clone(),
+        dlq: None,
+        router: Arc::new(router),
+        dispatcher: Dispatcher::new(engine),
+        stats,
+    });
+    let start = Instant::now();
+    let handle = actix_rt::spawn(intake.run(shutdown));
+    while queue.deleted() < workflows as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    shutdown_tx.send(true).unwrap();
+    handle.await.unwrap();
+    let mut lat = journal.latencies.lock().unwrap().clone();
+    let puts = lat.len();
+    let p50 = percentile(&mut lat, 50.0);
+    let p99 = percentile(&mut lat, 99.0);
+    (workflows as f64 / elapsed, puts as f64 / elapsed, p50, p99, puts)
+}
+
+fn main() {
+    let workflows = common::arg("--workflows", 20_000);
+    let concurrency = common::arg("--concurrency", 1000) as u32;
+    println!("machine: {}", machine());
+    let raw = raw_sled(2.0);
+    println!("raw sled insert(1 KiB) + flush, sequential:        {raw:>10.0} ops/s");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    let local = tokio::task::LocalSet::new();
+    let (wps, tps, p50, p99, puts) = system.block_on(local.run_until(engine(workflows, concurrency)));
+    println!("engine, {workflows} × 3-step no-op workflows, {concurrency} in flight:");
+    println!("  workflows/s:                                      {wps:>10.0}");
+    println!("  durable journal transitions/s ({puts} in all):  {tps:>10.0}");
+    println!("  commit latency p50 / p99:                         {:>7.2} ms / {:.2} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
+    println!("  transitions/s ÷ raw flushes/s:                    {:>10.1}×", tps / raw);
+}
