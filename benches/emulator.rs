@@ -1,1 +1,125 @@
-fn main() {}
+//! Benchmark (b): messages/s through tugboat against the local AWS emulator, beside a plain
+//! receive/delete loop on the same emulator in the same run. moto's own speed bounds both
+//! (LOCAL-AWS.md: each call costs O(queue depth)), so the ratio is the figure that speaks
+//! about tugboat; the absolute rates speak about moto.
+//!
+//!     cargo bench --bench emulator -- --messages 400
+
+#[path = "common.rs"]
+mod common;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::watch;
+use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
+use tugboat::aws::sqs::SqsQueue;
+use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
+use tugboat::engine::{Dispatcher, Engine, EngineOptions, PortEffects};
+use tugboat::journal::sled::SledJournal;
+use tugboat::ports::{OutgoingMessage, Queue};
+use tugboat::routing::Router;
+use tugboat::workflows::Registry;
+
+async fn fill(queue: &SqsQueue, n: usize, tag: &str) {
+    let messages: Vec<OutgoingMessage> = (0..n)
+        .map(|i| OutgoingMessage {
+            body: json!({"id": format!("{tag}-{i}"), "source": "bench", "detail-type": "b", "detail": {}}).to_string(),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in messages.chunks(10) {
+        queue.send_batch(chunk).await.unwrap();
+    }
+}
+
+/// Receive 10 / delete batch, until `n` messages were deleted.
+async fn plain_loop(queue: &SqsQueue, n: usize) -> f64 {
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        let got = queue.receive(10, Duration::from_secs(1), Duration::from_secs(60)).await.unwrap();
+        let handles: Vec<String> = got.into_iter().map(|m| m.receipt_handle).collect();
+        if !handles.is_empty() {
+            queue.delete_batch(&handles).await.unwrap();
+            done += handles.len();
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+/// The real intake, dispatcher, `log` workflow and sled journal on the same kind of queue.
+async fn through_tugboat(queue: SqsQueue, n: usize) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = Arc::new(SledJournal::open(dir.path()).unwrap());
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let engine = Arc::new(Engine::new(journal, Registry::default(), Arc::new(PortEffects::default()), EngineOptions::default(), shutdown.clone()));
+    let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
+    let router = Router::from_config(&[RouteConfig {
+        name: "b".into(),
+        pattern: PatternSource::Table(pattern),
+        workflow: "log".into(),
+        params: Default::default(),
+        queues: None,
+    }])
+    .unwrap();
+    let stats = Arc::new(IntakeStats::default());
+    let intake = Arc::new(Intake {
+        config: IntakeConfig {
+            queue: queue.name().to_owned(),
+            concurrency: 100,
+            visibility_timeout: Duration::from_secs(60),
+            wait: Duration::from_secs(1),
+            unmatched: UnmatchedPolicy::Acknowledge,
+            shutdown_deadline: Duration::from_secs(5),
+        },
+        queue: Arc::new(queue),
+        dlq: None,
+        router: Arc::new(router),
+        dispatcher: Dispatcher::new(engine),
+        stats: stats.clone(),
+    });
+    let start = Instant::now();
+    let handle = actix_rt::spawn(intake.run(shutdown));
+    while stats.deleted.load(Ordering::Relaxed) < n as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    shutdown_tx.send(true).unwrap();
+    handle.await.unwrap();
+    rate
+}
+
+async fn bench(n: usize) {
+    let clients = support::clients().await;
+    let plain_name = support::unique("bench-plain");
+    let tug_name = support::unique("bench-tugboat");
+    for name in [&plain_name, &tug_name] {
+        clients.sqs.create_queue().queue_name(name).send().await.unwrap();
+    }
+    let plain = SqsQueue::resolve(&clients.sqs, &plain_name).await.unwrap();
+    let tug = SqsQueue::resolve(&clients.sqs, &tug_name).await.unwrap();
+    fill(&plain, n, "p").await;
+    fill(&tug, n, "t").await;
+    let plain_rate = plain_loop(&plain, n).await;
+    let tug_rate = through_tugboat(tug, n).await;
+    println!("{n} messages, queues filled first, same emulator:");
+    println!("  plain receive(10)/delete-batch loop:   {plain_rate:>8.1} messages/s");
+    println!("  through tugboat (log workflow, sled):  {tug_rate:>8.1} messages/s");
+    println!("  ratio tugboat / plain:                 {:>8.2}", tug_rate / plain_rate);
+}
+
+fn main() {
+    // No tracing subscriber is installed: tugboat's per-event logs would drown the figures.
+    let n = common::arg("--messages", 400);
+    println!("machine: {}", common::machine());
+    support::emulator();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    let local = tokio::task::LocalSet::new();
+    system.block_on(local.run_until(bench(n)));
+}
