@@ -15,7 +15,13 @@ use tugboat::workflows::{Action, Call, Next, StepError, Transition, Workflow};
 pub struct Noop;
 
 fn step(n: u64) -> Action {
-    Action::new(format!("step-{n}"), Call::Custom { port: "noop".into(), input: json!({"n": n}) })
+    Action::new(
+        format!("step-{n}"),
+        Call::Custom {
+            port: "noop".into(),
+            input: json!({"n": n}),
+        },
+    )
 }
 
 impl Workflow for Noop {
@@ -23,7 +29,10 @@ impl Workflow for Noop {
         "noop"
     }
     fn start(&self, _event: &Value, _params: &Value) -> Result<Transition, String> {
-        Ok(Transition { state: json!(0), next: Next::Run(step(1)) })
+        Ok(Transition {
+            state: json!(0),
+            next: Next::Run(step(1)),
+        })
     }
     fn advance(&self, state: Value, _step: &str, outcome: Result<Value, StepError>) -> Transition {
         let done = state.as_u64().unwrap_or(0) + 1;
@@ -32,7 +41,10 @@ impl Workflow for Noop {
             Ok(_) if done >= 3 => Next::Complete(json!({"steps": done})),
             Ok(_) => Next::Run(step(done + 1)),
         };
-        Transition { state: json!(done), next }
+        Transition {
+            state: json!(done),
+            next,
+        }
     }
 }
 
@@ -91,7 +103,9 @@ pub fn machine() -> String {
         .map(str::trim)
         .unwrap_or("unknown CPU")
         .to_owned();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{model}, {cores} cores")
 }
 

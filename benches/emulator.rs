@@ -42,7 +42,10 @@ async fn plain_loop(queue: &SqsQueue, n: usize) -> f64 {
     let start = Instant::now();
     let mut done = 0;
     while done < n {
-        let got = queue.receive(10, Duration::from_secs(1), Duration::from_secs(60)).await.unwrap();
+        let got = queue
+            .receive(10, Duration::from_secs(1), Duration::from_secs(60))
+            .await
+            .unwrap();
         let handles: Vec<String> = got.into_iter().map(|m| m.receipt_handle).collect();
         if !handles.is_empty() {
             queue.delete_batch(&handles).await.unwrap();
@@ -57,7 +60,13 @@ async fn through_tugboat(queue: SqsQueue, n: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(SledJournal::open(dir.path()).unwrap());
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let engine = Arc::new(Engine::new(journal, Registry::default(), Arc::new(PortEffects::default()), EngineOptions::default(), shutdown.clone()));
+    let engine = Arc::new(Engine::new(
+        journal,
+        Registry::default(),
+        Arc::new(PortEffects::default()),
+        EngineOptions::default(),
+        shutdown.clone(),
+    ));
     let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
     let router = Router::from_config(&[RouteConfig {
         name: "b".into(),
@@ -99,7 +108,13 @@ async fn bench(n: usize) {
     let plain_name = support::unique("bench-plain");
     let tug_name = support::unique("bench-tugboat");
     for name in [&plain_name, &tug_name] {
-        clients.sqs.create_queue().queue_name(name).send().await.unwrap();
+        clients
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .unwrap();
     }
     let plain = SqsQueue::resolve(&clients.sqs, &plain_name).await.unwrap();
     let tug = SqsQueue::resolve(&clients.sqs, &tug_name).await.unwrap();
@@ -110,7 +125,10 @@ async fn bench(n: usize) {
     println!("{n} messages, queues filled first, same emulator:");
     println!("  plain receive(10)/delete-batch loop:   {plain_rate:>8.1} messages/s");
     println!("  through tugboat (log workflow, sled):  {tug_rate:>8.1} messages/s");
-    println!("  ratio tugboat / plain:                 {:>8.2}", tug_rate / plain_rate);
+    println!(
+        "  ratio tugboat / plain:                 {:>8.2}",
+        tug_rate / plain_rate
+    );
 }
 
 fn main() {
@@ -118,7 +136,10 @@ fn main() {
     let n = common::arg("--messages", 400);
     println!("machine: {}", common::machine());
     support::emulator();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let local = tokio::task::LocalSet::new();
     system.block_on(local.run_until(bench(n)));

@@ -26,7 +26,11 @@ use tugboat::workflows::Registry;
 /// Sequential `insert` of a 1 KiB value followed by `flush`, for `secs` seconds.
 fn raw_sled(secs: f64) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).flush_every_ms(None).open().unwrap();
+    let db = sled::Config::new()
+        .path(dir.path())
+        .flush_every_ms(None)
+        .open()
+        .unwrap();
     let value = vec![7u8; 1024];
     let start = Instant::now();
     let mut n = 0u64;
@@ -48,7 +52,9 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
     let mut batch = Vec::new();
     for i in 0..workflows {
         batch.push(OutgoingMessage {
-            body: json!({"id": format!("e-{i}"), "source": "bench", "detail-type": "b", "detail": {}}).to_string(),
+            body:
+                json!({"id": format!("e-{i}"), "source": "bench", "detail-type": "b", "detail": {}})
+                    .to_string(),
             ..Default::default()
         });
         if batch.len() == 10 {
@@ -63,8 +69,17 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
     let mut effects = PortEffects::default();
     effects.custom.insert("noop".into(), Arc::new(NoopPort));
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let options = EngineOptions { per_kind_concurrency: concurrency as usize, ..EngineOptions::default() };
-    let engine = Arc::new(Engine::new(journal.clone() as Arc<dyn Journal>, registry, Arc::new(effects), options, shutdown.clone()));
+    let options = EngineOptions {
+        per_kind_concurrency: concurrency as usize,
+        ..EngineOptions::default()
+    };
+    let engine = Arc::new(Engine::new(
+        journal.clone() as Arc<dyn Journal>,
+        registry,
+        Arc::new(effects),
+        options,
+        shutdown.clone(),
+    ));
     let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
     let router = Router::from_config(&[RouteConfig {
         name: "b".into(),
@@ -102,7 +117,13 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
     let puts = lat.len();
     let p50 = percentile(&mut lat, 50.0);
     let p99 = percentile(&mut lat, 99.0);
-    (workflows as f64 / elapsed, puts as f64 / elapsed, p50, p99, puts)
+    (
+        workflows as f64 / elapsed,
+        puts as f64 / elapsed,
+        p50,
+        p99,
+        puts,
+    )
 }
 
 fn main() {
@@ -111,13 +132,24 @@ fn main() {
     println!("machine: {}", machine());
     let raw = raw_sled(2.0);
     println!("raw sled insert(1 KiB) + flush, sequential:        {raw:>10.0} ops/s");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let local = tokio::task::LocalSet::new();
-    let (wps, tps, p50, p99, puts) = system.block_on(local.run_until(engine(workflows, concurrency)));
+    let (wps, tps, p50, p99, puts) =
+        system.block_on(local.run_until(engine(workflows, concurrency)));
     println!("engine, {workflows} × 3-step no-op workflows, {concurrency} in flight:");
     println!("  workflows/s:                                      {wps:>10.0}");
     println!("  durable journal transitions/s ({puts} in all):  {tps:>10.0}");
-    println!("  commit latency p50 / p99:                         {:>7.2} ms / {:.2} ms", p50.as_secs_f64() * 1e3, p99.as_secs_f64() * 1e3);
-    println!("  transitions/s ÷ raw flushes/s:                    {:>10.1}×", tps / raw);
+    println!(
+        "  commit latency p50 / p99:                         {:>7.2} ms / {:.2} ms",
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    println!(
+        "  transitions/s ÷ raw flushes/s:                    {:>10.1}×",
+        tps / raw
+    );
 }

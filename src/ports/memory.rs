@@ -191,13 +191,16 @@ impl Queue for MemoryQueue {
             state.next_id += 1;
             let id = format!("{}-{:08}", self.name, state.next_id);
             let seq = state.next_id;
-            state.messages.insert(seq, Stored {
-                id: id.clone(),
-                message: m.clone(),
-                receive_count: 0,
-                visible_at: now,
-                handle: None,
-            });
+            state.messages.insert(
+                seq,
+                Stored {
+                    id: id.clone(),
+                    message: m.clone(),
+                    receive_count: 0,
+                    visible_at: now,
+                    handle: None,
+                },
+            );
             ids.push(Ok(id));
         }
         Ok(ids)
