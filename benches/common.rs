@@ -1,6 +1,11 @@
 //! Shared by the benchmark programs: a no-op workflow, a journal that times its commits, and
 //! a description of the machine.
 
+#![allow(
+    dead_code,
+    reason = "each benchmark program uses a different part of this module"
+)]
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
