@@ -1,0 +1,662 @@
+//! The EventBridge event pattern language: compiled once, matched per event.
+//!
+//! Supported, as EventBridge (and aws/event-ruler, quamina) define them: exact values (strings,
+//! numbers compared by value, booleans, null, the empty string), `prefix`, `suffix` (each also
+//! with `equals-ignore-case`), `equals-ignore-case`, `wildcard`, `anything-but` (a value, a list,
+//! `prefix`, `suffix`, `equals-ignore-case`, `wildcard`), `numeric` (equality and ranges),
+//! `exists`, `cidr` (IPv4 and IPv6), `$or`, nested objects, several fields (AND), several
+//! values (OR).
+//!
+//! Matching is structural: an event array matches when any of its elements matches, and the
+//! fields of a pattern object are matched *within one element* of an array of objects (array
+//! consistency). A leaf is a string, number, boolean or null; `exists` looks at leaves only.
+
+use std::net::IpAddr;
+
+use serde_json::{Map, Value};
+
+/// EventBridge refuses patterns longer than this (characters of the JSON text).
+pub const MAX_PATTERN_LEN: usize = 4096;
+
+/// A compiled event pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pattern {
+    root: Obj,
+}
+
+/// Why a pattern was refused; `path` is where inside the pattern, such as `detail.state[0]`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid pattern at {path}: {message}")]
+pub struct PatternError {
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Obj {
+    fields: Vec<(String, Field)>,
+    /// Each `$or` is a list of alternatives; one of them must match.
+    ors: Vec<Vec<Obj>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Field {
+    Nested(Obj),
+    /// The value matches if any of these matches.
+    Leaf(Vec<Matcher>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Matcher {
+    Exact(Value),
+    Prefix(String),
+    PrefixIgnoreCase(String),
+    Suffix(String),
+    SuffixIgnoreCase(String),
+    EqualsIgnoreCase(String),
+    Wildcard(Wildcard),
+    AnythingBut(AnythingBut),
+    Numeric(Vec<(Cmp, f64)>),
+    Exists(bool),
+    Cidr(Cidr),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum AnythingBut {
+    Values(Vec<Value>),
+    Prefix(Vec<String>),
+    Suffix(Vec<String>),
+    EqualsIgnoreCase(Vec<String>),
+    Wildcard(Vec<Wildcard>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cmp {
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Cidr {
+    network: IpAddr,
+    bits: u8,
+}
+
+/// A wildcard pattern split at its unescaped `*`s: `a*b*c` → ["a", "b", "c"].
+#[derive(Debug, Clone, PartialEq)]
+struct Wildcard {
+    parts: Vec<String>,
+}
+
+fn err(path: &str, message: impl Into<String>) -> PatternError {
+    PatternError {
+        path: if path.is_empty() {
+            "(top)".into()
+        } else {
+            path.into()
+        },
+        message: message.into(),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+impl Pattern {
+    /// Compiles a pattern, refusing what EventBridge would refuse, with the place and reason.
+    pub fn compile(pattern: &Value) -> Result<Pattern, PatternError> {
+        let len = pattern.to_string().chars().count();
+        if len > MAX_PATTERN_LEN {
+            return Err(err(
+                "",
+                format!("the pattern is {len} characters; EventBridge allows {MAX_PATTERN_LEN}"),
+            ));
+        }
+        let Value::Object(map) = pattern else {
+            return Err(err(
+                "",
+                format!("a pattern must be a JSON object, got {pattern}"),
+            ));
+        };
+        if map.is_empty() {
+            return Err(err("", "a pattern needs at least one field"));
+        }
+        Ok(Pattern {
+            root: compile_obj(map, "")?,
+        })
+    }
+
+    /// Parses and compiles pattern text.
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| err("", format!("not valid JSON: {e}")))?;
+        Pattern::compile(&value)
+    }
+
+    /// Whether `event` matches.
+    pub fn matches(&self, event: &Value) -> bool {
+        match_obj(&self.root, Some(event))
+    }
+
+    /// `None` if `event` matches, else the path of the first pattern field that did not.
+    pub fn first_mismatch(&self, event: &Value) -> Option<String> {
+        first_mismatch(&self.root, Some(event), "")
+    }
+}
+
+fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError> {
+    let mut obj = Obj {
+        fields: Vec::new(),
+        ors: Vec::new(),
+    };
+    for (key, value) in map {
+        let here = join(path, key);
+        if key == "$or" {
+            let Value::Array(alternatives) = value else {
+                return Err(err(&here, "$or must be a list of patterns"));
+            };
+            if alternatives.len() < 2 {
+                return Err(err(&here, "$or needs at least two alternatives"));
+            }
+            let mut alts = Vec::with_capacity(alternatives.len());
+            for (i, alt) in alternatives.iter().enumerate() {
+                let alt_path = format!("{here}[{i}]");
+                match alt {
+                    Value::Object(m) if !m.is_empty() => {
+                        alts.push(compile_obj(m, path).map_err(|e| PatternError {
+                            path: if e.path.starts_with(&alt_path)
+                                || path.is_empty() && e.path == "(top)"
+                            {
+                                alt_path.clone()
+                            } else {
+                                e.path
+                            },
+                            message: e.message,
+                        })?)
+                    }
+                    _ => {
+                        return Err(err(
+                            &alt_path,
+                            "each $or alternative must be a non-empty object",
+                        ));
+                    }
+                }
+            }
+            obj.ors.push(alts);
+            continue;
+        }
+        let field = match value {
+            Value::Object(inner) => {
+                if inner.is_empty() {
+                    return Err(err(&here, "an empty object matches nothing"));
+                }
+                Field::Nested(compile_obj(inner, &here)?)
+            }
+            Value::Array(values) => {
+                if values.is_empty() {
+                    return Err(err(&here, "an empty list matches nothing"));
+                }
+                let mut matchers = Vec::with_capacity(values.len());
+                for (i, v) in values.iter().enumerate() {
+                    matchers.push(compile_matcher(v, &format!("{here}[{i}]"))?);
+                }
+                Field::Leaf(matchers)
+            }
+            other => {
+                return Err(err(
+                    &here,
+                    format!("match values must be in a list, such as [{other}]"),
+                ));
+            }
+        };
+        obj.fields.push((key.clone(), field));
+    }
+    Ok(obj)
+}
+
+fn string_arg<'a>(v: &'a Value, path: &str, op: &str) -> Result<&'a str, PatternError> {
+    v.as_str()
+        .ok_or_else(|| err(path, format!("{op} needs a string, got {v}")))
+}
+
+/// `"x"` or `{"equals-ignore-case": "x"}` as the operand of prefix/suffix.
+fn affix(v: &Value, path: &str, op: &str) -> Result<(String, bool), PatternError> {
+    match v {
+        Value::String(s) => Ok((s.clone(), false)),
+        Value::Object(m) if m.len() == 1 && m.contains_key("equals-ignore-case") => Ok((
+            string_arg(&m["equals-ignore-case"], path, op)?.to_owned(),
+            true,
+        )),
+        _ => Err(err(
+            path,
+            format!("{op} needs a string or {{\"equals-ignore-case\": string}}, got {v}"),
+        )),
+    }
+}
+
+fn compile_matcher(v: &Value, path: &str) -> Result<Matcher, PatternError> {
+    let op_map = match v {
+        Value::Object(m) => m,
+        Value::Array(_) => return Err(err(path, "a match value cannot be a list")),
+        scalar => return Ok(Matcher::Exact(scalar.clone())),
+    };
+    if op_map.len() != 1 {
+        return Err(err(
+            path,
+            format!(
+                "a matcher object has exactly one operator, got {}",
+                op_map.len()
+            ),
+        ));
+    }
+    let (op, arg) = op_map.iter().next().expect("one entry");
+    let here = format!("{path}.{op}");
+    Ok(match op.as_str() {
+        "prefix" => match affix(arg, &here, "prefix")? {
+            (s, false) => Matcher::Prefix(s),
+            (s, true) => Matcher::PrefixIgnoreCase(s.to_lowercase()),
+        },
+        "suffix" => match affix(arg, &here, "suffix")? {
+            (s, false) => Matcher::Suffix(s),
+            (s, true) => Matcher::SuffixIgnoreCase(s.to_lowercase()),
+        },
+        "equals-ignore-case" => {
+            Matcher::EqualsIgnoreCase(string_arg(arg, &here, "equals-ignore-case")?.to_lowercase())
+        }
+        "wildcard" => Matcher::Wildcard(Wildcard::compile(
+            string_arg(arg, &here, "wildcard")?,
+            &here,
+        )?),
+        "anything-but" => Matcher::AnythingBut(compile_anything_but(arg, &here)?),
+        "numeric" => Matcher::Numeric(compile_numeric(arg, &here)?),
+        "exists" => match arg {
+            Value::Bool(b) => Matcher::Exists(*b),
+            other => {
+                return Err(err(
+                    &here,
+                    format!("exists needs true or false, got {other}"),
+                ));
+            }
+        },
+        "cidr" => Matcher::Cidr(Cidr::parse(string_arg(arg, &here, "cidr")?, &here)?),
+        other => return Err(err(path, format!("unknown operator {other:?}"))),
+    })
+}
+
+fn compile_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternError> {
+    match arg {
+        Value::String(_) | Value::Number(_) => Ok(AnythingBut::Values(vec![arg.clone()])),
+        Value::Array(values) => {
+            if values.is_empty() {
+                return Err(err(path, "anything-but needs at least one value"));
+            }
+            let all_strings = values.iter().all(Value::is_string);
+            let all_numbers = values.iter().all(Value::is_number);
+            if !all_strings && !all_numbers {
+                return Err(err(
+                    path,
+                    "anything-but takes a list of strings or a list of numbers",
+                ));
+            }
+            Ok(AnythingBut::Values(values.clone()))
+        }
+        Value::Object(m) if m.len() == 1 => {
+            let (op, v) = m.iter().next().expect("one entry");
+            let here = format!("{path}.{op}");
+            match op.as_str() {
+                "prefix" => Ok(AnythingBut::Prefix(strings(v, &here, "prefix")?)),
+                "suffix" => Ok(AnythingBut::Suffix(strings(v, &here, "suffix")?)),
+                "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(
+                    strings(v, &here, "equals-ignore-case")?
+                        .into_iter()
+                        .map(|s| s.to_lowercase())
+                        .collect(),
+                )),
+                "wildcard" => Ok(AnythingBut::Wildcard(
+                    strings(v, &here, "wildcard")?
+                        .iter()
+                        .map(|s| Wildcard::compile(s, &here))
+                        .collect::<Result<_, _>>()?,
+                )),
+                other => Err(err(
+                    path,
+                    format!("anything-but does not take operator {other:?}"),
+                )),
+            }
+        }
+        other => Err(err(
+            path,
+            format!(
+                "anything-but needs a value, a list, or one of prefix, suffix, equals-ignore-case, wildcard; got {other}"
+            ),
+        )),
+    }
+}
+
+/// A string or a non-empty list of strings.
+fn strings(v: &Value, path: &str, op: &str) -> Result<Vec<String>, PatternError> {
+    match v {
+        Value::String(s) => Ok(vec![s.clone()]),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| err(path, format!("{op} takes strings, got {i}")))
+            })
+            .collect(),
+        other => Err(err(
+            path,
+            format!("{op} needs a string or a list of strings, got {other}"),
+        )),
+    }
+}
+
+fn compile_numeric(arg: &Value, path: &str) -> Result<Vec<(Cmp, f64)>, PatternError> {
+    let Value::Array(items) = arg else {
+        return Err(err(
+            path,
+            format!("numeric needs a list such as [\">\", 0, \"<=\", 5], got {arg}"),
+        ));
+    };
+    if items.len() != 2 && items.len() != 4 {
+        return Err(err(
+            path,
+            "numeric takes one comparison or a range: [op, number] or [op, number, op, number]",
+        ));
+    }
+    let mut out = Vec::new();
+    for pair in items.chunks(2) {
+        let op = match pair[0].as_str() {
+            Some("=") => Cmp::Eq,
+            Some("<") => Cmp::Lt,
+            Some("<=") => Cmp::Le,
+            Some(">") => Cmp::Gt,
+            Some(">=") => Cmp::Ge,
+            _ => {
+                return Err(err(
+                    path,
+                    format!(
+                        "numeric operator must be one of = < <= > >=, got {}",
+                        pair[0]
+                    ),
+                ));
+            }
+        };
+        let Some(n) = pair.get(1).and_then(Value::as_f64) else {
+            return Err(err(path, format!("numeric {} needs a number", pair[0])));
+        };
+        // EventBridge's numeric matching covers -5e9 to 5e9.
+        if !(-5.0e9..=5.0e9).contains(&n) {
+            return Err(err(path, format!("numeric value {n} is outside -5e9..5e9")));
+        }
+        out.push((op, n));
+    }
+    if out.len() == 2 {
+        let (lo, hi) = (out[0], out[1]);
+        if !matches!(lo.0, Cmp::Gt | Cmp::Ge) || !matches!(hi.0, Cmp::Lt | Cmp::Le) {
+            return Err(err(
+                path,
+                "a numeric range is a lower bound (> or >=) then an upper bound (< or <=)",
+            ));
+        }
+        if lo.1 >= hi.1 {
+            return Err(err(
+                path,
+                format!(
+                    "the numeric range's lower bound {} is not below its upper bound {}",
+                    lo.1, hi.1
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+impl Wildcard {
+    /// `*` matches any run of characters; `\*` is a literal star and `\\` a backslash.
+    fn compile(text: &str, path: &str) -> Result<Wildcard, PatternError> {
+        let mut parts = vec![String::new()];
+        let mut chars = text.chars().peekable();
+        let mut previous_star = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some(e @ ('*' | '\\')) => {
+                        parts.last_mut().expect("non-empty").push(e);
+                        previous_star = false;
+                    }
+                    _ => {
+                        return Err(err(
+                            path,
+                            format!("wildcard {text:?}: a backslash escapes only * or \\"),
+                        ));
+                    }
+                },
+                '*' => {
+                    if previous_star {
+                        return Err(err(
+                            path,
+                            format!("wildcard {text:?}: consecutive * are not allowed"),
+                        ));
+                    }
+                    parts.push(String::new());
+                    previous_star = true;
+                }
+                other => {
+                    parts.last_mut().expect("non-empty").push(other);
+                    previous_star = false;
+                }
+            }
+        }
+        Ok(Wildcard { parts })
+    }
+
+    fn matches(&self, s: &str) -> bool {
+        let parts = &self.parts;
+        if parts.len() == 1 {
+            return s == parts[0];
+        }
+        let (first, last) = (&parts[0], &parts[parts.len() - 1]);
+        if !s.starts_with(first.as_str())
+            || s.len() < first.len() + last.len()
+            || !s.ends_with(last.as_str())
+        {
+            return false;
+        }
+        // Greedy left-to-right placement of the middle parts is exact for `*` globs.
+        let mut rest = &s[first.len()..s.len() - last.len()];
+        for part in &parts[1..parts.len() - 1] {
+            match rest.find(part.as_str()) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+        true
+    }
+}
+
+impl Cidr {
+    fn parse(text: &str, path: &str) -> Result<Cidr, PatternError> {
+        let (addr, bits) = match text.split_once('/') {
+            Some((a, b)) => (a, Some(b)),
+            None => (text, None),
+        };
+        let network: IpAddr = addr
+            .parse()
+            .map_err(|_| err(path, format!("cidr {text:?} is not an IP network")))?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let bits = match bits {
+            None => max,
+            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| {
+                err(
+                    path,
+                    format!("cidr {text:?}: the prefix length must be 0 to {max}"),
+                )
+            })?,
+        };
+        Ok(Cidr { network, bits })
+    }
+
+    fn contains(&self, s: &str) -> bool {
+        let Ok(ip) = s.parse::<IpAddr>() else {
+            return false;
+        };
+        let (a, b, width) = match (self.network, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        if self.bits == 0 {
+            return true;
+        }
+        let shift = width - self.bits as u32;
+        (a >> shift) == (b >> shift)
+    }
+}
+
+// ---- matching ----
+
+fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
+    match value {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            items.iter().any(|i| match_obj(obj, Some(i)))
+        }
+        // An empty array holds nothing: the fields below it are absent.
+        Some(Value::Array(_)) => match_obj(obj, None),
+        _ => {
+            obj.fields
+                .iter()
+                .all(|(key, field)| match_field(field, lookup(value, key)))
+                && obj
+                    .ors
+                    .iter()
+                    .all(|alts| alts.iter().any(|alt| match_obj(alt, value)))
+        }
+    }
+}
+
+fn lookup<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a Value> {
+    match value {
+        Some(Value::Object(m)) => m.get(key),
+        _ => None,
+    }
+}
+
+fn match_field(field: &Field, value: Option<&Value>) -> bool {
+    match field {
+        Field::Nested(obj) => match_obj(obj, value),
+        Field::Leaf(matchers) => {
+            let mut leaves = Vec::new();
+            collect_leaves(value, &mut leaves);
+            if leaves.is_empty() {
+                return matchers.iter().any(|m| matches!(m, Matcher::Exists(false)));
+            }
+            leaves
+                .iter()
+                .any(|leaf| matchers.iter().any(|m| match_leaf(m, leaf)))
+        }
+    }
+}
+
+/// The leaf values at a field: the value itself, or the leaves inside arrays (nested ones too).
+fn collect_leaves<'a>(value: Option<&'a Value>, out: &mut Vec<&'a Value>) {
+    match value {
+        None | Some(Value::Object(_)) => {}
+        Some(Value::Array(items)) => {
+            for i in items {
+                collect_leaves(Some(i), out);
+            }
+        }
+        Some(leaf) => out.push(leaf),
+    }
+}
+
+fn same_value(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        _ => a == b,
+    }
+}
+
+fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
+    let text = leaf.as_str();
+    match m {
+        Matcher::Exact(v) => same_value(v, leaf),
+        Matcher::Prefix(p) => text.is_some_and(|s| s.starts_with(p.as_str())),
+        Matcher::PrefixIgnoreCase(p) => {
+            text.is_some_and(|s| s.to_lowercase().starts_with(p.as_str()))
+        }
+        Matcher::Suffix(p) => text.is_some_and(|s| s.ends_with(p.as_str())),
+        Matcher::SuffixIgnoreCase(p) => {
+            text.is_some_and(|s| s.to_lowercase().ends_with(p.as_str()))
+        }
+        Matcher::EqualsIgnoreCase(p) => text.is_some_and(|s| s.to_lowercase() == *p),
+        Matcher::Wildcard(w) => text.is_some_and(|s| w.matches(s)),
+        Matcher::Exists(present) => *present,
+        Matcher::Cidr(c) => text.is_some_and(|s| c.contains(s)),
+        Matcher::Numeric(cmps) => leaf.as_f64().is_some_and(|n| {
+            cmps.iter().all(|(op, bound)| match op {
+                Cmp::Eq => n == *bound,
+                Cmp::Lt => n < *bound,
+                Cmp::Le => n <= *bound,
+                Cmp::Gt => n > *bound,
+                Cmp::Ge => n >= *bound,
+            })
+        }),
+        Matcher::AnythingBut(ab) => match ab {
+            AnythingBut::Values(values) => !values.iter().any(|v| same_value(v, leaf)),
+            AnythingBut::Prefix(ps) => {
+                text.is_some_and(|s| !ps.iter().any(|p| s.starts_with(p.as_str())))
+            }
+            AnythingBut::Suffix(ps) => {
+                text.is_some_and(|s| !ps.iter().any(|p| s.ends_with(p.as_str())))
+            }
+            AnythingBut::EqualsIgnoreCase(values) => text.is_some_and(|s| {
+                let lower = s.to_lowercase();
+                !values.contains(&lower)
+            }),
+            AnythingBut::Wildcard(ws) => text.is_some_and(|s| !ws.iter().any(|w| w.matches(s))),
+        },
+    }
+}
+
+fn first_mismatch(obj: &Obj, value: Option<&Value>, path: &str) -> Option<String> {
+    if match_obj(obj, value) {
+        return None;
+    }
+    if let Some(Value::Array(items)) = value
+        && !items.is_empty()
+    {
+        return Some(format!(
+            "{} (no element of the array matches every field)",
+            if path.is_empty() { "(top)" } else { path }
+        ));
+    }
+    for (key, field) in &obj.fields {
+        let here = join(path, key);
+        let v = lookup(value, key);
+        if match_field(field, v) {
+            continue;
+        }
+        return match field {
+            Field::Nested(inner) => first_mismatch(inner, v, &here).or(Some(here)),
+            Field::Leaf(_) => Some(match v {
+                None => format!("{here} (absent)"),
+                Some(v) => format!("{here} (value {v})"),
+            }),
+        };
+    }
+    Some(format!(
+        "{} ($or: no alternative matches)",
+        if path.is_empty() { "(top)" } else { path }
+    ))
+}

@@ -1,0 +1,365 @@
+use std::path::Path;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::*;
+
+fn check(pattern: Value, event: Value, expected: bool) {
+    let p = Pattern::compile(&pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+    assert_eq!(
+        p.matches(&event),
+        expected,
+        "pattern {pattern} on event {event}"
+    );
+}
+
+/// The 232 cases written by others (aws/event-ruler, quamina, the EventBridge guide).
+#[test]
+fn every_shared_pattern_case_gives_the_expected_result() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/patterns/cases.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        n += 1;
+        let case: Value = serde_json::from_str(line).unwrap();
+        let expected = case["match"].as_bool().unwrap();
+        match Pattern::compile(&case["pattern"]) {
+            Err(e) => failures.push(format!(
+                "line {}: does not compile: {e}\n  {}",
+                i + 1,
+                case["source"]
+            )),
+            Ok(p) if p.matches(&case["event"]) != expected => failures.push(format!(
+                "line {}: expected {expected}\n  pattern {}\n  event   {}\n  {}",
+                i + 1,
+                case["pattern"],
+                case["event"],
+                case["source"]
+            )),
+            Ok(_) => {}
+        }
+    }
+    assert_eq!(n, 232);
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn exact_values_nested_fields_and_arrays() {
+    let event = json!({"source":"custom.app","detail-type":"Start ECS Task",
+        "detail":{"service":"auth","n":5,"tags":["a","b"],"empty":"","nothing":null}});
+    check(json!({"source":["custom.app"]}), event.clone(), true);
+    check(json!({"source":["other"]}), event.clone(), false);
+    check(
+        json!({"detail":{"service":["auth","web"]}}),
+        event.clone(),
+        true,
+    );
+    check(json!({"detail":{"n":[5.0]}}), event.clone(), true);
+    check(json!({"detail":{"n":["5"]}}), event.clone(), false);
+    check(json!({"detail":{"tags":["b"]}}), event.clone(), true);
+    check(json!({"detail":{"empty":[""]}}), event.clone(), true);
+    check(json!({"detail":{"nothing":[null]}}), event.clone(), true);
+    check(json!({"detail":{"missing":[null]}}), event.clone(), false);
+    check(
+        json!({"source":["custom.app"],"detail-type":["Nope"]}),
+        event,
+        false,
+    );
+}
+
+#[test]
+fn operators() {
+    let e = json!({"s":"Hello.World","ip":"10.0.0.7","ip6":"2001:db8::1","n":42,"b":true});
+    check(json!({"s":[{"prefix":"Hello"}]}), e.clone(), true);
+    check(
+        json!({"s":[{"prefix":{"equals-ignore-case":"hello"}}]}),
+        e.clone(),
+        true,
+    );
+    check(json!({"s":[{"suffix":".World"}]}), e.clone(), true);
+    check(
+        json!({"s":[{"suffix":{"equals-ignore-case":".WORLD"}}]}),
+        e.clone(),
+        true,
+    );
+    check(
+        json!({"s":[{"equals-ignore-case":"hello.world"}]}),
+        e.clone(),
+        true,
+    );
+    check(json!({"s":[{"wildcard":"H*o.*d"}]}), e.clone(), true);
+    check(json!({"s":[{"wildcard":"H*x"}]}), e.clone(), false);
+    check(json!({"s":[{"anything-but":"x"}]}), e.clone(), true);
+    check(
+        json!({"s":[{"anything-but":["Hello.World"]}]}),
+        e.clone(),
+        false,
+    );
+    check(
+        json!({"s":[{"anything-but":{"prefix":"Hell"}}]}),
+        e.clone(),
+        false,
+    );
+    check(
+        json!({"s":[{"anything-but":{"suffix":"x"}}]}),
+        e.clone(),
+        true,
+    );
+    check(
+        json!({"s":[{"anything-but":{"equals-ignore-case":["HELLO.WORLD"]}}]}),
+        e.clone(),
+        false,
+    );
+    check(
+        json!({"s":[{"anything-but":{"wildcard":"*World"}}]}),
+        e.clone(),
+        false,
+    );
+    check(json!({"n":[{"numeric":[">",0,"<=",42]}]}), e.clone(), true);
+    check(json!({"n":[{"numeric":["=",42]}]}), e.clone(), true);
+    check(json!({"n":[{"numeric":["<",42]}]}), e.clone(), false);
+    check(json!({"n":[{"anything-but":[41, 43]}]}), e.clone(), true);
+    check(json!({"ip":[{"cidr":"10.0.0.0/24"}]}), e.clone(), true);
+    check(json!({"ip":[{"cidr":"10.0.1.0/24"}]}), e.clone(), false);
+    check(json!({"ip6":[{"cidr":"2001:db8::/32"}]}), e.clone(), true);
+    check(json!({"b":[{"exists":true}]}), e.clone(), true);
+    check(json!({"gone":[{"exists":false}]}), e.clone(), true);
+    check(json!({"gone":[{"exists":true}]}), e.clone(), false);
+    check(json!({"$or":[{"s":["x"]},{"n":[42]}]}), e.clone(), true);
+    check(json!({"$or":[{"s":["x"]},{"n":[41]}]}), e, false);
+}
+
+#[test]
+fn fields_in_arrays_of_objects_match_within_one_element() {
+    let e = json!({"employees":[{"firstName":"John","lastName":"Doe"},{"firstName":"Anna","lastName":"Smith"}]});
+    check(
+        json!({"employees":{"firstName":["Anna"],"lastName":["Smith"]}}),
+        e.clone(),
+        true,
+    );
+    check(
+        json!({"employees":{"firstName":["Anna"],"lastName":["Doe"]}}),
+        e,
+        false,
+    );
+}
+
+/// Refused as EventBridge refuses them, with the path inside the pattern.
+#[test]
+fn invalid_patterns_are_refused_naming_the_path() {
+    for (pattern, path, part) in [
+        (json!([]), "(top)", "JSON object"),
+        (json!({}), "(top)", "at least one field"),
+        (json!({"source":"custom.app"}), "source", "in a list"),
+        (json!({"detail":{"state":[]}}), "detail.state", "empty list"),
+        (
+            json!({"detail":{"state":[{"unknown-op":1}]}}),
+            "detail.state[0]",
+            "unknown operator",
+        ),
+        (
+            json!({"n":[{"numeric":[">"]}]}),
+            "n[0].numeric",
+            "one comparison or a range",
+        ),
+        (
+            json!({"n":[{"numeric":[">",5,"<"]}]}),
+            "n[0].numeric",
+            "one comparison or a range",
+        ),
+        (
+            json!({"n":[{"numeric":["<",5,">",1]}]}),
+            "n[0].numeric",
+            "lower bound",
+        ),
+        (
+            json!({"n":[{"numeric":[">",5,"<",1]}]}),
+            "n[0].numeric",
+            "not below",
+        ),
+        (
+            json!({"n":[{"numeric":["~",5]}]}),
+            "n[0].numeric",
+            "operator",
+        ),
+        (
+            json!({"n":[{"numeric":[">","5"]}]}),
+            "n[0].numeric",
+            "needs a number",
+        ),
+        (json!({"s":[{"prefix":5}]}), "s[0].prefix", "needs a string"),
+        (
+            json!({"s":[{"exists":"yes"}]}),
+            "s[0].exists",
+            "true or false",
+        ),
+        (
+            json!({"s":[{"cidr":"10.0.0.0/33"}]}),
+            "s[0].cidr",
+            "prefix length",
+        ),
+        (
+            json!({"s":[{"cidr":"not-an-ip"}]}),
+            "s[0].cidr",
+            "not an IP",
+        ),
+        (
+            json!({"s":[{"wildcard":"a**b"}]}),
+            "s[0].wildcard",
+            "consecutive",
+        ),
+        (
+            json!({"s":[{"anything-but":[1,"a"]}]}),
+            "s[0].anything-but",
+            "strings or a list of numbers",
+        ),
+        (
+            json!({"s":[{"anything-but":{"exists":true}}]}),
+            "s[0].anything-but",
+            "does not take",
+        ),
+        (
+            json!({"s":[{"prefix":"a","suffix":"b"}]}),
+            "s[0]",
+            "exactly one operator",
+        ),
+        (json!({"s":[["nested"]]}), "s[0]", "cannot be a list"),
+        (json!({"$or":[{"a":["x"]}]}), "$or", "at least two"),
+        (
+            json!({"$or":[{"a":["x"]}, 5]}),
+            "$or[1]",
+            "non-empty object",
+        ),
+        (
+            json!({"x":[format!("{}", "a".repeat(5000))]}),
+            "(top)",
+            "4096",
+        ),
+    ] {
+        let e = Pattern::compile(&pattern).expect_err(&pattern.to_string());
+        assert_eq!(e.path, path, "{pattern}: {e}");
+        assert!(e.message.contains(part), "{pattern}: {e}");
+    }
+}
+
+#[test]
+fn first_mismatch_names_the_field() {
+    let p =
+        Pattern::compile(&json!({"source":["aws.ec2"],"detail":{"state":["running"]}})).unwrap();
+    let e = json!({"source":"aws.ec2","detail":{"state":"stopped"}});
+    assert_eq!(
+        p.first_mismatch(&e).unwrap(),
+        "detail.state (value \"stopped\")"
+    );
+    assert_eq!(
+        p.first_mismatch(&json!({"detail":{"state":"running"}}))
+            .unwrap(),
+        "source (absent)"
+    );
+    assert!(
+        p.first_mismatch(&json!({"source":"aws.ec2","detail":{"state":"running"}}))
+            .is_none()
+    );
+}
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        "[a-zA-Z0-9 .:/_-]{0,12}".prop_map(Value::String),
+        (-1_000_000i64..1_000_000).prop_map(|n| json!(n)),
+        any::<bool>().prop_map(Value::Bool),
+        Just(Value::Null),
+    ]
+}
+
+fn event() -> impl Strategy<Value = Value> {
+    leaf().prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z]{1,4}", inner, 1..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A pattern that asks for every leaf of `event` at its path (arrays: their first element).
+fn pattern_of(event: &Value) -> Option<Value> {
+    match event {
+        Value::Object(m) if !m.is_empty() => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let sub = match v {
+                    Value::Object(_) => pattern_of(v)?,
+                    Value::Array(items) => match items.first()? {
+                        Value::Object(_) | Value::Array(_) => continue,
+                        first => json!([first]),
+                    },
+                    leaf => json!([leaf]),
+                };
+                out.insert(k.clone(), sub);
+            }
+            if out.is_empty() {
+                None
+            } else {
+                Some(Value::Object(out))
+            }
+        }
+        _ => None,
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_pattern_built_from_an_events_own_values_matches_it(e in event()) {
+        if let Some(p) = pattern_of(&e) {
+            let compiled = Pattern::compile(&p).unwrap();
+            prop_assert!(compiled.matches(&e), "pattern {} event {}", p, e);
+        }
+    }
+
+    #[test]
+    fn anything_but_a_value_never_matches_that_value(v in "[a-z]{0,8}", n in -1000i64..1000) {
+        let p = Pattern::compile(&json!({"f": [{"anything-but": v.clone()}]})).unwrap();
+        let event = json!({"f": v});
+        prop_assert!(!p.matches(&event));
+        let p = Pattern::compile(&json!({"f": [{"anything-but": [n]}]})).unwrap();
+        let (int, float) = (json!({"f": n}), json!({"f": n as f64}));
+        prop_assert!(!p.matches(&int));
+        prop_assert!(!p.matches(&float));
+    }
+
+    #[test]
+    fn compiling_and_matching_arbitrary_json_never_panics(p in event(), e in event()) {
+        if let Ok(compiled) = Pattern::compile(&p) {
+            let _ = compiled.matches(&e);
+            let _ = compiled.first_mismatch(&e);
+        }
+    }
+
+    #[test]
+    fn wildcards_agree_with_a_naive_matcher(pat in "[ab*]{0,6}", s in "[ab]{0,8}") {
+        prop_assume!(!pat.contains("**"));
+        let compiled = Pattern::compile(&json!({"f": [{"wildcard": pat.clone()}]})).unwrap();
+        prop_assert_eq!(compiled.matches(&json!({"f": s.clone()})), naive_glob(pat.as_bytes(), s.as_bytes()));
+    }
+}
+
+fn naive_glob(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => naive_glob(&p[1..], s) || (!s.is_empty() && naive_glob(p, &s[1..])),
+        (Some(a), Some(b)) if a == b => naive_glob(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
