@@ -103,3 +103,120 @@ fn a_missing_config_file_exits_2() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("/nonexistent/t.toml"), "{}", out.stderr);
 }
+
+fn material(rel: &str) -> String {
+    root()
+        .join("../shared/material/events")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn pattern_test_exits_0_for_match_1_for_no_match_2_for_invalid() {
+    let spot = material("eventbridge/ec2-spot-instance-interruption-warning.awsdocs.json");
+    let yes = run(tugboat().args([
+        "pattern",
+        "test",
+        "--pattern",
+        r#"{"source":["aws.ec2"],"detail":{"instance-id":[{"prefix":"i-"}]}}"#,
+        "--event",
+        &spot,
+    ]));
+    assert_eq!(
+        (yes.code, yes.stdout.trim()),
+        (0, "match"),
+        "{}",
+        yes.stderr
+    );
+    let no = run(tugboat().args([
+        "pattern",
+        "test",
+        "--pattern",
+        r#"{"source":["aws.ecs"]}"#,
+        "--event",
+        &spot,
+    ]));
+    assert_eq!((no.code, no.stdout.trim()), (1, "no match"));
+    assert!(no.stderr.contains("source"), "{}", no.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let pattern_file = dir.path().join("p.json");
+    std::fs::write(
+        &pattern_file,
+        r#"{"detail-type":[{"wildcard":"EC2 Spot *"}]}"#,
+    )
+    .unwrap();
+    let from_file = run(tugboat()
+        .arg("pattern")
+        .arg("test")
+        .arg("--pattern")
+        .arg(&pattern_file)
+        .args(["--event", &spot]));
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    for (pattern, event, part) in [
+        (
+            r#"{"source":"aws.ec2"}"#,
+            spot.as_str(),
+            "invalid pattern at source",
+        ),
+        (
+            r#"{"n":[{"numeric":[">"]}]}"#,
+            spot.as_str(),
+            "invalid pattern at n[0].numeric",
+        ),
+        ("{not json", spot.as_str(), "pattern: not valid JSON"),
+        (
+            r#"{"source":["x"]}"#,
+            "[1,2]",
+            "event: must be a JSON object",
+        ),
+        (r#"{"source":["x"]}"#, "/nonexistent.json", "cannot read"),
+    ] {
+        let out = run(tugboat().args(["pattern", "test", "--pattern", pattern, "--event", event]));
+        assert_eq!(out.code, 2, "{pattern} {event}: {}", out.stderr);
+        assert!(out.stderr.contains(part), "{pattern}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn route_explain_lists_matches_and_the_first_failing_field() {
+    let out = run(tugboat().args([
+        "--config",
+        "config/local.toml",
+        "route",
+        "explain",
+        "--event",
+        &material("eventbridge/ec2-spot-instance-interruption-warning.nth.json"),
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("match    spot-interruption"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("no match start-ecs-task           first failing field: detail-type"),
+        "{}",
+        out.stdout
+    );
+    let s3 = run(tugboat().args([
+        "--config",
+        "config/local.toml",
+        "route",
+        "explain",
+        "--event",
+        &material("sqs/s3-notification-test-event.awsdocs.json"),
+    ]));
+    assert!(s3.stdout.contains("ignored"), "{}", s3.stdout);
+    let bad = run(tugboat().args([
+        "--config",
+        "config/local.toml",
+        "route",
+        "explain",
+        "--event",
+        "{\"hello\":1}",
+    ]));
+    assert_eq!(bad.code, 2);
+    assert!(bad.stderr.contains("unknown event shape"), "{}", bad.stderr);
+}

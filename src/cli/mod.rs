@@ -4,6 +4,7 @@
 
 mod dlq;
 mod migrate;
+mod pattern;
 mod send;
 mod serve;
 mod workflows;
@@ -66,6 +67,10 @@ pub enum Command {
     Workflows(workflows::WorkflowsArgs),
     /// Inspect and redrive dead letters.
     Dlq(dlq::DlqArgs),
+    /// Test an EventBridge pattern against an event.
+    Pattern(pattern::PatternArgs),
+    /// Explain which configured routes an event would start.
+    Route(pattern::RouteArgs),
 }
 
 /// A failure of a command, carrying its exit code.
@@ -79,6 +84,9 @@ pub enum CliError {
     /// The command was right but the work failed: exit 1.
     #[error("{0}")]
     Runtime(String),
+    /// Exit with this code; the command already said why.
+    #[error("exit {0}")]
+    Quiet(u8),
 }
 
 impl CliError {
@@ -86,6 +94,7 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::Config(_) => 2,
             CliError::Runtime(_) => 1,
+            CliError::Quiet(code) => *code,
         }
     }
 }
@@ -110,6 +119,7 @@ pub fn main() -> ExitCode {
     let local = tokio::task::LocalSet::new();
     match system.block_on(local.run_until(run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Quiet(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("tugboat: {e}");
             ExitCode::from(e.exit_code())
@@ -123,6 +133,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate(args) => migrate::run(&cli.config, args).await,
         Command::Workflows(args) => workflows::run(&cli.config, args).await,
         Command::Dlq(args) => dlq::run(&cli.config, args).await,
+        Command::Pattern(args) => pattern::test(args).await,
+        Command::Route(args) => pattern::explain(&cli.config, args).await,
         Command::Send(args) => send::run(&cli.config, args).await,
     }
 }

@@ -21,6 +21,12 @@ pub struct Route {
     pattern: Pattern,
 }
 
+impl Route {
+    pub fn pattern(&self) -> &Pattern {
+        &self.pattern
+    }
+}
+
 /// Every configured route, compiled.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
@@ -48,6 +54,11 @@ impl Router {
             });
         }
         Ok(Router { routes: out })
+    }
+
+    /// Every route, in configuration order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
     }
 
     /// The routes on `queue` whose pattern matches `event`, in configuration order.
