@@ -27,10 +27,15 @@ impl Route {
     }
 }
 
-/// Every configured route, compiled.
+/// Every configured route, compiled, and indexed by the exact `source` values they require.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Route>,
+    /// For each `source` some route requires exactly: the routes that can match an event of
+    /// that source (those requiring it, and those not constrained by source), in order.
+    by_source: std::collections::HashMap<String, Vec<usize>>,
+    /// The routes that do not require an exact `source`.
+    unindexed: Vec<usize>,
 }
 
 impl Router {
@@ -53,7 +58,32 @@ impl Router {
                 pattern,
             });
         }
-        Ok(Router { routes: out })
+        Ok(Router::index(out))
+    }
+
+    fn index(routes: Vec<Route>) -> Router {
+        let mut by_source: std::collections::HashMap<String, Vec<usize>> = Default::default();
+        let mut unindexed = Vec::new();
+        for (i, r) in routes.iter().enumerate() {
+            match r.pattern.required_strings("source") {
+                Some(sources) => {
+                    for s in sources {
+                        by_source.entry(s.to_owned()).or_default().push(i);
+                    }
+                }
+                None => unindexed.push(i),
+            }
+        }
+        for list in by_source.values_mut() {
+            list.extend(&unindexed);
+            list.sort_unstable();
+            list.dedup();
+        }
+        Router {
+            routes,
+            by_source,
+            unindexed,
+        }
     }
 
     /// Every route, in configuration order.
@@ -67,7 +97,17 @@ impl Router {
         queue: &'a str,
         event: &'a Value,
     ) -> impl Iterator<Item = &'a Route> + 'a {
-        self.routes.iter().filter(move |r| {
+        // Only the routes that can match this event's source are evaluated. An event whose
+        // source is not a string (an array, say) is checked against every route.
+        let candidates: Box<dyn Iterator<Item = usize> + 'a> = match event.get("source") {
+            Some(Value::String(s)) => match self.by_source.get(s) {
+                Some(list) => Box::new(list.iter().copied()),
+                None => Box::new(self.unindexed.iter().copied()),
+            },
+            None => Box::new(self.unindexed.iter().copied()),
+            Some(_) => Box::new(0..self.routes.len()),
+        };
+        candidates.map(|i| &self.routes[i]).filter(move |r| {
             r.queues
                 .as_ref()
                 .is_none_or(|qs| qs.iter().any(|q| q == queue))

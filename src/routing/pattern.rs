@@ -146,6 +146,21 @@ impl Pattern {
         match_obj(&self.root, Some(event))
     }
 
+    /// The strings a top-level field must equal exactly for the pattern to match, if the
+    /// pattern constrains that field to exact strings only (used to index routes).
+    pub fn required_strings(&self, field: &str) -> Option<Vec<&str>> {
+        let (_, Field::Leaf(matchers)) = self.root.fields.iter().find(|(k, _)| k == field)? else {
+            return None;
+        };
+        matchers
+            .iter()
+            .map(|m| match m {
+                Matcher::Exact(Value::String(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// `None` if `event` matches, else the path of the first pattern field that did not.
     pub fn first_mismatch(&self, event: &Value) -> Option<String> {
         first_mismatch(&self.root, Some(event), "")
@@ -555,28 +570,29 @@ fn match_field(field: &Field, value: Option<&Value>) -> bool {
     match field {
         Field::Nested(obj) => match_obj(obj, value),
         Field::Leaf(matchers) => {
-            let mut leaves = Vec::new();
-            collect_leaves(value, &mut leaves);
-            if leaves.is_empty() {
+            if !has_leaf(value) {
                 return matchers.iter().any(|m| matches!(m, Matcher::Exists(false)));
             }
-            leaves
-                .iter()
-                .any(|leaf| matchers.iter().any(|m| match_leaf(m, leaf)))
+            any_leaf(value, &|leaf| matchers.iter().any(|m| match_leaf(m, leaf)))
         }
     }
 }
 
-/// The leaf values at a field: the value itself, or the leaves inside arrays (nested ones too).
-fn collect_leaves<'a>(value: Option<&'a Value>, out: &mut Vec<&'a Value>) {
+/// Whether there is a leaf value at a field: the value itself, or one inside its arrays.
+fn has_leaf(value: Option<&Value>) -> bool {
     match value {
-        None | Some(Value::Object(_)) => {}
-        Some(Value::Array(items)) => {
-            for i in items {
-                collect_leaves(Some(i), out);
-            }
-        }
-        Some(leaf) => out.push(leaf),
+        None | Some(Value::Object(_)) => false,
+        Some(Value::Array(items)) => items.iter().any(|i| has_leaf(Some(i))),
+        Some(_) => true,
+    }
+}
+
+/// Whether `f` holds for any leaf at a field (arrays, nested ones too, are looked into).
+fn any_leaf(value: Option<&Value>, f: &dyn Fn(&Value) -> bool) -> bool {
+    match value {
+        None | Some(Value::Object(_)) => false,
+        Some(Value::Array(items)) => items.iter().any(|i| any_leaf(Some(i), f)),
+        Some(leaf) => f(leaf),
     }
 }
 

@@ -363,3 +363,53 @@ fn naive_glob(p: &[u8], s: &[u8]) -> bool {
         _ => false,
     }
 }
+
+/// The source index only skips routes that cannot match: the result, and its order, are those
+/// of evaluating every route.
+#[test]
+fn the_router_index_changes_no_result() {
+    use crate::config::{PatternSource, RouteConfig};
+    let patterns = [
+        json!({"source": ["aws.ec2"]}),
+        json!({"detail-type": [{"prefix": "EC2"}]}),
+        json!({"source": ["aws.ecs", "aws.ec2"], "detail-type": [{"exists": true}]}),
+        json!({"source": [{"prefix": "aws."}]}),
+        json!({"$or": [{"source": ["aws.s3"]}, {"source": ["aws.ec2"]}]}),
+        json!({"source": ["custom.app"]}),
+        json!({"detail": {"state": [{"exists": false}]}}),
+    ];
+    let routes: Vec<RouteConfig> = patterns
+        .iter()
+        .enumerate()
+        .map(|(i, p)| RouteConfig {
+            name: format!("r{i}"),
+            pattern: PatternSource::Json(p.to_string()),
+            workflow: "log".into(),
+            params: Default::default(),
+            queues: None,
+        })
+        .collect();
+    let router = Router::from_config(&routes).unwrap();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events/eventbridge");
+    let mut events: Vec<Value> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())
+        .filter_map(|t| serde_json::from_str(&t).ok())
+        .collect();
+    events.extend([
+        json!({"detail-type": "EC2 x"}),
+        json!({"source": ["aws.ec2", "x"]}),
+        json!({"source": 5}),
+        json!({}),
+    ]);
+    for e in &events {
+        let indexed: Vec<&str> = router.matching("q", e).map(|r| r.name.as_str()).collect();
+        let all: Vec<&str> = router
+            .routes()
+            .iter()
+            .filter(|r| r.pattern().matches(e))
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(indexed, all, "{e}");
+    }
+}

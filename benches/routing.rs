@@ -1,0 +1,127 @@
+//! Benchmark: events per second on one core, matching a realistic mix of the shared sample
+//! events against 100 routes, JSON parsing and envelope decoding included. Two rule sets, as
+//! aws/event-ruler reports them: exact/prefix/suffix rules, and numeric rules.
+//!
+//!     cargo bench --bench routing
+
+#[path = "common.rs"]
+mod common;
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tugboat::config::{PatternSource, RouteConfig};
+use tugboat::events::{Decoded, decode};
+use tugboat::routing::Router;
+
+fn samples() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events/eventbridge");
+    let mut out = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        if f.extension().and_then(|e| e.to_str()) == Some("json") {
+            let text = std::fs::read_to_string(&f).unwrap();
+            // Compact, as it arrives from SQS.
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v.is_object() {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn route(i: usize, pattern: Value) -> RouteConfig {
+    RouteConfig {
+        name: format!("r{i}"),
+        pattern: PatternSource::Json(pattern.to_string()),
+        workflow: "log".into(),
+        params: Default::default(),
+        queues: None,
+    }
+}
+
+/// 100 routes on source, detail-type and detail fields: exact values, prefixes, suffixes.
+fn string_routes() -> Vec<RouteConfig> {
+    let sources = [
+        "aws.ec2",
+        "aws.ecs",
+        "aws.s3",
+        "aws.health",
+        "aws.autoscaling",
+        "aws.ec2spotfleet",
+        "custom.app",
+        "aws.rds",
+        "aws.lambda",
+        "aws.sns",
+    ];
+    (0..100)
+        .map(|i| {
+            let source = sources[i % sources.len()];
+            let p = match i % 4 {
+                0 => json!({"source": [source], "detail-type": [format!("Type {i}"), "EC2 Spot Instance Interruption Warning"]}),
+                1 => json!({"source": [source], "detail": {"state": [{"prefix": format!("run{i}")}, "terminated"]}}),
+                2 => json!({"source": [{"prefix": source}], "resources": [{"suffix": format!("/i-{i:04}")}]}),
+                _ => json!({"source": [source], "detail-type": [{"prefix": "EC2 "}], "detail": {"instance-id": [format!("i-{i:017}")]}}),
+            };
+            route(i, p)
+        })
+        .collect()
+}
+
+/// 100 numeric routes (ranges and equality on detail fields).
+fn numeric_routes() -> Vec<RouteConfig> {
+    (0..100)
+        .map(|i| {
+            let p = match i % 3 {
+                0 => json!({"detail": {"version": [{"numeric": [">=", i, "<", i + 10]}]}}),
+                1 => json!({"source": ["aws.ecs", "aws.ec2"], "detail": {"cpu": [{"numeric": [">", i * 10]}]}}),
+                _ => json!({"detail": {"ec2InstanceId": [{"exists": true}], "memory": [{"numeric": ["=", i]}]}}),
+            };
+            route(i, p)
+        })
+        .collect()
+}
+
+fn run(router: &Router, samples: &[String], secs: f64) -> (f64, usize) {
+    let start = Instant::now();
+    let (mut n, mut matched) = (0usize, 0usize);
+    while start.elapsed() < Duration::from_secs_f64(secs) {
+        for body in samples {
+            if let Ok(Decoded::Events(events)) = decode(body, "m") {
+                for e in &events {
+                    matched += router.matching("q", &e.body).count();
+                }
+            }
+            n += 1;
+        }
+    }
+    black_box(matched);
+    (n as f64 / start.elapsed().as_secs_f64(), matched)
+}
+
+fn main() {
+    let samples = samples();
+    let avg = samples.iter().map(String::len).sum::<usize>() / samples.len();
+    println!("machine: {} (one thread used)", common::machine());
+    println!("{} sample events, average {avg} bytes", samples.len());
+    let (parse_only, _) = run(&Router::default(), &samples, 2.0);
+    println!("no routes (parse + decode only):       {parse_only:>9.0} events/s");
+    for (name, routes) in [
+        ("exact/prefix/suffix", string_routes()),
+        ("numeric", numeric_routes()),
+    ] {
+        let router = Router::from_config(&routes).unwrap();
+        let _ = run(&router, &samples, 0.5);
+        let (rate, matched) = run(&router, &samples, 3.0);
+        println!(
+            "100 {name:<20} routes: {rate:>9.0} events/s (parse + decode + match; {matched} matches)"
+        );
+    }
+}
