@@ -10,6 +10,7 @@ use tokio::sync::{oneshot, watch};
 use crate::actors::intake::{Intake, IntakeActor, IntakeConfig, IntakeStats};
 use crate::admin::{self, AdminState};
 use crate::aws::Clients;
+use crate::aws::ecs::{EcsClient, ElbTargets};
 use crate::aws::sns::SnsNotifier;
 use crate::aws::sqs::SqsQueue;
 use crate::config::Config;
@@ -31,7 +32,7 @@ pub enum AppError {
 
 /// Runs the service until the first SIGTERM or SIGINT, then shuts down (a second signal exits
 /// at once). Must run inside an actix System.
-pub async fn serve(config: Config, registry: Registry) -> Result<(), AppError> {
+pub async fn serve(config: Config, registry: Option<Registry>) -> Result<(), AppError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -47,7 +48,7 @@ pub async fn serve(config: Config, registry: Registry) -> Result<(), AppError> {
 /// Runs the service until `shutdown` becomes true.
 pub async fn run(
     config: Config,
-    registry: Registry,
+    registry: Option<Registry>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
     let journal: Arc<dyn Journal> = Arc::new(
@@ -62,8 +63,19 @@ pub async fn run(
     )
     .await
     .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
+    let targets = ElbTargets::new(clients.elbv2.clone());
+    let mut services = config.services.clone();
+    for (name, mapping) in services.iter_mut() {
+        mapping.target_group = targets
+            .resolve(&mapping.target_group)
+            .await
+            .map_err(|e| AppError::Startup(format!("services.{name}.target_group: {e}")))?;
+    }
+    let registry = registry.unwrap_or_else(|| Registry::with_services(services));
     let effects = PortEffects {
         notifier: Some(Arc::new(notifier)),
+        ecs: Some(Arc::new(EcsClient::new(clients.ecs.clone()))),
+        targets: Some(Arc::new(targets)),
         ..Default::default()
     };
     let router = Arc::new(Router::from_config(&config.routes).map_err(AppError::Startup)?);

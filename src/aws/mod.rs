@@ -4,6 +4,7 @@
 //! place, whether an SDK error is worth retrying. The submodules implement the ports over the
 //! SDK clients.
 
+pub mod ecs;
 pub mod migrate;
 pub mod sns;
 pub mod sqs;

@@ -4,14 +4,11 @@ use std::path::Path;
 
 use super::{CliError, load_config};
 use crate::app::{AppError, serve};
-use crate::workflows::Registry;
 
 pub async fn run(config: &Path) -> Result<(), CliError> {
     let config = load_config(config)?;
-    serve(config, Registry::default())
-        .await
-        .map_err(|e| match e {
-            AppError::Startup(m) => CliError::Runtime(format!("cannot start: {m}")),
-            AppError::Runtime(m) => CliError::Runtime(m),
-        })
+    serve(config, None).await.map_err(|e| match e {
+        AppError::Startup(m) => CliError::Runtime(format!("cannot start: {m}")),
+        AppError::Runtime(m) => CliError::Runtime(m),
+    })
 }

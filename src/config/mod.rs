@@ -167,7 +167,7 @@ impl PatternSource {
 }
 
 /// How one ECS service is started by the `ecs_start` workflow.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceMapping {
     /// Cluster name or ARN. Required.

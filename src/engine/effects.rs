@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::ports::Notifier;
+use crate::ports::{Ecs, Notifier, TargetGroups};
 use crate::workflows::{Call, StepError};
 
 /// Which step a call belongs to; the source of idempotency keys.
@@ -44,7 +44,23 @@ pub trait CustomPort: Send + Sync {
 #[derive(Default)]
 pub struct PortEffects {
     pub notifier: Option<Arc<dyn Notifier>>,
+    pub ecs: Option<Arc<dyn Ecs>>,
+    pub targets: Option<Arc<dyn TargetGroups>>,
     pub custom: HashMap<String, Arc<dyn CustomPort>>,
+}
+
+impl PortEffects {
+    fn ecs(&self) -> Result<&Arc<dyn Ecs>, StepError> {
+        self.ecs
+            .as_ref()
+            .ok_or_else(|| StepError::permanent("no ECS port is configured"))
+    }
+
+    fn targets(&self) -> Result<&Arc<dyn TargetGroups>, StepError> {
+        self.targets
+            .as_ref()
+            .ok_or_else(|| StepError::permanent("no target-group port is configured"))
+    }
 }
 
 #[async_trait]
@@ -75,6 +91,48 @@ impl Effects for PortEffects {
                 // The runner releases long sleeps to SQS; a short one waits here.
                 tokio::time::sleep(*duration).await;
                 Ok(json!({}))
+            }
+            Call::EcsRunTask { request } => {
+                let mut request = request.clone();
+                request.client_token = ctx.idempotency_key();
+                let arn = self.ecs()?.run_task(&request).await?;
+                Ok(json!({"task_arn": arn}))
+            }
+            Call::EcsDescribeTask { cluster, task } => {
+                let status = self.ecs()?.describe_task(cluster, task).await?;
+                Ok(serde_json::to_value(status).unwrap_or_default())
+            }
+            Call::EcsStopTask {
+                cluster,
+                task,
+                reason,
+            } => {
+                self.ecs()?.stop_task(cluster, task, reason).await?;
+                Ok(json!({}))
+            }
+            Call::TargetRegister {
+                target_group,
+                ip,
+                port,
+            } => {
+                self.targets()?.register(target_group, ip, *port).await?;
+                Ok(json!({}))
+            }
+            Call::TargetDeregister {
+                target_group,
+                ip,
+                port,
+            } => {
+                self.targets()?.deregister(target_group, ip, *port).await?;
+                Ok(json!({}))
+            }
+            Call::TargetHealth {
+                target_group,
+                ip,
+                port,
+            } => {
+                let health = self.targets()?.health(target_group, ip, *port).await?;
+                Ok(serde_json::to_value(health).unwrap_or_default())
             }
             Call::Custom { port, input } => match self.custom.get(port) {
                 Some(p) => p.call(ctx, input).await,

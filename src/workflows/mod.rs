@@ -7,6 +7,7 @@
 //! the final outcome back to [`Workflow::advance`]. State is JSON so that the journal can hold
 //! any workflow's state and a person can read it.
 
+pub mod ecs_start;
 pub mod log;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,37 @@ pub enum Call {
     Sleep {
         #[serde(with = "humantime_serde")]
         duration: std::time::Duration,
+    },
+    /// ECS `RunTask`; its `client_token` is set by the engine from the step's idempotency key.
+    /// Returns `{"task_arn": …}`.
+    EcsRunTask {
+        request: crate::ports::RunTaskRequest,
+    },
+    /// ECS `DescribeTasks` of one task; returns a `TaskStatus`.
+    EcsDescribeTask { cluster: String, task: String },
+    /// ECS `StopTask`; returns `{}`.
+    EcsStopTask {
+        cluster: String,
+        task: String,
+        reason: String,
+    },
+    /// ELBv2 `RegisterTargets` of one IP target; returns `{}`.
+    TargetRegister {
+        target_group: String,
+        ip: String,
+        port: u16,
+    },
+    /// ELBv2 `DeregisterTargets` of one IP target (not registered is fine); returns `{}`.
+    TargetDeregister {
+        target_group: String,
+        ip: String,
+        port: u16,
+    },
+    /// ELBv2 `DescribeTargetHealth` of one target; returns a `TargetHealth`.
+    TargetHealth {
+        target_group: String,
+        ip: String,
+        port: u16,
     },
     /// A call to a port registered by name at start (tests and benchmarks register theirs).
     Custom { port: String, input: Value },
@@ -149,11 +181,20 @@ impl Default for Registry {
     fn default() -> Self {
         let mut r = Registry::empty();
         r.register(Arc::new(log::Log));
+        r.register(Arc::new(ecs_start::EcsStart::default()));
         r
     }
 }
 
 impl Registry {
+    /// The built-in workflows with the data they take from the configuration (the ECS service
+    /// mappings, with target groups already resolved to ARNs).
+    pub fn with_services(services: BTreeMap<String, crate::config::ServiceMapping>) -> Registry {
+        let mut r = Registry::default();
+        r.register(Arc::new(ecs_start::EcsStart { services }));
+        r
+    }
+
     pub fn empty() -> Registry {
         Registry {
             kinds: BTreeMap::new(),

@@ -1,0 +1,289 @@
+//! The `Ecs` port over Amazon ECS, and the `TargetGroups` port over ELBv2.
+
+use async_trait::async_trait;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
+    NetworkConfiguration, Tag, TaskOverride,
+};
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+
+use super::{AwsError, classify};
+use crate::ports::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
+use crate::workflows::StepError;
+
+fn step_error(e: AwsError) -> StepError {
+    StepError {
+        retryable: e.retryable(),
+        message: e.to_string(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EcsClient {
+    client: aws_sdk_ecs::Client,
+}
+
+impl EcsClient {
+    pub fn new(client: aws_sdk_ecs::Client) -> EcsClient {
+        EcsClient { client }
+    }
+}
+
+#[async_trait]
+impl Ecs for EcsClient {
+    async fn run_task(&self, r: &RunTaskRequest) -> Result<String, StepError> {
+        let vpc = AwsVpcConfiguration::builder()
+            .set_subnets(Some(r.subnets.clone()))
+            .set_security_groups(Some(r.security_groups.clone()))
+            .assign_public_ip(if r.assign_public_ip {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
+            })
+            .build()
+            .map_err(|e| StepError::permanent(format!("RunTask: {e}")))?;
+        let mut container = ContainerOverride::builder().name(&r.container_name);
+        for (k, v) in &r.environment {
+            container = container.environment(KeyValuePair::builder().name(k).value(v).build());
+        }
+        if let Some(command) = &r.command {
+            container = container.set_command(Some(command.clone()));
+        }
+        let mut request = self
+            .client
+            .run_task()
+            .cluster(&r.cluster)
+            .task_definition(&r.task_definition)
+            .launch_type(LaunchType::Fargate)
+            .count(1)
+            .network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(vpc)
+                    .build(),
+            )
+            .overrides(
+                TaskOverride::builder()
+                    .container_overrides(container.build())
+                    .build(),
+            )
+            .started_by(&r.started_by)
+            .client_token(&r.client_token);
+        for (k, v) in &r.tags {
+            request = request.tags(Tag::builder().key(k).value(v).build());
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| step_error(classify("RunTask", e)))?;
+        let failures: Vec<String> = out
+            .failures()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    f.reason().unwrap_or("unknown"),
+                    f.detail().unwrap_or("")
+                )
+            })
+            .collect();
+        match out.tasks().first().and_then(|t| t.task_arn()) {
+            Some(arn) => Ok(arn.to_owned()),
+            None if !failures.is_empty() => Err(StepError::permanent(format!(
+                "RunTask failed: {}",
+                failures.join("; ")
+            ))),
+            None => Err(StepError::retryable(
+                "RunTask returned neither a task nor a failure",
+            )),
+        }
+    }
+
+    async fn describe_task(&self, cluster: &str, task: &str) -> Result<TaskStatus, StepError> {
+        let out = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(task)
+            .send()
+            .await
+            .map_err(|e| step_error(classify("DescribeTasks", e)))?;
+        let Some(t) = out.tasks().first() else {
+            let why = out
+                .failures()
+                .first()
+                .and_then(|f| f.reason())
+                .unwrap_or("MISSING");
+            return Err(StepError::permanent(format!(
+                "DescribeTasks: task {task} not found ({why})"
+            )));
+        };
+        let private_ip = t
+            .attachments()
+            .iter()
+            .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+            .flat_map(|a| a.details())
+            .find(|d| d.name() == Some("privateIPv4Address"))
+            .and_then(|d| d.value())
+            .map(str::to_owned);
+        Ok(TaskStatus {
+            task_arn: t.task_arn().unwrap_or(task).to_owned(),
+            last_status: t.last_status().unwrap_or("UNKNOWN").to_owned(),
+            stopped_reason: t.stopped_reason().map(str::to_owned),
+            stop_code: t.stop_code().map(|c| c.as_str().to_owned()),
+            container_reasons: t
+                .containers()
+                .iter()
+                .filter(|c| c.reason().is_some() || c.exit_code().is_some_and(|x| x != 0))
+                .map(|c| {
+                    format!(
+                        "{}: {}{}",
+                        c.name().unwrap_or("container"),
+                        c.reason().unwrap_or("exited"),
+                        c.exit_code()
+                            .map(|x| format!(" (exit {x})"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect(),
+            private_ip,
+        })
+    }
+
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), StepError> {
+        self.client
+            .stop_task()
+            .cluster(cluster)
+            .task(task)
+            .reason(reason.chars().take(255).collect::<String>())
+            .send()
+            .await
+            .map_err(|e| step_error(classify("StopTask", e)))?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ElbTargets {
+    client: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+impl ElbTargets {
+    pub fn new(client: aws_sdk_elasticloadbalancingv2::Client) -> ElbTargets {
+        ElbTargets { client }
+    }
+
+    /// The ARN of a target group given by name or ARN.
+    pub async fn resolve(&self, name_or_arn: &str) -> Result<String, AwsError> {
+        if name_or_arn.starts_with("arn:") {
+            return Ok(name_or_arn.to_owned());
+        }
+        let out = self
+            .client
+            .describe_target_groups()
+            .names(name_or_arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetGroups", e))?;
+        out.target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .map(str::to_owned)
+            .ok_or_else(|| AwsError {
+                operation: "DescribeTargetGroups",
+                code: "TargetGroupNotFound".into(),
+                message: format!("no target group named {name_or_arn:?}"),
+                retry: super::Retry::Permanent,
+            })
+    }
+}
+
+fn target(ip: &str, port: u16) -> TargetDescription {
+    TargetDescription::builder()
+        .id(ip)
+        .port(port as i32)
+        .build()
+}
+
+#[async_trait]
+impl TargetGroups for ElbTargets {
+    async fn register(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError> {
+        self.client
+            .register_targets()
+            .target_group_arn(target_group)
+            .targets(target(ip, port))
+            .send()
+            .await
+            .map_err(|e| step_error(classify("RegisterTargets", e)))?;
+        Ok(())
+    }
+
+    async fn deregister(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError> {
+        match self
+            .client
+            .deregister_targets()
+            .target_group_arn(target_group)
+            .targets(target(ip, port))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let e = classify("DeregisterTargets", e);
+                // Not registered (any more): what deregistration wants is already true.
+                if e.code == "InvalidTarget" {
+                    Ok(())
+                } else {
+                    Err(step_error(e))
+                }
+            }
+        }
+    }
+
+    async fn health(
+        &self,
+        target_group: &str,
+        ip: &str,
+        port: u16,
+    ) -> Result<TargetHealth, StepError> {
+        let out = self
+            .client
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .targets(target(ip, port))
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) => {
+                let e = classify("DescribeTargetHealth", e);
+                if e.code == "InvalidTarget" {
+                    return Ok(TargetHealth {
+                        state: "unregistered".into(),
+                        reason: None,
+                        description: None,
+                    });
+                }
+                return Err(step_error(e));
+            }
+        };
+        let found = out
+            .target_health_descriptions()
+            .iter()
+            .find(|d| d.target().and_then(|t| t.id()) == Some(ip));
+        Ok(match found.and_then(|d| d.target_health()) {
+            Some(h) => TargetHealth {
+                state: h
+                    .state()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_else(|| "unknown".into()),
+                reason: h.reason().map(|r| r.as_str().to_owned()),
+                description: h.description().map(str::to_owned),
+            },
+            None => TargetHealth {
+                state: "unregistered".into(),
+                reason: None,
+                description: None,
+            },
+        })
+    }
+}

@@ -1,0 +1,458 @@
+//! `ecs_start`: start a Fargate task for a named service, wait until it is RUNNING, register
+//! its private IP in the service's target group, wait until the target is healthy, and publish
+//! the result.
+//!
+//! Trigger: `{"source": "custom.app", "detail-type": "Start ECS Task", "detail": {"service":
+//! "auth"}}`, with optional `detail` overrides: `environment` (object of strings), `command`
+//! (list of strings), `revision` (task definition revision), `tags` (object of strings),
+//! `count` (1; more tasks per event is not supported yet).
+//!
+//! Params: `poll_interval` (default `"5s"`), `running_timeout` and `healthy_timeout` (default
+//! `"5m"` each; the seed plan's figures). Waits are bounded by a number of polls, so the logic
+//! needs no clock: timeout ÷ interval polls, each followed by a sleep of the interval.
+//!
+//! Steps: `run-task` → (`wait-running#n` → `sleep-running#n`)… → `register-target` →
+//! (`wait-healthy#n` → `sleep-healthy#n`)… → `notify` → complete.
+//!
+//! Compensation (anything after `run-task` failing for good): deregister the target if it was
+//! registered, stop the task, publish the failure to the error topic — so nothing is left
+//! running and billed, and the DLQ entry says what was cleaned up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Action, Call, Next, StepError, Topic, Transition, Workflow};
+use crate::config::ServiceMapping;
+use crate::ports::{RunTaskRequest, TargetHealth, TaskStatus};
+
+/// The workflow, holding the configured service mappings (data, not I/O).
+#[derive(Debug, Clone, Default)]
+pub struct EcsStart {
+    pub services: BTreeMap<String, ServiceMapping>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct State {
+    service: String,
+    cluster: String,
+    target_group: String,
+    port: u16,
+    request: RunTaskRequest,
+    #[serde(with = "humantime_serde")]
+    poll_interval: Duration,
+    max_running_polls: u32,
+    max_healthy_polls: u32,
+    task_arn: Option<String>,
+    ip: Option<String>,
+    registered: bool,
+    last_status: Option<String>,
+    health: Option<TargetHealth>,
+    running_polls: u32,
+    healthy_polls: u32,
+    failure: Option<String>,
+}
+
+fn duration_param(params: &Value, name: &str, default: Duration) -> Result<Duration, String> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(Value::String(s)) => {
+            humantime::parse_duration(s).map_err(|e| format!("params.{name} {s:?}: {e}"))
+        }
+        Some(other) => Err(format!(
+            "params.{name} must be a duration such as \"5s\", got {other}"
+        )),
+    }
+}
+
+fn string_map(detail: &Value, field: &str) -> Result<Vec<(String, String)>, String> {
+    match detail.get(field) {
+        None => Ok(vec![]),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(format!("detail.{field}.{k} must be a string, got {other}")),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "detail.{field} must be an object of strings, got {other}"
+        )),
+    }
+}
+
+/// `family:7` or `arn:…:task-definition/family:7` with the revision replaced.
+fn with_revision(task_definition: &str, revision: u64) -> String {
+    let base = match task_definition.rfind(':') {
+        Some(i) if task_definition[i + 1..].chars().all(|c| c.is_ascii_digit()) => {
+            &task_definition[..i]
+        }
+        _ => task_definition,
+    };
+    format!("{base}:{revision}")
+}
+
+fn polls(timeout: Duration, interval: Duration) -> u32 {
+    if interval.is_zero() {
+        return 1;
+    }
+    (timeout.as_secs_f64() / interval.as_secs_f64())
+        .ceil()
+        .max(1.0) as u32
+}
+
+impl EcsStart {
+    fn first(&self, event: &Value, params: &Value) -> Result<State, String> {
+        let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+        let service = detail
+            .get("service")
+            .and_then(Value::as_str)
+            .ok_or("detail.service (a string naming a configured service) is missing")?
+            .to_owned();
+        let mapping = self.services.get(&service).ok_or_else(|| {
+            let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+            format!(
+                "unknown service {service:?}; configured services: {}",
+                if known.is_empty() {
+                    "none".into()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })?;
+        match detail.get("count") {
+            None => {}
+            Some(c) if c.as_u64() == Some(1) => {}
+            Some(c) => return Err(format!("detail.count {c}: one task per event is supported")),
+        }
+        let command = match detail.get("command") {
+            None => None,
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_str().map(str::to_owned).ok_or_else(|| {
+                            format!("detail.command must be a list of strings, got {i}")
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            Some(other) => {
+                return Err(format!(
+                    "detail.command must be a list of strings, got {other}"
+                ));
+            }
+        };
+        let task_definition = match detail.get("revision") {
+            None => mapping.task_definition.clone(),
+            Some(r) => match r.as_u64() {
+                Some(n) if n > 0 => with_revision(&mapping.task_definition, n),
+                _ => {
+                    return Err(format!(
+                        "detail.revision must be a positive integer, got {r}"
+                    ));
+                }
+            },
+        };
+        let mut tags = vec![("tugboat:service".to_owned(), service.clone())];
+        tags.extend(string_map(&detail, "tags")?);
+        let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
+        let running = duration_param(params, "running_timeout", Duration::from_secs(300))?;
+        let healthy = duration_param(params, "healthy_timeout", Duration::from_secs(300))?;
+        let event_id = event.get("id").and_then(Value::as_str).unwrap_or("");
+        Ok(State {
+            cluster: mapping.cluster.clone(),
+            target_group: mapping.target_group.clone(),
+            port: mapping.container_port,
+            request: RunTaskRequest {
+                cluster: mapping.cluster.clone(),
+                task_definition,
+                subnets: mapping.subnets.clone(),
+                security_groups: mapping.security_groups.clone(),
+                assign_public_ip: mapping.assign_public_ip,
+                container_name: mapping.container_name.clone(),
+                environment: string_map(&detail, "environment")?,
+                command,
+                // ECS shows startedBy (at most 128 characters); the event id ties it to the run.
+                started_by: format!("tugboat/{service}/{event_id}")
+                    .chars()
+                    .take(128)
+                    .collect(),
+                tags,
+                client_token: String::new(),
+            },
+            poll_interval,
+            max_running_polls: polls(running, poll_interval),
+            max_healthy_polls: polls(healthy, poll_interval),
+            service,
+            task_arn: None,
+            ip: None,
+            registered: false,
+            last_status: None,
+            health: None,
+            running_polls: 0,
+            healthy_polls: 0,
+            failure: None,
+        })
+    }
+
+    fn result(s: &State) -> Value {
+        json!({
+            "service": s.service,
+            "task_arn": s.task_arn,
+            "task_id": s.task_arn.as_deref().and_then(|a| a.rsplit('/').next()),
+            "ip": s.ip,
+            "port": s.port,
+            "target_group": s.target_group,
+            "health": s.health.as_ref().map(|h| h.state.clone()),
+            "polls_until_running": s.running_polls,
+            "polls_until_healthy": s.healthy_polls,
+            "poll_interval": humantime::format_duration(s.poll_interval).to_string(),
+        })
+    }
+
+    fn step(s: &mut State, step: &str, outcome: Result<Value, StepError>) -> Next {
+        let (kind, _) = step.split_once('#').unwrap_or((step, ""));
+        let value = match outcome {
+            Ok(v) => v,
+            Err(e) if kind == "notify" => {
+                // The task is up and healthy; a notification that cannot be sent must not
+                // stop it. The result records the failure.
+                let mut out = Self::result(s);
+                out["notify_error"] = json!(e.message);
+                return Next::Complete(out);
+            }
+            Err(e) => return fail(s, format!("{step}: {}", e.message)),
+        };
+        match kind {
+            "run-task" => match value.get("task_arn").and_then(Value::as_str) {
+                Some(arn) => {
+                    s.task_arn = Some(arn.to_owned());
+                    describe(s)
+                }
+                None => fail(s, "run-task returned no task ARN".into()),
+            },
+            "wait-running" => {
+                let status: TaskStatus = match serde_json::from_value(value) {
+                    Ok(t) => t,
+                    Err(e) => return fail(s, format!("unreadable task status: {e}")),
+                };
+                s.last_status = Some(status.last_status.clone());
+                match status.last_status.as_str() {
+                    "RUNNING" => match status.private_ip {
+                        Some(ip) => {
+                            s.ip = Some(ip.clone());
+                            Next::Run(Action::new(
+                                "register-target",
+                                Call::TargetRegister {
+                                    target_group: s.target_group.clone(),
+                                    ip,
+                                    port: s.port,
+                                },
+                            ))
+                        }
+                        None => fail(
+                            s,
+                            "the task is RUNNING but its ENI attachment has no privateIPv4Address"
+                                .into(),
+                        ),
+                    },
+                    "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" | "STOPPED" => {
+                        let mut why = format!(
+                            "the task stopped before it was RUNNING ({}): {}",
+                            status.last_status,
+                            status
+                                .stopped_reason
+                                .as_deref()
+                                .unwrap_or("no reason given")
+                        );
+                        if let Some(code) = &status.stop_code {
+                            why.push_str(&format!(" [{code}]"));
+                        }
+                        if !status.container_reasons.is_empty() {
+                            why.push_str(&format!(
+                                "; containers: {}",
+                                status.container_reasons.join("; ")
+                            ));
+                        }
+                        fail(s, why)
+                    }
+                    other if s.running_polls >= s.max_running_polls => fail(
+                        s,
+                        format!(
+                            "the task did not reach RUNNING within {} (last status {other})",
+                            humantime::format_duration(s.poll_interval * s.max_running_polls)
+                        ),
+                    ),
+                    _ => Next::Run(Action::new(
+                        format!("sleep-running#{}", s.running_polls),
+                        Call::Sleep {
+                            duration: s.poll_interval,
+                        },
+                    )),
+                }
+            }
+            "sleep-running" => describe(s),
+            "register-target" => {
+                s.registered = true;
+                health(s)
+            }
+            "wait-healthy" => {
+                let h: TargetHealth = match serde_json::from_value(value) {
+                    Ok(h) => h,
+                    Err(e) => return fail(s, format!("unreadable target health: {e}")),
+                };
+                let state = h.state.clone();
+                let reason = h.reason.clone().unwrap_or_default();
+                s.health = Some(h);
+                match state.as_str() {
+                    "healthy" => Next::Run(Action::new(
+                        "notify",
+                        Call::Publish {
+                            topic: Topic::Success,
+                            subject: format!("tugboat: {} task healthy", s.service),
+                            message: json!({"workflow": "ecs_start", "result": Self::result(s)}),
+                        },
+                    )),
+                    "unregistered" | "draining" => fail(
+                        s,
+                        format!("the target was deregistered while waiting for health ({state})"),
+                    ),
+                    _ if s.healthy_polls >= s.max_healthy_polls => fail(
+                        s,
+                        format!(
+                            "the target did not become healthy within {} (last state {state}{})",
+                            humantime::format_duration(s.poll_interval * s.max_healthy_polls),
+                            if reason.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {reason}")
+                            }
+                        ),
+                    ),
+                    _ => Next::Run(Action::new(
+                        format!("sleep-healthy#{}", s.healthy_polls),
+                        Call::Sleep {
+                            duration: s.poll_interval,
+                        },
+                    )),
+                }
+            }
+            "sleep-healthy" => health(s),
+            "notify" => Next::Complete(Self::result(s)),
+            other => fail(s, format!("unknown step {other:?}")),
+        }
+    }
+}
+
+fn describe(s: &mut State) -> Next {
+    s.running_polls += 1;
+    Next::Run(Action::new(
+        format!("wait-running#{}", s.running_polls),
+        Call::EcsDescribeTask {
+            cluster: s.cluster.clone(),
+            task: s.task_arn.clone().unwrap_or_default(),
+        },
+    ))
+}
+
+fn health(s: &mut State) -> Next {
+    s.healthy_polls += 1;
+    Next::Run(Action::new(
+        format!("wait-healthy#{}", s.healthy_polls),
+        Call::TargetHealth {
+            target_group: s.target_group.clone(),
+            ip: s.ip.clone().unwrap_or_default(),
+            port: s.port,
+        },
+    ))
+}
+
+fn fail(s: &mut State, reason: String) -> Next {
+    s.failure = Some(reason.clone());
+    Next::Fail(reason)
+}
+
+impl Workflow for EcsStart {
+    fn kind(&self) -> &'static str {
+        "ecs_start"
+    }
+
+    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {
+        let state = self.first(event, params)?;
+        let action = Action::new(
+            "run-task",
+            Call::EcsRunTask {
+                request: state.request.clone(),
+            },
+        );
+        Ok(Transition {
+            state: serde_json::to_value(&state).map_err(|e| e.to_string())?,
+            next: Next::Run(action),
+        })
+    }
+
+    fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition {
+        let mut s: State = match serde_json::from_value(state.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                return Transition {
+                    state,
+                    next: Next::Fail(format!("journaled state does not parse: {e}")),
+                };
+            }
+        };
+        let next = EcsStart::step(&mut s, step, outcome);
+        Transition {
+            state: serde_json::to_value(&s).unwrap_or(state),
+            next,
+        }
+    }
+
+    fn compensation(&self, state: &Value) -> Vec<Action> {
+        let Ok(s) = serde_json::from_value::<State>(state.clone()) else {
+            return vec![];
+        };
+        let reason = s
+            .failure
+            .clone()
+            .unwrap_or_else(|| "the workflow failed".into());
+        let mut undo = Vec::new();
+        if s.registered
+            && let Some(ip) = &s.ip
+        {
+            undo.push(Action::new(
+                "deregister-target",
+                Call::TargetDeregister {
+                    target_group: s.target_group.clone(),
+                    ip: ip.clone(),
+                    port: s.port,
+                },
+            ));
+        }
+        if let Some(task) = &s.task_arn {
+            undo.push(Action::new(
+                "stop-task",
+                Call::EcsStopTask {
+                    cluster: s.cluster.clone(),
+                    task: task.clone(),
+                    reason: format!("tugboat: ecs_start failed: {reason}"),
+                },
+            ));
+        }
+        undo.push(Action::new(
+            "notify-error",
+            Call::Publish {
+                topic: Topic::Error,
+                subject: format!("tugboat: starting {} failed", s.service),
+                message: json!({"workflow": "ecs_start", "error": reason, "result": EcsStart::result(&s)}),
+            },
+        ));
+        undo
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,322 @@
+//! The `ecs_start` state machine driven with scripted port outcomes: the phases the emulator
+//! cannot produce (PROVISIONING/PENDING, `initial` health, never healthy, STOPPED first).
+
+use super::*;
+use crate::config::ServiceMapping;
+
+fn workflow() -> EcsStart {
+    let mapping = ServiceMapping {
+        cluster: "apps".into(),
+        task_definition: "auth:3".into(),
+        target_group: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/auth/1".into(),
+        container_name: "auth".into(),
+        container_port: 8080,
+        subnets: vec!["subnet-1".into()],
+        security_groups: vec!["sg-1".into()],
+        assign_public_ip: false,
+    };
+    EcsStart {
+        services: BTreeMap::from([("auth".to_owned(), mapping)]),
+    }
+}
+
+fn event(detail: Value) -> Value {
+    json!({"id": "ev-1", "source": "custom.app", "detail-type": "Start ECS Task", "detail": detail})
+}
+
+fn params() -> Value {
+    json!({"poll_interval": "5s", "running_timeout": "20s", "healthy_timeout": "15s"})
+}
+
+fn status(last: &str) -> Value {
+    json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123", "last_status": last, "stopped_reason": null,
+        "stop_code": null, "container_reasons": [], "private_ip": if last == "RUNNING" { json!("10.0.1.7") } else { Value::Null }})
+}
+
+fn health(state: &str) -> Value {
+    json!({"state": state, "reason": if state == "healthy" { Value::Null } else { json!("Elb.RegistrationInProgress") }, "description": null})
+}
+
+/// Runs the workflow, answering each call from `answer`; returns the steps taken and the end.
+fn drive(
+    w: &EcsStart,
+    start: Transition,
+    mut answer: impl FnMut(&Call) -> Result<Value, StepError>,
+) -> (Vec<String>, Next, Value) {
+    let mut steps = Vec::new();
+    let mut t = start;
+    loop {
+        let Next::Run(action) = t.next.clone() else {
+            return (steps, t.next, t.state);
+        };
+        steps.push(action.step.clone());
+        let outcome = match &action.call {
+            Call::Sleep { duration } => {
+                assert_eq!(*duration, Duration::from_secs(5));
+                Ok(json!({}))
+            }
+            call => answer(call),
+        };
+        t = w.advance(t.state, &action.step, outcome);
+        assert!(steps.len() < 100, "runaway: {steps:?}");
+    }
+}
+
+#[test]
+fn slow_start_then_initial_then_healthy_completes_with_the_result() {
+    let w = workflow();
+    let start = w
+        .start(&event(json!({"service": "auth"})), &params())
+        .unwrap();
+    let mut running = ["PROVISIONING", "PENDING", "RUNNING"].into_iter();
+    let mut healthy = ["initial", "initial", "healthy"].into_iter();
+    let (steps, end, _) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { request } => {
+            assert_eq!(request.cluster, "apps");
+            assert_eq!(request.subnets, ["subnet-1"]);
+            assert!(
+                request
+                    .tags
+                    .contains(&("tugboat:service".into(), "auth".into()))
+            );
+            assert!(request.started_by.starts_with("tugboat/auth/ev-1"));
+            Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"}))
+        }
+        Call::EcsDescribeTask { .. } => Ok(status(running.next().unwrap())),
+        Call::TargetRegister { ip, port, .. } => {
+            assert_eq!((ip.as_str(), *port), ("10.0.1.7", 8080));
+            Ok(json!({}))
+        }
+        Call::TargetHealth { .. } => Ok(health(healthy.next().unwrap())),
+        Call::Publish { topic, .. } => {
+            assert_eq!(*topic, Topic::Success);
+            Ok(json!({"message_id": "m"}))
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(
+        steps,
+        [
+            "run-task",
+            "wait-running#1",
+            "sleep-running#1",
+            "wait-running#2",
+            "sleep-running#2",
+            "wait-running#3",
+            "register-target",
+            "wait-healthy#1",
+            "sleep-healthy#1",
+            "wait-healthy#2",
+            "sleep-healthy#2",
+            "wait-healthy#3",
+            "notify"
+        ]
+    );
+    let Next::Complete(result) = end else {
+        panic!("{end:?}")
+    };
+    assert_eq!(result["task_id"], "abc123");
+    assert_eq!(result["ip"], "10.0.1.7");
+    assert_eq!(result["port"], 8080);
+    assert_eq!(result["health"], "healthy");
+    assert_eq!(result["polls_until_running"], 3);
+}
+
+#[test]
+fn a_task_stopped_before_running_fails_fast_with_its_reasons() {
+    let w = workflow();
+    let start = w
+        .start(&event(json!({"service": "auth"})), &params())
+        .unwrap();
+    let (steps, end, state) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { .. } => {
+            Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"}))
+        }
+        Call::EcsDescribeTask { .. } => {
+            let mut s = status("STOPPED");
+            s["stopped_reason"] = json!("Essential container in task exited");
+            s["stop_code"] = json!("EssentialContainerExited");
+            s["container_reasons"] = json!(["auth: CannotPullContainerError: not found (exit 1)"]);
+            Ok(s)
+        }
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(steps, ["run-task", "wait-running#1"]);
+    let Next::Fail(reason) = end else { panic!() };
+    assert!(
+        reason.contains("Essential container in task exited")
+            && reason.contains("CannotPullContainerError"),
+        "{reason}"
+    );
+    // Compensation stops the task and reports; nothing was registered.
+    let undo: Vec<String> = w.compensation(&state).into_iter().map(|a| a.step).collect();
+    assert_eq!(undo, ["stop-task", "notify-error"]);
+}
+
+#[test]
+fn never_healthy_times_out_and_compensation_deregisters_then_stops() {
+    let w = workflow();
+    let start = w
+        .start(&event(json!({"service": "auth"})), &params())
+        .unwrap();
+    let (steps, end, state) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { .. } => {
+            Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"}))
+        }
+        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
+        Call::TargetRegister { .. } => Ok(json!({})),
+        Call::TargetHealth { .. } => Ok(health("unhealthy")),
+        other => panic!("unexpected {other:?}"),
+    });
+    // 15 s ÷ 5 s: three health polls.
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|s| s.starts_with("wait-healthy"))
+            .count(),
+        3
+    );
+    let Next::Fail(reason) = end else { panic!() };
+    assert!(
+        reason.contains("did not become healthy within 15s (last state unhealthy"),
+        "{reason}"
+    );
+    let undo = w.compensation(&state);
+    let names: Vec<&str> = undo.iter().map(|a| a.step.as_str()).collect();
+    assert_eq!(names, ["deregister-target", "stop-task", "notify-error"]);
+    assert!(
+        matches!(&undo[1].call, Call::EcsStopTask { task, reason, .. } if task.ends_with("abc123") && reason.contains("healthy"))
+    );
+}
+
+#[test]
+fn never_running_times_out() {
+    let w = workflow();
+    let start = w
+        .start(&event(json!({"service": "auth"})), &params())
+        .unwrap();
+    let (steps, end, _) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { .. } => Ok(json!({"task_arn": "t"})),
+        Call::EcsDescribeTask { .. } => Ok(status("PENDING")),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|s| s.starts_with("wait-running"))
+            .count(),
+        4
+    );
+    assert!(
+        matches!(end, Next::Fail(ref r) if r.contains("did not reach RUNNING within 20s (last status PENDING)"))
+    );
+}
+
+#[test]
+fn a_permanent_port_error_fails_and_a_failed_notification_does_not_stop_a_healthy_task() {
+    let w = workflow();
+    let start = w
+        .start(&event(json!({"service": "auth"})), &params())
+        .unwrap();
+    let (_, end, state) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { .. } => Ok(json!({"task_arn": "t"})),
+        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
+        Call::TargetRegister { .. } => Err(StepError::permanent(
+            "RegisterTargets: TargetGroupNotFound: no such group",
+        )),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert!(matches!(end, Next::Fail(ref r) if r.contains("TargetGroupNotFound")));
+    let names: Vec<String> = w.compensation(&state).into_iter().map(|a| a.step).collect();
+    assert_eq!(
+        names,
+        ["stop-task", "notify-error"],
+        "not registered, so not deregistered"
+    );
+
+    let start = w
+        .start(&event(json!({"service": "auth"})), &params())
+        .unwrap();
+    let (_, end, _) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { .. } => Ok(json!({"task_arn": "t"})),
+        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
+        Call::TargetRegister { .. } => Ok(json!({})),
+        Call::TargetHealth { .. } => Ok(health("healthy")),
+        Call::Publish { .. } => Err(StepError::permanent("NotFound")),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert!(matches!(end, Next::Complete(ref r) if r["notify_error"] == "NotFound"));
+}
+
+#[test]
+fn overrides_are_applied_and_bad_input_is_refused_with_reasons() {
+    let w = workflow();
+    let t = w
+        .start(
+            &event(json!({"service": "auth", "environment": {"MODE": "blue"}, "command": ["serve", "--fast"], "revision": 9, "tags": {"team": "id"}})),
+            &json!({}),
+        )
+        .unwrap();
+    let Next::Run(Action {
+        call: Call::EcsRunTask { request },
+        ..
+    }) = t.next
+    else {
+        panic!()
+    };
+    assert_eq!(request.task_definition, "auth:9");
+    assert_eq!(
+        request.environment,
+        [("MODE".to_owned(), "blue".to_owned())]
+    );
+    assert_eq!(
+        request.command.as_deref(),
+        Some(&["serve".to_owned(), "--fast".to_owned()][..])
+    );
+    assert!(request.tags.contains(&("team".into(), "id".into())));
+
+    for (detail, params, part) in [
+        (
+            json!({"service": "billing"}),
+            json!({}),
+            "unknown service \"billing\"; configured services: auth",
+        ),
+        (json!({}), json!({}), "detail.service"),
+        (json!({"service": 5}), json!({}), "detail.service"),
+        (
+            json!({"service": "auth", "count": 3}),
+            json!({}),
+            "one task per event",
+        ),
+        (
+            json!({"service": "auth", "environment": {"A": 1}}),
+            json!({}),
+            "detail.environment.A must be a string",
+        ),
+        (
+            json!({"service": "auth", "command": "serve"}),
+            json!({}),
+            "detail.command must be a list",
+        ),
+        (
+            json!({"service": "auth", "revision": -1}),
+            json!({}),
+            "detail.revision",
+        ),
+        (
+            json!({"service": "auth"}),
+            json!({"poll_interval": "often"}),
+            "params.poll_interval",
+        ),
+    ] {
+        let e = w
+            .start(&event(detail.clone()), &params)
+            .expect_err(&detail.to_string());
+        assert!(e.contains(part), "{detail}: {e}");
+    }
+    assert_eq!(
+        with_revision("arn:aws:ecs:us-east-1:1:task-definition/auth:3", 4),
+        "arn:aws:ecs:us-east-1:1:task-definition/auth:4"
+    );
+    assert_eq!(with_revision("auth", 2), "auth:2");
+}
