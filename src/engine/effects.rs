@@ -93,7 +93,7 @@ impl Effects for PortEffects {
                 Ok(json!({}))
             }
             Call::EcsRunTask { request } => {
-                let mut request = (**request).clone();
+                let mut request = request.as_ref().clone();
                 request.client_token = ctx.idempotency_key();
                 let arn = self.ecs()?.run_task(&request).await?;
                 Ok(json!({"task_arn": arn}))
