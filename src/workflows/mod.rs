@@ -71,7 +71,7 @@ pub enum Call {
     /// ECS `RunTask`; its `client_token` is set by the engine from the step's idempotency key.
     /// Returns `{"task_arn": …}`.
     EcsRunTask {
-        request: crate::ports::RunTaskRequest,
+        request: Box<crate::ports::RunTaskRequest>,
     },
     /// ECS `DescribeTasks` of one task; returns a `TaskStatus`.
     EcsDescribeTask { cluster: String, task: String },

@@ -385,7 +385,7 @@ impl Workflow for EcsStart {
         let action = Action::new(
             "run-task",
             Call::EcsRunTask {
-                request: state.request.clone(),
+                request: Box::new(state.request.clone()),
             },
         );
         Ok(Transition {
