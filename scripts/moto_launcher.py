@@ -26,6 +26,30 @@ def post(endpoint: str, path: str, body: dict) -> None:
     urllib.request.urlopen(req, timeout=10).read()
 
 
+def honour_run_task_client_token() -> None:
+    """ECS RunTask is idempotent by clientToken in AWS: asked again with the same token, it
+    returns the task it started and starts no other. moto 5.2.5 ignores the token, which would
+    make a retried or resumed RunTask start a second task here but not in AWS; this restores
+    AWS's behaviour (per account, region and token, for the emulator's lifetime)."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original = EC2ContainerServiceResponse.run_task
+    started: dict = {}
+    lock = threading.Lock()
+
+    def run_task(self):  # type: ignore[no-untyped-def]
+        token = self._get_param("clientToken")
+        if not token:
+            return original(self)
+        key = (self.current_account, self.region, token)
+        with lock:
+            if key not in started:
+                started[key] = original(self)
+            return started[key]
+
+    EC2ContainerServiceResponse.run_task = run_task
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -51,6 +75,7 @@ def main() -> None:
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args()
 
+    honour_run_task_client_token()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

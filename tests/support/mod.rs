@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod service;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -1,0 +1,377 @@
+//! The `ecs_start` workflow through `tugboat serve` against the local AWS emulator: a Fargate
+//! task started from an SQS message, its IP read from the ENI attachment and registered in the
+//! target group; dedupe, unknown services, compensation, and a crash after RunTask.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::service::{Service, depth, drain, succeeded, until};
+use support::{aws_cli, clients, run, unique};
+
+/// A cluster, a Fargate task definition, an IP target group in the default VPC, a work queue
+/// with its DLQ, and a config mapping service `svc` to them.
+struct Ecs {
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    cluster: String,
+    target_group: String,
+    queue_url: String,
+    dlq_url: String,
+}
+
+fn cli_text(args: &[&str]) -> String {
+    let out = run(aws_cli().args(args).args(["--output", "text"]));
+    assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -> Ecs {
+    let c = clients().await;
+    let vpc = cli_text(&[
+        "ec2",
+        "describe-vpcs",
+        "--filters",
+        "Name=isDefault,Values=true",
+        "--query",
+        "Vpcs[0].VpcId",
+    ]);
+    let subnet = cli_text(&[
+        "ec2",
+        "describe-subnets",
+        "--filters",
+        &format!("Name=vpc-id,Values={vpc}"),
+        "--query",
+        "Subnets[0].SubnetId",
+    ]);
+    let sg = cli_text(&[
+        "ec2",
+        "describe-security-groups",
+        "--filters",
+        &format!("Name=vpc-id,Values={vpc}"),
+        "Name=group-name,Values=default",
+        "--query",
+        "SecurityGroups[0].GroupId",
+    ]);
+    let p = unique("ecs");
+    let cluster = format!("{p}-cluster");
+    c.ecs
+        .create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let family = format!("{p}-svc");
+    c.ecs
+        .register_task_definition()
+        .family(&family)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("public.ecr.aws/nginx/nginx:latest")
+                .memory(512)
+                .port_mappings(
+                    aws_sdk_ecs::types::PortMapping::builder()
+                        .container_port(8080)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let tg_name = format!("tg{}", p.replace("ecs-", "").replace('-', ""));
+    let target_group = c
+        .elbv2
+        .create_target_group()
+        .name(&tg_name)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(&vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    let queue = format!("{p}-q");
+    let queue_url = c
+        .sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dlq_url = c
+        .sqs
+        .create_queue()
+        .queue_name(format!("{p}-dlq"))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mapping_tg = target_group_override.unwrap_or(&tg_name);
+    let extra = format!(
+        "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"10s\"\n\n\
+         [[routes]]\nname = \"start\"\npattern = {{ source = [\"custom.app\"], detail-type = [\"Start ECS Task\"] }}\n\
+         workflow = \"ecs_start\"\nparams = {{ poll_interval = \"{failpoint_safe_poll}\", running_timeout = \"10s\", healthy_timeout = \"10s\" }}\n\n\
+         [services.svc]\ncluster = \"{cluster}\"\ntask_definition = \"{family}\"\ntarget_group = \"{mapping_tg}\"\n\
+         container_name = \"app\"\ncontainer_port = 8080\nsubnets = [\"{subnet}\"]\nsecurity_groups = [\"{sg}\"]\n\n\
+         [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        dir.path().join("journal").display()
+    );
+    let config = support::write_config(dir.path(), &[], &extra);
+    Ecs {
+        _dir: dir,
+        config,
+        cluster,
+        target_group,
+        queue_url,
+        dlq_url,
+    }
+}
+
+fn start_event(id: Option<&str>, service: &str) -> String {
+    let mut e = json!({"source": "custom.app", "detail-type": "Start ECS Task", "detail": {"service": service}});
+    if let Some(id) = id {
+        e["id"] = json!(id);
+        e["version"] = json!("0");
+    }
+    e.to_string()
+}
+
+/// Sends with the real AWS CLI, as a producer would.
+fn send_with_cli(queue_url: &str, body: &str) {
+    let out = run(aws_cli().args([
+        "sqs",
+        "send-message",
+        "--queue-url",
+        queue_url,
+        "--message-body",
+        body,
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+async fn task_arns(cluster: &str) -> Vec<String> {
+    let c = clients().await;
+    let mut all = Vec::new();
+    for status in [
+        aws_sdk_ecs::types::DesiredStatus::Running,
+        aws_sdk_ecs::types::DesiredStatus::Stopped,
+    ] {
+        let out = c
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .desired_status(status)
+            .send()
+            .await
+            .unwrap();
+        all.extend(out.task_arns().iter().cloned());
+    }
+    all.sort();
+    all.dedup();
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_starts_a_task_registers_its_ip_and_waits_until_healthy() {
+    let env = setup(None, "1s").await;
+    let service = Service::start(&env.config, None);
+    send_with_cli(&env.queue_url, &start_event(None, "svc"));
+    until(
+        "the workflow succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    let w = &service.workflows()[0];
+    let out = &w["output"];
+    let task_arn = out["task_arn"].as_str().unwrap().to_owned();
+    assert_eq!(out["health"], "healthy");
+    assert_eq!(out["port"], 8080);
+    assert_eq!(out["target_group"], env.target_group.as_str());
+
+    // The IP came from the task's ENI attachment, and that IP:port is in the target group.
+    let c = clients().await;
+    let task = c
+        .ecs
+        .describe_tasks()
+        .cluster(&env.cluster)
+        .tasks(&task_arn)
+        .send()
+        .await
+        .unwrap();
+    let attachment_ip = task.tasks()[0].attachments()[0]
+        .details()
+        .iter()
+        .find(|d| d.name() == Some("privateIPv4Address"))
+        .and_then(|d| d.value())
+        .unwrap()
+        .to_owned();
+    assert_eq!(out["ip"], attachment_ip.as_str());
+    let health = c
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(&env.target_group)
+        .send()
+        .await
+        .unwrap();
+    let t = &health.target_health_descriptions()[0];
+    assert_eq!(t.target().unwrap().id(), Some(attachment_ip.as_str()));
+    assert_eq!(t.target().unwrap().port(), Some(8080));
+    // The task says which workflow started it.
+    assert!(
+        task.tasks()[0]
+            .started_by()
+            .unwrap()
+            .starts_with("tugboat/svc/")
+    );
+    until("the queue is empty", Duration::from_secs(10), async || {
+        depth(&env.queue_url).await == (0, 0)
+    })
+    .await;
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_event_delivered_twice_starts_one_task() {
+    let env = setup(None, "1s").await;
+    let id = unique("ev");
+    send_with_cli(&env.queue_url, &start_event(Some(&id), "svc"));
+    send_with_cli(&env.queue_url, &start_event(Some(&id), "svc"));
+    let service = Service::start(&env.config, None);
+    until(
+        "the workflow succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    until(
+        "both messages are settled",
+        Duration::from_secs(20),
+        async || depth(&env.queue_url).await == (0, 0),
+    )
+    .await;
+    assert_eq!(task_arns(&env.cluster).await.len(), 1);
+    assert_eq!(service.workflows().len(), 1);
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_service_goes_to_the_dlq_with_the_reason_and_starts_nothing() {
+    let env = setup(None, "1s").await;
+    let service = Service::start(&env.config, None);
+    send_with_cli(&env.queue_url, &start_event(None, "billing"));
+    until("the DLQ has it", Duration::from_secs(20), async || {
+        depth(&env.dlq_url).await.0 == 1
+    })
+    .await;
+    let dead = drain(&env.dlq_url).await;
+    let error = &dead[0].1["tugboat-error"];
+    assert!(
+        error.contains("unknown service \"billing\"; configured services: svc"),
+        "{error}"
+    );
+    assert_eq!(
+        dead[0].1["tugboat-attempts"], "0",
+        "refused at start, not retried"
+    );
+    assert!(task_arns(&env.cluster).await.is_empty());
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_target_group_is_compensated_by_stopping_the_task() {
+    let missing =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
+    let env = setup(Some(missing), "1s").await;
+    let service = Service::start(&env.config, None);
+    send_with_cli(&env.queue_url, &start_event(None, "svc"));
+    until("the DLQ has it", Duration::from_secs(30), async || {
+        depth(&env.dlq_url).await.0 == 1
+    })
+    .await;
+    let dead = drain(&env.dlq_url).await;
+    let attrs = &dead[0].1;
+    assert_eq!(attrs["tugboat-step"], "register-target");
+    assert!(
+        attrs["tugboat-error"].contains("TargetGroupNotFound"),
+        "{attrs:?}"
+    );
+    assert!(
+        attrs["tugboat-compensation"].contains("compensate:stop-task: done"),
+        "{attrs:?}"
+    );
+    let tasks = task_arns(&env.cluster).await;
+    assert_eq!(tasks.len(), 1);
+    let c = clients().await;
+    let described = c
+        .ecs
+        .describe_tasks()
+        .cluster(&env.cluster)
+        .tasks(&tasks[0])
+        .send()
+        .await
+        .unwrap();
+    let task = &described.tasks()[0];
+    assert_eq!(
+        task.last_status(),
+        Some("STOPPED"),
+        "nothing is left running and billed"
+    );
+    assert!(
+        task.stopped_reason()
+            .unwrap_or("")
+            .contains("tugboat: ecs_start failed"),
+        "{:?}",
+        task.stopped_reason()
+    );
+    let w: Vec<Value> = service.workflows();
+    assert_eq!(w[0]["status"], "dead_lettered");
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_run_task_and_register_targets_resumes_without_a_second_task() {
+    let env = setup(None, "1s").await;
+    send_with_cli(&env.queue_url, &start_event(Some(&unique("ev")), "svc"));
+    // The first step call is RunTask: the task is started, its ARN not yet journaled.
+    let crashing = Service::start(&env.config, Some("step-called:1"));
+    crashing.wait_for_line(
+        |l| l.starts_with("TUGBOAT_FAILPOINT"),
+        Duration::from_secs(30),
+    );
+    crashing.kill9();
+    assert_eq!(task_arns(&env.cluster).await.len(), 1);
+
+    let service = Service::start(&env.config, None);
+    until(
+        "the workflow succeeds",
+        Duration::from_secs(40),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    assert_eq!(
+        task_arns(&env.cluster).await.len(),
+        1,
+        "the resumed RunTask reused the clientToken"
+    );
+    let w = &service.workflows()[0];
+    assert_eq!(w["steps"][0]["name"], "run-task");
+    assert_eq!(w["steps"][0]["attempts"], 2);
+    assert_eq!(service.terminate().0, 0);
+}

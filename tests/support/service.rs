@@ -1,0 +1,193 @@
+//! A running `tugboat serve` and the queue helpers that service-level tests share.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::Value;
+
+use super::{clients, tugboat};
+
+pub async fn send(url: &str, body: &str) {
+    clients()
+        .await
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Visible plus in-flight messages.
+pub async fn depth(url: &str) -> (u32, u32) {
+    let a = clients()
+        .await
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let n = |k: QueueAttributeName| a.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (
+        n(QueueAttributeName::ApproximateNumberOfMessages),
+        n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+    )
+}
+
+/// Every message in a queue (bodies), read with the SDK.
+pub async fn drain(url: &str) -> Vec<(String, std::collections::HashMap<String, String>)> {
+    let c = clients().await;
+    let mut out = Vec::new();
+    loop {
+        let got = c
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .message_attribute_names("All")
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .unwrap();
+        let messages = got.messages.unwrap_or_default();
+        if messages.is_empty() {
+            return out;
+        }
+        for m in messages {
+            let attrs = m
+                .message_attributes
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|(k, v)| v.string_value.map(|s| (k, s)))
+                .collect();
+            out.push((m.body.unwrap_or_default(), attrs));
+        }
+    }
+}
+
+/// A running `tugboat serve`.
+pub struct Service {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub admin: Option<String>,
+}
+
+impl Service {
+    pub fn start(config: &Path, failpoint: Option<&str>) -> Service {
+        let mut cmd = tugboat(config);
+        cmd.args(["--log-format", "json", "serve"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .stdin(Stdio::null());
+        cmd.env("RUST_LOG", "info");
+        match failpoint {
+            Some(f) => cmd.env("TUGBOAT_FAILPOINT", f),
+            None => cmd.env_remove("TUGBOAT_FAILPOINT"),
+        };
+        let mut child = cmd.spawn().expect("start tugboat serve");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut s = Service {
+            child,
+            lines,
+            admin: None,
+        };
+        let line = s.wait_for_line(
+            |l| l.contains("tugboat serving") || l.starts_with("TUGBOAT_FAILPOINT"),
+            Duration::from_secs(30),
+        );
+        if let Ok(v) = serde_json::from_str::<Value>(&line) {
+            s.admin = v["admin"].as_str().map(str::to_owned);
+        }
+        s
+    }
+
+    pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.lines.lock().unwrap().iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out; tugboat said:\n{}",
+                self.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn workflows(&self) -> Vec<Value> {
+        let admin = self.admin.as_ref().expect("the service is serving");
+        let out = Command::new("curl")
+            .args(["-fsS", &format!("http://{admin}/workflows")])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(mut self) -> (i32, String) {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                return (
+                    status.code().unwrap_or(-1),
+                    self.lines.lock().unwrap().join("\n"),
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "tugboat did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn succeeded(s: &Service) -> usize {
+    s.workflows()
+        .iter()
+        .filter(|w| w["status"] == "succeeded")
+        .count()
+}
