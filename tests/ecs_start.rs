@@ -127,6 +127,8 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
         "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"10s\"\n\n\
          [[routes]]\nname = \"start\"\npattern = {{ source = [\"custom.app\"], detail-type = [\"Start ECS Task\"] }}\n\
          workflow = \"ecs_start\"\nparams = {{ poll_interval = \"{failpoint_safe_poll}\", running_timeout = \"10s\", healthy_timeout = \"10s\" }}\n\n\
+         [[routes]]\nname = \"stop\"\npattern = {{ source = [\"custom.app\"], detail-type = [\"Stop ECS Task\"] }}\n\
+         workflow = \"ecs_stop\"\nparams = {{ poll_interval = \"1s\", deregistration_timeout = \"5s\" }}\n\n\
          [services.svc]\ncluster = \"{cluster}\"\ntask_definition = \"{family}\"\ntarget_group = \"{mapping_tg}\"\n\
          container_name = \"app\"\ncontainer_port = 8080\nsubnets = [\"{subnet}\"]\nsecurity_groups = [\"{sg}\"]\n\n\
          [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
@@ -373,5 +375,54 @@ async fn a_crash_between_run_task_and_register_targets_resumes_without_a_second_
     let w = &service.workflows()[0];
     assert_eq!(w["steps"][0]["name"], "run-task");
     assert_eq!(w["steps"][0]["attempts"], 2);
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_event_deregisters_the_target_then_stops_the_task() {
+    let env = setup(None, "1s").await;
+    let service = Service::start(&env.config, None);
+    send_with_cli(&env.queue_url, &start_event(None, "svc"));
+    until("the task is up", Duration::from_secs(30), async || {
+        succeeded(&service) == 1
+    })
+    .await;
+    let task_arn = service.workflows()[0]["output"]["task_arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task_id = task_arn.rsplit('/').next().unwrap().to_owned();
+    let stop = json!({"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"service": "svc", "task": task_id}});
+    send_with_cli(&env.queue_url, &stop.to_string());
+    until(
+        "the stop workflow succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 2,
+    )
+    .await;
+    let c = clients().await;
+    let health = c
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(&env.target_group)
+        .send()
+        .await
+        .unwrap();
+    assert!(health.target_health_descriptions().is_empty(), "{health:?}");
+    let described = c
+        .ecs
+        .describe_tasks()
+        .cluster(&env.cluster)
+        .tasks(&task_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.tasks()[0].last_status(), Some("STOPPED"));
+    let stopped = service
+        .workflows()
+        .into_iter()
+        .find(|w| w["workflow"] == "ecs_stop")
+        .unwrap();
+    assert_eq!(stopped["output"]["deregistered"], true);
     assert_eq!(service.terminate().0, 0);
 }

@@ -8,6 +8,7 @@
 //! any workflow's state and a person can read it.
 
 pub mod ecs_start;
+pub mod ecs_stop;
 pub mod log;
 
 use std::collections::BTreeMap;
@@ -182,6 +183,7 @@ impl Default for Registry {
         let mut r = Registry::empty();
         r.register(Arc::new(log::Log));
         r.register(Arc::new(ecs_start::EcsStart::default()));
+        r.register(Arc::new(ecs_stop::EcsStop::default()));
         r
     }
 }
@@ -191,6 +193,9 @@ impl Registry {
     /// mappings, with target groups already resolved to ARNs).
     pub fn with_services(services: BTreeMap<String, crate::config::ServiceMapping>) -> Registry {
         let mut r = Registry::default();
+        r.register(Arc::new(ecs_stop::EcsStop {
+            services: services.clone(),
+        }));
         r.register(Arc::new(ecs_start::EcsStart { services }));
         r
     }
