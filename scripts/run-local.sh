@@ -29,6 +29,20 @@ $tugboat migrate
 echo "== tugboat migrate (again: nothing to change)"
 $tugboat migrate
 
+echo "== the demo ECS service: cluster, task definition and target group in the emulator"
+aws() { scripts/local-aws.sh aws "$@"; }
+vpc="$(aws ec2 describe-vpcs --filters Name=isDefault,Values=true --query 'Vpcs[0].VpcId' --output text)"
+subnet="$(aws ec2 describe-subnets --filters "Name=vpc-id,Values=$vpc" --query 'Subnets[0].SubnetId' --output text)"
+sg="$(aws ec2 describe-security-groups --filters "Name=vpc-id,Values=$vpc" Name=group-name,Values=default --query 'SecurityGroups[0].GroupId' --output text)"
+aws ecs create-cluster --cluster-name tugboat-demo >/dev/null
+aws ecs register-task-definition --family tugboat-auth --network-mode awsvpc --requires-compatibilities FARGATE \
+  --cpu 256 --memory 512 \
+  --container-definitions '[{"name":"auth","image":"public.ecr.aws/nginx/nginx:latest","memory":512,"portMappings":[{"containerPort":8080}]}]' >/dev/null
+aws elbv2 create-target-group --name tugboat-auth --protocol HTTP --port 8080 --vpc-id "$vpc" --target-type ip >/dev/null
+export TUGBOAT__SERVICES__AUTH__SUBNETS="[\"$subnet\"]"
+export TUGBOAT__SERVICES__AUTH__SECURITY_GROUPS="[\"$sg\"]"
+echo "cluster tugboat-demo, task definition tugboat-auth, target group tugboat-auth (vpc $vpc, subnet $subnet)"
+
 log=target/local/serve.log
 mkdir -p target/local
 echo "== tugboat serve (log in $log)"
@@ -63,10 +77,14 @@ done
 
 echo "== tugboat workflows list"
 $tugboat workflows list
-first="$($tugboat workflows list --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[-1]["id"] if r else "")')"
-if [ -n "$first" ]; then
-  echo "== tugboat workflows show $first"
-  $tugboat workflows show "$first"
+start="$($tugboat workflows list --route start-ecs-task --json | python3 -c 'import json,sys; r=json.load(sys.stdin); print(r[0]["id"] if r else "")')"
+if [ -n "$start" ]; then
+  echo "== tugboat workflows show $start   (the ECS task for service auth)"
+  $tugboat workflows show "$start"
+  echo "== the task's IP and health, as the target group reports them"
+  aws elbv2 describe-target-health --target-group-arn \
+    "$(aws elbv2 describe-target-groups --names tugboat-auth --query 'TargetGroups[0].TargetGroupArn' --output text)" \
+    --query 'TargetHealthDescriptions[].[Target.Id, Target.Port, TargetHealth.State]' --output text
 fi
 echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"
 scripts/local-aws.sh aws sqs receive-message --queue-url "$endpoint/123456789012/tugboat-notifications" \
