@@ -2,7 +2,7 @@
 //! events against 100 routes, JSON parsing and envelope decoding included. Two rule sets, as
 //! aws/event-ruler reports them: exact/prefix/suffix rules, and numeric rules.
 //!
-//!     cargo bench --bench routing
+//!     cargo bench --bench routing [-- --event-bytes 900]
 
 #[path = "common.rs"]
 mod common;
@@ -16,7 +16,9 @@ use tugboat::config::{PatternSource, RouteConfig};
 use tugboat::events::{Decoded, decode};
 use tugboat::routing::Router;
 
-fn samples() -> Vec<String> {
+/// The sample events, compact, each padded (with a `detail.padding` string) to at least
+/// `min_bytes`, to compare with figures measured on events of that size.
+fn samples(min_bytes: usize) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events/eventbridge");
     let mut out = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
@@ -28,8 +30,12 @@ fn samples() -> Vec<String> {
         if f.extension().and_then(|e| e.to_str()) == Some("json") {
             let text = std::fs::read_to_string(&f).unwrap();
             // Compact, as it arrives from SQS.
-            let v: Value = serde_json::from_str(&text).unwrap();
+            let mut v: Value = serde_json::from_str(&text).unwrap();
             if v.is_object() {
+                let len = v.to_string().len();
+                if len < min_bytes && v["detail"].is_object() {
+                    v["detail"]["padding"] = json!("p".repeat(min_bytes - len - 14));
+                }
                 out.push(v.to_string());
             }
         }
@@ -107,7 +113,7 @@ fn run(router: &Router, samples: &[String], secs: f64) -> (f64, usize) {
 }
 
 fn main() {
-    let samples = samples();
+    let samples = samples(common::arg("--event-bytes", 900));
     let avg = samples.iter().map(String::len).sum::<usize>() / samples.len();
     println!("machine: {} (one thread used)", common::machine());
     println!("{} sample events, average {avg} bytes", samples.len());
