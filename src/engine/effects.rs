@@ -87,11 +87,9 @@ impl Effects for PortEffects {
                     None => Ok(json!({"skipped": "topic not configured"})),
                 }
             }
-            Call::Sleep { duration } => {
-                // The runner releases long sleeps to SQS; a short one waits here.
-                tokio::time::sleep(*duration).await;
-                Ok(json!({}))
-            }
+            Call::Sleep { .. } | Call::Wake { .. } => Err(StepError::permanent(
+                "sleep and wake are performed by the runner, not by a port",
+            )),
             Call::EcsRunTask { request } => {
                 let mut request = request.as_ref().clone();
                 request.client_token = ctx.idempotency_key();

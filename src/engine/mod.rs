@@ -52,6 +52,8 @@ pub struct Engine {
     pub options: EngineOptions,
     /// Becomes true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
+    /// In-process sleeps that a `Call::Wake` may end early.
+    pub wakers: Wakers,
     limits: HashMap<&'static str, Arc<Semaphore>>,
 }
 
@@ -89,6 +91,7 @@ impl Engine {
             effects,
             options,
             shutdown,
+            wakers: Wakers::default(),
             limits,
         }
     }
@@ -100,5 +103,49 @@ impl Engine {
     /// The concurrency limit of a workflow kind.
     pub(crate) fn limit(&self, kind: &str) -> Option<Arc<Semaphore>> {
         self.limits.get(kind).cloned()
+    }
+}
+
+/// The in-process sleeps waiting on a key (such as `ecs-task:<task ARN>`).
+#[derive(Debug, Default)]
+pub struct Wakers {
+    waiting: std::sync::Mutex<HashMap<String, Vec<Arc<tokio::sync::Notify>>>>,
+}
+
+impl Wakers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<tokio::sync::Notify>>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a sleeper on `key`.
+    pub fn register(&self, key: &str) -> (String, Arc<tokio::sync::Notify>) {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        self.lock()
+            .entry(key.to_owned())
+            .or_default()
+            .push(notify.clone());
+        (key.to_owned(), notify)
+    }
+
+    pub fn unregister(&self, key: &str, notify: &Arc<tokio::sync::Notify>) {
+        let mut waiting = self.lock();
+        if let Some(list) = waiting.get_mut(key) {
+            list.retain(|n| !Arc::ptr_eq(n, notify));
+            if list.is_empty() {
+                waiting.remove(key);
+            }
+        }
+    }
+
+    /// Wakes every sleeper on `key`; whether there was one.
+    pub fn wake(&self, key: &str) -> bool {
+        match self.lock().get(key) {
+            Some(list) if !list.is_empty() => {
+                // notify_one keeps a permit if the sleeper is between registering and waiting.
+                list.iter().for_each(|n| n.notify_one());
+                true
+            }
+            _ => false,
+        }
     }
 }

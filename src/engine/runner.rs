@@ -185,7 +185,7 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
     }
 
     // A long sleep is a release, not a wait: the message comes back when it is due.
-    if let Call::Sleep { duration } = &action.call
+    if let Call::Sleep { duration, .. } = &action.call
         && *duration > engine.options.max_in_process_wait
     {
         let due = step.first_started_ms + duration.as_millis() as u64;
@@ -217,7 +217,34 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
         step: &action.step,
         attempt: attempts,
     };
-    let result = engine.effects.execute(ctx, &action.call).await;
+    let result = match &action.call {
+        // Sleeping and waking are the engine's own: a short sleep waits here, cut short by a
+        // wake for its key or by shutdown (then the step is attempted again on resume).
+        Call::Sleep { duration, wake_on } => {
+            let mut shutdown = engine.shutdown.clone();
+            let waker = wake_on.as_deref().map(|k| engine.wakers.register(k));
+            let woken = async {
+                match &waker {
+                    Some((_, notify)) => notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = tokio::select! {
+                _ = tokio::time::sleep(*duration) => Ok(json!({"woken": false})),
+                _ = woken => Ok(json!({"woken": true})),
+                _ = shutdown.wait_for(|s| *s) => Err(()),
+            };
+            if let Some((key, notify)) = waker {
+                engine.wakers.unregister(&key, &notify);
+            }
+            match outcome {
+                Ok(v) => Ok(v),
+                Err(()) => return Attempted::Return(RunResult::Released),
+            }
+        }
+        Call::Wake { key } => Ok(json!({"woken": engine.wakers.wake(key)})),
+        call => engine.effects.execute(ctx, call).await,
+    };
     failpoint::hit("step-called");
     let error = match result {
         Ok(v) => return Attempted::Outcome(Ok(v)),

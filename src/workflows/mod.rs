@@ -9,6 +9,7 @@
 
 pub mod ecs_start;
 pub mod ecs_stop;
+pub mod ecs_task_event;
 pub mod log;
 
 use std::collections::BTreeMap;
@@ -68,7 +69,13 @@ pub enum Call {
     Sleep {
         #[serde(with = "humantime_serde")]
         duration: std::time::Duration,
+        /// A key that [`Call::Wake`] can use to end the sleep early (an in-process sleep only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wake_on: Option<String>,
     },
+    /// Ends the in-process sleeps waiting on `key` (performed by the engine, not a port);
+    /// returns `{"woken": true|false}`.
+    Wake { key: String },
     /// ECS `RunTask`; its `client_token` is set by the engine from the step's idempotency key.
     /// Returns `{"task_arn": …}`.
     EcsRunTask {
@@ -184,6 +191,7 @@ impl Default for Registry {
         r.register(Arc::new(log::Log));
         r.register(Arc::new(ecs_start::EcsStart::default()));
         r.register(Arc::new(ecs_stop::EcsStop::default()));
+        r.register(Arc::new(ecs_task_event::EcsTaskEvent));
         r
     }
 }

@@ -288,8 +288,10 @@ impl EcsStart {
                     ),
                     _ => Next::Run(Action::new(
                         format!("sleep-running#{}", s.running_polls),
+                        // An "ECS Task State Change" event for this task ends the wait early.
                         Call::Sleep {
                             duration: s.poll_interval,
+                            wake_on: s.task_arn.as_deref().map(wake_key),
                         },
                     )),
                 }
@@ -336,6 +338,7 @@ impl EcsStart {
                         format!("sleep-healthy#{}", s.healthy_polls),
                         Call::Sleep {
                             duration: s.poll_interval,
+                            wake_on: None,
                         },
                     )),
                 }
@@ -345,6 +348,11 @@ impl EcsStart {
             other => fail(s, format!("unknown step {other:?}")),
         }
     }
+}
+
+/// The key under which a wait for a task's state sleeps; `ecs_task_event` wakes it.
+pub fn wake_key(task_arn: &str) -> String {
+    format!("ecs-task:{task_arn}")
 }
 
 fn describe(s: &mut State) -> Next {

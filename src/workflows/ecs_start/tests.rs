@@ -51,7 +51,7 @@ fn drive(
         };
         steps.push(action.step.clone());
         let outcome = match &action.call {
-            Call::Sleep { duration } => {
+            Call::Sleep { duration, .. } => {
                 assert_eq!(*duration, Duration::from_secs(5));
                 Ok(json!({}))
             }

@@ -164,6 +164,7 @@ impl EcsStop {
                         format!("sleep-deregistered#{}", s.polls),
                         Call::Sleep {
                             duration: s.poll_interval,
+                            wake_on: None,
                         },
                     )),
                 }

@@ -85,7 +85,13 @@ impl Workflow for Log {
                 }),
                 "log",
                 Ok(_),
-            ) => Next::Run(Action::new("delay", Call::Sleep { duration })),
+            ) => Next::Run(Action::new(
+                "delay",
+                Call::Sleep {
+                    duration,
+                    wake_on: None,
+                },
+            )),
             (Ok(s), "log" | "delay", Ok(_)) => Next::Run(Action::new(
                 "notify",
                 Call::Publish {
@@ -147,7 +153,8 @@ mod tests {
         assert_eq!(
             a.call,
             Call::Sleep {
-                duration: std::time::Duration::from_secs(2)
+                duration: std::time::Duration::from_secs(2),
+                wake_on: None,
             }
         );
         let t = Log.advance(t.state, "delay", Ok(json!({})));
