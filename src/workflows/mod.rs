@@ -154,6 +154,46 @@ pub struct Transition {
     pub next: Next,
 }
 
+/// The next transition of a workflow whose state is the serde type `S`: parses the journaled
+/// state, lets `step` change it and decide, and stores it back. A state that does not parse
+/// (a record written by an incompatible build) fails the instance with the reason.
+pub fn advance_typed<S>(state: Value, step: impl FnOnce(&mut S) -> Next) -> Transition
+where
+    S: serde::Serialize + serde::de::DeserializeOwned,
+{
+    let mut typed: S = match serde_json::from_value(state.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            return Transition {
+                state,
+                next: Next::Fail(format!("journaled state does not parse: {e}")),
+            };
+        }
+    };
+    let next = step(&mut typed);
+    Transition {
+        state: serde_json::to_value(&typed).unwrap_or(state),
+        next,
+    }
+}
+
+/// A duration parameter such as `"5s"`, or `default` when it is absent.
+pub fn duration_param(
+    params: &Value,
+    name: &str,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, String> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(Value::String(s)) => {
+            humantime::parse_duration(s).map_err(|e| format!("params.{name} {s:?}: {e}"))
+        }
+        Some(other) => Err(format!(
+            "params.{name} must be a duration such as \"5s\", got {other}"
+        )),
+    }
+}
+
 /// The pure logic of one workflow kind.
 pub trait Workflow: Send + Sync {
     /// The name routes use.

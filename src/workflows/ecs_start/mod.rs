@@ -24,7 +24,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, Call, Next, StepError, Topic, Transition, Workflow};
+use super::{
+    Action, Call, Next, StepError, Topic, Transition, Workflow, advance_typed, duration_param,
+};
 use crate::config::ServiceMapping;
 use crate::ports::{RunTaskRequest, TargetHealth, TaskStatus};
 
@@ -53,18 +55,6 @@ struct State {
     running_polls: u32,
     healthy_polls: u32,
     failure: Option<String>,
-}
-
-fn duration_param(params: &Value, name: &str, default: Duration) -> Result<Duration, String> {
-    match params.get(name) {
-        None => Ok(default),
-        Some(Value::String(s)) => {
-            humantime::parse_duration(s).map_err(|e| format!("params.{name} {s:?}: {e}"))
-        }
-        Some(other) => Err(format!(
-            "params.{name} must be a duration such as \"5s\", got {other}"
-        )),
-    }
 }
 
 fn string_map(detail: &Value, field: &str) -> Result<Vec<(String, String)>, String> {
@@ -403,20 +393,7 @@ impl Workflow for EcsStart {
     }
 
     fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition {
-        let mut s: State = match serde_json::from_value(state.clone()) {
-            Ok(s) => s,
-            Err(e) => {
-                return Transition {
-                    state,
-                    next: Next::Fail(format!("journaled state does not parse: {e}")),
-                };
-            }
-        };
-        let next = EcsStart::step(&mut s, step, outcome);
-        Transition {
-            state: serde_json::to_value(&s).unwrap_or(state),
-            next,
-        }
+        advance_typed(state, |s: &mut State| EcsStart::step(s, step, outcome))
     }
 
     fn compensation(&self, state: &Value) -> Vec<Action> {
