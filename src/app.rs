@@ -83,7 +83,11 @@ pub async fn run(
         journal.clone(),
         registry,
         Arc::new(effects),
-        EngineOptions::default(),
+        EngineOptions {
+            max_in_process_wait: config.engine.max_in_process_wait,
+            max_panics: config.engine.max_panics,
+            per_kind_concurrency: config.engine.workflow_concurrency,
+        },
         shutdown.clone(),
     ));
     let dispatcher = Dispatcher::new(engine);

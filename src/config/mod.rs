@@ -55,6 +55,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub engine: EngineConfig,
     /// What to do with an event that matches no route.
     #[serde(default)]
     pub unmatched: UnmatchedPolicy,
@@ -268,6 +270,45 @@ fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9090))
 }
 
+/// Limits of the workflow engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Instances of one workflow kind running at once in this process. Default 64, at least 1.
+    #[serde(default = "default_workflow_concurrency")]
+    pub workflow_concurrency: usize,
+    /// Back-offs and sleeps up to this long wait in the process; longer ones release the
+    /// message to SQS and resume when it comes back. Default "20s".
+    #[serde(default = "default_in_process_wait", with = "humantime_serde")]
+    pub max_in_process_wait: Duration,
+    /// Panics of one instance before it is dead-lettered instead of restarted. Default 3,
+    /// at least 1.
+    #[serde(default = "default_max_panics")]
+    pub max_panics: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workflow_concurrency: default_workflow_concurrency(),
+            max_in_process_wait: default_in_process_wait(),
+            max_panics: default_max_panics(),
+        }
+    }
+}
+
+fn default_workflow_concurrency() -> usize {
+    64
+}
+
+fn default_in_process_wait() -> Duration {
+    Duration::from_secs(20)
+}
+
+fn default_max_panics() -> u32 {
+    3
+}
+
 /// What happens to an event that matches no route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -432,6 +473,15 @@ impl Config {
             if s.subnets.is_empty() {
                 return Err((key("subnets"), "needs at least one subnet id".into()));
             }
+        }
+        if self.engine.workflow_concurrency == 0 {
+            return Err((
+                "engine.workflow_concurrency".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.engine.max_panics == 0 {
+            return Err(("engine.max_panics".into(), "must be at least 1".into()));
         }
         if self.shutdown.deadline > Duration::from_secs(120) {
             return Err((

@@ -50,6 +50,9 @@ fn minimal_config_loads_with_documented_defaults() {
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9090");
     assert_eq!(c.unmatched, UnmatchedPolicy::Acknowledge);
     assert!(!c.services["auth"].assign_public_ip);
+    assert_eq!(c.engine.workflow_concurrency, 64);
+    assert_eq!(c.engine.max_in_process_wait, Duration::from_secs(20));
+    assert_eq!(c.engine.max_panics, 3);
 }
 
 #[test]
