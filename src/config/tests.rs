@@ -203,6 +203,24 @@ fn cross_field_rules_name_the_key() {
         "120s",
     );
     check_error(
+        &format!("{MINIMAL}\n[engine]\nworkflow_concurrency = 0"),
+        &[],
+        "engine.workflow_concurrency",
+        "at least 1",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[engine]\nmax_panics = 0"),
+        &[],
+        "engine.max_panics",
+        "at least 1",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[engine]\nmax_in_process_wait = 20"),
+        &[],
+        "engine.max_in_process_wait",
+        "",
+    );
+    check_error(
         &MINIMAL.replace(
             "region = \"us-east-1\"",
             "region = \"us-east-1\"\nendpoint_url = \"127.0.0.1:5000\"",
