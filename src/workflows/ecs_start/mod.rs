@@ -5,7 +5,9 @@
 //! Trigger: `{"source": "custom.app", "detail-type": "Start ECS Task", "detail": {"service":
 //! "auth"}}`, with optional `detail` overrides: `environment` (object of strings), `command`
 //! (list of strings), `revision` (task definition revision), `tags` (object of strings),
-//! `count` (1; more tasks per event is not supported yet).
+//! `count` (1 to 10 tasks, default 1: each gets its own `RunTask` step, and so its own
+//! `clientToken`, and is taken through the steps below in turn; steps of the second and later
+//! tasks carry `@N` in their names, such as `wait-running@2#1`).
 //!
 //! Params: `poll_interval` (default `"5s"`), `running_timeout` and `healthy_timeout` (default
 //! `"5m"` each; the seed plan's figures). Waits are bounded by a number of polls, so the logic
@@ -55,6 +57,35 @@ struct State {
     running_polls: u32,
     healthy_polls: u32,
     failure: Option<String>,
+    /// How many tasks the event asked for, and which one the fields above describe (1-based).
+    #[serde(default = "one")]
+    count: u32,
+    #[serde(default = "one")]
+    index: u32,
+    /// The tasks before the current one: running, registered and healthy.
+    #[serde(default)]
+    done: Vec<Finished>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A task that reached health, kept while the next ones start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Finished {
+    task_arn: String,
+    ip: String,
+    health: String,
+}
+
+/// The name of a step of the current task: `base` for the first, `base@N` for the N-th.
+fn name(s: &State, base: &str) -> String {
+    if s.index <= 1 {
+        base.to_owned()
+    } else {
+        format!("{base}@{}", s.index)
+    }
 }
 
 fn string_map(detail: &Value, field: &str) -> Result<Vec<(String, String)>, String> {
@@ -112,11 +143,17 @@ impl EcsStart {
                 }
             )
         })?;
-        match detail.get("count") {
-            None => {}
-            Some(c) if c.as_u64() == Some(1) => {}
-            Some(c) => return Err(format!("detail.count {c}: one task per event is supported")),
-        }
+        let count = match detail.get("count") {
+            None => 1,
+            Some(c) => match c.as_u64() {
+                Some(n @ 1..=10) => n as u32,
+                _ => {
+                    return Err(format!(
+                        "detail.count must be 1 to 10 (RunTask's limit), got {c}"
+                    ));
+                }
+            },
+        };
         let command = match detail.get("command") {
             None => None,
             Some(Value::Array(items)) => Some(
@@ -185,18 +222,37 @@ impl EcsStart {
             running_polls: 0,
             healthy_polls: 0,
             failure: None,
+            count,
+            index: 1,
+            done: Vec::new(),
         })
     }
 
     fn result(s: &State) -> Value {
+        let id = |arn: &str| arn.rsplit('/').next().map(str::to_owned);
+        let mut tasks: Vec<Value> = s
+            .done
+            .iter()
+            .map(|t| json!({"task_arn": t.task_arn, "task_id": id(&t.task_arn), "ip": t.ip, "health": t.health}))
+            .collect();
+        if s.task_arn.is_some() {
+            tasks.push(json!({
+                "task_arn": s.task_arn,
+                "task_id": s.task_arn.as_deref().and_then(id),
+                "ip": s.ip,
+                "health": s.health.as_ref().map(|h| h.state.clone()),
+            }));
+        }
+        let first = tasks.first().cloned().unwrap_or(json!({}));
         json!({
             "service": s.service,
-            "task_arn": s.task_arn,
-            "task_id": s.task_arn.as_deref().and_then(|a| a.rsplit('/').next()),
-            "ip": s.ip,
+            "task_arn": first.get("task_arn"),
+            "task_id": first.get("task_id"),
+            "ip": first.get("ip"),
             "port": s.port,
             "target_group": s.target_group,
-            "health": s.health.as_ref().map(|h| h.state.clone()),
+            "health": first.get("health"),
+            "tasks": tasks,
             "polls_until_running": s.running_polls,
             "polls_until_healthy": s.healthy_polls,
             "poll_interval": humantime::format_duration(s.poll_interval).to_string(),
@@ -204,7 +260,8 @@ impl EcsStart {
     }
 
     fn step(s: &mut State, step: &str, outcome: Result<Value, StepError>) -> Next {
-        let (kind, _) = step.split_once('#').unwrap_or((step, ""));
+        let kind = step.split('#').next().unwrap_or(step);
+        let kind = kind.split('@').next().unwrap_or(kind);
         let value = match outcome {
             Ok(v) => v,
             Err(e) if kind == "notify" => {
@@ -235,7 +292,7 @@ impl EcsStart {
                         Some(ip) => {
                             s.ip = Some(ip.clone());
                             Next::Run(Action::new(
-                                "register-target",
+                                name(s, "register-target"),
                                 Call::TargetRegister {
                                     target_group: s.target_group.clone(),
                                     ip,
@@ -277,7 +334,7 @@ impl EcsStart {
                         ),
                     ),
                     _ => Next::Run(Action::new(
-                        format!("sleep-running#{}", s.running_polls),
+                        format!("{}#{}", name(s, "sleep-running"), s.running_polls),
                         // An "ECS Task State Change" event for this task ends the wait early.
                         Call::Sleep {
                             duration: s.poll_interval,
@@ -300,6 +357,7 @@ impl EcsStart {
                 let reason = h.reason.clone().unwrap_or_default();
                 s.health = Some(h);
                 match state.as_str() {
+                    "healthy" if s.index < s.count => next_task(s),
                     "healthy" => Next::Run(Action::new(
                         "notify",
                         Call::Publish {
@@ -325,7 +383,7 @@ impl EcsStart {
                         ),
                     ),
                     _ => Next::Run(Action::new(
-                        format!("sleep-healthy#{}", s.healthy_polls),
+                        format!("{}#{}", name(s, "sleep-healthy"), s.healthy_polls),
                         Call::Sleep {
                             duration: s.poll_interval,
                             wake_on: None,
@@ -340,6 +398,26 @@ impl EcsStart {
     }
 }
 
+/// The current task is healthy: keep it and start the next one.
+fn next_task(s: &mut State) -> Next {
+    s.done.push(Finished {
+        task_arn: s.task_arn.take().unwrap_or_default(),
+        ip: s.ip.take().unwrap_or_default(),
+        health: s.health.take().map(|h| h.state).unwrap_or_default(),
+    });
+    s.registered = false;
+    s.last_status = None;
+    s.running_polls = 0;
+    s.healthy_polls = 0;
+    s.index += 1;
+    Next::Run(Action::new(
+        name(s, "run-task"),
+        Call::EcsRunTask {
+            request: Box::new(s.request.clone()),
+        },
+    ))
+}
+
 /// The key under which a wait for a task's state sleeps; `ecs_task_event` wakes it.
 pub fn wake_key(task_arn: &str) -> String {
     format!("ecs-task:{task_arn}")
@@ -348,7 +426,7 @@ pub fn wake_key(task_arn: &str) -> String {
 fn describe(s: &mut State) -> Next {
     s.running_polls += 1;
     Next::Run(Action::new(
-        format!("wait-running#{}", s.running_polls),
+        format!("{}#{}", name(s, "wait-running"), s.running_polls),
         Call::EcsDescribeTask {
             cluster: s.cluster.clone(),
             task: s.task_arn.clone().unwrap_or_default(),
@@ -359,7 +437,7 @@ fn describe(s: &mut State) -> Next {
 fn health(s: &mut State) -> Next {
     s.healthy_polls += 1;
     Next::Run(Action::new(
-        format!("wait-healthy#{}", s.healthy_polls),
+        format!("{}#{}", name(s, "wait-healthy"), s.healthy_polls),
         Call::TargetHealth {
             target_group: s.target_group.clone(),
             ip: s.ip.clone().unwrap_or_default(),
@@ -405,6 +483,26 @@ impl Workflow for EcsStart {
             .clone()
             .unwrap_or_else(|| "the workflow failed".into());
         let mut undo = Vec::new();
+        // The tasks that were already up, then the current one: nothing is left running.
+        for (n, t) in s.done.iter().enumerate() {
+            let n = n + 1;
+            undo.push(Action::new(
+                format!("deregister-target@{n}"),
+                Call::TargetDeregister {
+                    target_group: s.target_group.clone(),
+                    ip: t.ip.clone(),
+                    port: s.port,
+                },
+            ));
+            undo.push(Action::new(
+                format!("stop-task@{n}"),
+                Call::EcsStopTask {
+                    cluster: s.cluster.clone(),
+                    task: t.task_arn.clone(),
+                    reason: format!("tugboat: ecs_start failed: {reason}"),
+                },
+            ));
+        }
         if s.registered
             && let Some(ip) = &s.ip
         {

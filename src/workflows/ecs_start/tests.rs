@@ -284,9 +284,9 @@ fn overrides_are_applied_and_bad_input_is_refused_with_reasons() {
         (json!({}), json!({}), "detail.service"),
         (json!({"service": 5}), json!({}), "detail.service"),
         (
-            json!({"service": "auth", "count": 3}),
+            json!({"service": "auth", "count": 11}),
             json!({}),
-            "one task per event",
+            "detail.count must be 1 to 10",
         ),
         (
             json!({"service": "auth", "environment": {"A": 1}}),
@@ -319,4 +319,85 @@ fn overrides_are_applied_and_bad_input_is_refused_with_reasons() {
         "arn:aws:ecs:us-east-1:1:task-definition/auth:4"
     );
     assert_eq!(with_revision("auth", 2), "auth:2");
+}
+
+#[test]
+fn count_starts_each_task_in_turn_and_compensation_covers_them_all() {
+    let w = workflow();
+    let start = w
+        .start(&event(json!({"service": "auth", "count": 2})), &params())
+        .unwrap();
+    let mut runs = 0;
+    let (steps, end) = {
+        let (steps, end, _) = drive(&w, start, |call| match call {
+            Call::EcsRunTask { .. } => {
+                runs += 1;
+                Ok(json!({"task_arn": format!("arn:aws:ecs:us-east-1:1:task/apps/t{runs}")}))
+            }
+            Call::EcsDescribeTask { task, .. } => {
+                let mut st = status("RUNNING");
+                st["task_arn"] = json!(task);
+                st["private_ip"] = json!(if task.ends_with("t1") {
+                    "10.0.0.1"
+                } else {
+                    "10.0.0.2"
+                });
+                Ok(st)
+            }
+            Call::TargetRegister { .. } => Ok(json!({})),
+            Call::TargetHealth { .. } => Ok(health("healthy")),
+            Call::Publish { .. } => Ok(json!({})),
+            other => panic!("unexpected {other:?}"),
+        });
+        (steps, end)
+    };
+    assert_eq!(
+        steps,
+        [
+            "run-task",
+            "wait-running#1",
+            "register-target",
+            "wait-healthy#1",
+            "run-task@2",
+            "wait-running@2#1",
+            "register-target@2",
+            "wait-healthy@2#1",
+            "notify"
+        ]
+    );
+    let Next::Complete(result) = end else {
+        panic!("{end:?}")
+    };
+    let tasks = result["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[1]["ip"], "10.0.0.2");
+    assert_eq!(result["ip"], "10.0.0.1");
+
+    // The second task never becomes healthy: both are taken down.
+    let start = w
+        .start(&event(json!({"service": "auth", "count": 2})), &params())
+        .unwrap();
+    let mut runs = 0;
+    let (_, end, state) = drive(&w, start, |call| match call {
+        Call::EcsRunTask { .. } => {
+            runs += 1;
+            Ok(json!({"task_arn": format!("t{runs}")}))
+        }
+        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
+        Call::TargetRegister { .. } => Ok(json!({})),
+        Call::TargetHealth { .. } => Ok(health(if runs == 1 { "healthy" } else { "unhealthy" })),
+        other => panic!("unexpected {other:?}"),
+    });
+    assert!(matches!(end, Next::Fail(_)));
+    let undo: Vec<String> = w.compensation(&state).into_iter().map(|a| a.step).collect();
+    assert_eq!(
+        undo,
+        [
+            "deregister-target@1",
+            "stop-task@1",
+            "deregister-target",
+            "stop-task",
+            "notify-error"
+        ]
+    );
 }
