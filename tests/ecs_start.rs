@@ -426,3 +426,41 @@ async fn a_stop_event_deregisters_the_target_then_stops_the_task() {
     assert_eq!(stopped["output"]["deregistered"], true);
     assert_eq!(service.terminate().0, 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_event_may_name_the_ecs_start_workflow_instead_of_the_task() {
+    let env = setup(None, "1s").await;
+    let service = Service::start(&env.config, None);
+    send_with_cli(&env.queue_url, &start_event(None, "svc"));
+    until("the task is up", Duration::from_secs(30), async || {
+        succeeded(&service) == 1
+    })
+    .await;
+    let started = service.workflows()[0].clone();
+    let stop = json!({"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"workflow_id": started["id"]}});
+    send_with_cli(&env.queue_url, &stop.to_string());
+    until(
+        "the stop workflow succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 2,
+    )
+    .await;
+    let task_arn = started["output"]["task_arn"].as_str().unwrap();
+    let c = clients().await;
+    let described = c
+        .ecs
+        .describe_tasks()
+        .cluster(&env.cluster)
+        .tasks(task_arn)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.tasks()[0].last_status(), Some("STOPPED"));
+    let stopped = service
+        .workflows()
+        .into_iter()
+        .find(|w| w["workflow"] == "ecs_stop")
+        .unwrap();
+    assert_eq!(stopped["steps"][0]["name"], "find-workflow");
+    assert_eq!(service.terminate().0, 0);
+}

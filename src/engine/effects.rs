@@ -87,9 +87,11 @@ impl Effects for PortEffects {
                     None => Ok(json!({"skipped": "topic not configured"})),
                 }
             }
-            Call::Sleep { .. } | Call::Wake { .. } => Err(StepError::permanent(
-                "sleep and wake are performed by the runner, not by a port",
-            )),
+            Call::Sleep { .. } | Call::Wake { .. } | Call::ReadWorkflow { .. } => {
+                Err(StepError::permanent(
+                    "sleep, wake and workflow reads are performed by the runner, not by a port",
+                ))
+            }
             Call::EcsRunTask { request } => {
                 let mut request = request.as_ref().clone();
                 request.client_token = ctx.idempotency_key();

@@ -243,6 +243,13 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
             }
         }
         Call::Wake { key } => Ok(json!({"woken": engine.wakers.wake(key)})),
+        Call::ReadWorkflow { id } => match engine.journal.get(id) {
+            Ok(Some(r)) => Ok(
+                json!({"found": true, "workflow": r.workflow, "status": r.status.name(), "output": r.output}),
+            ),
+            Ok(None) => Ok(json!({"found": false})),
+            Err(e) => Err(StepError::retryable(e.to_string())),
+        },
         call => engine.effects.execute(ctx, call).await,
     };
     failpoint::hit("step-called");

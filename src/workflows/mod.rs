@@ -76,6 +76,9 @@ pub enum Call {
     /// Ends the in-process sleeps waiting on `key` (performed by the engine, not a port);
     /// returns `{"woken": true|false}`.
     Wake { key: String },
+    /// Reads another workflow instance's journal record (performed by the engine); returns
+    /// `{"found", "workflow", "status", "output"}`.
+    ReadWorkflow { id: String },
     /// ECS `RunTask`; its `client_token` is set by the engine from the step's idempotency key.
     /// Returns `{"task_arn": …}`.
     EcsRunTask {

@@ -2,11 +2,12 @@
 //! until the load balancer has let it go, then stop the task.
 //!
 //! Trigger: `{"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"service":
-//! "auth", "task": "<task id or ARN>"}}`. Params: `poll_interval` (default `"5s"`),
+//! "auth", "task": "<task id or ARN>"}}`, or `{"detail": {"workflow_id": "<ecs_start id>"}}` to
+//! stop the task an `ecs_start` instance started (its journal record gives service and task). Params: `poll_interval` (default `"5s"`),
 //! `deregistration_timeout` (default `"5m"`, the ALB's default deregistration delay); when it
 //! runs out the task is stopped anyway and the result says so.
 //!
-//! Steps: `describe-task` → `deregister-target` → (`wait-deregistered#n` →
+//! Steps: (`find-workflow`, with a workflow id) → `describe-task` → `deregister-target` → (`wait-deregistered#n` →
 //! `sleep-deregistered#n`)… → `stop-task` → `notify` → complete. A task that has already
 //! stopped skips to `notify`.
 
@@ -90,7 +91,7 @@ impl EcsStop {
         ))
     }
 
-    fn step(s: &mut State, step: &str, outcome: Result<Value, StepError>) -> Next {
+    fn step(&self, s: &mut State, step: &str, outcome: Result<Value, StepError>) -> Next {
         let (kind, _) = step.split_once('#').unwrap_or((step, ""));
         let value = match outcome {
             Ok(v) => v,
@@ -102,6 +103,39 @@ impl EcsStop {
             Err(e) => return Next::Fail(format!("{step}: {}", e.message)),
         };
         match kind {
+            "find-workflow" => {
+                if value.get("found") != Some(&Value::Bool(true)) {
+                    return Next::Fail(format!("no workflow {} in the journal", s.task));
+                }
+                if value.get("workflow").and_then(Value::as_str) != Some("ecs_start") {
+                    return Next::Fail(format!("workflow {} is not an ecs_start instance", s.task));
+                }
+                let out = value.get("output").cloned().unwrap_or(Value::Null);
+                let (Some(service), Some(task)) = (
+                    out.get("service").and_then(Value::as_str),
+                    out.get("task_arn").and_then(Value::as_str),
+                ) else {
+                    return Next::Fail(format!(
+                        "workflow {} has no started task to stop (status {})",
+                        s.task, value["status"]
+                    ));
+                };
+                let Some(mapping) = self.services.get(service) else {
+                    return Next::Fail(format!("unknown service {service:?}"));
+                };
+                s.service = service.to_owned();
+                s.cluster = mapping.cluster.clone();
+                s.target_group = mapping.target_group.clone();
+                s.port = mapping.container_port;
+                s.task = task.to_owned();
+                Next::Run(Action::new(
+                    "describe-task",
+                    Call::EcsDescribeTask {
+                        cluster: s.cluster.clone(),
+                        task: s.task.clone(),
+                    },
+                ))
+            }
             "describe-task" => {
                 let status: TaskStatus = match serde_json::from_value(value) {
                     Ok(t) => t,
@@ -174,19 +208,7 @@ impl Workflow for EcsStop {
 
     fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {
         let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-        let field = |name: &str| {
-            detail
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("detail.{name} (a string) is missing"))
-        };
-        let service = field("service")?;
-        let task = field("task")?;
-        let mapping = self
-            .services
-            .get(&service)
-            .ok_or_else(|| format!("unknown service {service:?}"))?;
+        let text = |name: &str| detail.get(name).and_then(Value::as_str).map(str::to_owned);
         let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
         let timeout = duration_param(params, "deregistration_timeout", Duration::from_secs(300))?;
         let max_polls = if poll_interval.is_zero() {
@@ -196,12 +218,12 @@ impl Workflow for EcsStop {
                 .ceil()
                 .max(1.0) as u32
         };
-        let state = State {
-            cluster: mapping.cluster.clone(),
-            target_group: mapping.target_group.clone(),
-            port: mapping.container_port,
-            service,
-            task: task.clone(),
+        let mut state = State {
+            service: String::new(),
+            cluster: String::new(),
+            target_group: String::new(),
+            port: 0,
+            task: String::new(),
             poll_interval,
             max_polls,
             polls: 0,
@@ -209,13 +231,32 @@ impl Workflow for EcsStop {
             deregistered: false,
             already_stopped: false,
         };
-        let action = Action::new(
-            "describe-task",
-            Call::EcsDescribeTask {
-                cluster: state.cluster.clone(),
-                task,
-            },
-        );
+        let action = match (text("service"), text("task"), text("workflow_id")) {
+            (Some(service), Some(task), _) => {
+                let mapping = self
+                    .services
+                    .get(&service)
+                    .ok_or_else(|| format!("unknown service {service:?}"))?;
+                state.cluster = mapping.cluster.clone();
+                state.target_group = mapping.target_group.clone();
+                state.port = mapping.container_port;
+                state.service = service;
+                state.task = task.clone();
+                Action::new(
+                    "describe-task",
+                    Call::EcsDescribeTask {
+                        cluster: state.cluster.clone(),
+                        task,
+                    },
+                )
+            }
+            (_, _, Some(id)) => {
+                // `task` holds the workflow id until the journal names the task.
+                state.task = id.clone();
+                Action::new("find-workflow", Call::ReadWorkflow { id })
+            }
+            _ => return Err("detail needs service and task (strings), or workflow_id".into()),
+        };
         Ok(Transition {
             state: serde_json::to_value(&state).map_err(|e| e.to_string())?,
             next: Next::Run(action),
@@ -223,7 +264,7 @@ impl Workflow for EcsStop {
     }
 
     fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition {
-        advance_typed(state, |s: &mut State| EcsStop::step(s, step, outcome))
+        advance_typed(state, |s: &mut State| self.step(s, step, outcome))
     }
 }
 
@@ -326,7 +367,7 @@ mod tests {
         assert!(
             w.start(&json!({"detail": {"service": "auth"}}), &json!({}))
                 .unwrap_err()
-                .contains("detail.task")
+                .contains("workflow_id")
         );
         assert!(
             w.start(
