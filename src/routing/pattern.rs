@@ -186,16 +186,8 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
                 let alt_path = format!("{here}[{i}]");
                 match alt {
                     Value::Object(m) if !m.is_empty() => {
-                        alts.push(compile_obj(m, path).map_err(|e| PatternError {
-                            path: if e.path.starts_with(&alt_path)
-                                || path.is_empty() && e.path == "(top)"
-                            {
-                                alt_path.clone()
-                            } else {
-                                e.path
-                            },
-                            message: e.message,
-                        })?)
+                        // Errors inside an alternative name it: `$or[1].detail.state`.
+                        alts.push(compile_obj(m, &alt_path)?)
                     }
                     _ => {
                         return Err(err(

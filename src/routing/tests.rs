@@ -243,6 +243,11 @@ fn invalid_patterns_are_refused_naming_the_path() {
             "non-empty object",
         ),
         (
+            json!({"$or":[{"a":["x"]}, {"b":"y"}]}),
+            "$or[1].b",
+            "in a list",
+        ),
+        (
             json!({"x":[format!("{}", "a".repeat(5000))]}),
             "(top)",
             "4096",
