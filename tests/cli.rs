@@ -14,14 +14,32 @@ fn tugboat() -> std::process::Command {
 fn help_is_useful_to_a_newcomer() {
     let out = run(tugboat().arg("--help"));
     assert_eq!(out.code, 0);
-    for word in ["migrate", "send", "Exit codes", "TUGBOAT__"] {
+    for word in [
+        "serve",
+        "migrate",
+        "send",
+        "workflows",
+        "dlq",
+        "pattern",
+        "route",
+        "Exit codes",
+        "TUGBOAT__",
+    ] {
         assert!(
             out.stdout.contains(word),
             "{word} missing from:\n{}",
             out.stdout
         );
     }
-    for sub in ["migrate", "send"] {
+    for sub in [
+        "serve",
+        "migrate",
+        "send",
+        "workflows",
+        "dlq",
+        "pattern",
+        "route",
+    ] {
         let out = run(tugboat().args([sub, "--help"]));
         assert_eq!(out.code, 0, "{sub}");
         assert!(out.stdout.contains("Usage: tugboat"), "{}", out.stdout);
