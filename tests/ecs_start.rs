@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::service::{Service, depth, drain, succeeded, until};
+use support::service::{Service, create_queue, depth, drain, succeeded, until};
 use support::{aws_cli, clients, run, unique};
 
 /// A cluster, a Fargate task definition, an IP target group in the default VPC, a work queue
@@ -103,24 +103,8 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
         .unwrap()
         .to_owned();
     let queue = format!("{p}-q");
-    let queue_url = c
-        .sqs
-        .create_queue()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_url = c
-        .sqs
-        .create_queue()
-        .queue_name(format!("{p}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue_url = create_queue(&queue).await;
+    let dlq_url = create_queue(&format!("{p}-dlq")).await;
     let dir = tempfile::tempdir().unwrap();
     let mapping_tg = target_group_override.unwrap_or(&tg_name);
     let extra = format!(

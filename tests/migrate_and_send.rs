@@ -6,6 +6,7 @@ mod support;
 use std::path::Path;
 
 use aws_sdk_sqs::types::QueueAttributeName;
+use support::service::create_queue;
 use support::{aws_cli, clients, run, tugboat, unique, write_config};
 
 /// Migrations like the shipped ones, with names unique to this test.
@@ -198,19 +199,6 @@ fn migrate_refuses_a_malformed_or_unknown_migration() {
         "{}",
         out.stderr
     );
-}
-
-async fn create_queue(name: &str) -> String {
-    clients()
-        .await
-        .sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
-use support::service::{Service, depth, drain, send, succeeded, until};
+use support::service::{Service, create_queue, depth, drain, send, succeeded, until};
 use support::{clients, emulator, run, tugboat, unique};
 
 /// The resources of one test: a work queue with its DLQ, a success topic and a queue that
@@ -28,33 +28,9 @@ async fn fixture(prefix: &str, visibility: &str, route_params: &str, deadline: &
     let c = clients().await;
     let p = unique(prefix);
     let queue = format!("{p}-q");
-    let queue_url = c
-        .sqs
-        .create_queue()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let dlq_url = c
-        .sqs
-        .create_queue()
-        .queue_name(format!("{p}-dlq"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let notifications_url = c
-        .sqs
-        .create_queue()
-        .queue_name(format!("{p}-n"))
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
+    let queue_url = create_queue(&queue).await;
+    let dlq_url = create_queue(&format!("{p}-dlq")).await;
+    let notifications_url = create_queue(&format!("{p}-n")).await;
     let notifications_arn = c
         .sqs
         .get_queue_attributes()

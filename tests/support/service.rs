@@ -11,6 +11,20 @@ use serde_json::Value;
 
 use super::{clients, tugboat};
 
+/// Creates a standard queue in the emulator and returns its URL.
+pub async fn create_queue(name: &str) -> String {
+    clients()
+        .await
+        .sqs
+        .create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
 pub async fn send(url: &str, body: &str) {
     clients()
         .await
