@@ -88,6 +88,42 @@ impl Journal for TimedJournal {
     }
 }
 
+/// An intake on `queue` whose one route sends every `"source": "bench"` event to `workflow`.
+pub fn bench_intake(
+    queue: Arc<dyn tugboat::ports::Queue>,
+    engine: Arc<tugboat::engine::Engine>,
+    workflow: &str,
+    concurrency: u32,
+    wait: Duration,
+) -> Arc<tugboat::actors::intake::Intake> {
+    use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
+    use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
+    let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
+    let router = tugboat::routing::Router::from_config(&[RouteConfig {
+        name: "b".into(),
+        pattern: PatternSource::Table(pattern),
+        workflow: workflow.into(),
+        params: Default::default(),
+        queues: None,
+    }])
+    .unwrap();
+    Arc::new(Intake {
+        config: IntakeConfig {
+            queue: queue.name().to_owned(),
+            concurrency,
+            visibility_timeout: Duration::from_secs(300),
+            wait,
+            unmatched: UnmatchedPolicy::Acknowledge,
+            shutdown_deadline: Duration::from_secs(5),
+        },
+        queue,
+        dlq: None,
+        router: Arc::new(router),
+        dispatcher: tugboat::engine::Dispatcher::new(engine),
+        stats: Arc::new(IntakeStats::default()),
+    })
+}
+
 /// The p-th percentile (0..=100) of `values`.
 pub fn percentile(values: &mut [Duration], p: f64) -> Duration {
     if values.is_empty() {

@@ -16,13 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::sync::watch;
-use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
 use tugboat::aws::sqs::SqsQueue;
-use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
-use tugboat::engine::{Dispatcher, Engine, EngineOptions, PortEffects};
+use tugboat::engine::{Engine, EngineOptions, PortEffects};
 use tugboat::journal::sled::SledJournal;
 use tugboat::ports::{OutgoingMessage, Queue};
-use tugboat::routing::Router;
 use tugboat::workflows::Registry;
 
 async fn fill(queue: &SqsQueue, n: usize, tag: &str) {
@@ -67,31 +64,8 @@ async fn through_tugboat(queue: SqsQueue, n: usize) -> f64 {
         EngineOptions::default(),
         shutdown.clone(),
     ));
-    let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
-    let router = Router::from_config(&[RouteConfig {
-        name: "b".into(),
-        pattern: PatternSource::Table(pattern),
-        workflow: "log".into(),
-        params: Default::default(),
-        queues: None,
-    }])
-    .unwrap();
-    let stats = Arc::new(IntakeStats::default());
-    let intake = Arc::new(Intake {
-        config: IntakeConfig {
-            queue: queue.name().to_owned(),
-            concurrency: 100,
-            visibility_timeout: Duration::from_secs(60),
-            wait: Duration::from_secs(1),
-            unmatched: UnmatchedPolicy::Acknowledge,
-            shutdown_deadline: Duration::from_secs(5),
-        },
-        queue: Arc::new(queue),
-        dlq: None,
-        router: Arc::new(router),
-        dispatcher: Dispatcher::new(engine),
-        stats: stats.clone(),
-    });
+    let intake = common::bench_intake(Arc::new(queue), engine, "log", 100, Duration::from_secs(1));
+    let stats = intake.stats.clone();
     let start = Instant::now();
     let handle = actix_rt::spawn(intake.run(shutdown));
     while stats.deleted.load(Ordering::Relaxed) < n as u64 {

@@ -13,14 +13,11 @@ use std::time::{Duration, Instant};
 use common::{NoopPort, TimedJournal, machine, percentile};
 use serde_json::json;
 use tokio::sync::watch;
-use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
-use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
-use tugboat::engine::{Dispatcher, Engine, EngineOptions, PortEffects};
+use tugboat::engine::{Engine, EngineOptions, PortEffects};
 use tugboat::journal::Journal;
 use tugboat::journal::sled::SledJournal;
 use tugboat::ports::memory::MemoryQueue;
 use tugboat::ports::{OutgoingMessage, Queue};
-use tugboat::routing::Router;
 use tugboat::workflows::Registry;
 
 /// Sequential `insert` of a 1 KiB value followed by `flush`, for `secs` seconds.
@@ -80,31 +77,13 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
         options,
         shutdown.clone(),
     ));
-    let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
-    let router = Router::from_config(&[RouteConfig {
-        name: "b".into(),
-        pattern: PatternSource::Table(pattern),
-        workflow: "noop".into(),
-        params: Default::default(),
-        queues: None,
-    }])
-    .unwrap();
-    let stats = Arc::new(IntakeStats::default());
-    let intake = Arc::new(Intake {
-        config: IntakeConfig {
-            queue: "bench".into(),
-            concurrency,
-            visibility_timeout: Duration::from_secs(300),
-            wait: Duration::from_millis(1),
-            unmatched: UnmatchedPolicy::Acknowledge,
-            shutdown_deadline: Duration::from_secs(5),
-        },
-        queue: queue.clone(),
-        dlq: None,
-        router: Arc::new(router),
-        dispatcher: Dispatcher::new(engine),
-        stats,
-    });
+    let intake = common::bench_intake(
+        queue.clone(),
+        engine,
+        "noop",
+        concurrency,
+        Duration::from_millis(1),
+    );
     let start = Instant::now();
     let handle = actix_rt::spawn(intake.run(shutdown));
     while queue.deleted() < workflows as u64 {
