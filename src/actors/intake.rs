@@ -436,7 +436,8 @@ fn combine(results: Vec<RunResult>) -> Disposition {
     Disposition::Delete
 }
 
-/// SQS allows 10 attributes per message: nine of tugboat's and the producer's traceparent.
+/// SQS allows 10 attributes per message: tugboat's own (up to 10, with compensation) come first,
+/// and the producer's traceparent is kept when there is room.
 fn dead_letter_attributes(
     message: &ReceivedMessage,
     queue: &str,

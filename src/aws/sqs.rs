@@ -13,8 +13,7 @@ use aws_sdk_sqs::types::{
 use super::{AwsError, classify};
 use crate::ports::{BatchFailure, OutgoingMessage, Queue, QueueError, ReceivedMessage};
 
-/// SQS's largest message, body and attributes together (256 KiB).
-pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+pub use crate::ports::queue::MAX_MESSAGE_BYTES;
 
 /// One SQS queue, addressed by URL.
 #[derive(Debug, Clone)]

@@ -77,15 +77,6 @@ impl Failure {
     }
 }
 
-macro_rules! journal {
-    ($engine:expr, $record:expr) => {{
-        $record.updated_ms = now_ms();
-        if let Err(e) = $engine.journal.put(&$record).await {
-            return RunResult::JournalError(e.to_string());
-        }
-    }};
-}
-
 /// Drives instance `id` until it is terminal, fails, backs off for long, or shutdown begins.
 pub async fn drive(engine: &Engine, id: &str) -> RunResult {
     let mut record = match engine.journal.get(id) {
@@ -98,7 +89,9 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
         record.status = Status::Failed {
             reason: reason.clone(),
         };
-        journal!(engine, record);
+        if let Some(stop) = record_and(engine, &mut record).await {
+            return stop;
+        }
         return RunResult::Failed(Failure::from_record(&record, &reason));
     };
     loop {
@@ -118,7 +111,9 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
             record.status = Status::Failed {
                 reason: reason.clone(),
             };
-            journal!(engine, record);
+            if let Some(stop) = record_and(engine, &mut record).await {
+                return stop;
+            }
             return RunResult::Failed(Failure::from_record(&record, &reason));
         };
 
@@ -155,7 +150,9 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
                 record.status = Status::Failed { reason };
             }
         }
-        journal!(engine, record);
+        if let Some(stop) = record_and(engine, &mut record).await {
+            return stop;
+        }
         failpoint::hit("transition-journaled");
     }
 }

@@ -20,7 +20,7 @@
 use serde_json::{Map, Value, json};
 
 /// SQS's largest message body; a larger body cannot have come from SQS and is refused.
-pub const MAX_BODY_BYTES: usize = 256 * 1024;
+pub const MAX_BODY_BYTES: usize = crate::ports::queue::MAX_MESSAGE_BYTES;
 
 /// How deep envelopes may nest (SNS inside SQS batch inside SNS …) before the body is refused.
 const MAX_NESTING: usize = 4;

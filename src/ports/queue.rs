@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+/// SQS's largest message (256 KiB): what `tugboat send` refuses to send and the decoder refuses
+/// to read.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
 /// A message as received, with what the engine needs to acknowledge or release it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReceivedMessage {

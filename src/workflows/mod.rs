@@ -197,6 +197,17 @@ pub fn duration_param(
     }
 }
 
+/// How many polls `interval` apart fit in `timeout` (at least one): waits are bounded by poll
+/// counts so that workflow logic needs no clock.
+pub fn poll_count(timeout: std::time::Duration, interval: std::time::Duration) -> u32 {
+    if interval.is_zero() {
+        return 1;
+    }
+    (timeout.as_secs_f64() / interval.as_secs_f64())
+        .ceil()
+        .max(1.0) as u32
+}
+
 /// The pure logic of one workflow kind.
 pub trait Workflow: Send + Sync {
     /// The name routes use.

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::poll_count;
 use super::{
     Action, Call, Next, StepError, Topic, Transition, Workflow, advance_typed, duration_param,
 };
@@ -115,15 +116,6 @@ fn with_revision(task_definition: &str, revision: u64) -> String {
     format!("{base}:{revision}")
 }
 
-fn polls(timeout: Duration, interval: Duration) -> u32 {
-    if interval.is_zero() {
-        return 1;
-    }
-    (timeout.as_secs_f64() / interval.as_secs_f64())
-        .ceil()
-        .max(1.0) as u32
-}
-
 impl EcsStart {
     fn first(&self, event: &Value, params: &Value) -> Result<State, String> {
         let detail = event.get("detail").cloned().unwrap_or(Value::Null);
@@ -211,8 +203,8 @@ impl EcsStart {
                 client_token: String::new(),
             },
             poll_interval,
-            max_running_polls: polls(running, poll_interval),
-            max_healthy_polls: polls(healthy, poll_interval),
+            max_running_polls: poll_count(running, poll_interval),
+            max_healthy_polls: poll_count(healthy, poll_interval),
             service,
             task_arn: None,
             ip: None,

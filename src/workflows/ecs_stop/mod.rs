@@ -17,6 +17,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::poll_count;
 use super::{
     Action, Call, Next, StepError, Topic, Transition, Workflow, advance_typed, duration_param,
 };
@@ -211,13 +212,7 @@ impl Workflow for EcsStop {
         let text = |name: &str| detail.get(name).and_then(Value::as_str).map(str::to_owned);
         let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
         let timeout = duration_param(params, "deregistration_timeout", Duration::from_secs(300))?;
-        let max_polls = if poll_interval.is_zero() {
-            1
-        } else {
-            (timeout.as_secs_f64() / poll_interval.as_secs_f64())
-                .ceil()
-                .max(1.0) as u32
-        };
+        let max_polls = poll_count(timeout, poll_interval);
         let mut state = State {
             service: String::new(),
             cluster: String::new(),
