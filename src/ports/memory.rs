@@ -72,15 +72,6 @@ impl MemoryQueue {
         self.lock().deleted
     }
 
-    /// The bodies of every stored message, in order.
-    pub fn bodies(&self) -> Vec<String> {
-        self.lock()
-            .messages
-            .values()
-            .map(|m| m.message.body.clone())
-            .collect()
-    }
-
     /// Every stored message with its attributes.
     pub fn messages(&self) -> Vec<OutgoingMessage> {
         self.lock()
