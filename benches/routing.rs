@@ -19,7 +19,7 @@ use tugboat::routing::Router;
 /// The sample events, compact, each padded (with a `detail.padding` string) to at least
 /// `min_bytes`, to compare with figures measured on events of that size.
 fn samples(min_bytes: usize) -> Vec<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events/eventbridge");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events/eventbridge");
     let mut out = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()

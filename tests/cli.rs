@@ -124,7 +124,7 @@ fn a_missing_config_file_exits_2() {
 
 fn material(rel: &str) -> String {
     root()
-        .join("../shared/material/events")
+        .join("tests/fixtures/events")
         .join(rel)
         .display()
         .to_string()

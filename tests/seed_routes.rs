@@ -1,5 +1,5 @@
 //! The routes of the four seed flows, written as their users would deploy them as EventBridge
-//! rules, match the right samples in the shared material and none of the others.
+//! rules, match the right samples in the fixtures (tests/fixtures) and none of the others.
 
 use std::path::Path;
 
@@ -64,7 +64,7 @@ fn matching(body: &str) -> Vec<&'static str> {
 
 #[test]
 fn seed_flows_match_the_right_samples() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events");
     let expectations: &[(&str, &[&str])] = &[
         (
             "eventbridge/ec2-spot-instance-interruption-warning.awsdocs.json",

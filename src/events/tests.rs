@@ -5,7 +5,7 @@ use serde_json::json;
 use super::*;
 
 fn material() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events")
 }
 
 fn read(rel: &str) -> String {
@@ -19,7 +19,7 @@ fn events(body: &str) -> Vec<Event> {
     }
 }
 
-/// Every JSON event in the shared material decodes into EventBridge-shaped events.
+/// Every JSON event in the fixtures (tests/fixtures/events) decodes into EventBridge-shaped events.
 #[test]
 fn every_event_in_the_material_decodes() {
     let mut seen = 0;
@@ -60,7 +60,7 @@ fn every_event_in_the_material_decodes() {
     }
     assert!(
         seen >= 39,
-        "only {seen} files found; is ../shared/material there?"
+        "only {seen} files found; are the fixtures in tests/fixtures/events?"
     );
 }
 

@@ -18,7 +18,7 @@ fn check(pattern: Value, event: Value, expected: bool) {
 #[test]
 fn every_shared_pattern_case_gives_the_expected_result() {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/patterns/cases.jsonl");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/patterns/cases.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut failures = Vec::new();
     let mut n = 0;
@@ -395,7 +395,7 @@ fn the_router_index_changes_no_result() {
         })
         .collect();
     let router = Router::from_config(&routes).unwrap();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/material/events/eventbridge");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events/eventbridge");
     let mut events: Vec<Value> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| std::fs::read_to_string(e.unwrap().path()).ok())

@@ -60,9 +60,10 @@ mod tests {
 
     #[test]
     fn wakes_the_task_key_from_the_documented_event() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/material/events/eventbridge/ecs-task-state-change-running-fargate.awsdocs.json");
-        let event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let event: Value = serde_json::from_str(include_str!(
+            "../../../tests/fixtures/events/eventbridge/ecs-task-state-change-running-fargate.awsdocs.json"
+        ))
+        .unwrap();
         let t = EcsTaskEvent.start(&event, &json!({})).unwrap();
         let Next::Run(a) = t.next else { panic!() };
         let arn = event["detail"]["taskArn"].as_str().unwrap();
