@@ -11,55 +11,72 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Value, json};
-use tugboat::engine::StepContext;
-use tugboat::engine::effects::CustomPort;
+use tugboat::contract::{Act, Flow, Next, StepContext, StepError};
 use tugboat::journal::{Journal, JournalError, ListFilter, Record};
-use tugboat::workflows::{Action, Call, Next, StepError, Transition, Workflow};
 
-/// Three steps, each a call to the `noop` port.
+/// Three steps, each performed by the workflow's handler, which does nothing.
 pub struct Noop;
 
-fn step(n: u64) -> Action {
-    Action::new(
-        format!("step-{n}"),
-        Call::Custom {
-            port: "noop".into(),
-            input: json!({"n": n}),
-        },
-    )
+fn step(n: u64) -> Next<Act<u64>> {
+    Next::Run(Act::handler(format!("step-{n}"), n))
 }
-
-impl Workflow for Noop {
-    fn kind(&self) -> &'static str {
-        "noop"
-    }
-    fn start(&self, _event: &Value, _params: &Value) -> Result<Transition, String> {
-        Ok(Transition {
-            state: json!(0),
-            next: Next::Run(step(1)),
-        })
-    }
-    fn advance(&self, state: Value, _step: &str, outcome: Result<Value, StepError>) -> Transition {
-        let done = state.as_u64().unwrap_or(0) + 1;
-        let next = match outcome {
-            Err(e) => Next::Fail(e.message),
-            Ok(_) if done >= 3 => Next::Complete(json!({"steps": done})),
-            Ok(_) => Next::Run(step(done + 1)),
-        };
-        Transition {
-            state: json!(done),
-            next,
-        }
-    }
-}
-
-pub struct NoopPort;
 
 #[async_trait]
-impl CustomPort for NoopPort {
-    async fn call(&self, _ctx: StepContext<'_>, _input: &Value) -> Result<Value, StepError> {
+impl Flow for Noop {
+    const KIND: &'static str = "noop";
+    type State = u64;
+    type Step = u64;
+
+    fn start(&self, _event: &Value, _params: &Value) -> Result<(u64, Next<Act<u64>>), String> {
+        Ok((0, step(1)))
+    }
+
+    fn advance(
+        &self,
+        done: &mut u64,
+        _step: u64,
+        outcome: Result<Value, StepError>,
+    ) -> Next<Act<u64>> {
+        *done += 1;
+        match outcome {
+            Err(e) => Next::Fail(e.message),
+            Ok(_) if *done >= 3 => Next::Complete(json!({"steps": *done})),
+            Ok(_) => step(*done + 1),
+        }
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, _step: &u64) -> Result<Value, StepError> {
         Ok(json!({}))
     }
+}
+
+/// The service's configuration for a benchmark: one queue whose one route sends every
+/// `"source": "bench"` event to `workflow`, `concurrency` messages and instances at once.
+pub fn config(queue: &str, workflow: &str, concurrency: u32) -> String {
+    format!(
+        r#"[aws]
+region = "us-east-1"
+
+[[queues]]
+name = "{queue}"
+concurrency = {concurrency}
+visibility_timeout = "300s"
+
+[[routes]]
+name = "b"
+pattern = {{ source = ["bench"] }}
+workflow = "{workflow}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[engine]
+workflow_concurrency = {concurrency}
+
+[shutdown]
+deadline = "5s"
+"#
+    )
 }
 
 /// A journal that counts its puts and records how long each took to become durable.
@@ -86,42 +103,6 @@ impl Journal for TimedJournal {
     fn flush(&self) -> Result<(), JournalError> {
         self.inner.flush()
     }
-}
-
-/// An intake on `queue` whose one route sends every `"source": "bench"` event to `workflow`.
-pub fn bench_intake(
-    queue: Arc<dyn tugboat::ports::Queue>,
-    engine: Arc<tugboat::engine::Engine>,
-    workflow: &str,
-    concurrency: u32,
-    wait: Duration,
-) -> Arc<tugboat::actors::intake::Intake> {
-    use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
-    use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
-    let pattern: toml::Table = toml::from_str("source = [\"bench\"]").unwrap();
-    let router = tugboat::routing::Router::from_config(&[RouteConfig {
-        name: "b".into(),
-        pattern: PatternSource::Table(pattern),
-        workflow: workflow.into(),
-        params: Default::default(),
-        queues: None,
-    }])
-    .unwrap();
-    Arc::new(Intake {
-        config: IntakeConfig {
-            queue: queue.name().to_owned(),
-            concurrency,
-            visibility_timeout: Duration::from_secs(300),
-            wait,
-            unmatched: UnmatchedPolicy::Acknowledge,
-            shutdown_deadline: Duration::from_secs(5),
-        },
-        queue,
-        dlq: None,
-        router: Arc::new(router),
-        dispatcher: tugboat::engine::Dispatcher::new(engine),
-        stats: Arc::new(IntakeStats::default()),
-    })
 }
 
 /// The p-th percentile (0..=100) of `values`.

@@ -15,12 +15,10 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tokio::sync::watch;
-use tugboat::aws::sqs::SqsQueue;
-use tugboat::engine::{Engine, EngineOptions, PortEffects};
+use tugboat::app::Dependencies;
+use tugboat::aws::sqs::{SqsQueue, SqsQueues};
 use tugboat::journal::sled::SledJournal;
 use tugboat::ports::{OutgoingMessage, Queue};
-use tugboat::workflows::Registry;
 
 async fn fill(queue: &SqsQueue, n: usize, tag: &str) {
     let messages: Vec<OutgoingMessage> = (0..n)
@@ -52,28 +50,20 @@ async fn plain_loop(queue: &SqsQueue, n: usize) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// The real intake, dispatcher, `log` workflow and sled journal on the same kind of queue.
-async fn through_tugboat(queue: SqsQueue, n: usize) -> f64 {
+/// The service as `serve` builds it — intake, dispatcher, `log` workflow, sled journal — on
+/// the same kind of queue (the notifier is in memory: no topic is configured here anyway).
+async fn through_tugboat(queue: &str, n: usize) -> f64 {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Arc::new(SledJournal::open(dir.path()).unwrap());
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let engine = Arc::new(Engine::new(
-        journal,
-        Registry::default(),
-        Arc::new(PortEffects::default()),
-        EngineOptions::default(),
-        shutdown.clone(),
-    ));
-    let intake = common::bench_intake(Arc::new(queue), engine, "log", 100, Duration::from_secs(1));
-    let stats = intake.stats.clone();
+    let clients = support::clients().await;
+    let mut deps = Dependencies::memory(Arc::new(SqsQueues::new(clients.sqs.clone())));
+    deps.journal = Some(Arc::new(SledJournal::open(dir.path()).unwrap()));
     let start = Instant::now();
-    let handle = actix_rt::spawn(intake.run(shutdown));
-    while stats.deleted.load(Ordering::Relaxed) < n as u64 {
+    let app = support::app::spawn_app(&common::config(queue, "log", 100), deps).await;
+    while app.stats(queue).deleted.load(Ordering::Relaxed) < n as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let rate = n as f64 / start.elapsed().as_secs_f64();
-    shutdown_tx.send(true).unwrap();
-    handle.await.unwrap();
+    app.stop().await;
     rate
 }
 
@@ -95,7 +85,7 @@ async fn bench(n: usize) {
     fill(&plain, n, "p").await;
     fill(&tug, n, "t").await;
     let plain_rate = plain_loop(&plain, n).await;
-    let tug_rate = through_tugboat(tug, n).await;
+    let tug_rate = through_tugboat(&tug_name, n).await;
     println!("{n} messages, queues filled first, same emulator:");
     println!("  plain receive(10)/delete-batch loop:   {plain_rate:>8.1} messages/s");
     println!("  through tugboat (log workflow, sled):  {tug_rate:>8.1} messages/s");

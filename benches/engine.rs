@@ -4,21 +4,23 @@
 //!
 //!     cargo bench --bench engine -- --workflows 20000
 
+#[allow(dead_code, reason = "the benchmark uses part of the tests' harness")]
+#[path = "../tests/support/app.rs"]
+mod app;
 #[path = "common.rs"]
 mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{NoopPort, TimedJournal, machine, percentile};
+use common::{TimedJournal, machine, percentile};
 use serde_json::json;
-use tokio::sync::watch;
-use tugboat::engine::{Engine, EngineOptions, PortEffects};
-use tugboat::journal::Journal;
+use tugboat::app::Dependencies;
+use tugboat::contract::Typed;
 use tugboat::journal::sled::SledJournal;
-use tugboat::ports::memory::MemoryQueue;
+use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
 use tugboat::ports::{OutgoingMessage, Queue};
-use tugboat::workflows::Registry;
+use tugboat::workflows::{Catalog, Registration};
 
 /// Sequential `insert` of a 1 KiB value followed by `flush`, for `secs` seconds.
 fn raw_sled(secs: f64) -> f64 {
@@ -61,37 +63,18 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
     }
     queue.send_batch(&batch).await.unwrap();
 
-    let mut registry = Registry::default();
-    registry.register(Arc::new(common::Noop));
-    let mut effects = PortEffects::default();
-    effects.custom.insert("noop".into(), Arc::new(NoopPort));
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let options = EngineOptions {
-        per_kind_concurrency: concurrency as usize,
-        ..EngineOptions::default()
-    };
-    let engine = Arc::new(Engine::new(
-        journal.clone() as Arc<dyn Journal>,
-        registry,
-        Arc::new(effects),
-        options,
-        shutdown.clone(),
-    ));
-    let intake = common::bench_intake(
-        queue.clone(),
-        engine,
-        "noop",
-        concurrency,
-        Duration::from_millis(1),
-    );
+    let queues = Arc::new(MemoryQueues::default());
+    queues.add(queue.clone());
+    let mut deps = Dependencies::memory(queues);
+    deps.journal = Some(journal.clone());
+    deps.catalog = Catalog::builtin().with(Registration::ready(Arc::new(Typed(common::Noop))));
     let start = Instant::now();
-    let handle = actix_rt::spawn(intake.run(shutdown));
+    let app = app::spawn_app(&common::config("bench", "noop", concurrency), deps).await;
     while queue.deleted() < workflows as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = start.elapsed().as_secs_f64();
-    shutdown_tx.send(true).unwrap();
-    handle.await.unwrap();
+    app.stop().await;
     let mut lat = journal.latencies.lock().unwrap().clone();
     let puts = lat.len();
     let p50 = percentile(&mut lat, 50.0);

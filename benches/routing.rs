@@ -12,9 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tugboat::config::{PatternSource, RouteConfig};
 use tugboat::events::{Decoded, decode};
-use tugboat::routing::Router;
+use tugboat::routing::{Pattern, Route, Router};
 
 /// The sample events, compact, each padded (with a `detail.padding` string) to at least
 /// `min_bytes`, to compare with figures measured on events of that size.
@@ -43,18 +42,12 @@ fn samples(min_bytes: usize) -> Vec<String> {
     out
 }
 
-fn route(i: usize, pattern: Value) -> RouteConfig {
-    RouteConfig {
-        name: format!("r{i}"),
-        pattern: PatternSource::Json(pattern.to_string()),
-        workflow: "log".into(),
-        params: Default::default(),
-        queues: None,
-    }
+fn route(i: usize, pattern: Value) -> Route {
+    Route::new(&format!("r{i}"), Pattern::compile(&pattern).unwrap(), "log")
 }
 
 /// 100 routes on source, detail-type and detail fields: exact values, prefixes, suffixes.
-fn string_routes() -> Vec<RouteConfig> {
+fn string_routes() -> Vec<Route> {
     let sources = [
         "aws.ec2",
         "aws.ecs",
@@ -82,7 +75,7 @@ fn string_routes() -> Vec<RouteConfig> {
 }
 
 /// 100 numeric routes (ranges and equality on detail fields).
-fn numeric_routes() -> Vec<RouteConfig> {
+fn numeric_routes() -> Vec<Route> {
     (0..100)
         .map(|i| {
             let p = match i % 3 {
@@ -123,7 +116,7 @@ fn main() {
         ("exact/prefix/suffix", string_routes()),
         ("numeric", numeric_routes()),
     ] {
-        let router = Router::from_config(&routes).unwrap();
+        let router = Router::new(routes);
         let _ = run(&router, &samples, 0.5);
         let (rate, matched) = run(&router, &samples, 3.0);
         println!(

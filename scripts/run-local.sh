@@ -20,7 +20,9 @@ export TUGBOAT_CONFIG=config/local.toml
 export TUGBOAT__AWS__ENDPOINT_URL="$endpoint"
 export AWS_EC2_METADATA_DISABLED=true
 
-cargo build --quiet --bin tugboat
+# Cargo shows its progress: a first build compiles the AWS SDK and takes a few minutes.
+echo "== cargo build --bin tugboat (a few minutes the first time)"
+cargo build --bin tugboat
 tugboat=target/debug/tugboat
 rm -rf target/local/journal
 

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::actors::intake::IntakeStats;
 use crate::engine::Dispatcher;
+use crate::intake::IntakeStats;
 use crate::journal::{Journal, ListFilter};
 
 #[derive(Clone)]
@@ -61,7 +61,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
 async fn metrics(State(s): State<AdminState>) -> String {
     let mut out = String::new();
     type Counter = (&'static str, &'static str, fn(&IntakeStats) -> u64);
-    let counters: [Counter; 8] = [
+    let counters: [Counter; 9] = [
         (
             "tugboat_messages_received_total",
             "Messages received from SQS.",
@@ -96,6 +96,11 @@ async fn metrics(State(s): State<AdminState>) -> String {
             "tugboat_decode_errors_total",
             "Messages that could not be decoded.",
             |s| s.decode_errors.load(Ordering::Relaxed),
+        ),
+        (
+            "tugboat_messages_refreshed_total",
+            "Messages released as a fresh copy to stay clear of the queue's maxReceiveCount.",
+            |s| s.refreshed.load(Ordering::Relaxed),
         ),
         (
             "tugboat_visibility_extensions_total",

@@ -1,25 +1,31 @@
-//! The service: builds every part from the configuration, runs until a signal, and shuts down
-//! in order. Shared by `tugboat serve` and the tests, so that tests run what production runs.
+//! The service: [`App::build`] makes every part from the configuration and its
+//! [`Dependencies`] (AWS clients in production, in-memory fakes in tests), and
+//! [`App::run_until_stopped`] runs it until stopped and shuts down in order. `tugboat serve`,
+//! every test and every benchmark build the service this way, so that tests run what
+//! production runs.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Supervisor;
 use tokio::sync::{oneshot, watch};
 
-use crate::actors::intake::{Intake, IntakeActor, IntakeConfig, IntakeStats};
+use crate::actors::ActorSpawn;
+use crate::actors::intake::IntakeActor;
 use crate::admin::{self, AdminState};
 use crate::aws::Clients;
 use crate::aws::ecs::{EcsClient, ElbTargets};
 use crate::aws::sns::SnsNotifier;
-use crate::aws::sqs::SqsQueue;
+use crate::aws::sqs::SqsQueues;
 use crate::config::Config;
-use crate::engine::{Dispatcher, Engine, EngineOptions, PortEffects};
+use crate::engine::{Dispatcher, Engine, EngineOptions, Spawn};
+use crate::intake::{Intake, IntakeConfig, IntakeStats};
 use crate::journal::Journal;
 use crate::journal::sled::SledJournal;
-use crate::ports::Queue;
+use crate::ports::{Ports, Queue, QueueSource};
 use crate::routing::Router;
-use crate::workflows::Registry;
+use crate::workflows::{Catalog, Setup};
 
 /// Why the service could not start or stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -30,147 +36,264 @@ pub enum AppError {
     Runtime(String),
 }
 
-/// Runs the service until the first SIGTERM or SIGINT, then shuts down (a second signal exits
-/// at once). Must run inside an actix System.
-pub async fn serve(config: Config, registry: Option<Registry>) -> Result<(), AppError> {
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+/// What the service talks to. [`Dependencies::aws`] in production; tests replace any part.
+pub struct Dependencies {
+    /// Opens the configured queues and DLQs.
+    pub queues: Arc<dyn QueueSource>,
+    /// The outside services workflows reach.
+    pub ports: Ports,
+    /// The journal; `None` opens sled at `journal.path`.
+    pub journal: Option<Arc<dyn Journal>>,
+    /// The workflow kinds to build (the built-in ones, plus any a test adds).
+    pub catalog: Catalog,
+    /// How instances run: supervised actors, in the service.
+    pub spawn: Arc<dyn Spawn>,
+}
+
+impl std::fmt::Debug for Dependencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependencies")
+            .field("catalog", &self.catalog)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dependencies {
+    /// The real thing: AWS clients from the configuration, the notification topics resolved
+    /// (an unknown topic stops the start), a sled journal, supervised actors.
+    pub async fn aws(config: &Config) -> Result<Dependencies, AppError> {
+        let clients = Clients::new(&config.aws).await;
+        let notifier = SnsNotifier::resolve(
+            clients.sns.clone(),
+            config.notify.success_topic.as_deref(),
+            config.notify.error_topic.as_deref(),
+            config.notify.anomaly_topic.as_deref(),
+        )
+        .await
+        .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
+        Ok(Dependencies {
+            queues: Arc::new(SqsQueues::new(clients.sqs.clone())),
+            ports: Ports {
+                notifier: Arc::new(notifier),
+                ecs: Arc::new(EcsClient::new(clients.ecs.clone())),
+                targets: Arc::new(ElbTargets::new(clients.elbv2.clone())),
+            },
+            journal: None,
+            catalog: Catalog::builtin(),
+            spawn: Arc::new(ActorSpawn),
+        })
+    }
+
+    /// In-memory ports over `queues`, a sled journal at `journal.path` unless one is given,
+    /// the built-in workflows, supervised actors: for in-process tests and benchmarks.
+    pub fn memory(queues: Arc<dyn QueueSource>) -> Dependencies {
+        Dependencies {
+            queues,
+            ports: Ports::memory(),
+            journal: None,
+            catalog: Catalog::builtin(),
+            spawn: Arc::new(ActorSpawn),
+        }
+    }
+}
+
+/// Ends a running service: the first `stop` begins the graceful shutdown.
+#[derive(Debug, Clone)]
+pub struct Stopper(Arc<watch::Sender<bool>>);
+
+impl Stopper {
+    pub fn stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// A built service, not yet running.
+pub struct App {
+    config: Config,
+    journal: Arc<dyn Journal>,
+    dispatcher: Arc<Dispatcher>,
+    intakes: Vec<Arc<Intake>>,
+    listener: tokio::net::TcpListener,
+    admin_addr: SocketAddr,
+    stopper: Stopper,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Builds every part: journal, workflows (from config and ports), engine, router, one
+    /// intake per queue (its queue, DLQ and redrive policy read now), the admin listener.
+    pub async fn build(config: Config, deps: Dependencies) -> Result<App, AppError> {
+        let startup = |e: String| AppError::Startup(e);
+        let journal: Arc<dyn Journal> = match deps.journal {
+            Some(j) => j,
+            None => Arc::new(
+                SledJournal::open(&config.journal.path).map_err(|e| startup(e.to_string()))?,
+            ),
+        };
+        let setup = Setup {
+            config: &config,
+            ports: &deps.ports,
+        };
+        let registry = deps.catalog.build(setup).await.map_err(startup)?;
+        let router = Arc::new(Router::new(config.compiled_routes().map_err(startup)?));
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let engine = Arc::new(Engine::new(
+            journal.clone(),
+            registry,
+            deps.ports.notifier.clone(),
+            EngineOptions {
+                max_in_process_wait: config.engine.max_in_process_wait,
+                max_panics: config.engine.max_panics,
+                per_kind_concurrency: config.engine.workflow_concurrency,
+            },
+            shutdown.clone(),
+        ));
+        let dispatcher = Dispatcher::new(engine, deps.spawn);
+
+        let mut intakes = Vec::new();
+        for q in &config.queues {
+            let queue = deps
+                .queues
+                .open(q.url.as_deref().unwrap_or(&q.name))
+                .await
+                .map_err(|e| startup(format!("queue {}: {e}", q.name)))?;
+            let dlq: Option<Arc<dyn Queue>> = match &q.dlq {
+                Some(d) => Some(
+                    deps.queues
+                        .open(d)
+                        .await
+                        .map_err(|e| startup(format!("dlq of queue {}: {e}", q.name)))?,
+                ),
+                None => None,
+            };
+            let max_receive_count = queue
+                .max_receive_count()
+                .await
+                .map_err(|e| startup(format!("redrive policy of queue {}: {e}", q.name)))?;
+            intakes.push(Arc::new(Intake {
+                config: IntakeConfig {
+                    queue: q.name.clone(),
+                    concurrency: q.concurrency,
+                    visibility_timeout: q.visibility_timeout,
+                    wait: Duration::from_secs(20),
+                    unmatched: config.unmatched,
+                    shutdown_deadline: config.shutdown.deadline,
+                    max_receive_count,
+                },
+                queue,
+                dlq,
+                router: router.clone(),
+                dispatcher: dispatcher.clone(),
+                stats: Arc::new(IntakeStats::default()),
+            }));
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|e| startup(format!("admin listener on {}: {e}", config.admin.listen)))?;
+        let admin_addr = listener.local_addr().map_err(|e| startup(e.to_string()))?;
+        Ok(App {
+            config,
+            journal,
+            dispatcher,
+            intakes,
+            listener,
+            admin_addr,
+            stopper: Stopper(Arc::new(shutdown_tx)),
+            shutdown,
+        })
+    }
+
+    /// Where the admin listener listens (a port chosen by the OS when configured as 0).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn journal(&self) -> Arc<dyn Journal> {
+        self.journal.clone()
+    }
+
+    /// Each queue's counters.
+    pub fn stats(&self) -> Vec<(String, Arc<IntakeStats>)> {
+        self.intakes
+            .iter()
+            .map(|i| (i.config.queue.clone(), i.stats.clone()))
+            .collect()
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Runs until stopped: every intake settles or releases its messages within the shutdown
+    /// deadline, the journal is flushed, the admin listener closes. Must run inside an actix
+    /// System (the intakes and instances are supervised actors).
+    pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        let state = AdminState {
+            journal: self.journal.clone(),
+            intakes: self.stats(),
+            dispatcher: self.dispatcher.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let mut admin_shutdown = self.shutdown.clone();
+        let listener = self.listener;
+        let admin = tokio::spawn(async move {
+            let serve =
+                axum::serve(listener, admin::router(state)).with_graceful_shutdown(async move {
+                    let _ = admin_shutdown.wait_for(|s| *s).await;
+                });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "admin listener failed");
+            }
+        });
+        tracing::info!(admin = %self.admin_addr, queues = self.intakes.len(),
+            workflows = ?self.dispatcher.engine().registry, "tugboat serving");
+
+        let mut done = Vec::new();
+        let mut actors = Vec::new();
+        for intake in self.intakes {
+            let (tx, rx) = oneshot::channel();
+            let actor = IntakeActor::new(intake, self.shutdown.clone(), tx);
+            actors.push(Supervisor::start(move |_| actor));
+            done.push(rx);
+        }
+        for rx in done {
+            let _ = rx.await;
+        }
+        // Every intake has settled or released its messages; the actors may go.
+        drop(actors);
+        self.journal
+            .flush()
+            .map_err(|e| AppError::Runtime(format!("final journal flush: {e}")))?;
+        let _ = admin.await;
+        tracing::info!(queues = self.config.queues.len(), "tugboat stopped");
+        Ok(())
+    }
+}
+
+/// `tugboat serve`: builds the service over AWS and runs it until the first SIGTERM or SIGINT,
+/// then shuts down (a second signal exits at once). Must run inside an actix System.
+pub async fn serve(config: Config) -> Result<(), AppError> {
+    let deps = Dependencies::aws(&config).await?;
+    let app = App::build(config, deps).await?;
+    let stopper = app.stopper();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("signal received: shutting down (a second signal exits at once)");
-        let _ = shutdown_tx.send(true);
+        stopper.stop();
         wait_for_signal().await;
         tracing::warn!("second signal: exiting at once");
         std::process::exit(130);
     });
-    run(config, registry, shutdown_rx).await
-}
-
-/// Runs the service until `shutdown` becomes true.
-pub async fn run(
-    config: Config,
-    registry: Option<Registry>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), AppError> {
-    let journal: Arc<dyn Journal> = Arc::new(
-        SledJournal::open(&config.journal.path).map_err(|e| AppError::Startup(e.to_string()))?,
-    );
-    let clients = Clients::new(&config.aws).await;
-    let notifier = SnsNotifier::resolve(
-        clients.sns.clone(),
-        config.notify.success_topic.as_deref(),
-        config.notify.error_topic.as_deref(),
-        config.notify.anomaly_topic.as_deref(),
-    )
-    .await
-    .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
-    let targets = ElbTargets::new(clients.elbv2.clone());
-    let mut services = config.services.clone();
-    for (name, mapping) in services.iter_mut() {
-        mapping.target_group = targets
-            .resolve(&mapping.target_group)
-            .await
-            .map_err(|e| AppError::Startup(format!("services.{name}.target_group: {e}")))?;
-    }
-    let registry = registry.unwrap_or_else(|| Registry::with_services(services));
-    let effects = PortEffects {
-        notifier: Some(Arc::new(notifier)),
-        ecs: Some(Arc::new(EcsClient::new(clients.ecs.clone()))),
-        targets: Some(Arc::new(targets)),
-        ..Default::default()
-    };
-    let router = Arc::new(Router::from_config(&config.routes).map_err(AppError::Startup)?);
-    let engine = Arc::new(Engine::new(
-        journal.clone(),
-        registry,
-        Arc::new(effects),
-        EngineOptions {
-            max_in_process_wait: config.engine.max_in_process_wait,
-            max_panics: config.engine.max_panics,
-            per_kind_concurrency: config.engine.workflow_concurrency,
-        },
-        shutdown.clone(),
-    ));
-    let dispatcher = Dispatcher::new(engine);
-
-    let mut intakes = Vec::new();
-    for q in &config.queues {
-        let target = q.url.as_deref().unwrap_or(&q.name);
-        let queue = SqsQueue::resolve(&clients.sqs, target)
-            .await
-            .map_err(|e| AppError::Startup(format!("queue {}: {e}", q.name)))?;
-        let dlq = match &q.dlq {
-            Some(d) => Some(Arc::new(
-                SqsQueue::resolve(&clients.sqs, d)
-                    .await
-                    .map_err(|e| AppError::Startup(format!("dlq of queue {}: {e}", q.name)))?,
-            ) as Arc<dyn Queue>),
-            None => None,
-        };
-        intakes.push(Arc::new(Intake {
-            config: IntakeConfig {
-                queue: q.name.clone(),
-                concurrency: q.concurrency,
-                visibility_timeout: q.visibility_timeout,
-                wait: Duration::from_secs(20),
-                unmatched: config.unmatched,
-                shutdown_deadline: config.shutdown.deadline,
-            },
-            queue: Arc::new(queue),
-            dlq,
-            router: router.clone(),
-            dispatcher: dispatcher.clone(),
-            stats: Arc::new(IntakeStats::default()),
-        }));
-    }
-
-    let listener = tokio::net::TcpListener::bind(config.admin.listen)
-        .await
-        .map_err(|e| {
-            AppError::Startup(format!("admin listener on {}: {e}", config.admin.listen))
-        })?;
-    let admin_addr = listener
-        .local_addr()
-        .map_err(|e| AppError::Startup(e.to_string()))?;
-    let state = AdminState {
-        journal: journal.clone(),
-        intakes: intakes
-            .iter()
-            .map(|i| (i.config.queue.clone(), i.stats.clone()))
-            .collect(),
-        dispatcher: dispatcher.clone(),
-        shutdown: shutdown.clone(),
-    };
-    let mut admin_shutdown = shutdown.clone();
-    let admin = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, admin::router(state)).with_graceful_shutdown(async move {
-                let _ = admin_shutdown.wait_for(|s| *s).await;
-            });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "admin listener failed");
-        }
-    });
-    tracing::info!(admin = %admin_addr, queues = intakes.len(), "tugboat serving");
-
-    let mut done = Vec::new();
-    let mut actors = Vec::new();
-    for intake in intakes {
-        let (tx, rx) = oneshot::channel();
-        let actor = IntakeActor::new(intake, shutdown.clone(), tx);
-        actors.push(Supervisor::start(move |_| actor));
-        done.push(rx);
-    }
-    for rx in done {
-        let _ = rx.await;
-    }
-    // Every intake has settled or released its messages; the actors may go.
-    drop(actors);
-    journal
-        .flush()
-        .map_err(|e| AppError::Runtime(format!("final journal flush: {e}")))?;
-    let _ = admin.await;
-    tracing::info!("tugboat stopped");
-    Ok(())
+    app.run_until_stopped().await
 }
 
 async fn wait_for_signal() {

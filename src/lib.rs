@@ -5,10 +5,16 @@
 //! - [`cli`] parses the command line and maps failures to exit codes.
 //! - [`config`] is the one typed configuration tree, validated once at start.
 //! - [`migrate`] reads the declarative migrations; [`aws::migrate`] applies them.
-//! - [`routing`] compiles EventBridge patterns and matches events against routes.
-//! - [`workflows`] holds one folder per workflow: pure state machines, no I/O.
+//! - [`app`] builds the service from config and its dependencies and runs it (`serve`, tests
+//!   and benchmarks all go through it).
+//! - [`intake`] polls a queue, keeps its messages invisible while they run, and settles them.
+//! - [`events`] decodes message bodies; [`routing`] matches events against routes.
+//! - [`engine`] runs workflow instances durably: dispatcher and runner, over the [`journal`].
+//! - [`contract`] is what a workflow and the engine agree on; it imports nothing of the crate.
+//! - [`workflows`] holds one folder per workflow: a pure state machine and its handlers.
 //! - [`ports`] are the narrow traits over outside services, with in-memory fakes.
 //! - [`aws`] implements the ports over the AWS SDK; it is the only module that names SDK types.
+//! - [`actors`] gives the intake and the instances their supervised actix lifecycle.
 
 pub mod actors;
 pub mod admin;
@@ -16,13 +22,13 @@ pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod engine;
 pub mod events;
 pub mod failpoint;
+pub mod intake;
+pub mod journal;
 pub mod migrate;
 pub mod ports;
 pub mod routing;
 pub mod workflows;
-
-pub mod journal;
-pub mod retry;

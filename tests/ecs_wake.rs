@@ -2,26 +2,24 @@
 //! (routed to `ecs_task_event`), instead of at the next poll. In process, with fakes of the ECS
 //! and target-group ports: the emulator has no PENDING phase to wake from.
 
-use std::collections::BTreeMap;
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
-use tokio::sync::watch;
 
-use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats};
-use tugboat::config::{PatternSource, RouteConfig, ServiceMapping, UnmatchedPolicy};
-use tugboat::engine::{Dispatcher, Engine, EngineOptions, PortEffects};
+use support::app::spawn_app;
+use tugboat::app::Dependencies;
+use tugboat::contract::StepError;
+use tugboat::journal::Status;
 use tugboat::journal::memory::MemoryJournal;
-use tugboat::journal::{Journal, Status};
-use tugboat::ports::memory::MemoryQueue;
+use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
 use tugboat::ports::{
-    Ecs, OutgoingMessage, Queue, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
+    Ecs, OutgoingMessage, Ports, Queue, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
 };
-use tugboat::routing::Router;
-use tugboat::workflows::{Registry, StepError};
 
 const TASK: &str = "arn:aws:ecs:us-east-1:123456789012:task/apps/abc";
 
@@ -58,6 +56,11 @@ struct HealthyTargets;
 
 #[async_trait]
 impl TargetGroups for HealthyTargets {
+    async fn resolve(&self, name: &str) -> Result<String, StepError> {
+        Ok(format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name}/1"
+        ))
+    }
     async fn register(&self, _tg: &str, _ip: &str, _port: u16) -> Result<(), StepError> {
         Ok(())
     }
@@ -73,78 +76,54 @@ impl TargetGroups for HealthyTargets {
     }
 }
 
-fn route(name: &str, pattern: &str, workflow: &str, params: &str) -> RouteConfig {
-    RouteConfig {
-        name: name.into(),
-        pattern: PatternSource::Json(pattern.into()),
-        workflow: workflow.into(),
-        params: toml::from_str(params).unwrap(),
-        queues: None,
-    }
-}
+const CONFIG: &str = r#"
+[aws]
+region = "us-east-1"
+
+[[queues]]
+name = "q"
+
+[[routes]]
+name = "start"
+pattern = '{"detail-type":["Start ECS Task"]}'
+workflow = "ecs_start"
+params = { poll_interval = "15s" }
+
+[[routes]]
+name = "task-events"
+pattern = '{"source":["aws.ecs"],"detail-type":["ECS Task State Change"]}'
+workflow = "ecs_task_event"
+
+[services.auth]
+cluster = "apps"
+task_definition = "auth:1"
+target_group = "tg"
+container_name = "auth"
+container_port = 8080
+subnets = ["s"]
+
+[admin]
+listen = "127.0.0.1:0"
+
+[shutdown]
+deadline = "2s"
+"#;
 
 #[actix_rt::test]
 async fn a_task_state_change_event_ends_the_running_wait_at_once() {
-    let services = BTreeMap::from([(
-        "auth".to_owned(),
-        ServiceMapping {
-            cluster: "apps".into(),
-            task_definition: "auth:1".into(),
-            target_group: "tg".into(),
-            container_name: "auth".into(),
-            container_port: 8080,
-            subnets: vec!["s".into()],
-            security_groups: vec![],
-            assign_public_ip: false,
-        },
-    )]);
     let ecs = Arc::new(SlowEcs::default());
-    let effects = PortEffects {
-        ecs: Some(ecs.clone()),
-        targets: Some(Arc::new(HealthyTargets)),
-        ..Default::default()
-    };
-    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let engine = Arc::new(Engine::new(
-        journal.clone(),
-        Registry::with_services(services),
-        Arc::new(effects),
-        EngineOptions::default(),
-        shutdown.clone(),
-    ));
-    let router = Router::from_config(&[
-        route(
-            "start",
-            r#"{"detail-type":["Start ECS Task"]}"#,
-            "ecs_start",
-            "poll_interval = \"15s\"",
-        ),
-        route(
-            "task-events",
-            r#"{"source":["aws.ecs"],"detail-type":["ECS Task State Change"]}"#,
-            "ecs_task_event",
-            "",
-        ),
-    ])
-    .unwrap();
     let queue = Arc::new(MemoryQueue::new("q"));
-    let intake = Arc::new(Intake {
-        config: IntakeConfig {
-            queue: "q".into(),
-            concurrency: 10,
-            visibility_timeout: Duration::from_secs(60),
-            wait: Duration::from_millis(20),
-            unmatched: UnmatchedPolicy::Acknowledge,
-            shutdown_deadline: Duration::from_secs(2),
-        },
-        queue: queue.clone(),
-        dlq: None,
-        router: Arc::new(router),
-        dispatcher: Dispatcher::new(engine),
-        stats: Arc::new(IntakeStats::default()),
-    });
-    let handle = actix_rt::spawn(intake.run(shutdown));
+    let queues = Arc::new(MemoryQueues::default());
+    queues.add(queue.clone());
+    let mut deps = Dependencies::memory(queues);
+    deps.ports = Ports {
+        ecs: ecs.clone(),
+        targets: Arc::new(HealthyTargets),
+        ..Ports::memory()
+    };
+    deps.journal = Some(Arc::new(MemoryJournal::default()));
+    let app = spawn_app(CONFIG, deps).await;
+    let journal = app.journal.clone();
     let send = |body: serde_json::Value| {
         let q = queue.clone();
         async move {
@@ -197,6 +176,5 @@ async fn a_task_state_change_event_ends_the_running_wait_at_once() {
     );
     let event = journal.get("task-events:tsc-1").unwrap().unwrap();
     assert_eq!(event.output.unwrap()["woken"], true);
-    shutdown_tx.send(true).unwrap();
-    handle.await.unwrap();
+    app.stop().await;
 }

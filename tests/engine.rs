@@ -1,29 +1,49 @@
-//! The engine in process: intake, dispatcher, supervised workflow actors and the journal, with
-//! in-memory queues and a counting effect port that can fail, panic or stall on demand.
+//! The service in process — built by `App::build` as `serve` builds it — with in-memory
+//! queues and a test workflow whose handler counts its calls and can fail, panic or stall on
+//! demand: flow, dedupe, retries, compensation and the DLQ, redrives, panics, bad input,
+//! visibility, long back-offs, shutdown and resume.
+
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::watch;
 
-use tugboat::actors::intake::{Intake, IntakeConfig, IntakeStats, REDRIVE_ATTRIBUTE};
-use tugboat::config::{PatternSource, RouteConfig, UnmatchedPolicy};
-use tugboat::engine::effects::CustomPort;
-use tugboat::engine::{Dispatcher, Engine, EngineOptions, PortEffects, StepContext};
+use support::app::{TestApp, spawn_app};
+use tugboat::app::Dependencies;
+use tugboat::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
+use tugboat::intake::attributes::{self, REDRIVE};
 use tugboat::journal::memory::MemoryJournal;
 use tugboat::journal::sled::SledJournal;
-use tugboat::journal::{Journal, ListFilter, Status};
-use tugboat::ports::memory::{MemoryNotifier, MemoryQueue, attributes};
+use tugboat::journal::{Journal, Status};
+use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
 use tugboat::ports::{OutgoingMessage, Queue};
-use tugboat::retry::RetryPolicy;
-use tugboat::routing::Router;
-use tugboat::workflows::{Action, Call, Next, Registry, StepError, Transition, Workflow};
+use tugboat::workflows::{Catalog, Registration};
 
-/// A workflow of `params.steps` (default 3) calls to the `effect` port, compensated by `undo`.
-struct Steps;
+/// A workflow of `params.steps` (default 3) calls to the `effect` port, each tried at most
+/// `params.attempts` (default 4) times, compensated by `undo`.
+struct Steps {
+    effect: Arc<EffectPort>,
+    undo: Arc<EffectPort>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Step {
+    Effect(u64),
+    Undo,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct State {
+    done: u64,
+    total: u64,
+    attempts: u32,
+}
 
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
@@ -35,63 +55,63 @@ fn fast_retry() -> RetryPolicy {
     }
 }
 
-fn effect_step(n: u64) -> Action {
-    Action {
-        step: format!("step-{n}"),
-        call: Call::Custom {
-            port: "effect".into(),
-            input: json!({"n": n}),
-        },
-        retry: fast_retry(),
-    }
+fn effect_step(n: u64, attempts: u32) -> Decision<Step> {
+    let retry = RetryPolicy {
+        max_attempts: attempts,
+        ..fast_retry()
+    };
+    Next::Run(Act::handler(format!("step-{n}"), Step::Effect(n)).retry(retry))
 }
 
-impl Workflow for Steps {
-    fn kind(&self) -> &'static str {
-        "steps"
-    }
+#[async_trait]
+impl Flow for Steps {
+    const KIND: &'static str = "steps";
+    type State = State;
+    type Step = Step;
 
-    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         if event.pointer("/detail/refuse").is_some() {
             return Err("the event asks to be refused".into());
         }
         let total = params.get("steps").and_then(Value::as_u64).unwrap_or(3);
-        Ok(Transition {
-            state: json!({"done": 0, "total": total}),
-            next: Next::Run(effect_step(1)),
-        })
+        let attempts = params.get("attempts").and_then(Value::as_u64).unwrap_or(4) as u32;
+        let first = effect_step(1, attempts);
+        Ok((
+            State {
+                done: 0,
+                total,
+                attempts,
+            },
+            first,
+        ))
     }
 
     fn advance(
         &self,
-        mut state: Value,
-        step: &str,
+        s: &mut State,
+        step: Step,
         outcome: Result<Value, StepError>,
-    ) -> Transition {
+    ) -> Decision<Step> {
         if let Err(e) = outcome {
-            return Transition {
-                state,
-                next: Next::Fail(format!("{step}: {}", e.message)),
-            };
+            return Next::Fail(format!("{step:?}: {}", e.message));
         }
-        let done = state["done"].as_u64().unwrap_or(0) + 1;
-        state["done"] = json!(done);
-        let next = if done >= state["total"].as_u64().unwrap_or(0) {
-            Next::Complete(json!({"steps": done}))
+        s.done += 1;
+        if s.done >= s.total {
+            Next::Complete(json!({"steps": s.done}))
         } else {
-            Next::Run(effect_step(done + 1))
-        };
-        Transition { state, next }
+            effect_step(s.done + 1, s.attempts)
+        }
     }
 
-    fn compensation(&self, state: &Value) -> Vec<Action> {
-        vec![Action::new(
-            "undo",
-            Call::Custom {
-                port: "undo".into(),
-                input: state.clone(),
-            },
-        )]
+    fn compensation(&self, _s: &State) -> Vec<Act<Step>> {
+        vec![Act::handler("undo", Step::Undo).retry(fast_retry())]
+    }
+
+    async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::Effect(n) => self.effect.call(ctx, *n).await,
+            Step::Undo => self.undo.call(ctx, 0).await,
+        }
     }
 }
 
@@ -104,7 +124,7 @@ enum Behaviour {
 }
 
 /// Counts calls by idempotency key, as AWS would deduplicate them, and misbehaves on demand
-/// for the step number `n` of its input.
+/// for step number `n`.
 #[derive(Default)]
 struct EffectPort {
     calls: Mutex<Vec<String>>,
@@ -124,12 +144,8 @@ impl EffectPort {
         c.dedup();
         c.len()
     }
-}
 
-#[async_trait]
-impl CustomPort for EffectPort {
-    async fn call(&self, ctx: StepContext<'_>, input: &Value) -> Result<Value, StepError> {
-        let n = input["n"].as_u64().unwrap_or(0);
+    async fn call(&self, ctx: StepContext<'_>, n: u64) -> Result<Value, StepError> {
         self.calls.lock().unwrap().push(ctx.idempotency_key());
         let behaviour = self.behaviour.lock().unwrap().get(&n).cloned();
         match behaviour {
@@ -156,12 +172,9 @@ impl CustomPort for EffectPort {
 struct Harness {
     queue: Arc<MemoryQueue>,
     dlq: Arc<MemoryQueue>,
-    journal: Arc<dyn Journal>,
     effect: Arc<EffectPort>,
     undo: Arc<EffectPort>,
-    stats: Arc<IntakeStats>,
-    shutdown: watch::Sender<bool>,
-    intake: Option<actix_rt::task::JoinHandle<()>>,
+    app: TestApp,
 }
 
 struct Setup {
@@ -169,91 +182,100 @@ struct Setup {
     dlq: Arc<MemoryQueue>,
     journal: Arc<dyn Journal>,
     effect: Arc<EffectPort>,
-    visibility: Duration,
-    options: EngineOptions,
-    unmatched: UnmatchedPolicy,
-    params: toml::Table,
+    undo: Arc<EffectPort>,
+    visibility: &'static str,
+    max_in_process_wait: &'static str,
+    unmatched: &'static str,
+    params: &'static str,
 }
 
 impl Setup {
     fn new() -> Setup {
+        let dlq = Arc::new(MemoryQueue::new("work-dlq"));
         Setup {
             queue: Arc::new(MemoryQueue::new("work")),
-            dlq: Arc::new(MemoryQueue::new("work-dlq")),
+            dlq,
             journal: Arc::new(MemoryJournal::default()),
             effect: Arc::new(EffectPort::default()),
-            visibility: Duration::from_secs(30),
-            options: EngineOptions {
-                max_panics: 3,
-                ..EngineOptions::default()
-            },
-            unmatched: UnmatchedPolicy::Acknowledge,
-            params: toml::Table::new(),
+            undo: Arc::new(EffectPort::default()),
+            visibility: "30s",
+            max_in_process_wait: "20s",
+            unmatched: "acknowledge",
+            params: "{}",
         }
     }
 
-    fn start(self) -> Harness {
-        let undo = Arc::new(EffectPort::default());
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut registry = Registry::default();
-        registry.register(Arc::new(Steps));
-        let mut effects = PortEffects {
-            notifier: Some(Arc::new(MemoryNotifier::default())),
-            ..Default::default()
+    /// The work queue with SQS's redrive policy: a receive beyond `max` moves a message to
+    /// the DLQ, as the shipped migrations configure it (3).
+    fn with_redrive(mut self, max: u32) -> Setup {
+        self.queue = Arc::new(MemoryQueue::with_redrive("work", max, self.dlq.clone()));
+        self
+    }
+
+    async fn start(self) -> Harness {
+        let queues = Arc::new(MemoryQueues::default());
+        queues.add(self.queue.clone());
+        queues.add(self.dlq.clone());
+        let steps = Steps {
+            effect: self.effect.clone(),
+            undo: self.undo.clone(),
         };
-        effects.custom.insert("effect".into(), self.effect.clone());
-        effects.custom.insert("undo".into(), undo.clone());
-        let engine = Arc::new(Engine::new(
-            self.journal.clone(),
-            registry,
-            Arc::new(effects),
-            self.options,
-            shutdown_rx.clone(),
-        ));
-        let pattern: toml::Table = toml::from_str("source = [\"test\"]").unwrap();
-        let router = Router::from_config(&[RouteConfig {
-            name: "all".into(),
-            pattern: PatternSource::Table(pattern),
-            workflow: "steps".into(),
-            params: self.params,
-            queues: None,
-        }])
-        .unwrap();
-        let stats = Arc::new(IntakeStats::default());
-        let intake = Arc::new(Intake {
-            config: IntakeConfig {
-                queue: "work".into(),
-                concurrency: 10,
-                visibility_timeout: self.visibility,
-                wait: Duration::from_millis(20),
-                unmatched: self.unmatched,
-                shutdown_deadline: Duration::from_secs(2),
-            },
-            queue: self.queue.clone(),
-            dlq: Some(self.dlq.clone()),
-            router: Arc::new(router),
-            dispatcher: Dispatcher::new(engine),
-            stats: stats.clone(),
-        });
-        let handle = actix_rt::spawn(intake.run(shutdown_rx));
+        let mut deps = Dependencies::memory(queues);
+        deps.journal = Some(self.journal.clone());
+        deps.catalog = Catalog::builtin().with(Registration::ready(Arc::new(Typed(steps))));
+        let config = format!(
+            r#"unmatched = "{unmatched}"
+
+[aws]
+region = "us-east-1"
+
+[[queues]]
+name = "work"
+dlq = "work-dlq"
+visibility_timeout = "{visibility}"
+
+[[routes]]
+name = "all"
+pattern = {{ source = ["test"] }}
+workflow = "steps"
+params = {params}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[engine]
+max_in_process_wait = "{wait}"
+max_panics = 3
+
+[shutdown]
+deadline = "2s"
+"#,
+            unmatched = self.unmatched,
+            visibility = self.visibility,
+            params = self.params,
+            wait = self.max_in_process_wait,
+        );
+        let app = spawn_app(&config, deps).await;
         Harness {
             queue: self.queue,
             dlq: self.dlq,
-            journal: self.journal,
             effect: self.effect,
-            undo,
-            stats,
-            shutdown,
-            intake: Some(handle),
+            undo: self.undo,
+            app,
         }
     }
 }
 
 impl Harness {
     async fn send(&self, body: &str) {
+        self.send_with(body, Default::default()).await;
+    }
+
+    async fn send_with(&self, body: &str, attributes: std::collections::BTreeMap<String, String>) {
         self.queue
             .send(&OutgoingMessage {
                 body: body.into(),
+                attributes,
                 ..Default::default()
             })
             .await
@@ -266,32 +288,33 @@ impl Harness {
         while !done(self) {
             assert!(
                 start.elapsed() < Duration::from_secs(10),
-                "timed out waiting until {what}"
+                "timed out waiting until {what}; journal: {:?}",
+                self.app.statuses()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
-    async fn stop(
-        mut self,
-    ) -> (
-        Arc<MemoryQueue>,
-        Arc<MemoryQueue>,
-        Arc<dyn Journal>,
-        Arc<EffectPort>,
-    ) {
-        self.shutdown.send(true).unwrap();
-        self.intake.take().unwrap().await.unwrap();
-        (self.queue, self.dlq, self.journal, self.effect)
+    fn stat(
+        &self,
+        read: impl Fn(&tugboat::intake::IntakeStats) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        read(self.app.stats("work")).load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn statuses(&self) -> Vec<String> {
-        self.journal
-            .list(&ListFilter::default())
-            .unwrap()
-            .iter()
-            .map(|r| r.status.name().to_owned())
-            .collect()
+        self.app.statuses()
+    }
+
+    async fn stop(self) -> (Setup, Arc<dyn Journal>) {
+        let journal = self.app.stop().await;
+        let mut next = Setup::new();
+        next.queue = self.queue;
+        next.dlq = self.dlq;
+        next.effect = self.effect;
+        next.undo = self.undo;
+        next.journal = journal.clone();
+        (next, journal)
     }
 }
 
@@ -302,11 +325,11 @@ fn event(id: &str) -> String {
 
 #[actix_rt::test]
 async fn a_message_flows_to_a_journaled_workflow_and_is_deleted() {
-    let h = Setup::new().start();
+    let h = Setup::new().start().await;
     h.send(&event("e-1")).await;
     h.until("the message is deleted", |h| h.queue.deleted() == 1)
         .await;
-    let r = h.journal.get("all:e-1").unwrap().expect("journaled");
+    let r = h.app.journal.get("all:e-1").unwrap().expect("journaled");
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.steps.len(), 3);
     assert!(
@@ -316,12 +339,12 @@ async fn a_message_flows_to_a_journaled_workflow_and_is_deleted() {
     );
     assert_eq!(r.output, Some(json!({"steps": 3})));
     assert_eq!(h.effect.calls().len(), 3);
-    h.stop().await;
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn the_same_event_twice_runs_once() {
-    let h = Setup::new().start();
+    let h = Setup::new().start().await;
     h.effect
         .set(1, Behaviour::Stall(Duration::from_millis(200)));
     // Concurrently (the second attaches to the running instance) and after completion (the
@@ -335,16 +358,16 @@ async fn the_same_event_twice_runs_once() {
         .await;
     assert_eq!(h.effect.calls().len(), 3, "{:?}", h.effect.calls());
     assert_eq!(h.statuses(), ["succeeded"]);
-    h.stop().await;
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn retryable_failures_are_retried_with_persisted_attempts() {
-    let h = Setup::new().start();
+    let h = Setup::new().start().await;
     h.effect.set(2, Behaviour::FailRetryable(2));
     h.send(&event("retry")).await;
     h.until("deleted", |h| h.queue.deleted() == 1).await;
-    let r = h.journal.get("all:retry").unwrap().unwrap();
+    let r = h.app.journal.get("all:retry").unwrap().unwrap();
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.step("step-2").unwrap().attempts, 3);
     assert_eq!(h.effect.calls().len(), 5);
@@ -353,12 +376,12 @@ async fn retryable_failures_are_retried_with_persisted_attempts() {
         3,
         "retries reuse the step's idempotency key"
     );
-    h.stop().await;
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_permanent_failure_is_compensated_and_dead_lettered_with_attributes() {
-    let h = Setup::new().start();
+    let h = Setup::new().start().await;
     h.effect.set(2, Behaviour::FailPermanent);
     h.send(&event("bad")).await;
     h.until("dead-lettered", |h| {
@@ -383,7 +406,7 @@ async fn a_permanent_failure_is_compensated_and_dead_lettered_with_attributes() 
     );
     assert!(a.contains_key("tugboat-original-message-id") && a.contains_key("tugboat-failed-at"));
     assert_eq!(h.undo.calls().len(), 1);
-    let r = h.journal.get("all:bad").unwrap().unwrap();
+    let r = h.app.journal.get("all:bad").unwrap().unwrap();
     assert!(
         matches!(r.status, Status::DeadLettered { .. }),
         "{:?}",
@@ -393,47 +416,84 @@ async fn a_permanent_failure_is_compensated_and_dead_lettered_with_attributes() 
     h.send(&event("bad")).await;
     h.until("acknowledged", |h| h.queue.deleted() == 2).await;
     assert_eq!(h.effect.calls().len(), 2);
-    h.stop().await;
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
-async fn exhausted_retries_dead_letter_and_a_redrive_runs_again_and_succeeds() {
-    let h = Setup::new().start();
-    h.effect.set(1, Behaviour::FailRetryable(100));
+async fn exhausted_retries_dead_letter_and_a_redrive_is_a_new_generation() {
+    let h = Setup::new().start().await;
+    h.effect.set(2, Behaviour::FailRetryable(100));
     h.send(&event("flaky")).await;
     h.until("dead-lettered", |h| h.dlq.len() == 1).await;
-    let a = &h.dlq.messages()[0].attributes;
+    let dead = h.dlq.messages().remove(0);
+    let a = &dead.attributes;
     assert_eq!(a["tugboat-attempts"], "4");
+    assert_eq!(a["tugboat-generation"], "0");
     assert!(
         a["tugboat-error"].contains("gave up after 4 attempts"),
         "{a:?}"
     );
+    let first_run: Vec<String> = h.effect.calls();
+    assert_eq!(first_run.len(), 5, "step 1 once, step 2 four times");
 
-    // The fix: the port works again. A redriven copy starts the instance afresh.
-    h.effect.set(1, Behaviour::FailRetryable(0));
-    let redriven = OutgoingMessage {
-        body: event("flaky"),
-        attributes: attributes([(REDRIVE_ATTRIBUTE, "1")]),
-        ..Default::default()
-    };
-    h.queue.send(&redriven).await.unwrap();
+    // The fix: the port works again. `tugboat dlq redrive` sends the copy back marked with
+    // the run that failed; it starts the instance's next generation under new keys.
+    h.effect.set(2, Behaviour::FailRetryable(0));
+    let back = attributes::redriven(&dead.attributes, "dlq-message-1");
+    assert_eq!(back[REDRIVE], "g0");
+    h.send_with(&dead.body, back.clone()).await;
     h.until("the redriven message is deleted", |h| {
         h.queue.deleted() == 2
     })
     .await;
-    let r = h.journal.get("all:flaky").unwrap().unwrap();
+    let r = h.app.record("all:flaky");
     assert_eq!(r.status, Status::Succeeded);
-    assert_eq!(r.redrives, 1);
-    h.stop().await;
+    assert_eq!(r.generation, 1);
+    assert_eq!(r.earlier.len(), 1, "the first run is kept");
+    assert_eq!(
+        r.earlier[0]
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["step-1", "step-2", "compensate:undo"]
+    );
+    assert!(
+        r.earlier[0].ended.starts_with("dead_lettered"),
+        "{}",
+        r.earlier[0].ended
+    );
+    let second_run: Vec<String> = h.effect.calls()[first_run.len()..].to_vec();
+    assert_eq!(second_run.len(), 3);
+    for key in &second_run {
+        assert!(
+            !first_run.contains(key),
+            "a redriven step runs under a new idempotency key"
+        );
+    }
+    assert_eq!(r.step("step-1").unwrap().key, second_run[0]);
+    assert_eq!(
+        r.earlier[0].steps[0].key, first_run[0],
+        "the old keys are kept"
+    );
+
+    // A duplicate of the same redriven copy (SQS delivers at least once) is acknowledged:
+    // the run it asks for is not the last one.
+    h.send_with(&dead.body, back).await;
+    h.until("the duplicate is deleted", |h| h.queue.deleted() == 3)
+        .await;
+    assert_eq!(h.effect.calls().len(), first_run.len() + 3);
+    assert_eq!(h.app.record("all:flaky").generation, 1);
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_panicking_step_restarts_from_the_journal_and_repeated_panics_dead_letter() {
-    let h = Setup::new().start();
+    let h = Setup::new().start().await;
     h.effect.set(2, Behaviour::Panic(1));
     h.send(&event("once")).await;
     h.until("deleted", |h| h.queue.deleted() == 1).await;
-    let r = h.journal.get("all:once").unwrap().unwrap();
+    let r = h.app.journal.get("all:once").unwrap().unwrap();
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.panics, 1);
     assert_eq!(
@@ -445,20 +505,27 @@ async fn a_panicking_step_restarts_from_the_journal_and_repeated_panics_dead_let
     h.effect.set(3, Behaviour::Panic(100));
     h.send(&event("always")).await;
     h.until("dead-lettered", |h| h.dlq.len() == 1).await;
-    let r = h.journal.get("all:always").unwrap().unwrap();
-    assert_eq!(r.panics, 3);
+    let r = h.app.journal.get("all:always").unwrap().unwrap();
+    assert!(
+        r.last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("panicked 3 times"),
+        "{:?}",
+        r.last_error
+    );
     assert!(h.dlq.messages()[0].attributes["tugboat-error"].contains("panicked 3 times"));
     // The queue keeps flowing.
     h.send(&event("after")).await;
     h.until("deleted", |h| h.queue.deleted() == 3).await;
-    h.stop().await;
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn bad_input_goes_to_the_dlq_with_a_reason_and_good_messages_still_flow() {
     let mut setup = Setup::new();
-    setup.unmatched = UnmatchedPolicy::DeadLetter;
-    let h = setup.start();
+    setup.unmatched = "dead_letter";
+    let h = setup.start().await;
     let huge = format!(
         "{{\"source\":\"test\",\"detail-type\":\"t\",\"detail\":{{\"x\":\"{}\"}}}}",
         "a".repeat(300 * 1024)
@@ -516,23 +583,18 @@ async fn bad_input_goes_to_the_dlq_with_a_reason_and_good_messages_still_flow() 
         );
     }
     assert_eq!(
-        h.journal.get("all:good").unwrap().unwrap().status,
+        h.app.journal.get("all:good").unwrap().unwrap().status,
         Status::Succeeded
     );
-    assert_eq!(
-        h.stats
-            .decode_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        10
-    );
-    h.stop().await;
+    assert_eq!(h.stat(|s| &s.decode_errors), 10);
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_step_longer_than_the_visibility_timeout_is_not_redelivered() {
     let mut setup = Setup::new();
-    setup.visibility = Duration::from_secs(1);
-    let h = setup.start();
+    setup.visibility = "1s";
+    let h = setup.start().await;
     h.effect
         .set(2, Behaviour::Stall(Duration::from_millis(2500)));
     h.send(&event("slow")).await;
@@ -542,34 +604,22 @@ async fn a_step_longer_than_the_visibility_timeout_is_not_redelivered() {
         3,
         "no second delivery ran the workflow again"
     );
-    assert!(
-        h.stats
-            .visibility_extensions
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    );
-    h.stop().await;
+    assert!(h.stat(|s| &s.visibility_extensions) >= 2);
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_long_backoff_releases_the_message_instead_of_sleeping() {
     let mut setup = Setup::new();
     // Every back-off is "long": the message is released with ChangeMessageVisibility.
-    setup.options.max_in_process_wait = Duration::ZERO;
-    let h = setup.start();
+    setup.max_in_process_wait = "0s";
+    let h = setup.start().await;
     h.effect.set(1, Behaviour::FailRetryable(1));
     h.send(&event("later")).await;
     h.until("deleted", |h| h.queue.deleted() == 1).await;
-    assert_eq!(
-        h.stats.released.load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
-    assert_eq!(
-        h.stats.received.load(std::sync::atomic::Ordering::Relaxed),
-        2,
-        "resumed on redelivery"
-    );
-    let r = h.journal.get("all:later").unwrap().unwrap();
+    assert_eq!(h.stat(|s| &s.released), 1);
+    assert_eq!(h.stat(|s| &s.received), 2, "resumed on redelivery");
+    let r = h.app.journal.get("all:later").unwrap().unwrap();
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(
         r.step("step-1").unwrap().attempts,
@@ -577,7 +627,7 @@ async fn a_long_backoff_releases_the_message_instead_of_sleeping() {
         "the attempt count survived the release"
     );
     assert_eq!(h.effect.distinct(), 3);
-    h.stop().await;
+    h.app.stop().await;
 }
 
 #[actix_rt::test]
@@ -585,23 +635,24 @@ async fn shutdown_releases_in_flight_messages_and_the_next_process_resumes_them(
     let dir = tempfile::tempdir().unwrap();
     let mut setup = Setup::new();
     setup.journal = Arc::new(SledJournal::open(dir.path()).unwrap());
-    let h = setup.start();
+    let h = setup.start().await;
     h.effect.set(2, Behaviour::Stall(Duration::from_secs(5)));
     h.send(&event("inflight")).await;
     h.until("step 2 is running", |h| h.effect.calls().len() == 2)
         .await;
     let started = Instant::now();
-    let (queue, dlq, journal, effect) = h.stop().await;
+    let (mut next, journal) = h.stop().await;
     assert!(
         started.elapsed() < Duration::from_secs(4),
         "the shutdown deadline (2 s) bounds the wait"
     );
-    assert_eq!(queue.len(), 1, "released, not deleted");
+    assert_eq!(next.queue.len(), 1, "released, not deleted");
     assert_eq!(
         journal.get("all:inflight").unwrap().unwrap().status,
         Status::Running
     );
     drop(journal);
+    next.journal = Arc::new(MemoryJournal::default());
     // In this test the "old process" lives on: its stalled step still holds the journal until
     // it reaches a journaled point (in production the process has exited by then).
     let reopened = {
@@ -616,15 +667,11 @@ async fn shutdown_releases_in_flight_messages_and_the_next_process_resumes_them(
     };
 
     // A new process on the same journal resumes at step 2 (its attempt was journaled).
-    effect.set(2, Behaviour::Stall(Duration::ZERO));
-    let mut setup = Setup::new();
-    setup.queue = queue;
-    setup.dlq = dlq;
-    setup.effect = effect;
-    setup.journal = Arc::new(reopened);
-    let h = setup.start();
+    next.effect.set(2, Behaviour::Stall(Duration::ZERO));
+    next.journal = Arc::new(reopened);
+    let h = next.start().await;
     h.until("deleted", |h| h.queue.deleted() == 1).await;
-    let r = h.journal.get("all:inflight").unwrap().unwrap();
+    let r = h.app.record("all:inflight");
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(
         r.step("step-1").unwrap().attempts,
@@ -637,5 +684,138 @@ async fn shutdown_releases_in_flight_messages_and_the_next_process_resumes_them(
         "every effect ran under its own step's key"
     );
     assert!(h.effect.calls().len() <= 4, "{:?}", h.effect.calls());
-    h.stop().await;
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn compensation_is_journaled_before_it_runs_and_resumes_after_a_stop() {
+    let h = Setup::new().start().await;
+    h.effect.set(2, Behaviour::FailPermanent);
+    // The undo stalls: the process stops while compensating.
+    h.undo.set(0, Behaviour::Stall(Duration::from_secs(30)));
+    h.send(&event("undo")).await;
+    h.until("compensating", |h| h.undo.calls().len() == 1).await;
+    let r = h.app.record("all:undo");
+    assert!(
+        matches!(r.status, Status::Compensating { ref reason } if reason.contains("ValidationException")),
+        "the failure decision is journaled before the first undo call: {:?}",
+        r.status
+    );
+    assert_eq!(r.step("compensate:undo").unwrap().attempts, 1);
+    assert!(h.dlq.is_empty());
+    let (mut next, journal) = h.stop().await;
+    assert_eq!(next.queue.len(), 1, "released while compensating");
+    // The next process starts from what was durable when this one stopped (the stalled
+    // undo of this one never finishes, as if it had been killed).
+    next.journal = snapshot(journal.as_ref()).await;
+    next.undo.set(0, Behaviour::Stall(Duration::ZERO));
+    let h = next.start().await;
+    h.until("dead-lettered", |h| h.dlq.len() == 1).await;
+    let a = &h.dlq.messages()[0].attributes;
+    assert!(
+        a["tugboat-compensation"].contains("compensate:undo: done"),
+        "{a:?}"
+    );
+    let r = h.app.record("all:undo");
+    assert_eq!(
+        r.step("compensate:undo").unwrap().attempts,
+        2,
+        "the undo attempt cut short by the stop ran again, and only it"
+    );
+    assert_eq!(h.effect.calls().len(), 2, "no forward step ran again");
+    let keys = h.undo.calls();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(
+        keys[0], keys[1],
+        "both attempts under the undo step's one key"
+    );
+    h.app.stop().await;
+}
+
+/// A copy of everything in `journal` now: what a killed process left behind.
+async fn snapshot(journal: &dyn Journal) -> Arc<dyn Journal> {
+    let copy = MemoryJournal::default();
+    for r in journal.list(&Default::default()).unwrap() {
+        copy.put(&r).await.unwrap();
+    }
+    Arc::new(copy)
+}
+
+#[actix_rt::test]
+async fn a_workflow_that_panics_for_good_still_compensates() {
+    let h = Setup::new().start().await;
+    h.effect.set(2, Behaviour::Panic(100));
+    h.send(&event("panics")).await;
+    h.until("dead-lettered", |h| h.dlq.len() == 1).await;
+    assert_eq!(
+        h.undo.calls().len(),
+        1,
+        "compensation ran after the last panic"
+    );
+    let a = &h.dlq.messages()[0].attributes;
+    assert!(a["tugboat-error"].contains("panicked 3 times"), "{a:?}");
+    assert!(
+        a["tugboat-compensation"].contains("compensate:undo: done"),
+        "{a:?}"
+    );
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn sqs_redrive_never_takes_a_workflow_that_is_still_retrying() {
+    // maxReceiveCount 3, every back-off released to SQS (none waits in process), six
+    // retryable failures: seven receives in all, more than SQS would allow one message.
+    let mut setup = Setup::new().with_redrive(3);
+    setup.max_in_process_wait = "0s";
+    setup.params = "{ steps = 1, attempts = 10 }";
+    let h = setup.start().await;
+    h.effect.set(1, Behaviour::FailRetryable(6));
+    h.send(&event("patient")).await;
+    h.until("succeeded", |h| h.statuses() == ["succeeded"])
+        .await;
+    h.until("settled", |h| h.queue.is_empty()).await;
+    assert!(
+        h.dlq.is_empty(),
+        "nothing reached the DLQ: {:?}",
+        h.dlq.messages()
+    );
+    let r = h.app.record("all:patient");
+    assert_eq!(r.step("step-1").unwrap().attempts, 7);
+    assert!(
+        h.stat(|s| &s.refreshed) >= 2,
+        "released as fresh copies near the limit"
+    );
+    assert_eq!(
+        h.effect.distinct(),
+        1,
+        "every attempt under the step's one key"
+    );
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn repeated_shutdown_releases_do_not_hand_a_message_to_sqs_redrive() {
+    let mut setup = Setup::new().with_redrive(3);
+    setup.params = "{ steps = 1 }";
+    setup
+        .effect
+        .set(1, Behaviour::Stall(Duration::from_secs(60)));
+    let mut h = setup.start().await;
+    h.send(&event("restarts")).await;
+    for round in 1..=3 {
+        h.until("the step runs", |h| h.effect.calls().len() == round)
+            .await;
+        let (next, _) = h.stop().await;
+        assert_eq!(next.queue.len(), 1, "round {round}: released, not lost");
+        assert!(
+            next.dlq.is_empty(),
+            "round {round}: {:?}",
+            next.dlq.messages()
+        );
+        h = next.start().await;
+    }
+    h.effect.set(1, Behaviour::Stall(Duration::ZERO));
+    h.until("deleted", |h| h.queue.is_empty()).await;
+    assert!(h.dlq.is_empty());
+    h.app.stop().await;
 }

@@ -259,7 +259,7 @@ async fn a_failed_workflow_is_dead_lettered_with_attributes_and_redrive_makes_it
     let listed = run(tugboat(&f.config).args(["dlq", "list", "--queue", &f.queue]));
     assert_eq!(listed.code, 0, "{}", listed.stderr);
     for part in [
-        format!("r:{id}"),
+        format!("r:{id}, run 0"),
         "route/step:  r / notify".into(),
         "NotFound".into(),
         "1 dead letter(s)".into(),
@@ -304,7 +304,11 @@ async fn a_failed_workflow_is_dead_lettered_with_attributes_and_redrive_makes_it
     )
     .await;
     let w = &service.workflows()[0];
-    assert_eq!(w["redrives"], 1);
+    assert_eq!(
+        w["generation"], 1,
+        "the redrive ran the instance's second generation"
+    );
+    assert_eq!(w["earlier"][0]["generation"], 0);
     assert_eq!(depth(&f.dlq_url).await, (0, 0));
     until("the queue is empty", Duration::from_secs(10), async || {
         depth(&f.queue_url).await == (0, 0)

@@ -7,16 +7,9 @@ use aws_sdk_ecs::types::{
 };
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 
-use super::{AwsError, classify};
+use super::{classify, incomplete, not_found, reported};
+use crate::contract::StepError;
 use crate::ports::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
-use crate::workflows::StepError;
-
-fn step_error(e: AwsError) -> StepError {
-    StepError {
-        retryable: e.retryable(),
-        message: e.to_string(),
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct EcsClient {
@@ -41,7 +34,7 @@ impl Ecs for EcsClient {
                 AssignPublicIp::Disabled
             })
             .build()
-            .map_err(|e| StepError::permanent(format!("RunTask: {e}")))?;
+            .map_err(|e| reported("RunTask", "InvalidParameter", e.to_string(), None))?;
         let mut container = ContainerOverride::builder().name(&r.container_name);
         for (k, v) in &r.environment {
             container = container.environment(KeyValuePair::builder().name(k).value(v).build());
@@ -71,31 +64,35 @@ impl Ecs for EcsClient {
         for (k, v) in &r.tags {
             request = request.tags(Tag::builder().key(k).value(v).build());
         }
-        let out = request
-            .send()
-            .await
-            .map_err(|e| step_error(classify("RunTask", e)))?;
-        let failures: Vec<String> = out
+        let out = request.send().await.map_err(|e| classify("RunTask", e))?;
+        if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+            return Ok(arn.to_owned());
+        }
+        // ECS reports why it started nothing in `failures[]`: capacity (retryable), a missing
+        // resource or a bad attribute (permanent). The first one decides.
+        let failures: Vec<(String, String)> = out
             .failures()
             .iter()
             .map(|f| {
-                format!(
-                    "{}: {}",
-                    f.reason().unwrap_or("unknown"),
-                    f.detail().unwrap_or("")
+                (
+                    f.reason().unwrap_or("unknown").to_owned(),
+                    f.detail().unwrap_or("").to_owned(),
                 )
             })
             .collect();
-        match out.tasks().first().and_then(|t| t.task_arn()) {
-            Some(arn) => Ok(arn.to_owned()),
-            None if !failures.is_empty() => Err(StepError::permanent(format!(
-                "RunTask failed: {}",
-                failures.join("; ")
-            ))),
-            None => Err(StepError::retryable(
-                "RunTask returned neither a task nor a failure",
-            )),
-        }
+        let Some((reason, _)) = failures.first() else {
+            return Err(
+                incomplete("RunTask", "RunTask returned neither a task nor a failure").into(),
+            );
+        };
+        let text: Vec<String> = failures.iter().map(|(r, d)| format!("{r}: {d}")).collect();
+        Err(reported(
+            "RunTask",
+            reason,
+            format!("RunTask failed: {}", text.join("; ")),
+            None,
+        )
+        .into())
     }
 
     async fn describe_task(&self, cluster: &str, task: &str) -> Result<TaskStatus, StepError> {
@@ -106,16 +103,16 @@ impl Ecs for EcsClient {
             .tasks(task)
             .send()
             .await
-            .map_err(|e| step_error(classify("DescribeTasks", e)))?;
+            .map_err(|e| classify("DescribeTasks", e))?;
         let Some(t) = out.tasks().first() else {
             let why = out
                 .failures()
                 .first()
                 .and_then(|f| f.reason())
                 .unwrap_or("MISSING");
-            return Err(StepError::permanent(format!(
-                "DescribeTasks: task {task} not found ({why})"
-            )));
+            return Err(
+                not_found("DescribeTasks", format!("task {task} not found ({why})")).into(),
+            );
         };
         let private_ip = t
             .attachments()
@@ -157,7 +154,7 @@ impl Ecs for EcsClient {
             .reason(reason.chars().take(255).collect::<String>())
             .send()
             .await
-            .map_err(|e| step_error(classify("StopTask", e)))?;
+            .map_err(|e| classify("StopTask", e))?;
         Ok(())
     }
 }
@@ -171,30 +168,6 @@ impl ElbTargets {
     pub fn new(client: aws_sdk_elasticloadbalancingv2::Client) -> ElbTargets {
         ElbTargets { client }
     }
-
-    /// The ARN of a target group given by name or ARN.
-    pub async fn resolve(&self, name_or_arn: &str) -> Result<String, AwsError> {
-        if name_or_arn.starts_with("arn:") {
-            return Ok(name_or_arn.to_owned());
-        }
-        let out = self
-            .client
-            .describe_target_groups()
-            .names(name_or_arn)
-            .send()
-            .await
-            .map_err(|e| classify("DescribeTargetGroups", e))?;
-        out.target_groups()
-            .first()
-            .and_then(|g| g.target_group_arn())
-            .map(str::to_owned)
-            .ok_or_else(|| AwsError {
-                operation: "DescribeTargetGroups",
-                code: "TargetGroupNotFound".into(),
-                message: format!("no target group named {name_or_arn:?}"),
-                retry: super::Retry::Permanent,
-            })
-    }
 }
 
 fn target(ip: &str, port: u16) -> TargetDescription {
@@ -206,6 +179,31 @@ fn target(ip: &str, port: u16) -> TargetDescription {
 
 #[async_trait]
 impl TargetGroups for ElbTargets {
+    async fn resolve(&self, name_or_arn: &str) -> Result<String, StepError> {
+        if name_or_arn.starts_with("arn:") {
+            return Ok(name_or_arn.to_owned());
+        }
+        let out = self
+            .client
+            .describe_target_groups()
+            .names(name_or_arn)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetGroups", e))?;
+        let arn = out
+            .target_groups()
+            .first()
+            .and_then(|g| g.target_group_arn())
+            .map(str::to_owned);
+        arn.ok_or_else(|| {
+            not_found(
+                "DescribeTargetGroups",
+                format!("no target group named {name_or_arn:?}"),
+            )
+            .into()
+        })
+    }
+
     async fn register(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError> {
         self.client
             .register_targets()
@@ -213,7 +211,7 @@ impl TargetGroups for ElbTargets {
             .targets(target(ip, port))
             .send()
             .await
-            .map_err(|e| step_error(classify("RegisterTargets", e)))?;
+            .map_err(|e| classify("RegisterTargets", e))?;
         Ok(())
     }
 
@@ -233,7 +231,7 @@ impl TargetGroups for ElbTargets {
                 if e.code == "InvalidTarget" {
                     Ok(())
                 } else {
-                    Err(step_error(e))
+                    Err(e.into())
                 }
             }
         }
@@ -263,7 +261,7 @@ impl TargetGroups for ElbTargets {
                         description: None,
                     });
                 }
-                return Err(step_error(e));
+                return Err(e.into());
             }
         };
         let found = out

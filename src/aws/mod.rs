@@ -1,8 +1,11 @@
 //! AWS adapters: the only place that names AWS SDK types.
 //!
-//! [`Clients`] builds every service client from one [`AwsSettings`]; [`classify`] decides, in one
-//! place, whether an SDK error is worth retrying. The submodules implement the ports over the
-//! SDK clients.
+//! [`Clients`] builds every service client from one [`AwsSettings`]. Whether an AWS failure is
+//! worth retrying is decided here and nowhere else: [`classify`] for SDK errors, [`reported`]
+//! for failures AWS reports inside a successful response (a batch entry, a `RunTask`
+//! `failures[]` item), [`not_found`] for a name that resolves to nothing. The one conversion
+//! of an [`AwsError`] into the engine's [`StepError`] or the queue's [`QueueError`] is here
+//! too. The submodules implement the ports over the SDK clients.
 
 pub mod ecs;
 pub mod migrate;
@@ -17,6 +20,8 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use secrecy::ExposeSecret;
 
 use crate::config::AwsSettings;
+use crate::contract::StepError;
+use crate::ports::QueueError;
 
 /// One set of service clients sharing one SDK configuration.
 #[derive(Debug, Clone)]
@@ -147,6 +152,81 @@ where
         code,
         message,
         retry,
+    }
+}
+
+/// Codes that AWS reports inside a successful response and that clear up by themselves:
+/// capacity (ECS `RunTask` `RESOURCE:*`, Fargate's "Capacity is unavailable"), SQS batch
+/// entries failed on AWS's side.
+fn reported_is_transient(code: &str, message: &str) -> bool {
+    code.starts_with("RESOURCE")
+        || message.contains("Capacity is unavailable")
+        || THROTTLING_CODES.contains(&code)
+        || code == "InternalError"
+}
+
+/// What AWS reported as failed inside a successful response. `sender_fault` is SQS's flag on
+/// a batch entry (true: the request was wrong, retrying cannot help); other services pass
+/// `None` and the code decides.
+pub fn reported(
+    operation: &'static str,
+    code: &str,
+    message: impl Into<String>,
+    sender_fault: Option<bool>,
+) -> AwsError {
+    let message = message.into();
+    let retryable = match sender_fault {
+        Some(fault) => !fault,
+        None => reported_is_transient(code, &message),
+    };
+    AwsError {
+        operation,
+        code: code.to_owned(),
+        retry: if retryable {
+            Retry::Retryable
+        } else {
+            Retry::Permanent
+        },
+        message,
+    }
+}
+
+/// A name (queue, topic, target group, task) that AWS does not know: permanent.
+pub fn not_found(operation: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError {
+        operation,
+        code: "NotFound".into(),
+        message: message.into(),
+        retry: Retry::Permanent,
+    }
+}
+
+/// An answer that says neither success nor failure (an empty `RunTask` result): AWS documents
+/// no such answer, so it is taken as a transient fault and retried.
+pub fn incomplete(operation: &'static str, message: impl Into<String>) -> AwsError {
+    AwsError {
+        operation,
+        code: "IncompleteResponse".into(),
+        message: message.into(),
+        retry: Retry::Retryable,
+    }
+}
+
+impl From<AwsError> for StepError {
+    fn from(e: AwsError) -> StepError {
+        StepError {
+            retryable: e.retryable(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<AwsError> for QueueError {
+    fn from(e: AwsError) -> QueueError {
+        QueueError {
+            retryable: e.retryable(),
+            message: e.to_string(),
+        }
     }
 }
 

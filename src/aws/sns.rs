@@ -5,9 +5,9 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::Value;
 
-use super::{AwsError, Retry, classify};
+use super::{AwsError, classify, not_found};
+use crate::contract::{StepError, Topic};
 use crate::ports::Notifier;
-use crate::workflows::{StepError, Topic};
 
 /// The configured topics, resolved to ARNs at start.
 #[derive(Debug, Clone)]
@@ -62,11 +62,11 @@ impl SnsNotifier {
                 .find(|arn| arn.rsplit(':').next() == Some(name))
                 .cloned()
                 .map(Some)
-                .ok_or_else(|| AwsError {
-                    operation: "ListTopics",
-                    code: "NotFound".into(),
-                    message: format!("no SNS topic named {name:?} (run `tugboat migrate`?)"),
-                    retry: Retry::Permanent,
+                .ok_or_else(|| {
+                    not_found(
+                        "ListTopics",
+                        format!("no SNS topic named {name:?} (run `tugboat migrate`?)"),
+                    )
                 })
         };
         Ok(SnsNotifier {
@@ -115,13 +115,7 @@ impl Notifier for SnsNotifier {
             )
             .send()
             .await
-            .map_err(|e| {
-                let e = classify("Publish", e);
-                StepError {
-                    retryable: e.retryable(),
-                    message: e.to_string(),
-                }
-            })?;
+            .map_err(|e| classify("Publish", e))?;
         Ok(out.message_id)
     }
 }

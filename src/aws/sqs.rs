@@ -7,11 +7,14 @@ use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageAttributeValue, MessageSystemAttributeName, SendMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 
-use super::{AwsError, classify};
-use crate::ports::{BatchFailure, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use super::{AwsError, classify, not_found, reported};
+use crate::ports::{
+    BatchFailure, OutgoingMessage, Queue, QueueError, QueueSource, ReceivedMessage,
+};
 
 pub use crate::ports::queue::MAX_MESSAGE_BYTES;
 
@@ -55,32 +58,51 @@ pub async fn resolve_url(client: &Client, name_or_url: &str) -> Result<String, A
         .send()
         .await
         .map_err(|e| classify("GetQueueUrl", e))?;
-    out.queue_url.ok_or_else(|| AwsError {
-        operation: "GetQueueUrl",
-        code: "MissingQueueUrl".into(),
-        message: format!("no URL returned for queue {name_or_url:?}"),
-        retry: super::Retry::Permanent,
+    out.queue_url.ok_or_else(|| {
+        not_found(
+            "GetQueueUrl",
+            format!("no URL returned for queue {name_or_url:?}"),
+        )
     })
 }
 
-fn queue_error(e: AwsError) -> QueueError {
-    QueueError {
-        retryable: e.retryable(),
-        message: e.to_string(),
+/// Opens configured queues over SQS.
+#[derive(Debug, Clone)]
+pub struct SqsQueues {
+    client: Client,
+}
+
+impl SqsQueues {
+    pub fn new(client: Client) -> SqsQueues {
+        SqsQueues { client }
+    }
+}
+
+#[async_trait]
+impl QueueSource for SqsQueues {
+    async fn open(&self, name_or_url: &str) -> Result<std::sync::Arc<dyn Queue>, QueueError> {
+        Ok(std::sync::Arc::new(
+            SqsQueue::resolve(&self.client, name_or_url).await?,
+        ))
     }
 }
 
 fn batch_failures(
+    operation: &'static str,
     failed: Vec<aws_sdk_sqs::types::BatchResultErrorEntry>,
     ids: &[String],
 ) -> Vec<BatchFailure> {
     failed
         .into_iter()
-        .map(|f| BatchFailure {
-            index: ids.iter().position(|id| *id == f.id).unwrap_or(usize::MAX),
-            code: f.code,
-            message: f.message.unwrap_or_default(),
-            sender_fault: f.sender_fault,
+        .map(|f| {
+            let message = f.message.unwrap_or_default();
+            let e = reported(operation, &f.code, message.clone(), Some(f.sender_fault));
+            BatchFailure {
+                index: ids.iter().position(|id| *id == f.id).unwrap_or(usize::MAX),
+                retryable: e.retryable(),
+                code: f.code,
+                message,
+            }
         })
         .collect()
 }
@@ -118,10 +140,9 @@ impl Queue for SqsQueue {
             .visibility_timeout(visibility.as_secs().max(1) as i32)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .send()
             .await
-            .map_err(|e| queue_error(classify("ReceiveMessage", e)))?;
+            .map_err(|e| classify("ReceiveMessage", e))?;
         let messages = out
             .messages
             .unwrap_or_default()
@@ -143,9 +164,6 @@ impl Queue for SqsQueue {
                         .get(&MessageSystemAttributeName::ApproximateReceiveCount)
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(1),
-                    aws_trace_header: system
-                        .get(&MessageSystemAttributeName::AwsTraceHeader)
-                        .cloned(),
                 })
             })
             .collect();
@@ -163,7 +181,8 @@ impl Queue for SqsQueue {
                 .id(id)
                 .message_body(&m.body)
                 .set_message_group_id(m.group_id.clone())
-                .set_message_deduplication_id(m.deduplication_id.clone());
+                .set_message_deduplication_id(m.deduplication_id.clone())
+                .set_delay_seconds(m.delay.map(|d| d.as_secs().min(900) as i32));
             for (k, v) in &m.attributes {
                 entry = entry.message_attributes(k, string_attribute(v));
             }
@@ -172,14 +191,14 @@ impl Queue for SqsQueue {
         let out = request
             .send()
             .await
-            .map_err(|e| queue_error(classify("SendMessageBatch", e)))?;
+            .map_err(|e| classify("SendMessageBatch", e))?;
         let mut results: Vec<Option<Result<String, BatchFailure>>> = vec![None; messages.len()];
         for ok in out.successful {
             if let Some(i) = ids.iter().position(|id| *id == ok.id) {
                 results[i] = Some(Ok(ok.message_id));
             }
         }
-        for f in batch_failures(out.failed, &ids) {
+        for f in batch_failures("SendMessageBatch", out.failed, &ids) {
             if let Some(slot) = results.get_mut(f.index) {
                 *slot = Some(Err(f));
             }
@@ -189,11 +208,15 @@ impl Queue for SqsQueue {
             .enumerate()
             .map(|(index, r)| {
                 r.unwrap_or_else(|| {
+                    let e = super::incomplete(
+                        "SendMessageBatch",
+                        "SQS reported neither success nor failure for this entry",
+                    );
                     Err(BatchFailure {
                         index,
-                        code: "NoResult".into(),
-                        message: "SQS reported neither success nor failure for this entry".into(),
-                        sender_fault: false,
+                        retryable: e.retryable(),
+                        code: e.code,
+                        message: e.message,
                     })
                 })
             })
@@ -218,8 +241,8 @@ impl Queue for SqsQueue {
         let out = request
             .send()
             .await
-            .map_err(|e| queue_error(classify("DeleteMessageBatch", e)))?;
-        Ok(batch_failures(out.failed, &ids))
+            .map_err(|e| classify("DeleteMessageBatch", e))?;
+        Ok(batch_failures("DeleteMessageBatch", out.failed, &ids))
     }
 
     async fn change_visibility_batch(
@@ -247,7 +270,60 @@ impl Queue for SqsQueue {
         let out = request
             .send()
             .await
-            .map_err(|e| queue_error(classify("ChangeMessageVisibilityBatch", e)))?;
-        Ok(batch_failures(out.failed, &ids))
+            .map_err(|e| classify("ChangeMessageVisibilityBatch", e))?;
+        Ok(batch_failures(
+            "ChangeMessageVisibilityBatch",
+            out.failed,
+            &ids,
+        ))
+    }
+
+    async fn max_receive_count(&self) -> Result<Option<u32>, QueueError> {
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| classify("GetQueueAttributes", e))?;
+        let policy = out
+            .attributes
+            .unwrap_or_default()
+            .remove(&QueueAttributeName::RedrivePolicy);
+        Ok(policy.as_deref().and_then(max_receive_count))
+    }
+}
+
+/// `maxReceiveCount` of a redrive policy (`{"deadLetterTargetArn": …, "maxReceiveCount": 3}`;
+/// AWS has written the count both as a number and as a string).
+fn max_receive_count(policy: &str) -> Option<u32> {
+    let v: serde_json::Value = serde_json::from_str(policy).ok()?;
+    match v.get("maxReceiveCount")? {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::max_receive_count;
+
+    #[test]
+    fn redrive_policies_in_both_spellings() {
+        assert_eq!(
+            max_receive_count(r#"{"deadLetterTargetArn":"arn:q","maxReceiveCount":3}"#),
+            Some(3)
+        );
+        assert_eq!(
+            max_receive_count(r#"{"deadLetterTargetArn":"arn:q","maxReceiveCount":"5"}"#),
+            Some(5)
+        );
+        assert_eq!(
+            max_receive_count(r#"{"deadLetterTargetArn":"arn:q"}"#),
+            None
+        );
+        assert_eq!(max_receive_count("not json"), None);
     }
 }

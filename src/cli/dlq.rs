@@ -10,9 +10,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use super::{CliError, load_config};
-use crate::actors::intake::REDRIVE_ATTRIBUTE;
 use crate::aws::Clients;
 use crate::aws::sqs::SqsQueue;
+use crate::intake::attributes;
 use crate::ports::{OutgoingMessage, Queue};
 
 #[derive(Debug, Args)]
@@ -108,11 +108,9 @@ pub async fn run(config: &Path, args: DlqArgs) -> Result<(), CliError> {
                 let outgoing: Vec<OutgoingMessage> = batch
                     .iter()
                     .map(|m| {
-                        let mut attributes =
-                            BTreeMap::from([(REDRIVE_ATTRIBUTE.to_owned(), "1".to_owned())]);
-                        if let Some(tp) = m.attributes.get("traceparent") {
-                            attributes.insert("traceparent".into(), tp.clone());
-                        }
+                        // Marked with the run that failed, so that a duplicate of this copy
+                        // cannot start the instance a second time.
+                        let attributes = attributes::redriven(&m.attributes, &m.message_id);
                         OutgoingMessage {
                             body: m.body.clone(),
                             attributes,
@@ -160,9 +158,10 @@ fn print_dead_letter(id: &str, attributes: &BTreeMap<String, String>, body: &str
     println!("{id}");
     println!("  failed at:   {}", get("tugboat-failed-at"));
     println!(
-        "  workflow:    {} ({})",
+        "  workflow:    {} ({}, run {})",
         get("tugboat-workflow"),
-        get("tugboat-workflow-id")
+        get("tugboat-workflow-id"),
+        get("tugboat-generation")
     );
     println!(
         "  route/step:  {} / {} after {} attempt(s)",

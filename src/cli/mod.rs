@@ -144,7 +144,7 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
     Ok(Config::load(
         path,
         std::env::vars(),
-        &crate::workflows::Registry::default(),
+        &crate::workflows::Catalog::builtin(),
     )?)
 }
 

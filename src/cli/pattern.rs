@@ -101,7 +101,7 @@ pub async fn explain(config: &Path, args: RouteArgs) -> Result<(), CliError> {
         }
         Decoded::Events(e) => e,
     };
-    let router = Router::from_config(&config.routes).map_err(CliError::Usage)?;
+    let router = Router::new(config.compiled_routes().map_err(CliError::Usage)?);
     for (i, e) in events.iter().enumerate() {
         if events.len() > 1 {
             println!("event {} of {} ({}):", i + 1, events.len(), e.identity);

@@ -126,6 +126,7 @@ pub async fn run(config: &Path, args: SendArgs) -> Result<(), CliError> {
             attributes: attributes.clone(),
             group_id: args.group_id.clone(),
             deduplication_id: args.dedup_id.clone(),
+            delay: None,
         })
         .collect();
     let (mut sent, mut failed) = (0usize, 0usize);

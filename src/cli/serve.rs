@@ -7,7 +7,7 @@ use crate::app::{AppError, serve};
 
 pub async fn run(config: &Path) -> Result<(), CliError> {
     let config = load_config(config)?;
-    serve(config, None).await.map_err(|e| match e {
+    serve(config).await.map_err(|e| match e {
         AppError::Startup(m) => CliError::Runtime(format!("cannot start: {m}")),
         AppError::Runtime(m) => CliError::Runtime(m),
     })

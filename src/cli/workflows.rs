@@ -211,20 +211,33 @@ fn print_record(r: &Record) {
     println!("message:   {}", r.message_id);
     println!("created:   {}", time_of(r.created_ms));
     println!("updated:   {}", time_of(r.updated_ms));
-    if r.panics > 0 || r.redrives > 0 {
-        println!("panics:    {}   redrives: {}", r.panics, r.redrives);
+    if r.panics > 0 || r.generation > 0 {
+        println!("panics:    {}   run: {}", r.panics, r.generation);
     }
     if let Some(e) = &r.last_error {
         println!("error:     {e}");
     }
     if let Some(p) = &r.pending {
         println!(
-            "pending:   {} ({})",
+            "pending:   {} {} ({})",
+            p.name,
             p.step,
             serde_json::to_string(&p.call).unwrap_or_default()
         );
     }
-    println!("steps:");
+    for u in &r.undo {
+        println!("then undo: {} {}", u.name, u.step);
+    }
+    for e in &r.earlier {
+        println!(
+            "run {}:     {} at {}, {} step(s)",
+            e.generation,
+            e.ended,
+            time_of(e.ended_ms),
+            e.steps.len()
+        );
+    }
+    println!("steps (run {}):", r.generation);
     for s in &r.steps {
         let took = s
             .finished_ms
@@ -236,10 +249,11 @@ fn print_record(r: &Record) {
             ""
         };
         println!(
-            "  - {}{kind}: {} attempt(s), started {}, {took}",
+            "  - {}{kind}: {} attempt(s), started {}, {took}, key {}",
             s.name,
             s.attempts,
-            time_of(s.first_started_ms)
+            time_of(s.first_started_ms),
+            s.key
         );
         if let Some(o) = &s.output {
             println!("      output: {o}");

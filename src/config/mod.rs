@@ -2,8 +2,13 @@
 //!
 //! Every field is documented here with its unit and default; `config/example.toml` shows them all.
 //! Loading goes file → `toml::Value` → environment overrides (`TUGBOAT__SECTION__KEY=value`) →
-//! typed tree (unknown keys and wrong types are errors that name the key path and the file) →
-//! cross-field validation (a route naming an unknown workflow, a duplicate queue, …).
+//! the sections workflows own are set aside and checked by their owners (`[services]` of the
+//! ECS workflows, typed in their folder) → the rest into the typed tree (unknown keys and wrong
+//! types are errors that name the key path and the file; route patterns are compiled here,
+//! once) → cross-field validation (a route naming an unknown workflow, a duplicate queue, …).
+//!
+//! Config knows workflows only through the [`Catalog`] passed in, so it depends on none of
+//! them.
 
 mod env;
 
@@ -15,6 +20,9 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::routing::{Pattern, Route};
 
 pub use env::ENV_PREFIX;
 
@@ -43,9 +51,6 @@ pub struct Config {
     /// Routes: an EventBridge pattern and the workflow every matching event starts.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
-    /// ECS service mappings of the `ecs_start` workflow, keyed by service name.
-    #[serde(default)]
-    pub services: BTreeMap<String, ServiceMapping>,
     /// SNS topics that workflows notify.
     #[serde(default)]
     pub notify: NotifyConfig,
@@ -60,6 +65,11 @@ pub struct Config {
     /// What to do with an event that matches no route.
     #[serde(default)]
     pub unmatched: UnmatchedPolicy,
+    /// The top-level sections that workflows own (such as `[services]`), as read (environment
+    /// overrides applied) and already checked by their owner at load; the owner parses its
+    /// own with [`Config::section`].
+    #[serde(skip)]
+    pub sections: BTreeMap<String, toml::Value>,
 }
 
 /// AWS region, endpoint and (for local emulation only) static credentials.
@@ -135,8 +145,9 @@ fn default_visibility() -> Duration {
 pub struct RouteConfig {
     /// Unique route name; part of every workflow id it starts. Required.
     pub name: String,
-    /// An EventBridge event pattern, as a TOML table or a JSON string. Required.
-    pub pattern: PatternSource,
+    /// An EventBridge event pattern, as a TOML table or a JSON string; compiled while the
+    /// config loads. Required.
+    pub pattern: RoutePattern,
     /// The workflow to start (`tugboat workflows kinds` lists them). Required.
     pub workflow: String,
     /// Workflow-specific parameters. Default: empty.
@@ -147,12 +158,54 @@ pub struct RouteConfig {
     pub queues: Option<Vec<String>>,
 }
 
+impl RouteConfig {
+    /// The compiled route.
+    pub fn route(&self) -> Result<Route, String> {
+        let params = serde_json::to_value(&self.params)
+            .map_err(|e| format!("route {:?}: params: {e}", self.name))?;
+        let mut route = Route::new(&self.name, self.pattern.compiled.clone(), &self.workflow);
+        route.params = params;
+        route.queues = self.queues.clone();
+        Ok(route)
+    }
+}
+
 /// A pattern written inline as a TOML table, or as a JSON string (to paste an EventBridge rule).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum PatternSource {
     Json(String),
     Table(toml::Table),
+}
+
+/// A route's pattern: as written, and compiled (once, while the config loads, so that a
+/// pattern that does not compile is a config error naming its key).
+#[derive(Debug, Clone)]
+pub struct RoutePattern {
+    json: serde_json::Value,
+    compiled: Pattern,
+}
+
+impl RoutePattern {
+    /// The pattern as JSON.
+    pub fn json(&self) -> &serde_json::Value {
+        &self.json
+    }
+
+    pub fn compiled(&self) -> &Pattern {
+        &self.compiled
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePattern {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let json = PatternSource::deserialize(d)?
+            .to_json()
+            .map_err(D::Error::custom)?;
+        let compiled = Pattern::compile(&json).map_err(D::Error::custom)?;
+        Ok(RoutePattern { json, compiled })
+    }
 }
 
 impl PatternSource {
@@ -166,30 +219,6 @@ impl PatternSource {
                 .map_err(|e| format!("pattern cannot be expressed as JSON: {e}")),
         }
     }
-}
-
-/// How one ECS service is started by the `ecs_start` workflow.
-#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceMapping {
-    /// Cluster name or ARN. Required.
-    pub cluster: String,
-    /// Task definition `family[:revision]` or ARN. Required.
-    pub task_definition: String,
-    /// Target group ARN, or its name (resolved at start). Required.
-    pub target_group: String,
-    /// The container that receives traffic. Required.
-    pub container_name: String,
-    /// The port registered in the target group, 1 to 65535. Required.
-    pub container_port: u16,
-    /// Subnet ids for the task's ENI; at least one. Required.
-    pub subnets: Vec<String>,
-    /// Security group ids for the task's ENI. Default: none (the VPC's default group).
-    #[serde(default)]
-    pub security_groups: Vec<String>,
-    /// Give the task a public IP. Default false.
-    #[serde(default)]
-    pub assign_public_ip: bool,
 }
 
 /// SNS topics (name or ARN) that workflows publish results to.
@@ -320,11 +349,40 @@ pub enum UnmatchedPolicy {
     DeadLetter,
 }
 
-/// The validation of names that other parts of the config refer to (workflow kinds). Passed in
-/// so that config does not depend on the workflow registry.
-pub trait KnownWorkflows {
+/// What the configuration needs to know of the workflows: their names (routes refer to them)
+/// and the top-level sections they own. Passed in, so that config depends on no workflow.
+pub trait Catalog {
     fn is_known(&self, kind: &str) -> bool;
     fn names(&self) -> Vec<&'static str>;
+    /// Checks the top-level section `name` if a workflow owns it (`None` when none does):
+    /// `Err((key path, message))`.
+    fn check_section(
+        &self,
+        name: &str,
+        value: &toml::Value,
+    ) -> Option<Result<(), (String, String)>>;
+}
+
+/// Parses the top-level section `name` as its owner's type `T`; errors name the key path
+/// inside the file (`services.auth.subnets`).
+pub fn parse_section<T: DeserializeOwned>(
+    name: &str,
+    value: &toml::Value,
+) -> Result<T, (String, String)> {
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| {
+        let path = e.path().to_string();
+        let key = if path == "." || path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{name}.{path}")
+        };
+        (key, first_line(&e.inner().to_string()))
+    })
+}
+
+/// toml appends "in `table`" on a second line; the key path already says where.
+fn first_line(message: &str) -> String {
+    message.lines().next().unwrap_or_default().to_owned()
 }
 
 impl Config {
@@ -332,7 +390,7 @@ impl Config {
     pub fn load(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
-        workflows: &dyn KnownWorkflows,
+        workflows: &dyn Catalog,
     ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
@@ -347,7 +405,7 @@ impl Config {
         text: &str,
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
-        workflows: &dyn KnownWorkflows,
+        workflows: &dyn Catalog,
     ) -> Result<Config, ConfigError> {
         let err = |key: String, message: String| ConfigError {
             file: path.to_owned(),
@@ -361,22 +419,40 @@ impl Config {
             )
         })?;
         let applied = env::apply_overrides(&mut value, env).map_err(|e| err(e.key, e.message))?;
-        let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = e.path().to_string();
-            // toml appends "in `table`" on a second line; the key path already says where.
-            let inner = e.inner().to_string();
-            let mut message = inner.lines().next().unwrap_or_default().to_owned();
+        let blame = |key: String, mut message: String| {
             if let Some(var) = applied.iter().find(|(_, p)| key.starts_with(p.as_str())) {
                 message.push_str(&format!(" (set by environment variable {})", var.0));
             }
             err(key, message)
-        })?;
+        };
+        // The sections workflows own are theirs to check; the rest is the typed tree.
+        let mut sections = BTreeMap::new();
+        if let toml::Value::Table(top) = &mut value {
+            let owned: Vec<String> = top
+                .iter()
+                .filter(|(k, v)| workflows.check_section(k, v).is_some())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in owned {
+                if let Some(v) = top.remove(&k) {
+                    sections.insert(k, v);
+                }
+            }
+        }
+        let mut config: Config = serde_path_to_error::deserialize(value)
+            .map_err(|e| blame(e.path().to_string(), first_line(&e.inner().to_string())))?;
+        for (name, v) in &sections {
+            if let Some(Err((key, message))) = workflows.check_section(name, v) {
+                return Err(blame(key, message));
+            }
+        }
+        config.sections = sections;
         config.validate(workflows).map_err(|(k, m)| err(k, m))?;
         Ok(config)
     }
 
     /// Cross-field checks that the types alone cannot express.
-    fn validate(&self, workflows: &dyn KnownWorkflows) -> Result<(), (String, String)> {
+    fn validate(&self, workflows: &dyn Catalog) -> Result<(), (String, String)> {
         if self.aws.region.trim().is_empty() {
             return Err(("aws.region".into(), "must not be empty".into()));
         }
@@ -440,12 +516,6 @@ impl Config {
                     ),
                 ));
             }
-            let pattern = r
-                .pattern
-                .to_json()
-                .map_err(|m| (key("pattern"), format!("route {:?}: {m}", r.name)))?;
-            crate::routing::Pattern::compile(&pattern)
-                .map_err(|e| (key("pattern"), format!("route {:?}: {e}", r.name)))?;
             for q in r.queues.iter().flatten() {
                 if !seen.contains(q.as_str()) {
                     return Err((
@@ -453,25 +523,6 @@ impl Config {
                         format!("route {:?} names unknown queue {q:?}", r.name),
                     ));
                 }
-            }
-        }
-        for (name, s) in &self.services {
-            let key = |field: &str| format!("services.{name}.{field}");
-            for (field, v) in [
-                ("cluster", &s.cluster),
-                ("task_definition", &s.task_definition),
-                ("target_group", &s.target_group),
-                ("container_name", &s.container_name),
-            ] {
-                if v.trim().is_empty() {
-                    return Err((key(field), "must not be empty".into()));
-                }
-            }
-            if s.container_port == 0 {
-                return Err((key("container_port"), "must be 1 to 65535, got 0".into()));
-            }
-            if s.subnets.is_empty() {
-                return Err((key("subnets"), "needs at least one subnet id".into()));
             }
         }
         if self.engine.workflow_concurrency == 0 {
@@ -490,6 +541,23 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The section `name` that a workflow owns, parsed as its type; `T::default()` when the
+    /// file has none. Errors name the key path.
+    pub fn section<T: DeserializeOwned + Default>(
+        &self,
+        name: &str,
+    ) -> Result<T, (String, String)> {
+        match self.sections.get(name) {
+            Some(v) => parse_section(name, v),
+            None => Ok(T::default()),
+        }
+    }
+
+    /// The compiled routes, in configuration order.
+    pub fn compiled_routes(&self) -> Result<Vec<Route>, String> {
+        self.routes.iter().map(RouteConfig::route).collect()
     }
 
     /// The configured queue called `name`, or an error listing the configured ones.

@@ -2,16 +2,16 @@
 //!
 //! The instance id is the route name plus the event's identity, so a second delivery of the
 //! same event finds its instance: finished → answered at once; running in this process →
-//! attached to; unfinished in the journal → resumed from its pending action. An instance runs
-//! in a supervised [`WorkflowActor`]; the dispatcher holds the actor's address while the
-//! instance runs, which is what makes the supervisor restart it after a panic, and drops the
-//! address when the instance ends.
+//! attached to; unfinished in the journal → resumed from its pending action. A redrive of a
+//! dead-lettered instance starts its next generation. An instance's run gets its lifecycle
+//! from a [`Spawn`] hook (supervised actors in the service, tokio tasks in engine tests); the
+//! dispatcher holds the hook's handle while the instance runs and drops it when it ends.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
-use actix::{Addr, Supervisor};
 use futures::FutureExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -19,10 +19,9 @@ use tokio::sync::oneshot;
 
 use super::Engine;
 use super::runner::{self, Failure, RunResult};
-use crate::actors::workflow::WorkflowActor;
+use crate::contract::Next;
 use crate::events::Event;
-use crate::journal::{Record, SCHEMA_VERSION, Status, now_ms};
-use crate::workflows::Next;
+use crate::journal::{JournalError, Origin, Record, Status, now_ms};
 
 /// Everything needed to start (or find) one workflow instance.
 #[derive(Debug, Clone)]
@@ -35,9 +34,41 @@ pub struct StartRequest {
     pub message_id: String,
     /// W3C traceparent of the message, if the producer sent one.
     pub trace: Option<String>,
-    /// The message was brought back from the DLQ by `tugboat dlq redrive`: a dead-lettered
-    /// instance starts again instead of being acknowledged.
-    pub redrive: bool,
+    /// The message was brought back from the DLQ by `tugboat dlq redrive`.
+    pub redrive: Option<Redrive>,
+}
+
+/// Which dead-lettered run a redriven message brings back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Redrive {
+    /// The run of this generation (`g<N>`, from the DLQ copy's attributes): a duplicate of an
+    /// older redrive does not start the instance again.
+    Of(u32),
+    /// Whichever run was dead-lettered last (a copy SQS's own redrive moved, without
+    /// tugboat's attributes).
+    Any,
+}
+
+impl Redrive {
+    /// Reads the redrive attribute's value: `g<N>`, anything else is [`Redrive::Any`].
+    pub fn parse(value: &str) -> Redrive {
+        value
+            .strip_prefix('g')
+            .and_then(|n| n.parse().ok())
+            .map_or(Redrive::Any, Redrive::Of)
+    }
+
+    /// The attribute's value for a run of `generation`.
+    pub fn value(generation: u32) -> String {
+        format!("g{generation}")
+    }
+
+    fn brings_back(self, generation: u32) -> bool {
+        match self {
+            Redrive::Of(g) => g == generation,
+            Redrive::Any => true,
+        }
+    }
 }
 
 /// The instance id for an event on a route: `route:identity`, or `route:h-<sha256>` when the
@@ -55,20 +86,48 @@ pub fn workflow_id(route: &str, identity: &str) -> String {
     }
 }
 
+/// Gives one instance's run its lifecycle: call [`Dispatcher::run_supervised`] until it is
+/// done (again after a panic, which it reports as [`Supervised::Restart`]), then
+/// [`Dispatcher::finish`]. The handle returned is held while the instance runs.
+pub trait Spawn: Send + Sync {
+    fn spawn(&self, dispatcher: Arc<Dispatcher>, id: String, kind: String) -> Box<dyn Any + Send>;
+}
+
+/// Runs instances as plain tokio tasks: the engine without an actor system, for its tests and
+/// benchmarks. The service uses supervised actors (`actors::ActorSpawn`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TaskSpawn;
+
+impl Spawn for TaskSpawn {
+    fn spawn(&self, dispatcher: Arc<Dispatcher>, id: String, kind: String) -> Box<dyn Any + Send> {
+        Box::new(tokio::spawn(async move {
+            loop {
+                match dispatcher.run_supervised(&id, &kind).await {
+                    Supervised::Done(result) => break dispatcher.finish(&id, result),
+                    Supervised::Restart => {
+                        tracing::warn!(workflow_id = %id, "restarting the instance from the journal")
+                    }
+                }
+            }
+        }))
+    }
+}
+
 struct Running {
-    addr: Option<Addr<WorkflowActor>>,
+    handle: Option<Box<dyn Any + Send>>,
     waiters: Vec<oneshot::Sender<RunResult>>,
 }
 
 /// What one supervised run of an instance came to.
 pub enum Supervised {
     Done(RunResult),
-    /// It panicked and may run again: the supervisor restarts the actor.
+    /// It panicked and may run again: run it again from the journal.
     Restart,
 }
 
 pub struct Dispatcher {
     engine: Arc<Engine>,
+    spawner: Arc<dyn Spawn>,
     running: Mutex<HashMap<String, Running>>,
 }
 
@@ -79,9 +138,10 @@ impl std::fmt::Debug for Dispatcher {
 }
 
 impl Dispatcher {
-    pub fn new(engine: Arc<Engine>) -> Arc<Dispatcher> {
+    pub fn new(engine: Arc<Engine>, spawner: Arc<dyn Spawn>) -> Arc<Dispatcher> {
         Arc::new(Dispatcher {
             engine,
+            spawner,
             running: Mutex::new(HashMap::new()),
         })
     }
@@ -99,8 +159,7 @@ impl Dispatcher {
         self.running().len()
     }
 
-    /// Starts, resumes or attaches to the instance for `req`, and waits for its result. Must
-    /// be called on an actix arbiter (the instance runs in an actor there).
+    /// Starts, resumes or attaches to the instance for `req`, and waits for its result.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> RunResult {
         let id = workflow_id(&req.route, &req.event.identity);
         let (tx, rx) = oneshot::channel();
@@ -114,7 +173,7 @@ impl Dispatcher {
                 }
                 None => {
                     let entry = Running {
-                        addr: None,
+                        handle: None,
                         waiters: vec![tx],
                     };
                     running.insert(id.clone(), entry);
@@ -128,10 +187,11 @@ impl Dispatcher {
         match self.prepare(&id, &req).await {
             Some(result) => self.finish(&id, result),
             None => {
-                let actor = WorkflowActor::new(self.clone(), id.clone(), req.workflow.clone());
-                let addr = Supervisor::start(move |_| actor);
+                let handle = self
+                    .spawner
+                    .spawn(self.clone(), id.clone(), req.workflow.clone());
                 if let Some(r) = self.running().get_mut(&id) {
-                    r.addr = Some(addr);
+                    r.handle = Some(handle);
                 }
             }
         }
@@ -140,24 +200,66 @@ impl Dispatcher {
 
     /// Finds or creates the journal record; `Some(result)` when there is nothing to run.
     async fn prepare(&self, id: &str, req: &StartRequest) -> Option<RunResult> {
-        let existing = match self.engine.journal.get(id) {
-            Ok(r) => r,
-            Err(e) => return Some(RunResult::JournalError(e.to_string())),
+        let origin = Origin {
+            route: req.route.clone(),
+            queue: req.queue.clone(),
+            message_id: req.message_id.clone(),
+            trace: req.trace.clone(),
         };
-        let mut redrives = 0;
-        if let Some(r) = existing {
-            match &r.status {
+        let fresh = || {
+            Record::new(
+                id,
+                &req.workflow,
+                origin.clone(),
+                req.event.body.clone(),
+                req.params.clone(),
+            )
+        };
+        let mut record = match self.engine.journal.get(id) {
+            Ok(None) => fresh(),
+            Ok(Some(mut r)) => match &r.status {
                 Status::Succeeded => return Some(RunResult::Succeeded),
                 Status::Failed { reason } => {
                     return Some(RunResult::Failed(Failure::from_record(&r, reason)));
                 }
-                Status::DeadLettered { .. } if !req.redrive => {
-                    return Some(RunResult::DeadLettered);
+                Status::DeadLettered { .. }
+                    if req.redrive.is_some_and(|d| d.brings_back(r.generation)) =>
+                {
+                    // A new run: new idempotency keys, the earlier run kept in the record.
+                    r.next_generation();
+                    r.message_id = req.message_id.clone();
+                    r.input = req.event.body.clone();
+                    r.params = req.params.clone();
+                    r.trace = req.trace.clone();
+                    r
                 }
-                Status::DeadLettered { .. } => redrives = r.redrives + 1,
-                Status::Running | Status::Waiting { .. } => return None,
+                Status::DeadLettered { .. } => return Some(RunResult::DeadLettered),
+                Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {
+                    return None;
+                }
+            },
+            // A record this build cannot read (another schema version, damage): it is not
+            // misread. The event goes to the DLQ with the reason; a redrive starts afresh,
+            // as generation 1 so that its keys differ from the first run's.
+            Err(JournalError::Corrupt { .. }) if req.redrive.is_some() => {
+                let mut r = fresh();
+                r.generation = 1;
+                r
             }
-        }
+            Err(e @ JournalError::Corrupt { .. }) => {
+                return Some(RunResult::Failed(Failure {
+                    workflow_id: id.to_owned(),
+                    workflow: req.workflow.clone(),
+                    route: req.route.clone(),
+                    reason: format!("{e}; `tugboat dlq redrive` starts the instance afresh"),
+                    step: None,
+                    attempts: 0,
+                    generation: 0,
+                    compensation: vec![],
+                }));
+            }
+            Err(e) => return Some(RunResult::JournalError(e.to_string())),
+        };
         let Some(logic) = self.engine.registry.get(&req.workflow) else {
             return Some(RunResult::Failed(Failure {
                 workflow_id: id.to_owned(),
@@ -166,30 +268,9 @@ impl Dispatcher {
                 reason: format!("workflow kind {:?} is not in this build", req.workflow),
                 step: None,
                 attempts: 0,
+                generation: record.generation,
                 compensation: vec![],
             }));
-        };
-        let now = now_ms();
-        let mut record = Record {
-            schema: SCHEMA_VERSION,
-            id: id.to_owned(),
-            workflow: req.workflow.clone(),
-            route: req.route.clone(),
-            queue: req.queue.clone(),
-            message_id: req.message_id.clone(),
-            status: Status::Running,
-            input: req.event.body.clone(),
-            params: req.params.clone(),
-            state: Value::Null,
-            pending: None,
-            steps: vec![],
-            output: None,
-            last_error: None,
-            panics: 0,
-            redrives,
-            trace: req.trace.clone(),
-            created_ms: now,
-            updated_ms: now,
         };
         match logic.start(&req.event.body, &req.params) {
             Err(reason) => {
@@ -213,11 +294,11 @@ impl Dispatcher {
                 }
             }
         }
+        record.updated_ms = now_ms();
         if let Err(e) = self.engine.journal.put(&record).await {
             return Some(RunResult::JournalError(e.to_string()));
         }
         match &record.status {
-            Status::Running => None,
             Status::Succeeded => Some(RunResult::Succeeded),
             Status::Failed { reason } => {
                 Some(RunResult::Failed(Failure::from_record(&record, reason)))
@@ -226,8 +307,8 @@ impl Dispatcher {
         }
     }
 
-    /// Ends instance `id`: every waiter gets `result`, and the actor's address is dropped so
-    /// that its supervisor lets it stop for good.
+    /// Ends instance `id`: every waiter gets `result`, and the spawn hook's handle is dropped
+    /// (a supervised actor then stops for good).
     pub fn finish(&self, id: &str, result: RunResult) {
         let entry = self.running().remove(id);
         if let Some(entry) = entry {
@@ -238,7 +319,9 @@ impl Dispatcher {
     }
 
     /// One supervised run of instance `id`: within its kind's concurrency limit, catching a
-    /// panic, counting it in the journal, and giving up after too many.
+    /// panic and counting it in the journal. After `max_panics` the instance is failed; it
+    /// still compensates (a panic in a compensating step skips that step), so that a
+    /// panicking workflow does not leave a started task behind.
     pub async fn run_supervised(&self, id: &str, kind: &str) -> Supervised {
         let _permit = match self.engine.limit(kind) {
             Some(limit) => limit.acquire_owned().await.ok(),
@@ -270,19 +353,46 @@ impl Dispatcher {
         );
         if give_up {
             let reason = format!("panicked {} times; last: {panic}", record.panics);
-            record.status = Status::Failed {
-                reason: reason.clone(),
-            };
-            record.pending = None;
-            if let Err(e) = self.engine.journal.put(&record).await {
-                return Supervised::Done(RunResult::JournalError(e.to_string()));
+            record.panics = 0;
+            match (&record.status, self.engine.registry.get(kind)) {
+                (Status::Compensating { .. }, _) => {
+                    if let Some(p) = record.pending.clone() {
+                        let step = record.step_mut(&p.name);
+                        step.compensation = true;
+                        step.finished_ms = Some(now_ms());
+                        step.last_error = Some(reason);
+                    }
+                    runner::next_undo(&mut record);
+                }
+                (_, Some(logic)) => {
+                    // The workflow's own compensation list may panic too: then it fails bare.
+                    let mut attempt = record.clone();
+                    let listed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        runner::begin_compensation(logic.as_ref(), &mut attempt, reason.clone())
+                    }));
+                    match listed {
+                        Ok(()) => record = attempt,
+                        Err(_) => {
+                            record.status = Status::Failed { reason };
+                            record.pending = None;
+                        }
+                    }
+                }
+                (_, None) => {
+                    record.status = Status::Failed { reason };
+                    record.pending = None;
+                }
             }
-            return Supervised::Done(RunResult::Failed(Failure::from_record(&record, &reason)));
         }
         if let Err(e) = self.engine.journal.put(&record).await {
             return Supervised::Done(RunResult::JournalError(e.to_string()));
         }
-        Supervised::Restart
+        match &record.status {
+            Status::Failed { reason } => {
+                Supervised::Done(RunResult::Failed(Failure::from_record(&record, reason)))
+            }
+            _ => Supervised::Restart,
+        }
     }
 
     /// Marks instance `id` as handed to the DLQ (after the copy was sent).
@@ -312,7 +422,20 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::workflow_id;
+    use super::{Redrive, workflow_id};
+
+    #[test]
+    fn redrive_markers_name_the_run_they_bring_back() {
+        assert_eq!(Redrive::parse(&Redrive::value(3)), Redrive::Of(3));
+        assert_eq!(Redrive::parse("1"), Redrive::Any);
+        assert_eq!(Redrive::parse("gx"), Redrive::Any);
+        assert!(Redrive::Of(1).brings_back(1));
+        assert!(
+            !Redrive::Of(0).brings_back(1),
+            "a duplicate of an older redrive"
+        );
+        assert!(Redrive::Any.brings_back(7));
+    }
 
     #[test]
     fn ids_are_readable_when_safe_and_hashed_otherwise() {

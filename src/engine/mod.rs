@@ -1,12 +1,13 @@
 //! The durable workflow engine: the runner that drives one instance from its journal record,
-//! the dispatcher that maps events to instances, and the effects executor that performs a
-//! workflow's actions through the ports.
+//! and the dispatcher that maps events to instances and supervises their runs.
 //!
-//! The actors in `src/actors/` give these their lifecycle (supervision, shutdown); the logic
-//! lives here so that it can be tested without an actor system.
+//! The engine performs only generic things: it calls a workflow's handler, sleeps, wakes,
+//! reads another instance's record, and publishes to the configured topics. It knows no AWS
+//! service and no actor system: how an instance's run is given a lifecycle is a [`Spawn`]
+//! hook, which `src/actors/` implements with supervised actix actors and [`TaskSpawn`]
+//! implements with plain tokio tasks, so that the engine is tested without an actor system.
 
 pub mod dispatcher;
-pub mod effects;
 pub mod runner;
 
 use std::collections::HashMap;
@@ -15,11 +16,11 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
-pub use dispatcher::{Dispatcher, StartRequest};
-pub use effects::{Effects, PortEffects, StepContext};
-pub use runner::RunResult;
+pub use dispatcher::{Dispatcher, Spawn, StartRequest, TaskSpawn};
+pub use runner::{Failure, RunResult};
 
 use crate::journal::Journal;
+use crate::ports::Notifier;
 use crate::workflows::Registry;
 
 /// Tunables of the engine, with their defaults.
@@ -48,7 +49,8 @@ impl Default for EngineOptions {
 pub struct Engine {
     pub journal: Arc<dyn Journal>,
     pub registry: Registry,
-    pub effects: Arc<dyn Effects>,
+    /// Where the generic `Publish` call goes.
+    pub notifier: Arc<dyn Notifier>,
     pub options: EngineOptions,
     /// Becomes true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
@@ -70,11 +72,10 @@ impl Engine {
     pub fn new(
         journal: Arc<dyn Journal>,
         registry: Registry,
-        effects: Arc<dyn Effects>,
+        notifier: Arc<dyn Notifier>,
         options: EngineOptions,
         shutdown: watch::Receiver<bool>,
     ) -> Engine {
-        use crate::config::KnownWorkflows;
         let limits = registry
             .names()
             .into_iter()
@@ -88,7 +89,7 @@ impl Engine {
         Engine {
             journal,
             registry,
-            effects,
+            notifier,
             options,
             shutdown,
             wakers: Wakers::default(),
@@ -104,6 +105,12 @@ impl Engine {
     pub(crate) fn limit(&self, kind: &str) -> Option<Arc<Semaphore>> {
         self.limits.get(kind).cloned()
     }
+}
+
+/// Resolves once `shutdown` is true. (A helper rather than `wait_for` in a `select!`: its
+/// guard is not `Send`, and these futures run on the multi-threaded pool.)
+pub async fn shutdown_begun(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
 }
 
 /// The in-process sleeps waiting on a key (such as `ecs-task:<task ARN>`).

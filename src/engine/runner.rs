@@ -3,21 +3,29 @@
 //!
 //! The order of every step is what makes crashes safe:
 //! 1. journal the attempt (attempt count +1) — a restart continues the same retry sequence;
-//! 2. perform the call through the ports, with the step's idempotency key;
+//! 2. perform the call, with the step's idempotency key;
 //! 3. journal the outcome together with the workflow's next decision — only then run it.
 //!
 //! A crash before 3 repeats the call on resume with the same idempotency key, which AWS
 //! deduplicates where it can (`RunTask` `clientToken`) and which is idempotent by nature
 //! elsewhere (registration, keyed writes); notifications carry a deduplication id.
+//!
+//! A failure is a decision like any other: when the workflow fails for good, the failure and
+//! the whole list of compensating actions are journaled (status `compensating`) before the
+//! first of them runs, and each runs as an ordinary step (attempts, retries, idempotency key,
+//! failpoints, sleeps that end at shutdown). A process killed while compensating resumes the
+//! compensation where it stopped. A compensating step that fails for good is recorded and the
+//! next one still runs; the DLQ entry lists what was cleaned up and what was not.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::{Engine, StepContext};
+use super::Engine;
+use crate::contract::{Action, Call, Next, StepContext, StepError, Workflow};
 use crate::failpoint;
 use crate::journal::{Record, Status, now_ms};
-use crate::workflows::{Action, Call, Next, StepError};
 
 /// How a run of the runner ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +54,8 @@ pub struct Failure {
     pub reason: String,
     pub step: Option<String>,
     pub attempts: u32,
+    /// The run that failed (a redrive of this entry starts the next).
+    pub generation: u32,
     /// What compensation did, step by step.
     pub compensation: Vec<String>,
 }
@@ -64,6 +74,7 @@ impl Failure {
             reason: reason.to_owned(),
             step: last.map(|s| s.name.clone()),
             attempts: last.map_or(0, |s| s.attempts),
+            generation: r.generation,
             compensation: r
                 .steps
                 .iter()
@@ -77,6 +88,9 @@ impl Failure {
     }
 }
 
+/// The prefix of a compensating step's name: `compensate:stop-task`.
+pub const COMPENSATE: &str = "compensate:";
+
 /// Drives instance `id` until it is terminal, fails, backs off for long, or shutdown begins.
 pub async fn drive(engine: &Engine, id: &str) -> RunResult {
     let mut record = match engine.journal.get(id) {
@@ -86,13 +100,7 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
     };
     let Some(logic) = engine.registry.get(&record.workflow).cloned() else {
         let reason = format!("workflow kind {:?} is not in this build", record.workflow);
-        record.status = Status::Failed {
-            reason: reason.clone(),
-        };
-        if let Some(stop) = record_and(engine, &mut record).await {
-            return stop;
-        }
-        return RunResult::Failed(Failure::from_record(&record, &reason));
+        return fail_now(engine, &mut record, reason).await;
     };
     loop {
         match &record.status {
@@ -101,29 +109,38 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
             Status::Failed { reason } => {
                 return RunResult::Failed(Failure::from_record(&record, reason));
             }
-            Status::Running | Status::Waiting { .. } => {}
+            // Back again before its back-off ended (a refreshed copy's delay is at most 15
+            // minutes): wait for the rest.
+            Status::Waiting { until_ms } if *until_ms > now_ms() => {
+                return RunResult::RetryLater(Duration::from_millis(until_ms - now_ms()));
+            }
+            Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {}
         }
         if engine.shutting_down() {
             return RunResult::Released;
         }
+        let undoing = matches!(record.status, Status::Compensating { .. });
         let Some(action) = record.pending.clone() else {
-            let reason = "journal record is running but has no pending action".to_owned();
-            record.status = Status::Failed {
-                reason: reason.clone(),
-            };
-            if let Some(stop) = record_and(engine, &mut record).await {
-                return stop;
+            if let Status::Compensating { reason } = &record.status {
+                // Every compensating step has run: the failure can be handed over.
+                let reason = reason.clone();
+                record.status = Status::Failed { reason };
+                if let Some(stop) = record_and(engine, &mut record).await {
+                    return stop;
+                }
+                continue;
             }
-            return RunResult::Failed(Failure::from_record(&record, &reason));
+            let reason = "journal record is running but has no pending action".to_owned();
+            return fail_now(engine, &mut record, reason).await;
         };
 
-        let outcome = match attempt(engine, &mut record, &action).await {
+        let outcome = match attempt(engine, &logic, &mut record, &action, undoing).await {
             Attempted::Outcome(o) => o,
             Attempted::Return(r) => return r,
             Attempted::TryAgain => continue,
         };
 
-        let step = record.step_mut(&action.step);
+        let step = record.step_mut(&action.name);
         step.finished_ms = Some(now_ms());
         match &outcome {
             Ok(v) => {
@@ -132,29 +149,96 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
             }
             Err(e) => step.last_error = Some(e.message.clone()),
         }
-        let transition = logic.advance(record.state.clone(), &action.step, outcome);
+        if undoing {
+            if let Err(e) = &outcome {
+                tracing::error!(workflow_id = %record.id, step = %action.name, error = %e.message,
+                    "a compensating step failed for good; going on with the next");
+            }
+            next_undo(&mut record);
+            if let Some(stop) = record_and(engine, &mut record).await {
+                return stop;
+            }
+            failpoint::hit("undo-recorded");
+            continue;
+        }
+        let transition = logic.advance(record.state.clone(), &action, outcome);
         record.state = transition.state;
         record.status = Status::Running;
-        match transition.next {
-            Next::Run(next) => record.pending = Some(next),
+        let failed = match transition.next {
+            Next::Run(next) => {
+                record.pending = Some(next);
+                false
+            }
             Next::Complete(output) => {
                 record.pending = None;
                 record.output = Some(output);
                 record.status = Status::Succeeded;
+                false
             }
             Next::Fail(reason) => {
-                record.pending = None;
-                record.last_error = Some(reason.clone());
-                let undo = logic.compensation(&record.state);
-                compensate(engine, &mut record, undo).await;
-                record.status = Status::Failed { reason };
+                begin_compensation(logic.as_ref(), &mut record, reason);
+                true
             }
-        }
+        };
         if let Some(stop) = record_and(engine, &mut record).await {
             return stop;
         }
-        failpoint::hit("transition-journaled");
+        failpoint::hit(if failed {
+            "fail-journaled"
+        } else {
+            "transition-journaled"
+        });
     }
+}
+
+/// The workflow failed for good: journal the reason and every compensating action to run.
+pub(crate) fn begin_compensation(logic: &dyn Workflow, record: &mut Record, reason: String) {
+    record.last_error = Some(reason.clone());
+    let mut undo: Vec<Action> = logic
+        .compensation(&record.state)
+        .into_iter()
+        .map(|mut a| {
+            a.name = format!("{COMPENSATE}{}", a.name);
+            a
+        })
+        .collect();
+    record.pending = None;
+    record.undo.clear();
+    if undo.is_empty() {
+        record.status = Status::Failed { reason };
+        return;
+    }
+    record.pending = Some(undo.remove(0));
+    record.undo = undo;
+    record.status = Status::Compensating { reason };
+}
+
+/// The current compensating step is over: take the next, or end the compensation.
+pub(crate) fn next_undo(record: &mut Record) {
+    record.pending = if record.undo.is_empty() {
+        None
+    } else {
+        Some(record.undo.remove(0))
+    };
+    if record.pending.is_none()
+        && let Status::Compensating { reason } = &record.status
+    {
+        record.status = Status::Failed {
+            reason: reason.clone(),
+        };
+    }
+}
+
+/// Fails the instance without compensation (it cannot be run at all) and journals that.
+async fn fail_now(engine: &Engine, record: &mut Record, reason: String) -> RunResult {
+    record.status = Status::Failed {
+        reason: reason.clone(),
+    };
+    record.pending = None;
+    if let Some(stop) = record_and(engine, record).await {
+        return stop;
+    }
+    RunResult::Failed(Failure::from_record(record, &reason))
 }
 
 enum Attempted {
@@ -167,9 +251,16 @@ enum Attempted {
 }
 
 /// One attempt at `action`, with the retry bookkeeping around it.
-async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attempted {
+async fn attempt(
+    engine: &Engine,
+    logic: &Arc<dyn Workflow>,
+    record: &mut Record,
+    action: &Action,
+    undoing: bool,
+) -> Attempted {
     let policy = &action.retry;
-    let step = record.step_mut(&action.step);
+    let step = record.step_mut(&action.name);
+    step.compensation = undoing;
     let elapsed = Duration::from_millis(now_ms().saturating_sub(step.first_started_ms));
     if step.attempts > 0 && !policy.allows_another(step.attempts, elapsed) {
         // Attempts ran out before a restart (or a release) brought the instance back.
@@ -188,10 +279,12 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
         let due = step.first_started_ms + duration.as_millis() as u64;
         let now = now_ms();
         if step.attempts > 0 && now >= due {
-            return Attempted::Outcome(Ok(json!({})));
+            return Attempted::Outcome(Ok(json!({"woken": false})));
         }
         step.attempts = 1;
-        record.status = Status::Waiting { until_ms: due };
+        if !undoing {
+            record.status = Status::Waiting { until_ms: due };
+        }
         let wait = Duration::from_millis(due.saturating_sub(now));
         return match record_and(engine, record).await {
             Some(r) => Attempted::Return(r),
@@ -199,62 +292,42 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
         };
     }
 
-    let step = record.step_mut(&action.step);
+    let step = record.step_mut(&action.name);
     step.attempts += 1;
     step.last_started_ms = now_ms();
     let attempts = step.attempts;
-    record.status = Status::Running;
+    if !undoing {
+        record.status = Status::Running;
+    }
     if let Some(r) = record_and(engine, record).await {
         return Attempted::Return(r);
     }
-    failpoint::hit("step-journaled");
+    failpoint::hit(if undoing {
+        "undo-journaled"
+    } else {
+        "step-journaled"
+    });
 
     let ctx = StepContext {
         workflow_id: &record.id,
-        step: &action.step,
+        step: &action.name,
         attempt: attempts,
+        generation: record.generation,
     };
-    let result = match &action.call {
-        // Sleeping and waking are the engine's own: a short sleep waits here, cut short by a
-        // wake for its key or by shutdown (then the step is attempted again on resume).
-        Call::Sleep { duration, wake_on } => {
-            let mut shutdown = engine.shutdown.clone();
-            let waker = wake_on.as_deref().map(|k| engine.wakers.register(k));
-            let woken = async {
-                match &waker {
-                    Some((_, notify)) => notify.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let outcome = tokio::select! {
-                _ = tokio::time::sleep(*duration) => Ok(json!({"woken": false})),
-                _ = woken => Ok(json!({"woken": true})),
-                _ = shutdown.wait_for(|s| *s) => Err(()),
-            };
-            if let Some((key, notify)) = waker {
-                engine.wakers.unregister(&key, &notify);
-            }
-            match outcome {
-                Ok(v) => Ok(v),
-                Err(()) => return Attempted::Return(RunResult::Released),
-            }
-        }
-        Call::Wake { key } => Ok(json!({"woken": engine.wakers.wake(key)})),
-        Call::ReadWorkflow { id } => match engine.journal.get(id) {
-            Ok(Some(r)) => Ok(
-                json!({"found": true, "workflow": r.workflow, "status": r.status.name(), "output": r.output}),
-            ),
-            Ok(None) => Ok(json!({"found": false})),
-            Err(e) => Err(StepError::retryable(e.to_string())),
-        },
-        call => engine.effects.execute(ctx, call).await,
+    let result = match perform(engine, logic, ctx, action).await {
+        Performed::Done(result) => result,
+        Performed::ShuttingDown => return Attempted::Return(RunResult::Released),
     };
-    failpoint::hit("step-called");
+    failpoint::hit(if undoing {
+        "undo-called"
+    } else {
+        "step-called"
+    });
     let error = match result {
         Ok(v) => return Attempted::Outcome(Ok(v)),
         Err(e) => e,
     };
-    let step = record.step_mut(&action.step);
+    let step = record.step_mut(&action.name);
     step.last_error = Some(error.message.clone());
     let elapsed = Duration::from_millis(now_ms().saturating_sub(step.first_started_ms));
     if !error.retryable || !policy.allows_another(attempts, elapsed) {
@@ -266,12 +339,14 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
         return Attempted::Outcome(Err(StepError::permanent(message)));
     }
     let delay = policy.backoff(attempts, &mut rand::rng());
-    tracing::warn!(workflow_id = %record.id, step = %action.step, attempts, delay_ms = delay.as_millis() as u64,
+    tracing::warn!(workflow_id = %record.id, step = %action.name, attempts, delay_ms = delay.as_millis() as u64,
         error = %error.message, "step failed; retrying");
     if delay > engine.options.max_in_process_wait {
-        record.status = Status::Waiting {
-            until_ms: now_ms() + delay.as_millis() as u64,
-        };
+        // Long back-offs do not pin the process: the message comes back when it is due.
+        let until_ms = now_ms() + delay.as_millis() as u64;
+        if !undoing {
+            record.status = Status::Waiting { until_ms };
+        }
         return match record_and(engine, record).await {
             Some(r) => Attempted::Return(r),
             None => Attempted::Return(RunResult::RetryLater(delay)),
@@ -283,8 +358,71 @@ async fn attempt(engine: &Engine, record: &mut Record, action: &Action) -> Attem
     let mut shutdown = engine.shutdown.clone();
     tokio::select! {
         _ = tokio::time::sleep(delay) => Attempted::TryAgain,
-        _ = shutdown.wait_for(|s| *s) => Attempted::Return(RunResult::Released),
+        _ = super::shutdown_begun(&mut shutdown) => Attempted::Return(RunResult::Released),
     }
+}
+
+enum Performed {
+    Done(Result<Value, StepError>),
+    /// An in-process sleep was cut short by shutdown; the step runs again on resume.
+    ShuttingDown,
+}
+
+/// Performs one call: the workflow's handler, or one of the engine's generic calls.
+async fn perform(
+    engine: &Engine,
+    logic: &Arc<dyn Workflow>,
+    ctx: StepContext<'_>,
+    action: &Action,
+) -> Performed {
+    let result = match &action.call {
+        Call::Handler => logic.perform(ctx, &action.step).await,
+        // A short sleep waits here, cut short by a wake for its key or by shutdown.
+        Call::Sleep { duration, wake_on } => {
+            let mut shutdown = engine.shutdown.clone();
+            let waker = wake_on.as_deref().map(|k| engine.wakers.register(k));
+            let woken = async {
+                match &waker {
+                    Some((_, notify)) => notify.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outcome = tokio::select! {
+                _ = tokio::time::sleep(*duration) => Some(json!({"woken": false})),
+                _ = woken => Some(json!({"woken": true})),
+                _ = super::shutdown_begun(&mut shutdown) => None,
+            };
+            if let Some((key, notify)) = waker {
+                engine.wakers.unregister(&key, &notify);
+            }
+            match outcome {
+                Some(v) => Ok(v),
+                None => return Performed::ShuttingDown,
+            }
+        }
+        Call::Wake { key } => Ok(json!({"woken": engine.wakers.wake(key)})),
+        Call::ReadWorkflow { id } => match engine.journal.get(id) {
+            Ok(Some(r)) => Ok(
+                json!({"found": true, "workflow": r.workflow, "status": r.status.name(), "output": r.output}),
+            ),
+            Ok(None) => Ok(json!({"found": false})),
+            Err(e) => Err(StepError::retryable(e.to_string())),
+        },
+        Call::Publish {
+            topic,
+            subject,
+            message,
+        } => match engine
+            .notifier
+            .publish(*topic, subject, message, &ctx.idempotency_key())
+            .await
+        {
+            Ok(Some(id)) => Ok(json!({"message_id": id})),
+            Ok(None) => Ok(json!({"skipped": "topic not configured"})),
+            Err(e) => Err(e),
+        },
+    };
+    Performed::Done(result)
 }
 
 /// Journals `record`; `Some(result)` if that failed and the run must stop.
@@ -296,37 +434,4 @@ async fn record_and(engine: &Engine, record: &mut Record) -> Option<RunResult> {
         .await
         .err()
         .map(|e| RunResult::JournalError(e.to_string()))
-}
-
-/// Runs compensation actions best-effort, each with in-process retries only, recording each
-/// as a compensation step. A compensation that fails is recorded and the next still runs.
-async fn compensate(engine: &Engine, record: &mut Record, actions: Vec<Action>) {
-    for action in actions {
-        let name = format!("compensate:{}", action.step);
-        let mut attempts = 0;
-        let outcome = loop {
-            attempts += 1;
-            let ctx = StepContext {
-                workflow_id: &record.id,
-                step: &name,
-                attempt: attempts,
-            };
-            match engine.effects.execute(ctx, &action.call).await {
-                Ok(v) => break Ok(v),
-                Err(e) if e.retryable && action.retry.allows_another(attempts, Duration::ZERO) => {
-                    let delay = action.retry.backoff(attempts, &mut rand::rng());
-                    tokio::time::sleep(delay.min(engine.options.max_in_process_wait)).await;
-                }
-                Err(e) => break Err(e),
-            }
-        };
-        let step = record.step_mut(&name);
-        step.compensation = true;
-        step.attempts = attempts;
-        step.finished_ms = Some(now_ms());
-        match outcome {
-            Ok(v) => step.output = Some(v),
-            Err(e) => step.last_error = Some(e.message),
-        }
-    }
 }

@@ -15,10 +15,12 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::workflows::Action;
+use crate::contract::Action;
 
 /// The version of [`Record`]'s layout; a record of another version is refused, not misread.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2: actions carry the workflow's typed step, compensation is journaled step by step
+/// (`Compensating`, `undo`), and redrives start generations (`generation`, `earlier`).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Where a workflow instance is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +32,9 @@ pub enum Status {
     Waiting { until_ms: u64 },
     /// Finished; `output` holds the result. Terminal.
     Succeeded,
+    /// Failed for good; the decision is journaled and its compensation runs step by step
+    /// (`pending`, then `undo`). Resumed after a crash like any running instance.
+    Compensating { reason: String },
     /// Failed for good and compensated; the DLQ handoff is still due.
     Failed { reason: String },
     /// Failed and copied to the DLQ. Terminal (until a redrive brings the event back).
@@ -41,15 +46,11 @@ impl Status {
         match self {
             Status::Running => "running",
             Status::Waiting { .. } => "waiting",
+            Status::Compensating { .. } => "compensating",
             Status::Succeeded => "succeeded",
             Status::Failed { .. } => "failed",
             Status::DeadLettered { .. } => "dead_lettered",
         }
-    }
-
-    /// Succeeded or dead-lettered: nothing more to do for this event.
-    pub fn is_terminal(&self) -> bool {
-        matches!(self, Status::Succeeded | Status::DeadLettered { .. })
     }
 }
 
@@ -57,6 +58,9 @@ impl Status {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub name: String,
+    /// The step's idempotency key in this run (the ECS `clientToken`, the SNS deduplication
+    /// id), kept so that an operator can find what the step did.
+    pub key: String,
     /// Attempts started so far; persisted, so a restart continues the same retry sequence.
     pub attempts: u32,
     pub first_started_ms: u64,
@@ -89,29 +93,87 @@ pub struct Record {
     pub state: Value,
     /// The action decided and journaled but not yet known to have finished.
     pub pending: Option<Action>,
+    /// While compensating: the undo actions still to run after `pending`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<Action>,
+    /// This run's steps.
     pub steps: Vec<StepRecord>,
     pub output: Option<Value>,
     pub last_error: Option<String>,
     /// Panics while running; after too many the instance is dead-lettered.
     pub panics: u32,
-    /// How many times a redrive restarted this instance after it was dead-lettered.
-    #[serde(default)]
-    pub redrives: u32,
+    /// Which run this is: 0 for the first; a redrive after dead-lettering starts the next,
+    /// with new idempotency keys.
+    pub generation: u32,
+    /// The runs before this one, oldest first, with their steps and keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub earlier: Vec<EarlierRun>,
     /// W3C `traceparent` of the message's trace, carried across restarts.
     pub trace: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
 
+/// A finished run of an instance that a redrive started again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlierRun {
+    pub generation: u32,
+    /// How it ended (`dead_lettered: …`).
+    pub ended: String,
+    pub steps: Vec<StepRecord>,
+    pub output: Option<Value>,
+    pub ended_ms: u64,
+}
+
+/// Where an event came from, for a new [`Record`].
+#[derive(Debug, Clone, Default)]
+pub struct Origin {
+    pub route: String,
+    pub queue: String,
+    pub message_id: String,
+    /// W3C `traceparent` of the message, if the producer sent one.
+    pub trace: Option<String>,
+}
+
 impl Record {
+    /// A new running record of generation 0, with no state and no steps yet.
+    pub fn new(id: &str, workflow: &str, origin: Origin, input: Value, params: Value) -> Record {
+        let now = now_ms();
+        Record {
+            schema: SCHEMA_VERSION,
+            id: id.to_owned(),
+            workflow: workflow.to_owned(),
+            route: origin.route,
+            queue: origin.queue,
+            message_id: origin.message_id,
+            status: Status::Running,
+            input,
+            params,
+            state: Value::Null,
+            pending: None,
+            undo: Vec::new(),
+            steps: Vec::new(),
+            output: None,
+            last_error: None,
+            panics: 0,
+            generation: 0,
+            earlier: Vec::new(),
+            trace: origin.trace,
+            created_ms: now,
+            updated_ms: now,
+        }
+    }
+
     /// The record of step `name`, created on first use.
     pub fn step_mut(&mut self, name: &str) -> &mut StepRecord {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             return &mut self.steps[i];
         }
         let now = now_ms();
+        let key = crate::contract::idempotency_key(&self.id, self.generation, name);
         self.steps.push(StepRecord {
             name: name.to_owned(),
+            key,
             attempts: 0,
             first_started_ms: now,
             last_started_ms: now,
@@ -125,6 +187,31 @@ impl Record {
 
     pub fn step(&self, name: &str) -> Option<&StepRecord> {
         self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// Ends this run and makes the record the start of the next generation: the steps, keys
+    /// and outcome of this run move to `earlier`.
+    pub fn next_generation(&mut self) {
+        let ended = match &self.status {
+            Status::DeadLettered { reason } | Status::Failed { reason } => {
+                format!("{}: {reason}", self.status.name())
+            }
+            other => other.name().to_owned(),
+        };
+        self.earlier.push(EarlierRun {
+            generation: self.generation,
+            ended,
+            steps: std::mem::take(&mut self.steps),
+            output: self.output.take(),
+            ended_ms: now_ms(),
+        });
+        self.generation += 1;
+        self.status = Status::Running;
+        self.pending = None;
+        self.undo.clear();
+        self.last_error = None;
+        self.panics = 0;
+        self.state = Value::Null;
     }
 }
 

@@ -120,31 +120,11 @@ impl Journal for SledJournal {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::{SCHEMA_VERSION, Status, now_ms};
+    use crate::journal::{Origin, Status};
     use serde_json::json;
 
     pub(crate) fn record(id: &str) -> Record {
-        Record {
-            schema: SCHEMA_VERSION,
-            id: id.into(),
-            workflow: "log".into(),
-            route: "r".into(),
-            queue: "q".into(),
-            message_id: "m".into(),
-            status: Status::Running,
-            input: json!({}),
-            params: json!({}),
-            state: json!({}),
-            pending: None,
-            steps: vec![],
-            output: None,
-            last_error: None,
-            panics: 0,
-            redrives: 0,
-            trace: None,
-            created_ms: now_ms(),
-            updated_ms: now_ms(),
-        }
+        Record::new(id, "log", Origin::default(), json!({}), json!({}))
     }
 
     #[tokio::test]

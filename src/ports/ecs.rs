@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::workflows::StepError;
+use crate::contract::StepError;
 
 /// A `RunTask` request: one Fargate task in awsvpc mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +65,9 @@ pub struct TargetHealth {
 
 #[async_trait]
 pub trait TargetGroups: Send + Sync + std::fmt::Debug {
+    /// The ARN of a target group given by name or ARN (an ARN is returned as it is); an
+    /// unknown name is a permanent error.
+    async fn resolve(&self, name_or_arn: &str) -> Result<String, StepError>;
     async fn register(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError>;
     /// Deregisters; a target that is not registered is fine.
     async fn deregister(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError>;

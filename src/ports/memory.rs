@@ -1,15 +1,21 @@
 //! In-memory implementations of the ports, for unit tests and benchmarks.
 //!
 //! They model what the tests need to see: visibility timeouts and redelivery, receive counts,
-//! stale receipt handles, and injected failures.
+//! a redrive policy that moves a message to the DLQ as SQS does, message delays, stale receipt
+//! handles, and injected failures; ECS tasks started once per client token; target groups.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use serde_json::Value;
 
-use super::{BatchFailure, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+use super::{
+    BatchFailure, Ecs, OutgoingMessage, Queue, QueueError, QueueSource, ReceivedMessage,
+    RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
+};
+use crate::contract::{StepError, Topic};
 
 #[derive(Debug)]
 struct Stored {
@@ -26,6 +32,8 @@ struct Stored {
 pub struct MemoryQueue {
     name: String,
     state: Mutex<MemoryState>,
+    /// SQS's redrive policy: a receive that would exceed the count moves the message here.
+    redrive: Option<(u32, Arc<MemoryQueue>)>,
 }
 
 #[derive(Debug, Default)]
@@ -45,6 +53,20 @@ impl MemoryQueue {
         MemoryQueue {
             name: name.into(),
             state: Mutex::default(),
+            redrive: None,
+        }
+    }
+
+    /// A queue with a redrive policy, as SQS applies it: when a receive would make a message's
+    /// receive count exceed `max_receive_count`, the message moves to `dlq` instead.
+    pub fn with_redrive(
+        name: impl Into<String>,
+        max_receive_count: u32,
+        dlq: Arc<MemoryQueue>,
+    ) -> MemoryQueue {
+        MemoryQueue {
+            redrive: Some((max_receive_count, dlq)),
+            ..MemoryQueue::new(name)
         }
     }
 
@@ -105,12 +127,41 @@ impl MemoryQueue {
     }
 }
 
+impl MemoryState {
+    /// Stores messages (visible after their delay); returns their ids.
+    fn push_all(
+        &mut self,
+        queue: &str,
+        messages: Vec<OutgoingMessage>,
+        now: Instant,
+    ) -> Vec<String> {
+        let mut ids = Vec::with_capacity(messages.len());
+        for m in messages {
+            self.next_id += 1;
+            let id = format!("{queue}-{:08}", self.next_id);
+            let visible_at = now + m.delay.unwrap_or_default();
+            self.messages.insert(
+                self.next_id,
+                Stored {
+                    id: id.clone(),
+                    message: m,
+                    receive_count: 0,
+                    visible_at,
+                    handle: None,
+                },
+            );
+            ids.push(id);
+        }
+        ids
+    }
+}
+
 fn invalid_handle(index: usize) -> BatchFailure {
     BatchFailure {
         index,
         code: "ReceiptHandleIsInvalid".into(),
         message: "the receipt handle is stale or unknown".into(),
-        sender_fault: true,
+        retryable: false,
     }
 }
 
@@ -133,6 +184,7 @@ impl Queue for MemoryQueue {
                 Self::fail_if_injected(&mut state)?;
                 let now = Instant::now();
                 let mut out = Vec::new();
+                let mut moved = Vec::new();
                 let MemoryState {
                     messages,
                     next_id,
@@ -142,6 +194,13 @@ impl Queue for MemoryQueue {
                 for (seq, m) in messages.iter_mut() {
                     if out.len() as u32 >= max.clamp(1, 10) {
                         break;
+                    }
+                    if m.visible_at <= now
+                        && let Some((max_count, _)) = &self.redrive
+                        && m.receive_count >= *max_count
+                    {
+                        moved.push(*seq);
+                        continue;
                     }
                     if m.visible_at <= now {
                         *next_id += 1;
@@ -158,9 +217,21 @@ impl Queue for MemoryQueue {
                             body: m.message.body.clone(),
                             attributes: m.message.attributes.clone(),
                             receive_count: m.receive_count,
-                            aws_trace_header: None,
                         });
                     }
+                }
+                let moved: Vec<OutgoingMessage> = moved
+                    .into_iter()
+                    .filter_map(|seq| messages.remove(&seq))
+                    .map(|m| {
+                        if let Some(h) = &m.handle {
+                            handles.remove(h);
+                        }
+                        m.message
+                    })
+                    .collect();
+                if let (false, Some((_, dlq))) = (moved.is_empty(), &self.redrive) {
+                    dlq.lock().push_all(&dlq.name, moved, now);
                 }
                 if !out.is_empty() || Instant::now() >= deadline {
                     return Ok(out);
@@ -176,25 +247,8 @@ impl Queue for MemoryQueue {
     ) -> Result<Vec<Result<String, BatchFailure>>, QueueError> {
         let mut state = self.lock();
         Self::fail_if_injected(&mut state)?;
-        let now = Instant::now();
-        let mut ids = Vec::with_capacity(messages.len());
-        for m in messages {
-            state.next_id += 1;
-            let id = format!("{}-{:08}", self.name, state.next_id);
-            let seq = state.next_id;
-            state.messages.insert(
-                seq,
-                Stored {
-                    id: id.clone(),
-                    message: m.clone(),
-                    receive_count: 0,
-                    visible_at: now,
-                    handle: None,
-                },
-            );
-            ids.push(Ok(id));
-        }
-        Ok(ids)
+        let ids = state.push_all(&self.name, messages.to_vec(), Instant::now());
+        Ok(ids.into_iter().map(Ok).collect())
     }
 
     async fn delete_batch(
@@ -238,17 +292,53 @@ impl Queue for MemoryQueue {
         }
         Ok(failures)
     }
+
+    async fn max_receive_count(&self) -> Result<Option<u32>, QueueError> {
+        Ok(self.redrive.as_ref().map(|(n, _)| *n))
+    }
+}
+
+/// Named in-memory queues, opened as the configuration names them.
+#[derive(Debug, Default)]
+pub struct MemoryQueues {
+    queues: Mutex<BTreeMap<String, Arc<MemoryQueue>>>,
+}
+
+impl MemoryQueues {
+    /// Adds `queue` under its name.
+    pub fn add(&self, queue: Arc<MemoryQueue>) -> Arc<MemoryQueue> {
+        self.queues
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(queue.name().to_owned(), queue.clone());
+        queue
+    }
+}
+
+#[async_trait]
+impl QueueSource for MemoryQueues {
+    async fn open(&self, name_or_url: &str) -> Result<Arc<dyn Queue>, QueueError> {
+        let name = name_or_url.rsplit('/').next().unwrap_or(name_or_url);
+        let queues = self.queues.lock().unwrap_or_else(|e| e.into_inner());
+        match queues.get(name) {
+            Some(q) => Ok(q.clone()),
+            None => Err(QueueError {
+                message: format!("AWS.SimpleQueueService.NonExistentQueue: no queue {name:?}"),
+                retryable: false,
+            }),
+        }
+    }
 }
 
 /// A notifier that keeps what it was asked to publish.
 #[derive(Debug, Default)]
 pub struct MemoryNotifier {
-    published: Mutex<Vec<(crate::workflows::Topic, String, serde_json::Value, String)>>,
+    published: Mutex<Vec<(Topic, String, Value, String)>>,
 }
 
 impl MemoryNotifier {
     /// (topic, subject, message, deduplication id) of every publish, in order.
-    pub fn published(&self) -> Vec<(crate::workflows::Topic, String, serde_json::Value, String)> {
+    pub fn published(&self) -> Vec<(Topic, String, Value, String)> {
         self.published
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -260,11 +350,11 @@ impl MemoryNotifier {
 impl super::Notifier for MemoryNotifier {
     async fn publish(
         &self,
-        topic: crate::workflows::Topic,
+        topic: Topic,
         subject: &str,
-        message: &serde_json::Value,
+        message: &Value,
         deduplication_id: &str,
-    ) -> Result<Option<String>, crate::workflows::StepError> {
+    ) -> Result<Option<String>, StepError> {
         let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
         p.push((
             topic,
@@ -273,6 +363,141 @@ impl super::Notifier for MemoryNotifier {
             deduplication_id.to_owned(),
         ));
         Ok(Some(format!("memory-{}", p.len())))
+    }
+}
+
+/// ECS in memory: `RunTask` starts one task per client token (as ECS does), tasks run at once
+/// with an IP, `StopTask` stops them. Every call is counted.
+#[derive(Debug, Default)]
+pub struct MemoryEcs {
+    state: Mutex<EcsState>,
+}
+
+#[derive(Debug, Default)]
+struct EcsState {
+    /// client token → task ARN.
+    by_token: HashMap<String, String>,
+    /// task ARN → (last status, stop calls).
+    tasks: BTreeMap<String, (String, u32)>,
+}
+
+impl MemoryEcs {
+    fn lock(&self) -> std::sync::MutexGuard<'_, EcsState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every task started, with its last status and how often `StopTask` was called for it.
+    pub fn tasks(&self) -> Vec<(String, String, u32)> {
+        self.lock()
+            .tasks
+            .iter()
+            .map(|(arn, (status, stops))| (arn.clone(), status.clone(), *stops))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl Ecs for MemoryEcs {
+    async fn run_task(&self, request: &RunTaskRequest) -> Result<String, StepError> {
+        let mut s = self.lock();
+        if let Some(arn) = s.by_token.get(&request.client_token) {
+            return Ok(arn.clone());
+        }
+        let arn = format!(
+            "arn:aws:ecs:us-east-1:123456789012:task/{}/t{}",
+            request.cluster,
+            s.tasks.len() + 1
+        );
+        s.by_token.insert(request.client_token.clone(), arn.clone());
+        s.tasks.insert(arn.clone(), ("RUNNING".into(), 0));
+        Ok(arn)
+    }
+
+    async fn describe_task(&self, _cluster: &str, task: &str) -> Result<TaskStatus, StepError> {
+        let s = self.lock();
+        let Some((status, _)) = s.tasks.get(task) else {
+            return Err(StepError::permanent(format!("task {task} not found")));
+        };
+        let n = s.tasks.keys().position(|k| k == task).unwrap_or(0);
+        Ok(TaskStatus {
+            task_arn: task.to_owned(),
+            last_status: status.clone(),
+            stopped_reason: None,
+            stop_code: None,
+            container_reasons: vec![],
+            private_ip: (status == "RUNNING").then(|| format!("10.0.0.{}", n + 1)),
+        })
+    }
+
+    async fn stop_task(&self, _cluster: &str, task: &str, _reason: &str) -> Result<(), StepError> {
+        let mut s = self.lock();
+        match s.tasks.get_mut(task) {
+            Some(t) => {
+                t.0 = "STOPPED".into();
+                t.1 += 1;
+                Ok(())
+            }
+            None => Err(StepError::permanent(format!("task {task} not found"))),
+        }
+    }
+}
+
+/// Target groups in memory: registered targets are healthy at once; names resolve to
+/// `arn:…:targetgroup/<name>/1`.
+#[derive(Debug, Default)]
+pub struct MemoryTargets {
+    registered: Mutex<Vec<(String, String, u16)>>,
+}
+
+impl MemoryTargets {
+    /// Every registered (target group, IP, port).
+    pub fn registered(&self) -> Vec<(String, String, u16)> {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait]
+impl TargetGroups for MemoryTargets {
+    async fn resolve(&self, name_or_arn: &str) -> Result<String, StepError> {
+        if name_or_arn.starts_with("arn:") {
+            return Ok(name_or_arn.to_owned());
+        }
+        Ok(format!(
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/{name_or_arn}/1"
+        ))
+    }
+
+    async fn register(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError> {
+        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        let target = (target_group.to_owned(), ip.to_owned(), port);
+        if !r.contains(&target) {
+            r.push(target);
+        }
+        Ok(())
+    }
+
+    async fn deregister(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError> {
+        let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        r.retain(|t| *t != (target_group.to_owned(), ip.to_owned(), port));
+        Ok(())
+    }
+
+    async fn health(
+        &self,
+        target_group: &str,
+        ip: &str,
+        port: u16,
+    ) -> Result<TargetHealth, StepError> {
+        let r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        let known = r.contains(&(target_group.to_owned(), ip.to_owned(), port));
+        Ok(TargetHealth {
+            state: if known { "healthy" } else { "unregistered" }.into(),
+            reason: None,
+            description: None,
+        })
     }
 }
 

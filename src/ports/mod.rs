@@ -1,12 +1,38 @@
 //! Ports: one narrow trait per outside service. Only `src/aws/` (and later the MQTT and HTTP
 //! adapters) implement them over real clients; [`memory`] has in-memory versions for unit
 //! tests and benchmarks.
+//!
+//! [`Ports`] is the set a workflow's constructor takes its clients from: built over AWS by
+//! `app`, or from fakes by tests, so that the same constructor runs in both.
 
 pub mod ecs;
 pub mod memory;
 pub mod notifier;
 pub mod queue;
 
+use std::sync::Arc;
+
 pub use ecs::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
 pub use notifier::Notifier;
-pub use queue::{BatchFailure, OutgoingMessage, Queue, QueueError, ReceivedMessage};
+pub use queue::{BatchFailure, OutgoingMessage, Queue, QueueError, QueueSource, ReceivedMessage};
+
+/// The outside services that workflows reach, one port each.
+#[derive(Clone, Debug)]
+pub struct Ports {
+    /// The configured SNS topics (the engine's generic `Publish`).
+    pub notifier: Arc<dyn Notifier>,
+    pub ecs: Arc<dyn Ecs>,
+    pub targets: Arc<dyn TargetGroups>,
+}
+
+impl Ports {
+    /// In-memory versions of every port, for tests and benchmarks; replace the ones a test
+    /// scripts with `Ports { ecs: …, ..Ports::memory() }`.
+    pub fn memory() -> Ports {
+        Ports {
+            notifier: Arc::new(memory::MemoryNotifier::default()),
+            ecs: Arc::new(memory::MemoryEcs::default()),
+            targets: Arc::new(memory::MemoryTargets::default()),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use crate::workflows::{StepError, Topic};
+use crate::contract::{StepError, Topic};
 
 #[async_trait]
 pub trait Notifier: Send + Sync + std::fmt::Debug {

@@ -19,8 +19,6 @@ pub struct ReceivedMessage {
     pub attributes: BTreeMap<String, String>,
     /// How many times SQS has handed this message out, this time included.
     pub receive_count: u32,
-    /// X-Ray trace header set by the producer's service, if any.
-    pub aws_trace_header: Option<String>,
 }
 
 /// A message to send.
@@ -32,7 +30,13 @@ pub struct OutgoingMessage {
     pub group_id: Option<String>,
     /// FIFO queues only; without it the queue must have content-based deduplication.
     pub deduplication_id: Option<String>,
+    /// Hidden from receivers for this long after sending (SQS `DelaySeconds`, at most 15
+    /// minutes; standard queues only). Default: none.
+    pub delay: Option<Duration>,
 }
+
+/// SQS's longest message delay.
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 
 /// One entry of a batch call that failed.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,8 +45,9 @@ pub struct BatchFailure {
     pub index: usize,
     pub code: String,
     pub message: String,
-    /// Whether the failure was the caller's fault (SQS's `SenderFault`): retrying won't help.
-    pub sender_fault: bool,
+    /// Whether trying the entry again may succeed (decided by the adapter's classification:
+    /// SQS's `SenderFault` entries are not).
+    pub retryable: bool,
 }
 
 /// A queue operation that failed as a whole.
@@ -85,6 +90,10 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
         timeout: Duration,
     ) -> Result<Vec<BatchFailure>, QueueError>;
 
+    /// The queue's `maxReceiveCount` (its redrive policy): SQS moves a message to the queue's
+    /// own DLQ when a receive would exceed it. `None` without a redrive policy.
+    async fn max_receive_count(&self) -> Result<Option<u32>, QueueError>;
+
     /// Sends one message and returns its id.
     async fn send(&self, message: &OutgoingMessage) -> Result<String, QueueError> {
         let mut results = self.send_batch(std::slice::from_ref(message)).await?;
@@ -92,7 +101,7 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
             Some(Ok(id)) => Ok(id),
             Some(Err(f)) => Err(QueueError {
                 message: format!("{}: {}", f.code, f.message),
-                retryable: !f.sender_fault,
+                retryable: f.retryable,
             }),
             None => Err(QueueError {
                 message: "SendMessageBatch returned no result for the message".into(),
@@ -100,4 +109,11 @@ pub trait Queue: Send + Sync + std::fmt::Debug {
             }),
         }
     }
+}
+
+/// Opens the queues the configuration names: SQS in production, in-memory queues in tests.
+#[async_trait]
+pub trait QueueSource: Send + Sync {
+    /// The queue with this name or URL; an unknown queue is an error naming it.
+    async fn open(&self, name_or_url: &str) -> Result<std::sync::Arc<dyn Queue>, QueueError>;
 }

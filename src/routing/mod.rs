@@ -1,14 +1,13 @@
 //! Routing: EventBridge event patterns, compiled once at config load, matched per event.
 //!
-//! [`pattern`] owns the pattern language; this file holds the compiled routes.
+//! [`pattern`] owns the pattern language; this file holds the compiled routes. Routing knows
+//! nothing of the configuration: `config` compiles the patterns and hands over [`Route`]s.
 
 pub mod pattern;
 
 use serde_json::Value;
 
 pub use pattern::{Pattern, PatternError};
-
-use crate::config::RouteConfig;
 
 /// A compiled route.
 #[derive(Debug, Clone)]
@@ -22,6 +21,17 @@ pub struct Route {
 }
 
 impl Route {
+    /// A route on every queue, with no params.
+    pub fn new(name: &str, pattern: Pattern, workflow: &str) -> Route {
+        Route {
+            name: name.to_owned(),
+            workflow: workflow.to_owned(),
+            params: Value::Object(Default::default()),
+            queues: None,
+            pattern,
+        }
+    }
+
     pub fn pattern(&self) -> &Pattern {
         &self.pattern
     }
@@ -39,26 +49,9 @@ pub struct Router {
 }
 
 impl Router {
-    /// Compiles the configured routes (already validated by config loading).
-    pub fn from_config(routes: &[RouteConfig]) -> Result<Router, String> {
-        let mut out = Vec::with_capacity(routes.len());
-        for r in routes {
-            let json = r
-                .pattern
-                .to_json()
-                .map_err(|e| format!("route {:?}: {e}", r.name))?;
-            let pattern =
-                Pattern::compile(&json).map_err(|e| format!("route {:?}: {e}", r.name))?;
-            out.push(Route {
-                name: r.name.clone(),
-                workflow: r.workflow.clone(),
-                params: serde_json::to_value(&r.params)
-                    .map_err(|e| format!("route {:?}: params: {e}", r.name))?,
-                queues: r.queues.clone(),
-                pattern,
-            });
-        }
-        Ok(Router::index(out))
+    /// The router of `routes`, in their order.
+    pub fn new(routes: Vec<Route>) -> Router {
+        Router::index(routes)
     }
 
     fn index(routes: Vec<Route>) -> Router {

@@ -17,8 +17,7 @@ fn check(pattern: Value, event: Value, expected: bool) {
 /// The 232 cases written by others (aws/event-ruler, quamina, the EventBridge guide).
 #[test]
 fn every_shared_pattern_case_gives_the_expected_result() {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/patterns/cases.jsonl");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/patterns/cases.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut failures = Vec::new();
     let mut n = 0;
@@ -373,7 +372,6 @@ fn naive_glob(p: &[u8], s: &[u8]) -> bool {
 /// of evaluating every route.
 #[test]
 fn the_router_index_changes_no_result() {
-    use crate::config::{PatternSource, RouteConfig};
     let patterns = [
         json!({"source": ["aws.ec2"]}),
         json!({"detail-type": [{"prefix": "EC2"}]}),
@@ -383,18 +381,12 @@ fn the_router_index_changes_no_result() {
         json!({"source": ["custom.app"]}),
         json!({"detail": {"state": [{"exists": false}]}}),
     ];
-    let routes: Vec<RouteConfig> = patterns
+    let routes: Vec<Route> = patterns
         .iter()
         .enumerate()
-        .map(|(i, p)| RouteConfig {
-            name: format!("r{i}"),
-            pattern: PatternSource::Json(p.to_string()),
-            workflow: "log".into(),
-            params: Default::default(),
-            queues: None,
-        })
+        .map(|(i, p)| Route::new(&format!("r{i}"), Pattern::compile(p).unwrap(), "log"))
         .collect();
-    let router = Router::from_config(&routes).unwrap();
+    let router = Router::new(routes);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/events/eventbridge");
     let mut events: Vec<Value> = std::fs::read_dir(dir)
         .unwrap()

@@ -20,27 +20,50 @@
 //! registered, stop the task, publish the failure to the error topic — so nothing is left
 //! running and billed, and the DLQ entry says what was cleaned up.
 
-use std::collections::BTreeMap;
+pub mod config;
+pub mod steps;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::poll_count;
-use super::{
-    Action, Call, Next, StepError, Topic, Transition, Workflow, advance_typed, duration_param,
+use self::config::Services;
+use self::steps::{Started, Step, Target};
+use super::Registration;
+use crate::contract::{
+    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param, output,
+    poll_count, to_output,
 };
-use crate::config::ServiceMapping;
-use crate::ports::{RunTaskRequest, TargetHealth, TaskStatus};
+use crate::ports::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
 
-/// The workflow, holding the configured service mappings (data, not I/O).
-#[derive(Debug, Clone, Default)]
+pub fn registration() -> Registration {
+    Registration::new("ecs_start", Some(config::SECTION), |setup| {
+        Box::pin(async move {
+            let services = config::resolved(setup.config, setup.ports.targets.as_ref()).await?;
+            let workflow = EcsStart {
+                services,
+                ecs: setup.ports.ecs.clone(),
+                targets: setup.ports.targets.clone(),
+            };
+            Ok(Arc::new(Typed(workflow)) as Arc<dyn crate::contract::Workflow>)
+        })
+    })
+}
+
+/// The workflow: the configured service mappings (target groups resolved to ARNs) and the
+/// ports its handlers call.
+#[derive(Debug, Clone)]
 pub struct EcsStart {
-    pub services: BTreeMap<String, ServiceMapping>,
+    pub services: Services,
+    pub ecs: Arc<dyn Ecs>,
+    pub targets: Arc<dyn TargetGroups>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct State {
+pub struct State {
     service: String,
     cluster: String,
     target_group: String,
@@ -250,148 +273,138 @@ impl EcsStart {
             "poll_interval": humantime::format_duration(s.poll_interval).to_string(),
         })
     }
+}
 
-    fn step(s: &mut State, step: &str, outcome: Result<Value, StepError>) -> Next {
-        let kind = step.split('#').next().unwrap_or(step);
-        let kind = kind.split('@').next().unwrap_or(kind);
-        let value = match outcome {
-            Ok(v) => v,
-            Err(e) if kind == "notify" => {
-                // The task is up and healthy; a notification that cannot be sent must not
-                // stop it. The result records the failure.
-                let mut out = Self::result(s);
-                out["notify_error"] = json!(e.message);
-                return Next::Complete(out);
-            }
-            Err(e) => return fail(s, format!("{step}: {}", e.message)),
-        };
-        match kind {
-            "run-task" => match value.get("task_arn").and_then(Value::as_str) {
-                Some(arn) => {
-                    s.task_arn = Some(arn.to_owned());
-                    describe(s)
-                }
-                None => fail(s, "run-task returned no task ARN".into()),
-            },
-            "wait-running" => {
-                let status: TaskStatus = match serde_json::from_value(value) {
-                    Ok(t) => t,
-                    Err(e) => return fail(s, format!("unreadable task status: {e}")),
-                };
-                s.last_status = Some(status.last_status.clone());
-                match status.last_status.as_str() {
-                    "RUNNING" => match status.private_ip {
-                        Some(ip) => {
-                            s.ip = Some(ip.clone());
-                            Next::Run(Action::new(
-                                name(s, "register-target"),
-                                Call::TargetRegister {
-                                    target_group: s.target_group.clone(),
-                                    ip,
-                                    port: s.port,
-                                },
-                            ))
-                        }
-                        None => fail(
-                            s,
-                            "the task is RUNNING but its ENI attachment has no privateIPv4Address"
-                                .into(),
-                        ),
-                    },
-                    "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" | "STOPPED" => {
-                        let mut why = format!(
-                            "the task stopped before it was RUNNING ({}): {}",
-                            status.last_status,
-                            status
-                                .stopped_reason
-                                .as_deref()
-                                .unwrap_or("no reason given")
-                        );
-                        if let Some(code) = &status.stop_code {
-                            why.push_str(&format!(" [{code}]"));
-                        }
-                        if !status.container_reasons.is_empty() {
-                            why.push_str(&format!(
-                                "; containers: {}",
-                                status.container_reasons.join("; ")
-                            ));
-                        }
-                        fail(s, why)
-                    }
-                    other if s.running_polls >= s.max_running_polls => fail(
-                        s,
-                        format!(
-                            "the task did not reach RUNNING within {} (last status {other})",
-                            humantime::format_duration(s.poll_interval * s.max_running_polls)
-                        ),
-                    ),
-                    _ => Next::Run(Action::new(
-                        format!("{}#{}", name(s, "sleep-running"), s.running_polls),
-                        // An "ECS Task State Change" event for this task ends the wait early.
-                        Call::Sleep {
-                            duration: s.poll_interval,
-                            wake_on: s.task_arn.as_deref().map(wake_key),
-                        },
-                    )),
-                }
-            }
-            "sleep-running" => describe(s),
-            "register-target" => {
-                s.registered = true;
-                health(s)
-            }
-            "wait-healthy" => {
-                let h: TargetHealth = match serde_json::from_value(value) {
-                    Ok(h) => h,
-                    Err(e) => return fail(s, format!("unreadable target health: {e}")),
-                };
-                let state = h.state.clone();
-                let reason = h.reason.clone().unwrap_or_default();
-                s.health = Some(h);
-                match state.as_str() {
-                    "healthy" if s.index < s.count => next_task(s),
-                    "healthy" => Next::Run(Action::new(
-                        "notify",
-                        Call::Publish {
-                            topic: Topic::Success,
-                            subject: format!("tugboat: {} task healthy", s.service),
-                            message: json!({"workflow": "ecs_start", "result": Self::result(s)}),
-                        },
-                    )),
-                    "unregistered" | "draining" => fail(
-                        s,
-                        format!("the target was deregistered while waiting for health ({state})"),
-                    ),
-                    _ if s.healthy_polls >= s.max_healthy_polls => fail(
-                        s,
-                        format!(
-                            "the target did not become healthy within {} (last state {state}{})",
-                            humantime::format_duration(s.poll_interval * s.max_healthy_polls),
-                            if reason.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {reason}")
-                            }
-                        ),
-                    ),
-                    _ => Next::Run(Action::new(
-                        format!("{}#{}", name(s, "sleep-healthy"), s.healthy_polls),
-                        Call::Sleep {
-                            duration: s.poll_interval,
-                            wake_on: None,
-                        },
-                    )),
-                }
-            }
-            "sleep-healthy" => health(s),
-            "notify" => Next::Complete(Self::result(s)),
-            other => fail(s, format!("unknown step {other:?}")),
+/// The step that runs the current task: `run-task` (`run-task@N` for the N-th).
+fn run_task(s: &State) -> Decision<Step> {
+    Next::Run(Act::handler(
+        name(s, "run-task"),
+        Step::RunTask(s.request.clone()),
+    ))
+}
+
+/// `run-task` answered: look at the task.
+fn on_started(s: &mut State, value: Value) -> Decision<Step> {
+    match output::<Started>(value) {
+        Ok(started) => {
+            s.task_arn = Some(started.task_arn);
+            describe(s)
         }
+        Err(e) => fail(s, format!("run-task: {e}")),
+    }
+}
+
+/// `wait-running#n` answered: RUNNING → register its IP; stopping → fail fast with the
+/// reasons; else sleep and look again, until the polls run out.
+fn on_task_status(s: &mut State, value: Value) -> Decision<Step> {
+    let status: TaskStatus = match output(value) {
+        Ok(t) => t,
+        Err(e) => return fail(s, e),
+    };
+    s.last_status = Some(status.last_status.clone());
+    match status.last_status.as_str() {
+        "RUNNING" => match status.private_ip {
+            Some(ip) => {
+                s.ip = Some(ip);
+                Next::Run(Act::handler(
+                    name(s, "register-target"),
+                    Step::RegisterTarget(target(s)),
+                ))
+            }
+            None => fail(
+                s,
+                "the task is RUNNING but its ENI attachment has no privateIPv4Address".into(),
+            ),
+        },
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" | "STOPPED" => {
+            let why = stopped_reason(&status);
+            fail(s, why)
+        }
+        other if s.running_polls >= s.max_running_polls => fail(
+            s,
+            format!(
+                "the task did not reach RUNNING within {} (last status {other})",
+                humantime::format_duration(s.poll_interval * s.max_running_polls)
+            ),
+        ),
+        _ => Next::Run(Act::sleep(
+            format!("{}#{}", name(s, "sleep-running"), s.running_polls),
+            Step::SleepRunning,
+            s.poll_interval,
+            // An "ECS Task State Change" event for this task ends the wait early.
+            s.task_arn.as_deref().map(wake_key),
+        )),
+    }
+}
+
+/// Why a task stopped before it ran, with its stop code and its containers' reasons.
+fn stopped_reason(status: &TaskStatus) -> String {
+    let mut why = format!(
+        "the task stopped before it was RUNNING ({}): {}",
+        status.last_status,
+        status
+            .stopped_reason
+            .as_deref()
+            .unwrap_or("no reason given")
+    );
+    if let Some(code) = &status.stop_code {
+        why.push_str(&format!(" [{code}]"));
+    }
+    if !status.container_reasons.is_empty() {
+        why.push_str(&format!(
+            "; containers: {}",
+            status.container_reasons.join("; ")
+        ));
+    }
+    why
+}
+
+/// `wait-healthy#n` answered: healthy → the next task or the notification; deregistered →
+/// fail; else sleep and look again, until the polls run out.
+fn on_health(s: &mut State, value: Value) -> Decision<Step> {
+    let h: TargetHealth = match output(value) {
+        Ok(h) => h,
+        Err(e) => return fail(s, e),
+    };
+    let state = h.state.clone();
+    let reason = h.reason.clone().unwrap_or_default();
+    s.health = Some(h);
+    match state.as_str() {
+        "healthy" if s.index < s.count => next_task(s),
+        "healthy" => Next::Run(Act::publish(
+            "notify",
+            Step::Notify,
+            Topic::Success,
+            format!("tugboat: {} task healthy", s.service),
+            json!({"workflow": "ecs_start", "result": EcsStart::result(s)}),
+        )),
+        "unregistered" | "draining" => fail(
+            s,
+            format!("the target was deregistered while waiting for health ({state})"),
+        ),
+        _ if s.healthy_polls >= s.max_healthy_polls => fail(
+            s,
+            format!(
+                "the target did not become healthy within {} (last state {state}{})",
+                humantime::format_duration(s.poll_interval * s.max_healthy_polls),
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                }
+            ),
+        ),
+        _ => Next::Run(Act::sleep(
+            format!("{}#{}", name(s, "sleep-healthy"), s.healthy_polls),
+            Step::SleepHealthy,
+            s.poll_interval,
+            None,
+        )),
     }
 }
 
 /// The current task is healthy: keep it and start the next one.
-fn next_task(s: &mut State) -> Next {
+fn next_task(s: &mut State) -> Decision<Step> {
     s.done.push(Finished {
         task_arn: s.task_arn.take().unwrap_or_default(),
         ip: s.ip.take().unwrap_or_default(),
@@ -402,12 +415,7 @@ fn next_task(s: &mut State) -> Next {
     s.running_polls = 0;
     s.healthy_polls = 0;
     s.index += 1;
-    Next::Run(Action::new(
-        name(s, "run-task"),
-        Call::EcsRunTask {
-            request: Box::new(s.request.clone()),
-        },
-    ))
+    run_task(s)
 }
 
 /// The key under which a wait for a task's state sleeps; `ecs_task_event` wakes it.
@@ -415,117 +423,167 @@ pub fn wake_key(task_arn: &str) -> String {
     format!("ecs-task:{task_arn}")
 }
 
-fn describe(s: &mut State) -> Next {
+fn target(s: &State) -> Target {
+    Target {
+        target_group: s.target_group.clone(),
+        ip: s.ip.clone().unwrap_or_default(),
+        port: s.port,
+    }
+}
+
+fn describe(s: &mut State) -> Decision<Step> {
     s.running_polls += 1;
-    Next::Run(Action::new(
+    Next::Run(Act::handler(
         format!("{}#{}", name(s, "wait-running"), s.running_polls),
-        Call::EcsDescribeTask {
+        Step::WaitRunning {
             cluster: s.cluster.clone(),
             task: s.task_arn.clone().unwrap_or_default(),
         },
     ))
 }
 
-fn health(s: &mut State) -> Next {
+fn health(s: &mut State) -> Decision<Step> {
     s.healthy_polls += 1;
-    Next::Run(Action::new(
+    Next::Run(Act::handler(
         format!("{}#{}", name(s, "wait-healthy"), s.healthy_polls),
-        Call::TargetHealth {
-            target_group: s.target_group.clone(),
-            ip: s.ip.clone().unwrap_or_default(),
-            port: s.port,
-        },
+        Step::WaitHealthy(target(s)),
     ))
 }
 
-fn fail(s: &mut State, reason: String) -> Next {
+fn fail(s: &mut State, reason: String) -> Decision<Step> {
     s.failure = Some(reason.clone());
     Next::Fail(reason)
 }
 
-impl Workflow for EcsStart {
-    fn kind(&self) -> &'static str {
-        "ecs_start"
-    }
+#[async_trait]
+impl Flow for EcsStart {
+    const KIND: &'static str = "ecs_start";
+    type State = State;
+    type Step = Step;
 
-    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let state = self.first(event, params)?;
-        let action = Action::new(
-            "run-task",
-            Call::EcsRunTask {
-                request: Box::new(state.request.clone()),
-            },
-        );
-        Ok(Transition {
-            state: serde_json::to_value(&state).map_err(|e| e.to_string())?,
-            next: Next::Run(action),
-        })
+        let next = run_task(&state);
+        Ok((state, next))
     }
 
-    fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition {
-        advance_typed(state, |s: &mut State| EcsStart::step(s, step, outcome))
-    }
-
-    fn compensation(&self, state: &Value) -> Vec<Action> {
-        let Ok(s) = serde_json::from_value::<State>(state.clone()) else {
-            return vec![];
+    fn advance(
+        &self,
+        s: &mut State,
+        step: Step,
+        outcome: Result<Value, StepError>,
+    ) -> Decision<Step> {
+        let value = match outcome {
+            Ok(v) => v,
+            Err(e) if step == Step::Notify => {
+                // The task is up and healthy; a notification that cannot be sent must not
+                // stop it. The result records the failure.
+                let mut out = Self::result(s);
+                out["notify_error"] = json!(e.message);
+                return Next::Complete(out);
+            }
+            Err(e) => return fail(s, format!("{}: {}", step.label(), e.message)),
         };
+        match step {
+            Step::RunTask(_) => on_started(s, value),
+            Step::WaitRunning { .. } => on_task_status(s, value),
+            Step::SleepRunning => describe(s),
+            Step::RegisterTarget(_) => {
+                s.registered = true;
+                health(s)
+            }
+            Step::WaitHealthy(_) => on_health(s, value),
+            Step::SleepHealthy => health(s),
+            Step::Notify => Next::Complete(Self::result(s)),
+            undo @ (Step::DeregisterTarget(_) | Step::StopTask { .. } | Step::NotifyError) => {
+                fail(s, format!("{} is a compensation step", undo.label()))
+            }
+        }
+    }
+
+    fn compensation(&self, s: &State) -> Vec<Act<Step>> {
         let reason = s
             .failure
             .clone()
             .unwrap_or_else(|| "the workflow failed".into());
+        let stop = |task: &str| Step::StopTask {
+            cluster: s.cluster.clone(),
+            task: task.to_owned(),
+            reason: format!("tugboat: ecs_start failed: {reason}"),
+        };
+        let deregister = |ip: &str| {
+            Step::DeregisterTarget(Target {
+                target_group: s.target_group.clone(),
+                ip: ip.to_owned(),
+                port: s.port,
+            })
+        };
         let mut undo = Vec::new();
         // The tasks that were already up, then the current one: nothing is left running.
         for (n, t) in s.done.iter().enumerate() {
             let n = n + 1;
-            undo.push(Action::new(
+            undo.push(Act::handler(
                 format!("deregister-target@{n}"),
-                Call::TargetDeregister {
-                    target_group: s.target_group.clone(),
-                    ip: t.ip.clone(),
-                    port: s.port,
-                },
+                deregister(&t.ip),
             ));
-            undo.push(Action::new(
-                format!("stop-task@{n}"),
-                Call::EcsStopTask {
-                    cluster: s.cluster.clone(),
-                    task: t.task_arn.clone(),
-                    reason: format!("tugboat: ecs_start failed: {reason}"),
-                },
-            ));
+            undo.push(Act::handler(format!("stop-task@{n}"), stop(&t.task_arn)));
         }
         if s.registered
             && let Some(ip) = &s.ip
         {
-            undo.push(Action::new(
-                "deregister-target",
-                Call::TargetDeregister {
-                    target_group: s.target_group.clone(),
-                    ip: ip.clone(),
-                    port: s.port,
-                },
-            ));
+            undo.push(Act::handler("deregister-target", deregister(ip)));
         }
         if let Some(task) = &s.task_arn {
-            undo.push(Action::new(
-                "stop-task",
-                Call::EcsStopTask {
-                    cluster: s.cluster.clone(),
-                    task: task.clone(),
-                    reason: format!("tugboat: ecs_start failed: {reason}"),
-                },
-            ));
+            undo.push(Act::handler("stop-task", stop(task)));
         }
-        undo.push(Action::new(
+        undo.push(Act::publish(
             "notify-error",
-            Call::Publish {
-                topic: Topic::Error,
-                subject: format!("tugboat: starting {} failed", s.service),
-                message: json!({"workflow": "ecs_start", "error": reason, "result": EcsStart::result(&s)}),
-            },
+            Step::NotifyError,
+            Topic::Error,
+            format!("tugboat: starting {} failed", s.service),
+            json!({"workflow": "ecs_start", "error": reason, "result": EcsStart::result(s)}),
         ));
         undo
+    }
+
+    async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::RunTask(request) => {
+                let mut request = request.clone();
+                request.client_token = ctx.idempotency_key();
+                let task_arn = self.ecs.run_task(&request).await?;
+                to_output(&Started { task_arn })
+            }
+            Step::WaitRunning { cluster, task } => {
+                to_output(&self.ecs.describe_task(cluster, task).await?)
+            }
+            Step::RegisterTarget(t) => {
+                self.targets
+                    .register(&t.target_group, &t.ip, t.port)
+                    .await?;
+                Ok(json!({}))
+            }
+            Step::WaitHealthy(t) => {
+                to_output(&self.targets.health(&t.target_group, &t.ip, t.port).await?)
+            }
+            Step::DeregisterTarget(t) => {
+                self.targets
+                    .deregister(&t.target_group, &t.ip, t.port)
+                    .await?;
+                Ok(json!({}))
+            }
+            Step::StopTask {
+                cluster,
+                task,
+                reason,
+            } => {
+                self.ecs.stop_task(cluster, task, reason).await?;
+                Ok(json!({}))
+            }
+            Step::SleepRunning | Step::SleepHealthy | Step::Notify | Step::NotifyError => Err(
+                StepError::permanent(format!("{} is performed by the engine", step.label())),
+            ),
+        }
     }
 }
 

@@ -1,8 +1,12 @@
 //! The `ecs_start` state machine driven with scripted port outcomes: the phases the emulator
 //! cannot produce (PROVISIONING/PENDING, `initial` health, never healthy, STOPPED first).
 
+use std::collections::BTreeMap;
+
+use super::config::ServiceMapping;
 use super::*;
-use crate::config::ServiceMapping;
+use crate::contract::Call;
+use crate::ports::Ports;
 
 fn workflow() -> EcsStart {
     let mapping = ServiceMapping {
@@ -15,8 +19,11 @@ fn workflow() -> EcsStart {
         security_groups: vec!["sg-1".into()],
         assign_public_ip: false,
     };
+    let ports = Ports::memory();
     EcsStart {
         services: BTreeMap::from([("auth".to_owned(), mapping)]),
+        ecs: ports.ecs,
+        targets: ports.targets,
     }
 }
 
@@ -37,29 +44,35 @@ fn health(state: &str) -> Value {
     json!({"state": state, "reason": if state == "healthy" { Value::Null } else { json!("Elb.RegistrationInProgress") }, "description": null})
 }
 
-/// Runs the workflow, answering each call from `answer`; returns the steps taken and the end.
+type Start = (State, Decision<Step>);
+
+/// Runs the workflow, answering each step but the sleeps from `answer`; returns the step
+/// names taken, the end, and the final state.
 fn drive(
     w: &EcsStart,
-    start: Transition,
-    mut answer: impl FnMut(&Call) -> Result<Value, StepError>,
-) -> (Vec<String>, Next, Value) {
+    (mut state, mut next): Start,
+    mut answer: impl FnMut(&Act<Step>) -> Result<Value, StepError>,
+) -> (Vec<String>, Decision<Step>, State) {
     let mut steps = Vec::new();
-    let mut t = start;
     loop {
-        let Next::Run(action) = t.next.clone() else {
-            return (steps, t.next, t.state);
+        let Next::Run(act) = next else {
+            return (steps, next, state);
         };
-        steps.push(action.step.clone());
-        let outcome = match &action.call {
+        steps.push(act.name.clone());
+        let outcome = match &act.call {
             Call::Sleep { duration, .. } => {
                 assert_eq!(*duration, Duration::from_secs(5));
                 Ok(json!({}))
             }
-            call => answer(call),
+            _ => answer(&act),
         };
-        t = w.advance(t.state, &action.step, outcome);
+        next = w.advance(&mut state, act.step, outcome);
         assert!(steps.len() < 100, "runaway: {steps:?}");
     }
+}
+
+fn names(undo: Vec<Act<Step>>) -> Vec<String> {
+    undo.into_iter().map(|a| a.name).collect()
 }
 
 #[test]
@@ -70,8 +83,8 @@ fn slow_start_then_initial_then_healthy_completes_with_the_result() {
         .unwrap();
     let mut running = ["PROVISIONING", "PENDING", "RUNNING"].into_iter();
     let mut healthy = ["initial", "initial", "healthy"].into_iter();
-    let (steps, end, _) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { request } => {
+    let (steps, end, _) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(request) => {
             assert_eq!(request.cluster, "apps");
             assert_eq!(request.subnets, ["subnet-1"]);
             assert!(
@@ -82,14 +95,20 @@ fn slow_start_then_initial_then_healthy_completes_with_the_result() {
             assert!(request.started_by.starts_with("tugboat/auth/ev-1"));
             Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"}))
         }
-        Call::EcsDescribeTask { .. } => Ok(status(running.next().unwrap())),
-        Call::TargetRegister { ip, port, .. } => {
-            assert_eq!((ip.as_str(), *port), ("10.0.1.7", 8080));
+        Step::WaitRunning { .. } => Ok(status(running.next().unwrap())),
+        Step::RegisterTarget(t) => {
+            assert_eq!((t.ip.as_str(), t.port), ("10.0.1.7", 8080));
             Ok(json!({}))
         }
-        Call::TargetHealth { .. } => Ok(health(healthy.next().unwrap())),
-        Call::Publish { topic, .. } => {
-            assert_eq!(*topic, Topic::Success);
+        Step::WaitHealthy(_) => Ok(health(healthy.next().unwrap())),
+        Step::Notify => {
+            assert!(matches!(
+                act.call,
+                Call::Publish {
+                    topic: Topic::Success,
+                    ..
+                }
+            ));
             Ok(json!({"message_id": "m"}))
         }
         other => panic!("unexpected {other:?}"),
@@ -128,11 +147,9 @@ fn a_task_stopped_before_running_fails_fast_with_its_reasons() {
     let start = w
         .start(&event(json!({"service": "auth"})), &params())
         .unwrap();
-    let (steps, end, state) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { .. } => {
-            Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"}))
-        }
-        Call::EcsDescribeTask { .. } => {
+    let (steps, end, state) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(_) => Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"})),
+        Step::WaitRunning { .. } => {
             let mut s = status("STOPPED");
             s["stopped_reason"] = json!("Essential container in task exited");
             s["stop_code"] = json!("EssentialContainerExited");
@@ -149,7 +166,7 @@ fn a_task_stopped_before_running_fails_fast_with_its_reasons() {
         "{reason}"
     );
     // Compensation stops the task and reports; nothing was registered.
-    let undo: Vec<String> = w.compensation(&state).into_iter().map(|a| a.step).collect();
+    let undo = names(w.compensation(&state));
     assert_eq!(undo, ["stop-task", "notify-error"]);
 }
 
@@ -159,13 +176,11 @@ fn never_healthy_times_out_and_compensation_deregisters_then_stops() {
     let start = w
         .start(&event(json!({"service": "auth"})), &params())
         .unwrap();
-    let (steps, end, state) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { .. } => {
-            Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"}))
-        }
-        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
-        Call::TargetRegister { .. } => Ok(json!({})),
-        Call::TargetHealth { .. } => Ok(health("unhealthy")),
+    let (steps, end, state) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(_) => Ok(json!({"task_arn": "arn:aws:ecs:us-east-1:1:task/apps/abc123"})),
+        Step::WaitRunning { .. } => Ok(status("RUNNING")),
+        Step::RegisterTarget(_) => Ok(json!({})),
+        Step::WaitHealthy(_) => Ok(health("unhealthy")),
         other => panic!("unexpected {other:?}"),
     });
     // 15 s ÷ 5 s: three health polls.
@@ -182,10 +197,10 @@ fn never_healthy_times_out_and_compensation_deregisters_then_stops() {
         "{reason}"
     );
     let undo = w.compensation(&state);
-    let names: Vec<&str> = undo.iter().map(|a| a.step.as_str()).collect();
-    assert_eq!(names, ["deregister-target", "stop-task", "notify-error"]);
+    let undone: Vec<&str> = undo.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(undone, ["deregister-target", "stop-task", "notify-error"]);
     assert!(
-        matches!(&undo[1].call, Call::EcsStopTask { task, reason, .. } if task.ends_with("abc123") && reason.contains("healthy"))
+        matches!(&undo[1].step, Step::StopTask { task, reason, .. } if task.ends_with("abc123") && reason.contains("healthy"))
     );
 }
 
@@ -195,9 +210,9 @@ fn never_running_times_out() {
     let start = w
         .start(&event(json!({"service": "auth"})), &params())
         .unwrap();
-    let (steps, end, _) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { .. } => Ok(json!({"task_arn": "t"})),
-        Call::EcsDescribeTask { .. } => Ok(status("PENDING")),
+    let (steps, end, _) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(_) => Ok(json!({"task_arn": "t"})),
+        Step::WaitRunning { .. } => Ok(status("PENDING")),
         other => panic!("unexpected {other:?}"),
     });
     assert_eq!(
@@ -218,18 +233,18 @@ fn a_permanent_port_error_fails_and_a_failed_notification_does_not_stop_a_health
     let start = w
         .start(&event(json!({"service": "auth"})), &params())
         .unwrap();
-    let (_, end, state) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { .. } => Ok(json!({"task_arn": "t"})),
-        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
-        Call::TargetRegister { .. } => Err(StepError::permanent(
+    let (_, end, state) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(_) => Ok(json!({"task_arn": "t"})),
+        Step::WaitRunning { .. } => Ok(status("RUNNING")),
+        Step::RegisterTarget(_) => Err(StepError::permanent(
             "RegisterTargets: TargetGroupNotFound: no such group",
         )),
         other => panic!("unexpected {other:?}"),
     });
     assert!(matches!(end, Next::Fail(ref r) if r.contains("TargetGroupNotFound")));
-    let names: Vec<String> = w.compensation(&state).into_iter().map(|a| a.step).collect();
+    let undone = names(w.compensation(&state));
     assert_eq!(
-        names,
+        undone,
         ["stop-task", "notify-error"],
         "not registered, so not deregistered"
     );
@@ -237,12 +252,12 @@ fn a_permanent_port_error_fails_and_a_failed_notification_does_not_stop_a_health
     let start = w
         .start(&event(json!({"service": "auth"})), &params())
         .unwrap();
-    let (_, end, _) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { .. } => Ok(json!({"task_arn": "t"})),
-        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
-        Call::TargetRegister { .. } => Ok(json!({})),
-        Call::TargetHealth { .. } => Ok(health("healthy")),
-        Call::Publish { .. } => Err(StepError::permanent("NotFound")),
+    let (_, end, _) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(_) => Ok(json!({"task_arn": "t"})),
+        Step::WaitRunning { .. } => Ok(status("RUNNING")),
+        Step::RegisterTarget(_) => Ok(json!({})),
+        Step::WaitHealthy(_) => Ok(health("healthy")),
+        Step::Notify => Err(StepError::permanent("NotFound")),
         other => panic!("unexpected {other:?}"),
     });
     assert!(matches!(end, Next::Complete(ref r) if r["notify_error"] == "NotFound"));
@@ -251,16 +266,16 @@ fn a_permanent_port_error_fails_and_a_failed_notification_does_not_stop_a_health
 #[test]
 fn overrides_are_applied_and_bad_input_is_refused_with_reasons() {
     let w = workflow();
-    let t = w
+    let (_, next) = w
         .start(
             &event(json!({"service": "auth", "environment": {"MODE": "blue"}, "command": ["serve", "--fast"], "revision": 9, "tags": {"team": "id"}})),
             &json!({}),
         )
         .unwrap();
-    let Next::Run(Action {
-        call: Call::EcsRunTask { request },
+    let Next::Run(Act {
+        step: Step::RunTask(request),
         ..
-    }) = t.next
+    }) = next
     else {
         panic!()
     };
@@ -329,12 +344,12 @@ fn count_starts_each_task_in_turn_and_compensation_covers_them_all() {
         .unwrap();
     let mut runs = 0;
     let (steps, end) = {
-        let (steps, end, _) = drive(&w, start, |call| match call {
-            Call::EcsRunTask { .. } => {
+        let (steps, end, _) = drive(&w, start, |act| match &act.step {
+            Step::RunTask(_) => {
                 runs += 1;
                 Ok(json!({"task_arn": format!("arn:aws:ecs:us-east-1:1:task/apps/t{runs}")}))
             }
-            Call::EcsDescribeTask { task, .. } => {
+            Step::WaitRunning { task, .. } => {
                 let mut st = status("RUNNING");
                 st["task_arn"] = json!(task);
                 st["private_ip"] = json!(if task.ends_with("t1") {
@@ -344,9 +359,9 @@ fn count_starts_each_task_in_turn_and_compensation_covers_them_all() {
                 });
                 Ok(st)
             }
-            Call::TargetRegister { .. } => Ok(json!({})),
-            Call::TargetHealth { .. } => Ok(health("healthy")),
-            Call::Publish { .. } => Ok(json!({})),
+            Step::RegisterTarget(_) => Ok(json!({})),
+            Step::WaitHealthy(_) => Ok(health("healthy")),
+            Step::Notify => Ok(json!({})),
             other => panic!("unexpected {other:?}"),
         });
         (steps, end)
@@ -378,18 +393,18 @@ fn count_starts_each_task_in_turn_and_compensation_covers_them_all() {
         .start(&event(json!({"service": "auth", "count": 2})), &params())
         .unwrap();
     let mut runs = 0;
-    let (_, end, state) = drive(&w, start, |call| match call {
-        Call::EcsRunTask { .. } => {
+    let (_, end, state) = drive(&w, start, |act| match &act.step {
+        Step::RunTask(_) => {
             runs += 1;
             Ok(json!({"task_arn": format!("t{runs}")}))
         }
-        Call::EcsDescribeTask { .. } => Ok(status("RUNNING")),
-        Call::TargetRegister { .. } => Ok(json!({})),
-        Call::TargetHealth { .. } => Ok(health(if runs == 1 { "healthy" } else { "unhealthy" })),
+        Step::WaitRunning { .. } => Ok(status("RUNNING")),
+        Step::RegisterTarget(_) => Ok(json!({})),
+        Step::WaitHealthy(_) => Ok(health(if runs == 1 { "healthy" } else { "unhealthy" })),
         other => panic!("unexpected {other:?}"),
     });
     assert!(matches!(end, Next::Fail(_)));
-    let undo: Vec<String> = w.compensation(&state).into_iter().map(|a| a.step).collect();
+    let undo = names(w.compensation(&state));
     assert_eq!(
         undo,
         [

@@ -11,26 +11,47 @@
 //! `sleep-deregistered#n`)… → `stop-task` → `notify` → complete. A task that has already
 //! stopped skips to `notify`.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::poll_count;
-use super::{
-    Action, Call, Next, StepError, Topic, Transition, Workflow, advance_typed, duration_param,
+use super::Registration;
+use super::ecs_start::config::{self, Services};
+use super::ecs_start::steps::Target;
+use crate::contract::{
+    Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param, output,
+    poll_count, to_output,
 };
-use crate::config::ServiceMapping;
-use crate::ports::{TargetHealth, TaskStatus};
+use crate::ports::{Ecs, TargetGroups, TargetHealth, TaskStatus};
 
-#[derive(Debug, Clone, Default)]
+pub fn registration() -> Registration {
+    Registration::new("ecs_stop", Some(config::SECTION), |setup| {
+        Box::pin(async move {
+            let services = config::resolved(setup.config, setup.ports.targets.as_ref()).await?;
+            let workflow = EcsStop {
+                services,
+                ecs: setup.ports.ecs.clone(),
+                targets: setup.ports.targets.clone(),
+            };
+            Ok(Arc::new(Typed(workflow)) as Arc<dyn crate::contract::Workflow>)
+        })
+    })
+}
+
+/// The workflow: the configured services (shared with `ecs_start`) and the ports its
+/// handlers call.
+#[derive(Debug, Clone)]
 pub struct EcsStop {
-    pub services: BTreeMap<String, ServiceMapping>,
+    pub services: Services,
+    pub ecs: Arc<dyn Ecs>,
+    pub targets: Arc<dyn TargetGroups>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct State {
+pub struct State {
     service: String,
     cluster: String,
     target_group: String,
@@ -45,174 +66,194 @@ struct State {
     already_stopped: bool,
 }
 
-impl EcsStop {
-    fn result(s: &State) -> Value {
+/// The steps and their requests; results as in `ecs_start`'s steps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The engine reads the `ecs_start` instance's journal record (by workflow id).
+    FindWorkflow,
+    /// ECS `DescribeTasks`. Result: `ports::TaskStatus`.
+    DescribeTask { cluster: String, task: String },
+    /// ELBv2 `DeregisterTargets`. Result: `{}`.
+    DeregisterTarget(Target),
+    /// ELBv2 `DescribeTargetHealth`, until the load balancer has let the target go. Result:
+    /// `ports::TargetHealth`.
+    WaitDeregistered(Target),
+    /// The engine's sleep between two looks.
+    SleepDeregistered,
+    /// ECS `StopTask`. Result: `{}`.
+    StopTask {
+        cluster: String,
+        task: String,
+        reason: String,
+    },
+    /// The engine's publish of the result to the success topic.
+    Notify,
+}
+
+impl Step {
+    /// A short name for reasons and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Step::FindWorkflow => "find-workflow",
+            Step::DescribeTask { .. } => "describe-task",
+            Step::DeregisterTarget(_) => "deregister-target",
+            Step::WaitDeregistered(_) => "wait-deregistered",
+            Step::SleepDeregistered => "sleep-deregistered",
+            Step::StopTask { .. } => "stop-task",
+            Step::Notify => "notify",
+        }
+    }
+}
+
+impl State {
+    fn target(&self) -> Target {
+        Target {
+            target_group: self.target_group.clone(),
+            ip: self.ip.clone().unwrap_or_default(),
+            port: self.port,
+        }
+    }
+
+    fn result(&self) -> Value {
         json!({
-            "service": s.service,
-            "task": s.task,
-            "ip": s.ip,
-            "target_group": s.target_group,
-            "deregistered": s.deregistered,
-            "already_stopped": s.already_stopped,
-            "polls": s.polls,
+            "service": self.service,
+            "task": self.task,
+            "ip": self.ip,
+            "target_group": self.target_group,
+            "deregistered": self.deregistered,
+            "already_stopped": self.already_stopped,
+            "polls": self.polls,
         })
     }
 
-    fn stop(s: &State) -> Next {
-        Next::Run(Action::new(
+    fn describe(&self) -> Decision<Step> {
+        Next::Run(Act::handler(
+            "describe-task",
+            Step::DescribeTask {
+                cluster: self.cluster.clone(),
+                task: self.task.clone(),
+            },
+        ))
+    }
+
+    /// Stops the task, or (already stopped) goes straight to the notification.
+    fn stop(&self) -> Decision<Step> {
+        if self.already_stopped {
+            return self.notify();
+        }
+        Next::Run(Act::handler(
             "stop-task",
-            Call::EcsStopTask {
-                cluster: s.cluster.clone(),
-                task: s.task.clone(),
+            Step::StopTask {
+                cluster: self.cluster.clone(),
+                task: self.task.clone(),
                 reason: "tugboat: Stop ECS Task event".into(),
             },
         ))
     }
 
-    fn notify(s: &State) -> Next {
-        Next::Run(Action::new(
+    fn notify(&self) -> Decision<Step> {
+        Next::Run(Act::publish(
             "notify",
-            Call::Publish {
-                topic: Topic::Success,
-                subject: format!("tugboat: {} task stopped", s.service),
-                message: json!({"workflow": "ecs_stop", "result": Self::result(s)}),
-            },
+            Step::Notify,
+            Topic::Success,
+            format!("tugboat: {} task stopped", self.service),
+            json!({"workflow": "ecs_stop", "result": self.result()}),
         ))
     }
 
-    fn poll(s: &mut State) -> Next {
-        s.polls += 1;
-        Next::Run(Action::new(
-            format!("wait-deregistered#{}", s.polls),
-            Call::TargetHealth {
-                target_group: s.target_group.clone(),
-                ip: s.ip.clone().unwrap_or_default(),
-                port: s.port,
-            },
+    fn poll(&mut self) -> Decision<Step> {
+        self.polls += 1;
+        Next::Run(Act::handler(
+            format!("wait-deregistered#{}", self.polls),
+            Step::WaitDeregistered(self.target()),
         ))
-    }
-
-    fn step(&self, s: &mut State, step: &str, outcome: Result<Value, StepError>) -> Next {
-        let (kind, _) = step.split_once('#').unwrap_or((step, ""));
-        let value = match outcome {
-            Ok(v) => v,
-            Err(e) if kind == "notify" => {
-                let mut out = Self::result(s);
-                out["notify_error"] = json!(e.message);
-                return Next::Complete(out);
-            }
-            Err(e) => return Next::Fail(format!("{step}: {}", e.message)),
-        };
-        match kind {
-            "find-workflow" => {
-                if value.get("found") != Some(&Value::Bool(true)) {
-                    return Next::Fail(format!("no workflow {} in the journal", s.task));
-                }
-                if value.get("workflow").and_then(Value::as_str) != Some("ecs_start") {
-                    return Next::Fail(format!("workflow {} is not an ecs_start instance", s.task));
-                }
-                let out = value.get("output").cloned().unwrap_or(Value::Null);
-                let (Some(service), Some(task)) = (
-                    out.get("service").and_then(Value::as_str),
-                    out.get("task_arn").and_then(Value::as_str),
-                ) else {
-                    return Next::Fail(format!(
-                        "workflow {} has no started task to stop (status {})",
-                        s.task, value["status"]
-                    ));
-                };
-                let Some(mapping) = self.services.get(service) else {
-                    return Next::Fail(format!("unknown service {service:?}"));
-                };
-                s.service = service.to_owned();
-                s.cluster = mapping.cluster.clone();
-                s.target_group = mapping.target_group.clone();
-                s.port = mapping.container_port;
-                s.task = task.to_owned();
-                Next::Run(Action::new(
-                    "describe-task",
-                    Call::EcsDescribeTask {
-                        cluster: s.cluster.clone(),
-                        task: s.task.clone(),
-                    },
-                ))
-            }
-            "describe-task" => {
-                let status: TaskStatus = match serde_json::from_value(value) {
-                    Ok(t) => t,
-                    Err(e) => return Next::Fail(format!("unreadable task status: {e}")),
-                };
-                s.task = status.task_arn;
-                if status.last_status == "STOPPED" {
-                    s.already_stopped = true;
-                }
-                match status.private_ip {
-                    Some(ip) => {
-                        s.ip = Some(ip.clone());
-                        Next::Run(Action::new(
-                            "deregister-target",
-                            Call::TargetDeregister {
-                                target_group: s.target_group.clone(),
-                                ip,
-                                port: s.port,
-                            },
-                        ))
-                    }
-                    None if s.already_stopped => Self::notify(s),
-                    None => Self::stop(s),
-                }
-            }
-            "deregister-target" => Self::poll(s),
-            "wait-deregistered" => {
-                let h: TargetHealth = serde_json::from_value(value).unwrap_or(TargetHealth {
-                    state: "unknown".into(),
-                    reason: None,
-                    description: None,
-                });
-                match h.state.as_str() {
-                    "unused" | "unregistered" => {
-                        s.deregistered = true;
-                        if s.already_stopped {
-                            Self::notify(s)
-                        } else {
-                            Self::stop(s)
-                        }
-                    }
-                    _ if s.polls >= s.max_polls => {
-                        if s.already_stopped {
-                            Self::notify(s)
-                        } else {
-                            Self::stop(s)
-                        }
-                    }
-                    _ => Next::Run(Action::new(
-                        format!("sleep-deregistered#{}", s.polls),
-                        Call::Sleep {
-                            duration: s.poll_interval,
-                            wake_on: None,
-                        },
-                    )),
-                }
-            }
-            "sleep-deregistered" => Self::poll(s),
-            "stop-task" => Self::notify(s),
-            "notify" => Next::Complete(Self::result(s)),
-            other => Next::Fail(format!("unknown step {other:?}")),
-        }
     }
 }
 
-impl Workflow for EcsStop {
-    fn kind(&self) -> &'static str {
-        "ecs_stop"
+impl EcsStop {
+    /// The `ecs_start` record was read: stop the task it started.
+    fn on_found(&self, s: &mut State, value: Value) -> Decision<Step> {
+        if value.get("found") != Some(&Value::Bool(true)) {
+            return Next::Fail(format!("no workflow {} in the journal", s.task));
+        }
+        if value.get("workflow").and_then(Value::as_str) != Some("ecs_start") {
+            return Next::Fail(format!("workflow {} is not an ecs_start instance", s.task));
+        }
+        let out = value.get("output").cloned().unwrap_or(Value::Null);
+        let (Some(service), Some(task)) = (
+            out.get("service").and_then(Value::as_str),
+            out.get("task_arn").and_then(Value::as_str),
+        ) else {
+            return Next::Fail(format!(
+                "workflow {} has no started task to stop (status {})",
+                s.task, value["status"]
+            ));
+        };
+        let Some(mapping) = self.services.get(service) else {
+            return Next::Fail(format!("unknown service {service:?}"));
+        };
+        s.service = service.to_owned();
+        s.cluster = mapping.cluster.clone();
+        s.target_group = mapping.target_group.clone();
+        s.port = mapping.container_port;
+        s.task = task.to_owned();
+        s.describe()
     }
+}
 
-    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {
+/// The task was described: deregister its IP, or stop it (or only report, when stopped).
+fn on_described(s: &mut State, value: Value) -> Decision<Step> {
+    let status: TaskStatus = match output(value) {
+        Ok(t) => t,
+        Err(e) => return Next::Fail(e),
+    };
+    s.task = status.task_arn;
+    s.already_stopped = status.last_status == "STOPPED";
+    match status.private_ip {
+        Some(ip) => {
+            s.ip = Some(ip);
+            Next::Run(Act::handler(
+                "deregister-target",
+                Step::DeregisterTarget(s.target()),
+            ))
+        }
+        None => s.stop(),
+    }
+}
+
+/// A look at the target: gone → stop the task; still draining → look again, until the polls
+/// run out (then the task is stopped anyway and the result says it was not deregistered).
+fn on_target(s: &mut State, value: Value) -> Decision<Step> {
+    let state = output::<TargetHealth>(value)
+        .map(|h| h.state)
+        .unwrap_or_else(|_| "unknown".into());
+    match state.as_str() {
+        "unused" | "unregistered" => {
+            s.deregistered = true;
+            s.stop()
+        }
+        _ if s.polls >= s.max_polls => s.stop(),
+        _ => Next::Run(Act::sleep(
+            format!("sleep-deregistered#{}", s.polls),
+            Step::SleepDeregistered,
+            s.poll_interval,
+            None,
+        )),
+    }
+}
+
+#[async_trait]
+impl Flow for EcsStop {
+    const KIND: &'static str = "ecs_stop";
+    type State = State;
+    type Step = Step;
+
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let detail = event.get("detail").cloned().unwrap_or(Value::Null);
         let text = |name: &str| detail.get(name).and_then(Value::as_str).map(str::to_owned);
         let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
         let timeout = duration_param(params, "deregistration_timeout", Duration::from_secs(300))?;
-        let max_polls = poll_count(timeout, poll_interval);
         let mut state = State {
             service: String::new(),
             cluster: String::new(),
@@ -220,13 +261,13 @@ impl Workflow for EcsStop {
             port: 0,
             task: String::new(),
             poll_interval,
-            max_polls,
+            max_polls: poll_count(timeout, poll_interval),
             polls: 0,
             ip: None,
             deregistered: false,
             already_stopped: false,
         };
-        let action = match (text("service"), text("task"), text("workflow_id")) {
+        let next = match (text("service"), text("task"), text("workflow_id")) {
             (Some(service), Some(task), _) => {
                 let mapping = self
                     .services
@@ -236,36 +277,84 @@ impl Workflow for EcsStop {
                 state.target_group = mapping.target_group.clone();
                 state.port = mapping.container_port;
                 state.service = service;
-                state.task = task.clone();
-                Action::new(
-                    "describe-task",
-                    Call::EcsDescribeTask {
-                        cluster: state.cluster.clone(),
-                        task,
-                    },
-                )
+                state.task = task;
+                state.describe()
             }
             (_, _, Some(id)) => {
                 // `task` holds the workflow id until the journal names the task.
                 state.task = id.clone();
-                Action::new("find-workflow", Call::ReadWorkflow { id })
+                Next::Run(Act::engine(
+                    "find-workflow",
+                    Step::FindWorkflow,
+                    Call::ReadWorkflow { id },
+                ))
             }
             _ => return Err("detail needs service and task (strings), or workflow_id".into()),
         };
-        Ok(Transition {
-            state: serde_json::to_value(&state).map_err(|e| e.to_string())?,
-            next: Next::Run(action),
-        })
+        Ok((state, next))
     }
 
-    fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition {
-        advance_typed(state, |s: &mut State| self.step(s, step, outcome))
+    fn advance(
+        &self,
+        s: &mut State,
+        step: Step,
+        outcome: Result<Value, StepError>,
+    ) -> Decision<Step> {
+        let value = match outcome {
+            Ok(v) => v,
+            Err(e) if step == Step::Notify => {
+                let mut out = s.result();
+                out["notify_error"] = json!(e.message);
+                return Next::Complete(out);
+            }
+            Err(e) => return Next::Fail(format!("{}: {}", step.label(), e.message)),
+        };
+        match step {
+            Step::FindWorkflow => self.on_found(s, value),
+            Step::DescribeTask { .. } => on_described(s, value),
+            Step::DeregisterTarget(_) | Step::SleepDeregistered => s.poll(),
+            Step::WaitDeregistered(_) => on_target(s, value),
+            Step::StopTask { .. } => s.notify(),
+            Step::Notify => Next::Complete(s.result()),
+        }
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::DescribeTask { cluster, task } => {
+                to_output(&self.ecs.describe_task(cluster, task).await?)
+            }
+            Step::DeregisterTarget(t) => {
+                self.targets
+                    .deregister(&t.target_group, &t.ip, t.port)
+                    .await?;
+                Ok(json!({}))
+            }
+            Step::WaitDeregistered(t) => {
+                to_output(&self.targets.health(&t.target_group, &t.ip, t.port).await?)
+            }
+            Step::StopTask {
+                cluster,
+                task,
+                reason,
+            } => {
+                self.ecs.stop_task(cluster, task, reason).await?;
+                Ok(json!({}))
+            }
+            Step::FindWorkflow | Step::SleepDeregistered | Step::Notify => Err(
+                StepError::permanent(format!("{} is performed by the engine", step.label())),
+            ),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::ports::Ports;
+    use crate::workflows::ecs_start::config::ServiceMapping;
 
     fn workflow() -> EcsStop {
         let m = ServiceMapping {
@@ -278,26 +367,29 @@ mod tests {
             security_groups: vec![],
             assign_public_ip: false,
         };
+        let ports = Ports::memory();
         EcsStop {
             services: BTreeMap::from([("auth".to_owned(), m)]),
+            ecs: ports.ecs,
+            targets: ports.targets,
         }
     }
 
     fn drive(
         w: &EcsStop,
-        mut t: Transition,
-        mut answer: impl FnMut(&Call) -> Value,
-    ) -> (Vec<String>, Next) {
+        (mut state, mut next): (State, Decision<Step>),
+        mut answer: impl FnMut(&Step) -> Value,
+    ) -> (Vec<String>, Decision<Step>) {
         let mut steps = Vec::new();
-        while let Next::Run(a) = t.next.clone() {
-            steps.push(a.step.clone());
+        while let Next::Run(a) = next {
+            steps.push(a.name.clone());
             let out = match &a.call {
                 Call::Sleep { .. } => json!({}),
-                c => answer(c),
+                _ => answer(&a.step),
             };
-            t = w.advance(t.state, &a.step, Ok(out));
+            next = w.advance(&mut state, a.step, Ok(out));
         }
-        (steps, t.next)
+        (steps, next)
     }
 
     fn status(last: &str, ip: Option<&str>) -> Value {
@@ -316,20 +408,20 @@ mod tests {
         let mut states = ["draining", "draining", "unused"].into_iter();
         let mut stopped = false;
         let (steps, end) = drive(&w, start, |c| match c {
-            Call::EcsDescribeTask { .. } => status("RUNNING", Some("10.0.0.9")),
-            Call::TargetDeregister { ip, .. } => {
-                assert_eq!(ip, "10.0.0.9");
+            Step::DescribeTask { .. } => status("RUNNING", Some("10.0.0.9")),
+            Step::DeregisterTarget(t) => {
+                assert_eq!(t.ip, "10.0.0.9");
                 json!({})
             }
-            Call::TargetHealth { .. } => {
+            Step::WaitDeregistered(_) => {
                 json!({"state": states.next().unwrap(), "reason": null, "description": null})
             }
-            Call::EcsStopTask { task, .. } => {
+            Step::StopTask { task, .. } => {
                 assert_eq!(task, "arn:task/apps/t1");
                 stopped = true;
                 json!({})
             }
-            Call::Publish { .. } => json!({}),
+            Step::Notify => json!({}),
             other => panic!("{other:?}"),
         });
         assert!(stopped);
@@ -353,8 +445,8 @@ mod tests {
             )
             .unwrap();
         let (steps, end) = drive(&w, start, |c| match c {
-            Call::EcsDescribeTask { .. } => status("STOPPED", None),
-            Call::Publish { .. } => json!({}),
+            Step::DescribeTask { .. } => status("STOPPED", None),
+            Step::Notify => json!({}),
             other => panic!("{other:?}"),
         });
         assert_eq!(steps, ["describe-task", "notify"]);

@@ -8,28 +8,62 @@
 //! Params: `message` (a text for the log line; default none), `delay` (a duration such as
 //! `"5s"`, to try out long steps, visibility extension and shutdown; default none).
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Action, Call, Next, StepError, Topic, Transition, Workflow};
+use super::Registration;
+use crate::contract::{
+    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param,
+};
 
-#[derive(Debug, Clone, Copy)]
+pub fn registration() -> Registration {
+    Registration::new("log", None, |_| {
+        Box::pin(async { Ok(Arc::new(Typed(Log)) as Arc<dyn crate::contract::Workflow>) })
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Log;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct State {
+pub struct State {
     summary: Value,
     message: Option<String>,
     #[serde(default, with = "humantime_serde")]
-    delay: Option<std::time::Duration>,
+    delay: Option<Duration>,
 }
 
-impl Workflow for Log {
-    fn kind(&self) -> &'static str {
-        "log"
-    }
+/// The steps: `Log` is performed by this workflow's handler (a log line), the others by the
+/// engine (a sleep, a publish).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Log { message: String, fields: Value },
+    Delay,
+    Notify,
+}
 
-    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {
+fn notify(s: &State) -> Decision<Step> {
+    Next::Run(Act::publish(
+        "notify",
+        Step::Notify,
+        Topic::Success,
+        "tugboat: event logged",
+        json!({"workflow": "log", "event": s.summary}),
+    ))
+}
+
+#[async_trait]
+impl Flow for Log {
+    const KIND: &'static str = "log";
+    type State = State;
+    type Step = Step;
+
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let message = match params.get("message") {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -37,14 +71,7 @@ impl Workflow for Log {
         };
         let delay = match params.get("delay") {
             None => None,
-            Some(Value::String(s)) => {
-                Some(humantime::parse_duration(s).map_err(|e| format!("params.delay {s:?}: {e}"))?)
-            }
-            Some(other) => {
-                return Err(format!(
-                    "params.delay must be a duration such as \"5s\", got {other}"
-                ));
-            }
+            Some(_) => Some(duration_param(params, "delay", Duration::ZERO)?),
         };
         let summary = json!({
             "source": event.get("source"),
@@ -52,83 +79,74 @@ impl Workflow for Log {
             "id": event.get("id"),
             "time": event.get("time"),
         });
+        let step = Step::Log {
+            message: message.clone().unwrap_or_else(|| "event received".into()),
+            fields: summary.clone(),
+        };
         let state = State {
             summary,
             message,
             delay,
         };
-        let action = Action::new(
-            "log",
-            Call::Log {
-                message: state
-                    .message
-                    .clone()
-                    .unwrap_or_else(|| "event received".into()),
-                fields: state.summary.clone(),
-            },
-        );
-        Ok(Transition {
-            state: serde_json::to_value(&state).map_err(|e| e.to_string())?,
-            next: Next::Run(action),
-        })
+        Ok((state, Next::Run(Act::handler("log", step))))
     }
 
-    fn advance(&self, state: Value, step: &str, outcome: Result<Value, StepError>) -> Transition {
-        let parsed: Result<State, _> = serde_json::from_value(state.clone());
-        let next = match (parsed, step, outcome) {
-            (Err(e), _, _) => Next::Fail(format!("journaled state does not parse: {e}")),
-            (_, _, Err(e)) => Next::Fail(format!("step {step} failed: {}", e.message)),
-            (
-                Ok(State {
-                    delay: Some(duration),
-                    ..
-                }),
-                "log",
-                Ok(_),
-            ) => Next::Run(Action::new(
-                "delay",
-                Call::Sleep {
-                    duration,
-                    wake_on: None,
-                },
-            )),
-            (Ok(s), "log" | "delay", Ok(_)) => Next::Run(Action::new(
-                "notify",
-                Call::Publish {
-                    topic: Topic::Success,
-                    subject: "tugboat: event logged".into(),
-                    message: json!({"workflow": "log", "event": s.summary}),
-                },
-            )),
-            (Ok(s), "notify", Ok(published)) => {
-                Next::Complete(json!({"event": s.summary, "notified": published}))
-            }
-            (Ok(_), other, Ok(_)) => Next::Fail(format!("unknown step {other:?}")),
+    fn advance(
+        &self,
+        s: &mut State,
+        step: Step,
+        outcome: Result<Value, StepError>,
+    ) -> Decision<Step> {
+        let published = match outcome {
+            Err(e) => return Next::Fail(format!("step {step:?} failed: {}", e.message)),
+            Ok(v) => v,
         };
-        Transition { state, next }
+        match (step, s.delay) {
+            (Step::Log { .. }, Some(duration)) => {
+                Next::Run(Act::sleep("delay", Step::Delay, duration, None))
+            }
+            (Step::Log { .. } | Step::Delay, _) => notify(s),
+            (Step::Notify, _) => Next::Complete(json!({"event": s.summary, "notified": published})),
+        }
+    }
+
+    async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::Log { message, fields } => {
+                tracing::info!(workflow_id = ctx.workflow_id, step = ctx.step, fields = %fields, "{message}");
+                Ok(json!({}))
+            }
+            other => Err(StepError::permanent(format!(
+                "{other:?} is performed by the engine"
+            ))),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::Call;
 
     fn event() -> Value {
         json!({"id": "e-1", "source": "custom.app", "detail-type": "Start ECS Task", "detail": {}})
     }
 
+    fn run(next: Decision<Step>) -> Act<Step> {
+        match next {
+            Next::Run(a) => a,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn logs_then_notifies_then_completes() {
-        let t = Log.start(&event(), &json!({"message": "hello"})).unwrap();
-        let Next::Run(a) = &t.next else {
-            panic!("{t:?}")
-        };
-        assert_eq!(a.step, "log");
-        assert!(matches!(&a.call, Call::Log { message, .. } if message == "hello"));
-        let t = Log.advance(t.state, "log", Ok(json!({})));
-        let Next::Run(a) = &t.next else {
-            panic!("{t:?}")
-        };
+        let (mut s, next) = Log.start(&event(), &json!({"message": "hello"})).unwrap();
+        let a = run(next);
+        assert_eq!(a.name, "log");
+        assert_eq!(a.call, Call::Handler);
+        assert!(matches!(&a.step, Step::Log { message, .. } if message == "hello"));
+        let a = run(Log.advance(&mut s, a.step, Ok(json!({}))));
         assert!(matches!(
             a.call,
             Call::Publish {
@@ -136,8 +154,8 @@ mod tests {
                 ..
             }
         ));
-        let t = Log.advance(t.state, "notify", Ok(json!({"message_id": "m"})));
-        let Next::Complete(out) = t.next else {
+        let Next::Complete(out) = Log.advance(&mut s, a.step, Ok(json!({"message_id": "m"})))
+        else {
             panic!()
         };
         assert_eq!(out["event"]["id"], "e-1");
@@ -145,31 +163,47 @@ mod tests {
 
     #[test]
     fn a_delay_param_adds_a_sleep_step() {
-        let t = Log.start(&event(), &json!({"delay": "2s"})).unwrap();
-        let t = Log.advance(t.state, "log", Ok(json!({})));
-        let Next::Run(a) = &t.next else {
-            panic!("{t:?}")
-        };
+        let (mut s, next) = Log.start(&event(), &json!({"delay": "2s"})).unwrap();
+        let a = run(Log.advance(&mut s, run(next).step, Ok(json!({}))));
         assert_eq!(
             a.call,
             Call::Sleep {
-                duration: std::time::Duration::from_secs(2),
+                duration: Duration::from_secs(2),
                 wake_on: None,
             }
         );
-        let t = Log.advance(t.state, "delay", Ok(json!({})));
-        assert!(matches!(&t.next, Next::Run(a) if a.step == "notify"));
+        let a = run(Log.advance(&mut s, a.step, Ok(json!({}))));
+        assert_eq!(a.name, "notify");
     }
 
     #[test]
     fn a_failed_step_fails_the_workflow_and_bad_params_are_refused() {
-        let t = Log.start(&event(), &json!({})).unwrap();
-        let t = Log.advance(t.state, "log", Err(StepError::permanent("boom")));
-        assert!(matches!(t.next, Next::Fail(ref m) if m.contains("boom")));
+        let (mut s, next) = Log.start(&event(), &json!({})).unwrap();
+        let next = Log.advance(&mut s, run(next).step, Err(StepError::permanent("boom")));
+        assert!(matches!(next, Next::Fail(ref m) if m.contains("boom")));
         assert!(Log.start(&event(), &json!({"message": 3})).is_err());
         assert!(Log.start(&event(), &json!({"delay": "soon"})).is_err());
         assert!(Log.start(&event(), &json!({"delay": 5})).is_err());
-        let t = Log.advance(json!("garbage"), "log", Ok(json!({})));
-        assert!(matches!(t.next, Next::Fail(_)));
+    }
+
+    #[test]
+    fn a_journaled_state_or_step_that_does_not_parse_fails_the_instance() {
+        use crate::contract::{Action, Workflow};
+        let w = Typed(Log);
+        let done = Action {
+            name: "log".into(),
+            step: json!("delay"),
+            call: Call::Handler,
+            retry: Default::default(),
+        };
+        let t = w.advance(json!("garbage"), &done, Ok(json!({})));
+        assert!(matches!(t.next, Next::Fail(ref m) if m.contains("state does not parse")));
+        let t0 = w.start(&event(), &json!({})).unwrap();
+        let bad = Action {
+            step: json!({"no_such_step": 1}),
+            ..done
+        };
+        let t = w.advance(t0.state, &bad, Ok(json!({})));
+        assert!(matches!(t.next, Next::Fail(ref m) if m.contains("step log does not parse")));
     }
 }

@@ -1,0 +1,247 @@
+//! The contract between a workflow and the engine: the [`Workflow`] trait, the [`Action`]s a
+//! workflow decides on, the [`Call`]s the engine knows how to perform, [`StepError`],
+//! [`Topic`], [`Transition`] and [`Next`], the [`RetryPolicy`], and the typed layer
+//! ([`Flow`]) that workflow folders implement.
+//!
+//! **This module imports nothing else of the crate**: the engine, the journal, the ports and
+//! every workflow depend on it, and it depends on none of them.
+//!
+//! A workflow is a pure state machine plus the handlers that perform its own steps. It says
+//! which [`Action`] to run next; the engine journals that decision, performs the action (a
+//! [`Call::Handler`] through the workflow's own handler, or one of the engine's generic calls:
+//! sleep, wake, read another instance, publish), retries it by the action's policy, and hands
+//! the final outcome back to [`Workflow::advance`]. State is JSON so that the journal can hold
+//! any workflow's state and a person can read it.
+
+pub mod retry;
+mod typed;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+pub use retry::RetryPolicy;
+pub use typed::{Act, Decision, Flow, Typed, output, to_output};
+
+/// A side effect for the engine to perform, as the journal holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Action {
+    /// The step's name, unique within one run of the instance (`register-target`,
+    /// `wait-running#3`). Step records, idempotency keys and logs use it.
+    pub name: String,
+    /// The workflow's own typed step, as JSON (`{"run_task": {…}}`, `"sleep_running"`): what
+    /// the workflow gets back in [`Workflow::advance`], and what [`Workflow::perform`]
+    /// performs for a [`Call::Handler`].
+    pub step: Value,
+    /// Who performs it.
+    pub call: Call,
+    /// How failures of this step are retried. Default: [`RetryPolicy::default`].
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// Which configured notification topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Topic {
+    Success,
+    Error,
+    Anomaly,
+}
+
+/// How an action is performed: by the workflow's own handler, or generically by the engine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "call", rename_all = "snake_case")]
+pub enum Call {
+    /// The workflow's handler performs the action's `step` ([`Workflow::perform`]).
+    Handler,
+    /// Waits, without holding anything but the message's visibility; returns
+    /// `{"woken": bool}`. Long sleeps release the message and resume when it comes back.
+    Sleep {
+        #[serde(with = "humantime_serde")]
+        duration: Duration,
+        /// A key that [`Call::Wake`] can use to end the sleep early (an in-process sleep only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        wake_on: Option<String>,
+    },
+    /// Ends the in-process sleeps waiting on `key`; returns `{"woken": true|false}`.
+    Wake { key: String },
+    /// Reads another workflow instance's journal record; returns `{"found", "workflow",
+    /// "status", "output"}`.
+    ReadWorkflow { id: String },
+    /// Publishes to a configured topic (skipped, returning `{"skipped": …}`, when the topic
+    /// is not configured); returns `{"message_id": …}`. Carries the step's idempotency key as
+    /// a deduplication id, because a resumed step may publish twice.
+    Publish {
+        topic: Topic,
+        subject: String,
+        message: Value,
+    },
+}
+
+/// Why a step failed, as the engine reports it to the workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub message: String,
+    /// Worth trying again (throttling, 5xx, timeouts); false for validation, not found, access
+    /// denied. For AWS errors decided in one place (`aws::classify`).
+    pub retryable: bool,
+}
+
+impl StepError {
+    pub fn permanent(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+
+    pub fn retryable(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+}
+
+/// What the workflow wants next. `A` is [`Action`] at the engine's side and [`Act`] in a
+/// typed workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next<A = Action> {
+    Run(A),
+    /// Finished with this output.
+    Complete(Value),
+    /// Failed for good: the engine journals the decision, runs [`Workflow::compensation`] as
+    /// ordinary steps, and dead-letters the event.
+    Fail(String),
+}
+
+/// A new state and what to do next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub state: Value,
+    pub next: Next,
+}
+
+/// Which step of which run a call belongs to; the source of idempotency keys.
+#[derive(Debug, Clone, Copy)]
+pub struct StepContext<'a> {
+    pub workflow_id: &'a str,
+    pub step: &'a str,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The run of the instance: 0 for the first, one more for each redrive.
+    pub generation: u32,
+}
+
+impl StepContext<'_> {
+    /// The same for every attempt of this step in this run of this instance, and nothing
+    /// else: the ECS `clientToken`, the SNS deduplication id. 32 hex characters. A redriven
+    /// instance (generation 1 and later) gets new keys, so that a step it runs again is a new
+    /// request (a new task, not the one its earlier compensation stopped).
+    pub fn idempotency_key(&self) -> String {
+        idempotency_key(self.workflow_id, self.generation, self.step)
+    }
+}
+
+/// See [`StepContext::idempotency_key`]. Generation 0 keeps the key of builds that had no
+/// generations: `sha256(id \n step)`.
+pub fn idempotency_key(workflow_id: &str, generation: u32, step: &str) -> String {
+    let text = if generation == 0 {
+        format!("{workflow_id}\n{step}")
+    } else {
+        format!("{workflow_id}\ng{generation}\n{step}")
+    };
+    hex::encode(&Sha256::digest(text)[..16])
+}
+
+/// A workflow kind as the engine sees it. Workflow folders implement [`Flow`] instead and are
+/// wrapped in [`Typed`], which does the JSON at this boundary.
+#[async_trait]
+pub trait Workflow: Send + Sync {
+    /// The name routes use.
+    fn kind(&self) -> &'static str;
+
+    /// The first transition for an event and the route's params; an error is permanent (the
+    /// event can never start this workflow) and dead-letters the event with the reason.
+    fn start(&self, event: &Value, params: &Value) -> Result<Transition, String>;
+
+    /// The next transition after `done` finished with `outcome` (after the engine's retries).
+    fn advance(&self, state: Value, done: &Action, outcome: Result<Value, StepError>)
+    -> Transition;
+
+    /// Actions that undo what a failed run left behind. The engine journals them with the
+    /// failure decision and runs each as an ordinary step before dead-lettering.
+    fn compensation(&self, state: &Value) -> Vec<Action>;
+
+    /// Performs the step of a [`Call::Handler`] action through the workflow's ports.
+    async fn perform(&self, ctx: StepContext<'_>, step: &Value) -> Result<Value, StepError>;
+}
+
+/// How many polls `interval` apart fit in `timeout` (at least one): waits are bounded by poll
+/// counts so that workflow logic needs no clock.
+pub fn poll_count(timeout: Duration, interval: Duration) -> u32 {
+    if interval.is_zero() {
+        return 1;
+    }
+    (timeout.as_secs_f64() / interval.as_secs_f64())
+        .ceil()
+        .max(1.0) as u32
+}
+
+/// A duration parameter such as `"5s"`, or `default` when it is absent.
+pub fn duration_param(params: &Value, name: &str, default: Duration) -> Result<Duration, String> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(Value::String(s)) => {
+            humantime::parse_duration(s).map_err(|e| format!("params.{name} {s:?}: {e}"))
+        }
+        Some(other) => Err(format!(
+            "params.{name} must be a duration such as \"5s\", got {other}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_stable_per_step_and_new_per_generation() {
+        let first = idempotency_key("r:e-1", 0, "run-task");
+        assert_eq!(first.len(), 32);
+        assert_eq!(first, idempotency_key("r:e-1", 0, "run-task"));
+        // The formula of builds before generations: instances journaled by them keep their keys.
+        assert_eq!(first, hex::encode(&Sha256::digest("r:e-1\nrun-task")[..16]));
+        assert_ne!(first, idempotency_key("r:e-1", 1, "run-task"));
+        assert_ne!(first, idempotency_key("r:e-1", 0, "stop-task"));
+        assert_ne!(first, idempotency_key("r:e-2", 0, "run-task"));
+    }
+
+    #[test]
+    fn durations_and_poll_counts() {
+        let p = serde_json::json!({"a": "5s", "b": 5});
+        assert_eq!(
+            duration_param(&p, "a", Duration::ZERO),
+            Ok(Duration::from_secs(5))
+        );
+        assert!(duration_param(&p, "b", Duration::ZERO).is_err());
+        assert_eq!(
+            duration_param(&p, "c", Duration::from_secs(1)),
+            Ok(Duration::from_secs(1))
+        );
+        assert_eq!(
+            poll_count(Duration::from_secs(300), Duration::from_secs(5)),
+            60
+        );
+        assert_eq!(poll_count(Duration::from_secs(1), Duration::ZERO), 1);
+        assert_eq!(
+            poll_count(Duration::from_secs(7), Duration::from_secs(5)),
+            2
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! The message attributes tugboat puts on the copies it makes of a message: a DLQ copy says
+//! why its work failed; a redriven copy says which run it brings back; every copy names the
+//! message that first carried the event.
+
+use std::collections::BTreeMap;
+
+use crate::engine::Failure;
+use crate::engine::dispatcher::Redrive;
+use crate::ports::ReceivedMessage;
+
+/// Marks a message brought back by `tugboat dlq redrive`; its value is
+/// [`Redrive::value`] of the run that was dead-lettered.
+pub const REDRIVE: &str = "tugboat-redrive";
+
+/// Names the SQS message that first carried an event, on every copy tugboat makes of it (a
+/// refreshed copy, a DLQ copy, a redriven one): an event without an identity of its own keeps
+/// its workflow instance across copies.
+pub const ORIGIN: &str = "tugboat-original-message-id";
+
+/// Which run of the instance failed; a redrive of the copy starts the next one.
+pub const GENERATION: &str = "tugboat-generation";
+
+/// SQS's limit of message attributes per message.
+pub const MAX_ATTRIBUTES: usize = 10;
+
+/// The id of the message that first carried this body.
+pub fn origin_id(message: &ReceivedMessage) -> &str {
+    message
+        .attributes
+        .get(ORIGIN)
+        .map(String::as_str)
+        .unwrap_or(&message.message_id)
+}
+
+/// The redrive a message asks for, if it is a redriven copy.
+pub fn redrive(message: &ReceivedMessage) -> Option<Redrive> {
+    message.attributes.get(REDRIVE).map(|v| Redrive::parse(v))
+}
+
+/// The attributes of a redriven copy of a DLQ message: the redrive marker for the failed
+/// run, the origin, and the producer's trace context.
+pub fn redriven(
+    dead_letter: &BTreeMap<String, String>,
+    message_id: &str,
+) -> BTreeMap<String, String> {
+    let generation = dead_letter
+        .get(GENERATION)
+        .and_then(|g| g.parse().ok())
+        .map_or_else(|| "any".to_owned(), Redrive::value);
+    let mut a = BTreeMap::from([
+        (REDRIVE.to_owned(), generation),
+        (
+            ORIGIN.to_owned(),
+            dead_letter
+                .get(ORIGIN)
+                .cloned()
+                .unwrap_or_else(|| message_id.to_owned()),
+        ),
+    ]);
+    if let Some(tp) = dead_letter.get("traceparent") {
+        a.insert("traceparent".into(), tp.clone());
+    }
+    a
+}
+
+/// The attributes of a DLQ copy. SQS allows 10: tugboat's own (up to 10, with compensation)
+/// come first, and the producer's traceparent is kept when there is room.
+pub fn dead_letter(
+    message: &ReceivedMessage,
+    reason: &str,
+    failure: Option<&Failure>,
+) -> BTreeMap<String, String> {
+    let mut a = BTreeMap::new();
+    a.insert("tugboat-error".into(), clip(reason, 2000));
+    a.insert(ORIGIN.into(), origin_id(message).to_owned());
+    a.insert("tugboat-failed-at".into(), rfc3339_now());
+    if let Some(f) = failure {
+        a.insert("tugboat-workflow".into(), f.workflow.clone());
+        a.insert("tugboat-workflow-id".into(), f.workflow_id.clone());
+        a.insert("tugboat-route".into(), f.route.clone());
+        a.insert("tugboat-attempts".into(), f.attempts.to_string());
+        a.insert(GENERATION.into(), f.generation.to_string());
+        if let Some(step) = &f.step {
+            a.insert("tugboat-step".into(), step.clone());
+        }
+        if !f.compensation.is_empty() {
+            a.insert(
+                "tugboat-compensation".into(),
+                clip(&f.compensation.join("; "), 1000),
+            );
+        }
+    }
+    if a.len() < MAX_ATTRIBUTES
+        && let Some(tp) = message.attributes.get("traceparent")
+    {
+        a.insert("traceparent".into(), tp.clone());
+    }
+    a
+}
+
+/// At most `n` bytes of `s` (on a character boundary), marked with an ellipsis when cut.
+fn clip(s: &str, n: usize) -> String {
+    if s.len() <= n {
+        return s.to_owned();
+    }
+    let mut end = n;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+fn rfc3339_now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure() -> Failure {
+        Failure {
+            workflow_id: "w".into(),
+            workflow: "log".into(),
+            route: "r".into(),
+            reason: "boom".into(),
+            step: Some("notify".into()),
+            attempts: 3,
+            generation: 1,
+            compensation: vec!["compensate:stop-task: done".into()],
+        }
+    }
+
+    fn message(attributes: &[(&str, &str)]) -> ReceivedMessage {
+        ReceivedMessage {
+            message_id: "m-1".into(),
+            receipt_handle: "h".into(),
+            body: "{}".into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            receive_count: 1,
+        }
+    }
+
+    #[test]
+    fn dead_letter_attributes_name_everything_and_fit_sqs() {
+        let m = message(&[("traceparent", "00-1-2-01")]);
+        let a = dead_letter(&m, &"x".repeat(5000), Some(&failure()));
+        assert!(a.len() <= MAX_ATTRIBUTES, "{a:?}");
+        for k in [
+            "tugboat-workflow",
+            "tugboat-workflow-id",
+            "tugboat-route",
+            "tugboat-step",
+            "tugboat-error",
+            "tugboat-attempts",
+            "tugboat-generation",
+            "tugboat-original-message-id",
+            "tugboat-failed-at",
+            "tugboat-compensation",
+        ] {
+            assert!(a.contains_key(k), "{k}");
+        }
+        assert!(a["tugboat-error"].len() < 2100);
+        assert_eq!(a["tugboat-attempts"], "3");
+        assert_eq!(a["tugboat-generation"], "1");
+        assert!(
+            !a.contains_key("traceparent"),
+            "no room left for the traceparent"
+        );
+        let short = dead_letter(&m, "bad body", None);
+        assert_eq!(short["traceparent"], "00-1-2-01");
+    }
+
+    #[test]
+    fn copies_keep_the_first_message_id_and_redrives_name_the_failed_run() {
+        let copy = message(&[(ORIGIN, "first")]);
+        assert_eq!(origin_id(&copy), "first");
+        assert_eq!(origin_id(&message(&[])), "m-1");
+        let dead = dead_letter(&copy, "boom", Some(&failure()));
+        let back = redriven(&dead, "dlq-message");
+        assert_eq!(back[REDRIVE], "g1");
+        assert_eq!(back[ORIGIN], "first");
+        let from_sqs = redriven(&BTreeMap::new(), "dlq-message");
+        assert_eq!(from_sqs[REDRIVE], "any");
+        assert_eq!(from_sqs[ORIGIN], "dlq-message");
+        let m = message(&[(REDRIVE, "g2")]);
+        assert_eq!(redrive(&m), Some(Redrive::Of(2)));
+        assert_eq!(redrive(&message(&[])), None);
+    }
+
+    #[test]
+    fn clipping_respects_characters() {
+        assert_eq!(clip("héllo", 2), "h…");
+        assert_eq!(clip("abc", 5), "abc");
+    }
+}

@@ -1,0 +1,304 @@
+//! Intake: one per configured queue. It polls ([`polling`]), decodes, routes and dispatches
+//! each message, keeps in-flight messages invisible while their work runs ([`visibility`]),
+//! and settles each message when its workflows are done ([`settling`]): delete (in batches),
+//! release, or hand to the DLQ with the reason.
+//!
+//! **Only [`settling`] deletes or releases messages** (besides `tugboat dlq`), and deletes one
+//! only after every workflow it started is terminal in the journal, or after its copy is in
+//! the DLQ. The intake never holds more messages than `concurrency`: the poller asks SQS for
+//! no more than the free permits, and a permit is returned only when its message is settled.
+//!
+//! Actor-free: `actors::intake` gives it its supervised lifecycle.
+
+pub mod attributes;
+mod polling;
+mod settling;
+mod visibility;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::config::UnmatchedPolicy;
+use crate::engine::dispatcher::{Dispatcher, StartRequest};
+use crate::engine::{Failure, RunResult};
+use crate::events::{self, Decoded};
+use crate::ports::{Queue, ReceivedMessage};
+use crate::routing::Router;
+
+use self::settling::Settle;
+use self::visibility::Leases;
+
+/// How an intake behaves.
+#[derive(Debug, Clone)]
+pub struct IntakeConfig {
+    pub queue: String,
+    pub concurrency: u32,
+    pub visibility_timeout: Duration,
+    /// Long-poll wait; 20 s (SQS's maximum) in production.
+    pub wait: Duration,
+    pub unmatched: UnmatchedPolicy,
+    pub shutdown_deadline: Duration,
+    /// The queue's `maxReceiveCount`, read from its redrive policy at start: a message whose
+    /// next receive would reach it is released as a fresh copy, so that SQS's redrive never
+    /// takes a message whose workflow is alive. `None`: no redrive policy.
+    pub max_receive_count: Option<u32>,
+}
+
+/// Counters, for `/readyz`, metrics and tests.
+#[derive(Debug, Default, Serialize)]
+pub struct IntakeStats {
+    pub received: AtomicU64,
+    pub deleted: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub released: AtomicU64,
+    /// Released as a fresh copy (and the original deleted) to stay clear of the queue's
+    /// `maxReceiveCount`.
+    pub refreshed: AtomicU64,
+    pub unmatched: AtomicU64,
+    pub ignored: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub visibility_extensions: AtomicU64,
+    pub polling: AtomicBool,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What to do with a message once its work is done.
+#[derive(Debug)]
+pub(crate) enum Disposition {
+    Delete,
+    Release(Duration),
+    DeadLetter {
+        reason: String,
+        failures: Vec<Failure>,
+    },
+}
+
+/// One queue's intake.
+pub struct Intake {
+    pub config: IntakeConfig,
+    pub queue: Arc<dyn Queue>,
+    pub dlq: Option<Arc<dyn Queue>>,
+    pub router: Arc<Router>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub stats: Arc<IntakeStats>,
+}
+
+impl std::fmt::Debug for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Intake")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Intake {
+    /// Runs until shutdown has begun and every message is settled or released.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let cfg = &self.config;
+        let permits = Arc::new(Semaphore::new(cfg.concurrency as usize));
+        let (received_tx, mut received) = mpsc::channel(cfg.concurrency as usize);
+        let leases = Arc::new(Leases::default());
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let poller = tokio::spawn(polling::poll(
+            self.clone(),
+            permits,
+            received_tx,
+            shutdown.clone(),
+        ));
+        let extender = tokio::spawn(visibility::extend(self.clone(), leases.clone(), stop_rx));
+        let settler = tokio::spawn(settling::run(self.clone(), leases.clone(), settle_rx));
+        let mut work = FuturesUnordered::new();
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut deadline: Option<Instant> = None;
+
+        loop {
+            tokio::select! {
+                _ = crate::engine::shutdown_begun(&mut shutdown), if deadline.is_none() => {
+                    tracing::info!(queue = %cfg.queue, running = work.len(), "shutdown: stopped polling; waiting for running work");
+                    deadline = Some(Instant::now() + cfg.shutdown_deadline);
+                }
+                Some((message, permit)) = received.recv() => {
+                    let message: ReceivedMessage = message;
+                    bump(&self.stats.received);
+                    leases.take(&message, cfg.visibility_timeout).await;
+                    let this = self.clone();
+                    work.push(async move {
+                        let disposition = this.process(&message).await;
+                        Settle { message, disposition, permit: Some(permit) }
+                    });
+                }
+                Some(done) = work.next(), if !work.is_empty() => {
+                    // The settler owns it from here; its lease is kept until it is settled.
+                    let done: Settle = done;
+                    leases.hand_over(&done.message.message_id).await;
+                    let _ = settle_tx.send(done);
+                }
+                _ = tick.tick() => {
+                    if let Some(d) = deadline && (work.is_empty() || Instant::now() >= d) {
+                        break;
+                    }
+                }
+            }
+        }
+
+        // Shutdown: nothing more arrives. Whatever has not finished goes back to the queue at
+        // once (the settler's release, which also keeps clear of maxReceiveCount), so that
+        // another task resumes it from SQS (and this journal, if restarted here).
+        poller.abort();
+        received.close();
+        while let Some((message, permit)) = received.recv().await {
+            leases.take(&message, cfg.visibility_timeout).await;
+            drop(permit);
+        }
+        drop(work);
+        for message in leases.unsettled().await {
+            let _ = settle_tx.send(Settle {
+                message,
+                disposition: Disposition::Release(Duration::ZERO),
+                permit: None,
+            });
+        }
+        drop(settle_tx);
+        let _ = settler.await;
+        let _ = stop_tx.send(true);
+        let _ = extender.await;
+        tracing::info!(queue = %cfg.queue, "intake stopped");
+    }
+
+    /// Decodes, routes and dispatches one message; says what to do with it.
+    async fn process(&self, message: &ReceivedMessage) -> Disposition {
+        let decoded = match events::decode(&message.body, attributes::origin_id(message)) {
+            Ok(d) => d,
+            Err(e) => {
+                bump(&self.stats.decode_errors);
+                tracing::warn!(queue = %self.config.queue, message_id = %message.message_id, error = %e, "undecodable message");
+                return Disposition::DeadLetter {
+                    reason: format!("decode error: {e}"),
+                    failures: vec![],
+                };
+            }
+        };
+        let events = match decoded {
+            Decoded::Ignore(why) => {
+                bump(&self.stats.ignored);
+                tracing::info!(queue = %self.config.queue, message_id = %message.message_id, "ignored: {why}");
+                return Disposition::Delete;
+            }
+            Decoded::Events(events) => events,
+        };
+        let trace = message.attributes.get("traceparent").cloned();
+        let redrive = attributes::redrive(message);
+        let mut starts = Vec::new();
+        for event in &events {
+            for route in self.router.matching(&self.config.queue, &event.body) {
+                starts.push(self.dispatcher.start(StartRequest {
+                    route: route.name.clone(),
+                    workflow: route.workflow.clone(),
+                    params: route.params.clone(),
+                    event: event.clone(),
+                    queue: self.config.queue.clone(),
+                    message_id: message.message_id.clone(),
+                    trace: trace.clone(),
+                    redrive,
+                }));
+            }
+        }
+        if starts.is_empty() {
+            bump(&self.stats.unmatched);
+            return match self.config.unmatched {
+                UnmatchedPolicy::Acknowledge => Disposition::Delete,
+                UnmatchedPolicy::DeadLetter => Disposition::DeadLetter {
+                    reason: "no route matched".into(),
+                    failures: vec![],
+                },
+            };
+        }
+        combine(futures::future::join_all(starts).await)
+    }
+}
+
+/// One disposition for all the workflows a message started.
+fn combine(results: Vec<RunResult>) -> Disposition {
+    let mut failures = Vec::new();
+    let mut release: Option<Duration> = None;
+    for r in results {
+        match r {
+            RunResult::Succeeded | RunResult::DeadLettered => {}
+            RunResult::Failed(f) => failures.push(f),
+            RunResult::RetryLater(d) => release = Some(release.map_or(d, |r| r.min(d))),
+            RunResult::Released => release = Some(Duration::ZERO),
+            RunResult::JournalError(e) => {
+                tracing::error!(error = %e, "journal failure; releasing the message for a retry");
+                release = Some(Duration::from_secs(5));
+            }
+        }
+    }
+    // Unfinished work keeps the message; failed workflows are dead-lettered once the rest is
+    // done, so one message never reaches the DLQ twice for one delivery.
+    if let Some(after) = release {
+        return Disposition::Release(after);
+    }
+    if !failures.is_empty() {
+        let reason = failures
+            .iter()
+            .map(|f| format!("{}: {}", f.workflow_id, f.reason))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Disposition::DeadLetter { reason, failures };
+    }
+    Disposition::Delete
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(id: &str) -> Failure {
+        Failure {
+            workflow_id: id.into(),
+            workflow: "log".into(),
+            route: "r".into(),
+            reason: "boom".into(),
+            step: Some("notify".into()),
+            attempts: 3,
+            generation: 0,
+            compensation: vec![],
+        }
+    }
+
+    #[test]
+    fn unfinished_work_keeps_the_message_and_failures_wait_for_the_rest() {
+        assert!(matches!(
+            combine(vec![RunResult::Succeeded, RunResult::DeadLettered]),
+            Disposition::Delete
+        ));
+        assert!(
+            matches!(combine(vec![RunResult::Succeeded, RunResult::Released]), Disposition::Release(d) if d.is_zero())
+        );
+        assert!(matches!(
+            combine(vec![RunResult::RetryLater(Duration::from_secs(60)), RunResult::RetryLater(Duration::from_secs(30))]),
+            Disposition::Release(d) if d == Duration::from_secs(30)
+        ));
+        assert!(matches!(
+            combine(vec![RunResult::Failed(failure("a")), RunResult::Released]),
+            Disposition::Release(_)
+        ));
+        let Disposition::DeadLetter { reason, failures } =
+            combine(vec![RunResult::Failed(failure("a")), RunResult::Succeeded])
+        else {
+            panic!()
+        };
+        assert_eq!(failures.len(), 1);
+        assert!(reason.contains("a: boom"));
+    }
+}

@@ -1,0 +1,175 @@
+//! The `[services]` section: how each named service is started. Shared by `ecs_start` and
+//! `ecs_stop`, which take the same services out of service again.
+//!
+//! ```toml
+//! [services.auth]
+//! cluster = "apps"
+//! task_definition = "auth:3"
+//! target_group = "auth-tg"        # name or ARN; a name is resolved when the service starts
+//! container_name = "auth"
+//! container_port = 8080
+//! subnets = ["subnet-0abc"]
+//! security_groups = ["sg-0abc"]   # default: none (the VPC's default group)
+//! assign_public_ip = false        # default false
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, parse_section};
+use crate::ports::TargetGroups;
+use crate::workflows::Section;
+
+/// The section's name in the configuration file.
+pub const NAME: &str = "services";
+
+/// The section, checked while the configuration loads.
+pub const SECTION: Section = Section {
+    name: NAME,
+    check: |value| parse(value).map(|_| ()),
+};
+
+/// The service mappings, keyed by service name.
+pub type Services = BTreeMap<String, ServiceMapping>;
+
+/// How one ECS service is started by the `ecs_start` workflow.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceMapping {
+    /// Cluster name or ARN. Required.
+    pub cluster: String,
+    /// Task definition `family[:revision]` or ARN. Required.
+    pub task_definition: String,
+    /// Target group ARN, or its name (resolved at start). Required.
+    pub target_group: String,
+    /// The container that receives traffic. Required.
+    pub container_name: String,
+    /// The port registered in the target group, 1 to 65535. Required.
+    pub container_port: u16,
+    /// Subnet ids for the task's ENI; at least one. Required.
+    pub subnets: Vec<String>,
+    /// Security group ids for the task's ENI. Default: none (the VPC's default group).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Give the task a public IP. Default false.
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+/// Parses and checks the section; errors name the key (`services.auth.subnets`).
+pub fn parse(value: &toml::Value) -> Result<Services, (String, String)> {
+    let services: Services = parse_section(NAME, value)?;
+    for (name, s) in &services {
+        let key = |field: &str| format!("{NAME}.{name}.{field}");
+        for (field, v) in [
+            ("cluster", &s.cluster),
+            ("task_definition", &s.task_definition),
+            ("target_group", &s.target_group),
+            ("container_name", &s.container_name),
+        ] {
+            if v.trim().is_empty() {
+                return Err((key(field), "must not be empty".into()));
+            }
+        }
+        if s.container_port == 0 {
+            return Err((key("container_port"), "must be 1 to 65535, got 0".into()));
+        }
+        if s.subnets.is_empty() {
+            return Err((key("subnets"), "needs at least one subnet id".into()));
+        }
+    }
+    Ok(services)
+}
+
+/// The configured services with every target group resolved to its ARN, so that a typo is
+/// found when the service starts and not at the first event.
+pub async fn resolved(config: &Config, targets: &dyn TargetGroups) -> Result<Services, String> {
+    let mut services: Services = config
+        .section(NAME)
+        .map_err(|(key, message)| format!("{key}: {message}"))?;
+    for (name, mapping) in services.iter_mut() {
+        mapping.target_group = targets
+            .resolve(&mapping.target_group)
+            .await
+            .map_err(|e| format!("{NAME}.{name}.target_group: {e}"))?;
+    }
+    Ok(services)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> toml::Value {
+        toml::from_str::<toml::Table>(text).unwrap()["services"].clone()
+    }
+
+    const AUTH: &str = r#"
+[services.auth]
+cluster = "c"
+task_definition = "auth:1"
+target_group = "tg"
+container_name = "auth"
+container_port = 8080
+subnets = ["subnet-1"]
+"#;
+
+    #[test]
+    fn a_mapping_loads_with_its_defaults() {
+        let s = parse(&section(AUTH)).unwrap();
+        assert!(!s["auth"].assign_public_ip);
+        assert!(s["auth"].security_groups.is_empty());
+    }
+
+    #[test]
+    fn wrong_shapes_name_the_key() {
+        let cases = [
+            (
+                AUTH.replace("target_group = \"tg\"\n", ""),
+                "services.auth",
+                "missing field `target_group`",
+            ),
+            (
+                AUTH.replace("[\"subnet-1\"]", "[]"),
+                "services.auth.subnets",
+                "at least one",
+            ),
+            (
+                AUTH.replace("8080", "0"),
+                "services.auth.container_port",
+                "1 to 65535",
+            ),
+            (
+                AUTH.replace("8080", "70000"),
+                "services.auth.container_port",
+                "",
+            ),
+            (
+                AUTH.replace("\"c\"", "\" \""),
+                "services.auth.cluster",
+                "must not be empty",
+            ),
+            (
+                AUTH.replace("cluster =", "clustr ="),
+                "services.auth.clustr",
+                "unknown field `clustr`",
+            ),
+            (
+                AUTH.replace("\"auth:1\"", "7"),
+                "services.auth.task_definition",
+                "invalid type",
+            ),
+            (
+                "[services]\nauth = 5\n".to_owned(),
+                "services.auth",
+                "invalid type",
+            ),
+        ];
+        for (text, key, message) in cases {
+            let (k, m) = parse(&section(&text)).unwrap_err();
+            assert_eq!(k, key, "{m}");
+            assert!(m.contains(message), "{k}: {m}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! The service in process, built by `App::build` exactly as `tugboat serve` builds it, with the
+//! dependencies a test chooses (in-memory queues and ports, or the emulator's SQS with fake
+//! ports) — the one harness for in-process tests and benchmarks (zero-to-production's
+//! `spawn_app`).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tugboat::app::{App, AppError, Dependencies, Stopper};
+use tugboat::config::Config;
+use tugboat::intake::IntakeStats;
+use tugboat::journal::{Journal, ListFilter, Record};
+
+/// A running service. Must be used inside an actix System (`#[actix_rt::test]`).
+pub struct TestApp {
+    pub journal: Arc<dyn Journal>,
+    pub admin: std::net::SocketAddr,
+    stats: Vec<(String, Arc<IntakeStats>)>,
+    stopper: Stopper,
+    run: Option<actix_rt::task::JoinHandle<Result<(), AppError>>>,
+}
+
+/// Loads `config` (TOML) against the dependencies' catalog, builds the service and runs it.
+pub async fn spawn_app(config: &str, deps: Dependencies) -> TestApp {
+    let config = Config::from_toml_str(
+        config,
+        Path::new("test.toml"),
+        std::iter::empty(),
+        &deps.catalog,
+    )
+    .unwrap_or_else(|e| panic!("test config: {e}"));
+    let app = App::build(config, deps)
+        .await
+        .unwrap_or_else(|e| panic!("building the service: {e}"));
+    let journal = app.journal();
+    let stats = app.stats();
+    let stopper = app.stopper();
+    let admin = app.admin_addr();
+    TestApp {
+        journal,
+        admin,
+        stats,
+        stopper,
+        run: Some(actix_rt::spawn(app.run_until_stopped())),
+    }
+}
+
+impl TestApp {
+    /// The counters of the configured queue `queue`.
+    pub fn stats(&self, queue: &str) -> &IntakeStats {
+        &self
+            .stats
+            .iter()
+            .find(|(q, _)| q == queue)
+            .unwrap_or_else(|| panic!("no queue {queue} in the test config"))
+            .1
+    }
+
+    pub fn record(&self, id: &str) -> Record {
+        self.journal
+            .get(id)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no journal record {id}"))
+    }
+
+    pub fn statuses(&self) -> Vec<String> {
+        self.journal
+            .list(&ListFilter::default())
+            .unwrap()
+            .iter()
+            .map(|r| r.status.name().to_owned())
+            .collect()
+    }
+
+    /// Waits until `done` holds, for at most `secs` seconds.
+    pub async fn until(&self, what: &str, secs: u64, done: impl Fn(&TestApp) -> bool) {
+        let start = Instant::now();
+        while !done(self) {
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out waiting until {what}; journal: {:?}",
+                self.statuses()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the service as SIGTERM does and waits until it has shut down.
+    pub async fn stop(mut self) -> Arc<dyn Journal> {
+        self.stopper.stop();
+        let run = self.run.take().expect("running");
+        run.await
+            .expect("the service's task")
+            .unwrap_or_else(|e| panic!("shutdown: {e}"));
+        self.journal.clone()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stopper.stop();
+    }
+}
