@@ -50,6 +50,27 @@ def honour_run_task_client_token() -> None:
     EC2ContainerServiceResponse.run_task = run_task
 
 
+def record_stop_task_calls() -> None:
+    """Writes one line per ECS StopTask call to stderr (the emulator's log):
+    `TUGBOAT_CALL {"call": "ecs:StopTask", "cluster": ..., "task": ...}`. Crash tests count
+    them to show that compensation stops a task once, however often tugboat is killed. The
+    call itself is moto's, unchanged."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original = EC2ContainerServiceResponse.stop_task
+
+    def stop_task(self):  # type: ignore[no-untyped-def]
+        line = {
+            "call": "ecs:StopTask",
+            "cluster": self._get_param("cluster"),
+            "task": self._get_param("task"),
+        }
+        print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+        return original(self)
+
+    EC2ContainerServiceResponse.stop_task = stop_task
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -76,6 +97,7 @@ def main() -> None:
     args = parser.parse_args()
 
     honour_run_task_client_token()
+    record_stop_task_calls()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

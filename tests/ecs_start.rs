@@ -18,6 +18,7 @@ struct Ecs {
     config: PathBuf,
     cluster: String,
     target_group: String,
+    queue: String,
     queue_url: String,
     dlq_url: String,
 }
@@ -124,6 +125,7 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
         config,
         cluster,
         target_group,
+        queue,
         queue_url,
         dlq_url,
     }
@@ -446,5 +448,149 @@ async fn a_stop_event_may_name_the_ecs_start_workflow_instead_of_the_task() {
         .find(|w| w["workflow"] == "ecs_stop")
         .unwrap();
     assert_eq!(stopped["steps"][0]["name"], "find-workflow");
+    assert_eq!(service.terminate().0, 0);
+}
+
+/// The one started task of `cluster`: its status and stop reason.
+async fn the_task(cluster: &str) -> (String, String, String) {
+    let tasks = task_arns(cluster).await;
+    assert_eq!(tasks.len(), 1, "one task was started: {tasks:?}");
+    let c = clients().await;
+    let described = c
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(&tasks[0])
+        .send()
+        .await
+        .unwrap();
+    let t = &described.tasks()[0];
+    (
+        tasks[0].clone(),
+        t.last_status().unwrap_or_default().to_owned(),
+        t.stopped_reason().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A `kill -9` at every boundary of `ecs_start`'s compensation (register-target fails for
+/// good: the target group does not exist): after the restart the compensation finishes where
+/// it stopped, the task is stopped, one DLQ entry lists what was cleaned up, and nothing is
+/// left running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_at_every_compensation_boundary_stops_the_task_once_and_dead_letters_once() {
+    let missing =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
+    // (failpoint, StopTask calls expected): only a kill between StopTask and journaling its
+    // outcome repeats the call, which ECS answers for a stopped task without doing anything.
+    let boundaries = [
+        ("fail-journaled:1", 1),
+        ("undo-journaled:1", 1),
+        ("undo-called:1", 2),
+        ("undo-recorded:1", 1),
+        ("undo-journaled:2", 1),
+        ("undo-called:2", 1),
+        ("undo-recorded:2", 1),
+    ];
+    for (failpoint, stop_calls) in boundaries {
+        let env = setup(Some(missing), "1s").await;
+        // The restarted service receives the message once the killed one's visibility
+        // lapses: keep that short.
+        let text = std::fs::read_to_string(&env.config).unwrap();
+        let text = text.replace(
+            "visibility_timeout = \"10s\"",
+            "visibility_timeout = \"3s\"",
+        );
+        std::fs::write(&env.config, text).unwrap();
+        send_with_cli(&env.queue_url, &start_event(Some(&unique("ev")), "svc"));
+        let crashing = Service::start(&env.config, Some(failpoint));
+        crashing.wait_for_line(
+            |l| l.starts_with("TUGBOAT_FAILPOINT"),
+            Duration::from_secs(30),
+        );
+        crashing.kill9();
+
+        let service = Service::start(&env.config, None);
+        until(
+            &format!("{failpoint}: the DLQ has it"),
+            Duration::from_secs(30),
+            async || depth(&env.dlq_url).await.0 == 1,
+        )
+        .await;
+        until(
+            &format!("{failpoint}: the original is deleted"),
+            Duration::from_secs(10),
+            async || depth(&env.queue_url).await == (0, 0),
+        )
+        .await;
+        let (task, status, reason) = the_task(&env.cluster).await;
+        assert_eq!(status, "STOPPED", "{failpoint}: nothing is left running");
+        assert!(reason.contains("tugboat: ecs_start failed"), "{reason}");
+        assert_eq!(
+            support::stop_task_calls(&task),
+            stop_calls,
+            "{failpoint}: StopTask calls"
+        );
+        let dead = drain(&env.dlq_url).await;
+        assert_eq!(dead.len(), 1, "{failpoint}: one DLQ entry");
+        let cleaned = &dead[0].1["tugboat-compensation"];
+        assert!(
+            cleaned.contains("compensate:stop-task: done")
+                && cleaned.contains("compensate:notify-error: done"),
+            "{failpoint}: {cleaned}"
+        );
+        let w = &service.workflows()[0];
+        assert_eq!(w["status"], "dead_lettered", "{failpoint}");
+        let stop = w["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "compensate:stop-task")
+            .unwrap();
+        assert_eq!(stop["compensation"], true);
+        assert_eq!(service.terminate().0, 0, "{failpoint}");
+    }
+}
+
+/// After a fix, a redriven `ecs_start` is a new run: its `RunTask` carries a new
+/// `clientToken`, so ECS starts a new task instead of returning the one the failed run's
+/// compensation stopped.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redriven_start_starts_a_new_task() {
+    let missing =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
+    let env = setup(Some(missing), "1s").await;
+    let broken = Service::start(&env.config, None);
+    send_with_cli(&env.queue_url, &start_event(Some(&unique("ev")), "svc"));
+    until("the DLQ has it", Duration::from_secs(30), async || {
+        depth(&env.dlq_url).await.0 == 1
+    })
+    .await;
+    let (first, status, _) = the_task(&env.cluster).await;
+    assert_eq!(status, "STOPPED");
+    assert_eq!(broken.terminate().0, 0);
+
+    // The fix: the service's target group is the real one.
+    let text = std::fs::read_to_string(&env.config).unwrap();
+    std::fs::write(&env.config, text.replace(missing, &env.target_group)).unwrap();
+    let service = Service::start(&env.config, None);
+    let redrive =
+        run(support::tugboat(&env.config).args(["dlq", "redrive", "--queue", &env.queue]));
+    assert_eq!(redrive.code, 0, "{}", redrive.stderr);
+    until(
+        "the redriven start succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    let tasks = task_arns(&env.cluster).await;
+    assert_eq!(tasks.len(), 2, "a new task, not the stopped one: {tasks:?}");
+    let w = &service.workflows()[0];
+    assert_eq!(w["generation"], 1);
+    let second = w["output"]["task_arn"].as_str().unwrap();
+    assert_ne!(second, first);
+    let old_key = &w["earlier"][0]["steps"][0]["key"];
+    let new_key = &w["steps"][0]["key"];
+    assert_eq!(w["steps"][0]["name"], "run-task");
+    assert_ne!(old_key, new_key, "the run-task step's clientToken changed");
     assert_eq!(service.terminate().0, 0);
 }
