@@ -61,6 +61,7 @@ region = "us-east-1"
 name = "{queue}"
 concurrency = {concurrency}
 visibility_timeout = "300s"
+receive_wait = "1s"
 
 [[routes]]
 name = "b"

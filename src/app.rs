@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::Supervisor;
 use tokio::sync::{oneshot, watch};
@@ -160,6 +159,10 @@ impl App {
 
         let mut intakes = Vec::new();
         for q in &config.queues {
+            if q.receive_wait >= config.shutdown.deadline {
+                tracing::warn!(queue = %q.name, receive_wait = ?q.receive_wait, deadline = ?config.shutdown.deadline,
+                    "receive_wait is not below shutdown.deadline: a shutdown may abandon a receive in flight, and SQS may hide what it delivers to it for the visibility timeout");
+            }
             let queue = deps
                 .queues
                 .open(q.url.as_deref().unwrap_or(&q.name))
@@ -183,7 +186,7 @@ impl App {
                     queue: q.name.clone(),
                     concurrency: q.concurrency,
                     visibility_timeout: q.visibility_timeout,
-                    wait: Duration::from_secs(20),
+                    wait: q.receive_wait,
                     unmatched: config.unmatched,
                     shutdown_deadline: config.shutdown.deadline,
                     max_receive_count,

@@ -109,7 +109,7 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
     let dir = tempfile::tempdir().unwrap();
     let mapping_tg = target_group_override.unwrap_or(&tg_name);
     let extra = format!(
-        "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"10s\"\n\n\
+        "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"10s\"\nreceive_wait = \"1s\"\n\n\
          [[routes]]\nname = \"start\"\npattern = {{ source = [\"custom.app\"], detail-type = [\"Start ECS Task\"] }}\n\
          workflow = \"ecs_start\"\nparams = {{ poll_interval = \"{failpoint_safe_poll}\", running_timeout = \"10s\", healthy_timeout = \"10s\" }}\n\n\
          [[routes]]\nname = \"stop\"\npattern = {{ source = [\"custom.app\"], detail-type = [\"Stop ECS Task\"] }}\n\

@@ -82,6 +82,7 @@ region = "us-east-1"
 
 [[queues]]
 name = "q"
+receive_wait = "100ms"
 
 [[routes]]
 name = "start"

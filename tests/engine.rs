@@ -233,6 +233,7 @@ region = "us-east-1"
 name = "work"
 dlq = "work-dlq"
 visibility_timeout = "{visibility}"
+receive_wait = "100ms"
 
 [[routes]]
 name = "all"

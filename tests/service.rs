@@ -70,7 +70,7 @@ async fn fixture(prefix: &str, visibility: &str, route_params: &str, deadline: &
     let mut text = std::fs::read_to_string(&config).unwrap();
     text = text.replacen(
         "[[routes]]",
-        &format!("[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"{visibility}\"\n\n[[routes]]"),
+        &format!("[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"{visibility}\"\nreceive_wait = \"1s\"\n\n[[routes]]"),
         1,
     );
     std::fs::write(&config, text).unwrap();

@@ -129,6 +129,17 @@ pub struct QueueConfig {
     /// `"60s"`. Default 60 s, 1 s to 12 h (SQS's limits).
     #[serde(default = "default_visibility", with = "humantime_serde")]
     pub visibility_timeout: Duration,
+    /// How long each receive waits for messages (SQS long polling), 0 s to 20 s. A shutdown
+    /// lets the receive in flight finish and releases what it returns, because SQS still
+    /// delivers to an abandoned long poll (the messages would stay invisible for the
+    /// visibility timeout and count a receive): a shutdown may take this long. Shorter means
+    /// faster shutdowns and more (cheap) receive calls. Default `"20s"`.
+    #[serde(default = "default_receive_wait", with = "humantime_serde")]
+    pub receive_wait: Duration,
+}
+
+fn default_receive_wait() -> Duration {
+    Duration::from_secs(20)
 }
 
 fn default_concurrency() -> u32 {
@@ -480,6 +491,15 @@ impl Config {
                 return Err((
                     key("concurrency"),
                     format!("must be 1 to 1000, got {}", q.concurrency),
+                ));
+            }
+            if q.receive_wait > Duration::from_secs(20) {
+                return Err((
+                    key("receive_wait"),
+                    format!(
+                        "must be 0s to 20s (SQS's longest poll), got {}",
+                        humantime::format_duration(q.receive_wait)
+                    ),
                 ));
             }
             let vt = q.visibility_timeout;

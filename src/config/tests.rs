@@ -46,6 +46,7 @@ fn minimal_config_loads_with_documented_defaults() {
     let c = load(MINIMAL).unwrap();
     assert_eq!(c.queues[0].concurrency, 10);
     assert_eq!(c.queues[0].visibility_timeout, Duration::from_secs(60));
+    assert_eq!(c.queues[0].receive_wait, Duration::from_secs(20));
     assert_eq!(c.shutdown.deadline, Duration::from_secs(25));
     assert_eq!(c.admin.listen.to_string(), "127.0.0.1:9090");
     assert_eq!(c.unmatched, UnmatchedPolicy::Acknowledge);
@@ -155,6 +156,18 @@ fn cross_field_rules_name_the_key() {
         &[],
         "queues[0].visibility_timeout",
         "12h",
+    );
+    check_error(
+        &MINIMAL.replace("name = \"q\"", "name = \"q\"\nreceive_wait = \"21s\""),
+        &[],
+        "queues[0].receive_wait",
+        "0s to 20s",
+    );
+    check_error(
+        &MINIMAL.replace("name = \"q\"", "name = \"q\"\nreceive_wait = 5"),
+        &[],
+        "queues[0].receive_wait",
+        "",
     );
     check_error(
         &format!("{MINIMAL}\n[[queues]]\nname = \"q\""),

@@ -124,13 +124,26 @@ impl Intake {
         loop {
             tokio::select! {
                 _ = crate::engine::shutdown_begun(&mut shutdown), if deadline.is_none() => {
-                    tracing::info!(queue = %cfg.queue, running = work.len(), "shutdown: stopped polling; waiting for running work");
+                    tracing::info!(queue = %cfg.queue, running = work.len(), "shutdown: no new receives; waiting for running work and the receive in flight");
                     deadline = Some(Instant::now() + cfg.shutdown_deadline);
                 }
                 Some((message, permit)) = received.recv() => {
                     let message: ReceivedMessage = message;
+                    tracing::debug!(queue = %cfg.queue, message_id = %message.message_id,
+                        receive_count = message.receive_count, "received");
                     bump(&self.stats.received);
                     leases.take(&message, cfg.visibility_timeout).await;
+                    if deadline.is_some() {
+                        // The last receive finished after shutdown began: back to the queue
+                        // at once, untouched.
+                        leases.hand_over(&message.message_id).await;
+                        let _ = settle_tx.send(Settle {
+                            message,
+                            disposition: Disposition::Release(Duration::ZERO),
+                            permit: Some(permit),
+                        });
+                        continue;
+                    }
                     let this = self.clone();
                     work.push(async move {
                         let disposition = this.process(&message).await;
@@ -144,16 +157,18 @@ impl Intake {
                     let _ = settle_tx.send(done);
                 }
                 _ = tick.tick() => {
-                    if let Some(d) = deadline && (work.is_empty() || Instant::now() >= d) {
+                    let drained = work.is_empty() && poller.is_finished();
+                    if let Some(d) = deadline && (drained || Instant::now() >= d) {
                         break;
                     }
                 }
             }
         }
 
-        // Shutdown: nothing more arrives. Whatever has not finished goes back to the queue at
-        // once (the settler's release, which also keeps clear of maxReceiveCount), so that
-        // another task resumes it from SQS (and this journal, if restarted here).
+        // Shutdown: nothing more arrives (the poller has finished its last receive, or the
+        // deadline cut it short). Whatever has not finished goes back to the queue at once
+        // (the settler's release, which also keeps clear of maxReceiveCount), so that another
+        // task resumes it from SQS (and this journal, if restarted here).
         poller.abort();
         received.close();
         while let Some((message, permit)) = received.recv().await {

@@ -1,6 +1,12 @@
 //! Polling: receive while there is room. The poller asks SQS for no more messages than free
 //! permits, so that the intake never holds more than its concurrency; a permit travels with
 //! its message until the message is settled.
+//!
+//! A receive in flight is never abandoned at shutdown: SQS still delivers to an abandoned long
+//! poll, and what it delivers stays invisible for the visibility timeout and counts a receive
+//! towards the queue's `maxReceiveCount` (aws-sdk-java-v2#1395, aws-sdk-go-v2#2068). The
+//! poller lets it finish and stops; the intake releases what it returned at once. Only the
+//! shutdown deadline cuts it short.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,8 +41,10 @@ pub(super) async fn poll(
     intake.stats.polling.store(true, Ordering::Relaxed);
     loop {
         let first = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            // Shutdown first: no receive starts once it has begun.
+            biased;
             _ = shutdown_begun(&mut shutdown) => break,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
         let mut held = vec![first];
         while held.len() < 10 {
@@ -45,10 +53,10 @@ pub(super) async fn poll(
                 Err(_) => break,
             }
         }
-        let received = tokio::select! {
-            r = intake.queue.receive(held.len() as u32, cfg.wait, cfg.visibility_timeout) => r,
-            _ = shutdown_begun(&mut shutdown) => break,
-        };
+        let received = intake
+            .queue
+            .receive(held.len() as u32, cfg.wait, cfg.visibility_timeout)
+            .await;
         match received {
             Ok(messages) => {
                 delays = backoff.build();

@@ -72,6 +72,7 @@ pub(super) async fn run(
 
 /// Releases or dead-letters one message; `Some` when the original is then to be deleted.
 async fn hand_off(intake: Arc<Intake>, leases: Arc<Leases>, job: Settle) -> Option<Settle> {
+    tracing::debug!(message_id = %job.message.message_id, disposition = ?job.disposition, "settling");
     match &job.disposition {
         Disposition::Delete => Some(job),
         Disposition::Release(after) => {

@@ -103,7 +103,7 @@ impl Service {
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .stdin(Stdio::null());
-        cmd.env("RUST_LOG", "info");
+        cmd.env("RUST_LOG", "info,tugboat=debug");
         match failpoint {
             Some(f) => cmd.env("TUGBOAT_FAILPOINT", f),
             None => cmd.env_remove("TUGBOAT_FAILPOINT"),
