@@ -343,6 +343,10 @@ impl Dispatcher {
         };
         record.panics += 1;
         record.last_error = Some(format!("panicked: {panic}"));
+        // The attempt the panic cut short is journaled; it says why it has no outcome.
+        if let Some(p) = record.pending.clone() {
+            record.step_mut(&p.name).last_error = Some(format!("panicked: {panic}"));
+        }
         record.updated_ms = now_ms();
         let give_up = record.panics >= self.engine.options.max_panics;
         tracing::error!(

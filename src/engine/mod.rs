@@ -156,3 +156,6 @@ impl Wakers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,206 @@
+//! The engine without an actor system: the dispatcher with [`TaskSpawn`], an in-memory
+//! journal and notifier, and a small workflow whose handler scripts its outcomes.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use super::dispatcher::{Redrive, StartRequest};
+use super::*;
+use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Typed};
+use crate::events::Event;
+use crate::journal::Status;
+use crate::journal::memory::MemoryJournal;
+use crate::ports::memory::MemoryNotifier;
+use crate::workflows::{Catalog, Registration, Setup};
+
+/// Two handler steps, `a` then `b`, undone by `undo`; the outcomes of `b` are scripted.
+struct Two {
+    b: Mutex<Vec<Result<Value, StepError>>>,
+    keys: Mutex<Vec<(String, String)>>,
+    panic_in_b: Mutex<u32>,
+}
+
+impl Two {
+    fn new(b: Vec<Result<Value, StepError>>) -> Two {
+        Two {
+            b: Mutex::new(b),
+            keys: Mutex::new(Vec::new()),
+            panic_in_b: Mutex::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl Flow for Two {
+    const KIND: &'static str = "two";
+    type State = Vec<String>;
+    type Step = String;
+
+    fn start(&self, _e: &Value, _p: &Value) -> Result<(Vec<String>, Decision<String>), String> {
+        Ok((vec![], Next::Run(Act::handler("a", "a".to_owned()))))
+    }
+
+    fn advance(
+        &self,
+        done: &mut Vec<String>,
+        step: String,
+        outcome: Result<Value, StepError>,
+    ) -> Decision<String> {
+        if let Err(e) = outcome {
+            return Next::Fail(format!("{step}: {}", e.message));
+        }
+        done.push(step.clone());
+        match step.as_str() {
+            "a" => Next::Run(Act::handler("b", "b".to_owned())),
+            _ => Next::Complete(json!({"done": done})),
+        }
+    }
+
+    fn compensation(&self, done: &Vec<String>) -> Vec<Act<String>> {
+        done.iter()
+            .map(|s| Act::handler(format!("undo-{s}"), format!("undo-{s}")))
+            .collect()
+    }
+
+    async fn perform(&self, ctx: StepContext<'_>, step: &String) -> Result<Value, StepError> {
+        self.keys
+            .lock()
+            .unwrap()
+            .push((step.clone(), ctx.idempotency_key()));
+        if step == "b" {
+            let mut panics = self.panic_in_b.lock().unwrap();
+            if *panics > 0 {
+                *panics -= 1;
+                drop(panics);
+                panic!("b panicked on purpose");
+            }
+            drop(panics);
+            let mut b = self.b.lock().unwrap();
+            if !b.is_empty() {
+                return b.remove(0);
+            }
+        }
+        Ok(json!({}))
+    }
+}
+
+async fn dispatcher(two: Arc<Typed<Two>>) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+    let config = crate::config::Config::from_toml_str(
+        "[aws]\nregion = \"us-east-1\"\n",
+        std::path::Path::new("t.toml"),
+        std::iter::empty(),
+        &Catalog::builtin(),
+    )
+    .unwrap();
+    let ports = crate::ports::Ports::memory();
+    let registry = Catalog::builtin()
+        .with(Registration::ready(two))
+        .build(Setup {
+            config: &config,
+            ports: &ports,
+        })
+        .await
+        .unwrap();
+    let (_tx, shutdown) = watch::channel(false);
+    // The sender lives on in the engine's receiver: dropping `_tx` leaves it `false`.
+    let engine = Arc::new(Engine::new(
+        journal.clone(),
+        registry,
+        Arc::new(MemoryNotifier::default()),
+        EngineOptions::default(),
+        shutdown,
+    ));
+    (Dispatcher::new(engine, Arc::new(TaskSpawn)), journal)
+}
+
+fn request(redrive: Option<Redrive>) -> StartRequest {
+    StartRequest {
+        route: "r".into(),
+        workflow: "two".into(),
+        params: json!({}),
+        event: Event {
+            identity: "e-1".into(),
+            body: json!({"source": "test"}),
+        },
+        queue: "q".into(),
+        message_id: "m-1".into(),
+        trace: None,
+        redrive,
+    }
+}
+
+#[tokio::test]
+async fn an_instance_runs_to_success_on_plain_tokio_tasks() {
+    let two = Arc::new(Typed(Two::new(vec![])));
+    let (d, journal) = dispatcher(two.clone()).await;
+    assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
+    let r = journal.get("r:e-1").unwrap().unwrap();
+    assert_eq!(r.output, Some(json!({"done": ["a", "b"]})));
+    assert_eq!(d.running_count(), 0);
+    // Delivered again: answered from the journal, nothing runs.
+    assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
+    assert_eq!(two.0.keys.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_failure_compensates_in_journaled_steps_and_a_redrive_is_a_new_generation() {
+    let two = Arc::new(Typed(Two::new(vec![Err(StepError::permanent("no"))])));
+    let (d, journal) = dispatcher(two.clone()).await;
+    let RunResult::Failed(f) = d.start(request(None)).await else {
+        panic!("expected a failure")
+    };
+    assert_eq!(f.reason, "b: no");
+    assert_eq!(f.step.as_deref(), Some("b"));
+    assert_eq!(f.compensation, ["compensate:undo-a: done"]);
+    assert_eq!(f.generation, 0);
+    let r = journal.get("r:e-1").unwrap().unwrap();
+    assert!(matches!(r.status, Status::Failed { .. }));
+    assert!(r.step("compensate:undo-a").unwrap().compensation);
+    d.mark_dead_lettered("r:e-1", &f.reason).await.unwrap();
+
+    // A plain redelivery is acknowledged; a redrive of generation 0 runs generation 1.
+    assert_eq!(d.start(request(None)).await, RunResult::DeadLettered);
+    assert_eq!(
+        d.start(request(Some(Redrive::Of(0)))).await,
+        RunResult::Succeeded
+    );
+    let r = journal.get("r:e-1").unwrap().unwrap();
+    assert_eq!(r.generation, 1);
+    assert_eq!(r.earlier[0].steps.len(), 3);
+    let keys = two.0.keys.lock().unwrap().clone();
+    let a_keys: Vec<&String> = keys
+        .iter()
+        .filter(|(s, _)| s == "a")
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(a_keys.len(), 2);
+    assert_ne!(a_keys[0], a_keys[1], "step a ran again under a new key");
+    // A duplicate of the same redrive changes nothing.
+    assert_eq!(
+        d.start(request(Some(Redrive::Of(0)))).await,
+        RunResult::Succeeded
+    );
+    assert_eq!(two.0.keys.lock().unwrap().len(), keys.len());
+}
+
+#[tokio::test]
+async fn a_panicking_step_is_restarted_by_the_task_spawner_and_compensated_after_too_many() {
+    let two = Arc::new(Typed(Two::new(vec![])));
+    *two.0.panic_in_b.lock().unwrap() = 1;
+    let (d, journal) = dispatcher(two.clone()).await;
+    assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
+    assert_eq!(journal.get("r:e-1").unwrap().unwrap().panics, 1);
+
+    let two = Arc::new(Typed(Two::new(vec![])));
+    *two.0.panic_in_b.lock().unwrap() = 100;
+    let (d, _) = dispatcher(two.clone()).await;
+    let RunResult::Failed(f) = d.start(request(None)).await else {
+        panic!("expected a failure")
+    };
+    assert!(f.reason.contains("panicked 3 times"), "{}", f.reason);
+    assert_eq!(f.compensation, ["compensate:undo-a: done"]);
+}
