@@ -47,6 +47,29 @@ fn help_is_useful_to_a_newcomer() {
 }
 
 #[test]
+fn workflows_kinds_lists_the_build_s_workflows_without_a_config() {
+    let out = run(tugboat().args(["--config", "/nonexistent/t.toml", "workflows", "kinds"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for kind in ["log", "ecs_start", "ecs_stop", "ecs_task_event"] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(kind)),
+            "{kind} missing from:\n{}",
+            out.stdout
+        );
+    }
+    assert!(
+        out.stdout
+            .contains("ecs_start        config section [services]"),
+        "{}",
+        out.stdout
+    );
+    let bad = run(tugboat().args(["workflows", "kinds", "extra"]));
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [
         vec!["frobnicate"],

@@ -1,5 +1,6 @@
 //! `tugboat workflows list|show`: what the journal knows, from the running service's admin
-//! listener, or from the journal file when no service runs.
+//! listener, or from the journal file when no service runs; `tugboat workflows kinds`: the
+//! workflow kinds this build can run.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,8 +22,8 @@ pub struct WorkflowsArgs {
 pub enum WorkflowsCommand {
     /// List workflow instances, newest first.
     List {
-        /// Only this status: running, waiting, succeeded, failed, dead_lettered.
-        #[arg(long, value_parser = ["running", "waiting", "succeeded", "failed", "dead_lettered"])]
+        /// Only this status: running, waiting, compensating, succeeded, failed, dead_lettered.
+        #[arg(long, value_parser = ["running", "waiting", "compensating", "succeeded", "failed", "dead_lettered"])]
         status: Option<String>,
         /// Only this route.
         #[arg(long)]
@@ -34,18 +35,33 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one instance: every step with attempts, timings, outputs and errors.
+    /// Show one instance: every step with attempts, timings, keys, outputs and errors, and its
+    /// earlier runs.
     Show {
         id: String,
         /// Print the journal record as JSON.
         #[arg(long)]
         json: bool,
     },
+    /// List the workflow kinds this build can run, and the configuration section each owns.
+    Kinds,
 }
 
 pub async fn run(config: &Path, args: WorkflowsArgs) -> Result<(), CliError> {
+    if let WorkflowsCommand::Kinds = args.command {
+        // Needs no configuration: it describes the build.
+        for r in crate::workflows::builtin() {
+            match r.section {
+                Some(s) => println!("{:<16} config section [{}]", r.kind, s.name),
+                None => println!("{}", r.kind),
+            }
+        }
+        return Ok(());
+    }
     let config = load_config(config)?;
     match args.command {
+        // Answered above, before the configuration was needed.
+        WorkflowsCommand::Kinds => {}
         WorkflowsCommand::List {
             status,
             route,
