@@ -14,7 +14,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
 
 use support::app::spawn_app;
-use support::service::{Service, create_queue, depth, send, succeeded, until};
+use support::service::{Service, create_queue, depth, queue_arn, send, succeeded, until};
 use support::{clients, unique};
 use tugboat::app::Dependencies;
 use tugboat::aws::sqs::SqsQueues;
@@ -30,17 +30,7 @@ async fn queue_with_redrive(prefix: &str, max: u32) -> (String, String, String, 
     let p = unique(prefix);
     let dlq = format!("{p}-dlq");
     let dlq_url = create_queue(&dlq).await;
-    let dlq_arn = c
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&dlq_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let dlq_arn = queue_arn(&dlq_url).await;
     let queue = format!("{p}-q");
     let policy = json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max.to_string()});
     let url = c

@@ -7,9 +7,8 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{Value, json};
-use support::service::{Service, create_queue, depth, drain, send, succeeded, until};
+use support::service::{Service, create_queue, depth, drain, queue_arn, send, succeeded, until};
 use support::{clients, emulator, run, tugboat, unique};
 
 /// The resources of one test: a work queue with its DLQ, a success topic and a queue that
@@ -31,17 +30,7 @@ async fn fixture(prefix: &str, visibility: &str, route_params: &str, deadline: &
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;
     let notifications_url = create_queue(&format!("{p}-n")).await;
-    let notifications_arn = c
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&notifications_url)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let notifications_arn = queue_arn(&notifications_url).await;
     let topic_arn = c
         .sns
         .create_topic()

@@ -1,16 +1,11 @@
 //! Workflows: one folder each. A folder holds the workflow's pure state machine, its typed
 //! steps (requests and results), its configuration section if it has one, the handlers that
 //! perform its steps through the ports, its tests, and one [`Registration`]. Reading the folder
-//! tells the whole workflow; adding one is its folder and one line in [`builtin`].
+//! tells the whole workflow; adding one is its folder and one line in the `workflows!` list.
 //!
 //! **A workflow's state machine does no I/O and reads no clock**; its handlers call ports and
 //! nothing else (no tokio, actix, SDK, `std::fs` or `std::net` in a folder —
 //! `tests/architecture.rs` checks it). The contract they implement is in [`crate::contract`].
-
-pub mod ecs_start;
-pub mod ecs_stop;
-pub mod ecs_task_event;
-pub mod log;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,15 +16,24 @@ use crate::config::Config;
 use crate::contract::Workflow;
 use crate::ports::Ports;
 
-/// Every workflow this build can run, in the order `tugboat workflows kinds` lists them.
-/// Adding a workflow: its folder, and one line here.
-pub fn builtin() -> Vec<Registration> {
-    vec![
-        log::registration(),
-        ecs_start::registration(),
-        ecs_stop::registration(),
-        ecs_task_event::registration(),
-    ]
+/// Declares each workflow folder as a module and lists its `registration()` in [`builtin`].
+macro_rules! workflows {
+    ($($folder:ident),* $(,)?) => {
+        $(pub mod $folder;)*
+
+        /// Every workflow this build can run, in the order `tugboat workflows kinds` lists them.
+        pub fn builtin() -> Vec<Registration> {
+            vec![$($folder::registration()),*]
+        }
+    };
+}
+
+// Every workflow of this build, one line each: adding a workflow is its folder and a line here.
+workflows! {
+    log,
+    ecs_start,
+    ecs_stop,
+    ecs_task_event,
 }
 
 /// What a workflow's constructor gets: the loaded configuration and the service's ports.

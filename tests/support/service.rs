@@ -25,6 +25,22 @@ pub async fn create_queue(name: &str) -> String {
         .unwrap()
 }
 
+/// The ARN of the queue at `url`.
+pub async fn queue_arn(url: &str) -> String {
+    clients()
+        .await
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone()
+}
+
 pub async fn send(url: &str, body: &str) {
     clients()
         .await

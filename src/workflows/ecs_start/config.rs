@@ -14,12 +14,13 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, parse_section};
-use crate::ports::TargetGroups;
-use crate::workflows::Section;
+use crate::ports::{Ecs, TargetGroups};
+use crate::workflows::{Section, Setup};
 
 /// The section's name in the configuration file.
 pub const NAME: &str = "services";
@@ -55,6 +56,25 @@ pub struct ServiceMapping {
     /// Give the task a public IP. Default false.
     #[serde(default)]
     pub assign_public_ip: bool,
+}
+
+/// What both ECS workflows are built from: the services (target groups resolved to ARNs) and
+/// the ports their handlers call.
+#[derive(Debug, Clone)]
+pub struct EcsParts {
+    pub services: Services,
+    pub ecs: Arc<dyn Ecs>,
+    pub targets: Arc<dyn TargetGroups>,
+}
+
+impl EcsParts {
+    pub async fn build(setup: Setup<'_>) -> Result<EcsParts, String> {
+        Ok(EcsParts {
+            services: resolved(setup.config, setup.ports.targets.as_ref()).await?,
+            ecs: setup.ports.ecs.clone(),
+            targets: setup.ports.targets.clone(),
+        })
+    }
 }
 
 /// Parses and checks the section; errors name the key (`services.auth.subnets`).

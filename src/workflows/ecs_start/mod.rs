@@ -30,25 +30,20 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use self::config::Services;
+use self::config::EcsParts;
 use self::steps::{Started, Step, Target};
 use super::Registration;
 use crate::contract::{
     Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param, output,
     poll_count, to_output,
 };
-use crate::ports::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
+use crate::ports::{RunTaskRequest, TargetHealth, TaskStatus};
 
 pub fn registration() -> Registration {
     Registration::new("ecs_start", Some(config::SECTION), |setup| {
         Box::pin(async move {
-            let services = config::resolved(setup.config, setup.ports.targets.as_ref()).await?;
-            let workflow = EcsStart {
-                services,
-                ecs: setup.ports.ecs.clone(),
-                targets: setup.ports.targets.clone(),
-            };
-            Ok(Arc::new(Typed(workflow)) as Arc<dyn crate::contract::Workflow>)
+            let parts = EcsParts::build(setup).await?;
+            Ok(Arc::new(Typed(EcsStart(parts))) as Arc<dyn crate::contract::Workflow>)
         })
     })
 }
@@ -56,11 +51,7 @@ pub fn registration() -> Registration {
 /// The workflow: the configured service mappings (target groups resolved to ARNs) and the
 /// ports its handlers call.
 #[derive(Debug, Clone)]
-pub struct EcsStart {
-    pub services: Services,
-    pub ecs: Arc<dyn Ecs>,
-    pub targets: Arc<dyn TargetGroups>,
-}
+pub struct EcsStart(pub EcsParts);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -147,8 +138,8 @@ impl EcsStart {
             .and_then(Value::as_str)
             .ok_or("detail.service (a string naming a configured service) is missing")?
             .to_owned();
-        let mapping = self.services.get(&service).ok_or_else(|| {
-            let known: Vec<&str> = self.services.keys().map(String::as_str).collect();
+        let mapping = self.0.services.get(&service).ok_or_else(|| {
+            let known: Vec<&str> = self.0.services.keys().map(String::as_str).collect();
             format!(
                 "unknown service {service:?}; configured services: {}",
                 if known.is_empty() {
@@ -551,23 +542,23 @@ impl Flow for EcsStart {
             Step::RunTask(request) => {
                 let mut request = request.clone();
                 request.client_token = ctx.idempotency_key();
-                let task_arn = self.ecs.run_task(&request).await?;
+                let task_arn = self.0.ecs.run_task(&request).await?;
                 to_output(&Started { task_arn })
             }
             Step::WaitRunning { cluster, task } => {
-                to_output(&self.ecs.describe_task(cluster, task).await?)
+                to_output(&self.0.ecs.describe_task(cluster, task).await?)
             }
             Step::RegisterTarget(t) => {
-                self.targets
+                self.0.targets
                     .register(&t.target_group, &t.ip, t.port)
                     .await?;
                 Ok(json!({}))
             }
             Step::WaitHealthy(t) => {
-                to_output(&self.targets.health(&t.target_group, &t.ip, t.port).await?)
+                to_output(&self.0.targets.health(&t.target_group, &t.ip, t.port).await?)
             }
             Step::DeregisterTarget(t) => {
-                self.targets
+                self.0.targets
                     .deregister(&t.target_group, &t.ip, t.port)
                     .await?;
                 Ok(json!({}))
@@ -577,7 +568,7 @@ impl Flow for EcsStart {
                 task,
                 reason,
             } => {
-                self.ecs.stop_task(cluster, task, reason).await?;
+                self.0.ecs.stop_task(cluster, task, reason).await?;
                 Ok(json!({}))
             }
             Step::SleepRunning | Step::SleepHealthy | Step::Notify | Step::NotifyError => Err(

@@ -20,11 +20,11 @@ fn workflow() -> EcsStart {
         assign_public_ip: false,
     };
     let ports = Ports::memory();
-    EcsStart {
+    EcsStart(EcsParts {
         services: BTreeMap::from([("auth".to_owned(), mapping)]),
         ecs: ports.ecs,
         targets: ports.targets,
-    }
+    })
 }
 
 fn event(detail: Value) -> Value {

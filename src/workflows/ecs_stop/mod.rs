@@ -19,24 +19,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Registration;
-use super::ecs_start::config::{self, Services};
+use super::ecs_start::config::{self, EcsParts};
 use super::ecs_start::steps::Target;
 use crate::contract::{
     Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param, output,
     poll_count, to_output,
 };
-use crate::ports::{Ecs, TargetGroups, TargetHealth, TaskStatus};
+use crate::ports::{TargetHealth, TaskStatus};
 
 pub fn registration() -> Registration {
     Registration::new("ecs_stop", Some(config::SECTION), |setup| {
         Box::pin(async move {
-            let services = config::resolved(setup.config, setup.ports.targets.as_ref()).await?;
-            let workflow = EcsStop {
-                services,
-                ecs: setup.ports.ecs.clone(),
-                targets: setup.ports.targets.clone(),
-            };
-            Ok(Arc::new(Typed(workflow)) as Arc<dyn crate::contract::Workflow>)
+            let parts = EcsParts::build(setup).await?;
+            Ok(Arc::new(Typed(EcsStop(parts))) as Arc<dyn crate::contract::Workflow>)
         })
     })
 }
@@ -44,11 +39,7 @@ pub fn registration() -> Registration {
 /// The workflow: the configured services (shared with `ecs_start`) and the ports its
 /// handlers call.
 #[derive(Debug, Clone)]
-pub struct EcsStop {
-    pub services: Services,
-    pub ecs: Arc<dyn Ecs>,
-    pub targets: Arc<dyn TargetGroups>,
-}
+pub struct EcsStop(pub EcsParts);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
@@ -190,7 +181,7 @@ impl EcsStop {
                 s.task, value["status"]
             ));
         };
-        let Some(mapping) = self.services.get(service) else {
+        let Some(mapping) = self.0.services.get(service) else {
             return Next::Fail(format!("unknown service {service:?}"));
         };
         s.service = service.to_owned();
@@ -270,6 +261,7 @@ impl Flow for EcsStop {
         let next = match (text("service"), text("task"), text("workflow_id")) {
             (Some(service), Some(task), _) => {
                 let mapping = self
+                    .0
                     .services
                     .get(&service)
                     .ok_or_else(|| format!("unknown service {service:?}"))?;
@@ -322,23 +314,23 @@ impl Flow for EcsStop {
     async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         match step {
             Step::DescribeTask { cluster, task } => {
-                to_output(&self.ecs.describe_task(cluster, task).await?)
+                to_output(&self.0.ecs.describe_task(cluster, task).await?)
             }
             Step::DeregisterTarget(t) => {
-                self.targets
+                self.0.targets
                     .deregister(&t.target_group, &t.ip, t.port)
                     .await?;
                 Ok(json!({}))
             }
             Step::WaitDeregistered(t) => {
-                to_output(&self.targets.health(&t.target_group, &t.ip, t.port).await?)
+                to_output(&self.0.targets.health(&t.target_group, &t.ip, t.port).await?)
             }
             Step::StopTask {
                 cluster,
                 task,
                 reason,
             } => {
-                self.ecs.stop_task(cluster, task, reason).await?;
+                self.0.ecs.stop_task(cluster, task, reason).await?;
                 Ok(json!({}))
             }
             Step::FindWorkflow | Step::SleepDeregistered | Step::Notify => Err(
@@ -368,11 +360,11 @@ mod tests {
             assign_public_ip: false,
         };
         let ports = Ports::memory();
-        EcsStop {
+        EcsStop(EcsParts {
             services: BTreeMap::from([("auth".to_owned(), m)]),
             ecs: ports.ecs,
             targets: ports.targets,
-        }
+        })
     }
 
     fn drive(
