@@ -41,7 +41,11 @@ fn raw_sled(secs: f64) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Duration, usize) {
+async fn engine(
+    workflows: usize,
+    concurrency: u32,
+    tasks: bool,
+) -> (f64, f64, Duration, Duration, usize) {
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(TimedJournal {
         inner: Arc::new(SledJournal::open(dir.path()).unwrap()),
@@ -67,6 +71,10 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
     queues.add(queue.clone());
     let mut deps = Dependencies::memory(queues);
     deps.journal = Some(journal.clone());
+    if tasks {
+        // The engine alone: instances on plain tokio tasks instead of supervised actors.
+        deps.spawn = Arc::new(tugboat::engine::TaskSpawn);
+    }
     deps.catalog = Catalog::builtin().with(Registration::ready(Arc::new(Typed(common::Noop))));
     let start = Instant::now();
     let app = app::spawn_app(&common::config("bench", "noop", concurrency), deps).await;
@@ -91,6 +99,8 @@ async fn engine(workflows: usize, concurrency: u32) -> (f64, f64, Duration, Dura
 fn main() {
     let workflows = common::arg("--workflows", 20_000);
     let concurrency = common::arg("--concurrency", 1000) as u32;
+    // `--tasks`: instances on tokio tasks (the engine alone) rather than actix actors.
+    let tasks = std::env::args().any(|a| a == "--tasks");
     println!("machine: {}", machine());
     let raw = raw_sled(2.0);
     println!("raw sled insert(1 KiB) + flush, sequential:        {raw:>10.0} ops/s");
@@ -101,8 +111,13 @@ fn main() {
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let local = tokio::task::LocalSet::new();
     let (wps, tps, p50, p99, puts) =
-        system.block_on(local.run_until(engine(workflows, concurrency)));
-    println!("engine, {workflows} × 3-step no-op workflows, {concurrency} in flight:");
+        system.block_on(local.run_until(engine(workflows, concurrency, tasks)));
+    let on = if tasks {
+        "tokio tasks"
+    } else {
+        "supervised actors"
+    };
+    println!("engine, {workflows} × 3-step no-op workflows, {concurrency} in flight, on {on}:");
     println!("  workflows/s:                                      {wps:>10.0}");
     println!("  durable journal transitions/s ({puts} in all):  {tps:>10.0}");
     println!(

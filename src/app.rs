@@ -76,6 +76,8 @@ impl Dependencies {
                 notifier: Arc::new(notifier),
                 ecs: Arc::new(EcsClient::new(clients.ecs.clone())),
                 targets: Arc::new(ElbTargets::new(clients.elbv2.clone())),
+                mqtt: Arc::new(crate::mqtt::MqttConnector::default()),
+                http: Arc::new(crate::http::HttpConnector::new().map_err(AppError::Startup)?),
             },
             journal: None,
             catalog: Catalog::builtin(),

@@ -14,6 +14,7 @@
 //! - [`workflows`] holds one folder per workflow: a pure state machine and its handlers.
 //! - [`ports`] are the narrow traits over outside services, with in-memory fakes.
 //! - [`aws`] implements the ports over the AWS SDK; it is the only module that names SDK types.
+//!   [`mqtt`] (rumqttc) and [`http`] (reqwest) implement the MQTT and HTTP destination ports.
 //! - [`actors`] gives the intake and the instances their supervised actix lifecycle.
 
 pub mod actors;
@@ -26,9 +27,11 @@ pub mod contract;
 pub mod engine;
 pub mod events;
 pub mod failpoint;
+pub mod http;
 pub mod intake;
 pub mod journal;
 pub mod migrate;
+pub mod mqtt;
 pub mod ports;
 pub mod routing;
 pub mod workflows;

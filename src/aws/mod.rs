@@ -217,6 +217,7 @@ impl From<AwsError> for StepError {
         StepError {
             retryable: e.retryable(),
             message: e.to_string(),
+            retry_after: None,
         }
     }
 }

@@ -372,6 +372,15 @@ pub trait Catalog {
         name: &str,
         value: &toml::Value,
     ) -> Option<Result<(), (String, String)>>;
+    /// Checks a route's params for workflow `kind` while the configuration loads (a topic
+    /// template that does not parse, a broker that is not configured), given the sections
+    /// workflows own. `Err` says what is wrong, under `routes[i].params`.
+    fn check_params(
+        &self,
+        kind: &str,
+        params: &serde_json::Value,
+        sections: &BTreeMap<String, toml::Value>,
+    ) -> Result<(), String>;
 }
 
 /// Parses the top-level section `name` as its owner's type `T`; errors name the key path
@@ -536,6 +545,11 @@ impl Config {
                     ),
                 ));
             }
+            let params =
+                serde_json::to_value(&r.params).map_err(|e| (key("params"), e.to_string()))?;
+            workflows
+                .check_params(&r.workflow, &params, &self.sections)
+                .map_err(|e| (key("params"), format!("route {:?}: {e}", r.name)))?;
             for q in r.queues.iter().flatten() {
                 if !seen.contains(q.as_str()) {
                     return Err((

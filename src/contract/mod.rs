@@ -90,6 +90,14 @@ pub struct StepError {
     /// Worth trying again (throttling, 5xx, timeouts); false for validation, not found, access
     /// denied. For AWS errors decided in one place (`aws::classify`).
     pub retryable: bool,
+    /// The earliest the next attempt may start, when the other side said so (an HTTP
+    /// `Retry-After`): the engine waits at least this long, however short its own back-off.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retry_after: Option<Duration>,
 }
 
 impl StepError {
@@ -97,6 +105,7 @@ impl StepError {
         StepError {
             message: message.into(),
             retryable: false,
+            retry_after: None,
         }
     }
 
@@ -104,6 +113,15 @@ impl StepError {
         StepError {
             message: message.into(),
             retryable: true,
+            retry_after: None,
+        }
+    }
+
+    /// This error, asking that the next attempt start no sooner than `delay` from now.
+    pub fn after(self, delay: Option<Duration>) -> StepError {
+        StepError {
+            retry_after: delay,
+            ..self
         }
     }
 }

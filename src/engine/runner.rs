@@ -338,7 +338,10 @@ async fn attempt(
         };
         return Attempted::Outcome(Err(StepError::permanent(message)));
     }
-    let delay = policy.backoff(attempts, &mut rand::rng());
+    // The other side's `Retry-After` is a floor under the back-off, never a ceiling.
+    let delay = policy
+        .backoff(attempts, &mut rand::rng())
+        .max(error.retry_after.unwrap_or_default());
     tracing::warn!(workflow_id = %record.id, step = %action.name, attempts, delay_ms = delay.as_millis() as u64,
         error = %error.message, "step failed; retrying");
     if delay > engine.options.max_in_process_wait {

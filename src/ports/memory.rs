@@ -564,3 +564,141 @@ mod tests {
         assert!(q.send(&msg("a")).await.is_ok());
     }
 }
+
+/// Records publications per broker; [`MemoryMqtt::set_down`] makes a broker refuse them
+/// (retryable), as a stopped broker does.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryMqtt {
+    state: Arc<Mutex<MemoryMqttState>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryMqttState {
+    published: Vec<(String, super::mqtt::Publication)>,
+    down: bool,
+}
+
+impl MemoryMqtt {
+    /// Every publication so far, with its broker's name.
+    pub fn published(&self) -> Vec<(String, super::mqtt::Publication)> {
+        self.state.lock().unwrap().published.clone()
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+}
+
+#[derive(Debug)]
+struct MemoryBroker {
+    name: String,
+    mqtt: MemoryMqtt,
+}
+
+#[async_trait]
+impl super::mqtt::Broker for MemoryBroker {
+    async fn publish(
+        &self,
+        publication: super::mqtt::Publication,
+    ) -> Result<(), super::mqtt::MqttError> {
+        let mut s = self.mqtt.state.lock().unwrap();
+        if s.down {
+            return Err(super::mqtt::MqttError {
+                message: format!("broker {} is not connected", self.name),
+                retryable: true,
+            });
+        }
+        s.published.push((self.name.clone(), publication));
+        Ok(())
+    }
+}
+
+impl super::mqtt::Mqtt for MemoryMqtt {
+    fn broker(
+        &self,
+        name: &str,
+        _settings: &super::mqtt::BrokerSettings,
+    ) -> Result<Arc<dyn super::mqtt::Broker>, String> {
+        Ok(Arc::new(MemoryBroker {
+            name: name.to_string(),
+            mqtt: self.clone(),
+        }))
+    }
+}
+
+/// Answers requests from a script (one answer per request, then 200 once the script is
+/// used up) and records every body it was sent, per destination.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryHttp {
+    state: Arc<Mutex<MemoryHttpState>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryHttpState {
+    script: std::collections::VecDeque<Result<super::http::Response, super::http::TransportError>>,
+    sent: Vec<(String, Value)>,
+}
+
+impl MemoryHttp {
+    /// Answers the next request with `status` (and `retry_after`).
+    pub fn answer(&self, status: u16, retry_after: Option<Duration>, body: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .push_back(Ok(super::http::Response {
+                status,
+                retry_after,
+                excerpt: body.to_string(),
+            }));
+    }
+
+    /// Fails the next request as a connection error would.
+    pub fn fail(&self, message: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .script
+            .push_back(Err(super::http::TransportError(message.to_string())));
+    }
+
+    /// Every body sent so far, with its destination's name.
+    pub fn sent(&self) -> Vec<(String, Value)> {
+        self.state.lock().unwrap().sent.clone()
+    }
+}
+
+#[derive(Debug)]
+struct MemoryDestination {
+    name: String,
+    http: MemoryHttp,
+}
+
+#[async_trait]
+impl super::http::Destination for MemoryDestination {
+    async fn send(
+        &self,
+        body: &Value,
+    ) -> Result<super::http::Response, super::http::TransportError> {
+        let mut s = self.http.state.lock().unwrap();
+        s.sent.push((self.name.clone(), body.clone()));
+        s.script.pop_front().unwrap_or(Ok(super::http::Response {
+            status: 200,
+            retry_after: None,
+            excerpt: String::new(),
+        }))
+    }
+}
+
+impl super::http::Http for MemoryHttp {
+    fn destination(
+        &self,
+        name: &str,
+        _settings: &super::http::DestinationSettings,
+    ) -> Result<Arc<dyn super::http::Destination>, String> {
+        Ok(Arc::new(MemoryDestination {
+            name: name.to_string(),
+            http: self.clone(),
+        }))
+    }
+}

@@ -1,18 +1,22 @@
-//! Ports: one narrow trait per outside service. Only `src/aws/` (and later the MQTT and HTTP
-//! adapters) implement them over real clients; [`memory`] has in-memory versions for unit
+//! Ports: one narrow trait per outside service. Only `src/aws/`, `src/mqtt/` and `src/http/`
+//! implement them over real clients; [`memory`] has in-memory versions for unit
 //! tests and benchmarks.
 //!
 //! [`Ports`] is the set a workflow's constructor takes its clients from: built over AWS by
 //! `app`, or from fakes by tests, so that the same constructor runs in both.
 
 pub mod ecs;
+pub mod http;
 pub mod memory;
+pub mod mqtt;
 pub mod notifier;
 pub mod queue;
 
 use std::sync::Arc;
 
 pub use ecs::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
+pub use http::{Destination, DestinationSettings, Http};
+pub use mqtt::{Broker, BrokerSettings, Mqtt};
 pub use notifier::Notifier;
 pub use queue::{BatchFailure, OutgoingMessage, Queue, QueueError, QueueSource, ReceivedMessage};
 
@@ -23,6 +27,10 @@ pub struct Ports {
     pub notifier: Arc<dyn Notifier>,
     pub ecs: Arc<dyn Ecs>,
     pub targets: Arc<dyn TargetGroups>,
+    /// MQTT broker connections (`mqtt_publish`).
+    pub mqtt: Arc<dyn Mqtt>,
+    /// HTTP destinations (`http_deliver`).
+    pub http: Arc<dyn Http>,
 }
 
 impl Ports {
@@ -33,6 +41,8 @@ impl Ports {
             notifier: Arc::new(memory::MemoryNotifier::default()),
             ecs: Arc::new(memory::MemoryEcs::default()),
             targets: Arc::new(memory::MemoryTargets::default()),
+            mqtt: Arc::new(memory::MemoryMqtt::default()),
+            http: Arc::new(memory::MemoryHttp::default()),
         }
     }
 }

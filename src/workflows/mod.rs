@@ -34,7 +34,11 @@ workflows! {
     ecs_start,
     ecs_stop,
     ecs_task_event,
+    mqtt_publish,
+    http_deliver,
 }
+
+pub mod template;
 
 /// What a workflow's constructor gets: the loaded configuration and the service's ports.
 #[derive(Clone, Copy)]
@@ -46,6 +50,10 @@ pub struct Setup<'a> {
 /// Builds a workflow from the configuration and the ports; an error stops the service from
 /// starting (a target group that does not exist, say).
 pub type Build = for<'a> fn(Setup<'a>) -> BoxFuture<'a, Result<Arc<dyn Workflow>, String>>;
+
+/// Checks a route's params while the configuration loads, given the sections workflows own
+/// (to find a named broker or destination).
+pub type ParamsCheck = fn(&serde_json::Value, &BTreeMap<String, toml::Value>) -> Result<(), String>;
 
 /// A top-level configuration section that a workflow owns (`[services]` of the ECS
 /// workflows), checked while the configuration loads.
@@ -68,6 +76,7 @@ enum Builder {
 pub struct Registration {
     pub kind: &'static str,
     pub section: Option<Section>,
+    params: Option<ParamsCheck>,
     builder: Builder,
 }
 
@@ -85,8 +94,15 @@ impl Registration {
         Registration {
             kind,
             section,
+            params: None,
             builder: Builder::Build(build),
         }
+    }
+
+    /// This registration with its route params checked while the configuration loads.
+    pub fn with_params_check(mut self, check: ParamsCheck) -> Registration {
+        self.params = Some(check);
+        self
     }
 
     /// A workflow that is already built.
@@ -94,6 +110,7 @@ impl Registration {
         Registration {
             kind: workflow.kind(),
             section: None,
+            params: None,
             builder: Builder::Ready(workflow),
         }
     }
@@ -160,6 +177,21 @@ impl crate::config::Catalog for Catalog {
             .filter_map(|r| r.section)
             .find(|s| s.name == name)
             .map(|s| (s.check)(value))
+    }
+
+    fn check_params(
+        &self,
+        kind: &str,
+        params: &serde_json::Value,
+        sections: &BTreeMap<String, toml::Value>,
+    ) -> Result<(), String> {
+        match self.registrations.iter().find(|r| r.kind == kind) {
+            Some(Registration {
+                params: Some(check),
+                ..
+            }) => check(params, sections),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -1,0 +1,375 @@
+//! The HTTP destination adapter: the [`Http`] port over reqwest, with one rate limiter per
+//! destination shared by every route that names it.
+//!
+//! The limiter hands out evenly spaced send times (`1 / rate` apart, no burst: a token bucket
+//! of one token), and a caller waits for its time with an async sleep, so that waiting holds
+//! no thread. Secrets (auth, and the URL itself — a Slack webhook URL is a credential) are
+//! never logged: errors carry reqwest's message without the URL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::ports::http::{Auth, Destination, DestinationSettings, Http, Response, TransportError};
+
+/// How much of an answer's body a DLQ entry keeps.
+const EXCERPT_BYTES: usize = 512;
+
+/// Makes destinations over one shared HTTP client (one connection pool).
+#[derive(Debug)]
+pub struct HttpConnector {
+    client: reqwest::Client,
+    destinations: Mutex<HashMap<String, Arc<Endpoint>>>,
+}
+
+impl HttpConnector {
+    pub fn new() -> Result<HttpConnector, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
+        Ok(HttpConnector {
+            client,
+            destinations: Mutex::new(HashMap::new()),
+        })
+    }
+}
+
+impl Http for HttpConnector {
+    fn destination(
+        &self,
+        name: &str,
+        s: &DestinationSettings,
+    ) -> Result<Arc<dyn Destination>, String> {
+        let mut destinations = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = destinations.get(name) {
+            return Ok(d.clone());
+        }
+        let at = |field: &str| format!("destinations.{name}.{field}");
+        let method = reqwest::Method::from_bytes(s.method.as_bytes())
+            .map_err(|e| format!("{}: {e}", at("method")))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (k, v) in &s.headers {
+            let key = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| format!("{}: {k:?}: {e}", at("headers")))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| format!("{}: {k:?}: {e}", at("headers")))?;
+            headers.insert(key, value);
+        }
+        if let Some(Auth::ApiKey { header, value }) = &s.auth {
+            let key = HeaderName::from_bytes(header.as_bytes())
+                .map_err(|e| format!("{}: {e}", at("auth.header")))?;
+            let mut value = HeaderValue::from_str(value.expose_secret())
+                .map_err(|_| format!("{}: not a valid header value", at("auth.value")))?;
+            value.set_sensitive(true);
+            headers.insert(key, value);
+        }
+        let endpoint = Arc::new(Endpoint {
+            name: name.to_string(),
+            client: self.client.clone(),
+            url: s.url.clone(),
+            method,
+            headers,
+            auth: s.auth.clone(),
+            timeout: s.timeout,
+            limiter: Limiter::per_second(s.rate_limit_per_second),
+            token: tokio::sync::Mutex::new(None),
+        });
+        destinations.insert(name.to_string(), endpoint.clone());
+        Ok(endpoint)
+    }
+}
+
+/// Evenly spaced send times: a token bucket holding one token.
+#[derive(Debug)]
+pub struct Limiter {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl Limiter {
+    /// `None` for 0 (unlimited).
+    pub fn per_second(rate: f64) -> Option<Limiter> {
+        (rate > 0.0).then(|| Limiter {
+            interval: Duration::from_secs_f64(1.0 / rate),
+            next: Mutex::new(None),
+        })
+    }
+
+    /// Waits (asynchronously) for this caller's turn.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + self.interval);
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
+struct Endpoint {
+    name: String,
+    client: reqwest::Client,
+    url: String,
+    method: reqwest::Method,
+    headers: HeaderMap,
+    auth: Option<Auth>,
+    timeout: Duration,
+    limiter: Option<Limiter>,
+    /// The OAuth access token and when to stop using it.
+    token: tokio::sync::Mutex<Option<(String, Instant)>>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Not the URL: it may be a credential.
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("method", &self.method)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl Destination for Endpoint {
+    async fn send(&self, body: &Value) -> Result<Response, TransportError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
+        let response = self.attempt(body).await?;
+        if response.status == 401 && matches!(self.auth, Some(Auth::OauthClientCredentials { .. }))
+        {
+            // The token may have been revoked early: fetch a new one and try once more.
+            *self.token.lock().await = None;
+            return self.attempt(body).await;
+        }
+        Ok(response)
+    }
+}
+
+impl Endpoint {
+    async fn attempt(&self, body: &Value) -> Result<Response, TransportError> {
+        let mut request = self
+            .client
+            .request(self.method.clone(), &self.url)
+            .timeout(self.timeout)
+            .headers(self.headers.clone())
+            .json(body);
+        match &self.auth {
+            Some(Auth::Basic { username, password }) => {
+                request = request.basic_auth(username, Some(password.expose_secret()));
+            }
+            Some(Auth::OauthClientCredentials { .. }) => {
+                let mut value =
+                    HeaderValue::from_str(&format!("Bearer {}", self.token().await?))
+                        .map_err(|_| self.error("the OAuth token is not a valid header value"))?;
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+            Some(Auth::ApiKey { .. }) | None => {}
+        }
+        let response = request.send().await.map_err(|e| self.error(&describe(e)))?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, SystemTime::now()));
+        Ok(Response {
+            status,
+            retry_after,
+            excerpt: excerpt(response).await,
+        })
+    }
+
+    fn error(&self, what: &str) -> TransportError {
+        TransportError(format!("destination {}: {what}", self.name))
+    }
+
+    /// A cached OAuth access token, or a new one from the token endpoint.
+    async fn token(&self) -> Result<String, TransportError> {
+        let Some(Auth::OauthClientCredentials {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+        }) = &self.auth
+        else {
+            return Err(self.error("no OAuth settings"));
+        };
+        let mut cached = self.token.lock().await;
+        if let Some((token, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(token.clone());
+        }
+        let mut form = format!(
+            "grant_type=client_credentials&client_id={}",
+            encode(client_id)
+        );
+        if let Some(scope) = scope {
+            form.push_str(&format!("&scope={}", encode(scope)));
+        }
+        let response = self
+            .client
+            .post(token_url)
+            .timeout(self.timeout)
+            .basic_auth(client_id, Some(client_secret.expose_secret()))
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| self.error(&format!("OAuth token request: {}", describe(e))))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.error(&format!(
+                "OAuth token endpoint answered {}: {}",
+                status.as_u16(),
+                excerpt(response).await
+            )));
+        }
+        let answer: Value = response
+            .json()
+            .await
+            .map_err(|e| self.error(&format!("OAuth token answer: {}", describe(e))))?;
+        let token = answer["access_token"]
+            .as_str()
+            .ok_or_else(|| self.error("the OAuth token answer has no access_token"))?
+            .to_string();
+        // Renew a little early so that a token does not expire on the way.
+        let lifetime = answer["expires_in"]
+            .as_u64()
+            .unwrap_or(300)
+            .saturating_sub(30);
+        *cached = Some((
+            token.clone(),
+            Instant::now() + Duration::from_secs(lifetime),
+        ));
+        Ok(token)
+    }
+}
+
+/// reqwest's message and its causes, without the URL (which may carry a credential).
+fn describe(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let e = e.without_url();
+    let mut text = format!("{kind}: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// The first bytes of a body, as text.
+async fn excerpt(mut response: reqwest::Response) -> String {
+    let mut bytes = Vec::new();
+    while bytes.len() < EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+            _ => break,
+        }
+    }
+    bytes.truncate(EXCERPT_BYTES);
+    String::from_utf8_lossy(&bytes).trim().to_string()
+}
+
+/// `Retry-After` as a delay: seconds, or an HTTP date (RFC 9110 §10.2.3). Capped at a day.
+pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    let delay = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()?
+            .duration_since(now)
+            .unwrap_or_default(),
+    };
+    Some(delay.min(Duration::from_secs(86_400)))
+}
+
+/// `application/x-www-form-urlencoded` for one value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' => "+".to_string(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let now = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after("soon", now), None);
+        assert_eq!(retry_after("-1", now), None);
+        assert_eq!(
+            retry_after("999999999", now),
+            Some(Duration::from_secs(86_400))
+        );
+    }
+
+    #[test]
+    fn form_values_are_encoded() {
+        assert_eq!(encode("a b&c=d/é"), "a+b%26c%3Dd%2F%C3%A9");
+    }
+
+    #[tokio::test]
+    async fn the_limiter_spaces_callers_evenly() {
+        // 50/s: one send time every 20 ms; sleeping never ends early, so the spacing of the
+        // times the callers wake at is at least that.
+        let limiter = Arc::new(Limiter::per_second(50.0).unwrap());
+        let mut handles = Vec::new();
+        for _ in 0..5 {
+            let l = limiter.clone();
+            handles.push(tokio::spawn(async move {
+                l.acquire().await;
+                Instant::now()
+            }));
+        }
+        let mut times = Vec::new();
+        for h in handles {
+            times.push(h.await.unwrap());
+        }
+        times.sort();
+        for pair in times.windows(2) {
+            assert!(pair[1] - pair[0] >= Duration::from_millis(19), "{times:?}");
+        }
+        assert!(Limiter::per_second(0.0).is_none());
+    }
+}

@@ -1,0 +1,115 @@
+//! The `http_deliver` state machine, its classification of answers and its handler against
+//! the scripted in-memory destination.
+
+use super::*;
+use crate::contract::{Call, Workflow};
+use crate::ports::http::Http;
+use crate::ports::memory::MemoryHttp;
+
+fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/events/eventbridge/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn workflow(http: &MemoryHttp) -> HttpDeliver {
+    let settings: crate::ports::DestinationSettings =
+        toml::from_str("url = \"http://127.0.0.1:1/hook\"").unwrap();
+    let endpoint = http.destination("alerts", &settings).unwrap();
+    HttpDeliver {
+        destinations: BTreeMap::from([(
+            "alerts".to_string(),
+            Target {
+                endpoint,
+                retry: retry_policy(settings.max_attempts, settings.max_age),
+            },
+        )]),
+    }
+}
+
+fn response(status: u16, retry_after: Option<u64>, excerpt: &str) -> Response {
+    Response {
+        status,
+        retry_after: retry_after.map(Duration::from_secs),
+        excerpt: excerpt.into(),
+    }
+}
+
+#[test]
+fn answers_are_classified_as_api_destinations_do() {
+    assert_eq!(classify(&response(200, None, "")).unwrap(), json!({"status": 200}));
+    assert_eq!(classify(&response(204, None, "")).unwrap(), json!({"status": 204}));
+    let e = classify(&response(503, Some(7), "busy")).unwrap_err();
+    assert!(e.retryable);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(7)));
+    assert_eq!(e.message, "HTTP 503: busy");
+    assert!(classify(&response(429, None, "")).unwrap_err().retryable);
+    assert!(classify(&response(500, None, "")).unwrap_err().retryable);
+    for status in [400, 401, 403, 404, 409, 413, 302] {
+        let e = classify(&response(status, None, "no")).unwrap_err();
+        assert!(!e.retryable, "{status}");
+        assert_eq!(e.message, format!("HTTP {status}: no"));
+    }
+}
+
+#[test]
+fn the_event_is_the_default_body_and_a_template_shapes_a_slack_message() {
+    let w = workflow(&MemoryHttp::default());
+    let event = fixture("ecs-task-state-change-stopped-oom.derived.json");
+    let (_, next) = w.start(&event, &json!({})).unwrap();
+    let Next::Run(act) = next else { panic!() };
+    assert_eq!(act.call, Call::Handler);
+    assert_eq!(act.retry.max_attempts, 185);
+    assert_eq!(act.retry.deadline, Some(Duration::from_secs(86_400)));
+    assert_eq!(act.step, Step::Deliver { destination: "alerts".into(), body: event.clone() });
+    let params = json!({"body": {"text": "Task {detail.taskArn|basename} in {detail.clusterArn|basename} stopped: {detail.stoppedReason}"}});
+    let (_, next) = w.start(&event, &params).unwrap();
+    let Next::Run(act) = next else { panic!() };
+    let Step::Deliver { body, .. } = act.step;
+    assert_eq!(
+        body,
+        json!({"text": "Task c13b4cb40f1f4fe4a2971f76ae5a47ad in FargateCluster stopped: OutOfMemoryError: Container killed due to memory usage"})
+    );
+    let e = w.start(&fixture("ecs-task-state-change-running-fargate.awsdocs.json"), &params).unwrap_err();
+    assert!(e.contains("detail.stoppedReason"), "{e}");
+}
+
+#[test]
+fn params_are_checked() {
+    let names = vec!["alerts".to_string()];
+    for (params, says) in [
+        (json!({"destination": "nope"}), "not configured"),
+        (json!({"destination": 1}), "must be a name"),
+        (json!({"body": {"t": "{x"}}), "params.body.t"),
+        (json!({"bdy": {}}), "unknown param"),
+        (json!({"maps": []}), "params.maps"),
+    ] {
+        let e = Params::parse(&params, &names).err().unwrap();
+        assert!(e.contains(says), "{params}: {e}");
+    }
+    assert!(Params::parse(&json!({}), &[]).is_err());
+    assert_eq!(Params::parse(&json!({}), &names).unwrap().destination, "alerts");
+}
+
+#[tokio::test]
+async fn the_handler_sends_once_per_attempt_and_reports_what_came_back() {
+    let http = MemoryHttp::default();
+    let w = Typed(workflow(&http));
+    let t = w.start(&json!({"id": "e-1"}), &json!({})).unwrap();
+    let Next::Run(action) = t.next else { panic!() };
+    let ctx = StepContext { workflow_id: "r:e-1", step: "deliver", attempt: 1, generation: 0 };
+    http.fail("connection refused");
+    http.answer(503, Some(Duration::from_secs(2)), "");
+    http.answer(400, None, "{\"error\":\"bad field\"}");
+    let e = w.perform(ctx, &action.step).await.unwrap_err();
+    assert!(e.retryable && e.message.contains("connection refused"));
+    let e = w.perform(ctx, &action.step).await.unwrap_err();
+    assert_eq!((e.retryable, e.retry_after), (true, Some(Duration::from_secs(2))));
+    let e = w.perform(ctx, &action.step).await.unwrap_err();
+    assert!(!e.retryable);
+    let failed = w.advance(t.state.clone(), &action, Err(e));
+    assert!(matches!(failed.next, Next::Fail(ref m) if m == "delivery to alerts: HTTP 400: {\"error\":\"bad field\"}"));
+    let ok = w.perform(ctx, &action.step).await.unwrap();
+    let done = w.advance(t.state, &action, Ok(ok));
+    assert_eq!(done.next, Next::Complete(json!({"destination": "alerts", "status": 200})));
+    assert_eq!(http.sent().len(), 4);
+}

@@ -1,0 +1,270 @@
+//! `mqtt_publish` (seed plan 4): publishes each matching event to an MQTT topic built from the
+//! event, so that a laptop or a backend can subscribe with wildcards
+//! (`fluxer/aws/instances/+/+`, `fluxer/aws/#`).
+//!
+//! Steps: `publish` (through the broker's shared connection; counts only once the broker
+//! acknowledged it — PUBACK for QoS 1) → complete. A broker that is down or a lost
+//! acknowledgement is retryable: the step retries with back-off and the message waits in the
+//! queue. A topic hole the event lacks fails the event for good, naming the field.
+//!
+//! Params:
+//! - `broker`: a `[brokers.NAME]`; default the only one configured.
+//! - `topic`: a template (`fluxer/aws/instances/{detail.instance-id}/{detail.state}`; see
+//!   [`crate::workflows::template`]). Required. A filled value may not contain `/`, `+`, `#`.
+//! - `maps`: value maps for `|map:NAME` filters.
+//! - `body`: a JSON template; default `{"timestamp","region","source","detail"}` of the event.
+//! - `qos`: 0 or 1, default 1. `retain`: default false.
+//! - `retry`: the publish's retry policy; default 1 s doubling to 30 s, for an hour or 120
+//!   attempts, so that a broker restart delays events and loses none.
+
+pub mod config;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Registration;
+use super::template::{BodyTemplate, Maps, Template, maps_param};
+use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
+use crate::ports::Broker;
+use crate::ports::mqtt::{Publication, Qos};
+
+pub const KIND: &str = "mqtt_publish";
+
+pub fn registration() -> Registration {
+    Registration::new(KIND, Some(config::SECTION), |setup| {
+        Box::pin(async move {
+            let settings = setup
+                .config
+                .section::<config::Brokers>(config::NAME)
+                .map_err(|(key, message)| format!("{key}: {message}"))?;
+            let mut brokers = BTreeMap::new();
+            for (name, s) in &settings {
+                brokers.insert(name.clone(), setup.ports.mqtt.broker(name, s)?);
+            }
+            Ok(Arc::new(Typed(MqttPublish { brokers })) as Arc<dyn crate::contract::Workflow>)
+        })
+    })
+    .with_params_check(|params, sections| {
+        let brokers = config::from_sections(sections)?;
+        Params::parse(params, &brokers.keys().cloned().collect::<Vec<_>>()).map(|_| ())
+    })
+}
+
+/// The workflow: one shared connection per configured broker.
+#[derive(Debug, Clone)]
+pub struct MqttPublish {
+    pub brokers: BTreeMap<String, Arc<dyn Broker>>,
+}
+
+/// A route's params, parsed.
+#[derive(Debug)]
+struct Params {
+    broker: String,
+    topic: Template,
+    maps: Maps,
+    body: Option<BodyTemplate>,
+    qos: Qos,
+    retain: bool,
+    retry: RetryPolicy,
+}
+
+/// The default retry of a publish: a broker restart should delay events, not lose them.
+pub fn default_retry() -> RetryPolicy {
+    RetryPolicy {
+        initial_interval: Duration::from_secs(1),
+        coefficient: 2.0,
+        max_interval: Duration::from_secs(30),
+        max_attempts: 120,
+        deadline: Some(Duration::from_secs(3600)),
+    }
+}
+
+const KNOWN: [&str; 7] = ["broker", "topic", "maps", "body", "qos", "retain", "retry"];
+
+impl Params {
+    /// `brokers` are the configured broker names.
+    fn parse(params: &Value, brokers: &[String]) -> Result<Params, String> {
+        if let Some(obj) = params.as_object()
+            && let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str()))
+        {
+            return Err(format!(
+                "unknown param {unknown:?}; {KIND} takes {}",
+                KNOWN.join(", ")
+            ));
+        }
+        let broker = match params.get("broker") {
+            Some(Value::String(b)) if brokers.contains(b) => b.clone(),
+            Some(Value::String(b)) => {
+                return Err(format!(
+                    "params.broker {b:?} is not configured; configured brokers: {}",
+                    list(brokers)
+                ));
+            }
+            Some(other) => return Err(format!("params.broker must be a name, got {other}")),
+            None => match brokers {
+                [only] => only.clone(),
+                _ => {
+                    return Err(format!(
+                        "params.broker is required when there is not exactly one [brokers.NAME]; configured: {}",
+                        list(brokers)
+                    ));
+                }
+            },
+        };
+        let maps = maps_param(params)?;
+        let topic = match params.get("topic") {
+            Some(Value::String(t)) => {
+                Template::parse(t, &maps).map_err(|e| format!("params.topic: {e}"))?
+            }
+            Some(other) => return Err(format!("params.topic must be a text, got {other}")),
+            None => return Err("params.topic is required (a template such as \"fluxer/aws/instances/{detail.instance-id}/{detail.state}\")".into()),
+        };
+        let body = match params.get("body") {
+            None => None,
+            Some(b) => Some(BodyTemplate::parse(b, &maps).map_err(|e| format!("params.{e}"))?),
+        };
+        let qos = match params.get("qos") {
+            None => Qos::AtLeastOnce,
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("params.qos: {e}"))?,
+        };
+        let retain = match params.get("retain") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(format!("params.retain must be true or false, got {other}")),
+        };
+        let retry = match params.get("retry") {
+            None => default_retry(),
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| format!("params.retry: {e}"))?
+            }
+        };
+        Ok(Params {
+            broker,
+            topic,
+            maps,
+            body,
+            qos,
+            retain,
+            retry,
+        })
+    }
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// A filled topic level may not add levels or wildcards (MQTT 3.1.1 §4.7).
+fn topic_level(hole: &str, value: String) -> Result<String, String> {
+    if value.is_empty() {
+        return Err(format!("{{{hole}}} is empty, which would leave an empty topic level"));
+    }
+    if let Some(c) = value.chars().find(|c| matches!(c, '/' | '+' | '#' | '\0')) {
+        return Err(format!(
+            "{{{hole}}} is {value:?}; its {c:?} would change the topic's levels"
+        ));
+    }
+    Ok(value)
+}
+
+/// The default body: what a subscriber needs to know without the whole envelope.
+fn default_body(event: &Value) -> Value {
+    json!({
+        "timestamp": event.get("time"),
+        "region": event.get("region"),
+        "source": event.get("source"),
+        "detail": event.get("detail"),
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub broker: String,
+    pub topic: String,
+}
+
+/// The one step. Its result is `{}` once the broker acknowledged the publication.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Publish {
+        broker: String,
+        publication: Publication,
+    },
+}
+
+#[async_trait]
+impl Flow for MqttPublish {
+    const KIND: &'static str = KIND;
+    type State = State;
+    type Step = Step;
+
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
+        let names: Vec<String> = self.brokers.keys().cloned().collect();
+        let p = Params::parse(params, &names)?;
+        let topic = p
+            .topic
+            .render_with(event, &p.maps, topic_level)
+            .map_err(|e| format!("topic: {e}"))?;
+        let body = match &p.body {
+            None => default_body(event),
+            Some(t) => t.render(event, &p.maps).map_err(|e| format!("body: {e}"))?,
+        };
+        let payload = match body {
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let state = State {
+            broker: p.broker.clone(),
+            topic: topic.clone(),
+        };
+        let step = Step::Publish {
+            broker: p.broker,
+            publication: Publication {
+                topic,
+                payload,
+                qos: p.qos,
+                retain: p.retain,
+            },
+        };
+        Ok((state, Next::Run(Act::handler("publish", step).retry(p.retry))))
+    }
+
+    fn advance(&self, s: &mut State, _step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {
+        match outcome {
+            Ok(_) => Next::Complete(json!({"broker": s.broker, "topic": s.topic})),
+            Err(e) => Next::Fail(format!(
+                "publish to {} on broker {}: {}",
+                s.topic, s.broker, e.message
+            )),
+        }
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        let Step::Publish {
+            broker,
+            publication,
+        } = step;
+        let connection = self.brokers.get(broker).ok_or_else(|| {
+            StepError::permanent(format!(
+                "broker {broker:?} is no longer configured (the event was started under an earlier configuration)"
+            ))
+        })?;
+        match connection.publish(publication.clone()).await {
+            Ok(()) => Ok(json!({})),
+            Err(e) if e.retryable => Err(StepError::retryable(e.message)),
+            Err(e) => Err(StepError::permanent(e.message)),
+        }
+    }
+}
