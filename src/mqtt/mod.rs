@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
 use secrecy::ExposeSecret;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::ports::mqtt::{Broker, BrokerSettings, Mqtt, MqttError, Publication, Qos};
 
@@ -46,6 +46,7 @@ impl Mqtt for MqttConnector {
             name: name.to_string(),
             ack_timeout: settings.ack_timeout,
             link: Mutex::new(Link::default()),
+            up: watch::Sender::new(false),
         });
         tokio::spawn(drive(Arc::downgrade(&connection), options));
         brokers.insert(name.to_string(), connection.clone());
@@ -103,6 +104,9 @@ struct Connection {
     name: String,
     ack_timeout: Duration,
     link: Mutex<Link>,
+    /// Whether a session is live; publishers wait on it (within `ack_timeout`) rather than
+    /// fail at once while the connection is being made.
+    up: watch::Sender<bool>,
 }
 
 /// The live session, if any, and the callers waiting on it.
@@ -149,22 +153,39 @@ fn retryable(message: String) -> MqttError {
 #[async_trait]
 impl Broker for Connection {
     async fn publish(&self, p: Publication) -> Result<(), MqttError> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(client) = &link.client else {
+        let deadline = tokio::time::Instant::now() + self.ack_timeout;
+        let qos = match p.qos {
+            Qos::AtMostOnce => QoS::AtMostOnce,
+            Qos::AtLeastOnce => QoS::AtLeastOnce,
+        };
+        let mut up = self.up.subscribe();
+        let rx = loop {
+            {
+                let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(client) = &link.client {
+                    let (tx, rx) = oneshot::channel();
+                    client
+                        .try_publish(
+                            p.topic.clone(),
+                            qos,
+                            p.retain,
+                            p.payload.clone().into_bytes(),
+                        )
+                        .map_err(|e| retryable(format!("broker {}: {e}", self.name)))?;
+                    link.queued.push_back(tx);
+                    break rx;
+                }
+            }
+            if tokio::time::timeout_at(deadline, up.wait_for(|live| *live))
+                .await
+                .is_err()
+            {
                 return Err(retryable(format!("broker {} is not connected", self.name)));
-            };
-            let qos = match p.qos {
-                Qos::AtMostOnce => QoS::AtMostOnce,
-                Qos::AtLeastOnce => QoS::AtLeastOnce,
-            };
-            client
-                .try_publish(p.topic, qos, p.retain, p.payload.into_bytes())
-                .map_err(|e| retryable(format!("broker {}: {e}", self.name)))?;
-            link.queued.push_back(tx);
-        }
-        match tokio::time::timeout(self.ack_timeout, rx).await {
+            }
+            // Live again, or about to be marked down: look once more.
+            tokio::task::yield_now().await;
+        };
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(why))) => Err(retryable(format!("broker {}: {why}", self.name))),
             Ok(Err(_)) => Err(retryable(format!(
@@ -197,6 +218,7 @@ async fn drive(connection: Weak<Connection>, options: MqttOptions) {
                     return;
                 };
                 c.link.lock().unwrap_or_else(|e| e.into_inner()).client = Some(client);
+                c.up.send_replace(true);
                 drop(c);
                 let why = serve(&connection, &mut eventloop).await;
                 let Some(c) = connection.upgrade() else {

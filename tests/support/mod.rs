@@ -10,6 +10,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
 pub mod app;
+pub mod broker;
 pub mod service;
 
 use std::io::{BufRead, BufReader, Write};

@@ -1,0 +1,338 @@
+//! `http_deliver` against an HTTP server of the test's own on loopback, through the service in
+//! process (built by `App::build` with the reqwest adapter) over an in-memory queue.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use support::app::{TestApp, spawn_app};
+use tugboat::app::Dependencies;
+use tugboat::http::HttpConnector;
+use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
+use tugboat::ports::{OutgoingMessage, Queue};
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(
+        support::root()
+            .join("tests/fixtures/events/eventbridge")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// One request as the receiver saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    at: Instant,
+    headers: HeaderMap,
+    body: Value,
+}
+
+/// A receiver that answers from a script (then 200) and records every request.
+#[derive(Clone, Default)]
+struct Receiver {
+    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>, &'static str)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Receiver {
+    fn answer(&self, status: u16, retry_after: Option<&'static str>, body: &'static str) {
+        self.script
+            .lock()
+            .unwrap()
+            .push_back((status, retry_after, body));
+    }
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> impl IntoResponse {
+    r.seen.lock().unwrap().push(Seen {
+        at: Instant::now(),
+        headers,
+        body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    });
+    let (status, retry_after, body) = r
+        .script
+        .lock()
+        .unwrap()
+        .pop_front()
+        .unwrap_or((200, None, "ok"));
+    let mut headers = HeaderMap::new();
+    if let Some(v) = retry_after {
+        headers.insert("retry-after", v.parse().unwrap());
+    }
+    (StatusCode::from_u16(status).unwrap(), headers, body)
+}
+
+async fn receiver() -> (Receiver, u16) {
+    let r = Receiver::default();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (r, port)
+}
+
+/// The seed plan 5 route: STOPPED ECS tasks whose stoppedReason (or a container's reason)
+/// starts with OutOfMemory, to destination `alerts`.
+fn config(port: u16, destination: &str) -> String {
+    format!(
+        r#"unmatched = "acknowledge"
+
+[aws]
+region = "us-east-1"
+
+[[queues]]
+name = "work"
+dlq = "work-dlq"
+receive_wait = "100ms"
+
+[[routes]]
+name = "oom"
+pattern = '''{{"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"], "detail": {{"lastStatus": ["STOPPED"],
+  "$or": [{{"stoppedReason": [{{"prefix": "OutOfMemory"}}]}}, {{"containers": {{"reason": [{{"prefix": "OutOfMemory"}}]}}}}]}}}}'''
+workflow = "http_deliver"
+params = {{ destination = "alerts" }}
+
+[[routes]]
+name = "test"
+pattern = {{ source = ["test"] }}
+workflow = "http_deliver"
+params = {{ destination = "alerts" }}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[shutdown]
+deadline = "2s"
+
+[destinations.alerts]
+url = "http://127.0.0.1:{port}/hook"
+{destination}
+"#
+    )
+}
+
+struct Harness {
+    queue: Arc<MemoryQueue>,
+    dlq: Arc<MemoryQueue>,
+    app: TestApp,
+}
+
+async fn start(config: &str) -> Harness {
+    let queue = Arc::new(MemoryQueue::new("work"));
+    let dlq = Arc::new(MemoryQueue::new("work-dlq"));
+    let queues = Arc::new(MemoryQueues::default());
+    queues.add(queue.clone());
+    queues.add(dlq.clone());
+    let mut deps = Dependencies::memory(queues);
+    deps.journal = Some(Arc::new(tugboat::journal::memory::MemoryJournal::default()));
+    deps.ports.http = Arc::new(HttpConnector::new().unwrap());
+    Harness {
+        queue,
+        dlq,
+        app: spawn_app(config, deps).await,
+    }
+}
+
+impl Harness {
+    async fn send(&self, body: &str) {
+        let m = OutgoingMessage {
+            body: body.into(),
+            ..Default::default()
+        };
+        self.queue.send(&m).await.unwrap();
+    }
+}
+
+async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn test_event(n: usize) -> String {
+    json!({"version": "0", "id": format!("ev-{n}"), "source": "test", "detail-type": "t", "detail": {"n": n}}).to_string()
+}
+
+#[actix_rt::test]
+async fn basic_auth_and_headers_are_sent_and_only_oom_stops_are_forwarded() {
+    let (r, port) = receiver().await;
+    let auth = r#"auth = { type = "basic", username = "tugboat", password = "s3cret" }
+headers = { "x-team" = "platform" }
+rate_limit_per_second = 0"#;
+    let h = start(&config(port, auth)).await;
+    h.send(&fixture(
+        "ecs-task-state-change-stopped-exited.derived.json",
+    ))
+    .await;
+    h.send(&fixture(
+        "ecs-task-state-change-running-fargate.awsdocs.json",
+    ))
+    .await;
+    h.send(&fixture("ecs-task-state-change-stopped-oom.derived.json"))
+        .await;
+    until("all three are settled", 10, || h.queue.deleted() == 3).await;
+    let seen = r.seen();
+    assert_eq!(seen.len(), 1, "only the OOM stop is forwarded: {seen:?}");
+    let s = &seen[0];
+    assert_eq!(s.headers["authorization"], "Basic dHVnYm9hdDpzM2NyZXQ=");
+    assert_eq!(s.headers["x-team"], "platform");
+    assert_eq!(s.headers["content-type"], "application/json");
+    assert_eq!(
+        s.body["detail"]["stoppedReason"],
+        "OutOfMemoryError: Container killed due to memory usage"
+    );
+    assert!(h.dlq.is_empty());
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn an_oom_reason_only_on_the_container_is_forwarded_too() {
+    let (r, port) = receiver().await;
+    let h = start(&config(port, "")).await;
+    let mut event: Value =
+        serde_json::from_str(&fixture("ecs-task-state-change-stopped-oom.derived.json")).unwrap();
+    event["detail"]["stoppedReason"] = json!("Essential container in task exited");
+    h.send(&event.to_string()).await;
+    until("delivered", 10, || h.queue.deleted() == 1).await;
+    assert_eq!(r.seen().len(), 1);
+    h.app.stop().await;
+}
+
+/// Gaps between consecutive requests.
+fn gaps(seen: &[Seen]) -> Vec<Duration> {
+    let mut at: Vec<Instant> = seen.iter().map(|s| s.at).collect();
+    at.sort();
+    at.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+#[actix_rt::test]
+async fn the_rate_limit_holds_at_one_and_at_fifty_per_second() {
+    for (rate, n) in [(1.0, 4), (50.0, 40)] {
+        let (r, port) = receiver().await;
+        let h = start(&config(port, &format!("rate_limit_per_second = {rate}"))).await;
+        for i in 0..n {
+            h.send(&test_event(i)).await;
+        }
+        until("all delivered", 30, || h.queue.deleted() == n as u64).await;
+        let seen = r.seen();
+        assert_eq!(seen.len(), n);
+        let gaps = gaps(&seen);
+        let interval = 1.0 / rate;
+        let span: f64 = gaps.iter().map(|g| g.as_secs_f64()).sum();
+        let min = gaps.iter().min().unwrap().as_secs_f64();
+        eprintln!(
+            "{rate}/s: {n} requests over {span:.3}s, smallest gap {:.1} ms",
+            min * 1e3
+        );
+        // Send times are exactly `interval` apart; arrival adds a little jitter either way.
+        assert!(
+            span >= (n - 1) as f64 * interval * 0.95,
+            "{rate}/s: {n} requests in {span:.3}s"
+        );
+        assert!(
+            min >= interval * 0.5,
+            "{rate}/s: two requests {:.1} ms apart",
+            min * 1e3
+        );
+        h.app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_503_then_200_is_delivered_once_after_a_retry_honouring_retry_after() {
+    let (r, port) = receiver().await;
+    r.answer(503, Some("2"), "busy");
+    let h = start(&config(port, "")).await;
+    h.send(&test_event(1)).await;
+    until("delivered", 15, || h.queue.deleted() == 1).await;
+    let seen = r.seen();
+    assert_eq!(seen.len(), 2, "one refused attempt, one delivery");
+    let gap = gaps(&seen)[0];
+    // The back-off alone would be at most 1 s (full jitter from 1 s).
+    assert!(
+        gap >= Duration::from_millis(1950),
+        "retried {gap:?} after a Retry-After of 2 s"
+    );
+    assert_eq!(seen[0].body, seen[1].body);
+    assert!(h.dlq.is_empty());
+    let record = h.app.record("test:ev-1");
+    assert_eq!(record.output.unwrap()["status"], 200);
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_400_is_dead_lettered_at_once_with_the_status_and_an_excerpt() {
+    let (r, port) = receiver().await;
+    r.answer(400, None, "{\"message\":\"channel_not_found\"}");
+    let h = start(&config(port, "")).await;
+    h.send(&test_event(2)).await;
+    until("dead-lettered", 10, || {
+        h.dlq.len() == 1 && h.queue.deleted() == 1
+    })
+    .await;
+    assert_eq!(r.seen().len(), 1, "a 400 is not retried");
+    let dead = h.dlq.messages().remove(0);
+    assert_eq!(
+        dead.attributes["tugboat-error"],
+        "test:ev-2: delivery to alerts: HTTP 400: {\"message\":\"channel_not_found\"}"
+    );
+    assert_eq!(dead.attributes["tugboat-step"], "deliver");
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_receiver_that_is_down_is_retried_until_it_answers() {
+    // A port with nothing listening, then a receiver on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let h = start(&config(port, "timeout = \"1s\"")).await;
+    h.send(&test_event(3)).await;
+    until("tried twice", 10, || {
+        h.app
+            .journal
+            .get("test:ev-3")
+            .unwrap()
+            .is_some_and(|r| r.steps.iter().any(|s| s.attempts >= 2))
+    })
+    .await;
+    assert_eq!(h.queue.deleted(), 0);
+    let record = h.app.record("test:ev-3");
+    let error = record.steps[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("could not connect"), "{error}");
+    assert!(
+        !error.contains("127.0.0.1"),
+        "the URL is not in the error: {error}"
+    );
+    let r = Receiver::default();
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(receive))
+        .with_state(r.clone());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    until("delivered", 40, || h.queue.deleted() == 1).await;
+    assert_eq!(r.seen().len(), 1);
+    h.app.stop().await;
+}
