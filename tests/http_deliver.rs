@@ -35,10 +35,13 @@ struct Seen {
     body: Value,
 }
 
+/// A scripted answer: status, `Retry-After`, body.
+type Answer = (u16, Option<&'static str>, &'static str);
+
 /// A receiver that answers from a script (then 200) and records every request.
 #[derive(Clone, Default)]
 struct Receiver {
-    script: Arc<Mutex<VecDeque<(u16, Option<&'static str>, &'static str)>>>,
+    script: Arc<Mutex<VecDeque<Answer>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
