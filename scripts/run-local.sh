@@ -2,10 +2,13 @@
 # Runs tugboat locally against the AWS emulator, end to end, from a fresh clone:
 #   1. installs and starts the emulator (moto, pinned) on a free loopback port;
 #   2. builds tugboat and applies the migrations (queues, DLQ, table, topics);
-#   3. starts `tugboat serve` with config/local.toml;
-#   4. sends the sample events in samples/ (and one that cannot be decoded);
-#   5. shows what happened: the journal, the notifications, the dead letters;
-#   6. stops tugboat with SIGTERM (a graceful shutdown) and the emulator.
+#   3. finds an MQTT broker (127.0.0.1:1883, or starts Mosquitto) with a subscriber on
+#      fluxer/aws/#, and starts a local HTTP receiver (scripts/receiver.py);
+#   4. starts `tugboat serve` with config/local.toml;
+#   5. sends the sample events in samples/ (and one that cannot be decoded);
+#   6. shows what happened: the journal, the notifications, the MQTT messages, the HTTP
+#      deliveries, the dead letters;
+#   7. stops tugboat with SIGTERM (a graceful shutdown) and the emulator.
 # Pass --keep to leave tugboat and the emulator running afterwards.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -45,13 +48,53 @@ export TUGBOAT__SERVICES__AUTH__SUBNETS="[\"$subnet\"]"
 export TUGBOAT__SERVICES__AUTH__SECURITY_GROUPS="[\"$sg\"]"
 echo "cluster tugboat-demo, task definition tugboat-auth, target group tugboat-auth (vpc $vpc, subnet $subnet)"
 
-log=target/local/serve.log
 mkdir -p target/local
+helpers=()
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+echo "== MQTT broker and subscriber (seed plan 4)"
+mqtt_port=1883
+if ! answers 1883; then
+  mosquitto="$(command -v mosquitto || ls /usr/sbin/mosquitto 2>/dev/null || true)"
+  if [ -n "$mosquitto" ]; then
+    mqtt_port="$(free_port)"
+    "$mosquitto" -p "$mqtt_port" >target/local/mosquitto.log 2>&1 &
+    helpers+=($!)
+    for _ in $(seq 1 50); do answers "$mqtt_port" && break; sleep 0.1; done
+    echo "started $mosquitto on 127.0.0.1:$mqtt_port"
+  else
+    echo "WARNING: no MQTT broker on 127.0.0.1:1883 and no mosquitto installed (apt-get install mosquitto):"
+    echo "         the mqtt_publish routes will retry until their events reach the DLQ"
+  fi
+else
+  echo "using the broker on 127.0.0.1:1883"
+fi
+export TUGBOAT__BROKERS__LOCAL__PORT="$mqtt_port"
+: >target/local/mqtt.log
+if command -v mosquitto_sub >/dev/null; then
+  mosquitto_sub -h 127.0.0.1 -p "$mqtt_port" -t 'fluxer/aws/#' -v -q 1 >target/local/mqtt.log 2>&1 &
+  helpers+=($!)
+else
+  echo "WARNING: mosquitto_sub is not installed (apt-get install mosquitto-clients): MQTT messages are not printed"
+fi
+
+echo "== HTTP receiver (seed plan 5)"
+http_port="$(free_port)"
+python3 scripts/receiver.py "$http_port" >target/local/receiver.log 2>&1 &
+helpers+=($!)
+export TUGBOAT__DESTINATIONS__ALERTS__URL="http://127.0.0.1:$http_port/hook"
+export TUGBOAT__DESTINATIONS__ALERTS__AUTH__PASSWORD="local-demo"
+for _ in $(seq 1 50); do answers "$http_port" && break; sleep 0.1; done
+echo "scripts/receiver.py on 127.0.0.1:$http_port"
+
+log=target/local/serve.log
 echo "== tugboat serve (log in $log)"
 $tugboat serve 2>"$log" &
 pid=$!
 cleanup() {
   if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid"; wait "$pid" || true; fi
+  for h in "${helpers[@]}"; do kill "$h" 2>/dev/null || true; done
   $keep || scripts/local-aws.sh stop
 }
 trap cleanup EXIT
@@ -91,6 +134,10 @@ fi
 echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"
 scripts/local-aws.sh aws sqs receive-message --queue-url "$endpoint/123456789012/tugboat-notifications" \
   --max-number-of-messages 10 --query 'Messages[].Body' --output text || true
+echo "== MQTT messages the subscriber heard on fluxer/aws/# (topic, then body)"
+cat target/local/mqtt.log
+echo "== HTTP deliveries the receiver got (only the out-of-memory stop matches ecs-oom-http)"
+cat target/local/receiver.log
 echo "== tugboat dlq list --queue tugboat-events"
 $tugboat dlq list --queue tugboat-events
 echo "== metrics"

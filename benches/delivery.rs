@@ -1,0 +1,253 @@
+//! Benchmark: deliveries per second through tugboat beside a plain client loop against the
+//! same endpoint in the same run, with the same number in flight.
+//!
+//! - MQTT: `mqtt_publish` QoS 1 publishes (counted once PUBACKed; the message deleted after)
+//!   against the broker on 127.0.0.1:1883 (or a Mosquitto of its own), beside a plain rumqttc
+//!   loop that publishes at QoS 1 and counts PUBACKs.
+//! - HTTP: `http_deliver` to an unlimited destination (a loopback axum server answering 200),
+//!   beside a plain reqwest loop.
+//!
+//! Tugboat runs in process (`App::build`), over an in-memory queue holding every message
+//! before the clock starts, with the durable sled journal, as `serve` runs.
+//!
+//!     cargo bench --bench delivery -- --messages 5000 --concurrency 100
+
+#[allow(dead_code, reason = "the benchmark uses part of the tests' harness")]
+#[path = "../tests/support/app.rs"]
+mod app;
+#[allow(dead_code, reason = "the benchmark uses part of the tests' harness")]
+#[path = "../tests/support/broker.rs"]
+mod broker;
+#[path = "common.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::json;
+use tugboat::app::Dependencies;
+use tugboat::journal::sled::SledJournal;
+use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
+use tugboat::ports::{OutgoingMessage, Queue};
+
+fn event(n: usize) -> String {
+    json!({"version": "0", "id": format!("ev-{n}"), "source": "bench", "detail-type": "EC2 Instance State-change Notification",
+        "time": "2026-11-29T10:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {"instance-id": format!("i-{n:06}"), "state": "running"}})
+    .to_string()
+}
+
+/// The service's configuration: every `"source": "bench"` event to `workflow` with `params`,
+/// `concurrency` at once, and the workflow's `sections`.
+fn config(workflow: &str, params: &str, sections: &str, concurrency: u32) -> String {
+    format!(
+        r#"[aws]
+region = "us-east-1"
+
+[[queues]]
+name = "bench"
+concurrency = {concurrency}
+visibility_timeout = "300s"
+receive_wait = "1s"
+
+[[routes]]
+name = "b"
+pattern = {{ source = ["bench"] }}
+workflow = "{workflow}"
+params = {params}
+
+[admin]
+listen = "127.0.0.1:0"
+
+[engine]
+workflow_concurrency = {concurrency}
+
+[shutdown]
+deadline = "5s"
+
+{sections}
+"#
+    )
+}
+
+/// Tugboat: messages/s from the first receive to the last delete.
+async fn through_tugboat(messages: usize, config: &str) -> f64 {
+    let queue = Arc::new(MemoryQueue::new("bench"));
+    let batch: Vec<OutgoingMessage> = (0..messages)
+        .map(|n| OutgoingMessage {
+            body: event(n),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in batch.chunks(10) {
+        queue.send_batch(chunk).await.unwrap();
+    }
+    let queues = Arc::new(MemoryQueues::default());
+    queues.add(queue.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let mut deps = Dependencies::memory(queues);
+    deps.journal = Some(Arc::new(SledJournal::open(dir.path()).unwrap()));
+    deps.ports.mqtt = Arc::new(tugboat::mqtt::MqttConnector::default());
+    deps.ports.http = Arc::new(tugboat::http::HttpConnector::new().unwrap());
+    let start = Instant::now();
+    let app = app::spawn_app(config, deps).await;
+    while queue.deleted() < messages as u64 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    app.stop().await;
+    rate
+}
+
+/// A plain rumqttc loop: QoS 1 publishes, at most `inflight` unacknowledged, until every
+/// PUBACK is in.
+async fn plain_mqtt(port: u16, messages: usize, inflight: u16) -> f64 {
+    let mut options = MqttOptions::new(
+        format!("bench-plain-{}", std::process::id()),
+        "127.0.0.1",
+        port,
+    );
+    options.set_inflight(inflight);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 10_000);
+    loop {
+        if let Ok(Event::Incoming(Packet::ConnAck(_))) = eventloop.poll().await {
+            break;
+        }
+    }
+    let start = Instant::now();
+    let publisher = tokio::spawn(async move {
+        for n in 0..messages {
+            let topic = format!("bench/plain/i-{n:06}/running");
+            client
+                .publish(topic, QoS::AtLeastOnce, false, event(n))
+                .await
+                .unwrap();
+        }
+        client
+    });
+    let mut acked = 0;
+    while acked < messages {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::PubAck(_))) => acked += 1,
+            Ok(Event::Outgoing(Outgoing::Publish(_))) | Ok(_) => {}
+            Err(e) => panic!("plain MQTT loop: {e}"),
+        }
+    }
+    let rate = messages as f64 / start.elapsed().as_secs_f64();
+    let _ = publisher.await;
+    rate
+}
+
+/// A loopback server answering every POST with 200.
+async fn receiver(count: Arc<AtomicUsize>) -> u16 {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |_body: String| {
+            let count = count.clone();
+            async move {
+                count.fetch_add(1, Ordering::Relaxed);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+/// A plain reqwest loop: `concurrency` tasks posting the events as JSON.
+async fn plain_http(port: u16, messages: usize, concurrency: usize) -> f64 {
+    let client = reqwest::Client::new();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, next) = (client.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= messages {
+                    break;
+                }
+                let body: serde_json::Value = serde_json::from_str(&event(n)).unwrap();
+                let r = client
+                    .post(format!("http://127.0.0.1:{port}/hook"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    messages as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn run(messages: usize, concurrency: u32) {
+    let broker = broker::Broker::shared();
+    println!(
+        "MQTT QoS 1 to 127.0.0.1:{}, {messages} messages, {concurrency} in flight:",
+        broker.port
+    );
+    let mqtt = config(
+        "mqtt_publish",
+        r#"{ broker = "b", topic = "bench/tugboat/{detail.instance-id}/{detail.state}" }"#,
+        &format!(
+            "[brokers.b]\nhost = \"127.0.0.1\"\nport = {}\n",
+            broker.port
+        ),
+        concurrency,
+    );
+    for round in 1..=2 {
+        let plain = plain_mqtt(broker.port, messages, concurrency as u16).await;
+        let tug = through_tugboat(messages, &mqtt).await;
+        println!(
+            "  round {round}: plain rumqttc {plain:>8.0}/s   through tugboat {tug:>8.0}/s   ratio {:.2}",
+            tug / plain
+        );
+    }
+    let count = Arc::new(AtomicUsize::new(0));
+    let port = receiver(count.clone()).await;
+    println!("HTTP POST to a loopback server, {messages} messages, {concurrency} in flight:");
+    let http = config(
+        "http_deliver",
+        r#"{ destination = "d" }"#,
+        &format!(
+            "[destinations.d]\nurl = \"http://127.0.0.1:{port}/hook\"\nrate_limit_per_second = 0\n"
+        ),
+        concurrency,
+    );
+    for round in 1..=2 {
+        let plain = plain_http(port, messages, concurrency as usize).await;
+        let tug = through_tugboat(messages, &http).await;
+        println!(
+            "  round {round}: plain reqwest {plain:>8.0}/s   through tugboat {tug:>8.0}/s   ratio {:.2}",
+            tug / plain
+        );
+    }
+    assert_eq!(
+        count.load(Ordering::Relaxed),
+        messages * 4,
+        "every POST arrived"
+    );
+}
+
+fn main() {
+    let messages = common::arg("--messages", 5000);
+    let concurrency = common::arg("--concurrency", 100) as u32;
+    println!("machine: {}", common::machine());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    let local = tokio::task::LocalSet::new();
+    system.block_on(local.run_until(run(messages, concurrency)));
+}
