@@ -88,7 +88,14 @@ async fn through_tugboat(messages: usize, config: &str) -> f64 {
     queues.add(queue.clone());
     let dir = tempfile::tempdir().unwrap();
     let mut deps = Dependencies::memory(queues);
-    deps.journal = Some(Arc::new(SledJournal::open(dir.path()).unwrap()));
+    deps.journal = Some(if std::env::args().any(|a| a == "--memory-journal") {
+        Arc::new(tugboat::journal::memory::MemoryJournal::default())
+    } else {
+        Arc::new(SledJournal::open(dir.path()).unwrap())
+    });
+    if std::env::args().any(|a| a == "--tasks") {
+        deps.spawn = Arc::new(tugboat::engine::TaskSpawn);
+    }
     deps.ports.mqtt = Arc::new(tugboat::mqtt::MqttConnector::default());
     deps.ports.http = Arc::new(tugboat::http::HttpConnector::new().unwrap());
     let start = Instant::now();

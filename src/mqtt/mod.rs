@@ -80,14 +80,17 @@ fn options(name: &str, s: &BrokerSettings) -> Result<MqttOptions, String> {
 
 #[cfg(feature = "mqtt-tls")]
 fn tls(o: &mut MqttOptions, name: &str, s: &BrokerSettings) -> Result<(), String> {
-    let Some(ca_file) = &s.ca_file else {
-        return Err(format!(
-            "brokers.{name}.ca_file: TLS needs the PEM file of the CA that signed the broker's certificate"
-        ));
+    use rumqttc::{TlsConfiguration, Transport};
+    let config = match &s.ca_file {
+        // The system's trust store.
+        None => TlsConfiguration::Native,
+        Some(ca_file) => TlsConfiguration::SimpleNative {
+            ca: std::fs::read(ca_file)
+                .map_err(|e| format!("brokers.{name}.ca_file {ca_file}: {e}"))?,
+            client_auth: None,
+        },
     };
-    let ca =
-        std::fs::read(ca_file).map_err(|e| format!("brokers.{name}.ca_file {ca_file}: {e}"))?;
-    o.set_transport(rumqttc::Transport::tls(ca, None, None));
+    o.set_transport(Transport::tls_with_config(config));
     Ok(())
 }
 

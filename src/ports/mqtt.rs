@@ -27,7 +27,8 @@ pub struct BrokerSettings {
     /// Never logged. Set it from the environment: `TUGBOAT__BROKERS__NAME__PASSWORD`.
     #[serde(default)]
     pub password: Option<SecretString>,
-    /// Connect over TLS, verifying the broker against the system's roots (and `ca_file`).
+    /// Connect over TLS (a build with `--features mqtt-tls`), verifying the broker against the
+    /// system's roots, or against `ca_file` when given.
     #[serde(default)]
     pub tls: bool,
     /// A PEM file of extra CA certificates to trust (a private broker's CA).

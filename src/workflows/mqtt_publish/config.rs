@@ -8,7 +8,7 @@
 //! client_id = "tugboat-prod" # default tugboat-<name>-<pid>
 //! username = "tugboat"       # optional
 //! # password: set TUGBOAT__BROKERS__LOCAL__PASSWORD rather than writing it here
-//! tls = false                # default false; ca_file = "/etc/ssl/broker-ca.pem" adds a CA
+//! tls = false                # default false (needs --features mqtt-tls); ca_file = "/etc/ssl/broker-ca.pem"
 //! keep_alive = "30s"
 //! ack_timeout = "10s"        # no PUBACK by then: the publish is retried
 //! ```
