@@ -1,7 +1,7 @@
 //! Settling: what happens to a message once its work is done. **The only place in the service
 //! that deletes or releases messages.**
 //!
-//! - Delete: batched (up to 10 per call, or every 100 ms).
+//! - Delete: batched (up to 10 per call; a smaller batch as soon as no more jobs wait).
 //! - Release: `ChangeMessageVisibility` to when the work is due again (0 at shutdown). When
 //!   the message's next receive would reach the queue's `maxReceiveCount`, SQS would move it to
 //!   its DLQ on that receive although its workflow is alive and retrying; such a message is
@@ -60,7 +60,11 @@ pub(super) async fn run(
             }
             _ = tick.tick() => flush(&intake, &leases, &mut deletes).await,
         }
-        if deletes.len() >= 10 {
+        // Flush a full batch, or whatever is there once nothing more is waiting: a message
+        // keeps its place among the intake's in-flight messages until its delete, so waiting
+        // for the tick would cap a queue at `concurrency` messages per 100 ms. Under load the
+        // jobs that arrive while a flush runs make the next batch.
+        if deletes.len() >= 10 || (!deletes.is_empty() && jobs.is_empty()) {
             flush(&intake, &leases, &mut deletes).await;
         }
         if !open && handoffs.is_empty() {
