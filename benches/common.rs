@@ -53,6 +53,18 @@ impl Flow for Noop {
 /// The service's configuration for a benchmark: one queue whose one route sends every
 /// `"source": "bench"` event to `workflow`, `concurrency` messages and instances at once.
 pub fn config(queue: &str, workflow: &str, concurrency: u32) -> String {
+    config_with(queue, workflow, "{}", "", concurrency)
+}
+
+/// The same, with the route's `params` (a TOML inline table) and the sections the workflow
+/// owns (`[brokers.b]` …).
+pub fn config_with(
+    queue: &str,
+    workflow: &str,
+    params: &str,
+    sections: &str,
+    concurrency: u32,
+) -> String {
     format!(
         r#"[aws]
 region = "us-east-1"
@@ -67,6 +79,7 @@ receive_wait = "1s"
 name = "b"
 pattern = {{ source = ["bench"] }}
 workflow = "{workflow}"
+params = {params}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -76,6 +89,8 @@ workflow_concurrency = {concurrency}
 
 [shutdown]
 deadline = "5s"
+
+{sections}
 "#
     )
 }

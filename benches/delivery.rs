@@ -39,39 +39,6 @@ fn event(n: usize) -> String {
     .to_string()
 }
 
-/// The service's configuration: every `"source": "bench"` event to `workflow` with `params`,
-/// `concurrency` at once, and the workflow's `sections`.
-fn config(workflow: &str, params: &str, sections: &str, concurrency: u32) -> String {
-    format!(
-        r#"[aws]
-region = "us-east-1"
-
-[[queues]]
-name = "bench"
-concurrency = {concurrency}
-visibility_timeout = "300s"
-receive_wait = "1s"
-
-[[routes]]
-name = "b"
-pattern = {{ source = ["bench"] }}
-workflow = "{workflow}"
-params = {params}
-
-[admin]
-listen = "127.0.0.1:0"
-
-[engine]
-workflow_concurrency = {concurrency}
-
-[shutdown]
-deadline = "5s"
-
-{sections}
-"#
-    )
-}
-
 /// Tugboat: messages/s from the first receive to the last delete.
 async fn through_tugboat(messages: usize, config: &str) -> f64 {
     let queue = Arc::new(MemoryQueue::new("bench"));
@@ -203,7 +170,8 @@ async fn run(messages: usize, concurrency: u32) {
         "MQTT QoS 1 to 127.0.0.1:{}, {messages} messages, {concurrency} in flight:",
         broker.port
     );
-    let mqtt = config(
+    let mqtt = common::config_with(
+        "bench",
         "mqtt_publish",
         r#"{ broker = "b", topic = "bench/tugboat/{detail.instance-id}/{detail.state}" }"#,
         &format!(
@@ -223,7 +191,8 @@ async fn run(messages: usize, concurrency: u32) {
     let count = Arc::new(AtomicUsize::new(0));
     let port = receiver(count.clone()).await;
     println!("HTTP POST to a loopback server, {messages} messages, {concurrency} in flight:");
-    let http = config(
+    let http = common::config_with(
+        "bench",
         "http_deliver",
         r#"{ destination = "d" }"#,
         &format!(

@@ -12,11 +12,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
-use support::app::{TestApp, spawn_app};
-use tugboat::app::Dependencies;
+use support::app::{MemoryApp, spawn_memory_app, until};
 use tugboat::http::HttpConnector;
-use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
-use tugboat::ports::{OutgoingMessage, Queue};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
@@ -127,49 +124,6 @@ url = "http://127.0.0.1:{port}/hook"
     )
 }
 
-struct Harness {
-    queue: Arc<MemoryQueue>,
-    dlq: Arc<MemoryQueue>,
-    app: TestApp,
-}
-
-async fn start(config: &str) -> Harness {
-    let queue = Arc::new(MemoryQueue::new("work"));
-    let dlq = Arc::new(MemoryQueue::new("work-dlq"));
-    let queues = Arc::new(MemoryQueues::default());
-    queues.add(queue.clone());
-    queues.add(dlq.clone());
-    let mut deps = Dependencies::memory(queues);
-    deps.journal = Some(Arc::new(tugboat::journal::memory::MemoryJournal::default()));
-    deps.ports.http = Arc::new(HttpConnector::new().unwrap());
-    Harness {
-        queue,
-        dlq,
-        app: spawn_app(config, deps).await,
-    }
-}
-
-impl Harness {
-    async fn send(&self, body: &str) {
-        let m = OutgoingMessage {
-            body: body.into(),
-            ..Default::default()
-        };
-        self.queue.send(&m).await.unwrap();
-    }
-}
-
-async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 fn test_event(n: usize) -> String {
     json!({"version": "0", "id": format!("ev-{n}"), "source": "test", "detail-type": "t", "detail": {"n": n}}).to_string()
 }
@@ -180,7 +134,7 @@ async fn basic_auth_and_headers_are_sent_and_only_oom_stops_are_forwarded() {
     let auth = r#"auth = { type = "basic", username = "tugboat", password = "s3cret" }
 headers = { "x-team" = "platform" }
 rate_limit_per_second = 0"#;
-    let h = start(&config(port, auth)).await;
+    let h = start_http(&config(port, auth)).await;
     h.send(&fixture(
         "ecs-task-state-change-stopped-exited.derived.json",
     ))
@@ -209,7 +163,7 @@ rate_limit_per_second = 0"#;
 #[actix_rt::test]
 async fn an_oom_reason_only_on_the_container_is_forwarded_too() {
     let (r, port) = receiver().await;
-    let h = start(&config(port, "")).await;
+    let h = start_http(&config(port, "")).await;
     let mut event: Value =
         serde_json::from_str(&fixture("ecs-task-state-change-stopped-oom.derived.json")).unwrap();
     event["detail"]["stoppedReason"] = json!("Essential container in task exited");
@@ -230,7 +184,7 @@ fn gaps(seen: &[Seen]) -> Vec<Duration> {
 async fn the_rate_limit_holds_at_one_and_at_fifty_per_second() {
     for (rate, n) in [(1.0, 4), (50.0, 40)] {
         let (r, port) = receiver().await;
-        let h = start(&config(port, &format!("rate_limit_per_second = {rate}"))).await;
+        let h = start_http(&config(port, &format!("rate_limit_per_second = {rate}"))).await;
         for i in 0..n {
             h.send(&test_event(i)).await;
         }
@@ -263,7 +217,7 @@ async fn the_rate_limit_holds_at_one_and_at_fifty_per_second() {
 async fn a_503_then_200_is_delivered_once_after_a_retry_honouring_retry_after() {
     let (r, port) = receiver().await;
     r.answer(503, Some("2"), "busy");
-    let h = start(&config(port, "")).await;
+    let h = start_http(&config(port, "")).await;
     h.send(&test_event(1)).await;
     until("delivered", 15, || h.queue.deleted() == 1).await;
     let seen = r.seen();
@@ -285,7 +239,7 @@ async fn a_503_then_200_is_delivered_once_after_a_retry_honouring_retry_after() 
 async fn a_400_is_dead_lettered_at_once_with_the_status_and_an_excerpt() {
     let (r, port) = receiver().await;
     r.answer(400, None, "{\"message\":\"channel_not_found\"}");
-    let h = start(&config(port, "")).await;
+    let h = start_http(&config(port, "")).await;
     h.send(&test_event(2)).await;
     until("dead-lettered", 10, || {
         h.dlq.len() == 1 && h.queue.deleted() == 1
@@ -309,7 +263,7 @@ async fn a_receiver_that_is_down_is_retried_until_it_answers() {
         .local_addr()
         .unwrap()
         .port();
-    let h = start(&config(port, "timeout = \"1s\"")).await;
+    let h = start_http(&config(port, "timeout = \"1s\"")).await;
     h.send(&test_event(3)).await;
     until("tried twice", 10, || {
         h.app
@@ -338,4 +292,11 @@ async fn a_receiver_that_is_down_is_retried_until_it_answers() {
     until("delivered", 40, || h.queue.deleted() == 1).await;
     assert_eq!(r.seen().len(), 1);
     h.app.stop().await;
+}
+
+async fn start_http(config: &str) -> MemoryApp {
+    spawn_memory_app(config, |deps| {
+        deps.ports.http = Arc::new(HttpConnector::new().unwrap())
+    })
+    .await
 }

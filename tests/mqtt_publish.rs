@@ -7,16 +7,13 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use support::app::{TestApp, spawn_app};
+use support::app::{MemoryApp, spawn_memory_app, until};
 use support::broker::{Broker, Heard, subscribe};
-use tugboat::app::Dependencies;
 use tugboat::mqtt::MqttConnector;
-use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
-use tugboat::ports::{OutgoingMessage, Queue};
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(
@@ -69,48 +66,6 @@ deadline = "2s"
     )
 }
 
-struct Harness {
-    queue: Arc<MemoryQueue>,
-    dlq: Arc<MemoryQueue>,
-    app: TestApp,
-}
-
-async fn start(config: &str) -> Harness {
-    let queue = Arc::new(MemoryQueue::new("work"));
-    let dlq = Arc::new(MemoryQueue::new("work-dlq"));
-    let queues = Arc::new(MemoryQueues::default());
-    queues.add(queue.clone());
-    queues.add(dlq.clone());
-    let mut deps = Dependencies::memory(queues);
-    deps.journal = Some(Arc::new(tugboat::journal::memory::MemoryJournal::default()));
-    deps.ports.mqtt = Arc::new(MqttConnector::default());
-    let app = spawn_app(config, deps).await;
-    Harness { queue, dlq, app }
-}
-
-impl Harness {
-    async fn send(&self, body: &str) {
-        self.queue
-            .send(&OutgoingMessage {
-                body: body.into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
-}
-
-async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn topics(heard: &Heard) -> BTreeSet<String> {
     heard
         .lock()
@@ -125,7 +80,7 @@ async fn the_sample_events_arrive_on_their_topics_and_wildcards_see_them() {
     let broker = Broker::shared();
     let all = subscribe(broker.port, &["fluxer/aws/#"], false).await;
     let instances = subscribe(broker.port, &["fluxer/aws/instances/+/+"], false).await;
-    let h = start(&config(&broker.section("fluxer"), "")).await;
+    let h = start_mqtt(&config(&broker.section("fluxer"), "")).await;
     let samples = [
         (
             "ec2-instance-state-change-pending.awsdocs.json",
@@ -242,7 +197,7 @@ async fn a_qos1_publish_without_puback_does_not_delete_the_message() {
         format!("[brokers.fluxer]\nhost = \"127.0.0.1\"\nport = {port}\nack_timeout = \"1s\"\n");
     let retry =
         r#", retry = { initial_interval = "100ms", max_interval = "200ms", max_attempts = 100 }"#;
-    let h = start(&config(&brokers, retry)).await;
+    let h = start_mqtt(&config(&brokers, retry)).await;
     h.send(&fixture("ec2-instance-state-change-pending.awsdocs.json"))
         .await;
     let id = "instance-state:7bf73129-1428-4cd3-a780-95db273d1602";
@@ -277,7 +232,7 @@ async fn a_broker_stopped_and_restarted_mid_stream_loses_nothing() {
     let heard = subscribe(broker.port, &["fluxer/aws/instances/+/+"], true).await;
     let retry =
         r#", retry = { initial_interval = "200ms", max_interval = "1s", max_attempts = 200 }"#;
-    let h = start(&config(&broker.section("fluxer"), retry)).await;
+    let h = start_mqtt(&config(&broker.section("fluxer"), retry)).await;
     let event = |n: usize| {
         json!({"version": "0", "id": format!("ev-{n}"), "source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification",
             "time": "2026-11-29T10:00:00Z", "region": "us-east-1", "resources": [],
@@ -334,7 +289,7 @@ async fn a_broker_stopped_and_restarted_mid_stream_loses_nothing() {
 #[actix_rt::test]
 async fn a_template_hole_the_event_lacks_dead_letters_it_naming_the_field() {
     let broker = Broker::shared();
-    let h = start(&config(&broker.section("fluxer"), "")).await;
+    let h = start_mqtt(&config(&broker.section("fluxer"), "")).await;
     // The Powertools replay sample spells it instance_id.
     h.send(&fixture(
         "ec2-instance-state-change-terminated.powertools-replay.json",
@@ -377,4 +332,11 @@ fn a_template_no_event_could_fill_is_a_config_error_at_load() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("\"fluxer\" is not configured"), "{e}");
+}
+
+async fn start_mqtt(config: &str) -> MemoryApp {
+    spawn_memory_app(config, |deps| {
+        deps.ports.mqtt = Arc::new(MqttConnector::default())
+    })
+    .await
 }

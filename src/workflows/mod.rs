@@ -38,6 +38,7 @@ workflows! {
     http_deliver,
 }
 
+pub mod params;
 pub mod template;
 
 /// What a workflow's constructor gets: the loaded configuration and the service's ports.

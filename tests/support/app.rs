@@ -102,3 +102,54 @@ impl Drop for TestApp {
         self.stopper.stop();
     }
 }
+
+/// The service over an in-memory work queue (`work`) and its DLQ (`work-dlq`), with an
+/// in-memory journal: a test sees exactly when each message is deleted or dead-lettered.
+pub struct MemoryApp {
+    pub queue: Arc<tugboat::ports::memory::MemoryQueue>,
+    pub dlq: Arc<tugboat::ports::memory::MemoryQueue>,
+    pub app: TestApp,
+}
+
+/// Starts [`MemoryApp`] with `config` (its queue must be `work` with `dlq = "work-dlq"`);
+/// `adjust` swaps in the real adapter a test is about (`deps.ports.http = …`).
+pub async fn spawn_memory_app(config: &str, adjust: impl FnOnce(&mut Dependencies)) -> MemoryApp {
+    use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
+    let queue = Arc::new(MemoryQueue::new("work"));
+    let dlq = Arc::new(MemoryQueue::new("work-dlq"));
+    let queues = Arc::new(MemoryQueues::default());
+    queues.add(queue.clone());
+    queues.add(dlq.clone());
+    let mut deps = Dependencies::memory(queues);
+    deps.journal = Some(Arc::new(tugboat::journal::memory::MemoryJournal::default()));
+    adjust(&mut deps);
+    MemoryApp {
+        queue,
+        dlq,
+        app: spawn_app(config, deps).await,
+    }
+}
+
+impl MemoryApp {
+    /// Puts `body` on the work queue.
+    pub async fn send(&self, body: &str) {
+        use tugboat::ports::{OutgoingMessage, Queue};
+        let m = OutgoingMessage {
+            body: body.into(),
+            ..Default::default()
+        };
+        self.queue.send(&m).await.unwrap();
+    }
+}
+
+/// Waits until `done` holds, for at most `secs` seconds.
+pub async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Registration;
+use super::params::{configured_name, only_known};
 use super::template::{BodyTemplate, maps_param};
 use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
 use crate::ports::Destination;
@@ -95,40 +96,8 @@ const KNOWN: [&str; 3] = ["destination", "body", "maps"];
 
 impl Params {
     fn parse(params: &Value, destinations: &[String]) -> Result<Params, String> {
-        if let Some(obj) = params.as_object()
-            && let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str()))
-        {
-            return Err(format!(
-                "unknown param {unknown:?}; {KIND} takes {}",
-                KNOWN.join(", ")
-            ));
-        }
-        let configured = || {
-            if destinations.is_empty() {
-                "none".to_string()
-            } else {
-                destinations.join(", ")
-            }
-        };
-        let destination = match params.get("destination") {
-            Some(Value::String(d)) if destinations.contains(d) => d.clone(),
-            Some(Value::String(d)) => {
-                return Err(format!(
-                    "params.destination {d:?} is not configured; configured destinations: {}",
-                    configured()
-                ));
-            }
-            Some(other) => return Err(format!("params.destination must be a name, got {other}")),
-            None => match destinations {
-                [only] => only.clone(),
-                _ => {
-                    return Err(format!(
-                        "params.destination is required when there is not exactly one [destinations.NAME]; configured: {}",
-                        configured()
-                    ));
-                }
-            },
-        };
+        only_known(params, KIND, &KNOWN)?;
+        let destination = configured_name(params, "destination", destinations, "destinations")?;
         let maps = maps_param(params)?;
         let body = match params.get("body") {
             None => None,

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Registration;
+use super::params::{configured_name, only_known};
 use super::template::{BodyTemplate, Maps, Template, maps_param};
 use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
 use crate::ports::Broker;
@@ -91,33 +92,8 @@ const KNOWN: [&str; 7] = ["broker", "topic", "maps", "body", "qos", "retain", "r
 impl Params {
     /// `brokers` are the configured broker names.
     fn parse(params: &Value, brokers: &[String]) -> Result<Params, String> {
-        if let Some(obj) = params.as_object()
-            && let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str()))
-        {
-            return Err(format!(
-                "unknown param {unknown:?}; {KIND} takes {}",
-                KNOWN.join(", ")
-            ));
-        }
-        let broker = match params.get("broker") {
-            Some(Value::String(b)) if brokers.contains(b) => b.clone(),
-            Some(Value::String(b)) => {
-                return Err(format!(
-                    "params.broker {b:?} is not configured; configured brokers: {}",
-                    list(brokers)
-                ));
-            }
-            Some(other) => return Err(format!("params.broker must be a name, got {other}")),
-            None => match brokers {
-                [only] => only.clone(),
-                _ => {
-                    return Err(format!(
-                        "params.broker is required when there is not exactly one [brokers.NAME]; configured: {}",
-                        list(brokers)
-                    ));
-                }
-            },
-        };
+        only_known(params, KIND, &KNOWN)?;
+        let broker = configured_name(params, "broker", brokers, "brokers")?;
         let maps = maps_param(params)?;
         let topic = match params.get("topic") {
             Some(Value::String(t)) => {
@@ -154,14 +130,6 @@ impl Params {
             retain,
             retry,
         })
-    }
-}
-
-fn list(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".into()
-    } else {
-        names.join(", ")
     }
 }
 
