@@ -32,7 +32,7 @@ struct Seen {
     body: Value,
 }
 
-/// A scripted answer: status, `Retry-After`, body.
+/// A scripted answer: status, `Retry-After`, body. Status 0 stalls for 3 s, then answers 200.
 type Answer = (u16, Option<&'static str>, &'static str);
 
 /// A receiver that answers from a script (then 200) and records every request.
@@ -40,6 +40,8 @@ type Answer = (u16, Option<&'static str>, &'static str);
 struct Receiver {
     script: Arc<Mutex<VecDeque<Answer>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// OAuth token requests (`/token`): their headers and form bodies.
+    tokens: Arc<Mutex<Vec<(HeaderMap, String)>>>,
 }
 
 impl Receiver {
@@ -60,12 +62,16 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
         headers,
         body: serde_json::from_str(&body).unwrap_or(Value::String(body)),
     });
-    let (status, retry_after, body) = r
+    let (mut status, retry_after, body) = r
         .script
         .lock()
         .unwrap()
         .pop_front()
         .unwrap_or((200, None, "ok"));
+    if status == 0 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        status = 200;
+    }
     let mut headers = HeaderMap::new();
     if let Some(v) = retry_after {
         headers.insert("retry-after", v.parse().unwrap());
@@ -73,10 +79,20 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) ->
     (StatusCode::from_u16(status).unwrap(), headers, body)
 }
 
+/// The OAuth token endpoint: client credentials in, `tok-<n>` out, valid for an hour.
+async fn token(State(r): State<Receiver>, headers: HeaderMap, body: String) -> impl IntoResponse {
+    let mut tokens = r.tokens.lock().unwrap();
+    tokens.push((headers, body));
+    axum::Json(
+        json!({"access_token": format!("tok-{}", tokens.len()), "token_type": "Bearer", "expires_in": 3600}),
+    )
+}
+
 async fn receiver() -> (Receiver, u16) {
     let r = Receiver::default();
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(receive))
+        .route("/token", axum::routing::post(token))
         .with_state(r.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -299,4 +315,89 @@ async fn start_http(config: &str) -> MemoryApp {
         deps.ports.http = Arc::new(HttpConnector::new().unwrap())
     })
     .await
+}
+
+#[actix_rt::test]
+async fn an_api_key_header_is_sent() {
+    let (r, port) = receiver().await;
+    let auth = r#"auth = { type = "api_key", header = "x-api-key", value = "k-123" }"#;
+    let h = start_http(&config(port, auth)).await;
+    h.send(&test_event(10)).await;
+    until("delivered", 10, || h.queue.deleted() == 1).await;
+    let seen = r.seen();
+    assert_eq!(seen[0].headers["x-api-key"], "k-123");
+    assert!(seen[0].headers.get("authorization").is_none());
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn oauth_client_credentials_fetch_a_token_once_and_again_after_a_401() {
+    let (r, port) = receiver().await;
+    let auth = format!(
+        r#"auth = {{ type = "oauth_client_credentials", token_url = "http://127.0.0.1:{port}/token", client_id = "tugboat", client_secret = "s3cret", scope = "events:write" }}"#
+    );
+    r.answer(200, None, "ok");
+    r.answer(200, None, "ok");
+    r.answer(401, None, "token revoked");
+    let h = start_http(&config(port, &auth)).await;
+    h.send(&test_event(11)).await;
+    until("the first is delivered", 10, || h.queue.deleted() == 1).await;
+    h.send(&test_event(12)).await;
+    until("the second is delivered", 10, || h.queue.deleted() == 2).await;
+    {
+        let tokens = r.tokens.lock().unwrap();
+        assert_eq!(tokens.len(), 1, "the token is cached");
+        let (headers, form) = &tokens[0];
+        assert_eq!(headers["authorization"], "Basic dHVnYm9hdDpzM2NyZXQ=");
+        assert!(
+            form.contains("grant_type=client_credentials") && form.contains("scope=events%3Awrite"),
+            "{form}"
+        );
+    }
+    // A 401 drops the token: a new one is fetched and the request sent once more.
+    h.send(&test_event(13)).await;
+    until("the third is delivered", 10, || h.queue.deleted() == 3).await;
+    assert_eq!(r.tokens.lock().unwrap().len(), 2);
+    let auths: Vec<String> = r
+        .seen()
+        .iter()
+        .map(|s| s.headers["authorization"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        auths,
+        [
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-1",
+            "Bearer tok-2"
+        ]
+    );
+    assert!(h.dlq.is_empty());
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_timeout_is_retried_and_attempts_are_bounded() {
+    let (r, port) = receiver().await;
+    // The first request stalls past the 1 s timeout; the retry is answered.
+    r.answer(0, None, "");
+    let h = start_http(&config(port, "timeout = \"1s\"\nmax_attempts = 3")).await;
+    h.send(&test_event(20)).await;
+    until("delivered after the timeout", 15, || h.queue.deleted() == 1).await;
+    assert_eq!(r.seen().len(), 2);
+    let record = h.app.record("test:ev-20");
+    assert_eq!(record.steps[0].attempts, 2);
+    // Always 503: three attempts, then the DLQ says so.
+    for _ in 0..3 {
+        r.answer(503, None, "down");
+    }
+    h.send(&test_event(21)).await;
+    until("dead-lettered", 20, || h.dlq.len() == 1).await;
+    let dead = h.dlq.messages().remove(0);
+    let error = &dead.attributes["tugboat-error"];
+    assert!(
+        error.contains("gave up after 3 attempts: HTTP 503: down"),
+        "{error}"
+    );
+    h.app.stop().await;
 }

@@ -340,3 +340,40 @@ async fn start_mqtt(config: &str) -> MemoryApp {
     })
     .await
 }
+
+#[actix_rt::test]
+async fn a_username_and_password_are_used_and_a_wrong_one_keeps_the_message() {
+    let broker = Broker::own_with_password("tugboat", "s3cret");
+    let section = |password: &str| {
+        broker.section("fluxer") + &format!("username = \"tugboat\"\npassword = \"{password}\"\n")
+    };
+    let retry =
+        r#", retry = { initial_interval = "100ms", max_interval = "300ms", max_attempts = 100 }"#;
+    // Wrong password: the broker refuses the connection; the publish waits, retryable.
+    let h = start_mqtt(&config(&section("wrong"), retry)).await;
+    h.send(&fixture("ec2-instance-state-change-pending.awsdocs.json"))
+        .await;
+    let id = "instance-state:7bf73129-1428-4cd3-a780-95db273d1602";
+    until("a publish was refused", 15, || {
+        h.app
+            .journal
+            .get(id)
+            .unwrap()
+            .is_some_and(|r| r.steps.iter().any(|s| s.attempts >= 2))
+    })
+    .await;
+    let error = h.app.record(id).steps[0]
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(error.contains("not connected"), "{error}");
+    assert_eq!(h.queue.deleted(), 0);
+    h.app.stop().await;
+    // The right one: delivered.
+    let h = start_mqtt(&config(&section("s3cret"), retry)).await;
+    h.send(&fixture("ec2-instance-state-change-pending.awsdocs.json"))
+        .await;
+    until("delivered", 15, || h.queue.deleted() == 1).await;
+    assert!(h.dlq.is_empty());
+    h.app.stop().await;
+}

@@ -40,6 +40,32 @@ impl Broker {
 
     /// A broker of this test's own, on a free port.
     pub fn own() -> Broker {
+        Broker::own_with("allow_anonymous true\n")
+    }
+
+    /// A broker of this test's own that admits only `user` with `password`.
+    pub fn own_with_password(user: &str, password: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("passwords");
+        // mosquitto_passwd's file format: user:$7$… (PBKDF2-SHA512); made by the tool itself.
+        let status = Command::new(Broker::tool("mosquitto_passwd"))
+            .arg("-c")
+            .arg("-b")
+            .arg(&file)
+            .arg(user)
+            .arg(password)
+            .status()
+            .expect("running mosquitto_passwd");
+        assert!(status.success(), "mosquitto_passwd failed");
+        let b = Broker::own_with(&format!(
+            "allow_anonymous false\npassword_file {}\n",
+            file.display()
+        ));
+        std::mem::forget(dir); // the broker reads the file; the OS cleans /tmp
+        b
+    }
+
+    fn own_with(auth: &str) -> Broker {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -50,7 +76,7 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 1\n",
+                "listener {port} 127.0.0.1\n{auth}persistence true\npersistence_location {}/\nautosave_interval 1\n",
                 dir.path().display()
             ),
         )
@@ -65,19 +91,24 @@ impl Broker {
     }
 
     fn binary() -> PathBuf {
+        Broker::tool("mosquitto")
+    }
+
+    /// A Mosquitto program, from `PATH` or the sbin folders.
+    fn tool(name: &str) -> PathBuf {
         let candidates = std::env::var_os("PATH")
             .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
             .unwrap_or_default()
             .into_iter()
             .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/local/sbin")]);
         for dir in candidates {
-            let b = dir.join("mosquitto");
+            let b = dir.join(name);
             if b.is_file() {
                 return b;
             }
         }
         panic!(
-            "this test needs an MQTT broker: none answers on 127.0.0.1:1883 and `mosquitto` is not installed \
+            "this test needs `{name}` (a broker of its own), which is not installed \
              (Debian: apt-get install mosquitto; scripts/test.sh installs it)"
         );
     }
