@@ -116,6 +116,17 @@ impl Spawn for TaskSpawn {
 struct Running {
     handle: Option<Box<dyn Any + Send>>,
     waiters: Vec<oneshot::Sender<RunResult>>,
+    /// The record `prepare` just wrote with its first attempt journaled, for the first run
+    /// to start from (no read, no second write); a restart after a panic reads the journal.
+    fresh: Option<Record>,
+}
+
+/// What `prepare` found.
+enum Prepared {
+    /// Nothing to run: this is the result.
+    Done(RunResult),
+    /// Run the instance; from this record (its first attempt journaled) when given.
+    Run(Option<Record>),
 }
 
 /// What one supervised run of an instance came to.
@@ -175,6 +186,7 @@ impl Dispatcher {
                     let entry = Running {
                         handle: None,
                         waiters: vec![tx],
+                        fresh: None,
                     };
                     running.insert(id.clone(), entry);
                     false
@@ -185,8 +197,11 @@ impl Dispatcher {
             return rx.await.unwrap_or(RunResult::Released);
         }
         match self.prepare(&id, &req).await {
-            Some(result) => self.finish(&id, result),
-            None => {
+            Prepared::Done(result) => self.finish(&id, result),
+            Prepared::Run(fresh) => {
+                if let Some(r) = self.running().get_mut(&id) {
+                    r.fresh = fresh;
+                }
                 let handle = self
                     .spawner
                     .spawn(self.clone(), id.clone(), req.workflow.clone());
@@ -198,8 +213,8 @@ impl Dispatcher {
         rx.await.unwrap_or(RunResult::Released)
     }
 
-    /// Finds or creates the journal record; `Some(result)` when there is nothing to run.
-    async fn prepare(&self, id: &str, req: &StartRequest) -> Option<RunResult> {
+    /// Finds or creates the journal record, and says whether there is anything to run.
+    async fn prepare(&self, id: &str, req: &StartRequest) -> Prepared {
         let origin = Origin {
             route: req.route.clone(),
             queue: req.queue.clone(),
@@ -218,9 +233,9 @@ impl Dispatcher {
         let mut record = match self.engine.journal.get(id) {
             Ok(None) => fresh(),
             Ok(Some(mut r)) => match &r.status {
-                Status::Succeeded => return Some(RunResult::Succeeded),
+                Status::Succeeded => return Prepared::Done(RunResult::Succeeded),
                 Status::Failed { reason } => {
-                    return Some(RunResult::Failed(Failure::from_record(&r, reason)));
+                    return Prepared::Done(RunResult::Failed(Failure::from_record(&r, reason)));
                 }
                 Status::DeadLettered { .. }
                     if req.redrive.is_some_and(|d| d.brings_back(r.generation)) =>
@@ -233,9 +248,9 @@ impl Dispatcher {
                     r.trace = req.trace.clone();
                     r
                 }
-                Status::DeadLettered { .. } => return Some(RunResult::DeadLettered),
+                Status::DeadLettered { .. } => return Prepared::Done(RunResult::DeadLettered),
                 Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {
-                    return None;
+                    return Prepared::Run(None);
                 }
             },
             // A record this build cannot read (another schema version, damage): it is not
@@ -247,7 +262,7 @@ impl Dispatcher {
                 r
             }
             Err(e @ JournalError::Corrupt { .. }) => {
-                return Some(RunResult::Failed(Failure {
+                return Prepared::Done(RunResult::Failed(Failure {
                     workflow_id: id.to_owned(),
                     workflow: req.workflow.clone(),
                     route: req.route.clone(),
@@ -258,10 +273,10 @@ impl Dispatcher {
                     compensation: vec![],
                 }));
             }
-            Err(e) => return Some(RunResult::JournalError(e.to_string())),
+            Err(e) => return Prepared::Done(RunResult::JournalError(e.to_string())),
         };
         let Some(logic) = self.engine.registry.get(&req.workflow) else {
-            return Some(RunResult::Failed(Failure {
+            return Prepared::Done(RunResult::Failed(Failure {
                 workflow_id: id.to_owned(),
                 workflow: req.workflow.clone(),
                 route: req.route.clone(),
@@ -272,6 +287,7 @@ impl Dispatcher {
                 compensation: vec![],
             }));
         };
+        let mut first_attempt = false;
         match logic.start(&req.event.body, &req.params) {
             Err(reason) => {
                 record.status = Status::Failed {
@@ -282,7 +298,12 @@ impl Dispatcher {
             Ok(t) => {
                 record.state = t.state;
                 match t.next {
-                    Next::Run(action) => record.pending = Some(action),
+                    Next::Run(action) => {
+                        // The first attempt is journaled with the instance (one write, not two).
+                        first_attempt =
+                            runner::begin_attempt(&mut record, &action, &self.engine.options);
+                        record.pending = Some(action);
+                    }
                     Next::Complete(output) => {
                         record.output = Some(output);
                         record.status = Status::Succeeded;
@@ -296,14 +317,14 @@ impl Dispatcher {
         }
         record.updated_ms = now_ms();
         if let Err(e) = self.engine.journal.put(&record).await {
-            return Some(RunResult::JournalError(e.to_string()));
+            return Prepared::Done(RunResult::JournalError(e.to_string()));
         }
         match &record.status {
-            Status::Succeeded => Some(RunResult::Succeeded),
+            Status::Succeeded => Prepared::Done(RunResult::Succeeded),
             Status::Failed { reason } => {
-                Some(RunResult::Failed(Failure::from_record(&record, reason)))
+                Prepared::Done(RunResult::Failed(Failure::from_record(&record, reason)))
             }
-            _ => None,
+            _ => Prepared::Run(first_attempt.then_some(record)),
         }
     }
 
@@ -327,7 +348,8 @@ impl Dispatcher {
             Some(limit) => limit.acquire_owned().await.ok(),
             None => None,
         };
-        let panic = match AssertUnwindSafe(runner::drive(&self.engine, id))
+        let fresh = self.running().get_mut(id).and_then(|r| r.fresh.take());
+        let panic = match AssertUnwindSafe(runner::drive(&self.engine, id, fresh))
             .catch_unwind()
             .await
         {

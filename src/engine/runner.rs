@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use super::Engine;
+use super::{Engine, EngineOptions};
 use crate::contract::{Action, Call, Next, StepContext, StepError, Workflow};
 use crate::failpoint;
 use crate::journal::{Record, Status, now_ms};
@@ -92,11 +92,22 @@ impl Failure {
 pub const COMPENSATE: &str = "compensate:";
 
 /// Drives instance `id` until it is terminal, fails, backs off for long, or shutdown begins.
-pub async fn drive(engine: &Engine, id: &str) -> RunResult {
-    let mut record = match engine.journal.get(id) {
-        Ok(Some(r)) => r,
-        Ok(None) => return RunResult::JournalError(format!("no journal record for {id}")),
-        Err(e) => return RunResult::JournalError(e.to_string()),
+/// `fresh` is the record the dispatcher has just written with its first attempt journaled
+/// ([`begin_attempt`]); without it the record is read from the journal.
+pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResult {
+    // The step whose attempt the last write in this process journaled and nobody has
+    // performed yet: the call follows at once, with no write of its own.
+    let mut journaled: Option<String> = None;
+    let mut record = match fresh {
+        Some(r) => {
+            journaled = r.pending.as_ref().map(|a| a.name.clone());
+            r
+        }
+        None => match engine.journal.get(id) {
+            Ok(Some(r)) => r,
+            Ok(None) => return RunResult::JournalError(format!("no journal record for {id}")),
+            Err(e) => return RunResult::JournalError(e.to_string()),
+        },
     };
     let Some(logic) = engine.registry.get(&record.workflow).cloned() else {
         let reason = format!("workflow kind {:?} is not in this build", record.workflow);
@@ -134,11 +145,13 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
             return fail_now(engine, &mut record, reason).await;
         };
 
-        let outcome = match attempt(engine, &logic, &mut record, &action, undoing).await {
-            Attempted::Outcome(o) => o,
-            Attempted::Return(r) => return r,
-            Attempted::TryAgain => continue,
-        };
+        let prejournaled = journaled.take().is_some_and(|name| name == action.name);
+        let outcome =
+            match attempt(engine, &logic, &mut record, &action, undoing, prejournaled).await {
+                Attempted::Outcome(o) => o,
+                Attempted::Return(r) => return r,
+                Attempted::TryAgain => continue,
+            };
 
         let step = record.step_mut(&action.name);
         step.finished_ms = Some(now_ms());
@@ -166,6 +179,10 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
         record.status = Status::Running;
         let failed = match transition.next {
             Next::Run(next) => {
+                // The next step's first attempt is journaled with this decision.
+                if begin_attempt(&mut record, &next, &engine.options) {
+                    journaled = Some(next.name.clone());
+                }
                 record.pending = Some(next);
                 false
             }
@@ -189,6 +206,27 @@ pub async fn drive(engine: &Engine, id: &str) -> RunResult {
             "transition-journaled"
         });
     }
+}
+
+/// Marks the first attempt of `action` as started, so that the write that journals the
+/// decision to run it also journals the attempt (one durable write per step instead of two);
+/// the caller then performs it without another write. False, and nothing changed, for a step
+/// already attempted (its retries journal each attempt on their own) and for a sleep long
+/// enough to be a release (which has its own bookkeeping). A crash between the write and the
+/// call counts an attempt that never ran: the retry policy sees one attempt more, never fewer.
+pub(crate) fn begin_attempt(record: &mut Record, action: &Action, options: &EngineOptions) -> bool {
+    if let Call::Sleep { duration, .. } = &action.call
+        && *duration > options.max_in_process_wait
+    {
+        return false;
+    }
+    let step = record.step_mut(&action.name);
+    if step.attempts > 0 {
+        return false;
+    }
+    step.attempts = 1;
+    step.last_started_ms = now_ms();
+    true
 }
 
 /// The workflow failed for good: journal the reason and every compensating action to run.
@@ -250,14 +288,14 @@ enum Attempted {
     TryAgain,
 }
 
-/// One attempt at `action`, with the retry bookkeeping around it.
-async fn attempt(
+/// Journals the start of one attempt at `action` (or decides there is none to make: attempts
+/// used up, or a long sleep that is a release); `Ok(attempt number)` when the call is next.
+async fn journal_attempt(
     engine: &Engine,
-    logic: &Arc<dyn Workflow>,
     record: &mut Record,
     action: &Action,
     undoing: bool,
-) -> Attempted {
+) -> Result<u32, Attempted> {
     let policy = &action.retry;
     let step = record.step_mut(&action.name);
     step.compensation = undoing;
@@ -269,7 +307,7 @@ async fn attempt(
             step.attempts,
             step.last_error.clone().unwrap_or_default()
         );
-        return Attempted::Outcome(Err(StepError::permanent(message)));
+        return Err(Attempted::Outcome(Err(StepError::permanent(message))));
     }
 
     // A long sleep is a release, not a wait: the message comes back when it is due.
@@ -279,17 +317,17 @@ async fn attempt(
         let due = step.first_started_ms + duration.as_millis() as u64;
         let now = now_ms();
         if step.attempts > 0 && now >= due {
-            return Attempted::Outcome(Ok(json!({"woken": false})));
+            return Err(Attempted::Outcome(Ok(json!({"woken": false}))));
         }
         step.attempts = 1;
         if !undoing {
             record.status = Status::Waiting { until_ms: due };
         }
         let wait = Duration::from_millis(due.saturating_sub(now));
-        return match record_and(engine, record).await {
+        return Err(match record_and(engine, record).await {
             Some(r) => Attempted::Return(r),
             None => Attempted::Return(RunResult::RetryLater(wait)),
-        };
+        });
     }
 
     let step = record.step_mut(&action.name);
@@ -300,8 +338,29 @@ async fn attempt(
         record.status = Status::Running;
     }
     if let Some(r) = record_and(engine, record).await {
-        return Attempted::Return(r);
+        return Err(Attempted::Return(r));
     }
+    Ok(attempts)
+}
+
+/// One attempt at `action`, with the retry bookkeeping around it.
+async fn attempt(
+    engine: &Engine,
+    logic: &Arc<dyn Workflow>,
+    record: &mut Record,
+    action: &Action,
+    undoing: bool,
+    prejournaled: bool,
+) -> Attempted {
+    let policy = &action.retry;
+    let attempts = if prejournaled {
+        record.step_mut(&action.name).attempts
+    } else {
+        match journal_attempt(engine, record, action, undoing).await {
+            Ok(attempts) => attempts,
+            Err(a) => return a,
+        }
+    };
     failpoint::hit(if undoing {
         "undo-journaled"
     } else {

@@ -87,8 +87,47 @@ impl Flow for Two {
     }
 }
 
+/// The in-memory journal, counting its writes.
+#[derive(Debug, Default)]
+struct Counting {
+    inner: MemoryJournal,
+    puts: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Journal for Counting {
+    fn get(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::journal::Record>, crate::journal::JournalError> {
+        self.inner.get(id)
+    }
+    async fn put(
+        &self,
+        record: &crate::journal::Record,
+    ) -> Result<(), crate::journal::JournalError> {
+        self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.put(record).await
+    }
+    fn list(
+        &self,
+        filter: &crate::journal::ListFilter,
+    ) -> Result<Vec<crate::journal::Record>, crate::journal::JournalError> {
+        self.inner.list(filter)
+    }
+    fn flush(&self) -> Result<(), crate::journal::JournalError> {
+        self.inner.flush()
+    }
+}
+
 async fn dispatcher(two: Arc<Typed<Two>>) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
-    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+    dispatcher_over(two, Arc::new(MemoryJournal::default())).await
+}
+
+async fn dispatcher_over(
+    two: Arc<Typed<Two>>,
+    journal: Arc<dyn Journal>,
+) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
     let config = crate::config::Config::from_toml_str(
         "[aws]\nregion = \"us-east-1\"\n",
         std::path::Path::new("t.toml"),
@@ -105,8 +144,10 @@ async fn dispatcher(two: Arc<Typed<Two>>) -> (Arc<Dispatcher>, Arc<dyn Journal>)
         })
         .await
         .unwrap();
-    let (_tx, shutdown) = watch::channel(false);
-    // The sender lives on in the engine's receiver: dropping `_tx` leaves it `false`.
+    let (tx, shutdown) = watch::channel(false);
+    // Kept for the test's lifetime: a closed channel reads as shutdown, which would cut
+    // short an in-process back-off.
+    Box::leak(Box::new(tx));
     let engine = Arc::new(Engine::new(
         journal.clone(),
         registry,
@@ -144,6 +185,27 @@ async fn an_instance_runs_to_success_on_plain_tokio_tasks() {
     // Delivered again: answered from the journal, nothing runs.
     assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
     assert_eq!(two.0.keys.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn each_step_costs_one_durable_write_and_each_attempt_is_journaled_before_its_call() {
+    let two = Arc::new(Typed(Two::new(vec![
+        Err(StepError::retryable("busy")),
+        Ok(json!({})),
+    ])));
+    let counting = Arc::new(Counting::default());
+    let (d, journal) = dispatcher_over(two, counting.clone()).await;
+    assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
+    // The instance with a's first attempt; a's outcome with b's first attempt; b's failure;
+    // b's second attempt; b's outcome with the completion.
+    assert_eq!(counting.puts.load(std::sync::atomic::Ordering::Relaxed), 5);
+    let r = journal.get("r:e-1").unwrap().unwrap();
+    let attempts: Vec<(String, u32)> = r
+        .steps
+        .iter()
+        .map(|s| (s.name.clone(), s.attempts))
+        .collect();
+    assert_eq!(attempts, [("a".to_string(), 1), ("b".to_string(), 2)]);
 }
 
 #[tokio::test]
