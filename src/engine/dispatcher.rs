@@ -118,7 +118,7 @@ struct Running {
     waiters: Vec<oneshot::Sender<RunResult>>,
     /// The record `prepare` just wrote with its first attempt journaled, for the first run
     /// to start from (no read, no second write); a restart after a panic reads the journal.
-    fresh: Option<Record>,
+    fresh: Option<Box<Record>>,
 }
 
 /// What `prepare` found.
@@ -126,7 +126,7 @@ enum Prepared {
     /// Nothing to run: this is the result.
     Done(RunResult),
     /// Run the instance; from this record (its first attempt journaled) when given.
-    Run(Option<Record>),
+    Run(Option<Box<Record>>),
 }
 
 /// What one supervised run of an instance came to.
@@ -324,7 +324,7 @@ impl Dispatcher {
             Status::Failed { reason } => {
                 Prepared::Done(RunResult::Failed(Failure::from_record(&record, reason)))
             }
-            _ => Prepared::Run(first_attempt.then_some(record)),
+            _ => Prepared::Run(first_attempt.then(|| Box::new(record))),
         }
     }
 
@@ -348,7 +348,11 @@ impl Dispatcher {
             Some(limit) => limit.acquire_owned().await.ok(),
             None => None,
         };
-        let fresh = self.running().get_mut(id).and_then(|r| r.fresh.take());
+        let fresh = self
+            .running()
+            .get_mut(id)
+            .and_then(|r| r.fresh.take())
+            .map(|r| *r);
         let panic = match AssertUnwindSafe(runner::drive(&self.engine, id, fresh))
             .catch_unwind()
             .await
