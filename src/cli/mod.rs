@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
+mod cur;
 mod dlq;
 mod migrate;
 mod pattern;
@@ -71,6 +72,8 @@ pub enum Command {
     Pattern(pattern::PatternArgs),
     /// Explain which configured routes an event would start.
     Route(pattern::RouteArgs),
+    /// Read Cost and Usage Reports on local disk (no configuration needed).
+    Cur(cur::CurArgs),
 }
 
 /// A failure of a command, carrying its exit code.
@@ -136,6 +139,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pattern(args) => pattern::test(args).await,
         Command::Route(args) => pattern::explain(&cli.config, args).await,
         Command::Send(args) => send::run(&cli.config, args).await,
+        Command::Cur(args) => cur::run(args),
     }
 }
 

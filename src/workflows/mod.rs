@@ -38,6 +38,8 @@ workflows! {
     http_deliver,
 }
 
+// Report reading only, so far: the workflow is registered when it is built (issue 10).
+pub mod cur_ingest;
 pub mod params;
 pub mod template;
 

@@ -1,0 +1,227 @@
+//! `tugboat cur summarize`: cost reports on local disk, read and summed exactly as the
+//! `cur_ingest` workflow will read them (the same parser and aggregation).
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::CliError;
+use crate::workflows::cur_ingest::manifest::Manifest;
+use crate::workflows::cur_ingest::report::Summary;
+
+#[derive(Debug, Args)]
+pub struct CurArgs {
+    #[command(subcommand)]
+    pub command: CurCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CurCommand {
+    /// Sum cost reports per day, payer, account, service, region and currency. PATHs are
+    /// reports (`.csv`, `.csv.gz`: gzip is recognised by its bytes), manifests
+    /// (`*-Manifest.json`: every part once) or folders (their manifests, or their reports when
+    /// they hold none). Legacy CUR, its Athena column names, CUR 2.0 and FOCUS 1.x are told
+    /// apart by their header. A report that cannot be read exits 1 naming file, line and column.
+    Summarize {
+        /// Reports, manifests or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// JSON lines `{"day","payer","account","service","region","cost","currency"}`, or CSV
+        /// with that header.
+        #[arg(long, value_enum, default_value_t = Format::Json)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Csv,
+}
+
+pub fn run(args: CurArgs) -> Result<(), CliError> {
+    match args.command {
+        CurCommand::Summarize { paths, format } => summarize(&paths, format),
+    }
+}
+
+fn summarize(paths: &[PathBuf], format: Format) -> Result<(), CliError> {
+    let mut reports = Vec::new();
+    for path in paths {
+        reports_in(path, &mut reports)?;
+    }
+    // A part named by two manifests (a report re-delivered under another folder) counts once.
+    let mut seen = BTreeSet::new();
+    reports.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    let mut summary = Summary::default();
+    for report in &reports {
+        let name = report.display().to_string();
+        let input = open(report).map_err(CliError::Runtime)?;
+        summary
+            .add_report(input, &name)
+            .map_err(CliError::Runtime)?;
+    }
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let write = |out: &mut dyn Write| -> std::io::Result<()> {
+        if format == Format::Csv {
+            writeln!(out, "day,payer,account,service,region,cost,currency")?;
+        }
+        for (k, cost) in &summary.totals {
+            match format {
+                Format::Json => writeln!(
+                    out,
+                    "{{\"day\":{},\"payer\":{},\"account\":{},\"service\":{},\"region\":{},\"cost\":{cost},\"currency\":{}}}",
+                    json(&k.day),
+                    json(&k.payer),
+                    json(&k.account),
+                    json(&k.service),
+                    json(&k.region),
+                    json(&k.currency)
+                )?,
+                Format::Csv => writeln!(
+                    out,
+                    "{},{},{},{},{},{cost},{}",
+                    csv_field(&k.day),
+                    csv_field(&k.payer),
+                    csv_field(&k.account),
+                    csv_field(&k.service),
+                    csv_field(&k.region),
+                    csv_field(&k.currency)
+                )?,
+            }
+        }
+        out.flush()
+    };
+    match write(&mut out) {
+        Ok(()) => {}
+        // `| head` closing the pipe is not a failure.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => return Err(CliError::Runtime(format!("writing the summary: {e}"))),
+    }
+    eprintln!(
+        "{} report(s), {} line items, {} sums",
+        reports.len(),
+        summary.rows,
+        summary.totals.len()
+    );
+    Ok(())
+}
+
+fn json(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The report files `path` stands for, appended to `out`.
+fn reports_in(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
+    if meta.is_dir() {
+        let mut manifests = Vec::new();
+        let mut files = Vec::new();
+        walk(path, &mut |p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if Manifest::is_manifest_key(name) {
+                manifests.push(p.to_path_buf());
+            } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+                files.push(p.to_path_buf());
+            }
+        })
+        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
+        if manifests.is_empty() {
+            out.extend(files);
+        } else {
+            for m in manifests {
+                parts(&m, out)?;
+            }
+        }
+        return Ok(());
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    if Manifest::is_manifest_key(name) {
+        parts(path, out)
+    } else {
+        out.push(path.to_path_buf());
+        Ok(())
+    }
+}
+
+/// Every file below `dir`, in name order.
+fn walk(dir: &Path, found: &mut dyn FnMut(&Path)) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        if e.file_type()?.is_dir() {
+            walk(&p, found)?;
+        } else {
+            found(&p);
+        }
+    }
+    Ok(())
+}
+
+/// The parts of manifest `path`: each key is looked for below the manifest's folder and each
+/// folder above it (the manifest sits inside the bucket the keys are relative to).
+fn parts(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    let name = path.display().to_string();
+    let text = std::fs::read(path).map_err(|e| CliError::Runtime(format!("{name}: {e}")))?;
+    let manifest = Manifest::parse(&text, &name).map_err(CliError::Runtime)?;
+    for key in manifest.keys() {
+        let found = path
+            .ancestors()
+            .skip(1)
+            .map(|dir| dir.join(key))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                CliError::Runtime(format!(
+                    "{name}: the manifest names a part {key:?} that is not in any folder above it"
+                ))
+            })?;
+        out.push(found);
+    }
+    Ok(())
+}
+
+/// A report's text: gunzipped when its first bytes are gzip's.
+fn open(path: &Path) -> Result<Box<dyn Read>, String> {
+    let name = path.display();
+    let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let head = reader.fill_buf().map_err(|e| format!("{name}: {e}"))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(GunzipErrors {
+            inner: flate2::bufread::MultiGzDecoder::new(reader),
+        }))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// Names a broken gzip stream for what it is (csv would only say "reading failed").
+struct GunzipErrors<R> {
+    inner: R,
+}
+
+impl<R: Read> Read for GunzipErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).map_err(|e| {
+            let kind = e.kind();
+            std::io::Error::new(kind, format!("gzip: {e} (a truncated or damaged file?)"))
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! `cur_ingest` (seed plan 2): Cost and Usage Reports into the daily-cost table, a curated
+//! summary, anomalies, a forecast and budgets.
+//!
+//! **So far only the report reading is here** ([`report`]: layouts, streaming parse, exact
+//! sums; [`manifest`]: a manifest's report parts), used by `tugboat cur summarize`. The
+//! workflow itself (S3 trigger, DynamoDB replace, curated object, anomalies, forecast,
+//! budgets, notifications) is not built yet, so this folder is not in the `workflows!` list.
+
+pub mod manifest;
+pub mod report;

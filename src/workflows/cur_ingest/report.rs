@@ -1,0 +1,492 @@
+//! Cost reports, streamed: the column layout detected from the header, each line item read
+//! once, and costs summed exactly per (day, payer, account, service, region, currency).
+//!
+//! Layouts (from the header):
+//!
+//! | | legacy CUR | legacy CUR, Athena names | CUR 2.0 | FOCUS 1.x |
+//! |---|---|---|---|---|
+//! | day (UTC date of) | `lineItem/UsageStartDate` | `line_item_usage_start_date` | same | `ChargePeriodStart` |
+//! | account | `lineItem/UsageAccountId` | `line_item_usage_account_id` | same | `SubAccountId` |
+//! | payer | `bill/PayerAccountId` | `bill_payer_account_id` | same | `BillingAccountId` |
+//! | service | `lineItem/ProductCode` | `line_item_product_code` | same | `x_ServiceCode`, else `ServiceName` |
+//! | region | `product/region`, else `product/regionCode` | `product_region`, else `product_region_code` | `product_region_code` | `RegionId` |
+//! | cost | `lineItem/UnblendedCost` | `line_item_unblended_cost` | same | `BilledCost` |
+//! | currency | `lineItem/CurrencyCode` | `line_item_currency_code` | same | `BillingCurrency` |
+//!
+//! CUR 2.0 is told from Athena-named legacy CUR by its map column `product`. Every line item
+//! counts (usage, tax, credits, refunds, negations); an empty or `NULL` cost is zero; a region
+//! column that is missing or empty gives `""`; a missing currency column means `USD`. Costs are
+//! summed as fixed-point decimals (15 places), so totals do not drift however many lines
+//! there are. Errors name the report, the line and the column.
+//!
+//! The parser reads any `std::io::Read` (the workflow's S3 stream, the CLI's files); it does
+//! no I/O of its own.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Read;
+
+/// Decimal places kept by [`Cost`].
+const SCALE: u32 = 15;
+
+/// An exact amount of money: units of 10^-15.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cost(pub i128);
+
+impl Cost {
+    /// Parses `12.5`, `-0.0000012`, `1.2E-5`, `` (zero) or `NULL` (zero).
+    pub fn parse(text: &str) -> Result<Cost, String> {
+        let t = text.trim();
+        if t.is_empty() || t.eq_ignore_ascii_case("null") {
+            return Ok(Cost(0));
+        }
+        let (mantissa, exponent) = match t.find(['e', 'E']) {
+            Some(i) => (
+                &t[..i],
+                t[i + 1..]
+                    .parse::<i32>()
+                    .map_err(|_| format!("{text:?} is not a number"))?,
+            ),
+            None => (t, 0),
+        };
+        let (negative, digits) = match mantissa.as_bytes().first() {
+            Some(b'-') => (true, &mantissa[1..]),
+            Some(b'+') => (false, &mantissa[1..]),
+            _ => (false, mantissa),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if (int.is_empty() && frac.is_empty())
+            || !int.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(format!("{text:?} is not a number"));
+        }
+        // All the digits as one integer, and where the point goes.
+        let mut value: i128 = 0;
+        let mut places: i32 = frac.len() as i32 - exponent;
+        for b in int.bytes().chain(frac.bytes()) {
+            if value > i128::MAX / 100 {
+                return Err(format!("{text:?} is out of range"));
+            }
+            value = value * 10 + i128::from(b - b'0');
+        }
+        // Scale to SCALE places, rounding half away from zero when digits are dropped.
+        while places > SCALE as i32 {
+            let last = value % 10;
+            value /= 10;
+            if places == SCALE as i32 + 1 && last >= 5 {
+                value += 1;
+            }
+            places -= 1;
+        }
+        while places < SCALE as i32 {
+            if value > i128::MAX / 100 {
+                return Err(format!("{text:?} is out of range"));
+            }
+            value *= 10;
+            places += 1;
+        }
+        Ok(Cost(if negative { -value } else { value }))
+    }
+}
+
+impl std::ops::AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        self.0 += other.0;
+    }
+}
+
+impl fmt::Display for Cost {
+    /// As a plain decimal without trailing zeros: `12.5`, `-0.0000012`, `0`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = 10i128.pow(SCALE);
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        let (int, frac) = (abs / unit as u128, abs % unit as u128);
+        if frac == 0 {
+            return write!(f, "{sign}{int}");
+        }
+        let frac = format!("{frac:0width$}", width = SCALE as usize);
+        write!(f, "{sign}{int}.{}", frac.trim_end_matches('0'))
+    }
+}
+
+/// Which layout a report has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    LegacyCur,
+    LegacyAthena,
+    Cur2,
+    Focus,
+}
+
+/// The columns a report's figures come from.
+#[derive(Debug, Clone)]
+struct Columns {
+    layout: Layout,
+    day: usize,
+    account: usize,
+    payer: usize,
+    service: usize,
+    /// FOCUS: `ServiceName` where `x_ServiceCode` is empty.
+    service_fallback: Option<usize>,
+    region: Option<usize>,
+    cost: usize,
+    currency: Option<usize>,
+    names: Vec<String>,
+}
+
+impl Columns {
+    fn detect(header: &[String], report: &str) -> Result<Columns, String> {
+        let find = |name: &str| header.iter().position(|h| h == name);
+        let layout = if find("lineItem/UnblendedCost").is_some() {
+            Layout::LegacyCur
+        } else if find("line_item_unblended_cost").is_some() {
+            if find("product").is_some() {
+                Layout::Cur2
+            } else {
+                Layout::LegacyAthena
+            }
+        } else if find("BilledCost").is_some() {
+            Layout::Focus
+        } else {
+            return Err(format!(
+                "{report}: line 1: not a cost report: no lineItem/UnblendedCost, line_item_unblended_cost or BilledCost column"
+            ));
+        };
+        let need = |name: &str| {
+            find(name).ok_or_else(|| {
+                format!("{report}: line 1: a {layout:?} report needs the column {name}, which is missing")
+            })
+        };
+        let first = |names: &[&str]| names.iter().find_map(|n| find(n));
+        Ok(match layout {
+            Layout::LegacyCur => Columns {
+                layout,
+                day: need("lineItem/UsageStartDate")?,
+                account: need("lineItem/UsageAccountId")?,
+                payer: need("bill/PayerAccountId")?,
+                service: need("lineItem/ProductCode")?,
+                service_fallback: None,
+                region: first(&["product/region", "product/regionCode"]),
+                cost: need("lineItem/UnblendedCost")?,
+                currency: find("lineItem/CurrencyCode"),
+                names: header.to_vec(),
+            },
+            Layout::LegacyAthena | Layout::Cur2 => Columns {
+                layout,
+                day: need("line_item_usage_start_date")?,
+                account: need("line_item_usage_account_id")?,
+                payer: need("bill_payer_account_id")?,
+                service: need("line_item_product_code")?,
+                service_fallback: None,
+                region: first(&["product_region", "product_region_code"]),
+                cost: need("line_item_unblended_cost")?,
+                currency: find("line_item_currency_code"),
+                names: header.to_vec(),
+            },
+            Layout::Focus => {
+                let code = find("x_ServiceCode");
+                let name = find("ServiceName");
+                Columns {
+                    layout,
+                    day: need("ChargePeriodStart")?,
+                    account: need("SubAccountId")?,
+                    payer: need("BillingAccountId")?,
+                    service: code.or(name).ok_or_else(|| {
+                        format!(
+                            "{report}: line 1: a FOCUS report needs x_ServiceCode or ServiceName"
+                        )
+                    })?,
+                    service_fallback: code.and(name),
+                    region: find("RegionId"),
+                    cost: need("BilledCost")?,
+                    currency: find("BillingCurrency"),
+                    names: header.to_vec(),
+                }
+            }
+        })
+    }
+}
+
+/// What a day's costs are summed by.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    pub day: String,
+    pub payer: String,
+    pub account: String,
+    pub service: String,
+    pub region: String,
+    pub currency: String,
+}
+
+/// Costs summed per [`Key`], over one or more reports.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub totals: BTreeMap<Key, Cost>,
+    /// Line items read.
+    pub rows: u64,
+}
+
+impl Summary {
+    /// Reads one report (CSV text, already decompressed) named `report` in errors, adding
+    /// its line items. Returns the report's layout.
+    pub fn add_report(&mut self, input: impl Read, report: &str) -> Result<Layout, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            // A line short of trailing fields reads them as empty (real exports have such
+            // lines); a line with more fields than the header is refused below.
+            .flexible(true)
+            .from_reader(input);
+        let mut record = csv::StringRecord::new();
+        let header = match reader.read_record(&mut record) {
+            Ok(true) => record
+                .iter()
+                .enumerate()
+                .map(|(i, h)| {
+                    let h = if i == 0 {
+                        h.trim_start_matches('\u{feff}')
+                    } else {
+                        h
+                    };
+                    h.trim().to_string()
+                })
+                .collect::<Vec<_>>(),
+            Ok(false) => return Err(format!("{report}: the report is empty (no header line)")),
+            Err(e) => return Err(format!("{report}: line 1: {}", csv_message(&e))),
+        };
+        let columns = Columns::detect(&header, report)?;
+        // Lines are counted here: csv's own count is one short after CRLF line ends. A record
+        // takes its line and one more per line break inside its quoted fields.
+        let breaks =
+            |r: &csv::StringRecord| r.iter().map(|f| f.matches('\n').count()).sum::<usize>();
+        let mut next_line = 2 + breaks(&record);
+        loop {
+            let line = next_line;
+            match reader.read_record(&mut record) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => return Err(format!("{report}: line {line}: {}", csv_message(&e))),
+            }
+            next_line += 1 + breaks(&record);
+            if record.len() > header.len() {
+                return Err(format!(
+                    "{report}: line {line}: {} fields where the header has {}",
+                    record.len(),
+                    header.len()
+                ));
+            }
+            let at = |column: usize, what: String| {
+                format!(
+                    "{report}: line {line}, column {}: {what}",
+                    columns.names[column]
+                )
+            };
+            let field = |i: usize| record.get(i).unwrap_or("").trim();
+            let cost = Cost::parse(field(columns.cost)).map_err(|e| at(columns.cost, e))?;
+            let day = utc_day(field(columns.day)).map_err(|e| at(columns.day, e))?;
+            let mut service = field(columns.service);
+            if (service.is_empty() || service.eq_ignore_ascii_case("null"))
+                && let Some(fallback) = columns.service_fallback
+            {
+                service = field(fallback);
+            }
+            let text = |i: Option<usize>, default: &str| -> String {
+                match i.map(field) {
+                    Some(v) if !v.is_empty() && !v.eq_ignore_ascii_case("null") => v.to_string(),
+                    _ => default.to_string(),
+                }
+            };
+            let key = Key {
+                day,
+                payer: text(Some(columns.payer), ""),
+                account: text(Some(columns.account), ""),
+                service: if service.eq_ignore_ascii_case("null") {
+                    String::new()
+                } else {
+                    service.to_string()
+                },
+                region: text(columns.region, ""),
+                currency: text(columns.currency, "USD"),
+            };
+            *self.totals.entry(key).or_default() += cost;
+            self.rows += 1;
+        }
+        Ok(columns.layout)
+    }
+}
+
+/// What went wrong, without csv's own position (its line count is off after CRLF).
+fn csv_message(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields where the header has {expected_len}"),
+        csv::ErrorKind::Utf8 { err, .. } => format!("not UTF-8 text: {err}"),
+        csv::ErrorKind::Io(e) => format!("reading failed: {e}"),
+        _ => e.to_string(),
+    }
+}
+
+/// The UTC date of a timestamp: `2018-08-01T00:00:00Z`, `2024-09-18 22:00:00` (no zone: UTC),
+/// `2024-09-18T23:30:00-02:00` (converted), or a bare date.
+pub fn utc_day(text: &str) -> Result<String, String> {
+    let t = text.trim();
+    let date = t.get(..10).unwrap_or("");
+    let valid_date = |d: &str| {
+        d.len() == 10
+            && time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                .is_ok()
+    };
+    if !valid_date(date) {
+        return Err(format!("{text:?} is not a date"));
+    }
+    let rest = &t[10..];
+    // An explicit offset other than Z: convert to UTC.
+    let has_offset = rest.len() > 6
+        && matches!(rest.as_bytes()[rest.len() - 6], b'+' | b'-')
+        && rest.as_bytes()[rest.len() - 3] == b':';
+    if has_offset {
+        let parsed = time::OffsetDateTime::parse(
+            &t.replacen(' ', "T", 1),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| format!("{text:?}: {e}"))?;
+        let utc = parsed.to_offset(time::UtcOffset::UTC).date();
+        return Ok(format!(
+            "{:04}-{:02}-{:02}",
+            utc.year(),
+            u8::from(utc.month()),
+            utc.day()
+        ));
+    }
+    Ok(date.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn costs_parse_exactly_and_print_plainly() {
+        for (text, shown) in [
+            ("12.5", "12.5"),
+            ("-0.0000012", "-0.0000012"),
+            ("0.00000080000", "0.0000008"),
+            ("1.2E-5", "0.000012"),
+            ("3e2", "300"),
+            ("", "0"),
+            ("NULL", "0"),
+            ("+7", "7"),
+            (".5", "0.5"),
+            ("0.0000000000000004", "0"),
+            ("0.0000000000000005", "0.000000000000001"),
+        ] {
+            assert_eq!(Cost::parse(text).unwrap().to_string(), shown, "{text}");
+        }
+        for bad in ["abc", "1.2.3", "-", "1e", "12,5", "1e99999999999", "."] {
+            assert!(Cost::parse(bad).is_err(), "{bad}");
+        }
+        let mut sum = Cost::default();
+        for _ in 0..10 {
+            sum += Cost::parse("0.1").unwrap();
+        }
+        assert_eq!(sum.to_string(), "1");
+    }
+
+    #[test]
+    fn days_are_utc_dates() {
+        assert_eq!(utc_day("2018-08-01T00:00:00Z").unwrap(), "2018-08-01");
+        assert_eq!(utc_day("2024-09-18 22:00:00").unwrap(), "2024-09-18");
+        assert_eq!(utc_day("2024-09-18T23:30:00-02:00").unwrap(), "2024-09-19");
+        assert_eq!(utc_day("2024-09-18T00:30:00+01:00").unwrap(), "2024-09-17");
+        assert_eq!(utc_day("2024-09-18").unwrap(), "2024-09-18");
+        for bad in ["", "yesterday", "2024-13-01T00:00:00Z", "2024/09/18"] {
+            assert!(utc_day(bad).is_err(), "{bad}");
+        }
+    }
+
+    const LEGACY: &str = "\u{feff}identity/LineItemId,bill/PayerAccountId,lineItem/UsageAccountId,lineItem/LineItemType,lineItem/UsageStartDate,lineItem/ProductCode,lineItem/UnblendedCost,lineItem/CurrencyCode,product/region,lineItem/LineItemDescription\r\n\
+a,111,222,Usage,2024-01-01T00:00:00Z,AmazonEC2,1.5,USD,us-east-1,\"one, with a comma\"\r\n\
+b,111,222,Usage,2024-01-01T05:00:00Z,AmazonEC2,0.25,USD,us-east-1,\"two\nlines\"\r\n\
+c,111,222,Credit,2024-01-01T06:00:00Z,AmazonEC2,-0.75,USD,us-east-1,credit\r\n\
+d,111,222,Tax,2024-01-01T00:00:00Z,AmazonEC2,,USD,,tax without a cost\r\n\
+e,111,333,Usage,2024-01-02T00:00:00Z,AmazonS3,2,USD,eu-west-1,x\r\n";
+
+    #[test]
+    fn a_legacy_report_with_quotes_newlines_bom_crlf_and_empty_cells_is_summed() {
+        let mut s = Summary::default();
+        assert_eq!(
+            s.add_report(LEGACY.as_bytes(), "r.csv").unwrap(),
+            Layout::LegacyCur
+        );
+        assert_eq!(s.rows, 5);
+        let got: Vec<(String, String, String, String)> = s
+            .totals
+            .iter()
+            .map(|(k, c)| {
+                (
+                    k.day.clone(),
+                    k.account.clone(),
+                    k.region.clone(),
+                    c.to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("2024-01-01".into(), "222".into(), "".into(), "0".into()),
+                (
+                    "2024-01-01".into(),
+                    "222".into(),
+                    "us-east-1".into(),
+                    "1".into()
+                ),
+                (
+                    "2024-01-02".into(),
+                    "333".into(),
+                    "eu-west-1".into(),
+                    "2".into()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_reports_name_the_file_line_and_column() {
+        let mut s = Summary::default();
+        let e = s.add_report("".as_bytes(), "empty.csv").unwrap_err();
+        assert!(e.contains("empty.csv") && e.contains("empty"), "{e}");
+        let e = s.add_report("a,b\n1,2\n".as_bytes(), "x.csv").unwrap_err();
+        assert!(e.contains("not a cost report"), "{e}");
+        let missing = "lineItem/UnblendedCost,lineItem/UsageStartDate\n1,2024-01-01\n";
+        let e = s.add_report(missing.as_bytes(), "m.csv").unwrap_err();
+        assert!(
+            e.contains("m.csv: line 1") && e.contains("lineItem/UsageAccountId"),
+            "{e}"
+        );
+        let bad_cost = LEGACY.replace("0.25", "lots");
+        let e = s.add_report(bad_cost.as_bytes(), "c.csv").unwrap_err();
+        assert_eq!(
+            e,
+            "c.csv: line 3, column lineItem/UnblendedCost: \"lots\" is not a number"
+        );
+        let bad_day = LEGACY.replace("2024-01-02T00:00:00Z", "soon");
+        let e = s.add_report(bad_day.as_bytes(), "d.csv").unwrap_err();
+        assert!(
+            e.contains("d.csv: line 7, column lineItem/UsageStartDate"),
+            "{e}"
+        );
+        let ragged = LEGACY.replace(",credit\r\n", ",credit,extra\r\n");
+        let e = s.add_report(ragged.as_bytes(), "g.csv").unwrap_err();
+        assert_eq!(e, "g.csv: line 5: 11 fields where the header has 10");
+        // Short of trailing fields: read as empty.
+        let short = LEGACY.replace(",credit\r\n", "\r\n");
+        assert!(
+            Summary::default()
+                .add_report(short.as_bytes(), "s.csv")
+                .is_ok()
+        );
+    }
+}
