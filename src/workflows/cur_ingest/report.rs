@@ -22,7 +22,7 @@
 //! The parser reads any `std::io::Read` (the workflow's S3 stream, the CLI's files); it does
 //! no I/O of its own.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 
@@ -231,6 +231,10 @@ pub struct Summary {
 impl Summary {
     /// Reads one report (CSV text, already decompressed) named `report` in errors, adding
     /// its line items. Returns the report's layout.
+    ///
+    /// Fast path: fields stay bytes (only the six used are checked as UTF-8), and each
+    /// distinct value is kept once, so that a line item costs six small hash lookups and no
+    /// allocation; the strings are built once per distinct sum at the end.
     pub fn add_report(&mut self, input: impl Read, report: &str) -> Result<Layout, String> {
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
@@ -238,16 +242,17 @@ impl Summary {
             // lines); a line with more fields than the header is refused below.
             .flexible(true)
             .from_reader(input);
-        let mut record = csv::StringRecord::new();
-        let header = match reader.read_record(&mut record) {
+        let mut record = csv::ByteRecord::new();
+        let header = match reader.read_byte_record(&mut record) {
             Ok(true) => record
                 .iter()
                 .enumerate()
                 .map(|(i, h)| {
+                    let h = String::from_utf8_lossy(h);
                     let h = if i == 0 {
-                        h.trim_start_matches('\u{feff}')
+                        h.trim_start_matches('\u{feff}').to_string()
                     } else {
-                        h
+                        h.into_owned()
                     };
                     h.trim().to_string()
                 })
@@ -256,14 +261,16 @@ impl Summary {
             Err(e) => return Err(format!("{report}: line 1: {}", csv_message(&e))),
         };
         let columns = Columns::detect(&header, report)?;
+        let mut values = Interner::default();
+        let mut sums: HashMap<[u32; 6], Cost, Fnv> = HashMap::default();
         // Lines are counted here: csv's own count is one short after CRLF line ends. A record
         // takes its line and one more per line break inside its quoted fields.
-        let breaks =
-            |r: &csv::StringRecord| r.iter().map(|f| f.matches('\n').count()).sum::<usize>();
+        let breaks = |r: &csv::ByteRecord| memchr::memchr_iter(b'\n', r.as_slice()).count();
         let mut next_line = 2 + breaks(&record);
+        let mut rows = 0u64;
         loop {
             let line = next_line;
-            match reader.read_record(&mut record) {
+            match reader.read_byte_record(&mut record) {
                 Ok(true) => {}
                 Ok(false) => break,
                 Err(e) => return Err(format!("{report}: line {line}: {}", csv_message(&e))),
@@ -282,37 +289,132 @@ impl Summary {
                     columns.names[column]
                 )
             };
-            let field = |i: usize| record.get(i).unwrap_or("").trim();
-            let cost = Cost::parse(field(columns.cost)).map_err(|e| at(columns.cost, e))?;
-            let day = utc_day(field(columns.day)).map_err(|e| at(columns.day, e))?;
+            let field = |i: usize| record.get(i).unwrap_or(b"").trim_ascii();
+            let text = |i: usize| {
+                std::str::from_utf8(field(i)).map_err(|_| at(i, "not UTF-8 text".into()))
+            };
+            let cost = Cost::parse(text(columns.cost)?).map_err(|e| at(columns.cost, e))?;
+            let day = values
+                .day(field(columns.day))
+                .map_err(|e| at(columns.day, e))?;
             let mut service = field(columns.service);
-            if (service.is_empty() || service.eq_ignore_ascii_case("null"))
+            if is_null(service)
                 && let Some(fallback) = columns.service_fallback
             {
                 service = field(fallback);
             }
-            let text = |i: Option<usize>, default: &str| -> String {
-                match i.map(field) {
-                    Some(v) if !v.is_empty() && !v.eq_ignore_ascii_case("null") => v.to_string(),
-                    _ => default.to_string(),
-                }
-            };
-            let key = Key {
-                day,
-                payer: text(Some(columns.payer), ""),
-                account: text(Some(columns.account), ""),
-                service: if service.eq_ignore_ascii_case("null") {
-                    String::new()
+            let value = |values: &mut Interner, bytes: &[u8], i: usize, default: &str| {
+                if is_null(bytes) {
+                    values.id(default.as_bytes())
                 } else {
-                    service.to_string()
+                    values.id(bytes)
+                }
+                .map_err(|_| at(i, "not UTF-8 text".into()))
+            };
+            let key = [
+                day,
+                value(&mut values, field(columns.payer), columns.payer, "")?,
+                value(&mut values, field(columns.account), columns.account, "")?,
+                value(&mut values, service, columns.service, "")?,
+                match columns.region {
+                    Some(i) => value(&mut values, field(i), i, "")?,
+                    None => values.id(b"").unwrap_or_default(),
                 },
-                region: text(columns.region, ""),
-                currency: text(columns.currency, "USD"),
+                match columns.currency {
+                    Some(i) => value(&mut values, field(i), i, "USD")?,
+                    None => values.id(b"USD").unwrap_or_default(),
+                },
+            ];
+            *sums.entry(key).or_default() += cost;
+            rows += 1;
+        }
+        for (ids, cost) in sums {
+            let name = |i: usize| values.strings[ids[i] as usize].clone();
+            let key = Key {
+                day: name(0),
+                payer: name(1),
+                account: name(2),
+                service: name(3),
+                region: name(4),
+                currency: name(5),
             };
             *self.totals.entry(key).or_default() += cost;
-            self.rows += 1;
         }
+        self.rows += rows;
         Ok(columns.layout)
+    }
+}
+
+/// Empty, or the `NULL` FOCUS exports write.
+fn is_null(bytes: &[u8]) -> bool {
+    bytes.is_empty() || bytes.eq_ignore_ascii_case(b"null")
+}
+
+/// Each distinct field value once, by number.
+#[derive(Default)]
+struct Interner {
+    ids: HashMap<Box<[u8]>, u32, Fnv>,
+    strings: Vec<String>,
+    /// Timestamps' first ten bytes (their date, when they carry no offset) → the day's id.
+    days: HashMap<[u8; 10], u32, Fnv>,
+}
+
+/// FNV-1a: the keys here are short and not chosen by an attacker (a report is the account's
+/// own), so a fast hash beats SipHash's protection.
+type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
+
+struct FnvHasher(u64);
+
+impl Default for FnvHasher {
+    fn default() -> Self {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FnvHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Interner {
+    fn id(&mut self, bytes: &[u8]) -> Result<u32, std::str::Utf8Error> {
+        if let Some(&id) = self.ids.get(bytes) {
+            return Ok(id);
+        }
+        let text = std::str::from_utf8(bytes)?.to_string();
+        let id = self.strings.len() as u32;
+        self.strings.push(text);
+        self.ids.insert(bytes.into(), id);
+        Ok(id)
+    }
+
+    /// The id of the UTC day of a timestamp; [`utc_day`] runs once per distinct date, or for
+    /// every timestamp that carries an offset.
+    fn day(&mut self, bytes: &[u8]) -> Result<u32, String> {
+        let offset = bytes.len() > 16 && {
+            let tail = &bytes[bytes.len() - 6..];
+            matches!(tail[0], b'+' | b'-') && tail[3] == b':'
+        };
+        if !offset && let Some(prefix) = bytes.get(..10).and_then(|p| <[u8; 10]>::try_from(p).ok())
+        {
+            if let Some(&id) = self.days.get(&prefix) {
+                return Ok(id);
+            }
+            let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+            let day = utc_day(text)?;
+            let id = self.id(day.as_bytes()).map_err(|e| e.to_string())?;
+            self.days.insert(prefix, id);
+            return Ok(id);
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
+        let day = utc_day(text)?;
+        self.id(day.as_bytes()).map_err(|e| e.to_string())
     }
 }
 
