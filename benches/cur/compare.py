@@ -65,7 +65,7 @@ print(out.height, file=sys.stderr)
 
 
 def run(cmd, env=None):
-    """Wall seconds and peak RSS (MiB) of `cmd`."""
+    """Wall seconds, peak RSS (MiB), CPU seconds and last stderr line of `cmd`."""
     start = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(p.pid, 0)
@@ -73,7 +73,8 @@ def run(cmd, env=None):
     err = p.stderr.read().decode().strip()
     if status != 0:
         raise SystemExit(f"{cmd[0]} failed: {err}")
-    return wall, usage.ru_maxrss / 1024, err.splitlines()[-1] if err else ""
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, usage.ru_maxrss / 1024, cpu, err.splitlines()[-1] if err else ""
 
 
 def main():
@@ -95,7 +96,7 @@ def main():
     mb = os.path.getsize(plain) / 1e6
     one = dict(os.environ, POLARS_MAX_THREADS="1", RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1")
     print(f"report: {mb:.0f} MB plain, {os.path.getsize(gz) / 1e6:.0f} MB gzip; {os.cpu_count()} cores")
-    print(f"{'':38} {'MB/s':>8} {'peak RSS':>10}")
+    print(f"{'':38} {'MB/s':>8} {'peak RSS':>10} {'CPU/wall':>9}")
     for label, path in (("plain", plain), ("gzip", gz)):
         for name, cmd in (
             ("tugboat cur summarize", [tugboat, "cur", "summarize", path]),
@@ -103,11 +104,11 @@ def main():
             ("duckdb (1 thread)", [py, "-c", DUCKDB, path]),
             ("polars (1 thread)", [py, "-c", POLARS, path]),
         ):
-            wall, rss, said = run(cmd, env=one)
-            print(f"{label:6} {name:31} {mb / wall:8.0f} {rss:8.0f} MB   ({said})", flush=True)
+            wall, rss, cpu, said = run(cmd, env=one)
+            print(f"{label:6} {name:31} {mb / wall:8.0f} {rss:8.0f} MB {cpu / wall:9.2f}   ({said})", flush=True)
         if label == "gzip":
-            wall, rss, _ = run(["sh", "-c", f"gzip -dc {gz} > /dev/null"])
-            print(f"{label:6} {'gzip -dc > /dev/null':31} {mb / wall:8.0f} {rss:8.0f} MB", flush=True)
+            wall, rss, cpu, _ = run(["sh", "-c", f"gzip -dc {gz} > /dev/null"])
+            print(f"{label:6} {'gzip -dc > /dev/null':31} {mb / wall:8.0f} {rss:8.0f} MB {cpu / wall:9.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! `tugboat cur summarize` on the repository's cost-report fixtures (legacy CUR, its Athena
 //! names, FOCUS 1.0, koku's gzip report through its manifest), checked against sums computed
-//! here another way: rows read as maps by column name, costs summed as f64.
+//! here another way (rows read as maps by column name, costs summed as f64); `tugboat cur
+//! anomalies` on synthetic reports with known spikes.
 
 mod support;
 
@@ -265,4 +266,83 @@ fn csv_output_has_a_header_and_one_line_per_sum() {
         text,
         "day,payer,account,service,region,cost,currency\n2023-06-01,0099999999999,0099999999999,AmazonEC2,us-west-1,30,NOK\n"
     );
+}
+
+/// A legacy report: `days` days of two services for one account, 100 ± 3 a day each, and
+/// `spike` added to EC2 on day `spike_day`.
+fn synthetic(days: u32, spike_day: u32, spike: f64) -> String {
+    let mut text = String::from(
+        "identity/LineItemId,bill/PayerAccountId,lineItem/UsageAccountId,lineItem/UsageStartDate,lineItem/ProductCode,product/region,lineItem/UnblendedCost\n",
+    );
+    for d in 1..=days {
+        for (i, service) in ["AmazonEC2", "AmazonS3"].iter().enumerate() {
+            let mut cost = 100.0 + f64::from((d * 7 + i as u32) % 7) - 3.0;
+            if *service == "AmazonEC2" && d == spike_day {
+                cost += spike;
+            }
+            // Two line items a day, one of them a small credit.
+            text.push_str(&format!(
+                "{d}-{i}-a,999,111,2024-03-{d:02}T05:00:00Z,{service},us-east-1,{}\n",
+                cost + 1.0
+            ));
+            text.push_str(&format!(
+                "{d}-{i}-b,999,111,2024-03-{d:02}T06:00:00Z,{service},us-east-1,-1.0\n"
+            ));
+        }
+    }
+    text
+}
+
+fn anomalies(args: &[&str], report: &Path) -> (i32, Vec<Value>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .args(["cur", "anomalies"])
+        .args(args)
+        .arg(report)
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn anomalies_finds_the_spike_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("march.csv");
+    std::fs::write(&report, synthetic(25, 22, 250.0)).unwrap();
+    let (code, found, stderr) = anomalies(&[], &report);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let a = &found[0];
+    assert_eq!(
+        (
+            a["account"].as_str(),
+            a["service"].as_str(),
+            a["day"].as_str()
+        ),
+        (Some("111"), Some("AmazonEC2"), Some("2024-03-22"))
+    );
+    assert!((a["impact"].as_f64().unwrap() - 250.0).abs() < 5.0, "{a}");
+    // A spike inside the first ten days: no history to judge it by.
+    std::fs::write(&report, synthetic(25, 6, 250.0)).unwrap();
+    assert!(anomalies(&[], &report).1.is_empty());
+    // Below the floor, then above a lowered one.
+    std::fs::write(&report, synthetic(25, 22, 8.0)).unwrap();
+    assert!(anomalies(&[], &report).1.is_empty());
+    assert_eq!(anomalies(&["--floor", "5"], &report).1.len(), 1);
+    // Wrong shapes of the flags.
+    for bad in [
+        ["--k", "0"],
+        ["--k", "x"],
+        ["--floor", "-1"],
+        ["--floor", "inf"],
+    ] {
+        assert_eq!(anomalies(&bad, &report).0, 2, "{bad:?}");
+    }
 }
