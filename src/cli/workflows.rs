@@ -81,13 +81,21 @@ pub async fn run(config: &Path, args: WorkflowsArgs) -> Result<(), CliError> {
                 );
                 return Ok(());
             }
+            // Columns as wide as their widest value, so that long ids and kinds stay aligned.
+            let id_width = records.iter().map(|r| r.id.len()).max().unwrap_or(0).max(2);
+            let kind_width = records
+                .iter()
+                .map(|r| r.workflow.len())
+                .max()
+                .unwrap_or(0)
+                .max(8);
             println!(
-                "{:<56} {:<10} {:<14} {:>5}  {:<24} LAST ERROR",
+                "{:<id_width$} {:<kind_width$} {:<14} {:>5}  {:<24} LAST ERROR",
                 "ID", "WORKFLOW", "STATUS", "STEPS", "UPDATED"
             );
             for r in &records {
                 println!(
-                    "{:<56} {:<10} {:<14} {:>5}  {:<24} {}",
+                    "{:<id_width$} {:<kind_width$} {:<14} {:>5}  {:<24} {}",
                     r.id,
                     r.workflow,
                     r.status.name(),
