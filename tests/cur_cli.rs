@@ -346,3 +346,45 @@ fn anomalies_finds_the_spike_and_nothing_else() {
         assert_eq!(anomalies(&bad, &report).0, 2, "{bad:?}");
     }
 }
+
+/// The forecast's error on the one sample with whole months (koku's July 2018, five
+/// accounts), forecast on the 10th, 15th and 20th: printed for the README, and bounded.
+#[test]
+fn the_forecast_error_on_the_koku_sample() {
+    use std::collections::BTreeMap;
+    use tugboat::workflows::cur_ingest::anomaly::{day, forecast_month};
+    use tugboat::workflows::cur_ingest::report::Summary;
+    let part = fixture(
+        "legacy-cur/koku-local-bucket/koku-local/20180801-20180901/16e57707-f9e3-49be-8be6-b84e684b5194/koku-local-1.csv.gz",
+    );
+    let mut summary = Summary::default();
+    let gz = flate2::read::MultiGzDecoder::new(std::fs::File::open(&part).unwrap());
+    summary.add_report(gz, "koku-local-1.csv.gz").unwrap();
+    let mut per_account: BTreeMap<String, BTreeMap<time::Date, f64>> = BTreeMap::new();
+    for (k, cost) in &summary.totals {
+        if k.day.starts_with("2018-07") {
+            *per_account
+                .entry(k.account.clone())
+                .or_default()
+                .entry(day(&k.day).unwrap())
+                .or_default() += cost.to_string().parse::<f64>().unwrap();
+        }
+    }
+    assert!(per_account.len() >= 3);
+    for through in [10u8, 15, 20] {
+        let date = time::Date::from_calendar_date(2018, time::Month::July, through).unwrap();
+        let mut errors = Vec::new();
+        for daily in per_account.values() {
+            let actual: f64 = daily.values().sum();
+            let forecast = forecast_month(daily, date);
+            errors.push(((forecast - actual) / actual * 100.0).abs());
+        }
+        let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+        let worst = errors.iter().cloned().fold(0.0, f64::max);
+        eprintln!(
+            "forecast on July {through}: mean absolute error {mean:.1} %, worst {worst:.1} % over {} accounts",
+            errors.len()
+        );
+        assert!(worst < 50.0, "July {through}: {errors:?}");
+    }
+}

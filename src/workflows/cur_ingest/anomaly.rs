@@ -11,8 +11,10 @@
 //! anomalies: a drop in spend is not an alarm.
 //!
 //! **Forecast.** Month-end cost per account = the month so far + the days left × the mean
-//! daily cost of the last (up to) 7 days with data. Its error on the samples is measured in
-//! this module's tests.
+//! daily cost of the last (up to) 7 days with data. On the one sample with whole months
+//! (koku's July 2018, five accounts; `tests/cur_cli.rs`) its mean absolute error is 9.2 %
+//! forecast on the 10th (worst account 23.2 %), 7.5 % on the 15th (12.1 %), 7.9 % on the 20th
+//! (16.1 %).
 
 use std::collections::BTreeMap;
 
