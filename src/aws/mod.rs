@@ -7,8 +7,10 @@
 //! of an [`AwsError`] into the engine's [`StepError`] or the queue's [`QueueError`] is here
 //! too. The submodules implement the ports over the SDK clients.
 
+pub mod dynamodb;
 pub mod ecs;
 pub mod migrate;
+pub mod s3;
 pub mod sns;
 pub mod sqs;
 

@@ -5,11 +5,13 @@
 //! [`Ports`] is the set a workflow's constructor takes its clients from: built over AWS by
 //! `app`, or from fakes by tests, so that the same constructor runs in both.
 
+pub mod costs;
 pub mod ecs;
 pub mod http;
 pub mod memory;
 pub mod mqtt;
 pub mod notifier;
+pub mod objects;
 pub mod queue;
 
 use std::sync::Arc;

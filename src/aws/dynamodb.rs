@@ -1,0 +1,199 @@
+//! The `CostStore` port over DynamoDB.
+//!
+//! The daily-cost table (`migrations/0002_cost_tables.toml`): partition key
+//! `pk = PAYER#<payer>#PERIOD#<YYYY-MM>`, sort key
+//! `sk = DAY#<day>#ACCOUNT#<account>#SERVICE#<service>#REGION#<region>#CURRENCY#<currency>`,
+//! and the fields as attributes (`cost` a number). One query reads a payer's whole period, so
+//! replacing it is: query the keys, write every new row (batches of 25, unprocessed items
+//! retried), delete the keys the new rows do not have.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+
+use super::{classify, incomplete, reported};
+use crate::contract::StepError;
+use crate::ports::costs::{CostStore, DailyCost, Replaced};
+
+/// BatchWriteItem's limit.
+const BATCH: usize = 25;
+/// Rounds of retrying unprocessed items before the step is retried instead.
+const UNPROCESSED_ROUNDS: u32 = 8;
+
+#[derive(Debug, Clone)]
+pub struct DynamoCosts {
+    client: aws_sdk_dynamodb::Client,
+}
+
+impl DynamoCosts {
+    pub fn new(client: aws_sdk_dynamodb::Client) -> DynamoCosts {
+        DynamoCosts { client }
+    }
+
+    /// Writes `requests` in batches, retrying what DynamoDB leaves unprocessed.
+    async fn write(&self, table: &str, requests: Vec<WriteRequest>) -> Result<(), StepError> {
+        for batch in requests.chunks(BATCH) {
+            let mut pending = batch.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                if round == UNPROCESSED_ROUNDS {
+                    return Err(incomplete(
+                        "BatchWriteItem",
+                        format!(
+                            "{} items still unprocessed after {round} rounds",
+                            pending.len()
+                        ),
+                    )
+                    .into());
+                }
+                if round > 0 {
+                    // Unprocessed items mean the table is throttled: back off before resending.
+                    tokio::time::sleep(Duration::from_millis(50 << round.min(6))).await;
+                }
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| classify("BatchWriteItem", e))?;
+                pending = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(table))
+                    .unwrap_or_default();
+                round += 1;
+            }
+        }
+        Ok(())
+    }
+
+    async fn keys_and_rows(
+        &self,
+        table: &str,
+        pk: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StepError> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Query", e))?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+}
+
+fn pk(payer: &str, period: &str) -> String {
+    format!("PAYER#{payer}#PERIOD#{period}")
+}
+
+fn sk(r: &DailyCost) -> String {
+    format!(
+        "DAY#{}#ACCOUNT#{}#SERVICE#{}#REGION#{}#CURRENCY#{}",
+        r.day, r.account, r.service, r.region, r.currency
+    )
+}
+
+fn item(pk: &str, r: &DailyCost) -> HashMap<String, AttributeValue> {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    HashMap::from([
+        ("pk".to_string(), s(pk)),
+        ("sk".to_string(), s(&sk(r))),
+        ("day".to_string(), s(&r.day)),
+        ("payer".to_string(), s(&r.payer)),
+        ("account".to_string(), s(&r.account)),
+        ("service".to_string(), s(&r.service)),
+        ("region".to_string(), s(&r.region)),
+        ("currency".to_string(), s(&r.currency)),
+        ("cost".to_string(), AttributeValue::N(r.cost.clone())),
+    ])
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) | Some(AttributeValue::N(s)) => s.clone(),
+        _ => String::new(),
+    }
+}
+
+#[async_trait]
+impl CostStore for DynamoCosts {
+    async fn replace_period(
+        &self,
+        table: &str,
+        payer: &str,
+        period: &str,
+        rows: &[DailyCost],
+    ) -> Result<Replaced, StepError> {
+        let pk = pk(payer, period);
+        let existing: BTreeSet<String> = self
+            .keys_and_rows(table, &pk)
+            .await?
+            .iter()
+            .map(|i| text(i, "sk"))
+            .collect();
+        let mut puts = Vec::with_capacity(rows.len());
+        let mut keep = BTreeSet::new();
+        for r in rows {
+            keep.insert(sk(r));
+            let put = PutRequest::builder()
+                .set_item(Some(item(&pk, r)))
+                .build()
+                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
+            puts.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.write(table, puts).await?;
+        let mut deletes = Vec::new();
+        for gone in existing.difference(&keep) {
+            let delete = DeleteRequest::builder()
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(gone.clone()))
+                .build()
+                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
+            deletes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let deleted = deletes.len();
+        self.write(table, deletes).await?;
+        Ok(Replaced {
+            written: rows.len(),
+            deleted,
+        })
+    }
+
+    async fn period(
+        &self,
+        table: &str,
+        payer: &str,
+        period: &str,
+    ) -> Result<Vec<DailyCost>, StepError> {
+        let mut rows: Vec<DailyCost> = self
+            .keys_and_rows(table, &pk(payer, period))
+            .await?
+            .iter()
+            .map(|i| DailyCost {
+                day: text(i, "day"),
+                payer: text(i, "payer"),
+                account: text(i, "account"),
+                service: text(i, "service"),
+                region: text(i, "region"),
+                currency: text(i, "currency"),
+                cost: text(i, "cost"),
+            })
+            .collect();
+        rows.sort();
+        Ok(rows)
+    }
+}

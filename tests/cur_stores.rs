@@ -1,0 +1,213 @@
+//! The cost workflow's stores against the emulator: a gzip report streamed from S3 through
+//! the report parser (no whole object in memory), a missing object, and a payer's period in
+//! DynamoDB replaced by a restated report, beside another payer's.
+
+mod support;
+
+use std::io::Write;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
+use serde_json::json;
+use tugboat::aws::dynamodb::DynamoCosts;
+use tugboat::aws::s3::S3Objects;
+use tugboat::ports::costs::{CostStore, DailyCost};
+use tugboat::ports::objects::ObjectStore;
+use tugboat::workflows::cur_ingest::report::Summary;
+
+async fn table(clients: &tugboat::aws::Clients) -> String {
+    let name = support::unique("daily-cost");
+    let key = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let attr = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    clients
+        .dynamodb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("pk", KeyType::Hash))
+        .key_schema(key("sk", KeyType::Range))
+        .attribute_definitions(attr("pk"))
+        .attribute_definitions(attr("sk"))
+        .send()
+        .await
+        .unwrap();
+    name
+}
+
+fn row(day: &str, payer: &str, account: &str, service: &str, cost: &str) -> DailyCost {
+    DailyCost {
+        day: day.into(),
+        payer: payer.into(),
+        account: account.into(),
+        service: service.into(),
+        region: "us-east-1".into(),
+        currency: "USD".into(),
+        cost: cost.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_gzip_report_is_streamed_from_s3_through_the_parser() {
+    let clients = support::clients().await;
+    let bucket = support::unique("reports");
+    clients
+        .s3
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let part = support::root().join(
+        "tests/fixtures/cur/legacy-cur/koku-local-bucket/koku-local/20180801-20180901/16e57707-f9e3-49be-8be6-b84e684b5194/koku-local-1.csv.gz",
+    );
+    let bytes = std::fs::read(&part).unwrap();
+    let objects = S3Objects::new(clients.s3.clone());
+    objects
+        .put(&bucket, "cur/r-1.csv.gz", bytes, "application/gzip")
+        .await
+        .unwrap();
+    let verdict = objects
+        .read_with(
+            &bucket,
+            "cur/r-1.csv.gz",
+            Box::new(|input| {
+                let mut s = Summary::default();
+                s.add_report(flate2::read::MultiGzDecoder::new(input), "r-1.csv.gz")?;
+                Ok(json!({"rows": s.rows, "sums": s.totals.len()}))
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(verdict, json!({"rows": 13380, "sums": 225}));
+    // The consumer's verdict on a bad object is its own (inner) error.
+    objects
+        .put(&bucket, "cur/bad.csv", b"a,b\n1,2\n".to_vec(), "text/csv")
+        .await
+        .unwrap();
+    let inner = objects
+        .read_with(
+            &bucket,
+            "cur/bad.csv",
+            Box::new(|input| {
+                Summary::default()
+                    .add_report(input, "bad.csv")
+                    .map(|_| json!({}))
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(inner.unwrap_err().contains("not a cost report"));
+    // No such key: S3's error, permanent.
+    let e = objects
+        .get(&bucket, "cur/missing-Manifest.json", 1 << 20)
+        .await
+        .unwrap_err();
+    assert!(!e.retryable, "{e:?}");
+    assert!(e.message.contains("NoSuchKey"), "{e:?}");
+    // Small objects whole, large ones refused.
+    let mut manifest = Vec::new();
+    write!(manifest, "{}", json!({"reportKeys": ["cur/r-1.csv.gz"]})).unwrap();
+    objects
+        .put(
+            &bucket,
+            "cur/r-Manifest.json",
+            manifest.clone(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        objects
+            .get(&bucket, "cur/r-Manifest.json", 1 << 20)
+            .await
+            .unwrap(),
+        manifest
+    );
+    assert!(
+        !objects
+            .get(&bucket, "cur/r-Manifest.json", 4)
+            .await
+            .unwrap_err()
+            .retryable
+    );
+}
+
+#[tokio::test]
+async fn a_restated_period_replaces_the_old_rows_and_other_payers_stay() {
+    let clients = support::clients().await;
+    let table = table(&clients).await;
+    let costs = DynamoCosts::new(clients.dynamodb.clone());
+    // The first delivery: 30 days × 2 services (three batches of 25 and more).
+    let first: Vec<DailyCost> = (1..=30)
+        .flat_map(|d| {
+            let day = format!("2024-06-{d:02}");
+            [
+                row(&day, "111", "222", "AmazonEC2", "10.5"),
+                row(&day, "111", "222", "AmazonS3", "1.25"),
+            ]
+        })
+        .collect();
+    let done = costs
+        .replace_period(&table, "111", "2024-06", &first)
+        .await
+        .unwrap();
+    assert_eq!((done.written, done.deleted), (60, 0));
+    // Another payer's period in the same table.
+    let other = vec![row("2024-06-01", "999", "888", "AmazonRDS", "7")];
+    costs
+        .replace_period(&table, "999", "2024-06", &other)
+        .await
+        .unwrap();
+    // The restated report: S3 is gone (credited away), EC2 restated.
+    let restated: Vec<DailyCost> = (1..=30)
+        .map(|d| {
+            row(
+                &format!("2024-06-{d:02}"),
+                "111",
+                "222",
+                "AmazonEC2",
+                "9.75",
+            )
+        })
+        .collect();
+    let done = costs
+        .replace_period(&table, "111", "2024-06", &restated)
+        .await
+        .unwrap();
+    assert_eq!((done.written, done.deleted), (30, 30));
+    let stored = costs.period(&table, "111", "2024-06").await.unwrap();
+    assert_eq!(stored.len(), 30);
+    assert!(
+        stored
+            .iter()
+            .all(|r| r.service == "AmazonEC2" && r.cost == "9.75"),
+        "{stored:?}"
+    );
+    assert_eq!(costs.period(&table, "999", "2024-06").await.unwrap(), other);
+    // Delivered again unchanged: nothing to delete.
+    let done = costs
+        .replace_period(&table, "111", "2024-06", &restated)
+        .await
+        .unwrap();
+    assert_eq!(done.deleted, 0);
+    // A table that does not exist: permanent.
+    let e = costs
+        .period("no-such-table", "111", "2024-06")
+        .await
+        .unwrap_err();
+    assert!(!e.retryable, "{e:?}");
+}
