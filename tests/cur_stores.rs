@@ -211,3 +211,77 @@ async fn a_restated_period_replaces_the_old_rows_and_other_payers_stay() {
         .unwrap_err();
     assert!(!e.retryable, "{e:?}");
 }
+
+/// Per-account alerts: a publish's attributes reach a subscriber as SNS message attributes,
+/// so that a subscription filter policy can pick one account's anomalies.
+#[tokio::test]
+async fn publish_attributes_reach_the_subscriber() {
+    use tugboat::aws::sns::SnsNotifier;
+    use tugboat::contract::Topic;
+    use tugboat::ports::Notifier;
+    let clients = support::clients().await;
+    let topic = support::unique("anomalies");
+    let arn = clients
+        .sns
+        .create_topic()
+        .name(&topic)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let queue = support::unique("anomaly-inbox");
+    let url = clients
+        .sqs
+        .create_queue()
+        .queue_name(&queue)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let queue_arn = support::service::queue_arn(&url).await;
+    clients
+        .sns
+        .subscribe()
+        .topic_arn(&arn)
+        .protocol("sqs")
+        .endpoint(&queue_arn)
+        .send()
+        .await
+        .unwrap();
+    let notifier = SnsNotifier::resolve(clients.sns.clone(), None, None, Some(&arn))
+        .await
+        .unwrap();
+    let attributes = std::collections::BTreeMap::from([
+        ("type".to_string(), "anomaly".to_string()),
+        ("account".to_string(), "111122223333".to_string()),
+        ("empty".to_string(), String::new()),
+    ]);
+    notifier
+        .publish(
+            Topic::Anomaly,
+            "cost anomaly",
+            &json!({"impact": 300}),
+            "dedup-1",
+            &attributes,
+        )
+        .await
+        .unwrap()
+        .expect("the anomaly topic is configured");
+    let received = clients
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value =
+        serde_json::from_str(received.messages.unwrap()[0].body.as_deref().unwrap()).unwrap();
+    let attrs = &body["MessageAttributes"];
+    assert_eq!(attrs["type"]["Value"], "anomaly");
+    assert_eq!(attrs["account"]["Value"], "111122223333");
+    assert!(attrs.get("empty").is_none(), "{attrs}");
+    assert_eq!(attrs["tugboat-dedup-id"]["Value"], "dedup-1");
+}

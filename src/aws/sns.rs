@@ -5,7 +5,7 @@ use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 use serde_json::Value;
 
-use super::{AwsError, classify, not_found};
+use super::{AwsError, classify, not_found, reported};
 use crate::contract::{StepError, Topic};
 use crate::ports::Notifier;
 
@@ -86,6 +86,7 @@ impl Notifier for SnsNotifier {
         subject: &str,
         message: &Value,
         deduplication_id: &str,
+        attributes: &std::collections::BTreeMap<String, String>,
     ) -> Result<Option<String>, StepError> {
         let arn = match topic {
             Topic::Success => &self.success,
@@ -99,23 +100,27 @@ impl Notifier for SnsNotifier {
             .filter(|c| c.is_ascii() && !c.is_ascii_control())
             .take(100)
             .collect();
-        let out = self
+        let string = |value: &str| {
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| reported("Publish", "InvalidParameter", e.to_string(), None))
+        };
+        let mut request = self
             .client
             .publish()
             .topic_arn(arn)
             .subject(subject)
             .message(message.to_string())
-            .message_attributes(
-                "tugboat-dedup-id",
-                MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(deduplication_id)
-                    .build()
-                    .expect("data_type is set"),
-            )
-            .send()
-            .await
-            .map_err(|e| classify("Publish", e))?;
+            .message_attributes("tugboat-dedup-id", string(deduplication_id)?);
+        for (name, value) in attributes {
+            // SNS refuses empty string values; an attribute without a value is left out.
+            if !value.is_empty() {
+                request = request.message_attributes(name, string(value)?);
+            }
+        }
+        let out = request.send().await.map_err(|e| classify("Publish", e))?;
         Ok(out.message_id)
     }
 }

@@ -79,6 +79,9 @@ pub enum Call {
         topic: Topic,
         subject: String,
         message: Value,
+        /// SNS message attributes, so that a subscriber can filter (`account`, `type`).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        attributes: std::collections::BTreeMap<String, String>,
     },
 }
 
@@ -238,6 +241,28 @@ mod tests {
         assert_ne!(first, idempotency_key("r:e-1", 1, "run-task"));
         assert_ne!(first, idempotency_key("r:e-1", 0, "stop-task"));
         assert_ne!(first, idempotency_key("r:e-2", 0, "run-task"));
+    }
+
+    #[test]
+    fn publish_attributes_are_optional_in_the_journal() {
+        // A publish journaled by a build without attributes still reads.
+        let old: Call = serde_json::from_value(serde_json::json!(
+            {"call": "publish", "topic": "success", "subject": "s", "message": {}}
+        ))
+        .unwrap();
+        assert!(matches!(old, Call::Publish { ref attributes, .. } if attributes.is_empty()));
+        let act = Act::publish("n", (), Topic::Anomaly, "s", serde_json::json!({}))
+            .with_attributes([("account", "111"), ("type", "anomaly")]);
+        let Call::Publish { attributes, .. } = &act.call else {
+            panic!()
+        };
+        assert_eq!(attributes.len(), 2);
+        let v = serde_json::to_value(&act.call).unwrap();
+        assert_eq!(v["attributes"]["account"], "111");
+        assert_eq!(serde_json::from_value::<Call>(v).unwrap(), act.call);
+        // Not a publish: unchanged.
+        let sleep = Act::sleep("z", (), Duration::from_secs(1), None).with_attributes([("a", "b")]);
+        assert!(matches!(sleep.call, Call::Sleep { .. }));
     }
 
     #[test]

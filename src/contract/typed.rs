@@ -57,6 +57,7 @@ impl<S> Act<S> {
             topic,
             subject: subject.into(),
             message,
+            attributes: Default::default(),
         };
         Act::engine(name, step, call)
     }
@@ -74,6 +75,18 @@ impl<S> Act<S> {
     /// The same step with another retry policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Act<S> {
         self.retry = policy;
+        self
+    }
+
+    /// A publish with SNS message attributes a subscriber can filter on (`account`,
+    /// `service`, `type`); other calls are left as they are.
+    pub fn with_attributes<K: Into<String>, V: Into<String>>(
+        mut self,
+        attributes: impl IntoIterator<Item = (K, V)>,
+    ) -> Act<S> {
+        if let Call::Publish { attributes: a, .. } = &mut self.call {
+            a.extend(attributes.into_iter().map(|(k, v)| (k.into(), v.into())));
+        }
         self
     }
 }

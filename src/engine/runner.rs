@@ -474,9 +474,10 @@ async fn perform(
             topic,
             subject,
             message,
+            attributes,
         } => match engine
             .notifier
-            .publish(*topic, subject, message, &ctx.idempotency_key())
+            .publish(*topic, subject, message, &ctx.idempotency_key(), attributes)
             .await
         {
             Ok(Some(id)) => Ok(json!({"message_id": id})),

@@ -334,12 +334,21 @@ impl QueueSource for MemoryQueues {
 #[derive(Debug, Default)]
 pub struct MemoryNotifier {
     published: Mutex<Vec<(Topic, String, Value, String)>>,
+    attributes: Mutex<Vec<BTreeMap<String, String>>>,
 }
 
 impl MemoryNotifier {
     /// (topic, subject, message, deduplication id) of every publish, in order.
     pub fn published(&self) -> Vec<(Topic, String, Value, String)> {
         self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The message attributes of each publication, in the same order.
+    pub fn attributes(&self) -> Vec<BTreeMap<String, String>> {
+        self.attributes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -354,7 +363,12 @@ impl super::Notifier for MemoryNotifier {
         subject: &str,
         message: &Value,
         deduplication_id: &str,
+        attributes: &BTreeMap<String, String>,
     ) -> Result<Option<String>, StepError> {
+        self.attributes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(attributes.clone());
         let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
         p.push((
             topic,

@@ -1,5 +1,7 @@
 //! The `Notifier` port: publishing workflow results to the configured topics.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 use serde_json::Value;
 
@@ -9,12 +11,14 @@ use crate::contract::{StepError, Topic};
 pub trait Notifier: Send + Sync + std::fmt::Debug {
     /// Publishes `message` as JSON to `topic`; `None` when that topic is not configured.
     /// `deduplication_id` is the same for every attempt of one step, so that a consumer can
-    /// drop the duplicate a resumed step may publish.
+    /// drop the duplicate a resumed step may publish. `attributes` become string message
+    /// attributes (subscription filter policies match on them).
     async fn publish(
         &self,
         topic: Topic,
         subject: &str,
         message: &Value,
         deduplication_id: &str,
+        attributes: &BTreeMap<String, String>,
     ) -> Result<Option<String>, StepError>;
 }
