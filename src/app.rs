@@ -78,6 +78,10 @@ impl Dependencies {
                 targets: Arc::new(ElbTargets::new(clients.elbv2.clone())),
                 mqtt: Arc::new(crate::mqtt::MqttConnector::default()),
                 http: Arc::new(crate::http::HttpConnector::new().map_err(AppError::Startup)?),
+                objects: Arc::new(crate::aws::s3::S3Objects::new(clients.s3.clone())),
+                costs: Arc::new(crate::aws::dynamodb::DynamoCosts::new(
+                    clients.dynamodb.clone(),
+                )),
             },
             journal: None,
             catalog: Catalog::builtin(),

@@ -716,3 +716,127 @@ impl super::http::Http for MemoryHttp {
         }))
     }
 }
+
+/// (bucket, key) → (body, content type).
+type Objects = BTreeMap<(String, String), (Vec<u8>, String)>;
+
+/// Objects by (bucket, key); a missing one is S3's `NoSuchKey` (permanent).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryObjects {
+    objects: Arc<Mutex<Objects>>,
+}
+
+impl MemoryObjects {
+    pub fn insert(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        self.objects.lock().unwrap().insert(
+            (bucket.to_string(), key.to_string()),
+            (body, "application/octet-stream".into()),
+        );
+    }
+
+    /// An object's bytes and content type.
+    pub fn object(&self, bucket: &str, key: &str) -> Option<(Vec<u8>, String)> {
+        self.objects
+            .lock()
+            .unwrap()
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+    }
+
+    fn body(&self, bucket: &str, key: &str) -> Result<Vec<u8>, StepError> {
+        self.object(bucket, key).map(|(b, _)| b).ok_or_else(|| {
+            StepError::permanent(format!("GetObject: NoSuchKey: s3://{bucket}/{key}"))
+        })
+    }
+}
+
+#[async_trait]
+impl super::objects::ObjectStore for MemoryObjects {
+    async fn get(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, StepError> {
+        let body = self.body(bucket, key)?;
+        if body.len() > limit {
+            return Err(StepError::permanent(format!(
+                "s3://{bucket}/{key} is larger than {limit} bytes"
+            )));
+        }
+        Ok(body)
+    }
+
+    async fn read_with(
+        &self,
+        bucket: &str,
+        key: &str,
+        consume: super::objects::Consume,
+    ) -> Result<Result<Value, String>, StepError> {
+        let body = self.body(bucket, key)?;
+        Ok(consume(&mut std::io::Cursor::new(body)))
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StepError> {
+        self.objects.lock().unwrap().insert(
+            (bucket.to_string(), key.to_string()),
+            (body, content_type.to_string()),
+        );
+        Ok(())
+    }
+}
+
+/// (table, payer, period) → its rows.
+type Periods = BTreeMap<(String, String, String), Vec<super::costs::DailyCost>>;
+
+/// Daily costs by (table, payer, period).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryCosts {
+    periods: Arc<Mutex<Periods>>,
+}
+
+#[async_trait]
+impl super::costs::CostStore for MemoryCosts {
+    async fn replace_period(
+        &self,
+        table: &str,
+        payer: &str,
+        period: &str,
+        rows: &[super::costs::DailyCost],
+    ) -> Result<super::costs::Replaced, StepError> {
+        let mut p = self.periods.lock().unwrap();
+        let key = (table.to_string(), payer.to_string(), period.to_string());
+        let old = p.remove(&key).unwrap_or_default();
+        let same = |a: &super::costs::DailyCost, b: &super::costs::DailyCost| {
+            (&a.day, &a.account, &a.service, &a.region, &a.currency)
+                == (&b.day, &b.account, &b.service, &b.region, &b.currency)
+        };
+        let deleted = old
+            .iter()
+            .filter(|o| !rows.iter().any(|r| same(o, r)))
+            .count();
+        let mut new = rows.to_vec();
+        new.sort();
+        p.insert(key, new);
+        Ok(super::costs::Replaced {
+            written: rows.len(),
+            deleted,
+        })
+    }
+
+    async fn period(
+        &self,
+        table: &str,
+        payer: &str,
+        period: &str,
+    ) -> Result<Vec<super::costs::DailyCost>, StepError> {
+        Ok(self
+            .periods
+            .lock()
+            .unwrap()
+            .get(&(table.to_string(), payer.to_string(), period.to_string()))
+            .cloned()
+            .unwrap_or_default())
+    }
+}

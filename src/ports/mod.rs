@@ -33,6 +33,10 @@ pub struct Ports {
     pub mqtt: Arc<dyn Mqtt>,
     /// HTTP destinations (`http_deliver`).
     pub http: Arc<dyn Http>,
+    /// S3 objects (`cur_ingest` reads reports and writes curated summaries).
+    pub objects: Arc<dyn objects::ObjectStore>,
+    /// The daily-cost table (`cur_ingest`).
+    pub costs: Arc<dyn costs::CostStore>,
 }
 
 impl Ports {
@@ -45,6 +49,8 @@ impl Ports {
             targets: Arc::new(memory::MemoryTargets::default()),
             mqtt: Arc::new(memory::MemoryMqtt::default()),
             http: Arc::new(memory::MemoryHttp::default()),
+            objects: Arc::new(memory::MemoryObjects::default()),
+            costs: Arc::new(memory::MemoryCosts::default()),
         }
     }
 }

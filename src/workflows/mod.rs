@@ -36,10 +36,9 @@ workflows! {
     ecs_task_event,
     mqtt_publish,
     http_deliver,
+    cur_ingest,
 }
 
-// Report reading only, so far: the workflow is registered when it is built (issue 10).
-pub mod cur_ingest;
 pub mod params;
 pub mod template;
 

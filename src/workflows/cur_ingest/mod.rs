@@ -1,13 +1,270 @@
-//! `cur_ingest` (seed plan 2): Cost and Usage Reports into the daily-cost table, a curated
-//! summary, anomalies, a forecast and budgets.
+//! `cur_ingest` (seed plan 2): a Cost and Usage Report, from the S3 event that announced it to
+//! the daily-cost table, a curated summary, anomaly alerts and a report notification.
 //!
-//! **So far only the report reading and the analysis are here** ([`report`]: layouts,
-//! streaming parse, exact sums; [`manifest`]: a manifest's report parts; [`anomaly`]:
-//! anomalies per series and the month-end forecast), used by `tugboat cur summarize` and
-//! `tugboat cur anomalies`. The
-//! workflow itself (S3 trigger, DynamoDB replace, curated object, anomalies, forecast,
-//! budgets, notifications) is not built yet, so this folder is not in the `workflows!` list.
+//! Trigger: an S3 "Object Created" event (EventBridge, or an S3 notification directly or
+//! through SNS: the decoder gives both the same shape) for a manifest (`*-Manifest.json`:
+//! every `reportKeys` part is one report) or a single report (`.csv`, `.csv.gz`; Parquet is
+//! not read yet). Any other key completes at once as ignored.
+//!
+//! Steps:
+//! 1. `read-manifest` (manifests only): the parts' keys.
+//! 2. `ingest`: every part streamed through [`report`] (never held in memory), summed per
+//!    (day, payer, account, service, region, currency); for each payer and billing period the
+//!    table's rows are **replaced** (a report is cumulative within its month: a re-delivered or
+//!    restated report replaces, never adds), the curated summary is written to
+//!    `<curated_prefix>/<payer>/<period>/daily.csv`, and the days this delivery adds are judged
+//!    for anomalies against the table's history ([`anomaly`]); the month-end forecast per
+//!    account is made, and budgets compared. Idempotent: a crash restarts the report.
+//! 3. `report#N`: one message per payer and period on the success topic (attributes `type` =
+//!    `report`, `payer`).
+//! 4. `anomaly#N`, `budget#N`: one message each on the anomaly topic (attributes `type`,
+//!    `account`, `service`), so that a subscription filter can take one account's alerts.
+//!
+//! A report that cannot be read (a truncated gzip, a missing column, a non-numeric cost, a
+//! manifest naming a missing part) fails for good, naming file, line and column: the error
+//! topic is told (the compensation step) and the event goes to the DLQ. Throttling retries.
+//!
+//! Not yet: budget alerts are raised on every delivery whose forecast crosses the budget (the
+//! "once per account and month" needs a marker in the table), and Parquet.
 
 pub mod anomaly;
+pub mod config;
+mod ingest;
 pub mod manifest;
 pub mod report;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Registration;
+use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed};
+use crate::ports::costs::CostStore;
+use crate::ports::objects::ObjectStore;
+use config::CurSettings;
+use manifest::Manifest;
+
+pub const KIND: &str = "cur_ingest";
+
+/// Manifests are small; a larger object under that name is not one.
+const MANIFEST_LIMIT: usize = 4 << 20;
+
+pub fn registration() -> Registration {
+    Registration::new(KIND, Some(config::SECTION), |setup| {
+        Box::pin(async move {
+            // Without a [cur] section no route may name this workflow (the params check), so
+            // the service still starts.
+            let settings = match setup.config.sections.get(config::NAME) {
+                Some(v) => Some(config::parse(v).map_err(|(k, m)| format!("{k}: {m}"))?),
+                None => None,
+            };
+            Ok(Arc::new(Typed(CurIngest {
+                settings,
+                objects: setup.ports.objects.clone(),
+                costs: setup.ports.costs.clone(),
+            })) as Arc<dyn crate::contract::Workflow>)
+        })
+    })
+    .with_params_check(|params, sections| {
+        if !sections.contains_key(config::NAME) {
+            return Err("cur_ingest needs a [cur] section naming the daily-cost table (cur.table)".into());
+        }
+        super::params::only_known(params, KIND, &[])
+    })
+}
+
+/// The workflow: its settings and the stores it reads and writes.
+#[derive(Debug, Clone)]
+pub struct CurIngest {
+    /// `None` without a `[cur]` section (then no route can start this workflow).
+    pub settings: Option<CurSettings>,
+    pub objects: Arc<dyn ObjectStore>,
+    pub costs: Arc<dyn CostStore>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub bucket: String,
+    pub key: String,
+    /// The ingest step's result, once it ran.
+    pub result: Option<Value>,
+    /// Why the run failed, for the error topic.
+    pub failure: Option<String>,
+    /// Notifications published so far.
+    #[serde(default)]
+    pub sent: usize,
+}
+
+/// The steps; each carries its request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Result: `{"parts": [keys]}`.
+    ReadManifest { bucket: String, key: String },
+    /// Result: see `ingest::run`.
+    Ingest { bucket: String, parts: Vec<String> },
+    /// Engine publishes.
+    Notify,
+}
+
+/// The object an event announces: `detail.bucket.name`, `detail.object.key`.
+fn object(event: &Value) -> Result<(String, String), String> {
+    let text = |path: &str| {
+        event
+            .pointer(path)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("the event has no {}", path.trim_start_matches('/').replace('/', ".")))
+    };
+    Ok((text("/detail/bucket/name")?, text("/detail/object/key")?))
+}
+
+fn is_report(key: &str) -> bool {
+    key.ends_with(".csv") || key.ends_with(".csv.gz")
+}
+
+impl CurIngest {
+    /// The next notification to publish, or the end.
+    fn next_notification(&self, s: &State) -> Decision<Step> {
+        let result = s.result.clone().unwrap_or_default();
+        match self.notifications(s, &result).into_iter().nth(s.sent) {
+            Some(act) => Next::Run(act),
+            None => Next::Complete(json!({"bucket": s.bucket, "key": s.key, "ingested": result})),
+        }
+    }
+
+    /// The notifications for an ingest result, as publish steps.
+    fn notifications(&self, s: &State, result: &Value) -> Vec<Act<Step>> {
+        let mut acts = Vec::new();
+        let mut n = 0;
+        let mut next = |name: &str| {
+            n += 1;
+            format!("{name}#{n}")
+        };
+        for p in result["payers"].as_array().into_iter().flatten() {
+            let payer = p["payer"].as_str().unwrap_or_default();
+            let message = json!({
+                "type": "report", "bucket": s.bucket, "key": s.key, "payer": payer, "period": p["period"],
+                "parts": result["parts"], "rows": p["rows"], "total": p["total"], "currency": p["currency"],
+                "top_services": p["top_services"], "anomalies": p["anomalies"].as_array().map_or(0, Vec::len),
+                "written": p["written"], "deleted": p["deleted"], "curated": p["curated"],
+                "forecast": p["forecast"],
+            });
+            let subject = format!("tugboat: cost report {payer} {}", p["period"].as_str().unwrap_or_default());
+            acts.push(
+                Act::publish(next("report"), Step::Notify, Topic::Success, subject, message)
+                    .with_attributes([("type", "report"), ("payer", payer)]),
+            );
+            for a in p["anomalies"].as_array().into_iter().flatten() {
+                let account = a["account"].as_str().unwrap_or_default();
+                let service = a["service"].as_str().unwrap_or_default();
+                let subject = format!("tugboat: cost anomaly {account} {service}");
+                acts.push(
+                    Act::publish(next("anomaly"), Step::Notify, Topic::Anomaly, subject, a.clone())
+                        .with_attributes([("type", "anomaly"), ("account", account), ("service", service), ("payer", payer)]),
+                );
+            }
+            for b in p["budgets"].as_array().into_iter().flatten() {
+                let account = b["account"].as_str().unwrap_or_default();
+                let subject = format!("tugboat: budget forecast {account}");
+                acts.push(
+                    Act::publish(next("budget"), Step::Notify, Topic::Anomaly, subject, b.clone())
+                        .with_attributes([("type", "budget"), ("account", account), ("payer", payer)]),
+                );
+            }
+        }
+        acts
+    }
+}
+
+#[async_trait]
+impl Flow for CurIngest {
+    const KIND: &'static str = KIND;
+    type State = State;
+    type Step = Step;
+
+    fn start(&self, event: &Value, _params: &Value) -> Result<(State, Decision<Step>), String> {
+        let (bucket, key) = object(event)?;
+        let state = State {
+            bucket: bucket.clone(),
+            key: key.clone(),
+            result: None,
+            failure: None,
+            sent: 0,
+        };
+        if self.settings.is_none() {
+            return Err("no [cur] section is configured".into());
+        }
+        let name = key.rsplit('/').next().unwrap_or_default().to_string();
+        let next = if Manifest::is_manifest_key(&name) {
+            Next::Run(Act::handler("read-manifest", Step::ReadManifest { bucket, key }))
+        } else if is_report(&name) {
+            Next::Run(Act::handler("ingest", Step::Ingest { bucket, parts: vec![key] }))
+        } else {
+            Next::Complete(json!({"ignored": key, "reason": "neither a report (.csv, .csv.gz) nor a manifest (*-Manifest.json)"}))
+        };
+        Ok((state, next))
+    }
+
+    fn advance(&self, s: &mut State, step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {
+        let value = match outcome {
+            Ok(v) => v,
+            Err(e) => {
+                let reason = format!("s3://{}/{}: {}", s.bucket, s.key, e.message);
+                s.failure = Some(reason.clone());
+                return Next::Fail(reason);
+            }
+        };
+        match step {
+            Step::ReadManifest { bucket, .. } => {
+                let parts: Vec<String> = value["parts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect();
+                Next::Run(Act::handler("ingest", Step::Ingest { bucket, parts }))
+            }
+            Step::Ingest { .. } => {
+                s.result = Some(value);
+                s.sent = 0;
+                self.next_notification(s)
+            }
+            Step::Notify => {
+                s.sent += 1;
+                self.next_notification(s)
+            }
+        }
+    }
+
+    fn compensation(&self, s: &State) -> Vec<Act<Step>> {
+        let reason = s.failure.clone().unwrap_or_else(|| "failed".into());
+        vec![
+            Act::publish(
+                "tell-error",
+                Step::Notify,
+                Topic::Error,
+                "tugboat: cost report failed",
+                json!({"type": "report-failed", "bucket": s.bucket, "key": s.key, "error": reason}),
+            )
+            .with_attributes([("type", "report-failed")]),
+        ]
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::ReadManifest { bucket, key } => {
+                let bytes = self.objects.get(bucket, key, MANIFEST_LIMIT).await?;
+                let manifest = Manifest::parse(&bytes, &format!("s3://{bucket}/{key}"))
+                    .map_err(StepError::permanent)?;
+                Ok(json!({"parts": manifest.keys().collect::<Vec<_>>()}))
+            }
+            Step::Ingest { bucket, parts } => ingest::run(self, bucket, parts).await,
+            Step::Notify => Err(StepError::permanent("notifications are published by the engine")),
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The `ingest` step: read every part, replace each payer's period, write the curated
+//! summary, judge the new days, forecast the month.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+use time::Date;
+
+use super::CurIngest;
+use super::anomaly::{self, Series, Settings};
+use super::report::{Cost, Summary};
+use crate::contract::StepError;
+use crate::ports::costs::DailyCost;
+
+/// Reads one part (gzip recognised by its first bytes) into `summary`.
+fn read_part(input: &mut dyn Read, name: &str, summary: &mut Summary) -> Result<(), String> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, input);
+    let gzip = buffered
+        .fill_buf()
+        .map_err(|e| format!("{name}: {e}"))?
+        .starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        let inflate = flate2::bufread::MultiGzDecoder::new(buffered);
+        summary
+            .add_report(inflate, name)
+            .map_err(|e| e.replace("reading failed", "gzip: reading failed (truncated or damaged?)"))?;
+    } else {
+        summary.add_report(buffered, name)?;
+    }
+    Ok(())
+}
+
+/// The month before `period` (`YYYY-MM`).
+fn previous_period(period: &str) -> Option<String> {
+    let day = anomaly::day(&format!("{period}-01")).ok()?;
+    let before = day.previous_day()?;
+    Some(format!("{:04}-{:02}", before.year(), u8::from(before.month())))
+}
+
+fn to_f64(cost: &str) -> f64 {
+    cost.parse().unwrap_or(0.0)
+}
+
+pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result<Value, StepError> {
+    let settings = w
+        .settings
+        .as_ref()
+        .ok_or_else(|| StepError::permanent("no [cur] section is configured"))?;
+    // Parts are read one by one on the store's blocking thread; the sums stay small.
+    let summary = Arc::new(Mutex::new(Summary::default()));
+    for key in parts {
+        let name = format!("s3://{bucket}/{key}");
+        let into = summary.clone();
+        let verdict = w
+            .objects
+            .read_with(
+                bucket,
+                key,
+                Box::new(move |input| {
+                    let mut part = Summary::default();
+                    read_part(input, &name, &mut part)?;
+                    let mut all = into.lock().map_err(|_| "a part's reader panicked".to_string())?;
+                    for (k, c) in part.totals {
+                        *all.totals.entry(k).or_default() += c;
+                    }
+                    all.rows += part.rows;
+                    Ok(json!({}))
+                }),
+            )
+            .await?;
+        verdict.map_err(StepError::permanent)?;
+    }
+    let summary = std::mem::take(&mut *summary.lock().map_err(|_| StepError::permanent("poisoned"))?);
+
+    // Per payer and billing period.
+    let mut groups: BTreeMap<(String, String), Vec<DailyCost>> = BTreeMap::new();
+    for (k, cost) in &summary.totals {
+        let row = DailyCost {
+            day: k.day.clone(),
+            payer: k.payer.clone(),
+            account: k.account.clone(),
+            service: k.service.clone(),
+            region: k.region.clone(),
+            currency: k.currency.clone(),
+            cost: cost.to_string(),
+        };
+        groups
+            .entry((row.payer.clone(), row.period().to_string()))
+            .or_default()
+            .push(row);
+    }
+
+    let judge = Settings {
+        k: settings.anomaly_k,
+        floor: settings.anomaly_floor,
+        ..Settings::default()
+    };
+    let mut payers = Vec::new();
+    for ((payer, period), rows) in groups {
+        let stored = w.costs.period(&settings.table, &payer, &period).await?;
+        let before = match previous_period(&period) {
+            Some(p) => w.costs.period(&settings.table, &payer, &p).await?,
+            None => Vec::new(),
+        };
+        let replaced = w
+            .costs
+            .replace_period(&settings.table, &payer, &period, &rows)
+            .await?;
+
+        // The curated summary.
+        let mut csv = String::from("day,payer,account,service,region,cost,currency\n");
+        for r in &rows {
+            let field = |t: &str| {
+                if t.contains([',', '"', '\n']) {
+                    format!("\"{}\"", t.replace('"', "\"\""))
+                } else {
+                    t.to_string()
+                }
+            };
+            csv.push_str(&format!(
+                "{},{},{},{},{},{},{}\n",
+                r.day,
+                field(&r.payer),
+                field(&r.account),
+                field(&r.service),
+                field(&r.region),
+                r.cost,
+                field(&r.currency)
+            ));
+        }
+        let curated_bucket = settings.curated_bucket.as_deref().unwrap_or(bucket);
+        let curated_key = format!("{}/{payer}/{period}/daily.csv", settings.curated_prefix.trim_end_matches('/'));
+        w.objects
+            .put(curated_bucket, &curated_key, csv.into_bytes(), "text/csv")
+            .await?;
+
+        // Series: the previous month from the table, this month from the report.
+        let mut series = Series::new();
+        for r in before.iter().chain(rows.iter()) {
+            let Ok(day) = anomaly::day(&r.day) else { continue };
+            *series
+                .entry((r.account.clone(), r.service.clone()))
+                .or_default()
+                .entry(day)
+                .or_default() += to_f64(&r.cost);
+        }
+        // The days this delivery adds: after the last day already stored (this month's, or
+        // the previous month's); on a first delivery, only the latest day, not a month of
+        // alerts about the past.
+        let report_days: BTreeSet<Date> = rows.iter().filter_map(|r| anomaly::day(&r.day).ok()).collect();
+        let known_last = stored
+            .iter()
+            .chain(before.iter())
+            .filter_map(|r| anomaly::day(&r.day).ok())
+            .max();
+        let new_days: Vec<Date> = match known_last {
+            Some(last) => report_days.iter().copied().filter(|d| *d > last).collect(),
+            None => report_days.iter().next_back().copied().into_iter().collect(),
+        };
+        let anomalies: Vec<Value> = anomaly::detect(&series, &judge, Some(&new_days))
+            .into_iter()
+            .map(|a| {
+                json!({"type": "anomaly", "payer": payer, "account": a.account, "service": a.service,
+                    "day": a.day.to_string(), "cost": a.cost, "expected": a.expected,
+                    "impact": a.impact, "impact_percent": a.impact_percent})
+            })
+            .collect();
+
+        // Forecast and budgets per account.
+        let through = report_days.iter().next_back().copied();
+        let mut daily: BTreeMap<String, BTreeMap<Date, f64>> = BTreeMap::new();
+        for r in &rows {
+            if let Ok(day) = anomaly::day(&r.day) {
+                *daily.entry(r.account.clone()).or_default().entry(day).or_default() += to_f64(&r.cost);
+            }
+        }
+        let mut forecast = BTreeMap::new();
+        let mut budgets = Vec::new();
+        if let Some(through) = through {
+            for (account, days) in &daily {
+                let f = anomaly::forecast_month(days, through);
+                forecast.insert(account.clone(), f);
+                if let Some(&budget) = settings.budgets.get(account)
+                    && f > budget
+                {
+                    budgets.push(json!({"type": "budget", "payer": payer, "account": account,
+                        "period": period, "forecast": f, "budget": budget, "through": through.to_string()}));
+                }
+            }
+        }
+
+        // Totals and the top services.
+        let mut total = Cost::default();
+        let mut by_service: BTreeMap<String, Cost> = BTreeMap::new();
+        let mut currencies = BTreeSet::new();
+        for r in &rows {
+            let c = Cost::parse(&r.cost).unwrap_or_default();
+            total += c;
+            *by_service.entry(r.service.clone()).or_default() += c;
+            currencies.insert(r.currency.clone());
+        }
+        let mut top: Vec<(String, Cost)> = by_service.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let top: Vec<Value> = top
+            .into_iter()
+            .take(5)
+            .map(|(s, c)| json!({"service": s, "cost": to_f64(&c.to_string())}))
+            .collect();
+        payers.push(json!({
+            "payer": payer, "period": period, "rows": rows.len(),
+            "total": to_f64(&total.to_string()),
+            "currency": if currencies.len() == 1 { currencies.into_iter().next().unwrap_or_default() } else { "mixed".into() },
+            "top_services": top, "written": replaced.written, "deleted": replaced.deleted,
+            "curated": format!("s3://{curated_bucket}/{curated_key}"),
+            "anomalies": anomalies, "forecast": forecast, "budgets": budgets,
+        }));
+    }
+    Ok(json!({"parts": parts.len(), "line_items": summary.rows, "payers": payers}))
+}
