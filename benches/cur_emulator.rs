@@ -17,9 +17,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::json;
 use tugboat::app::Dependencies;
 use tugboat::config::Config;
@@ -61,31 +58,7 @@ async fn run(mb: usize, files: usize) {
     let bucket = format!("{p}-reports");
     c.s3.create_bucket().bucket(&bucket).send().await.unwrap();
     let table = format!("{p}-costs");
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    c.dynamodb
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .unwrap();
+    support::service::create_cost_table(&table).await;
     let queue = format!("{p}-q");
     let queue_url = support::service::create_queue(&queue).await;
     let dlq_url = support::service::create_queue(&format!("{p}-dlq")).await;

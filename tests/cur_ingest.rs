@@ -7,9 +7,6 @@ mod support;
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::{Value, json};
 use support::service::{Service, create_queue, depth, drain, queue_arn, send, until};
 use support::{clients, unique};
@@ -46,31 +43,7 @@ async fn a_manifest_event_fills_the_table_writes_the_curated_object_and_announce
             .unwrap();
     }
     let table = format!("{p}-daily-cost");
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    c.dynamodb
-        .create_table()
-        .table_name(&table)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .unwrap();
+    support::service::create_cost_table(&table).await;
     let queue = format!("{p}-q");
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;

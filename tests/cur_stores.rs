@@ -6,9 +6,6 @@ mod support;
 
 use std::io::Write;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-};
 use serde_json::json;
 use tugboat::aws::dynamodb::DynamoCosts;
 use tugboat::aws::s3::S3Objects;
@@ -16,34 +13,9 @@ use tugboat::ports::costs::{CostStore, DailyCost};
 use tugboat::ports::objects::ObjectStore;
 use tugboat::workflows::cur_ingest::report::Summary;
 
-async fn table(clients: &tugboat::aws::Clients) -> String {
+async fn table() -> String {
     let name = support::unique("daily-cost");
-    let key = |n: &str, t: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(n)
-            .key_type(t)
-            .build()
-            .unwrap()
-    };
-    let attr = |n: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(n)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .unwrap()
-    };
-    clients
-        .dynamodb
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(key("pk", KeyType::Hash))
-        .key_schema(key("sk", KeyType::Range))
-        .attribute_definitions(attr("pk"))
-        .attribute_definitions(attr("sk"))
-        .send()
-        .await
-        .unwrap();
+    support::service::create_cost_table(&name).await;
     name
 }
 
@@ -149,7 +121,7 @@ async fn a_gzip_report_is_streamed_from_s3_through_the_parser() {
 #[tokio::test]
 async fn a_restated_period_replaces_the_old_rows_and_other_payers_stay() {
     let clients = support::clients().await;
-    let table = table(&clients).await;
+    let table = table().await;
     let costs = DynamoCosts::new(clients.dynamodb.clone());
     // The first delivery: 30 days × 2 services (three batches of 25 and more).
     let first: Vec<DailyCost> = (1..=30)
