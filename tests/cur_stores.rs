@@ -176,6 +176,25 @@ async fn a_restated_period_replaces_the_old_rows_and_other_payers_stay() {
         .await
         .unwrap();
     assert_eq!(done.deleted, 0);
+    // Markers: the first time only.
+    assert!(
+        costs
+            .mark_once(&table, "BUDGET#111#222#2024-06")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !costs
+            .mark_once(&table, "BUDGET#111#222#2024-06")
+            .await
+            .unwrap()
+    );
+    assert!(
+        costs
+            .mark_once(&table, "BUDGET#111#222#2024-07")
+            .await
+            .unwrap()
+    );
     // A table that does not exist: permanent.
     let e = costs
         .period("no-such-table", "111", "2024-06")

@@ -173,6 +173,28 @@ impl CostStore for DynamoCosts {
         })
     }
 
+    async fn mark_once(&self, table: &str, marker: &str) -> Result<bool, StepError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(table)
+            .item("pk", AttributeValue::S(format!("MARKER#{marker}")))
+            .item("sk", AttributeValue::S("MARKER".into()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(classify("PutItem", e).into()),
+        }
+    }
+
     async fn period(
         &self,
         table: &str,

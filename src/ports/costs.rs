@@ -45,6 +45,10 @@ pub trait CostStore: Send + Sync + std::fmt::Debug {
         rows: &[DailyCost],
     ) -> Result<Replaced, StepError>;
 
+    /// Records `marker` in `table` the first time it is asked (true), never again (false):
+    /// for alerts raised once per account and month.
+    async fn mark_once(&self, table: &str, marker: &str) -> Result<bool, StepError>;
+
     /// Everything stored for `payer`'s `period`.
     async fn period(
         &self,

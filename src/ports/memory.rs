@@ -794,6 +794,7 @@ type Periods = BTreeMap<(String, String, String), Vec<super::costs::DailyCost>>;
 #[derive(Debug, Default, Clone)]
 pub struct MemoryCosts {
     periods: Arc<Mutex<Periods>>,
+    markers: Arc<Mutex<std::collections::BTreeSet<(String, String)>>>,
 }
 
 #[async_trait]
@@ -823,6 +824,14 @@ impl super::costs::CostStore for MemoryCosts {
             written: rows.len(),
             deleted,
         })
+    }
+
+    async fn mark_once(&self, table: &str, marker: &str) -> Result<bool, StepError> {
+        Ok(self
+            .markers
+            .lock()
+            .unwrap()
+            .insert((table.to_string(), marker.to_string())))
     }
 
     async fn period(

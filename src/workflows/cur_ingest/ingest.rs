@@ -182,8 +182,13 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
             for (account, days) in &daily {
                 let f = anomaly::forecast_month(days, through);
                 forecast.insert(account.clone(), f);
+                // Once per account and month: the marker is set with the decision to alert.
                 if let Some(&budget) = settings.budgets.get(account)
                     && f > budget
+                    && w
+                        .costs
+                        .mark_once(&settings.table, &format!("BUDGET#{payer}#{account}#{period}"))
+                        .await?
                 {
                     budgets.push(json!({"type": "budget", "payer": payer, "account": account,
                         "period": period, "forecast": f, "budget": budget, "through": through.to_string()}));

@@ -24,8 +24,8 @@
 //! manifest naming a missing part) fails for good, naming file, line and column: the error
 //! topic is told (the compensation step) and the event goes to the DLQ. Throttling retries.
 //!
-//! Not yet: budget alerts are raised on every delivery whose forecast crosses the budget (the
-//! "once per account and month" needs a marker in the table), and Parquet.
+//! A budget alert is raised once per account and month (`CostStore::mark_once`). Not yet:
+//! Parquet.
 
 pub mod anomaly;
 pub mod config;
