@@ -88,8 +88,19 @@ fn read_all(paths: &[PathBuf]) -> Result<(Summary, usize), CliError> {
     let mut seen = BTreeSet::new();
     reports.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
     let mut summary = Summary::default();
-    for report in &reports {
+    // Progress for a person watching: one line per report, only on a terminal.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    for (i, report) in reports.iter().enumerate() {
         let name = report.display().to_string();
+        if progress {
+            let size = std::fs::metadata(report).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "[{}/{}] {name} ({:.1} MB)",
+                i + 1,
+                reports.len(),
+                size as f64 / 1e6
+            );
+        }
         let input = open(report).map_err(CliError::Runtime)?;
         summary
             .add_report(input, &name)
