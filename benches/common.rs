@@ -156,3 +156,15 @@ pub fn arg(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Runs `work` the way `serve` runs the service: an actix System over a multi-threaded tokio
+/// runtime, inside a `LocalSet` (the actors and the intake's tasks are local to it).
+pub fn in_system<F: std::future::Future>(work: F) -> F::Output {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let system = actix_rt::System::with_tokio_rt(move || runtime);
+    let local = tokio::task::LocalSet::new();
+    system.block_on(local.run_until(work))
+}

@@ -86,24 +86,7 @@ async fn run(mb: usize, files: usize) {
     let queue_url = support::service::create_queue(&queue).await;
     let dlq_url = support::service::create_queue(&format!("{p}-dlq")).await;
     let inbox = support::service::create_queue(&format!("{p}-inbox")).await;
-    let topic = c
-        .sns
-        .create_topic()
-        .name(format!("{p}-ok"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    c.sns
-        .subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(support::service::queue_arn(&inbox).await)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let topic = support::service::topic_into(&format!("{p}-ok"), &inbox, true).await;
 
     // The 50 MB report, made by the same generator as the parser benchmark, gzipped.
     let dir = tempfile::tempdir().unwrap();
@@ -209,11 +192,5 @@ fn main() {
     let mb = common::arg("--mb", 50);
     let files = common::arg("--files", 1000);
     println!("machine: {}", common::machine());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let system = actix_rt::System::with_tokio_rt(move || runtime);
-    let local = tokio::task::LocalSet::new();
-    system.block_on(local.run_until(run(mb, files)));
+    common::in_system(run(mb, files));
 }

@@ -219,11 +219,5 @@ fn main() {
     let messages = common::arg("--messages", 5000);
     let concurrency = common::arg("--concurrency", 100) as u32;
     println!("machine: {}", common::machine());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let system = actix_rt::System::with_tokio_rt(move || runtime);
-    let local = tokio::task::LocalSet::new();
-    system.block_on(local.run_until(run(messages, concurrency)));
+    common::in_system(run(messages, concurrency));
 }

@@ -100,11 +100,5 @@ fn main() {
     let n = common::arg("--messages", 400);
     println!("machine: {}", common::machine());
     support::emulator();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let system = actix_rt::System::with_tokio_rt(move || runtime);
-    let local = tokio::task::LocalSet::new();
-    system.block_on(local.run_until(bench(n)));
+    common::in_system(bench(n));
 }

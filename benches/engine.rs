@@ -104,14 +104,7 @@ fn main() {
     println!("machine: {}", machine());
     let raw = raw_sled(2.0);
     println!("raw sled insert(1 KiB) + flush, sequential:        {raw:>10.0} ops/s");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let system = actix_rt::System::with_tokio_rt(move || runtime);
-    let local = tokio::task::LocalSet::new();
-    let (wps, tps, p50, p99, puts) =
-        system.block_on(local.run_until(engine(workflows, concurrency, tasks)));
+    let (wps, tps, p50, p99, puts) = common::in_system(engine(workflows, concurrency, tasks));
     let on = if tasks {
         "tokio tasks"
     } else {

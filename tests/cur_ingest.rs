@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::service::{Service, create_queue, depth, drain, queue_arn, send, until};
+use support::service::{Service, create_queue, depth, drain, send, topic_into, until};
 use support::{clients, unique};
 use tugboat::aws::dynamodb::DynamoCosts;
 use tugboat::ports::costs::CostStore;
@@ -48,27 +48,9 @@ async fn a_manifest_event_fills_the_table_writes_the_curated_object_and_announce
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;
     let inbox = create_queue(&format!("{p}-inbox")).await;
-    let inbox_arn = queue_arn(&inbox).await;
     let mut topics = Vec::new();
     for t in ["ok", "err", "anomaly"] {
-        let arn = c
-            .sns
-            .create_topic()
-            .name(format!("{p}-{t}"))
-            .send()
-            .await
-            .unwrap()
-            .topic_arn
-            .unwrap();
-        c.sns
-            .subscribe()
-            .topic_arn(&arn)
-            .protocol("sqs")
-            .endpoint(&inbox_arn)
-            .send()
-            .await
-            .unwrap();
-        topics.push(arn);
+        topics.push(topic_into(&format!("{p}-{t}"), &inbox, false).await);
     }
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(

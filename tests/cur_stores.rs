@@ -211,36 +211,8 @@ async fn publish_attributes_reach_the_subscriber() {
     use tugboat::contract::Topic;
     use tugboat::ports::Notifier;
     let clients = support::clients().await;
-    let topic = support::unique("anomalies");
-    let arn = clients
-        .sns
-        .create_topic()
-        .name(&topic)
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let queue = support::unique("anomaly-inbox");
-    let url = clients
-        .sqs
-        .create_queue()
-        .queue_name(&queue)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let queue_arn = support::service::queue_arn(&url).await;
-    clients
-        .sns
-        .subscribe()
-        .topic_arn(&arn)
-        .protocol("sqs")
-        .endpoint(&queue_arn)
-        .send()
-        .await
-        .unwrap();
+    let url = support::service::create_queue(&support::unique("anomaly-inbox")).await;
+    let arn = support::service::topic_into(&support::unique("anomalies"), &url, false).await;
     let notifier = SnsNotifier::resolve(clients.sns.clone(), None, None, Some(&arn))
         .await
         .unwrap();

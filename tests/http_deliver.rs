@@ -15,14 +15,7 @@ use serde_json::{Value, json};
 use support::app::{MemoryApp, spawn_memory_app, until};
 use tugboat::http::HttpConnector;
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        support::root()
-            .join("tests/fixtures/events/eventbridge")
-            .join(name),
-    )
-    .unwrap()
-}
+use support::eventbridge as fixture;
 
 /// One request as the receiver saw it.
 #[derive(Clone, Debug)]

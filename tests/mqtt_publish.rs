@@ -15,14 +15,7 @@ use support::app::{MemoryApp, spawn_memory_app, until};
 use support::broker::{Broker, Heard, subscribe};
 use tugboat::mqtt::MqttConnector;
 
-fn fixture(name: &str) -> String {
-    std::fs::read_to_string(
-        support::root()
-            .join("tests/fixtures/events/eventbridge")
-            .join(name),
-    )
-    .unwrap()
-}
+use support::eventbridge as fixture;
 
 /// The README's seed routes for plan 4, against `brokers` (TOML) named `fluxer`.
 fn config(brokers: &str, retry: &str) -> String {

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::service::{Service, create_queue, depth, drain, queue_arn, send, succeeded, until};
+use support::service::{Service, create_queue, depth, drain, send, succeeded, topic_into, until};
 use support::{clients, emulator, run, tugboat, unique};
 
 /// The resources of one test: a work queue with its DLQ, a success topic and a queue that
@@ -24,31 +24,12 @@ struct Fixture {
 }
 
 async fn fixture(prefix: &str, visibility: &str, route_params: &str, deadline: &str) -> Fixture {
-    let c = clients().await;
     let p = unique(prefix);
     let queue = format!("{p}-q");
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;
     let notifications_url = create_queue(&format!("{p}-n")).await;
-    let notifications_arn = queue_arn(&notifications_url).await;
-    let topic_arn = c
-        .sns
-        .create_topic()
-        .name(format!("{p}-ok"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    c.sns
-        .subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(notifications_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let topic_arn = topic_into(&format!("{p}-ok"), &notifications_url, true).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "[[routes]]\nname = \"r\"\npattern = {{ source = [\"test\"] }}\nworkflow = \"log\"\nparams = {{ {route_params} }}\n\n\

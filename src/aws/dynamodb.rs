@@ -139,12 +139,9 @@ impl CostStore for DynamoCosts {
         rows: &[DailyCost],
     ) -> Result<Replaced, StepError> {
         let pk = pk(payer, period);
-        let existing: BTreeSet<String> = self
-            .keys_and_rows(table, &pk)
-            .await?
-            .iter()
-            .map(|i| text(i, "sk"))
-            .collect();
+        let items = self.keys_and_rows(table, &pk).await?;
+        let previous_last_day = items.iter().map(|i| text(i, "day")).max();
+        let existing: BTreeSet<String> = items.iter().map(|i| text(i, "sk")).collect();
         let mut puts = Vec::with_capacity(rows.len());
         let mut keep = BTreeSet::new();
         for r in rows {
@@ -170,6 +167,7 @@ impl CostStore for DynamoCosts {
         Ok(Replaced {
             written: rows.len(),
             deleted,
+            previous_last_day,
         })
     }
 

@@ -23,19 +23,27 @@ impl S3Objects {
     pub fn new(client: aws_sdk_s3::Client) -> S3Objects {
         S3Objects { client }
     }
-}
 
-#[async_trait]
-impl ObjectStore for S3Objects {
-    async fn get(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, StepError> {
-        let object = self
+    async fn object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, StepError> {
+        Ok(self
             .client
             .get_object()
             .bucket(bucket)
             .key(key)
             .send()
             .await
-            .map_err(|e| classify("GetObject", e))?;
+            .map_err(|e| classify("GetObject", e))?)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for S3Objects {
+    async fn get(&self, bucket: &str, key: &str, limit: usize) -> Result<Vec<u8>, StepError> {
+        let object = self.object(bucket, key).await?;
         if object.content_length().unwrap_or(0) > limit as i64 {
             return Err(reported(
                 "GetObject",
@@ -59,14 +67,7 @@ impl ObjectStore for S3Objects {
         key: &str,
         consume: Consume,
     ) -> Result<Result<Value, String>, StepError> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| classify("GetObject", e))?;
+        let object = self.object(bucket, key).await?;
         let mut body = object.body;
         let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHANNEL);
         let consumer = tokio::task::spawn_blocking(move || {

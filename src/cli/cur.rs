@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::CliError;
 use crate::workflows::cur_ingest::manifest::Manifest;
-use crate::workflows::cur_ingest::report::Summary;
+use crate::workflows::cur_ingest::report::{CSV_HEADER, Gunzip, Summary, csv_record, is_gzip};
 
 #[derive(Debug, Args)]
 pub struct CurArgs {
@@ -149,7 +149,7 @@ fn summarize(paths: &[PathBuf], format: Format) -> Result<(), CliError> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
         if format == Format::Csv {
-            writeln!(out, "day,payer,account,service,region,cost,currency")?;
+            writeln!(out, "{CSV_HEADER}")?;
         }
         for (k, cost) in &summary.totals {
             match format {
@@ -163,16 +163,21 @@ fn summarize(paths: &[PathBuf], format: Format) -> Result<(), CliError> {
                     json(&k.region),
                     json(&k.currency)
                 )?,
-                Format::Csv => writeln!(
-                    out,
-                    "{},{},{},{},{},{cost},{}",
-                    csv_field(&k.day),
-                    csv_field(&k.payer),
-                    csv_field(&k.account),
-                    csv_field(&k.service),
-                    csv_field(&k.region),
-                    csv_field(&k.currency)
-                )?,
+                Format::Csv => {
+                    let cost = cost.to_string();
+                    out.write_all(
+                        csv_record(&[
+                            &k.day,
+                            &k.payer,
+                            &k.account,
+                            &k.service,
+                            &k.region,
+                            &cost,
+                            &k.currency,
+                        ])
+                        .as_bytes(),
+                    )?
+                }
             }
         }
         out.flush()
@@ -192,16 +197,10 @@ fn summarize(paths: &[PathBuf], format: Format) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A JSON string. The lines are written by hand so that `cost` stays the exact decimal the
+/// report summed (serde_json would round it through f64).
 fn json(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
-}
-
-fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", text.replace('"', "\"\""))
-    } else {
-        text.to_string()
-    }
 }
 
 /// The report files `path` stands for, appended to `out`.
@@ -284,11 +283,8 @@ fn open(path: &Path) -> Result<Box<dyn Read>, String> {
     let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let head = reader.fill_buf().map_err(|e| format!("{name}: {e}"))?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        let gunzip = GunzipErrors {
-            inner: flate2::bufread::MultiGzDecoder::new(reader),
-        };
-        Ok(Box::new(Pipelined::start(gunzip)))
+    if is_gzip(head) {
+        Ok(Box::new(Pipelined::start(Gunzip::new(reader))))
     } else {
         Ok(Box::new(reader))
     }
@@ -361,19 +357,5 @@ impl Read for Pipelined {
                 Err(_) => self.done = true,
             }
         }
-    }
-}
-
-/// Names a broken gzip stream for what it is (csv would only say "reading failed").
-struct GunzipErrors<R> {
-    inner: R,
-}
-
-impl<R: Read> Read for GunzipErrors<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.inner.read(buf).map_err(|e| {
-            let kind = e.kind();
-            std::io::Error::new(kind, format!("gzip: {e} (a truncated or damaged file?)"))
-        })
     }
 }

@@ -26,11 +26,14 @@ impl DailyCost {
 }
 
 /// What a replace did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Replaced {
     pub written: usize,
     /// Rows of the period that the new report no longer has.
     pub deleted: usize,
+    /// The latest day the period held before (`None` for a period new to the table): which
+    /// days a delivery adds, read in the same query the replace needs anyway.
+    pub previous_last_day: Option<String>,
 }
 
 #[async_trait]

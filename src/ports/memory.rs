@@ -334,21 +334,12 @@ impl QueueSource for MemoryQueues {
 #[derive(Debug, Default)]
 pub struct MemoryNotifier {
     published: Mutex<Vec<(Topic, String, Value, String)>>,
-    attributes: Mutex<Vec<BTreeMap<String, String>>>,
 }
 
 impl MemoryNotifier {
     /// (topic, subject, message, deduplication id) of every publish, in order.
     pub fn published(&self) -> Vec<(Topic, String, Value, String)> {
         self.published
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// The message attributes of each publication, in the same order.
-    pub fn attributes(&self) -> Vec<BTreeMap<String, String>> {
-        self.attributes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
@@ -363,12 +354,8 @@ impl super::Notifier for MemoryNotifier {
         subject: &str,
         message: &Value,
         deduplication_id: &str,
-        attributes: &BTreeMap<String, String>,
+        _attributes: &BTreeMap<String, String>,
     ) -> Result<Option<String>, StepError> {
-        self.attributes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(attributes.clone());
         let mut p = self.published.lock().unwrap_or_else(|e| e.into_inner());
         p.push((
             topic,
@@ -817,12 +804,14 @@ impl super::costs::CostStore for MemoryCosts {
             .iter()
             .filter(|o| !rows.iter().any(|r| same(o, r)))
             .count();
+        let previous_last_day = old.iter().map(|r| r.day.clone()).max();
         let mut new = rows.to_vec();
         new.sort();
         p.insert(key, new);
         Ok(super::costs::Replaced {
             written: rows.len(),
             deleted,
+            previous_last_day,
         })
     }
 

@@ -42,6 +42,16 @@ workflows! {
 pub mod params;
 pub mod template;
 
+/// A shared EventBridge sample from `tests/fixtures/events/eventbridge/`, for workflow tests.
+#[cfg(test)]
+pub(crate) fn eventbridge_fixture(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/tests/fixtures/events/eventbridge/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
 /// What a workflow's constructor gets: the loaded configuration and the service's ports.
 #[derive(Clone, Copy)]
 pub struct Setup<'a> {

@@ -40,38 +40,36 @@ impl Broker {
 
     /// A broker of this test's own, on a free port.
     pub fn own() -> Broker {
-        Broker::own_with("allow_anonymous true\n")
+        Broker::own_with(|_| "allow_anonymous true\n".into())
     }
 
     /// A broker of this test's own that admits only `user` with `password`.
     pub fn own_with_password(user: &str, password: &str) -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("passwords");
-        // mosquitto_passwd's file format: user:$7$… (PBKDF2-SHA512); made by the tool itself.
-        let status = Command::new(Broker::tool("mosquitto_passwd"))
-            .arg("-c")
-            .arg("-b")
-            .arg(&file)
-            .arg(user)
-            .arg(password)
-            .status()
-            .expect("running mosquitto_passwd");
-        assert!(status.success(), "mosquitto_passwd failed");
-        let b = Broker::own_with(&format!(
-            "allow_anonymous false\npassword_file {}\n",
-            file.display()
-        ));
-        std::mem::forget(dir); // the broker reads the file; the OS cleans /tmp
-        b
+        Broker::own_with(|dir| {
+            let file = dir.join("passwords");
+            // mosquitto_passwd's file format: user:$7$… (PBKDF2-SHA512); made by the tool itself.
+            let status = Command::new(Broker::tool("mosquitto_passwd"))
+                .arg("-c")
+                .arg("-b")
+                .arg(&file)
+                .arg(user)
+                .arg(password)
+                .status()
+                .expect("running mosquitto_passwd");
+            assert!(status.success(), "mosquitto_passwd failed");
+            format!("allow_anonymous false\npassword_file {}\n", file.display())
+        })
     }
 
-    fn own_with(auth: &str) -> Broker {
+    /// A broker whose folder `auth` may fill, returning the configuration's auth lines.
+    fn own_with(auth: impl FnOnce(&std::path::Path) -> String) -> Broker {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        let auth = auth(dir.path());
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,

@@ -33,6 +33,12 @@ pub struct Emulator {
     _stdin: Mutex<ChildStdin>,
 }
 
+/// A shared EventBridge sample from `tests/fixtures/events/eventbridge/`, as text.
+pub fn eventbridge(name: &str) -> String {
+    std::fs::read_to_string(root().join("tests/fixtures/events/eventbridge").join(name))
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }

@@ -256,3 +256,30 @@ pub async fn create_cost_table(name: &str) {
         .await
         .unwrap();
 }
+
+/// An SNS topic named `name` subscribed by the queue at `queue_url`; returns the topic's ARN.
+/// With `raw`, the queue gets the message alone (attributes as SQS attributes); without, the
+/// SNS envelope (`Message`, `MessageAttributes`, `TopicArn`).
+pub async fn topic_into(name: &str, queue_url: &str, raw: bool) -> String {
+    let c = clients().await;
+    let arn = c
+        .sns
+        .create_topic()
+        .name(name)
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let mut subscribe = c
+        .sns
+        .subscribe()
+        .topic_arn(&arn)
+        .protocol("sqs")
+        .endpoint(queue_arn(queue_url).await);
+    if raw {
+        subscribe = subscribe.attributes("RawMessageDelivery", "true");
+    }
+    subscribe.send().await.unwrap();
+    arn
+}

@@ -10,22 +10,16 @@ use time::Date;
 
 use super::CurIngest;
 use super::anomaly::{self, Series, Settings};
-use super::report::{Cost, Summary};
+use super::report::{CSV_HEADER, Cost, Gunzip, Summary, csv_record, is_gzip};
 use crate::contract::StepError;
 use crate::ports::costs::DailyCost;
 
 /// Reads one part (gzip recognised by its first bytes) into `summary`.
 fn read_part(input: &mut dyn Read, name: &str, summary: &mut Summary) -> Result<(), String> {
     let mut buffered = BufReader::with_capacity(256 * 1024, input);
-    let gzip = buffered
-        .fill_buf()
-        .map_err(|e| format!("{name}: {e}"))?
-        .starts_with(&[0x1f, 0x8b]);
-    if gzip {
-        let inflate = flate2::bufread::MultiGzDecoder::new(buffered);
-        summary
-            .add_report(inflate, name)
-            .map_err(|e| e.replace("reading failed", "gzip: reading failed (truncated or damaged?)"))?;
+    let head = buffered.fill_buf().map_err(|e| format!("{name}: {e}"))?;
+    if is_gzip(head) {
+        summary.add_report(Gunzip::new(buffered), name)?;
     } else {
         summary.add_report(buffered, name)?;
     }
@@ -99,7 +93,6 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
     };
     let mut payers = Vec::new();
     for ((payer, period), rows) in groups {
-        let stored = w.costs.period(&settings.table, &payer, &period).await?;
         let before = match previous_period(&period) {
             Some(p) => w.costs.period(&settings.table, &payer, &p).await?,
             None => Vec::new(),
@@ -110,25 +103,11 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
             .await?;
 
         // The curated summary.
-        let mut csv = String::from("day,payer,account,service,region,cost,currency\n");
+        let mut csv = format!("{CSV_HEADER}\n");
         for r in &rows {
-            let field = |t: &str| {
-                if t.contains([',', '"', '\n']) {
-                    format!("\"{}\"", t.replace('"', "\"\""))
-                } else {
-                    t.to_string()
-                }
-            };
-            csv.push_str(&format!(
-                "{},{},{},{},{},{},{}\n",
-                r.day,
-                field(&r.payer),
-                field(&r.account),
-                field(&r.service),
-                field(&r.region),
-                r.cost,
-                field(&r.currency)
-            ));
+            csv.push_str(&csv_record(&[
+                &r.day, &r.payer, &r.account, &r.service, &r.region, &r.cost, &r.currency,
+            ]));
         }
         let curated_bucket = settings.curated_bucket.as_deref().unwrap_or(bucket);
         let curated_key = format!("{}/{payer}/{period}/daily.csv", settings.curated_prefix.trim_end_matches('/'));
@@ -150,10 +129,11 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
         // the previous month's); on a first delivery, only the latest day, not a month of
         // alerts about the past.
         let report_days: BTreeSet<Date> = rows.iter().filter_map(|r| anomaly::day(&r.day).ok()).collect();
-        let known_last = stored
+        let known_last = replaced
+            .previous_last_day
             .iter()
-            .chain(before.iter())
-            .filter_map(|r| anomaly::day(&r.day).ok())
+            .chain(before.iter().map(|r| &r.day))
+            .filter_map(|d| anomaly::day(d).ok())
             .max();
         let new_days: Vec<Date> = match known_last {
             Some(last) => report_days.iter().copied().filter(|d| *d > last).collect(),

@@ -130,8 +130,8 @@ fn is_report(key: &str) -> bool {
 impl CurIngest {
     /// The next notification to publish, or the end.
     fn next_notification(&self, s: &State) -> Decision<Step> {
-        let result = s.result.clone().unwrap_or_default();
-        match self.notifications(s, &result).into_iter().nth(s.sent) {
+        let result = s.result.as_ref().unwrap_or(&Value::Null);
+        match self.notifications(s, result).into_iter().nth(s.sent) {
             Some(act) => Next::Run(act),
             None => Next::Complete(json!({"bucket": s.bucket, "key": s.key, "ingested": result})),
         }

@@ -26,6 +26,52 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 
+/// The columns of a summary as CSV (`tugboat cur summarize --format csv`, the curated object).
+pub const CSV_HEADER: &str = "day,payer,account,service,region,cost,currency";
+
+/// One CSV record (with its line end), each field quoted where it must be (RFC 4180).
+pub fn csv_record(fields: &[&str]) -> String {
+    let mut line = String::new();
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
+        if f.contains([',', '"', '\n', '\r']) {
+            line.push('"');
+            line.push_str(&f.replace('"', "\"\""));
+            line.push('"');
+        } else {
+            line.push_str(f);
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// Whether a report's first bytes are gzip's (reports are recognised by their bytes, not by
+/// their names).
+pub fn is_gzip(head: &[u8]) -> bool {
+    head.starts_with(&[0x1f, 0x8b])
+}
+
+/// A gzip report inflated (every member), its read errors named for what they most likely
+/// are: csv alone would only say "reading failed".
+pub struct Gunzip<R>(flate2::bufread::MultiGzDecoder<R>);
+
+impl<R: std::io::BufRead> Gunzip<R> {
+    pub fn new(input: R) -> Gunzip<R> {
+        Gunzip(flate2::bufread::MultiGzDecoder::new(input))
+    }
+}
+
+impl<R: std::io::BufRead> Read for Gunzip<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("gzip: {e} (a truncated or damaged file?)"))
+        })
+    }
+}
+
 /// Decimal places kept by [`Cost`].
 const SCALE: u32 = 15;
 

@@ -6,10 +6,7 @@ use crate::contract::{Call, Workflow};
 use crate::ports::memory::MemoryMqtt;
 use crate::ports::mqtt::Mqtt;
 
-fn fixture(name: &str) -> Value {
-    let path = format!("{}/tests/fixtures/events/eventbridge/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
-}
+use crate::workflows::eventbridge_fixture as fixture;
 
 fn settings() -> crate::ports::BrokerSettings {
     toml::from_str("host = \"127.0.0.1\"").unwrap()
