@@ -279,6 +279,40 @@ async fn a_broker_stopped_and_restarted_mid_stream_loses_nothing() {
     h.app.stop().await;
 }
 
+/// A publish too large for one MQTT packet fails for good on its own; the shared connection
+/// and the events after it are not harmed (rumqttc would otherwise drop the connection, and
+/// again on every retry).
+#[actix_rt::test]
+async fn an_oversized_publish_is_dead_lettered_and_the_connection_keeps_delivering() {
+    let broker = Broker::shared();
+    let heard = subscribe(broker.port, &["fluxer/aws/instances/+/+"], false).await;
+    // The body template doubles the event's detail: a 200 KiB event (SQS allows 256) makes a
+    // 400 KiB publish.
+    let doubled = r#", body = { a = "{detail}", b = "{detail}" }"#;
+    let h = start_mqtt(&config(&broker.section("fluxer"), doubled)).await;
+    let event = |id: &str, instance: &str, filler: usize| {
+        json!({"version": "0", "id": id, "source": "aws.ec2", "detail-type": "EC2 Instance State-change Notification",
+            "detail": {"instance-id": instance, "state": "running", "note": "x".repeat(filler)}})
+        .to_string()
+    };
+    h.send(&event("big", "i-big", 200 * 1024)).await;
+    h.send(&event("small", "i-small", 10)).await;
+    until("both are settled", 15, || h.queue.deleted() == 2).await;
+    assert_eq!(h.dlq.len(), 1);
+    let dead = h.dlq.messages().remove(0);
+    let error = &dead.attributes["tugboat-error"];
+    assert!(error.contains("packet limit"), "{error}");
+    until("the small one is heard", 10, || {
+        heard
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(t, _)| t == "fluxer/aws/instances/i-small/running")
+    })
+    .await;
+    h.app.stop().await;
+}
+
 #[actix_rt::test]
 async fn a_template_hole_the_event_lacks_dead_letters_it_naming_the_field() {
     let broker = Broker::shared();

@@ -28,6 +28,12 @@ use crate::ports::mqtt::{Broker, BrokerSettings, Mqtt, MqttError, Publication, Q
 const REQUEST_CAPACITY: usize = 1024;
 /// QoS 1 publishes on the wire awaiting PUBACK.
 const INFLIGHT: u16 = 100;
+/// The largest packet sent: room for any SQS message (256 KiB) as a payload, with its topic.
+/// rumqttc's default is 10 KiB, and a larger publish fails the whole connection — every
+/// publish waiting on it, and again on each retry — so an oversized one is refused up front.
+const MAX_PACKET: usize = 320 * 1024;
+/// Incoming packets are acknowledgements only.
+const MAX_INCOMING: usize = 10 * 1024;
 
 /// Opens one connection per broker name and hands out the same one afterwards.
 #[derive(Debug, Default)]
@@ -64,6 +70,7 @@ fn options(name: &str, s: &BrokerSettings) -> Result<MqttOptions, String> {
     o.set_clean_session(true);
     o.set_inflight(INFLIGHT);
     o.set_request_channel_capacity(REQUEST_CAPACITY);
+    o.set_max_packet_size(MAX_INCOMING, MAX_PACKET);
     if let Some(user) = &s.username {
         let password = s
             .password
@@ -156,6 +163,17 @@ fn retryable(message: String) -> MqttError {
 #[async_trait]
 impl Broker for Connection {
     async fn publish(&self, p: Publication) -> Result<(), MqttError> {
+        // Fixed header (≤ 5), topic length (2), packet id (2), topic, payload.
+        let size = 9 + p.topic.len() + p.payload.len();
+        if size > MAX_PACKET {
+            return Err(MqttError {
+                message: format!(
+                    "broker {}: a publish of {size} bytes is over the {MAX_PACKET}-byte packet limit",
+                    self.name
+                ),
+                retryable: false,
+            });
+        }
         let deadline = tokio::time::Instant::now() + self.ack_timeout;
         let qos = match p.qos {
             Qos::AtMostOnce => QoS::AtMostOnce,
