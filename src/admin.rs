@@ -114,6 +114,12 @@ async fn metrics(State(s): State<AdminState>) -> String {
             out.push_str(&format!("{name}{{queue=\"{queue}\"}} {}\n", read(st)));
         }
     }
+    out.push_str("# HELP tugboat_workflows_finished_total Workflow instances that ended in this process, by kind and outcome (succeeded, ignored: the event was not for it, failed).\n# TYPE tugboat_workflows_finished_total counter\n");
+    for (workflow, outcome, n) in s.dispatcher.engine().outcomes.snapshot() {
+        out.push_str(&format!(
+            "tugboat_workflows_finished_total{{workflow=\"{workflow}\",outcome=\"{outcome}\"}} {n}\n"
+        ));
+    }
     out.push_str("# HELP tugboat_workflows_running Workflow instances running in this process.\n# TYPE tugboat_workflows_running gauge\n");
     out.push_str(&format!(
         "tugboat_workflows_running {}\n",

@@ -1,7 +1,8 @@
 //! `cur_ingest` end to end against the emulator: a report's manifest and gzip part in S3, the
 //! "Object Created" event on the queue, then the rows in DynamoDB, the curated object in S3
 //! and the report notification (with its filterable attributes) in a subscribed queue; and a
-//! report that cannot be read dead-lettered with the place named.
+//! report that cannot be read dead-lettered with the place named; a key that is no report
+//! ignored; each counted by outcome in `/metrics`.
 
 mod support;
 
@@ -77,8 +78,14 @@ async fn a_manifest_event_fills_the_table_writes_the_curated_object_and_announce
         .await
         .unwrap();
     send(&queue_url, &created(&bucket, "bad/r-1.csv", "ev-bad")).await;
+    // A key that is neither a report nor a manifest: acknowledged, ignored and counted.
+    send(
+        &queue_url,
+        &created(&bucket, "notes/README.txt", "ev-other"),
+    )
+    .await;
     until(
-        "both events are settled",
+        "the three events are settled",
         Duration::from_secs(60),
         async || depth(&queue_url).await == (0, 0),
     )
@@ -156,6 +163,14 @@ async fn a_manifest_event_fills_the_table_writes_the_curated_object_and_announce
         "{:?}",
         dead[0].1
     );
+    // Each instance counted once, by how it ended.
+    let metrics = service.metrics();
+    for (outcome, n) in [("succeeded", 1), ("failed", 1), ("ignored", 1)] {
+        let line = format!(
+            "tugboat_workflows_finished_total{{workflow=\"cur_ingest\",outcome=\"{outcome}\"}} {n}"
+        );
+        assert!(metrics.contains(&line), "no {line:?} in\n{metrics}");
+    }
     let (code, _) = service.terminate();
     assert_eq!(code, 0);
 }

@@ -129,6 +129,11 @@ impl StepError {
     }
 }
 
+/// The output key that marks a completion as "ignored": the event reached the workflow but
+/// was not for it (an S3 key that is neither a report nor a manifest). Counted apart in the
+/// metrics; build it with [`Next::ignored`].
+pub const IGNORED: &str = "ignored";
+
 /// What the workflow wants next. `A` is [`Action`] at the engine's side and [`Act`] in a
 /// typed workflow.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,6 +144,13 @@ pub enum Next<A = Action> {
     /// Failed for good: the engine journals the decision, runs [`Workflow::compensation`] as
     /// ordinary steps, and dead-letters the event.
     Fail(String),
+}
+
+impl<A> Next<A> {
+    /// Completes at once without work: `what` was not for this workflow, for `reason`.
+    pub fn ignored(what: &str, reason: &str) -> Next<A> {
+        Next::Complete(serde_json::json!({IGNORED: what, "reason": reason}))
+    }
 }
 
 /// A new state and what to do next.

@@ -319,6 +319,7 @@ impl Dispatcher {
         if let Err(e) = self.engine.journal.put(&record).await {
             return Prepared::Done(RunResult::JournalError(e.to_string()));
         }
+        self.engine.outcomes.count(&record);
         match &record.status {
             Status::Succeeded => Prepared::Done(RunResult::Succeeded),
             Status::Failed { reason } => {

@@ -491,10 +491,10 @@ async fn perform(
 /// Journals `record`; `Some(result)` if that failed and the run must stop.
 async fn record_and(engine: &Engine, record: &mut Record) -> Option<RunResult> {
     record.updated_ms = now_ms();
-    engine
-        .journal
-        .put(record)
-        .await
-        .err()
-        .map(|e| RunResult::JournalError(e.to_string()))
+    if let Err(e) = engine.journal.put(record).await {
+        return Some(RunResult::JournalError(e.to_string()));
+    }
+    // Only this write can end the instance (a later run finds it ended and writes nothing).
+    engine.outcomes.count(record);
+    None
 }

@@ -172,6 +172,16 @@ impl Service {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// The admin listener's `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let admin = self.admin.as_ref().expect("the service is serving");
+        let out = Command::new("curl")
+            .args(["-fsS", &format!("http://{admin}/metrics")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn kill9(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -4,7 +4,8 @@
 //! Trigger: an S3 "Object Created" event (EventBridge, or an S3 notification directly or
 //! through SNS: the decoder gives both the same shape) for a manifest (`*-Manifest.json`:
 //! every `reportKeys` part is one report) or a single report (`.csv`, `.csv.gz`; Parquet is
-//! not read yet). Any other key completes at once as ignored.
+//! not read yet). Any other key completes at once as ignored (counted as `outcome="ignored"` in
+//! `tugboat_workflows_finished_total`).
 //!
 //! Steps:
 //! 1. `read-manifest` (manifests only): the parts' keys.
@@ -205,7 +206,7 @@ impl Flow for CurIngest {
         } else if is_report(&name) {
             Next::Run(Act::handler("ingest", Step::Ingest { bucket, parts: vec![key] }))
         } else {
-            Next::Complete(json!({"ignored": key, "reason": "neither a report (.csv, .csv.gz) nor a manifest (*-Manifest.json)"}))
+            Next::ignored(&key, "neither a report (.csv, .csv.gz) nor a manifest (*-Manifest.json)")
         };
         Ok((state, next))
     }
