@@ -33,6 +33,7 @@ pub mod config;
 mod ingest;
 pub mod manifest;
 pub mod report;
+mod rows;
 #[cfg(test)]
 mod tests;
 

@@ -26,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io::Read;
 
+use super::rows::Rows;
+
 /// The columns of a summary as CSV (`tugboat cur summarize --format csv`, the curated object).
 pub const CSV_HEADER: &str = "day,payer,account,service,region,cost,currency";
 
@@ -183,6 +185,16 @@ struct Columns {
 }
 
 impl Columns {
+    /// The columns the summary reads.
+    fn used(&self) -> Vec<usize> {
+        [self.day, self.account, self.payer, self.service, self.cost]
+            .into_iter()
+            .chain(self.service_fallback)
+            .chain(self.region)
+            .chain(self.currency)
+            .collect()
+    }
+
     fn detect(header: &[String], report: &str) -> Result<Columns, String> {
         let find = |name: &str| header.iter().position(|h| h == name);
         let layout = if find("lineItem/UnblendedCost").is_some() {
@@ -278,50 +290,40 @@ impl Summary {
     /// Reads one report (CSV text, already decompressed) named `report` in errors, adding
     /// its line items. Returns the report's layout.
     ///
-    /// Fast path: fields stay bytes (only the six used are checked as UTF-8), and each
-    /// distinct value is kept once, so that a line item costs six small hash lookups and no
-    /// allocation; the strings are built once per distinct sum at the end.
+    /// Fast path: only the columns used are looked at ([`Rows::select`]: the others are
+    /// skipped by counting commas), fields stay bytes, and each distinct value is kept once,
+    /// so that a line item costs six small hash lookups and no allocation; the strings are
+    /// built once per distinct sum at the end.
     pub fn add_report(&mut self, input: impl Read, report: &str) -> Result<Layout, String> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(false)
-            // A line short of trailing fields reads them as empty (real exports have such
-            // lines); a line with more fields than the header is refused below.
-            .flexible(true)
-            .from_reader(input);
-        let mut record = csv::ByteRecord::new();
-        let header = match reader.read_byte_record(&mut record) {
-            Ok(true) => record
-                .iter()
-                .enumerate()
-                .map(|(i, h)| {
-                    let h = String::from_utf8_lossy(h);
+        let mut rows = Rows::new(input);
+        let read_failed = |line: u64, e: std::io::Error| format!("{report}: line {line}: reading failed: {e}");
+        let header = match rows.next_row() {
+            Ok(Some(row)) => (0..row.len())
+                .map(|i| {
+                    let h = String::from_utf8_lossy(&row.field(i)).into_owned();
                     let h = if i == 0 {
                         h.trim_start_matches('\u{feff}').to_string()
                     } else {
-                        h.into_owned()
+                        h
                     };
                     h.trim().to_string()
                 })
                 .collect::<Vec<_>>(),
-            Ok(false) => return Err(format!("{report}: the report is empty (no header line)")),
-            Err(e) => return Err(format!("{report}: line 1: {}", csv_message(&e))),
+            Ok(None) => return Err(format!("{report}: the report is empty (no header line)")),
+            Err(e) => return Err(read_failed(1, e)),
         };
         let columns = Columns::detect(&header, report)?;
+        rows.select(&columns.used());
         let mut values = Interner::default();
         let mut sums: HashMap<[u32; 6], Cost, Fnv> = HashMap::default();
-        // Lines are counted here: csv's own count is one short after CRLF line ends. A record
-        // takes its line and one more per line break inside its quoted fields.
-        let breaks = |r: &csv::ByteRecord| memchr::memchr_iter(b'\n', r.as_slice()).count();
-        let mut next_line = 2 + breaks(&record);
-        let mut rows = 0u64;
+        let mut rows_read = 0u64;
         loop {
-            let line = next_line;
-            match reader.read_byte_record(&mut record) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => return Err(format!("{report}: line {line}: {}", csv_message(&e))),
-            }
-            next_line += 1 + breaks(&record);
+            let record = match rows.next_row() {
+                Ok(Some(row)) => row,
+                Ok(None) => break,
+                Err(e) => return Err(read_failed(rows.next_line(), e)),
+            };
+            let line = record.line;
             if record.len() > header.len() {
                 return Err(format!(
                     "{report}: line {line}: {} fields where the header has {}",
@@ -335,16 +337,16 @@ impl Summary {
                     columns.names[column]
                 )
             };
-            let field = |i: usize| record.get(i).unwrap_or(b"").trim_ascii();
-            let text = |i: usize| {
-                std::str::from_utf8(field(i)).map_err(|_| at(i, "not UTF-8 text".into()))
-            };
-            let cost = Cost::parse(text(columns.cost)?).map_err(|e| at(columns.cost, e))?;
+            let field = |i: usize| record.field(i);
+            let cost = field(columns.cost);
+            let cost = std::str::from_utf8(&cost)
+                .map_err(|_| at(columns.cost, "not UTF-8 text".into()))
+                .and_then(|text| Cost::parse(text).map_err(|e| at(columns.cost, e)))?;
             let day = values
-                .day(field(columns.day))
+                .day(&field(columns.day))
                 .map_err(|e| at(columns.day, e))?;
             let mut service = field(columns.service);
-            if is_null(service)
+            if is_null(&service)
                 && let Some(fallback) = columns.service_fallback
             {
                 service = field(fallback);
@@ -359,20 +361,20 @@ impl Summary {
             };
             let key = [
                 day,
-                value(&mut values, field(columns.payer), columns.payer, "")?,
-                value(&mut values, field(columns.account), columns.account, "")?,
-                value(&mut values, service, columns.service, "")?,
+                value(&mut values, &field(columns.payer), columns.payer, "")?,
+                value(&mut values, &field(columns.account), columns.account, "")?,
+                value(&mut values, &service, columns.service, "")?,
                 match columns.region {
-                    Some(i) => value(&mut values, field(i), i, "")?,
+                    Some(i) => value(&mut values, &field(i), i, "")?,
                     None => values.id(b"").unwrap_or_default(),
                 },
                 match columns.currency {
-                    Some(i) => value(&mut values, field(i), i, "USD")?,
+                    Some(i) => value(&mut values, &field(i), i, "USD")?,
                     None => values.id(b"USD").unwrap_or_default(),
                 },
             ];
             *sums.entry(key).or_default() += cost;
-            rows += 1;
+            rows_read += 1;
         }
         for (ids, cost) in sums {
             let name = |i: usize| values.strings[ids[i] as usize].clone();
@@ -386,7 +388,7 @@ impl Summary {
             };
             *self.totals.entry(key).or_default() += cost;
         }
-        self.rows += rows;
+        self.rows += rows_read;
         Ok(columns.layout)
     }
 }
@@ -461,18 +463,6 @@ impl Interner {
         let text = std::str::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
         let day = utc_day(text)?;
         self.id(day.as_bytes()).map_err(|e| e.to_string())
-    }
-}
-
-/// What went wrong, without csv's own position (its line count is off after CRLF).
-fn csv_message(e: &csv::Error) -> String {
-    match e.kind() {
-        csv::ErrorKind::UnequalLengths {
-            expected_len, len, ..
-        } => format!("{len} fields where the header has {expected_len}"),
-        csv::ErrorKind::Utf8 { err, .. } => format!("not UTF-8 text: {err}"),
-        csv::ErrorKind::Io(e) => format!("reading failed: {e}"),
-        _ => e.to_string(),
     }
 }
 
