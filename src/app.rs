@@ -82,6 +82,7 @@ impl Dependencies {
                 costs: Arc::new(crate::aws::dynamodb::DynamoCosts::new(
                     clients.dynamodb.clone(),
                 )),
+                clock: Arc::new(crate::ports::clock::SystemClock),
             },
             journal: None,
             catalog: Catalog::builtin(),

@@ -18,7 +18,8 @@ use tugboat::journal::Status;
 use tugboat::journal::memory::MemoryJournal;
 use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
 use tugboat::ports::{
-    Ecs, OutgoingMessage, Ports, Queue, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
+    ContainerInstance, Ecs, OutgoingMessage, Ports, Queue, RunTaskRequest, TargetGroups,
+    TargetHealth, TaskStatus,
 };
 
 const TASK: &str = "arn:aws:ecs:us-east-1:123456789012:task/apps/abc";
@@ -49,6 +50,19 @@ impl Ecs for SlowEcs {
     async fn stop_task(&self, _c: &str, _t: &str, _r: &str) -> Result<(), StepError> {
         Ok(())
     }
+    async fn container_instances(
+        &self,
+        _c: &str,
+        _i: &str,
+    ) -> Result<Vec<ContainerInstance>, StepError> {
+        Ok(vec![])
+    }
+    async fn drain(&self, _c: &str, _arns: &[String]) -> Result<(), StepError> {
+        Ok(())
+    }
+    async fn task_ips(&self, _c: &str, _ci: &str) -> Result<Vec<String>, StepError> {
+        Ok(vec![])
+    }
 }
 
 #[derive(Debug, Default)]
@@ -66,6 +80,9 @@ impl TargetGroups for HealthyTargets {
     }
     async fn deregister(&self, _tg: &str, _ip: &str, _port: u16) -> Result<(), StepError> {
         Ok(())
+    }
+    async fn targets(&self, _tg: &str) -> Result<Vec<(String, u16)>, StepError> {
+        Ok(vec![])
     }
     async fn health(&self, _tg: &str, _ip: &str, _port: u16) -> Result<TargetHealth, StepError> {
         Ok(TargetHealth {

@@ -2,14 +2,16 @@
 
 use async_trait::async_trait;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType,
-    NetworkConfiguration, Tag, TaskOverride,
+    AssignPublicIp, AwsVpcConfiguration, ContainerInstanceStatus, ContainerOverride, KeyValuePair,
+    LaunchType, NetworkConfiguration, Tag, TaskOverride,
 };
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 
 use super::{classify, incomplete, not_found, reported};
 use crate::contract::StepError;
-use crate::ports::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
+use crate::ports::{
+    ContainerInstance, Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
+};
 
 #[derive(Debug, Clone)]
 pub struct EcsClient {
@@ -157,6 +159,130 @@ impl Ecs for EcsClient {
             .map_err(|e| classify("StopTask", e))?;
         Ok(())
     }
+
+    async fn container_instances(
+        &self,
+        cluster: &str,
+        ec2_instance: &str,
+    ) -> Result<Vec<ContainerInstance>, StepError> {
+        // ListContainerInstances cannot filter by EC2 instance id (its cluster query language
+        // knows attributes, not the id), so every page is described and matched here.
+        let mut found = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_container_instances()
+                .cluster(cluster)
+                .set_next_token(next.take())
+                .max_results(100)
+                .send()
+                .await
+                .map_err(|e| classify("ListContainerInstances", e))?;
+            let arns: Vec<String> = page.container_instance_arns().to_vec();
+            if !arns.is_empty() {
+                let described = self
+                    .client
+                    .describe_container_instances()
+                    .cluster(cluster)
+                    .set_container_instances(Some(arns))
+                    .send()
+                    .await
+                    .map_err(|e| classify("DescribeContainerInstances", e))?;
+                for ci in described.container_instances() {
+                    if ci.ec2_instance_id() == Some(ec2_instance) {
+                        found.push(ContainerInstance {
+                            arn: ci.container_instance_arn().unwrap_or_default().to_owned(),
+                            ec2_instance: ec2_instance.to_owned(),
+                            status: ci.status().unwrap_or("UNKNOWN").to_owned(),
+                        });
+                    }
+                }
+            }
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        Ok(found)
+    }
+
+    async fn drain(&self, cluster: &str, container_instances: &[String]) -> Result<(), StepError> {
+        // At most 10 per call.
+        for chunk in container_instances.chunks(10) {
+            let out = self
+                .client
+                .update_container_instances_state()
+                .cluster(cluster)
+                .set_container_instances(Some(chunk.to_vec()))
+                .status(ContainerInstanceStatus::Draining)
+                .send()
+                .await
+                .map_err(|e| classify("UpdateContainerInstancesState", e))?;
+            if let Some(f) = out.failures().first() {
+                let reason = f.reason().unwrap_or("unknown");
+                return Err(reported(
+                    "UpdateContainerInstancesState",
+                    reason,
+                    format!(
+                        "UpdateContainerInstancesState failed for {}: {reason}",
+                        f.arn().unwrap_or("?")
+                    ),
+                    None,
+                )
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    async fn task_ips(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+    ) -> Result<Vec<String>, StepError> {
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_tasks()
+                .cluster(cluster)
+                .container_instance(container_instance)
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListTasks", e))?;
+            arns.extend(page.task_arns().iter().cloned());
+            match page.next_token() {
+                Some(t) if !t.is_empty() => next = Some(t.to_owned()),
+                _ => break,
+            }
+        }
+        let mut ips = Vec::new();
+        for chunk in arns.chunks(100) {
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeTasks", e))?;
+            for t in out.tasks() {
+                ips.extend(
+                    t.attachments()
+                        .iter()
+                        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+                        .flat_map(|a| a.details())
+                        .filter(|d| d.name() == Some("privateIPv4Address"))
+                        .filter_map(|d| d.value())
+                        .map(str::to_owned),
+                );
+            }
+        }
+        Ok(ips)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -235,6 +361,22 @@ impl TargetGroups for ElbTargets {
                 }
             }
         }
+    }
+
+    async fn targets(&self, target_group: &str) -> Result<Vec<(String, u16)>, StepError> {
+        let out = self
+            .client
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .send()
+            .await
+            .map_err(|e| classify("DescribeTargetHealth", e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| d.target())
+            .filter_map(|t| Some((t.id()?.to_owned(), t.port().unwrap_or(0).max(0) as u16)))
+            .collect())
     }
 
     async fn health(

@@ -203,6 +203,15 @@ pub trait Workflow: Send + Sync {
     /// event can never start this workflow) and dead-letters the event with the reason.
     fn start(&self, event: &Value, params: &Value) -> Result<Transition, String>;
 
+    /// What makes two events one instance, when it is not the event's own id: `spot_drain`
+    /// says "this instance, this notice", so that the notice EventBridge sends and the one the
+    /// instance's agent sends run one drain. The instance id is then `<kind>:<identity>`,
+    /// whatever the route or source. `None` (the default): the event's id, per route.
+    fn identity(&self, event: &Value) -> Option<String> {
+        let _ = event;
+        None
+    }
+
     /// The next transition after `done` finished with `outcome` (after the engine's retries).
     fn advance(&self, state: Value, done: &Action, outcome: Result<Value, StepError>)
     -> Transition;

@@ -127,6 +127,11 @@ pub trait Flow: Send + Sync + 'static {
         params: &Value,
     ) -> Result<(Self::State, Decision<Self::Step>), String>;
 
+    /// See [`crate::contract::Workflow::identity`].
+    fn identity(&self, _event: &Value) -> Option<String> {
+        None
+    }
+
     /// What to do after `step` finished with `outcome`.
     fn advance(
         &self,
@@ -174,6 +179,10 @@ fn to_state<S: Serialize>(state: &S) -> Result<Value, String> {
 impl<F: Flow> Workflow for Typed<F> {
     fn kind(&self) -> &'static str {
         F::KIND
+    }
+
+    fn identity(&self, event: &Value) -> Option<String> {
+        self.0.identity(event)
     }
 
     fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {

@@ -172,7 +172,12 @@ impl Dispatcher {
 
     /// Starts, resumes or attaches to the instance for `req`, and waits for its result.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> RunResult {
-        let id = workflow_id(&req.route, &req.event.identity);
+        let own =
+            (self.engine.registry.get(&req.workflow)).and_then(|w| w.identity(&req.event.body));
+        let id = match own {
+            Some(identity) => workflow_id(&req.workflow, &identity),
+            None => workflow_id(&req.route, &req.event.identity),
+        };
         let (tx, rx) = oneshot::channel();
         // Claimed before any await, so that concurrent deliveries of one event attach.
         let attached = {

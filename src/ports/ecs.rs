@@ -52,6 +52,30 @@ pub trait Ecs: Send + Sync + std::fmt::Debug {
     async fn describe_task(&self, cluster: &str, task: &str) -> Result<TaskStatus, StepError>;
     /// Stops the task (a task already stopped is fine).
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> Result<(), StepError>;
+    /// The container instances of `cluster` that run on EC2 instance `ec2_instance` (none
+    /// when it is not in the cluster; an unknown cluster is a permanent error).
+    async fn container_instances(
+        &self,
+        cluster: &str,
+        ec2_instance: &str,
+    ) -> Result<Vec<ContainerInstance>, StepError>;
+    /// Sets the container instances DRAINING, so that ECS moves their tasks elsewhere.
+    async fn drain(&self, cluster: &str, container_instances: &[String]) -> Result<(), StepError>;
+    /// The private IPs of the awsvpc tasks running on a container instance.
+    async fn task_ips(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+    ) -> Result<Vec<String>, StepError>;
+}
+
+/// An ECS container instance: the ECS agent's registration of one EC2 instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerInstance {
+    pub arn: String,
+    pub ec2_instance: String,
+    /// ACTIVE, DRAINING, REGISTERING, …
+    pub status: String,
 }
 
 /// A target's health as ELBv2 reports it: `initial`, `healthy`, `unhealthy`, `unused`,
@@ -71,6 +95,8 @@ pub trait TargetGroups: Send + Sync + std::fmt::Debug {
     async fn register(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError>;
     /// Deregisters; a target that is not registered is fine.
     async fn deregister(&self, target_group: &str, ip: &str, port: u16) -> Result<(), StepError>;
+    /// Every target of the group: (id — an IP or an instance id —, port).
+    async fn targets(&self, target_group: &str) -> Result<Vec<(String, u16)>, StepError>;
     async fn health(
         &self,
         target_group: &str,

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{
-    BatchFailure, Ecs, OutgoingMessage, Queue, QueueError, QueueSource, ReceivedMessage,
-    RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
+    BatchFailure, ContainerInstance, Ecs, OutgoingMessage, Queue, QueueError, QueueSource,
+    ReceivedMessage, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus,
 };
 use crate::contract::{StepError, Topic};
 
@@ -380,11 +380,47 @@ struct EcsState {
     by_token: HashMap<String, String>,
     /// task ARN → (last status, stop calls).
     tasks: BTreeMap<String, (String, u32)>,
+    /// (cluster, container instance), and the IPs of the tasks on each.
+    container_instances: Vec<(String, ContainerInstance, Vec<String>)>,
+    /// Every call, in order, as "Operation cluster arg".
+    calls: Vec<String>,
 }
 
 impl MemoryEcs {
     fn lock(&self) -> std::sync::MutexGuard<'_, EcsState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a container instance of `cluster` on EC2 instance `ec2_instance`, running
+    /// awsvpc tasks with `task_ips`.
+    pub fn add_container_instance(&self, cluster: &str, ec2_instance: &str, task_ips: &[&str]) {
+        let mut s = self.lock();
+        let arn = format!(
+            "arn:aws:ecs:us-east-1:123456789012:container-instance/{cluster}/ci{}",
+            s.container_instances.len() + 1
+        );
+        let ci = ContainerInstance {
+            arn,
+            ec2_instance: ec2_instance.to_owned(),
+            status: "ACTIVE".into(),
+        };
+        let ips = task_ips.iter().map(|s| s.to_string()).collect();
+        s.container_instances.push((cluster.to_owned(), ci, ips));
+    }
+
+    /// The container instances with their status.
+    pub fn container_instance_states(&self) -> Vec<ContainerInstance> {
+        self.lock()
+            .container_instances
+            .iter()
+            .map(|(_, ci, _)| ci.clone())
+            .collect()
+    }
+
+    /// The container-instance calls made, in order ("DescribeContainerInstances cluster i-…",
+    /// "UpdateContainerInstancesState cluster arn…").
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
     }
 
     /// Every task started, with its last status and how often `StopTask` was called for it.
@@ -441,6 +477,49 @@ impl Ecs for MemoryEcs {
             None => Err(StepError::permanent(format!("task {task} not found"))),
         }
     }
+
+    async fn container_instances(
+        &self,
+        cluster: &str,
+        ec2_instance: &str,
+    ) -> Result<Vec<ContainerInstance>, StepError> {
+        let mut s = self.lock();
+        s.calls.push(format!(
+            "DescribeContainerInstances {cluster} {ec2_instance}"
+        ));
+        Ok(s.container_instances
+            .iter()
+            .filter(|(c, ci, _)| c == cluster && ci.ec2_instance == ec2_instance)
+            .map(|(_, ci, _)| ci.clone())
+            .collect())
+    }
+
+    async fn drain(&self, cluster: &str, container_instances: &[String]) -> Result<(), StepError> {
+        let mut s = self.lock();
+        for arn in container_instances {
+            s.calls
+                .push(format!("UpdateContainerInstancesState {cluster} {arn}"));
+            for (c, ci, _) in &mut s.container_instances {
+                if c == cluster && &ci.arn == arn {
+                    ci.status = "DRAINING".into();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn task_ips(
+        &self,
+        cluster: &str,
+        container_instance: &str,
+    ) -> Result<Vec<String>, StepError> {
+        let s = self.lock();
+        Ok(s.container_instances
+            .iter()
+            .filter(|(c, ci, _)| c == cluster && ci.arn == container_instance)
+            .flat_map(|(_, _, ips)| ips.clone())
+            .collect())
+    }
 }
 
 /// Target groups in memory: registered targets are healthy at once; names resolve to
@@ -484,6 +563,14 @@ impl TargetGroups for MemoryTargets {
         let mut r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
         r.retain(|t| *t != (target_group.to_owned(), ip.to_owned(), port));
         Ok(())
+    }
+
+    async fn targets(&self, target_group: &str) -> Result<Vec<(String, u16)>, StepError> {
+        let r = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(r.iter()
+            .filter(|(tg, _, _)| tg == target_group)
+            .map(|(_, id, port)| (id.clone(), *port))
+            .collect())
     }
 
     async fn health(

@@ -5,6 +5,7 @@
 //! [`Ports`] is the set a workflow's constructor takes its clients from: built over AWS by
 //! `app`, or from fakes by tests, so that the same constructor runs in both.
 
+pub mod clock;
 pub mod costs;
 pub mod ecs;
 pub mod http;
@@ -16,7 +17,7 @@ pub mod queue;
 
 use std::sync::Arc;
 
-pub use ecs::{Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
+pub use ecs::{ContainerInstance, Ecs, RunTaskRequest, TargetGroups, TargetHealth, TaskStatus};
 pub use http::{Destination, DestinationSettings, Http};
 pub use mqtt::{Broker, BrokerSettings, Mqtt};
 pub use notifier::Notifier;
@@ -37,6 +38,8 @@ pub struct Ports {
     pub objects: Arc<dyn objects::ObjectStore>,
     /// The daily-cost table (`cur_ingest`).
     pub costs: Arc<dyn costs::CostStore>,
+    /// The time of day and timers (`spot_drain`'s deadlines).
+    pub clock: Arc<dyn clock::Clock>,
 }
 
 impl Ports {
@@ -51,6 +54,7 @@ impl Ports {
             http: Arc::new(memory::MemoryHttp::default()),
             objects: Arc::new(memory::MemoryObjects::default()),
             costs: Arc::new(memory::MemoryCosts::default()),
+            clock: Arc::new(clock::SystemClock),
         }
     }
 }

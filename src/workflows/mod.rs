@@ -37,6 +37,7 @@ workflows! {
     mqtt_publish,
     http_deliver,
     cur_ingest,
+    spot_drain,
 }
 
 pub mod params;

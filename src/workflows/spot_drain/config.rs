@@ -1,0 +1,177 @@
+//! The `[spot]` section: where a drain reaches and who is told.
+//!
+//! ```toml
+//! [spot]
+//! clusters = ["prod"]                 # ECS clusters whose container instances are drained
+//! target_groups = ["web-tg"]          # names or ARNs; the instance's targets leave them
+//! window = "2m"                       # the deadline of notices that carry none (rebalance,
+//!                                     # lifecycle actions, the agent's without one)
+//! margin = "10s"                      # kept free before the deadline
+//!
+//! [[spot.handlers]]                   # run in priority order, equal priorities together
+//! name = "pager"
+//! type = "http"                       # POST to a [destinations.NAME]
+//! destination = "pager"
+//! priority = 1                        # lower first; default 0
+//! timeout = "5s"                      # each handler's own bound (within the deadline)
+//! body = { text = "{instance} goes away in {left_s} s" }   # default: the notice
+//!
+//! [[spot.handlers]]
+//! name = "fluxer"
+//! type = "mqtt"                       # through a [brokers.NAME]
+//! broker = "main"
+//! topic = "fluxer/aws/instances/{instance}/spot-interruption"
+//! qos = 1
+//! ```
+//!
+//! Templates are filled from the notice: `instance`, `kind`, `deadline` (RFC 3339), `left_s`,
+//! `source`, `action`, `zone`, `event` (the whole event: `{event.detail.instance-id}`).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::parse_section;
+use crate::workflows::Section;
+
+pub const NAME: &str = "spot";
+
+pub const SECTION: Section = Section {
+    name: NAME,
+    check: |value| parse(value).map(|_| ()),
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpotSettings {
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    #[serde(default)]
+    pub target_groups: Vec<String>,
+    #[serde(default = "default_window", with = "humantime_serde")]
+    pub window: Duration,
+    #[serde(default = "default_margin", with = "humantime_serde")]
+    pub margin: Duration,
+    #[serde(default)]
+    pub handlers: Vec<HandlerSettings>,
+}
+
+fn default_window() -> Duration {
+    Duration::from_secs(120)
+}
+
+fn default_margin() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_qos() -> u8 {
+    1
+}
+
+/// One handler. (Unknown keys are refused by [`HandlerKind`]: serde's `deny_unknown_fields`
+/// does not work beside `flatten`.)
+#[derive(Debug, Clone, Deserialize)]
+pub struct HandlerSettings {
+    pub name: String,
+    #[serde(default)]
+    pub priority: u32,
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(flatten)]
+    pub kind: HandlerKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HandlerKind {
+    Http {
+        destination: String,
+        #[serde(default)]
+        body: Option<Value>,
+    },
+    Mqtt {
+        broker: String,
+        topic: String,
+        #[serde(default = "default_qos")]
+        qos: u8,
+    },
+}
+
+/// Parses and checks the section; errors name the key (`spot.handlers.0.timeout`).
+pub fn parse(value: &toml::Value) -> Result<SpotSettings, (String, String)> {
+    let s: SpotSettings = parse_section(NAME, value)?;
+    if s.window.is_zero() {
+        return Err((format!("{NAME}.window"), "must be more than 0s".into()));
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (i, h) in s.handlers.iter().enumerate() {
+        let key = |field: &str| format!("{NAME}.handlers.{i}.{field}");
+        if h.name.is_empty() || !names.insert(h.name.clone()) {
+            return Err((key("name"), format!("must be unique and not empty, got {:?}", h.name)));
+        }
+        if h.timeout.is_zero() {
+            return Err((key("timeout"), "must be more than 0s".into()));
+        }
+        if let HandlerKind::Mqtt { qos, .. } = &h.kind
+            && *qos > 1
+        {
+            return Err((key("qos"), format!("must be 0 or 1, got {qos}")));
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(text: &str) -> toml::Value {
+        let v: toml::Table = toml::from_str(text).unwrap();
+        v["spot"].clone()
+    }
+
+    #[test]
+    fn the_section_loads_with_defaults_and_wrong_shapes_name_the_key() {
+        let s = parse(&section(
+            "[spot]\nclusters = [\"c\"]\n[[spot.handlers]]\nname = \"h\"\ntype = \"http\"\ndestination = \"d\"\n",
+        ))
+        .unwrap();
+        assert_eq!(s.window, Duration::from_secs(120));
+        assert_eq!(s.margin, Duration::from_secs(10));
+        assert_eq!(s.handlers[0].timeout, Duration::from_secs(10));
+        for (text, key) in [
+            ("[spot]\nclusters = \"c\"\n", "spot.clusters"),
+            ("[spot]\nwindow = \"soon\"\n", "spot.window"),
+            ("[spot]\nwindow = \"0s\"\n", "spot.window"),
+            ("[spot]\nextra = 1\n", "spot"),
+            (
+                "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"pigeon\"\n",
+                "spot.handlers",
+            ),
+            (
+                "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"http\"\ndestination = \"d\"\nretries = 3\n",
+                "spot.handlers",
+            ),
+            (
+                "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"mqtt\"\nbroker = \"b\"\ntopic = \"t\"\nqos = 2\n",
+                "spot.handlers.0.qos",
+            ),
+            (
+                "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"http\"\ndestination = \"d\"\ntimeout = \"0s\"\n",
+                "spot.handlers.0.timeout",
+            ),
+            (
+                "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"http\"\ndestination = \"d\"\n[[spot.handlers]]\nname = \"h\"\ntype = \"http\"\ndestination = \"d\"\n",
+                "spot.handlers.1.name",
+            ),
+        ] {
+            let (k, m) = parse(&section(text)).unwrap_err();
+            assert!(k.starts_with(key), "{text}: {k}: {m}");
+        }
+    }
+}

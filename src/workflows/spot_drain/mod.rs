@@ -1,0 +1,440 @@
+//! `spot_drain` (seed plan 3, service side): a deadline-aware, coordinated drain before spot
+//! capacity goes away. Triggers and how each is read: [`notice`].
+//!
+//! Steps, each given the time left before the deadline (the notice's end, or the event's time
+//! plus `[spot].window`, less `[spot].margin`); a step that cannot start in time is recorded
+//! as skipped, and a step that fails is recorded as failed and the drain goes on — a drain
+//! that stops at its first error helps nobody two minutes before a termination:
+//! 1. `drain` (mode `drain`, EC2 notices): the instance's ECS container instances in the
+//!    configured clusters are set DRAINING (ECS reschedules their tasks), then the IPs of the
+//!    awsvpc tasks on them are read for the next step.
+//! 2. `deregister`: those IPs and the instance id leave the configured target groups (for a
+//!    Fargate Spot task: the task's IP, at once).
+//! 3. `handlers#P`: the `[[spot.handlers]]` of priority P, together, each bounded by its own
+//!    timeout and by the deadline, retried within them; one per priority, lowest first.
+//! 4. `report`: the outcome of every step and handler and the time left, on the success topic
+//!    (attributes `type` = `spot-drain`, `instance`).
+//!
+//! One notice is one instance (`<kind>:<instance>@<minute>`), whichever source sent it
+//! ([`Flow::identity`]). Route params: `mode = "drain"` (default) or `"notify"` (handlers and
+//! report only: for rebalance recommendations, say).
+//!
+//! Not yet: completing an Auto Scaling lifecycle action (the notice is read and reported with
+//! its token, the drain runs, the action is left to its heartbeat timeout).
+
+pub mod config;
+mod handlers;
+pub mod history;
+pub mod notice;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::Registration;
+use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Topic, Typed};
+use crate::ports::clock::Clock;
+use crate::ports::{BrokerSettings, DestinationSettings, Ecs, TargetGroups};
+use config::SpotSettings;
+use handlers::Handlers;
+use notice::Notice;
+
+pub const KIND: &str = "spot_drain";
+
+pub fn registration() -> Registration {
+    Registration::new(KIND, Some(config::SECTION), |setup| {
+        Box::pin(async move {
+            let settings = match setup.config.sections.get(config::NAME) {
+                Some(v) => config::parse(v).map_err(|(k, m)| format!("{k}: {m}"))?,
+                None => config::parse(&toml::Value::Table(Default::default()))
+                    .map_err(|(k, m)| format!("{k}: {m}"))?,
+            };
+            let destinations = setup
+                .config
+                .section::<BTreeMap<String, DestinationSettings>>("destinations")
+                .map_err(|(k, m)| format!("{k}: {m}"))?;
+            let brokers = setup
+                .config
+                .section::<BTreeMap<String, BrokerSettings>>("brokers")
+                .map_err(|(k, m)| format!("{k}: {m}"))?;
+            let handlers = Handlers::build(
+                &settings.handlers,
+                &destinations,
+                &brokers,
+                setup.ports,
+            )?;
+            Ok(Arc::new(Typed(SpotDrain {
+                settings,
+                handlers,
+                ecs: setup.ports.ecs.clone(),
+                targets: setup.ports.targets.clone(),
+                clock: setup.ports.clock.clone(),
+            })) as Arc<dyn crate::contract::Workflow>)
+        })
+    })
+    .with_params_check(|params, _sections| Mode::parse(params).map(|_| ()))
+}
+
+/// The workflow: its settings and the ports its steps call.
+#[derive(Debug)]
+pub struct SpotDrain {
+    pub settings: SpotSettings,
+    handlers: Handlers,
+    ecs: Arc<dyn Ecs>,
+    targets: Arc<dyn TargetGroups>,
+    clock: Arc<dyn Clock>,
+}
+
+/// What a route asks of a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Drain,
+    Notify,
+}
+
+impl Mode {
+    fn parse(params: &Value) -> Result<Mode, String> {
+        super::params::only_known(params, KIND, &["mode"])?;
+        match params.get("mode") {
+            None => Ok(Mode::Drain),
+            Some(Value::String(m)) if m == "drain" => Ok(Mode::Drain),
+            Some(Value::String(m)) if m == "notify" => Ok(Mode::Notify),
+            Some(other) => Err(format!(
+                "params.mode must be \"drain\" or \"notify\", got {other}"
+            )),
+        }
+    }
+}
+
+/// How one step or handler went, for the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub name: String,
+    /// `ok`, `failed` or `skipped`.
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub detail: Value,
+    /// Time left before the deadline when it ended (negative: past it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub notice: Notice,
+    pub mode: Mode,
+    /// The deadline, ms since the epoch (the margin already taken off).
+    pub deadline_ms: u64,
+    /// Targets the `deregister` step removes: task IPs and instance ids.
+    pub targets: Vec<String>,
+    /// Handler priorities still to run, lowest first.
+    pub priorities: Vec<u32>,
+    pub outcomes: Vec<Outcome>,
+    /// The event, for the handlers' templates.
+    pub event: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    Drain {
+        instances: Vec<String>,
+        deadline_ms: u64,
+    },
+    Deregister {
+        targets: Vec<String>,
+        deadline_ms: u64,
+    },
+    Handlers {
+        priority: u32,
+        deadline_ms: u64,
+        notice: Box<Notice>,
+        event: Value,
+    },
+    /// Engine publishes.
+    Report,
+}
+
+/// Steps that call AWS retry quickly and not for long: the deadline is minutes away.
+fn quick_retry(window: Duration) -> RetryPolicy {
+    RetryPolicy {
+        initial_interval: Duration::from_millis(200),
+        coefficient: 2.0,
+        max_interval: Duration::from_secs(2),
+        max_attempts: 6,
+        deadline: Some(window),
+    }
+}
+
+impl SpotDrain {
+    /// The step after the current one, from what the state says is left to do.
+    fn next(&self, s: &State) -> Decision<Step> {
+        let done = |name: &str| s.outcomes.iter().any(|o| o.name == name);
+        let retry = quick_retry(self.settings.window);
+        if s.mode == Mode::Drain && !s.notice.instances.is_empty() && !done("drain") {
+            return Next::Run(
+                Act::handler(
+                    "drain",
+                    Step::Drain {
+                        instances: s.notice.instances.clone(),
+                        deadline_ms: s.deadline_ms,
+                    },
+                )
+                .retry(retry),
+            );
+        }
+        if s.mode == Mode::Drain && !done("deregister") {
+            return Next::Run(
+                Act::handler(
+                    "deregister",
+                    Step::Deregister {
+                        targets: s.targets.clone(),
+                        deadline_ms: s.deadline_ms,
+                    },
+                )
+                .retry(retry),
+            );
+        }
+        if let Some(&priority) = s.priorities.first() {
+            return Next::Run(
+                Act::handler(
+                    format!("handlers#{priority}"),
+                    Step::Handlers {
+                        priority,
+                        deadline_ms: s.deadline_ms,
+                        notice: Box::new(s.notice.clone()),
+                        event: s.event.clone(),
+                    },
+                )
+                .retry(RetryPolicy::never()),
+            );
+        }
+        if !done("report") {
+            let instance = s
+                .notice
+                .instances
+                .first()
+                .cloned()
+                .or_else(|| s.notice.task.as_ref().map(|t| t.arn.clone()))
+                .unwrap_or_default();
+            let message = json!({
+                "type": "spot-drain",
+                "identity": s.notice.identity(),
+                "kind": s.notice.kind.as_str(),
+                "source": s.notice.source,
+                "instances": s.notice.instances,
+                "task": s.notice.task,
+                "mode": s.mode,
+                "deadline": handlers::rfc3339(s.deadline_ms),
+                "lifecycle_action": s.notice.lifecycle,
+                "steps": s.outcomes,
+                "left_ms": s.outcomes.last().and_then(|o| o.left_ms),
+            });
+            let subject = format!("tugboat: {} {instance}", s.notice.kind.as_str());
+            return Next::Run(
+                Act::publish("report", Step::Report, Topic::Success, subject, message)
+                    .with_attributes([("type", "spot-drain"), ("instance", instance.as_str())]),
+            );
+        }
+        Next::Complete(json!({
+            "identity": s.notice.identity(),
+            "steps": s.outcomes,
+        }))
+    }
+}
+
+#[async_trait]
+impl Flow for SpotDrain {
+    const KIND: &'static str = KIND;
+    type State = State;
+    type Step = Step;
+
+    fn identity(&self, event: &Value) -> Option<String> {
+        Notice::read(event).ok().map(|n| n.identity())
+    }
+
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
+        let mode = Mode::parse(params)?;
+        let notice = Notice::read(event)?;
+        let margin = self.settings.margin.as_millis() as u64;
+        let ends = notice
+            .ends_ms
+            .unwrap_or(notice.noticed_ms + self.settings.window.as_millis() as u64);
+        let mut targets: Vec<String> = notice.instances.clone();
+        if let Some(ip) = notice.task.as_ref().and_then(|t| t.ip.clone()) {
+            targets.push(ip);
+        }
+        let mut priorities: Vec<u32> = self.settings.handlers.iter().map(|h| h.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let state = State {
+            notice,
+            mode,
+            deadline_ms: ends.saturating_sub(margin),
+            targets,
+            priorities,
+            outcomes: vec![],
+            event: event.clone(),
+        };
+        let next = self.next(&state);
+        Ok((state, next))
+    }
+
+    fn advance(
+        &self,
+        s: &mut State,
+        step: Step,
+        outcome: Result<Value, StepError>,
+    ) -> Decision<Step> {
+        let name = match &step {
+            Step::Drain { .. } => "drain".to_string(),
+            Step::Deregister { .. } => "deregister".to_string(),
+            Step::Handlers { priority, .. } => format!("handlers#{priority}"),
+            Step::Report => "report".to_string(),
+        };
+        match (step, outcome) {
+            (Step::Handlers { .. }, Ok(results)) => {
+                s.priorities.remove(0);
+                let results: Vec<Outcome> =
+                    serde_json::from_value(results).unwrap_or_default();
+                s.outcomes.extend(results);
+            }
+            (Step::Handlers { .. }, Err(e)) => {
+                s.priorities.remove(0);
+                s.outcomes.push(failed(&name, e));
+            }
+            (step, Ok(value)) => {
+                if matches!(step, Step::Drain { .. }) {
+                    for ip in value["task_ips"].as_array().into_iter().flatten() {
+                        if let Some(ip) = ip.as_str()
+                            && !s.targets.iter().any(|t| t == ip)
+                        {
+                            s.targets.push(ip.to_owned());
+                        }
+                    }
+                }
+                s.outcomes.push(from_value(&name, value));
+            }
+            (_, Err(e)) => s.outcomes.push(failed(&name, e)),
+        }
+        self.next(s)
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::Drain {
+                instances,
+                deadline_ms,
+            } => self.drain(instances, *deadline_ms).await,
+            Step::Deregister {
+                targets,
+                deadline_ms,
+            } => self.deregister(targets, *deadline_ms).await,
+            Step::Handlers {
+                priority,
+                deadline_ms,
+                notice,
+                event,
+            } => Ok(self
+                .handlers
+                .run(*priority, *deadline_ms, notice, event, self.clock.as_ref())
+                .await),
+            Step::Report => Err(StepError::permanent("the report is published by the engine")),
+        }
+    }
+}
+
+/// A step's result as an outcome: `{"skipped": reason}` is skipped, anything else ok.
+fn from_value(name: &str, value: Value) -> Outcome {
+    let left_ms = value.get("left_ms").and_then(Value::as_i64);
+    match value.get("skipped").and_then(Value::as_str) {
+        Some(reason) => Outcome {
+            name: name.into(),
+            outcome: "skipped".into(),
+            reason: Some(reason.into()),
+            detail: Value::Null,
+            left_ms,
+        },
+        None => Outcome {
+            name: name.into(),
+            outcome: "ok".into(),
+            reason: None,
+            detail: value,
+            left_ms,
+        },
+    }
+}
+
+fn failed(name: &str, e: StepError) -> Outcome {
+    Outcome {
+        name: name.into(),
+        outcome: "failed".into(),
+        reason: Some(e.message),
+        detail: Value::Null,
+        left_ms: None,
+    }
+}
+
+impl SpotDrain {
+    fn left_ms(&self, deadline_ms: u64) -> i64 {
+        deadline_ms as i64 - self.clock.now_ms() as i64
+    }
+
+    fn skipped(&self, deadline_ms: u64) -> Option<Value> {
+        let left = self.left_ms(deadline_ms);
+        (left <= 0).then(|| {
+            json!({"skipped": format!("the deadline passed {} ms before it could start", -left), "left_ms": left})
+        })
+    }
+
+    async fn drain(&self, instances: &[String], deadline_ms: u64) -> Result<Value, StepError> {
+        if let Some(skip) = self.skipped(deadline_ms) {
+            return Ok(skip);
+        }
+        let mut drained = Vec::new();
+        let mut ips = Vec::new();
+        for cluster in &self.settings.clusters {
+            let mut arns = Vec::new();
+            for instance in instances {
+                for ci in self.ecs.container_instances(cluster, instance).await? {
+                    drained.push(json!({"cluster": cluster, "container_instance": ci.arn, "instance": instance, "was": ci.status}));
+                    arns.push(ci.arn);
+                }
+            }
+            if arns.is_empty() {
+                continue;
+            }
+            self.ecs.drain(cluster, &arns).await?;
+            for arn in &arns {
+                ips.extend(self.ecs.task_ips(cluster, arn).await?);
+            }
+        }
+        Ok(json!({"drained": drained, "task_ips": ips, "left_ms": self.left_ms(deadline_ms)}))
+    }
+
+    async fn deregister(&self, targets: &[String], deadline_ms: u64) -> Result<Value, StepError> {
+        if let Some(skip) = self.skipped(deadline_ms) {
+            return Ok(skip);
+        }
+        let mut removed = Vec::new();
+        for group in &self.settings.target_groups {
+            let arn = self.targets.resolve(group).await?;
+            for (id, port) in self.targets.targets(&arn).await? {
+                if targets.contains(&id) {
+                    self.targets.deregister(&arn, &id, port).await?;
+                    removed.push(json!({"target_group": group, "id": id, "port": port}));
+                }
+            }
+        }
+        Ok(json!({"deregistered": removed, "left_ms": self.left_ms(deadline_ms)}))
+    }
+}
