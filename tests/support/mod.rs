@@ -160,6 +160,22 @@ pub fn aws_cli() -> Command {
     cmd
 }
 
+/// The emulator's default VPC (for target groups).
+pub fn default_vpc() -> String {
+    let out = run(aws_cli().args([
+        "ec2",
+        "describe-vpcs",
+        "--filters",
+        "Name=isDefault,Values=true",
+        "--query",
+        "Vpcs[0].VpcId",
+        "--output",
+        "text",
+    ]));
+    assert_eq!(out.code, 0, "describe-vpcs: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
 /// A config file in `dir` for the emulator, with `queues` and anything in `extra`.
 pub fn write_config(dir: &Path, queues: &[&str], extra: &str) -> PathBuf {
     let mut text = format!(

@@ -1,0 +1,389 @@
+//! `spot_drain` end to end against the emulator: a spot warning (and the same notice from the
+//! instance's agent) drains the instance's ECS container instance, takes its targets out of
+//! the target group, tells the handlers — a local HTTP receiver that records order and time —
+//! in priority order, cuts off the slow one and skips what the deadline leaves no room for,
+//! and reports on the success topic; a Fargate Spot task stop takes the task's IP out at once.
+//!
+//! The emulator has no Auto Scaling lifecycle actions to complete (moto implements neither
+//! `CompleteLifecycleAction` nor `RecordLifecycleActionHeartbeat`), and tugboat does not complete
+//! them yet: lifecycle notices are covered by the state-machine tests.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+use support::service::{Service, create_queue, depth, drain, send, topic_into, until};
+use support::{clients, unique};
+
+/// Requests as the receiver saw them: (path, when, body).
+type Seen = Arc<Mutex<Vec<(String, Instant, Value)>>>;
+
+async fn receive(State(seen): State<Seen>, Path(path): Path<String>, body: String) -> &'static str {
+    seen.lock().unwrap().push((
+        path.clone(),
+        Instant::now(),
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    ));
+    if path == "slow" {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    "ok"
+}
+
+async fn receiver() -> (Seen, u16) {
+    let seen = Seen::default();
+    let app = axum::Router::new()
+        .route("/{path}", axum::routing::post(receive))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (seen, port)
+}
+
+fn now_rfc3339(offset: Duration, later: bool) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let t = if later { now + offset } else { now - offset };
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    service: Service,
+    queue_url: String,
+    inbox: String,
+    cluster: String,
+    target_group: String,
+    seen: Seen,
+}
+
+async fn rig(handlers: &str) -> Rig {
+    let c = clients().await;
+    let p = unique("spot");
+    let cluster = format!("{p}-cluster");
+    c.ecs
+        .create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let tg_name = format!("tg{}", p.replace("spot-", "").replace('-', ""));
+    let target_group = c
+        .elbv2
+        .create_target_group()
+        .name(&tg_name)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(support::default_vpc())
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned();
+    let queue = format!("{p}-q");
+    let queue_url = create_queue(&queue).await;
+    create_queue(&format!("{p}-dlq")).await;
+    let inbox = create_queue(&format!("{p}-inbox")).await;
+    let topic = topic_into(&format!("{p}-ok"), &inbox, false).await;
+    let (seen, port) = receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\n\n\
+         [[routes]]\nname = \"spot\"\nworkflow = \"spot_drain\"\n\
+         pattern = {{ source = [\"aws.ec2\", \"aws.ecs\", \"tugboat.agent\"] }}\n\n\
+         [spot]\nclusters = [\"{cluster}\"]\ntarget_groups = [\"{tg_name}\"]\nmargin = \"0s\"\n{handlers}\n\
+         [destinations.first]\nurl = \"http://127.0.0.1:{port}/first\"\n\
+         [destinations.second]\nurl = \"http://127.0.0.1:{port}/second\"\n\
+         [destinations.slow]\nurl = \"http://127.0.0.1:{port}/slow\"\ntimeout = \"10s\"\n\
+         [destinations.after]\nurl = \"http://127.0.0.1:{port}/after\"\n\n\
+         [notify]\nsuccess_topic = \"{topic}\"\n\n\
+         [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"5s\"\n",
+        dir.path().join("journal").display()
+    );
+    let config = support::write_config(dir.path(), &[], &extra);
+    let service = Service::start(&config, None);
+    Rig {
+        _dir: dir,
+        service,
+        queue_url,
+        inbox,
+        cluster,
+        target_group,
+        seen,
+    }
+}
+
+/// Starts an EC2 instance in the emulator (ECS registers only instances EC2 knows).
+fn ec2_instance() -> String {
+    let text = |args: &[&str]| {
+        let out = support::run(support::aws_cli().args(args).args(["--output", "text"]));
+        assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
+        out.stdout.trim().to_owned()
+    };
+    let image = text(&["ec2", "describe-images", "--query", "Images[0].ImageId"]);
+    text(&[
+        "ec2",
+        "run-instances",
+        "--image-id",
+        &image,
+        "--instance-type",
+        "m5.large",
+        "--count",
+        "1",
+        "--query",
+        "Instances[0].InstanceId",
+    ])
+}
+
+/// Registers a container instance for EC2 instance `instance` in `cluster`.
+async fn container_instance(cluster: &str, instance: &str) -> String {
+    let c = clients().await;
+    let doc = json!({"instanceId": instance, "region": "us-east-1"}).to_string();
+    c.ecs
+        .register_container_instance()
+        .cluster(cluster)
+        .instance_identity_document(doc)
+        .send()
+        .await
+        .unwrap()
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_owned()
+}
+
+async fn status_of(cluster: &str, arn: &str) -> String {
+    let c = clients().await;
+    c.ecs
+        .describe_container_instances()
+        .cluster(cluster)
+        .container_instances(arn)
+        .send()
+        .await
+        .unwrap()
+        .container_instances()[0]
+        .status()
+        .unwrap()
+        .to_owned()
+}
+
+async fn targets(tg: &str) -> Vec<String> {
+    let c = clients().await;
+    let out = c
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(tg)
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = out
+        .target_health_descriptions()
+        .iter()
+        .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_owned))
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn register(tg: &str, id: &str) {
+    let c = clients().await;
+    c.elbv2
+        .register_targets()
+        .target_group_arn(tg)
+        .targets(
+            aws_sdk_elasticloadbalancingv2::types::TargetDescription::builder()
+                .id(id)
+                .port(8080)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The report messages in the inbox, as JSON.
+async fn reports(inbox: &str, want: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    until("the reports arrive", Duration::from_secs(30), async || {
+        for (body, _) in drain(inbox).await {
+            let envelope: Value = serde_json::from_str(&body).unwrap();
+            got.push(serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap());
+        }
+        got.len() >= want
+    })
+    .await;
+    got
+}
+
+fn outcomes(report: &Value) -> Vec<(String, String)> {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_owned(),
+                s["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_spot_warning_and_the_agents_notice_of_it_run_one_drain_with_handlers_in_priority_order()
+{
+    let r = rig(
+        "[[spot.handlers]]\nname = \"first\"\ntype = \"http\"\ndestination = \"first\"\npriority = 1\n\
+         [[spot.handlers]]\nname = \"second\"\ntype = \"http\"\ndestination = \"second\"\npriority = 1\n\
+         [[spot.handlers]]\nname = \"slow\"\ntype = \"http\"\ndestination = \"slow\"\npriority = 2\ntimeout = \"1s\"\n\
+         [[spot.handlers]]\nname = \"after\"\ntype = \"http\"\ndestination = \"after\"\npriority = 3\n\
+         body = { text = \"{instance} goes in {left_s} s\" }\n",
+    )
+    .await;
+    let instance = ec2_instance();
+    let drained = container_instance(&r.cluster, &instance).await;
+    let other = container_instance(&r.cluster, &ec2_instance()).await;
+    for ip in ["10.9.0.1", "10.9.0.2"] {
+        register(&r.target_group, ip).await;
+    }
+    // The instance as a target (in AWS an instance-type group holds it; moto's ip-type group
+    // takes any id, and tugboat deregisters by id either way).
+    register(&r.target_group, &instance).await;
+
+    let noticed = now_rfc3339(Duration::ZERO, true);
+    let warning = json!({"version": "0", "id": unique("itn"), "source": "aws.ec2",
+        "detail-type": "EC2 Spot Instance Interruption Warning", "account": "123456789012",
+        "time": noticed, "region": "us-east-1", "resources": [format!("arn:aws:ec2:us-east-1b:instance/{instance}")],
+        "detail": {"instance-id": instance, "instance-action": "terminate"}});
+    // What `tugboat agent` sends for the same notice: the termination time from the metadata.
+    let termination = now_rfc3339(Duration::from_secs(120), true);
+    let agent = json!({"version": "0", "id": unique("agent"), "source": "tugboat.agent",
+        "detail-type": "Interruption Notice", "time": now_rfc3339(Duration::ZERO, true),
+        "detail": {"instance-id": instance, "kind": "spot-interruption", "deadline": termination,
+            "instance-type": "m5.large", "availability-zone": "us-east-1b"}});
+    send(&r.queue_url, &warning.to_string()).await;
+    send(&r.queue_url, &agent.to_string()).await;
+
+    let report = reports(&r.inbox, 1).await.remove(0);
+    assert_eq!(
+        outcomes(&report),
+        [
+            ("drain", "ok"),
+            ("deregister", "ok"),
+            ("first", "ok"),
+            ("second", "ok"),
+            ("slow", "failed"),
+            ("after", "ok")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    );
+    assert_eq!(status_of(&r.cluster, &drained).await, "DRAINING");
+    assert_eq!(status_of(&r.cluster, &other).await, "ACTIVE");
+    assert_eq!(targets(&r.target_group).await, ["10.9.0.1", "10.9.0.2"]);
+    let slow = &report["steps"][4];
+    assert!(
+        slow["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cut off after 1000 ms"),
+        "{slow}"
+    );
+    let left = report["left_ms"].as_i64().unwrap();
+    assert!(left > 100_000 && left < 120_000, "{left}");
+
+    // The receiver: one call each (one drain for both notices), priorities in order, the
+    // equal ones before the next priority started.
+    until(
+        "both notices are settled",
+        Duration::from_secs(30),
+        async || depth(&r.queue_url).await == (0, 0),
+    )
+    .await;
+    let seen = r.seen.lock().unwrap().clone();
+    let order: Vec<&str> = seen.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(order.len(), 4, "{order:?}");
+    assert_eq!(order[2..], ["slow", "after"]);
+    assert!(order[..2].contains(&"first") && order[..2].contains(&"second"));
+    let at = |name: &str| seen.iter().find(|(p, _, _)| p == name).unwrap().1;
+    let cut = at("after").duration_since(at("slow"));
+    assert!(
+        cut >= Duration::from_millis(900) && cut < Duration::from_secs(4),
+        "{cut:?}"
+    );
+    let text = seen[3].2["text"].as_str().unwrap();
+    assert!(text.starts_with(&format!("{instance} goes in 1")), "{text}");
+    let runs: Vec<Value> = r
+        .service
+        .workflows()
+        .into_iter()
+        .filter(|w| w["workflow"] == "spot_drain")
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let (code, _) = r.service.terminate();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn what_cannot_start_before_the_deadline_is_skipped_and_a_fargate_spot_stop_deregisters_the_task()
+ {
+    let r = rig(
+        "[[spot.handlers]]\nname = \"slow\"\ntype = \"http\"\ndestination = \"slow\"\npriority = 1\ntimeout = \"30s\"\n\
+         [[spot.handlers]]\nname = \"after\"\ntype = \"http\"\ndestination = \"after\"\npriority = 2\n",
+    )
+    .await;
+    // A notice from the agent with three seconds left: the slow handler takes them all.
+    let instance = "i-00000000000000aaa";
+    let agent = json!({"version": "0", "id": unique("agent"), "source": "tugboat.agent",
+        "detail-type": "Interruption Notice", "time": now_rfc3339(Duration::ZERO, true),
+        "detail": {"instance-id": instance, "kind": "rebalance-recommendation",
+            "deadline": now_rfc3339(Duration::from_secs(3), true)}});
+    send(&r.queue_url, &agent.to_string()).await;
+    let report = reports(&r.inbox, 1).await.remove(0);
+    let steps = outcomes(&report);
+    assert_eq!(
+        steps[2],
+        ("slow".to_owned(), "failed".to_owned()),
+        "{report}"
+    );
+    assert_eq!(
+        steps[3],
+        ("after".to_owned(), "skipped".to_owned()),
+        "{report}"
+    );
+    assert!(report["left_ms"].as_i64().unwrap() <= 0, "{report}");
+    assert!(
+        !r.seen.lock().unwrap().iter().any(|(p, _, _)| p == "after"),
+        "a skipped handler is not called"
+    );
+
+    // Fargate Spot: the stopping task's IP leaves the target group.
+    register(&r.target_group, "10.9.1.7").await;
+    register(&r.target_group, "10.9.1.8").await;
+    let task = json!({"version": "0", "id": unique("task"), "source": "aws.ecs",
+        "detail-type": "ECS Task State Change", "time": now_rfc3339(Duration::ZERO, true),
+        "region": "us-east-1", "resources": [],
+        "detail": {"clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{}", r.cluster),
+            "taskArn": format!("arn:aws:ecs:us-east-1:123456789012:task/{}/{}", r.cluster, unique("t")),
+            "desiredStatus": "STOPPED", "lastStatus": "RUNNING", "stopCode": "SpotInterruption",
+            "stoppedReason": "Your Spot Task was interrupted.",
+            "attachments": [{"type": "eni", "status": "ATTACHED",
+                "details": [{"name": "privateIPv4Address", "value": "10.9.1.7"}]}]}});
+    send(&r.queue_url, &task.to_string()).await;
+    let report = reports(&r.inbox, 1).await.remove(0);
+    assert_eq!(report["kind"], "fargate-spot-task");
+    assert_eq!(
+        outcomes(&report)[0],
+        ("deregister".to_owned(), "ok".to_owned())
+    );
+    assert_eq!(targets(&r.target_group).await, ["10.9.1.8"]);
+    let (code, _) = r.service.terminate();
+    assert_eq!(code, 0);
+}
