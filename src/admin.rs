@@ -1,5 +1,6 @@
 //! The admin HTTP listener, bound to loopback by default: `/healthz`, `/readyz`, `/metrics`
-//! (Prometheus text), `/workflows` and `/workflows/{id}` (JSON, read by `tugboat workflows`).
+//! (Prometheus text), `/workflows` and `/workflows/{id}` (JSON, read by `tugboat workflows`),
+//! `/spot/history` (JSON, read by `tugboat spot history`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +33,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/metrics", get(metrics))
         .route("/workflows", get(list))
         .route("/workflows/{id}", get(show))
+        .route("/spot/history", get(spot_history))
         .with_state(state)
 }
 
@@ -126,6 +128,31 @@ async fn metrics(State(s): State<AdminState>) -> String {
         s.dispatcher.running_count()
     ));
     out
+}
+
+#[derive(Debug, Deserialize)]
+struct SinceQuery {
+    /// Interruptions noticed at or after this (ms since the epoch); default: all.
+    since_ms: Option<u64>,
+}
+
+/// `spot_drain`'s interruption history from the journal (what `tugboat spot history` prints).
+async fn spot_history(State(s): State<AdminState>, Query(q): Query<SinceQuery>) -> Response {
+    match s.journal.list(&ListFilter::default()) {
+        Ok(records) => Json(crate::workflows::spot_drain::history::from_states(
+            records
+                .iter()
+                .filter(|r| r.workflow == crate::workflows::spot_drain::KIND)
+                .map(|r| &r.state),
+            q.since_ms.unwrap_or(0),
+        ))
+        .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
 }
 
 #[derive(Debug, Deserialize)]

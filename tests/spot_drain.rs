@@ -327,6 +327,14 @@ async fn a_spot_warning_and_the_agents_notice_of_it_run_one_drain_with_handlers_
         .filter(|w| w["workflow"] == "spot_drain")
         .collect();
     assert_eq!(runs.len(), 1, "{runs:?}");
+    // The admin listener's history counts it.
+    let admin = r.service.admin.clone().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-fsS", &format!("http://{admin}/spot/history")])
+        .output()
+        .unwrap();
+    let history: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(history["interruptions"], 1, "{history}");
     let (code, _) = r.service.terminate();
     assert_eq!(code, 0);
 }

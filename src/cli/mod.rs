@@ -8,6 +8,7 @@ mod migrate;
 mod pattern;
 mod send;
 mod serve;
+mod spot;
 mod workflows;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,8 @@ pub enum Command {
     Route(pattern::RouteArgs),
     /// Read Cost and Usage Reports on local disk (no configuration needed).
     Cur(cur::CurArgs),
+    /// Spot interruptions the service has handled (`spot_drain`).
+    Spot(spot::SpotArgs),
 }
 
 /// A failure of a command, carrying its exit code.
@@ -140,6 +143,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Route(args) => pattern::explain(&cli.config, args).await,
         Command::Send(args) => send::run(&cli.config, args).await,
         Command::Cur(args) => cur::run(args),
+        Command::Spot(args) => spot::run(&cli.config, args).await,
     }
 }
 

@@ -127,7 +127,7 @@ fn admin_url(config: &Config, path: &str) -> String {
 }
 
 /// The service's answer, or `None` when no service listens (then the file is read).
-async fn from_service<T: serde::de::DeserializeOwned>(
+pub(super) async fn from_service<T: serde::de::DeserializeOwned>(
     config: &Config,
     path: &str,
 ) -> Result<Option<Option<T>>, CliError> {
@@ -159,7 +159,7 @@ async fn from_service<T: serde::de::DeserializeOwned>(
     Ok(Some(Some(value)))
 }
 
-fn open_journal(config: &Config) -> Result<SledJournal, CliError> {
+pub(super) fn open_journal(config: &Config) -> Result<SledJournal, CliError> {
     if !config.journal.path.exists() {
         return Err(CliError::Runtime(format!(
             "no journal at {} (has tugboat run here?)",

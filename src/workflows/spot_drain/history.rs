@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::notice::{Kind, Notice};
@@ -27,14 +27,14 @@ impl Interruption {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pool {
     pub instance_type: String,
     pub zone: String,
     pub interruptions: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub since_ms: u64,
     /// Interruption warnings (spot, Fargate Spot) and other notices, counted apart.
@@ -45,6 +45,15 @@ pub struct History {
     /// Interruptions per hour of day, UTC (index 0 = 00:00–00:59).
     pub by_hour: Vec<u32>,
     pub recommendation: Option<String>,
+}
+
+/// The history of the `spot_drain` records' states given (other shapes are passed over).
+pub fn from_states<'a>(states: impl IntoIterator<Item = &'a Value>, since_ms: u64) -> History {
+    let all: Vec<Interruption> = states
+        .into_iter()
+        .filter_map(Interruption::from_state)
+        .collect();
+    summarize(&all, since_ms)
 }
 
 /// The interruptions noticed at or after `since_ms`.
