@@ -71,6 +71,50 @@ def record_stop_task_calls() -> None:
     EC2ContainerServiceResponse.stop_task = stop_task
 
 
+def restore_lifecycle_actions() -> None:
+    """moto 5.2.5 keeps lifecycle hooks but has no lifecycle actions: CompleteLifecycleAction
+    and RecordLifecycleActionHeartbeat are not implemented. As the AWS API reference describes
+    them (https://docs.aws.amazon.com/autoscaling/ec2/APIReference/API_CompleteLifecycleAction.html,
+    .../API_RecordLifecycleActionHeartbeat.html): the hook must exist on the group, the action is
+    named by its token (or the instance id), and once completed it is no longer active, so a
+    second completion or a heartbeat after it is a ValidationError "No active Lifecycle Action
+    found …". Restored here for hooks that exist (an action is active from its first mention
+    until completed); every call is logged as `TUGBOAT_CALL {"call": "autoscaling:…", …}`."""
+    from moto.autoscaling.exceptions import ValidationError
+    from moto.autoscaling.responses import AutoScalingResponse
+    from moto.core.responses import EmptyResult
+
+    completed: set = set()
+    lock = threading.Lock()
+
+    def action(self, call: str, complete: bool):  # type: ignore[no-untyped-def]
+        group = self._get_param("AutoScalingGroupName")
+        hook = self._get_param("LifecycleHookName")
+        token = self._get_param("LifecycleActionToken") or self._get_param("InstanceId")
+        line = {"call": call, "group": group, "hook": hook, "token": token,
+                "result": self._get_param("LifecycleActionResult")}
+        print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+        hooks = self.autoscaling_backend.describe_lifecycle_hooks(
+            as_name=group, lifecycle_hook_names=[hook]
+        )
+        if not hooks:
+            raise ValidationError(f"No Lifecycle Hook found with name {hook} for group {group}")
+        key = (self.current_account, self.region, group, hook, token)
+        with lock:
+            if key in completed:
+                raise ValidationError(f"No active Lifecycle Action found with token {token}")
+            if complete:
+                completed.add(key)
+        return EmptyResult()
+
+    AutoScalingResponse.complete_lifecycle_action = (
+        lambda self: action(self, "autoscaling:CompleteLifecycleAction", True)
+    )
+    AutoScalingResponse.record_lifecycle_action_heartbeat = (
+        lambda self: action(self, "autoscaling:RecordLifecycleActionHeartbeat", False)
+    )
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -86,6 +130,7 @@ def warm(endpoint: str) -> None:
         ("s3", lambda c: c.list_buckets()),
         ("ec2", lambda c: c.describe_vpcs()),
         ("events", lambda c: c.list_rules()),
+        ("autoscaling", lambda c: c.describe_auto_scaling_groups()),
     ]:
         call(session.client(service, endpoint_url=endpoint))
 
@@ -98,6 +143,7 @@ def main() -> None:
 
     honour_run_task_client_token()
     record_stop_task_calls()
+    restore_lifecycle_actions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -83,6 +83,9 @@ impl Dependencies {
                     clients.dynamodb.clone(),
                 )),
                 clock: Arc::new(crate::ports::clock::SystemClock),
+                lifecycle: Arc::new(crate::aws::autoscaling::AutoScalingLifecycle::new(
+                    clients.autoscaling.clone(),
+                )),
             },
             journal: None,
             catalog: Catalog::builtin(),

@@ -3,10 +3,9 @@
 //! the target group, tells the handlers — a local HTTP receiver that records order and time —
 //! in priority order, cuts off the slow one and skips what the deadline leaves no room for,
 //! and reports on the success topic; a Fargate Spot task stop takes the task's IP out at once.
-//!
-//! The emulator has no Auto Scaling lifecycle actions to complete (moto implements neither
-//! `CompleteLifecycleAction` nor `RecordLifecycleActionHeartbeat`), and tugboat does not complete
-//! them yet: lifecycle notices are covered by the state-machine tests.
+//! A terminate lifecycle action is heartbeated, drained and completed with CONTINUE (moto has
+//! no lifecycle actions: `scripts/moto_launcher.py` restores the two calls as AWS documents
+//! them, for hooks that exist).
 
 mod support;
 
@@ -97,7 +96,7 @@ async fn rig(handlers: &str) -> Rig {
     let extra = format!(
         "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\n\n\
          [[routes]]\nname = \"spot\"\nworkflow = \"spot_drain\"\n\
-         pattern = {{ source = [\"aws.ec2\", \"aws.ecs\", \"tugboat.agent\"] }}\n\n\
+         pattern = {{ source = [\"aws.ec2\", \"aws.ecs\", \"aws.autoscaling\", \"tugboat.agent\"] }}\n\n\
          [spot]\nclusters = [\"{cluster}\"]\ntarget_groups = [\"{tg_name}\"]\nmargin = \"0s\"\n{handlers}\n\
          [destinations.first]\nurl = \"http://127.0.0.1:{port}/first\"\n\
          [destinations.second]\nurl = \"http://127.0.0.1:{port}/second\"\n\
@@ -392,6 +391,114 @@ async fn what_cannot_start_before_the_deadline_is_skipped_and_a_fargate_spot_sto
         ("deregister".to_owned(), "ok".to_owned())
     );
     assert_eq!(targets(&r.target_group).await, ["10.9.1.8"]);
+    let (code, _) = r.service.terminate();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test]
+async fn a_terminate_lifecycle_action_is_heartbeated_drained_and_completed() {
+    let r = rig("").await;
+    let instance = ec2_instance();
+    let drained = container_instance(&r.cluster, &instance).await;
+    let p = unique("asg");
+    let image = {
+        let out = support::run(support::aws_cli().args([
+            "ec2",
+            "describe-images",
+            "--query",
+            "Images[0].ImageId",
+            "--output",
+            "text",
+        ]));
+        out.stdout.trim().to_owned()
+    };
+    for args in [
+        vec![
+            "autoscaling",
+            "create-launch-configuration",
+            "--launch-configuration-name",
+            &p,
+            "--image-id",
+            &image,
+            "--instance-type",
+            "m5.large",
+        ],
+        vec![
+            "autoscaling",
+            "create-auto-scaling-group",
+            "--auto-scaling-group-name",
+            &p,
+            "--launch-configuration-name",
+            &p,
+            "--min-size",
+            "0",
+            "--max-size",
+            "1",
+            "--availability-zones",
+            "us-east-1a",
+        ],
+        vec![
+            "autoscaling",
+            "put-lifecycle-hook",
+            "--lifecycle-hook-name",
+            "drain",
+            "--auto-scaling-group-name",
+            &p,
+            "--lifecycle-transition",
+            "autoscaling:EC2_INSTANCE_TERMINATING",
+        ],
+    ] {
+        let out = support::run(support::aws_cli().args(&args));
+        assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
+    }
+    let token = unique("token");
+    let event = json!({"version": "0", "id": unique("lc"), "source": "aws.autoscaling",
+        "detail-type": "EC2 Instance-terminate Lifecycle Action", "account": "123456789012",
+        "time": now_rfc3339(Duration::ZERO, true), "region": "us-east-1", "resources": [],
+        "detail": {"LifecycleActionToken": token, "AutoScalingGroupName": p, "LifecycleHookName": "drain",
+            "EC2InstanceId": instance, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}});
+    // The route takes aws.autoscaling too.
+    send(&r.queue_url, &event.to_string()).await;
+    let report = reports(&r.inbox, 1).await.remove(0);
+    assert_eq!(
+        outcomes(&report),
+        [
+            ("heartbeat", "ok"),
+            ("drain", "ok"),
+            ("deregister", "ok"),
+            ("complete-lifecycle", "ok")
+        ]
+        .map(|(a, b)| (a.to_owned(), b.to_owned())),
+        "{report}"
+    );
+    assert_eq!(status_of(&r.cluster, &drained).await, "DRAINING");
+    let completed: Vec<Value> = support::emulator_calls("autoscaling:CompleteLifecycleAction")
+        .into_iter()
+        .filter(|c| c["token"] == token.as_str())
+        .collect();
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    assert_eq!(completed[0]["result"], "CONTINUE");
+    assert_eq!(completed[0]["group"], p.as_str());
+    let heartbeats = support::emulator_calls("autoscaling:RecordLifecycleActionHeartbeat");
+    assert!(heartbeats.iter().any(|c| c["token"] == token.as_str()));
+    // Completing it again (a resumed step) is fine: the action is no longer pending. A hook
+    // that does not exist is an error.
+    use tugboat::ports::lifecycle::{Lifecycle, LifecycleAction};
+    let lifecycle =
+        tugboat::aws::autoscaling::AutoScalingLifecycle::new(clients().await.autoscaling);
+    let mut action = LifecycleAction {
+        group: p.clone(),
+        hook: "drain".into(),
+        token: token.clone(),
+        instance,
+    };
+    lifecycle.complete(&action).await.unwrap();
+    action.hook = "missing".into();
+    let e = lifecycle.complete(&action).await.unwrap_err();
+    assert!(
+        !e.retryable && e.message.contains("No Lifecycle Hook found"),
+        "{e:?}"
+    );
     let (code, _) = r.service.terminate();
     assert_eq!(code, 0);
 }

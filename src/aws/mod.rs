@@ -7,6 +7,7 @@
 //! of an [`AwsError`] into the engine's [`StepError`] or the queue's [`QueueError`] is here
 //! too. The submodules implement the ports over the SDK clients.
 
+pub mod autoscaling;
 pub mod dynamodb;
 pub mod ecs;
 pub mod migrate;
@@ -34,6 +35,7 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub s3: aws_sdk_s3::Client,
+    pub autoscaling: aws_sdk_autoscaling::Client,
 }
 
 impl Clients {
@@ -52,6 +54,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(&sdk),
             elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
+            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
         }
     }
 }

@@ -925,3 +925,35 @@ impl super::costs::CostStore for MemoryCosts {
             .unwrap_or_default())
     }
 }
+
+/// Lifecycle actions: every heartbeat and completion, in order ("heartbeat TOKEN",
+/// "complete TOKEN").
+#[derive(Debug, Default, Clone)]
+pub struct MemoryLifecycle {
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl MemoryLifecycle {
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl super::lifecycle::Lifecycle for MemoryLifecycle {
+    async fn heartbeat(&self, a: &super::lifecycle::LifecycleAction) -> Result<(), StepError> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("heartbeat {}", a.token));
+        Ok(())
+    }
+
+    async fn complete(&self, a: &super::lifecycle::LifecycleAction) -> Result<(), StepError> {
+        self.calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(format!("complete {}", a.token));
+        Ok(())
+    }
+}

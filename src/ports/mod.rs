@@ -9,6 +9,7 @@ pub mod clock;
 pub mod costs;
 pub mod ecs;
 pub mod http;
+pub mod lifecycle;
 pub mod memory;
 pub mod mqtt;
 pub mod notifier;
@@ -40,6 +41,8 @@ pub struct Ports {
     pub costs: Arc<dyn costs::CostStore>,
     /// The time of day and timers (`spot_drain`'s deadlines).
     pub clock: Arc<dyn clock::Clock>,
+    /// Auto Scaling lifecycle actions (`spot_drain`).
+    pub lifecycle: Arc<dyn lifecycle::Lifecycle>,
 }
 
 impl Ports {
@@ -55,6 +58,7 @@ impl Ports {
             objects: Arc::new(memory::MemoryObjects::default()),
             costs: Arc::new(memory::MemoryCosts::default()),
             clock: Arc::new(clock::SystemClock),
+            lifecycle: Arc::new(memory::MemoryLifecycle::default()),
         }
     }
 }

@@ -207,6 +207,16 @@ pub fn run(cmd: &mut Command) -> Output {
     }
 }
 
+/// The calls of kind `call` (`autoscaling:CompleteLifecycleAction` …) the launcher logged.
+pub fn emulator_calls(call: &str) -> Vec<serde_json::Value> {
+    let log = std::fs::read_to_string(&emulator().log).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| l.strip_prefix("TUGBOAT_CALL "))
+        .filter_map(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+        .filter(|v| v["call"] == call)
+        .collect()
+}
+
 /// How many times the emulator was asked to stop `task` (ECS `StopTask`), read from the
 /// launcher's log of those calls.
 pub fn stop_task_calls(task: &str) -> usize {

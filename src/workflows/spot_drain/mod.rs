@@ -12,15 +12,17 @@
 //!    Fargate Spot task: the task's IP, at once).
 //! 3. `handlers#P`: the `[[spot.handlers]]` of priority P, together, each bounded by its own
 //!    timeout and by the deadline, retried within them; one per priority, lowest first.
-//! 4. `report`: the outcome of every step and handler and the time left, on the success topic
+//! 4. `complete-lifecycle` (Auto Scaling terminate lifecycle actions): `CompleteLifecycleAction`
+//!    with CONTINUE once the drain and the handlers are done, so the instance goes without
+//!    waiting out the hook; a `heartbeat` (`RecordLifecycleActionHeartbeat`) before the drain
+//!    extends the hook while the work runs. Completion is not skipped past the deadline: the
+//!    hook waits for it either way.
+//! 5. `report`: the outcome of every step and handler and the time left, on the success topic
 //!    (attributes `type` = `spot-drain`, `instance`).
 //!
 //! One notice is one instance (`<kind>:<instance>@<minute>`), whichever source sent it
 //! ([`Flow::identity`]). Route params: `mode = "drain"` (default) or `"notify"` (handlers and
 //! report only: for rebalance recommendations, say).
-//!
-//! Not yet: completing an Auto Scaling lifecycle action (the notice is read and reported with
-//! its token, the drain runs, the action is left to its heartbeat timeout).
 
 pub mod config;
 mod handlers;
@@ -40,6 +42,7 @@ use serde_json::{Value, json};
 use super::Registration;
 use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Topic, Typed};
 use crate::ports::clock::Clock;
+use crate::ports::lifecycle::{Lifecycle, LifecycleAction};
 use crate::ports::{BrokerSettings, DestinationSettings, Ecs, TargetGroups};
 use config::SpotSettings;
 use handlers::Handlers;
@@ -75,6 +78,7 @@ pub fn registration() -> Registration {
                 ecs: setup.ports.ecs.clone(),
                 targets: setup.ports.targets.clone(),
                 clock: setup.ports.clock.clone(),
+                lifecycle: setup.ports.lifecycle.clone(),
             })) as Arc<dyn crate::contract::Workflow>)
         })
     })
@@ -89,6 +93,7 @@ pub struct SpotDrain {
     ecs: Arc<dyn Ecs>,
     targets: Arc<dyn TargetGroups>,
     clock: Arc<dyn Clock>,
+    lifecycle: Arc<dyn Lifecycle>,
 }
 
 /// What a route asks of a notice.
@@ -146,6 +151,9 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Step {
+    Heartbeat {
+        action: LifecycleAction,
+    },
     Drain {
         instances: Vec<String>,
         deadline_ms: u64,
@@ -159,6 +167,10 @@ pub enum Step {
         deadline_ms: u64,
         notice: Box<Notice>,
         event: Value,
+    },
+    CompleteLifecycle {
+        action: LifecycleAction,
+        deadline_ms: u64,
     },
     /// Engine publishes.
     Report,
@@ -180,6 +192,19 @@ impl SpotDrain {
     fn next(&self, s: &State) -> Decision<Step> {
         let done = |name: &str| s.outcomes.iter().any(|o| o.name == name);
         let retry = quick_retry(self.settings.window);
+        if let Some(action) = &s.notice.lifecycle
+            && !done("heartbeat")
+        {
+            return Next::Run(
+                Act::handler(
+                    "heartbeat",
+                    Step::Heartbeat {
+                        action: action.clone(),
+                    },
+                )
+                .retry(retry),
+            );
+        }
         if s.mode == Mode::Drain && !s.notice.instances.is_empty() && !done("drain") {
             return Next::Run(
                 Act::handler(
@@ -216,6 +241,20 @@ impl SpotDrain {
                     },
                 )
                 .retry(RetryPolicy::never()),
+            );
+        }
+        if let Some(action) = &s.notice.lifecycle
+            && !done("complete-lifecycle")
+        {
+            return Next::Run(
+                Act::handler(
+                    "complete-lifecycle",
+                    Step::CompleteLifecycle {
+                        action: action.clone(),
+                        deadline_ms: s.deadline_ms,
+                    },
+                )
+                .retry(retry),
             );
         }
         if !done("report") {
@@ -296,6 +335,8 @@ impl Flow for SpotDrain {
         outcome: Result<Value, StepError>,
     ) -> Decision<Step> {
         let name = match &step {
+            Step::Heartbeat { .. } => "heartbeat".to_string(),
+            Step::CompleteLifecycle { .. } => "complete-lifecycle".to_string(),
             Step::Drain { .. } => "drain".to_string(),
             Step::Deregister { .. } => "deregister".to_string(),
             Step::Handlers { priority, .. } => format!("handlers#{priority}"),
@@ -348,6 +389,17 @@ impl Flow for SpotDrain {
                 .handlers
                 .run(*priority, *deadline_ms, notice, event, self.clock.as_ref())
                 .await),
+            Step::Heartbeat { action } => {
+                self.lifecycle.heartbeat(action).await?;
+                Ok(json!({"heartbeat": action.token}))
+            }
+            Step::CompleteLifecycle {
+                action,
+                deadline_ms,
+            } => {
+                self.lifecycle.complete(action).await?;
+                Ok(json!({"completed": "CONTINUE", "left_ms": self.left_ms(*deadline_ms)}))
+            }
             Step::Report => Err(StepError::permanent("the report is published by the engine")),
         }
     }

@@ -42,14 +42,7 @@ impl Kind {
     }
 }
 
-/// An Auto Scaling lifecycle action to complete after the drain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LifecycleAction {
-    pub group: String,
-    pub hook: String,
-    pub token: String,
-    pub instance: String,
-}
+pub use crate::ports::lifecycle::LifecycleAction;
 
 /// One notice, whatever sent it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

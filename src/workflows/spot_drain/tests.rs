@@ -7,7 +7,7 @@ use super::*;
 use crate::contract::{Action, Call, Workflow};
 use crate::ports::Ports;
 use crate::ports::clock::SystemClock;
-use crate::ports::memory::{MemoryEcs, MemoryHttp, MemoryTargets};
+use crate::ports::memory::{MemoryEcs, MemoryHttp, MemoryLifecycle, MemoryTargets};
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -30,6 +30,7 @@ struct Rig {
     ecs: Arc<MemoryEcs>,
     targets: Arc<MemoryTargets>,
     http: MemoryHttp,
+    lifecycle: MemoryLifecycle,
 }
 
 fn workflow(spot: &str) -> (Typed<SpotDrain>, Rig) {
@@ -37,11 +38,13 @@ fn workflow(spot: &str) -> (Typed<SpotDrain>, Rig) {
         ecs: Arc::new(MemoryEcs::default()),
         targets: Arc::new(MemoryTargets::default()),
         http: MemoryHttp::default(),
+        lifecycle: MemoryLifecycle::default(),
     };
     let ports = Ports {
         ecs: rig.ecs.clone(),
         targets: rig.targets.clone(),
         http: Arc::new(rig.http.clone()),
+        lifecycle: Arc::new(rig.lifecycle.clone()),
         ..Ports::memory()
     };
     let table: toml::Table = toml::from_str(spot).unwrap();
@@ -55,6 +58,7 @@ fn workflow(spot: &str) -> (Typed<SpotDrain>, Rig) {
         ecs: ports.ecs.clone(),
         targets: ports.targets.clone(),
         clock: ports.clock.clone(),
+        lifecycle: ports.lifecycle.clone(),
     });
     (w, rig)
 }
@@ -247,6 +251,36 @@ async fn a_handler_slower_than_its_timeout_is_cut_off() {
     let reason = step["reason"].as_str().unwrap();
     assert!(reason.starts_with("cut off after 300 ms") && reason.contains("connection refused"), "{reason}");
     assert!(took < 3_000, "{took} ms");
+}
+
+#[tokio::test]
+async fn a_lifecycle_action_is_heartbeated_before_the_drain_and_completed_after_the_handlers() {
+    let (w, rig) = workflow(SPOT);
+    let event = at(fixture("autoscaling-ec2-instance-terminate-lifecycle-action.nth.json"), now_ms());
+    rig.ecs.add_container_instance("prod", "i-0633ac2b0d9769723", &["10.0.0.5"]);
+    let (end, steps, report) = run(&w, &event, json!({})).await;
+    assert!(matches!(end, Next::Complete(_)));
+    assert_eq!(
+        steps,
+        ["heartbeat", "drain", "deregister", "handlers#1", "handlers#2", "complete-lifecycle", "report"]
+    );
+    let token = "0befcbdb-6ecd-498a-9ff7-ae9b54447cd6";
+    assert_eq!(rig.lifecycle.calls(), [format!("heartbeat {token}"), format!("complete {token}")]);
+    let report = report.unwrap();
+    assert_eq!(report["lifecycle_action"]["token"], token);
+    assert_eq!(report["steps"][5]["outcome"], "ok", "{report}");
+    // The window (2 min) less the margin (5 s) is the deadline of a notice without one.
+    let left = report["left_ms"].as_i64().unwrap();
+    assert!(left > 100_000 && left <= 115_000, "{left}");
+
+    // Past its deadline the drain is skipped, but the hook is still completed: it waits for
+    // the completion either way.
+    let (w, rig) = workflow(SPOT);
+    let late = at(fixture("autoscaling-ec2-instance-terminate-lifecycle-action.nth.json"), now_ms() - 600_000);
+    let (_, _, report) = run(&w, &late, json!({})).await;
+    let report = report.unwrap();
+    assert_eq!(report["steps"][1]["outcome"], "skipped");
+    assert_eq!(rig.lifecycle.calls().last().unwrap(), &format!("complete {token}"));
 }
 
 #[test]
