@@ -70,8 +70,9 @@ impl Dependencies {
         )
         .await
         .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
+        let queues: Arc<dyn QueueSource> = Arc::new(SqsQueues::new(clients.sqs.clone()));
         Ok(Dependencies {
-            queues: Arc::new(SqsQueues::new(clients.sqs.clone())),
+            queues: queues.clone(),
             ports: Ports {
                 notifier: Arc::new(notifier),
                 ecs: Arc::new(EcsClient::new(clients.ecs.clone())),
@@ -86,6 +87,7 @@ impl Dependencies {
                 lifecycle: Arc::new(crate::aws::autoscaling::AutoScalingLifecycle::new(
                     clients.autoscaling.clone(),
                 )),
+                queues,
             },
             journal: None,
             catalog: Catalog::builtin(),
@@ -97,8 +99,11 @@ impl Dependencies {
     /// the built-in workflows, supervised actors: for in-process tests and benchmarks.
     pub fn memory(queues: Arc<dyn QueueSource>) -> Dependencies {
         Dependencies {
-            queues,
-            ports: Ports::memory(),
+            queues: queues.clone(),
+            ports: Ports {
+                queues,
+                ..Ports::memory()
+            },
             journal: None,
             catalog: Catalog::builtin(),
             spawn: Arc::new(ActorSpawn),

@@ -94,6 +94,19 @@ impl Notifier for SnsNotifier {
             Topic::Anomaly => &self.anomaly,
         };
         let Some(arn) = arn else { return Ok(None) };
+        self.publish_to(arn, subject, message, deduplication_id, attributes)
+            .await
+            .map(Some)
+    }
+
+    async fn publish_to(
+        &self,
+        arn: &str,
+        subject: &str,
+        message: &Value,
+        deduplication_id: &str,
+        attributes: &std::collections::BTreeMap<String, String>,
+    ) -> Result<String, StepError> {
         // SNS subjects: at most 100 printable ASCII characters.
         let subject: String = subject
             .chars()
@@ -121,6 +134,6 @@ impl Notifier for SnsNotifier {
             }
         }
         let out = request.send().await.map_err(|e| classify("Publish", e))?;
-        Ok(out.message_id)
+        Ok(out.message_id.unwrap_or_default())
     }
 }

@@ -334,9 +334,21 @@ impl QueueSource for MemoryQueues {
 #[derive(Debug, Default)]
 pub struct MemoryNotifier {
     published: Mutex<Vec<(Topic, String, Value, String)>>,
+    published_to: Mutex<Vec<PublishedTo>>,
 }
 
+/// A publish to a topic by ARN: (topic ARN, subject, message, attributes).
+pub type PublishedTo = (String, String, Value, BTreeMap<String, String>);
+
 impl MemoryNotifier {
+    /// (topic ARN, subject, message, attributes) of every publish to a topic by ARN.
+    pub fn published_to(&self) -> Vec<PublishedTo> {
+        self.published_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// (topic, subject, message, deduplication id) of every publish, in order.
     pub fn published(&self) -> Vec<(Topic, String, Value, String)> {
         self.published
@@ -364,6 +376,24 @@ impl super::Notifier for MemoryNotifier {
             deduplication_id.to_owned(),
         ));
         Ok(Some(format!("memory-{}", p.len())))
+    }
+
+    async fn publish_to(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &Value,
+        _deduplication_id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, StepError> {
+        let mut p = self.published_to.lock().unwrap_or_else(|e| e.into_inner());
+        p.push((
+            topic_arn.to_owned(),
+            subject.to_owned(),
+            message.clone(),
+            attributes.clone(),
+        ));
+        Ok(format!("m-{}", p.len()))
     }
 }
 

@@ -25,7 +25,7 @@ pub use notifier::Notifier;
 pub use queue::{BatchFailure, OutgoingMessage, Queue, QueueError, QueueSource, ReceivedMessage};
 
 /// The outside services that workflows reach, one port each.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Ports {
     /// The configured SNS topics (the engine's generic `Publish`).
     pub notifier: Arc<dyn Notifier>,
@@ -43,6 +43,18 @@ pub struct Ports {
     pub clock: Arc<dyn clock::Clock>,
     /// Auto Scaling lifecycle actions (`spot_drain`).
     pub lifecycle: Arc<dyn lifecycle::Lifecycle>,
+    /// Queues a workflow sends to (`spot_drain`'s `sqs` handlers); the same source the
+    /// intake opens its queues from.
+    pub queues: Arc<dyn QueueSource>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ports")
+            .field("notifier", &self.notifier)
+            .field("ecs", &self.ecs)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ports {
@@ -59,6 +71,7 @@ impl Ports {
             costs: Arc::new(memory::MemoryCosts::default()),
             clock: Arc::new(clock::SystemClock),
             lifecycle: Arc::new(memory::MemoryLifecycle::default()),
+            queues: Arc::new(memory::MemoryQueues::default()),
         }
     }
 }

@@ -21,4 +21,15 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
         deduplication_id: &str,
         attributes: &BTreeMap<String, String>,
     ) -> Result<Option<String>, StepError>;
+
+    /// Publishes `message` as JSON to the topic with this ARN (a workflow's own topic, not one
+    /// of the three configured); returns the message id.
+    async fn publish_to(
+        &self,
+        topic_arn: &str,
+        subject: &str,
+        message: &Value,
+        deduplication_id: &str,
+        attributes: &BTreeMap<String, String>,
+    ) -> Result<String, StepError>;
 }

@@ -22,6 +22,16 @@
 //! broker = "main"
 //! topic = "fluxer/aws/instances/{instance}/spot-interruption"
 //! qos = 1
+//!
+//! [[spot.handlers]]
+//! name = "ops-topic"
+//! type = "sns"                        # a topic by ARN (attributes `type`, `instance`)
+//! topic = "arn:aws:sns:us-east-1:123456789012:ops"
+//!
+//! [[spot.handlers]]
+//! name = "agent"
+//! type = "sqs"                        # a queue by name or URL
+//! queue = "instance-agents"
 //! ```
 //!
 //! Templates are filled from the notice: `instance`, `kind`, `deadline` (RFC 3339), `left_s`,
@@ -100,6 +110,18 @@ pub enum HandlerKind {
         #[serde(default = "default_qos")]
         qos: u8,
     },
+    Sns {
+        /// The topic's ARN.
+        topic: String,
+        #[serde(default)]
+        body: Option<Value>,
+    },
+    Sqs {
+        /// The queue's name or URL (the instance's agent listens there, say).
+        queue: String,
+        #[serde(default)]
+        body: Option<Value>,
+    },
 }
 
 /// Parses and checks the section; errors name the key (`spot.handlers.0.timeout`).
@@ -117,10 +139,14 @@ pub fn parse(value: &toml::Value) -> Result<SpotSettings, (String, String)> {
         if h.timeout.is_zero() {
             return Err((key("timeout"), "must be more than 0s".into()));
         }
-        if let HandlerKind::Mqtt { qos, .. } = &h.kind
-            && *qos > 1
-        {
-            return Err((key("qos"), format!("must be 0 or 1, got {qos}")));
+        match &h.kind {
+            HandlerKind::Mqtt { qos, .. } if *qos > 1 => {
+                return Err((key("qos"), format!("must be 0 or 1, got {qos}")));
+            }
+            HandlerKind::Sns { topic, .. } if !topic.starts_with("arn:") => {
+                return Err((key("topic"), format!("must be a topic ARN, got {topic:?}")));
+            }
+            _ => {}
         }
     }
     Ok(s)
@@ -156,6 +182,10 @@ mod tests {
             (
                 "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"http\"\ndestination = \"d\"\nretries = 3\n",
                 "spot.handlers",
+            ),
+            (
+                "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"sns\"\ntopic = \"ops\"\n",
+                "spot.handlers.0.topic",
             ),
             (
                 "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"mqtt\"\nbroker = \"b\"\ntopic = \"t\"\nqos = 2\n",

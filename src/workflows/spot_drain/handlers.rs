@@ -14,7 +14,10 @@ use super::config::{HandlerKind, HandlerSettings};
 use super::notice::Notice;
 use crate::ports::clock::Clock;
 use crate::ports::mqtt::{Publication, Qos};
-use crate::ports::{Broker, BrokerSettings, Destination, DestinationSettings, Ports};
+use crate::ports::{
+    Broker, BrokerSettings, Destination, DestinationSettings, Notifier, OutgoingMessage, Ports,
+    Queue,
+};
 use crate::workflows::template::{BodyTemplate, Maps, Template};
 
 /// The first pause between attempts of a handler; it doubles up to [`MAX_PAUSE`].
@@ -45,6 +48,15 @@ enum Target {
         topic: Template,
         qos: Qos,
     },
+    Sns {
+        notifier: Arc<dyn Notifier>,
+        topic: String,
+        body: Option<BodyTemplate>,
+    },
+    Sqs {
+        queue: Arc<dyn Queue>,
+        body: Option<BodyTemplate>,
+    },
 }
 
 /// Why one attempt failed, and whether another may succeed.
@@ -56,7 +68,7 @@ struct Failure {
 impl Handlers {
     /// Opens each handler's destination or broker; a name that is not configured, or a
     /// template that does not parse, stops the service from starting.
-    pub fn build(
+    pub async fn build(
         settings: &[HandlerSettings],
         destinations: &BTreeMap<String, DestinationSettings>,
         brokers: &BTreeMap<String, BrokerSettings>,
@@ -66,7 +78,26 @@ impl Handlers {
         let mut all = Vec::new();
         for (i, h) in settings.iter().enumerate() {
             let key = |field: &str| format!("spot.handlers.{i}.{field}");
+            let body_template = |body: &Option<Value>| match body {
+                Some(b) => BodyTemplate::parse(b, &maps)
+                    .map(Some)
+                    .map_err(|e| format!("{}: {e}", key("body"))),
+                None => Ok(None),
+            };
             let target = match &h.kind {
+                HandlerKind::Sns { topic, body } => Target::Sns {
+                    notifier: ports.notifier.clone(),
+                    topic: topic.clone(),
+                    body: body_template(body)?,
+                },
+                HandlerKind::Sqs { queue, body } => Target::Sqs {
+                    queue: ports
+                        .queues
+                        .open(queue)
+                        .await
+                        .map_err(|e| format!("{}: {e}", key("queue")))?,
+                    body: body_template(body)?,
+                },
                 HandlerKind::Http { destination, body } => {
                     let d = destinations.get(destination).ok_or_else(|| {
                         format!(
@@ -224,8 +255,60 @@ impl Handler {
                     })?;
                 Ok(json!({"topic": topic}))
             }
+            Target::Sns {
+                notifier,
+                topic,
+                body,
+            } => {
+                let message = render(body, view)?;
+                let attributes = notice_attributes(view);
+                let subject = format!(
+                    "tugboat: {} {}",
+                    view["kind"].as_str().unwrap_or_default(),
+                    view["instance"].as_str().unwrap_or_default()
+                );
+                let dedup = view["identity"].as_str().unwrap_or_default();
+                let id = notifier
+                    .publish_to(topic, &subject, &message, dedup, &attributes)
+                    .await
+                    .map_err(|e| Failure {
+                        message: e.message,
+                        retryable: e.retryable,
+                    })?;
+                Ok(json!({"message_id": id}))
+            }
+            Target::Sqs { queue, body } => {
+                let message = OutgoingMessage {
+                    body: render(body, view)?.to_string(),
+                    attributes: notice_attributes(view),
+                    ..OutgoingMessage::default()
+                };
+                let id = queue.send(&message).await.map_err(|e| Failure {
+                    message: e.message,
+                    retryable: e.retryable,
+                })?;
+                Ok(json!({"message_id": id}))
+            }
         }
     }
+}
+
+fn render(body: &Option<BodyTemplate>, view: &Value) -> Result<Value, Failure> {
+    match body {
+        Some(t) => t.render(view, &Maps::new()).map_err(permanent),
+        None => Ok(view.clone()),
+    }
+}
+
+/// `type` and `instance`, so that a subscription filter policy can pick notices.
+fn notice_attributes(view: &Value) -> BTreeMap<String, String> {
+    [("type", "kind"), ("instance", "instance")]
+        .into_iter()
+        .filter_map(|(name, field)| {
+            let v = view[field].as_str()?;
+            (!v.is_empty()).then(|| (name.to_owned(), v.to_owned()))
+        })
+        .collect()
 }
 
 fn permanent(message: String) -> Failure {

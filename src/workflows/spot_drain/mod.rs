@@ -10,7 +10,8 @@
 //!    awsvpc tasks on them are read for the next step.
 //! 2. `deregister`: those IPs and the instance id leave the configured target groups (for a
 //!    Fargate Spot task: the task's IP, at once).
-//! 3. `handlers#P`: the `[[spot.handlers]]` of priority P, together, each bounded by its own
+//! 3. `handlers#P`: the `[[spot.handlers]]` of priority P (HTTP destinations, MQTT brokers,
+//!    SNS topics, SQS queues), together, each bounded by its own
 //!    timeout and by the deadline, retried within them; one per priority, lowest first.
 //! 4. `complete-lifecycle` (Auto Scaling terminate lifecycle actions): `CompleteLifecycleAction`
 //!    with CONTINUE once the drain and the handlers are done, so the instance goes without
@@ -66,12 +67,8 @@ pub fn registration() -> Registration {
                 .config
                 .section::<BTreeMap<String, BrokerSettings>>("brokers")
                 .map_err(|(k, m)| format!("{k}: {m}"))?;
-            let handlers = Handlers::build(
-                &settings.handlers,
-                &destinations,
-                &brokers,
-                setup.ports,
-            )?;
+            let handlers =
+                Handlers::build(&settings.handlers, &destinations, &brokers, setup.ports).await?;
             Ok(Arc::new(Typed(SpotDrain {
                 settings,
                 handlers,

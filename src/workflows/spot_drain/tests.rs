@@ -7,7 +7,9 @@ use super::*;
 use crate::contract::{Action, Call, Workflow};
 use crate::ports::Ports;
 use crate::ports::clock::SystemClock;
-use crate::ports::memory::{MemoryEcs, MemoryHttp, MemoryLifecycle, MemoryTargets};
+use crate::ports::memory::{
+    MemoryEcs, MemoryHttp, MemoryLifecycle, MemoryNotifier, MemoryQueue, MemoryQueues, MemoryTargets,
+};
 
 fn fixture(name: &str) -> Value {
     let path = format!(
@@ -27,20 +29,27 @@ fn at(mut event: Value, ms: u64) -> Value {
 }
 
 struct Rig {
+    notifier: Arc<MemoryNotifier>,
+    queue: Arc<MemoryQueue>,
     ecs: Arc<MemoryEcs>,
     targets: Arc<MemoryTargets>,
     http: MemoryHttp,
     lifecycle: MemoryLifecycle,
 }
 
-fn workflow(spot: &str) -> (Typed<SpotDrain>, Rig) {
+async fn workflow(spot: &str) -> (Typed<SpotDrain>, Rig) {
+    let queues = MemoryQueues::default();
     let rig = Rig {
+        notifier: Arc::new(MemoryNotifier::default()),
+        queue: queues.add(Arc::new(MemoryQueue::new("agents"))),
         ecs: Arc::new(MemoryEcs::default()),
         targets: Arc::new(MemoryTargets::default()),
         http: MemoryHttp::default(),
         lifecycle: MemoryLifecycle::default(),
     };
     let ports = Ports {
+        notifier: rig.notifier.clone(),
+        queues: Arc::new(queues),
         ecs: rig.ecs.clone(),
         targets: rig.targets.clone(),
         http: Arc::new(rig.http.clone()),
@@ -51,7 +60,7 @@ fn workflow(spot: &str) -> (Typed<SpotDrain>, Rig) {
     let settings = config::parse(&table["spot"]).unwrap();
     let destinations: BTreeMap<String, DestinationSettings> =
         toml::from_str("pager = { url = \"http://127.0.0.1:9/p\" }\nlog = { url = \"http://127.0.0.1:9/l\" }").unwrap();
-    let handlers = Handlers::build(&settings.handlers, &destinations, &BTreeMap::new(), &ports).unwrap();
+    let handlers = Handlers::build(&settings.handlers, &destinations, &BTreeMap::new(), &ports).await.unwrap();
     let w = Typed(SpotDrain {
         settings,
         handlers,
@@ -148,15 +157,15 @@ fn every_trigger_in_the_fixtures_is_read_and_others_are_refused_with_the_reason(
     }
 }
 
-#[test]
-fn the_same_interruption_from_eventbridge_and_from_the_agent_is_one_identity() {
+#[tokio::test]
+async fn the_same_interruption_from_eventbridge_and_from_the_agent_is_one_identity() {
     let noticed = 1_764_410_400_000; // 2025-11-29T10:00:00Z
     let bridge = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), noticed + 4_000);
     let agent = json!({"source": "tugboat.agent", "detail-type": "Interruption Notice",
         "time": handlers::rfc3339(noticed + 9_000),
         "detail": {"instance-id": "i-0b662ef9931388ba0", "kind": "spot-interruption",
             "deadline": handlers::rfc3339(noticed + 120_000), "instance-type": "m5.large"}});
-    let (w, _) = workflow(SPOT);
+    let (w, _) = workflow(SPOT).await;
     let a = Flow::identity(&w.0, &bridge).unwrap();
     assert_eq!(Some(a.clone()), Flow::identity(&w.0, &agent));
     assert_eq!(a, "i-0b662ef9931388ba0:2025-11-29T10:00");
@@ -167,7 +176,7 @@ fn the_same_interruption_from_eventbridge_and_from_the_agent_is_one_identity() {
 
 #[tokio::test]
 async fn a_warning_drains_the_container_instance_deregisters_its_targets_and_tells_the_handlers_in_priority_order() {
-    let (w, rig) = workflow(SPOT);
+    let (w, rig) = workflow(SPOT).await;
     rig.ecs.add_container_instance("prod", "i-0b662ef9931388ba0", &["10.0.0.5", "10.0.0.6"]);
     rig.ecs.add_container_instance("prod", "i-other", &["10.0.0.9"]);
     let tg = rig.targets.resolve("web").await.unwrap();
@@ -201,7 +210,7 @@ async fn a_warning_drains_the_container_instance_deregisters_its_targets_and_tel
 
 #[tokio::test]
 async fn a_notice_past_its_deadline_skips_every_step_and_still_reports() {
-    let (w, rig) = workflow(SPOT);
+    let (w, rig) = workflow(SPOT).await;
     rig.ecs.add_container_instance("prod", "i-0b662ef9931388ba0", &[]);
     let event = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), now_ms() - 600_000);
     let (end, _, report) = run(&w, &event, json!({})).await;
@@ -220,7 +229,7 @@ async fn a_handler_that_keeps_failing_is_retried_then_reported_and_the_others_st
     let (w, rig) = workflow(
         "[spot]\nmargin = \"0s\"\n[[spot.handlers]]\nname = \"flaky\"\ntype = \"http\"\ndestination = \"pager\"\ntimeout = \"600ms\"\n\
          [[spot.handlers]]\nname = \"refused\"\ntype = \"http\"\ndestination = \"log\"\npriority = 1\n",
-    );
+   ).await;
     rig.http.answer(503, None, "busy");
     rig.http.answer(200, None, "");
     rig.http.answer(403, None, "no");
@@ -238,7 +247,7 @@ async fn a_handler_that_keeps_failing_is_retried_then_reported_and_the_others_st
 async fn a_handler_slower_than_its_timeout_is_cut_off() {
     let (w, rig) = workflow(
         "[spot]\nmargin = \"0s\"\n[[spot.handlers]]\nname = \"down\"\ntype = \"http\"\ndestination = \"pager\"\ntimeout = \"300ms\"\n",
-    );
+   ).await;
     for _ in 0..20 {
         rig.http.fail("connection refused");
     }
@@ -255,7 +264,7 @@ async fn a_handler_slower_than_its_timeout_is_cut_off() {
 
 #[tokio::test]
 async fn a_lifecycle_action_is_heartbeated_before_the_drain_and_completed_after_the_handlers() {
-    let (w, rig) = workflow(SPOT);
+    let (w, rig) = workflow(SPOT).await;
     let event = at(fixture("autoscaling-ec2-instance-terminate-lifecycle-action.nth.json"), now_ms());
     rig.ecs.add_container_instance("prod", "i-0633ac2b0d9769723", &["10.0.0.5"]);
     let (end, steps, report) = run(&w, &event, json!({})).await;
@@ -275,12 +284,41 @@ async fn a_lifecycle_action_is_heartbeated_before_the_drain_and_completed_after_
 
     // Past its deadline the drain is skipped, but the hook is still completed: it waits for
     // the completion either way.
-    let (w, rig) = workflow(SPOT);
+    let (w, rig) = workflow(SPOT).await;
     let late = at(fixture("autoscaling-ec2-instance-terminate-lifecycle-action.nth.json"), now_ms() - 600_000);
     let (_, _, report) = run(&w, &late, json!({})).await;
     let report = report.unwrap();
     assert_eq!(report["steps"][1]["outcome"], "skipped");
     assert_eq!(rig.lifecycle.calls().last().unwrap(), &format!("complete {token}"));
+}
+
+#[tokio::test]
+async fn sns_and_sqs_handlers_carry_the_notice_with_filterable_attributes() {
+    let (w, rig) = workflow(
+        "[spot]\n[[spot.handlers]]\nname = \"topic\"\ntype = \"sns\"\ntopic = \"arn:aws:sns:us-east-1:1:ops\"\n\
+         [[spot.handlers]]\nname = \"agent\"\ntype = \"sqs\"\nqueue = \"agents\"\nbody = { stop = \"{instance}\", by = \"{deadline}\" }\n",
+    )
+    .await;
+    let event = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), now_ms());
+    let (_, _, report) = run(&w, &event, json!({"mode": "notify"})).await;
+    let steps = report.unwrap()["steps"].clone();
+    assert_eq!(steps[0]["outcome"], "ok", "{steps}");
+    assert_eq!(steps[1]["outcome"], "ok", "{steps}");
+    let published = rig.notifier.published_to();
+    assert_eq!(published.len(), 1);
+    assert_eq!(published[0].0, "arn:aws:sns:us-east-1:1:ops");
+    assert_eq!(published[0].2["instance"], "i-0b662ef9931388ba0");
+    assert_eq!(published[0].3["type"], "spot-interruption");
+    assert_eq!(published[0].3["instance"], "i-0b662ef9931388ba0");
+    let sent = rig.queue.messages();
+    assert_eq!(sent.len(), 1);
+    let body: Value = serde_json::from_str(&sent[0].body).unwrap();
+    assert_eq!(body["stop"], "i-0b662ef9931388ba0");
+    assert_eq!(sent[0].attributes["type"], "spot-interruption");
+    // A queue that does not exist stops the service from starting, naming the handler.
+    let settings = config::parse(&toml::from_str::<toml::Table>("[spot]\n[[spot.handlers]]\nname = \"x\"\ntype = \"sqs\"\nqueue = \"nowhere\"\n").unwrap()["spot"]).unwrap();
+    let e = Handlers::build(&settings.handlers, &BTreeMap::new(), &BTreeMap::new(), &Ports::memory()).await.unwrap_err();
+    assert!(e.contains("spot.handlers.0.queue") && e.contains("nowhere"), "{e}");
 }
 
 #[test]
@@ -289,7 +327,8 @@ fn params_and_the_section_are_checked() {
     assert!(Mode::parse(&json!({"other": 1})).is_err());
     assert_eq!(Mode::parse(&json!({})).unwrap(), Mode::Drain);
     let settings = config::parse(&toml::from_str::<toml::Table>("[spot]\n[[spot.handlers]]\nname = \"x\"\ntype = \"http\"\ndestination = \"nowhere\"\n").unwrap()["spot"]).unwrap();
-    let e = Handlers::build(&settings.handlers, &BTreeMap::new(), &BTreeMap::new(), &Ports::memory()).unwrap_err();
+    let e = futures::executor::block_on(Handlers::build(&settings.handlers, &BTreeMap::new(), &BTreeMap::new(), &Ports::memory()))
+        .unwrap_err();
     assert!(e.contains("spot.handlers.0.destination"), "{e}");
 }
 
