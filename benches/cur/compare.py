@@ -4,7 +4,11 @@ Lambda approach), DuckDB and Polars (each limited to one thread) doing the same 
 cost summed per (day, payer, account, service, region) — over one generated CUR-shaped file,
 plain and gzip, in the same run. Prints MB/s (of the uncompressed report) and peak RSS.
 
-    python3 benches/cur/compare.py [SIZE_MB]      # default 1100 (≥ 1 GB)
+    python3 benches/cur/compare.py [SIZE_MB] [ROUNDS]   # default 1100 (≥ 1 GB), 3 rounds
+
+Every tool runs once per round, the rounds interleaved, and each tool's best round is printed
+(with the spread): on a shared virtual machine the CPU's speed drifts by tens of percent over a
+minute, so one run each would compare the machine's moods as much as the tools.
 
 Sets up its own venv (target/bench-venv: duckdb, polars, pinned below) and its files under
 target/bench-cur/. Builds tugboat in release first.
@@ -79,6 +83,7 @@ def run(cmd, env=None):
 
 def main():
     size_mb = float(sys.argv[1]) if len(sys.argv) > 1 else 1100
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     os.makedirs(WORK, exist_ok=True)
     if not os.path.exists(os.path.join(VENV, "bin", "python")):
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
@@ -95,8 +100,7 @@ def main():
             subprocess.check_call(["gzip", "-c", "-6", plain], stdout=out)
     mb = os.path.getsize(plain) / 1e6
     one = dict(os.environ, POLARS_MAX_THREADS="1", RAYON_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    print(f"report: {mb:.0f} MB plain, {os.path.getsize(gz) / 1e6:.0f} MB gzip; {os.cpu_count()} cores")
-    print(f"{'':38} {'MB/s':>8} {'peak RSS':>10} {'CPU/wall':>9}")
+    cases = []
     for label, path in (("plain", plain), ("gzip", gz)):
         for name, cmd in (
             ("tugboat cur summarize", [tugboat, "cur", "summarize", path]),
@@ -104,11 +108,28 @@ def main():
             ("duckdb (1 thread)", [py, "-c", DUCKDB, path]),
             ("polars (1 thread)", [py, "-c", POLARS, path]),
         ):
-            wall, rss, cpu, said = run(cmd, env=one)
-            print(f"{label:6} {name:31} {mb / wall:8.0f} {rss:8.0f} MB {cpu / wall:9.2f}   ({said})", flush=True)
+            cases.append((label, name, cmd))
         if label == "gzip":
-            wall, rss, cpu, _ = run(["sh", "-c", f"gzip -dc {gz} > /dev/null"])
-            print(f"{label:6} {'gzip -dc > /dev/null':31} {mb / wall:8.0f} {rss:8.0f} MB {cpu / wall:9.2f}", flush=True)
+            cases.append((label, "gzip -dc > /dev/null", ["sh", "-c", f"gzip -dc {gz} > /dev/null"]))
+    # Read both files once so that no round pays for the disk.
+    for path in (plain, gz):
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    results = {}
+    for r in range(rounds):
+        print(f"round {r + 1} of {rounds}", file=sys.stderr, flush=True)
+        for label, name, cmd in cases:
+            wall, rss, cpu, said = run(cmd, env=one)
+            results.setdefault((label, name), []).append((mb / wall, rss, cpu / wall, said))
+    print(f"report: {mb:.0f} MB plain, {os.path.getsize(gz) / 1e6:.0f} MB gzip; {os.cpu_count()} cores; best of {rounds} interleaved rounds")
+    print(f"{'':38} {'MB/s':>8} {'(range)':>13} {'peak RSS':>10} {'CPU/wall':>9}")
+    for label, name, _ in cases:
+        runs = results[(label, name)]
+        best = max(runs, key=lambda x: x[0])
+        lo = min(x[0] for x in runs)
+        rss = max(x[1] for x in runs)
+        print(f"{label:6} {name:31} {best[0]:8.0f} {f'({lo:.0f}-{best[0]:.0f})':>13} {rss:8.0f} MB {best[2]:9.2f}   {best[3]}", flush=True)
 
 
 if __name__ == "__main__":

@@ -278,7 +278,7 @@ fn parts(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
 }
 
 /// A report's text: gunzipped when its first bytes are gzip's.
-fn open(path: &Path) -> Result<Box<dyn Read>, String> {
+fn open(path: &Path) -> Result<Box<dyn Read + Send>, String> {
     let name = path.display();
     let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);

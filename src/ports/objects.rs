@@ -10,7 +10,7 @@ use crate::contract::StepError;
 
 /// Reads an object's bytes (on a blocking thread) and says what they hold; `Err` means the
 /// object is not what it should be (a permanent failure of the object, not of S3).
-pub type Consume = Box<dyn FnOnce(&mut dyn Read) -> Result<Value, String> + Send>;
+pub type Consume = Box<dyn FnOnce(&mut (dyn Read + Send)) -> Result<Value, String> + Send>;
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync + std::fmt::Debug {

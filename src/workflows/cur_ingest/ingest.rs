@@ -15,7 +15,7 @@ use crate::contract::StepError;
 use crate::ports::costs::DailyCost;
 
 /// Reads one part (gzip recognised by its first bytes) into `summary`.
-fn read_part(input: &mut dyn Read, name: &str, summary: &mut Summary) -> Result<(), String> {
+fn read_part(input: &mut (dyn Read + Send), name: &str, summary: &mut Summary) -> Result<(), String> {
     let mut buffered = BufReader::with_capacity(256 * 1024, input);
     let head = buffered.fill_buf().map_err(|e| format!("{name}: {e}"))?;
     if is_gzip(head) {

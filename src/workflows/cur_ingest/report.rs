@@ -291,12 +291,18 @@ impl Summary {
     /// its line items. Returns the report's layout.
     ///
     /// Fast path: only the columns used are looked at ([`Rows::select`]: the others are
-    /// skipped by counting commas), fields stay bytes, and each distinct value is kept once,
-    /// so that a line item costs six small hash lookups and no allocation; the strings are
-    /// built once per distinct sum at the end.
-    pub fn add_report(&mut self, input: impl Read, report: &str) -> Result<Layout, String> {
+    /// skipped by counting commas), on a thread of their own that hands batches of the used
+    /// fields to this one; fields stay bytes, and each distinct value is kept once, so that a
+    /// line item costs six small hash lookups and no allocation; the strings are built once
+    /// per distinct sum at the end.
+    pub fn add_report(
+        &mut self,
+        input: impl Read + Send,
+        report: &str,
+    ) -> Result<Layout, String> {
         let mut rows = Rows::new(input);
-        let read_failed = |line: u64, e: std::io::Error| format!("{report}: line {line}: reading failed: {e}");
+        let read_failed =
+            |line: u64, e: std::io::Error| format!("{report}: line {line}: reading failed: {e}");
         let header = match rows.next_row() {
             Ok(Some(row)) => (0..row.len())
                 .map(|i| {
@@ -313,69 +319,112 @@ impl Summary {
             Err(e) => return Err(read_failed(1, e)),
         };
         let columns = Columns::detect(&header, report)?;
-        rows.select(&columns.used());
+        let mut used = columns.used();
+        used.sort_unstable();
+        used.dedup();
+        rows.select(&used);
+        let mut slot = vec![usize::MAX; header.len()];
+        for (k, &c) in used.iter().enumerate() {
+            slot[c] = k;
+        }
+        let width = header.len();
         let mut values = Interner::default();
         let mut sums: HashMap<[u32; 6], Cost, Fnv> = HashMap::default();
         let mut rows_read = 0u64;
-        loop {
-            let record = match rows.next_row() {
-                Ok(Some(row)) => row,
-                Ok(None) => break,
-                Err(e) => return Err(read_failed(rows.next_line(), e)),
-            };
-            let line = record.line;
-            if record.len() > header.len() {
-                return Err(format!(
-                    "{report}: line {line}: {} fields where the header has {}",
-                    record.len(),
-                    header.len()
-                ));
-            }
-            let at = |column: usize, what: String| {
-                format!(
-                    "{report}: line {line}, column {}: {what}",
-                    columns.names[column]
-                )
-            };
-            let field = |i: usize| record.field(i);
-            let cost = field(columns.cost);
-            let cost = std::str::from_utf8(&cost)
-                .map_err(|_| at(columns.cost, "not UTF-8 text".into()))
-                .and_then(|text| Cost::parse(text).map_err(|e| at(columns.cost, e)))?;
-            let day = values
-                .day(&field(columns.day))
-                .map_err(|e| at(columns.day, e))?;
-            let mut service = field(columns.service);
-            if is_null(&service)
-                && let Some(fallback) = columns.service_fallback
-            {
-                service = field(fallback);
-            }
-            let value = |values: &mut Interner, bytes: &[u8], i: usize, default: &str| {
-                if is_null(bytes) {
-                    values.id(default.as_bytes())
-                } else {
-                    values.id(bytes)
+        // Two threads: this one sums, a second splits rows and copies out the used fields, a
+        // few batches ahead (the split is most of the work: together they take two cores).
+        std::thread::scope(|scope| -> Result<(), String> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Batch, String>>(4);
+            let used = &used;
+            scope.spawn(move || {
+                let mut batch = Batch::with_capacity(used.len());
+                loop {
+                    match rows.next_row() {
+                        Ok(Some(row)) => {
+                            if row.len() > width {
+                                let _ = tx.send(Err(format!(
+                                    "{report}: line {}: {} fields where the header has {width}",
+                                    row.line,
+                                    row.len()
+                                )));
+                                return;
+                            }
+                            batch.push(&row, used);
+                            if batch.full()
+                                && tx
+                                    .send(Ok(std::mem::replace(
+                                        &mut batch,
+                                        Batch::with_capacity(used.len()),
+                                    )))
+                                    .is_err()
+                            {
+                                // The summing side stopped (an error): so does this one.
+                                return;
+                            }
+                        }
+                        Ok(None) => {
+                            let _ = tx.send(Ok(batch));
+                            return;
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(read_failed(rows.next_line(), e)));
+                            return;
+                        }
+                    }
                 }
-                .map_err(|_| at(i, "not UTF-8 text".into()))
-            };
-            let key = [
-                day,
-                value(&mut values, &field(columns.payer), columns.payer, "")?,
-                value(&mut values, &field(columns.account), columns.account, "")?,
-                value(&mut values, &service, columns.service, "")?,
-                match columns.region {
-                    Some(i) => value(&mut values, &field(i), i, "")?,
-                    None => values.id(b"").unwrap_or_default(),
-                },
-                match columns.currency {
-                    Some(i) => value(&mut values, &field(i), i, "USD")?,
-                    None => values.id(b"USD").unwrap_or_default(),
-                },
-            ];
-            *sums.entry(key).or_default() += cost;
-            rows_read += 1;
-        }
+            });
+            for batch in rx {
+                let batch = batch?;
+                for r in 0..batch.lines.len() {
+                    let line = batch.lines[r];
+                    let at = |column: usize, what: String| {
+                        format!(
+                            "{report}: line {line}, column {}: {what}",
+                            columns.names[column]
+                        )
+                    };
+                    let field = |i: usize| batch.field(r, slot[i]);
+                    let cost = field(columns.cost);
+                    let cost = std::str::from_utf8(cost)
+                        .map_err(|_| at(columns.cost, "not UTF-8 text".into()))
+                        .and_then(|text| Cost::parse(text).map_err(|e| at(columns.cost, e)))?;
+                    let day = values
+                        .day(field(columns.day))
+                        .map_err(|e| at(columns.day, e))?;
+                    let mut service = field(columns.service);
+                    if is_null(service)
+                        && let Some(fallback) = columns.service_fallback
+                    {
+                        service = field(fallback);
+                    }
+                    let value = |values: &mut Interner, bytes: &[u8], i: usize, default: &str| {
+                        if is_null(bytes) {
+                            values.id(default.as_bytes())
+                        } else {
+                            values.id(bytes)
+                        }
+                        .map_err(|_| at(i, "not UTF-8 text".into()))
+                    };
+                    let key = [
+                        day,
+                        value(&mut values, field(columns.payer), columns.payer, "")?,
+                        value(&mut values, field(columns.account), columns.account, "")?,
+                        value(&mut values, service, columns.service, "")?,
+                        match columns.region {
+                            Some(i) => value(&mut values, field(i), i, "")?,
+                            None => values.id(b"").unwrap_or_default(),
+                        },
+                        match columns.currency {
+                            Some(i) => value(&mut values, field(i), i, "USD")?,
+                            None => values.id(b"USD").unwrap_or_default(),
+                        },
+                    ];
+                    *sums.entry(key).or_default() += cost;
+                    rows_read += 1;
+                }
+            }
+            Ok(())
+        })?;
         for (ids, cost) in sums {
             let name = |i: usize| values.strings[ids[i] as usize].clone();
             let key = Key {
@@ -390,6 +439,51 @@ impl Summary {
         }
         self.rows += rows_read;
         Ok(columns.layout)
+    }
+}
+
+/// Rows' used fields, copied out of the splitter's buffer to cross to the summing thread.
+struct Batch {
+    /// Used columns per row.
+    width: usize,
+    /// Each row's first line.
+    lines: Vec<u64>,
+    /// Per row, per used column (in column order): its bytes in `bytes`.
+    spans: Vec<(u32, u32)>,
+    bytes: Vec<u8>,
+}
+
+impl Batch {
+    const ROWS: usize = 4096;
+
+    fn with_capacity(width: usize) -> Batch {
+        Batch {
+            width,
+            lines: Vec::with_capacity(Batch::ROWS),
+            spans: Vec::with_capacity(Batch::ROWS * width),
+            bytes: Vec::with_capacity(Batch::ROWS * width * 16),
+        }
+    }
+
+    fn push(&mut self, row: &super::rows::Row<'_>, used: &[usize]) {
+        self.lines.push(row.line);
+        for &c in used {
+            let start = self.bytes.len() as u32;
+            self.bytes.extend_from_slice(&row.field(c));
+            self.spans.push((start, self.bytes.len() as u32));
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.lines.len() >= Batch::ROWS
+    }
+
+    /// Row `r`'s field in used column `k` (empty for a column not used).
+    fn field(&self, r: usize, k: usize) -> &[u8] {
+        match self.spans.get(r * self.width + k) {
+            Some(&(a, b)) if k < self.width => &self.bytes[a as usize..b as usize],
+            _ => b"",
+        }
     }
 }
 
@@ -619,6 +713,14 @@ e,111,333,Usage,2024-01-02T00:00:00Z,AmazonS3,2,USD,eu-west-1,x\r\n";
         let ragged = LEGACY.replace(",credit\r\n", ",credit,extra\r\n");
         let e = s.add_report(ragged.as_bytes(), "g.csv").unwrap_err();
         assert_eq!(e, "g.csv: line 5: 11 fields where the header has 10");
+        // An error early in a long report ends it at once: the splitting thread, blocked on a
+        // full hand-over, stops when the summing side gives up.
+        let mut long = LEGACY.replace("0.25", "lots");
+        for i in 0..200_000 {
+            long.push_str(&format!("x{i},111,222,Usage,2024-01-01T00:00:00Z,AmazonEC2,1,USD,us-east-1,y\r\n"));
+        }
+        let e = s.add_report(long.as_bytes(), "l.csv").unwrap_err();
+        assert!(e.starts_with("l.csv: line 3, column lineItem/UnblendedCost"), "{e}");
         // Short of trailing fields: read as empty.
         let short = LEGACY.replace(",credit\r\n", "\r\n");
         assert!(
