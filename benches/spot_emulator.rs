@@ -66,12 +66,6 @@ impl Ecs for TimedEcs {
     }
 }
 
-fn aws_text(args: &[&str]) -> String {
-    let out = support::run(support::aws_cli().args(args).args(["--output", "text"]));
-    assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
-    out.stdout.trim().to_owned()
-}
-
 async fn run(notices: usize, instances: usize) {
     let c = support::clients().await;
     let p = support::unique("spotbench");
@@ -82,21 +76,9 @@ async fn run(notices: usize, instances: usize) {
         .send()
         .await
         .unwrap();
-    let image = aws_text(&["ec2", "describe-images", "--query", "Images[0].ImageId"]);
     let mut ids = Vec::new();
     for _ in 0..instances {
-        let id = aws_text(&[
-            "ec2",
-            "run-instances",
-            "--image-id",
-            &image,
-            "--instance-type",
-            "m5.large",
-            "--count",
-            "1",
-            "--query",
-            "Instances[0].InstanceId",
-        ]);
+        let id = support::ec2_instance();
         c.ecs
             .register_container_instance()
             .cluster(&cluster)

@@ -23,23 +23,10 @@ struct Ecs {
     dlq_url: String,
 }
 
-fn cli_text(args: &[&str]) -> String {
-    let out = run(aws_cli().args(args).args(["--output", "text"]));
-    assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
-    out.stdout.trim().to_owned()
-}
-
 async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -> Ecs {
     let c = clients().await;
-    let vpc = cli_text(&[
-        "ec2",
-        "describe-vpcs",
-        "--filters",
-        "Name=isDefault,Values=true",
-        "--query",
-        "Vpcs[0].VpcId",
-    ]);
-    let subnet = cli_text(&[
+    let vpc = support::default_vpc();
+    let subnet = support::aws_text(&[
         "ec2",
         "describe-subnets",
         "--filters",
@@ -47,7 +34,7 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
         "--query",
         "Subnets[0].SubnetId",
     ]);
-    let sg = cli_text(&[
+    let sg = support::aws_text(&[
         "ec2",
         "describe-security-groups",
         "--filters",
@@ -88,21 +75,7 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
         .await
         .unwrap();
     let tg_name = format!("tg{}", p.replace("ecs-", "").replace('-', ""));
-    let target_group = c
-        .elbv2
-        .create_target_group()
-        .name(&tg_name)
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(&vpc)
-        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_owned();
+    let target_group = support::ip_target_group(&tg_name, &vpc).await;
     let queue = format!("{p}-q");
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;

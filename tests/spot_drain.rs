@@ -71,21 +71,7 @@ async fn rig(handlers: &str) -> Rig {
         .await
         .unwrap();
     let tg_name = format!("tg{}", p.replace("spot-", "").replace('-', ""));
-    let target_group = c
-        .elbv2
-        .create_target_group()
-        .name(&tg_name)
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(support::default_vpc())
-        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_owned();
+    let target_group = support::ip_target_group(&tg_name, &support::default_vpc()).await;
     let queue = format!("{p}-q");
     let queue_url = create_queue(&queue).await;
     create_queue(&format!("{p}-dlq")).await;
@@ -117,28 +103,6 @@ async fn rig(handlers: &str) -> Rig {
         target_group,
         seen,
     }
-}
-
-/// Starts an EC2 instance in the emulator (ECS registers only instances EC2 knows).
-fn ec2_instance() -> String {
-    let text = |args: &[&str]| {
-        let out = support::run(support::aws_cli().args(args).args(["--output", "text"]));
-        assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
-        out.stdout.trim().to_owned()
-    };
-    let image = text(&["ec2", "describe-images", "--query", "Images[0].ImageId"]);
-    text(&[
-        "ec2",
-        "run-instances",
-        "--image-id",
-        &image,
-        "--instance-type",
-        "m5.large",
-        "--count",
-        "1",
-        "--query",
-        "Instances[0].InstanceId",
-    ])
 }
 
 /// Registers a container instance for EC2 instance `instance` in `cluster`.
@@ -247,9 +211,9 @@ async fn a_spot_warning_and_the_agents_notice_of_it_run_one_drain_with_handlers_
          body = { text = \"{instance} goes in {left_s} s\" }\n",
     )
     .await;
-    let instance = ec2_instance();
+    let instance = support::ec2_instance();
     let drained = container_instance(&r.cluster, &instance).await;
-    let other = container_instance(&r.cluster, &ec2_instance()).await;
+    let other = container_instance(&r.cluster, &support::ec2_instance()).await;
     for ip in ["10.9.0.1", "10.9.0.2"] {
         register(&r.target_group, ip).await;
     }
@@ -398,7 +362,7 @@ async fn what_cannot_start_before_the_deadline_is_skipped_and_a_fargate_spot_sto
 #[tokio::test]
 async fn a_terminate_lifecycle_action_is_heartbeated_drained_and_completed() {
     let r = rig("").await;
-    let instance = ec2_instance();
+    let instance = support::ec2_instance();
     let drained = container_instance(&r.cluster, &instance).await;
     let p = unique("asg");
     let image = {

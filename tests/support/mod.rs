@@ -160,20 +160,61 @@ pub fn aws_cli() -> Command {
     cmd
 }
 
+/// What the AWS CLI prints (`--output text`) for `args` against the emulator.
+pub fn aws_text(args: &[&str]) -> String {
+    let out = run(aws_cli().args(args).args(["--output", "text"]));
+    assert_eq!(out.code, 0, "aws {args:?}: {}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
 /// The emulator's default VPC (for target groups).
 pub fn default_vpc() -> String {
-    let out = run(aws_cli().args([
+    aws_text(&[
         "ec2",
         "describe-vpcs",
         "--filters",
         "Name=isDefault,Values=true",
         "--query",
         "Vpcs[0].VpcId",
-        "--output",
-        "text",
-    ]));
-    assert_eq!(out.code, 0, "describe-vpcs: {}", out.stderr);
-    out.stdout.trim().to_owned()
+    ])
+}
+
+/// Starts an EC2 instance (m5.large) in the emulator; its id. (ECS registers only instances
+/// EC2 knows.)
+pub fn ec2_instance() -> String {
+    let image = aws_text(&["ec2", "describe-images", "--query", "Images[0].ImageId"]);
+    aws_text(&[
+        "ec2",
+        "run-instances",
+        "--image-id",
+        &image,
+        "--instance-type",
+        "m5.large",
+        "--count",
+        "1",
+        "--query",
+        "Instances[0].InstanceId",
+    ])
+}
+
+/// Creates an `ip` target group (HTTP, port 8080) named `name` in `vpc`; its ARN.
+pub async fn ip_target_group(name: &str, vpc: &str) -> String {
+    clients()
+        .await
+        .elbv2
+        .create_target_group()
+        .name(name)
+        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(vpc)
+        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_owned()
 }
 
 /// A config file in `dir` for the emulator, with `queues` and anything in `extra`.
