@@ -19,6 +19,7 @@
 
 pub mod actors;
 pub mod admin;
+pub mod agent;
 pub mod app;
 pub mod aws;
 pub mod cli;

@@ -77,6 +77,9 @@ pub enum Command {
     Cur(cur::CurArgs),
     /// Spot interruptions the service has handled (`spot_drain`).
     Spot(spot::SpotArgs),
+    /// Run on an instance: watch the metadata service for interruption notices and run the
+    /// local handlers (`--config agent.toml`; see the README's agent section).
+    Agent,
 }
 
 /// A failure of a command, carrying its exit code.
@@ -144,6 +147,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Send(args) => send::run(&cli.config, args).await,
         Command::Cur(args) => cur::run(args),
         Command::Spot(args) => spot::run(&cli.config, args).await,
+        Command::Agent => {
+            let config =
+                crate::agent::config::AgentConfig::load(&cli.config).map_err(CliError::Usage)?;
+            crate::agent::run(config).await.map_err(CliError::Runtime)
+        }
     }
 }
 

@@ -1,0 +1,186 @@
+//! One provider-neutral notice: provider, kind, instance, deadline, the raw body, and the id
+//! that makes the same notice seen twice one.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// Same for the same notice, however often it is seen.
+    pub id: String,
+    pub provider: String,
+    /// `spot-interruption`, `rebalance-recommendation`, `scheduled-maintenance`.
+    pub kind: String,
+    pub instance: String,
+    /// When the capacity goes, ms since the epoch, if the notice says.
+    pub deadline_ms: Option<u64>,
+    pub action: Option<String>,
+    pub raw: Value,
+}
+
+fn rfc3339_ms(text: &str) -> Option<u64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// `21 Jan 2019 09:00:43 GMT`, as `events/maintenance/scheduled` writes.
+fn maintenance_ms(text: &str) -> Option<u64> {
+    let format = time::macros::format_description!(
+        "[day padding:none] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let t = time::PrimitiveDateTime::parse(text.trim(), &format).ok()?;
+    u64::try_from(t.assume_utc().unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+pub fn rfc3339(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl Notice {
+    /// `spot/instance-action`: `{"action": "terminate", "time": "2017-09-18T08:22:00Z"}`.
+    pub fn from_spot(instance: &str, body: &Value) -> Result<Vec<Notice>, String> {
+        let time = body["time"].as_str().ok_or("no \"time\" (a string)")?;
+        let deadline = rfc3339_ms(time).ok_or_else(|| format!("time {time:?} is not RFC 3339"))?;
+        Ok(vec![Notice {
+            id: format!("aws:spot:{instance}:{time}"),
+            provider: "aws".into(),
+            kind: "spot-interruption".into(),
+            instance: instance.to_owned(),
+            deadline_ms: Some(deadline),
+            action: body["action"].as_str().map(str::to_owned),
+            raw: body.clone(),
+        }])
+    }
+
+    /// `events/recommendations/rebalance`: `{"noticeTime": "…"}`; no deadline.
+    pub fn from_rebalance(instance: &str, body: &Value) -> Result<Vec<Notice>, String> {
+        let time = body["noticeTime"]
+            .as_str()
+            .ok_or("no \"noticeTime\" (a string)")?;
+        rfc3339_ms(time).ok_or_else(|| format!("noticeTime {time:?} is not RFC 3339"))?;
+        Ok(vec![Notice {
+            id: format!("aws:rebalance:{instance}:{time}"),
+            provider: "aws".into(),
+            kind: "rebalance-recommendation".into(),
+            instance: instance.to_owned(),
+            deadline_ms: None,
+            action: None,
+            raw: body.clone(),
+        }])
+    }
+
+    /// `events/maintenance/scheduled`: a list; each event not yet completed or canceled is a
+    /// notice, its `NotBefore` the deadline.
+    pub fn from_maintenance(instance: &str, body: &Value) -> Result<Vec<Notice>, String> {
+        let events = body.as_array().ok_or("not a list of events")?;
+        let mut out = Vec::new();
+        for e in events {
+            let state = e["State"].as_str().unwrap_or("active");
+            if state == "completed" || state == "canceled" {
+                continue;
+            }
+            let id = e["EventId"]
+                .as_str()
+                .ok_or("an event without \"EventId\"")?;
+            let not_before = e["NotBefore"].as_str().unwrap_or_default();
+            out.push(Notice {
+                id: format!("aws:maintenance:{instance}:{id}"),
+                provider: "aws".into(),
+                kind: "scheduled-maintenance".into(),
+                instance: instance.to_owned(),
+                deadline_ms: Some(
+                    maintenance_ms(not_before)
+                        .ok_or_else(|| format!("NotBefore {not_before:?} of {id} is not a time"))?,
+                ),
+                action: e["Code"].as_str().map(str::to_owned),
+                raw: e.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The event `spot_drain` reads (`source` `tugboat.agent`), sent by `publish` handlers.
+    pub fn event(&self, now_ms: u64, instance_type: Option<&str>, zone: Option<&str>) -> Value {
+        json!({
+            "version": "0",
+            "id": self.id,
+            "source": "tugboat.agent",
+            "detail-type": "Interruption Notice",
+            "time": rfc3339(now_ms),
+            "detail": {
+                "provider": self.provider,
+                "kind": self.kind,
+                "instance-id": self.instance,
+                "instance-action": self.action,
+                "deadline": self.deadline_ms.map(rfc3339),
+                "instance-type": instance_type,
+                "availability-zone": zone,
+                "raw": self.raw,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Value {
+        let path = format!(
+            "{}/tests/fixtures/events/imds/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn the_fixture_bodies_are_read_and_bad_ones_refused() {
+        let spot = Notice::from_spot(
+            "i-1",
+            &fixture("spot-instance-action.terminate.awsdocs.json"),
+        )
+        .unwrap();
+        assert_eq!(spot[0].deadline_ms, Some(1_505_722_920_000));
+        assert_eq!(spot[0].action.as_deref(), Some("terminate"));
+        let stop =
+            Notice::from_spot("i-1", &fixture("spot-instance-action.stop.awsdocs.json")).unwrap();
+        assert_eq!(stop[0].action.as_deref(), Some("stop"));
+        let r = Notice::from_rebalance(
+            "i-1",
+            &fixture("events-recommendations-rebalance.awsdocs.json"),
+        )
+        .unwrap();
+        assert_eq!(r[0].kind, "rebalance-recommendation");
+        let m =
+            Notice::from_maintenance("i-1", &fixture("events-maintenance-scheduled.awsdocs.json"))
+                .unwrap();
+        assert_eq!(
+            m[0].id,
+            "aws:maintenance:i-1:instance-event-0d59937288b749b32"
+        );
+        assert_eq!(m[0].deadline_ms, Some(1_548_061_243_000));
+        for (body, why) in [
+            (json!({"action": "terminate"}), "time"),
+            (json!({"time": "soon"}), "RFC 3339"),
+            (json!([1]), "time"),
+        ] {
+            let e = Notice::from_spot("i-1", &body).unwrap_err();
+            assert!(e.contains(why), "{body}: {e}");
+        }
+        assert!(Notice::from_maintenance("i-1", &json!({})).is_err());
+        assert!(
+            Notice::from_maintenance("i-1", &json!([{"EventId": "e", "NotBefore": "later"}]))
+                .is_err()
+        );
+        // The event spot_drain reads: the same identity as EventBridge's warning.
+        let e = spot[0].event(0, Some("m5.large"), None);
+        assert_eq!(e["source"], "tugboat.agent");
+        assert_eq!(e["detail"]["deadline"], "2017-09-18T08:22:00Z");
+        let n = crate::workflows::spot_drain::notice::Notice::read(&e).unwrap();
+        assert_eq!(n.identity(), "i-1:2017-09-18T08:20");
+    }
+}
