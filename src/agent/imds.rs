@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use super::notice::Notice;
 
+/// Reads one metadata body into notices.
+type ReadBody = fn(&str, &Value) -> Result<Vec<Notice>, String>;
+
 pub struct Imds {
     client: reqwest::Client,
     base: String,
@@ -106,7 +109,7 @@ impl Imds {
     /// error to log, the others still returned.
     pub async fn poll(&mut self, instance: &str) -> Vec<Result<Notice, String>> {
         let mut out = Vec::new();
-        let reads: [(&str, fn(&str, &Value) -> Result<Vec<Notice>, String>); 3] = [
+        let reads: [(&str, ReadBody); 3] = [
             ("spot/instance-action", Notice::from_spot),
             ("events/recommendations/rebalance", Notice::from_rebalance),
             ("events/maintenance/scheduled", Notice::from_maintenance),
