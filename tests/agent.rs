@@ -1,0 +1,282 @@
+//! `tugboat agent` against a metadata server of the test's own on 127.0.0.1 (IMDSv2: a token
+//! is required; 404 until a notice is set): a notice runs the command handler once however
+//! often it is seen, and not again after a restart; tokens are renewed when they end; server
+//! errors and malformed bodies are logged and polling goes on; a notice whose deadline has
+//! passed skips its handlers and says so.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use serde_json::Value;
+
+/// What the metadata server serves and saw.
+#[derive(Default)]
+struct Imds {
+    /// The body of `spot/instance-action` (404 while `None`), or a status to answer with.
+    spot: Option<Result<String, u16>>,
+    tokens_issued: u32,
+    /// Tokens valid now.
+    valid: Vec<String>,
+    gets_without_token: u32,
+}
+
+type Shared = Arc<Mutex<Imds>>;
+
+async fn token(State(s): State<Shared>, headers: HeaderMap) -> impl IntoResponse {
+    let ttl = headers
+        .get("x-aws-ec2-metadata-token-ttl-seconds")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if ttl.is_none() {
+        return (StatusCode::BAD_REQUEST, String::new());
+    }
+    let mut s = s.lock().unwrap();
+    s.tokens_issued += 1;
+    let t = format!("token-{}", s.tokens_issued);
+    s.valid.push(t.clone());
+    (StatusCode::OK, t)
+}
+
+async fn spot(State(s): State<Shared>, headers: HeaderMap) -> impl IntoResponse {
+    let mut s = s.lock().unwrap();
+    let token = headers
+        .get("x-aws-ec2-metadata-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    match token {
+        None => {
+            s.gets_without_token += 1;
+            return (StatusCode::UNAUTHORIZED, String::new());
+        }
+        Some(t) if !s.valid.contains(&t) => return (StatusCode::UNAUTHORIZED, String::new()),
+        Some(_) => {}
+    }
+    match &s.spot {
+        None => (StatusCode::NOT_FOUND, String::new()),
+        Some(Ok(body)) => (StatusCode::OK, body.clone()),
+        Some(Err(code)) => (StatusCode::from_u16(*code).unwrap(), String::new()),
+    }
+}
+
+async fn not_found() -> StatusCode {
+    StatusCode::NOT_FOUND
+}
+
+fn server() -> (Shared, u16) {
+    let shared = Shared::default();
+    let app = axum::Router::new()
+        .route("/latest/api/token", axum::routing::put(token))
+        .route(
+            "/latest/meta-data/spot/instance-action",
+            axum::routing::get(spot),
+        )
+        .fallback(not_found)
+        .with_state(shared.clone());
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (shared, port)
+}
+
+struct Agent {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+}
+
+impl Agent {
+    fn start(config: &std::path::Path) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tugboat"))
+            .args(["agent", "--config"])
+            .arg(config)
+            .env_remove("TUGBOAT_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    out.lock().unwrap().push(line);
+                }
+            });
+        }
+        Agent { child, out }
+    }
+
+    fn reports(&self) -> Vec<Value> {
+        self.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("handlers").is_some())
+            .collect()
+    }
+
+    fn saw(&self, text: &str) -> bool {
+        self.out.lock().unwrap().iter().any(|l| l.contains(text))
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn later(secs: i64) -> String {
+    (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+#[test]
+fn a_notice_runs_the_handlers_once_across_polls_restarts_token_expiry_and_bad_answers() {
+    let (imds, port) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.jsonl");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "instance_id = \"i-0abc\"\nstate_file = \"{}\"\nmargin = \"0s\"\n\n\
+             [aws]\nbase_url = \"http://127.0.0.1:{port}\"\npoll_interval = \"100ms\"\ntoken_ttl = \"1s\"\n\n\
+             [[handlers]]\nname = \"checkpoint\"\ntype = \"command\"\npriority = 1\n\
+             command = [\"sh\", \"-c\", \"cat >> {} && echo >> {}\"]\n\n\
+             [[handlers]]\nname = \"slow\"\ntype = \"command\"\npriority = 2\ntimeout = \"300ms\"\ncommand = [\"sleep\", \"5\"]\n",
+            dir.path().join("state.json").display(),
+            ran.display(),
+            ran.display()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config);
+    // Nothing yet: 404s; then a server error and a malformed body, both logged, no run.
+    std::thread::sleep(Duration::from_millis(500));
+    imds.lock().unwrap().spot = Some(Err(500));
+    until("the 500 is logged", Duration::from_secs(5), || {
+        agent.saw("HTTP 500")
+    });
+    imds.lock().unwrap().spot = Some(Ok("{not json".into()));
+    until("the bad body is logged", Duration::from_secs(5), || {
+        agent.saw("not JSON")
+    });
+    assert!(!ran.exists(), "no notice, no run");
+
+    let deadline = later(120);
+    imds.lock().unwrap().spot = Some(Ok(format!(
+        "{{\"action\": \"terminate\", \"time\": \"{deadline}\"}}"
+    )));
+    until("the handlers ran", Duration::from_secs(5), || {
+        !agent.reports().is_empty()
+    });
+    // Seen on many more polls (and across token renewals: the TTL is 1 s), run once.
+    std::thread::sleep(Duration::from_millis(2_500));
+    let reports = agent.reports();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert_eq!(report["notice"]["kind"], "spot-interruption");
+    assert_eq!(report["handlers"][0]["outcome"], "ok", "{report}");
+    assert_eq!(report["handlers"][1]["outcome"], "failed", "{report}");
+    assert!(
+        report["handlers"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("cut off after 300 ms"),
+        "{report}"
+    );
+    let lines = std::fs::read_to_string(&ran).unwrap();
+    let got: Vec<Value> = lines
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "{lines}");
+    assert_eq!(got[0]["instance"], "i-0abc");
+    {
+        let s = imds.lock().unwrap();
+        assert!(s.tokens_issued >= 3, "tokens renewed: {}", s.tokens_issued);
+        assert_eq!(s.gets_without_token, 0, "IMDSv1 is off by default");
+    }
+    agent.stop();
+
+    // A restart remembers the notice: no second run.
+    let agent = Agent::start(&config);
+    std::thread::sleep(Duration::from_millis(1_000));
+    assert!(agent.reports().is_empty(), "{:?}", agent.reports());
+
+    // A notice whose deadline has passed: every handler skipped, and said so.
+    imds.lock().unwrap().spot = Some(Ok(format!(
+        "{{\"action\": \"stop\", \"time\": \"{}\"}}",
+        later(-30)
+    )));
+    until("the late notice's report", Duration::from_secs(5), || {
+        !agent.reports().is_empty()
+    });
+    let report = &agent.reports()[0];
+    for h in report["handlers"].as_array().unwrap() {
+        assert_eq!(h["outcome"], "skipped", "{report}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&ran)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .count(),
+        1
+    );
+    agent.stop();
+}
+
+#[test]
+fn a_bad_agent_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "state_file = \"s\"\n[aws]\npoll_interval = \"0s\"\n",
+    )
+    .unwrap();
+    let out = support::run(
+        Command::new(env!("CARGO_BIN_EXE_tugboat"))
+            .args(["agent", "--config"])
+            .arg(&config)
+            .env_remove("TUGBOAT_CONFIG"),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("aws.poll_interval"), "{}", out.stderr);
+}
