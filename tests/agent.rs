@@ -280,3 +280,79 @@ fn a_bad_agent_config_is_refused_naming_the_key() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("aws.poll_interval"), "{}", out.stderr);
 }
+
+#[tokio::test]
+async fn end_to_end_a_notice_in_the_metadata_reaches_spot_drain_through_the_central_queue() {
+    use support::service::{Service, create_queue, depth, drain, topic_into, until as until_async};
+    let p = support::unique("agent");
+    let queue = format!("{p}-q");
+    let queue_url = create_queue(&queue).await;
+    create_queue(&format!("{p}-dlq")).await;
+    let inbox = create_queue(&format!("{p}-inbox")).await;
+    let topic = topic_into(&format!("{p}-ok"), &inbox, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let service_config = support::write_config(
+        dir.path(),
+        &[],
+        &format!(
+            "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\n\n\
+             [[routes]]\nname = \"spot\"\nworkflow = \"spot_drain\"\npattern = {{ source = [\"aws.ec2\", \"tugboat.agent\"] }}\n\n\
+             [notify]\nsuccess_topic = \"{topic}\"\n\n[journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"5s\"\n",
+            dir.path().join("journal").display()
+        ),
+    );
+    let service = Service::start(&service_config, None);
+
+    let (imds, port) = server();
+    let agent_config = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        format!(
+            "instance_id = \"i-0e2e\"\nstate_file = \"{}\"\n\n\
+             [aws]\nbase_url = \"http://127.0.0.1:{port}\"\npoll_interval = \"200ms\"\n\n\
+             [api]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\
+             [api.credentials]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\n\
+             [[handlers]]\nname = \"tell-tugboat\"\ntype = \"publish\"\nqueue = \"{queue}\"\n",
+            dir.path().join("agent-state.json").display(),
+            support::emulator().endpoint
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&agent_config);
+    imds.lock().unwrap().spot = Some(Ok(format!(
+        "{{\"action\": \"terminate\", \"time\": \"{}\"}}",
+        later(120)
+    )));
+    until("the agent's report", Duration::from_secs(10), || {
+        !agent.reports().is_empty()
+    });
+    let report = agent.reports()[0].clone();
+    assert_eq!(report["handlers"][0]["outcome"], "ok", "{report}");
+
+    let mut reports: Vec<Value> = Vec::new();
+    until_async("spot_drain's report", Duration::from_secs(30), async || {
+        for (body, _) in drain(&inbox).await {
+            let envelope: Value = serde_json::from_str(&body).unwrap();
+            reports.push(serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap());
+        }
+        !reports.is_empty()
+    })
+    .await;
+    assert_eq!(reports[0]["source"], "tugboat.agent");
+    assert_eq!(reports[0]["instances"][0], "i-0e2e");
+    let runs: Vec<Value> = service
+        .workflows()
+        .into_iter()
+        .filter(|w| w["workflow"] == "spot_drain")
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(
+        runs[0]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("spot_drain:i-0e2e:")
+    );
+    agent.stop();
+    let (code, _) = service.terminate();
+    assert_eq!(code, 0);
+}

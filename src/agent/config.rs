@@ -22,6 +22,8 @@
 //! name = "tell-tugboat"
 //! type = "publish"                       # to the central queue, for spot_drain
 //! queue = "https://sqs.us-east-1.amazonaws.com/123456789012/tugboat-events"
+//!
+//! [api]                                  # the AWS API publish handlers call
 //! region = "us-east-1"
 //! ```
 
@@ -39,6 +41,10 @@ pub struct AgentConfig {
     #[serde(default = "default_margin", with = "humantime_serde")]
     pub margin: Duration,
     pub aws: AwsSource,
+    /// The AWS API the `publish` handlers call (same keys as tugboat.toml's `[aws]`; leave
+    /// out credentials on an instance: its role's are used).
+    #[serde(default)]
+    pub api: Option<crate::config::AwsSettings>,
     #[serde(default)]
     pub handlers: Vec<HandlerConfig>,
 }
@@ -78,10 +84,8 @@ pub enum HandlerKind {
         env: std::collections::BTreeMap<String, String>,
     },
     Publish {
+        /// The central queue's name or URL.
         queue: String,
-        region: String,
-        #[serde(default)]
-        endpoint_url: Option<String>,
     },
 }
 
@@ -129,10 +133,16 @@ impl AgentConfig {
             if h.timeout.is_zero() {
                 return Err(format!("handlers.{i}.timeout: must be more than 0s"));
             }
-            if let HandlerKind::Command { command, .. } = &h.kind
-                && command.is_empty()
-            {
-                return Err(format!("handlers.{i}.command: names no program"));
+            match &h.kind {
+                HandlerKind::Command { command, .. } if command.is_empty() => {
+                    return Err(format!("handlers.{i}.command: names no program"));
+                }
+                HandlerKind::Publish { .. } if c.api.is_none() => {
+                    return Err(format!(
+                        "handlers.{i}: a publish handler needs an [api] section (its region)"
+                    ));
+                }
+                _ => {}
             }
         }
         Ok(c)
@@ -173,6 +183,10 @@ mod tests {
                 "handlers",
             ),
             ("state_file = \"s\"\n[aws\n", "expected"),
+            (
+                "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"p\"\ntype = \"publish\"\nqueue = \"q\"\n",
+                "[api]",
+            ),
         ] {
             let e = AgentConfig::parse(text).unwrap_err();
             assert!(e.contains(key), "{text}: {e}");

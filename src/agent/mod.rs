@@ -82,7 +82,8 @@ pub async fn run_handlers(config: &AgentConfig, notice: &Notice, extra: &Value) 
     for p in priorities {
         let group = config.handlers.iter().filter(|h| h.priority == p);
         let results =
-            futures::future::join_all(group.map(|h| run_one(h, notice, deadline, extra))).await;
+            futures::future::join_all(group.map(|h| run_one(config, h, notice, deadline, extra)))
+                .await;
         outcomes.extend(results);
     }
     json!({
@@ -94,6 +95,7 @@ pub async fn run_handlers(config: &AgentConfig, notice: &Notice, extra: &Value) 
 }
 
 async fn run_one(
+    config: &AgentConfig,
     h: &HandlerConfig,
     notice: &Notice,
     deadline: Option<u64>,
@@ -114,11 +116,10 @@ async fn run_one(
     let work = async {
         match &h.kind {
             HandlerKind::Command { command, env } => command_handler(command, env, notice).await,
-            HandlerKind::Publish {
-                queue,
-                region,
-                endpoint_url,
-            } => publish_handler(queue, region, endpoint_url.as_deref(), notice, extra).await,
+            HandlerKind::Publish { queue } => match &config.api {
+                Some(api) => publish_handler(queue, api, notice, extra).await,
+                None => Err("no [api] section".into()),
+            },
         }
     };
     let result = match tokio::time::timeout(bound, work).await {
@@ -177,17 +178,11 @@ async fn command_handler(
 /// as one drain).
 async fn publish_handler(
     queue: &str,
-    region: &str,
-    endpoint_url: Option<&str>,
+    api: &crate::config::AwsSettings,
     notice: &Notice,
     extra: &Value,
 ) -> Result<Value, String> {
-    let settings = crate::config::AwsSettings {
-        region: region.to_owned(),
-        endpoint_url: endpoint_url.map(str::to_owned),
-        credentials: None,
-    };
-    let clients = crate::aws::Clients::new(&settings).await;
+    let clients = crate::aws::Clients::new(api).await;
     let queues = crate::aws::sqs::SqsQueues::new(clients.sqs);
     use crate::ports::QueueSource;
     let q = queues.open(queue).await.map_err(|e| e.message)?;
