@@ -352,6 +352,12 @@ async fn end_to_end_a_notice_in_the_metadata_reaches_spot_drain_through_the_cent
             .unwrap()
             .starts_with("spot_drain:i-0e2e:")
     );
+    until_async(
+        "the notice is settled",
+        Duration::from_secs(20),
+        async || depth(&queue_url).await == (0, 0),
+    )
+    .await;
     agent.stop();
     let (code, _) = service.terminate();
     assert_eq!(code, 0);
