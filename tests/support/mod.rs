@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod imds;
 pub mod service;
 
 use std::io::{BufRead, BufReader, Write};
