@@ -112,6 +112,11 @@ impl CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Command::Agent = cli.command {
+        // The agent lives on the instance beside the work it protects: one thread, no actor
+        // system, the smallest footprint.
+        return run_agent(&cli.config);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -129,6 +134,27 @@ pub fn main() -> ExitCode {
     match system.block_on(local.run_until(run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Quiet(code)) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("tugboat: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run_agent(config: &std::path::Path) -> ExitCode {
+    let result = crate::agent::config::AgentConfig::load(config)
+        .map_err(CliError::Usage)
+        .and_then(|config| {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
+            runtime
+                .block_on(crate::agent::run(config))
+                .map_err(CliError::Runtime)
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tugboat: {e}");
             ExitCode::from(e.exit_code())
