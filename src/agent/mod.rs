@@ -38,6 +38,9 @@ pub struct State {
 
 impl State {
     pub fn open(path: &Path) -> Result<State, String> {
+        if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+        }
         let seen = match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str::<Value>(&text)
                 .ok()
@@ -258,5 +261,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_remembers_across_opens_and_refuses_a_foreign_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/folder/state.json");
+        let mut s = State::open(&path).unwrap();
+        assert!(!s.seen("a"));
+        s.remember("a").unwrap();
+        assert!(State::open(&path).unwrap().seen("a"));
+        std::fs::write(&path, "[1, 2]").unwrap();
+        let e = State::open(&path).err().unwrap();
+        assert!(e.contains("not an agent state file"), "{e}");
     }
 }
