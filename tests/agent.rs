@@ -281,3 +281,75 @@ async fn end_to_end_a_notice_in_the_metadata_reaches_spot_drain_through_the_cent
     let (code, _) = service.terminate();
     assert_eq!(code, 0);
 }
+
+#[test]
+fn an_http_handler_is_retried_on_503_and_sends_its_template_over_the_notice() {
+    use axum::http::StatusCode;
+    let (imds, port) = server();
+    // The application's checkpoint endpoint: 503 first, then 200; every body kept.
+    let seen: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let hook_port = {
+        let seen = seen.clone();
+        let app = axum::Router::new().route(
+            "/checkpoint",
+            axum::routing::post(move |body: String| {
+                let seen = seen.clone();
+                async move {
+                    let mut s = seen.lock().unwrap();
+                    s.push(serde_json::from_str(&body).unwrap_or(Value::Null));
+                    if s.len() == 1 {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                    axum::serve(l, app).await.unwrap();
+                });
+        });
+        port
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "instance_id = \"i-0http\"\nstate_file = \"{}\"\n\n\
+             [aws]\nbase_url = \"http://127.0.0.1:{port}\"\npoll_interval = \"100ms\"\n\n\
+             [[handlers]]\nname = \"checkpoint\"\ntype = \"http\"\nurl = \"http://127.0.0.1:{hook_port}/checkpoint\"\n\
+             body = {{ reason = \"{{kind}}\", by = \"{{deadline}}\" }}\n",
+            dir.path().join("state.json").display()
+        ),
+    )
+    .unwrap();
+    let agent = Agent::start(&config);
+    imds.lock().unwrap().spot = Some(Ok(format!(
+        "{{\"action\": \"terminate\", \"time\": \"{}\"}}",
+        later(120)
+    )));
+    until("the report", Duration::from_secs(10), || {
+        !agent.reports().is_empty()
+    });
+    let report = agent.reports()[0].clone();
+    assert_eq!(report["handlers"][0]["outcome"], "ok", "{report}");
+    assert_eq!(report["handlers"][0]["detail"]["attempts"], 2, "{report}");
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[1]["reason"], "spot-interruption");
+    assert!(
+        bodies[1]["by"].as_str().unwrap().starts_with("20"),
+        "{bodies:?}"
+    );
+    agent.stop();
+}

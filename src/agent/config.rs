@@ -19,6 +19,12 @@
 //! timeout = "20s"
 //!
 //! [[handlers]]
+//! name = "app"
+//! type = "http"                          # retried on 429, 5xx, connection errors
+//! url = "http://127.0.0.1:8080/checkpoint"
+//! body = { reason = "{kind}" }           # a template over the notice; default: the notice
+//!
+//! [[handlers]]
 //! name = "tell-tugboat"
 //! type = "publish"                       # to the central queue, for spot_drain
 //! queue = "https://sqs.us-east-1.amazonaws.com/123456789012/tugboat-events"
@@ -87,6 +93,23 @@ pub enum HandlerKind {
         /// The central queue's name or URL.
         queue: String,
     },
+    /// A request to a local endpoint (the application's checkpoint URL), retried on 429, 5xx
+    /// and connection errors within the timeout.
+    Http {
+        url: String,
+        #[serde(default = "default_method")]
+        method: String,
+        #[serde(default)]
+        headers: std::collections::BTreeMap<String, String>,
+        /// A JSON template over the notice (`{instance}`, `{kind}`, `{deadline}`); default:
+        /// the notice.
+        #[serde(default)]
+        body: Option<serde_json::Value>,
+    },
+}
+
+fn default_method() -> String {
+    "POST".into()
 }
 
 fn default_margin() -> Duration {
@@ -137,6 +160,22 @@ impl AgentConfig {
                 HandlerKind::Command { command, .. } if command.is_empty() => {
                     return Err(format!("handlers.{i}.command: names no program"));
                 }
+                HandlerKind::Http {
+                    url, method, body, ..
+                } => {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(format!(
+                            "handlers.{i}.url: must be an http(s) URL, got {url:?}"
+                        ));
+                    }
+                    if reqwest::Method::from_bytes(method.as_bytes()).is_err() {
+                        return Err(format!("handlers.{i}.method: {method:?} is no HTTP method"));
+                    }
+                    if let Some(b) = body {
+                        crate::workflows::template::BodyTemplate::parse(b, &Default::default())
+                            .map_err(|e| format!("handlers.{i}.body: {e}"))?;
+                    }
+                }
                 HandlerKind::Publish { .. } if c.api.is_none() => {
                     return Err(format!(
                         "handlers.{i}: a publish handler needs an [api] section (its region)"
@@ -186,6 +225,14 @@ mod tests {
             (
                 "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"p\"\ntype = \"publish\"\nqueue = \"q\"\n",
                 "[api]",
+            ),
+            (
+                "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"h\"\ntype = \"http\"\nurl = \"localhost:1\"\n",
+                "handlers.0.url",
+            ),
+            (
+                "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://x\"\nbody = \"{a\"\n",
+                "handlers.0.body",
             ),
         ] {
             let e = AgentConfig::parse(text).unwrap_err();

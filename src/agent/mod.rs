@@ -5,9 +5,9 @@
 //! timeout and the deadline less the margin (a handler that cannot start in time is skipped);
 //! the report is one JSON line on stdout.
 //!
-//! Sources so far: AWS (IMDSv2). Handlers so far: `command`, `publish`. The rest of the issue
-//! (Azure, GCP, local system sources, peers, http/postgres/mysql/redis handlers, `simulate`) is
-//! not built yet.
+//! Sources so far: AWS (IMDSv2). Handlers so far: `command`, `http`, `publish`. The rest of the
+//! issue (Azure, GCP, local system sources, peers, postgres/mysql/redis handlers, `simulate`)
+//! is not built yet.
 
 pub mod config;
 pub mod imds;
@@ -119,6 +119,12 @@ async fn run_one(
     let work = async {
         match &h.kind {
             HandlerKind::Command { command, env } => command_handler(command, env, notice).await,
+            HandlerKind::Http {
+                url,
+                method,
+                headers,
+                body,
+            } => http_handler(url, method, headers, body.as_ref(), notice).await,
             HandlerKind::Publish { queue } => match &config.api {
                 Some(api) => publish_handler(queue, api, notice, extra).await,
                 None => Err("no [api] section".into()),
@@ -174,6 +180,51 @@ async fn command_handler(
     match out.status.code() {
         Some(0) => Ok(json!({"exit": 0})),
         code => Err(format!("exit {code:?}: {stderr}")),
+    }
+}
+
+/// One request, retried on 429, 5xx and connection errors until it succeeds or the handler's
+/// bound cuts it off.
+async fn http_handler(
+    url: &str,
+    method: &str,
+    headers: &std::collections::BTreeMap<String, String>,
+    body: Option<&Value>,
+    notice: &Notice,
+) -> Result<Value, String> {
+    let view = json!({
+        "id": notice.id, "provider": notice.provider, "kind": notice.kind,
+        "instance": notice.instance, "action": notice.action,
+        "deadline": notice.deadline_ms.map(notice::rfc3339), "raw": notice.raw,
+    });
+    let body = match body {
+        Some(b) => crate::workflows::template::BodyTemplate::parse(b, &Default::default())
+            .and_then(|t| t.render(&view, &Default::default()))?,
+        None => view,
+    };
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::new();
+    let mut pause = Duration::from_millis(100);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut request = client.request(method.clone(), url).json(&body);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        let retry = match request.send().await {
+            Ok(r) if r.status().is_success() => {
+                return Ok(json!({"status": r.status().as_u16(), "attempts": attempts}));
+            }
+            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
+                format!("HTTP {}", r.status().as_u16())
+            }
+            Ok(r) => return Err(format!("HTTP {}", r.status().as_u16())),
+            Err(e) => e.to_string(),
+        };
+        tracing::debug!(handler_url = %url, error = %retry, "retrying");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 
