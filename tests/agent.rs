@@ -353,3 +353,85 @@ fn an_http_handler_is_retried_on_503_and_sends_its_template_over_the_notice() {
     );
     agent.stop();
 }
+
+/// A Redis to test against: the one on 127.0.0.1:6379 where it answers, else a
+/// `redis-server` of the test's own on a free port; neither → the test fails saying so.
+fn redis() -> (String, Option<(Child, tempfile::TempDir)>) {
+    fn ping(address: &str) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(address) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+    if ping("127.0.0.1:6379") {
+        return ("127.0.0.1:6379".into(), None);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("no Redis on 127.0.0.1:6379 and no redis-server to start ({e}): install the redis-server package")
+        });
+    let address = format!("127.0.0.1:{port}");
+    until("redis-server answers", Duration::from_secs(10), || {
+        ping(&address)
+    });
+    (address, Some((child, dir)))
+}
+
+fn lastsave(address: &str) -> u64 {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(address).unwrap();
+    s.write_all(b"LASTSAVE\r\n").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim().trim_start_matches(':').parse().unwrap()
+}
+
+#[test]
+fn a_redis_handler_makes_redis_save_as_its_own_lastsave_shows() {
+    let (address, own) = redis();
+    let (imds, port) = server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "instance_id = \"i-0redis\"\nstate_file = \"{}\"\n\n\
+             [aws]\nbase_url = \"http://127.0.0.1:{port}\"\npoll_interval = \"100ms\"\n\n\
+             [[handlers]]\nname = \"redis\"\ntype = \"redis\"\naddress = \"{address}\"\ntimeout = \"20s\"\n",
+            dir.path().join("state.json").display()
+        ),
+    )
+    .unwrap();
+    let before = lastsave(&address);
+    let agent = Agent::start(&config);
+    imds.lock().unwrap().spot = Some(Ok(format!(
+        "{{\"action\": \"terminate\", \"time\": \"{}\"}}",
+        later(120)
+    )));
+    until("the report", Duration::from_secs(30), || {
+        !agent.reports().is_empty()
+    });
+    let report = agent.reports()[0].clone();
+    assert_eq!(report["handlers"][0]["outcome"], "ok", "{report}");
+    let after = lastsave(&address);
+    assert!(after > before, "LASTSAVE {before} -> {after}");
+    assert_eq!(report["handlers"][0]["detail"]["lastsave"], after);
+    agent.stop();
+    if let Some((mut child, _dir)) = own {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

@@ -19,6 +19,13 @@
 //! timeout = "20s"
 //!
 //! [[handlers]]
+//! name = "redis"
+//! type = "redis"                         # BGSAVE, then wait until LASTSAVE moves
+//! address = "127.0.0.1:6379"
+//! # password = "…"                       # never logged
+//! # mode = "save"                         # a blocking SAVE instead
+//!
+//! [[handlers]]
 //! name = "app"
 //! type = "http"                          # retried on 429, 5xx, connection errors
 //! url = "http://127.0.0.1:8080/checkpoint"
@@ -93,6 +100,15 @@ pub enum HandlerKind {
         /// The central queue's name or URL.
         queue: String,
     },
+    /// Redis: `BGSAVE`, then wait until `LASTSAVE` moves (or `SAVE` with `mode = "save"`).
+    Redis {
+        /// `host:port`.
+        address: String,
+        #[serde(default)]
+        password: Option<secrecy::SecretString>,
+        #[serde(default = "default_redis_mode")]
+        mode: String,
+    },
     /// A request to a local endpoint (the application's checkpoint URL), retried on 429, 5xx
     /// and connection errors within the timeout.
     Http {
@@ -106,6 +122,10 @@ pub enum HandlerKind {
         #[serde(default)]
         body: Option<serde_json::Value>,
     },
+}
+
+fn default_redis_mode() -> String {
+    "bgsave".into()
 }
 
 fn default_method() -> String {
@@ -176,6 +196,11 @@ impl AgentConfig {
                             .map_err(|e| format!("handlers.{i}.body: {e}"))?;
                     }
                 }
+                HandlerKind::Redis { mode, .. } if mode != "bgsave" && mode != "save" => {
+                    return Err(format!(
+                        "handlers.{i}.mode: must be \"bgsave\" or \"save\", got {mode:?}"
+                    ));
+                }
                 HandlerKind::Publish { .. } if c.api.is_none() => {
                     return Err(format!(
                         "handlers.{i}: a publish handler needs an [api] section (its region)"
@@ -229,6 +254,10 @@ mod tests {
             (
                 "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"h\"\ntype = \"http\"\nurl = \"localhost:1\"\n",
                 "handlers.0.url",
+            ),
+            (
+                "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"r\"\ntype = \"redis\"\naddress = \"a:1\"\nmode = \"fsync\"\n",
+                "handlers.0.mode",
             ),
             (
                 "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://x\"\nbody = \"{a\"\n",

@@ -5,9 +5,9 @@
 //! timeout and the deadline less the margin (a handler that cannot start in time is skipped);
 //! the report is one JSON line on stdout.
 //!
-//! Sources so far: AWS (IMDSv2). Handlers so far: `command`, `http`, `publish`. The rest of the
-//! issue (Azure, GCP, local system sources, peers, postgres/mysql/redis handlers, `simulate`)
-//! is not built yet.
+//! Sources so far: AWS (IMDSv2). Handlers so far: `command`, `http`, `redis`, `publish`. The
+//! rest of the issue (Azure, GCP, local system sources, peers, postgres/mysql handlers,
+//! `simulate`) is not built yet.
 
 pub mod config;
 pub mod imds;
@@ -125,6 +125,11 @@ async fn run_one(
                 headers,
                 body,
             } => http_handler(url, method, headers, body.as_ref(), notice).await,
+            HandlerKind::Redis {
+                address,
+                password,
+                mode,
+            } => redis_handler(address, password.as_ref(), mode).await,
             HandlerKind::Publish { queue } => match &config.api {
                 Some(api) => publish_handler(queue, api, notice, extra).await,
                 None => Err("no [api] section".into()),
@@ -225,6 +230,78 @@ async fn http_handler(
         tracing::debug!(handler_url = %url, error = %retry, "retrying");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// Redis persists its data: `BGSAVE` and wait until `LASTSAVE` moves past what it was (or a
+/// blocking `SAVE`). Spoken in RESP over TCP; the password is never logged.
+async fn redis_handler(
+    address: &str,
+    password: Option<&secrecy::SecretString>,
+    mode: &str,
+) -> Result<Value, String> {
+    use secrecy::ExposeSecret;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("redis {address}: {e}"))?;
+    let mut conn = BufReader::new(stream);
+    async fn call(
+        conn: &mut BufReader<tokio::net::TcpStream>,
+        args: &[&str],
+    ) -> Result<String, String> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        conn.get_mut()
+            .write_all(out.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = String::new();
+        conn.read_line(&mut line).await.map_err(|e| e.to_string())?;
+        let line = line.trim_end().to_owned();
+        match line.strip_prefix('-') {
+            Some(error) => Err(error.to_owned()),
+            None if line.is_empty() => Err("the connection closed".into()),
+            None => Ok(line),
+        }
+    }
+    if let Some(p) = password {
+        call(&mut conn, &["AUTH", p.expose_secret()])
+            .await
+            .map_err(|e| format!("redis AUTH: {e}"))?;
+    }
+    let lastsave = |reply: String| -> Result<u64, String> {
+        reply
+            .strip_prefix(':')
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| format!("redis LASTSAVE: unexpected reply {reply:?}"))
+    };
+    if mode == "save" {
+        call(&mut conn, &["SAVE"])
+            .await
+            .map_err(|e| format!("redis SAVE: {e}"))?;
+        let at = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
+        return Ok(json!({"saved": "SAVE", "lastsave": at}));
+    }
+    let before = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
+    // LASTSAVE counts seconds: a save in the same second as the last would not show.
+    while now_ms() / 1000 <= before {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match call(&mut conn, &["BGSAVE"]).await {
+        Ok(_) => {}
+        // One is running already: its end is as good.
+        Err(e) if e.contains("already in progress") => {}
+        Err(e) => return Err(format!("redis BGSAVE: {e}")),
+    }
+    loop {
+        let at = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
+        if at > before {
+            return Ok(json!({"saved": "BGSAVE", "lastsave": at}));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
