@@ -435,3 +435,45 @@ fn a_redis_handler_makes_redis_save_as_its_own_lastsave_shows() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn simulate_runs_the_handlers_against_a_made_up_notice_and_prints_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let ran = dir.path().join("ran.json");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "instance_id = \"i-0sim\"\nstate_file = \"{}\"\nmargin = \"0s\"\n\n\
+             [aws]\nbase_url = \"http://127.0.0.1:9\"\n\n\
+             [[handlers]]\nname = \"checkpoint\"\ntype = \"command\"\ncommand = [\"sh\", \"-c\", \"cat > {}\"]\n",
+            dir.path().join("state.json").display(),
+            ran.display()
+        ),
+    )
+    .unwrap();
+    let out = support::run(
+        Command::new(env!("CARGO_BIN_EXE_tugboat"))
+            .args(["agent", "--config"])
+            .arg(&config)
+            .args(["simulate", "rebalance", "--in", "90s"])
+            .env_remove("TUGBOAT_CONFIG"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let report: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(report["notice"]["kind"], "rebalance-recommendation");
+    assert_eq!(report["handlers"][0]["outcome"], "ok", "{report}");
+    let left = report["left_ms"].as_i64().unwrap();
+    assert!(left > 80_000 && left <= 90_000, "{left}");
+    let seen: Value = serde_json::from_str(&std::fs::read_to_string(&ran).unwrap()).unwrap();
+    assert_eq!(seen["instance"], "i-0sim");
+    // A kind it does not know is a usage error.
+    let out = support::run(
+        Command::new(env!("CARGO_BIN_EXE_tugboat"))
+            .args(["agent", "--config"])
+            .arg(&config)
+            .args(["simulate", "earthquake"])
+            .env_remove("TUGBOAT_CONFIG"),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

@@ -6,8 +6,8 @@
 //! the report is one JSON line on stdout.
 //!
 //! Sources so far: AWS (IMDSv2). Handlers so far: `command`, `http`, `redis`, `publish`. The
-//! rest of the issue (Azure, GCP, local system sources, peers, postgres/mysql handlers,
-//! `simulate`) is not built yet.
+//! rest of the issue (Azure, GCP, local system sources, peers, postgres/mysql handlers) is not
+//! built yet. [`simulate`] runs the handlers against a made-up notice.
 
 pub mod config;
 pub mod imds;
@@ -330,6 +330,31 @@ async fn publish_handler(
         .await
         .map_err(|e| e.message)?;
     Ok(json!({"message_id": id}))
+}
+
+/// `tugboat agent simulate KIND --in D`: the handlers against a made-up notice of `kind`
+/// (`spot`, `rebalance`, `maintenance`) whose deadline is `within` from now; the report.
+pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Value {
+    let now = now_ms();
+    let instance = config
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| "i-simulated".into());
+    let (kind, action) = match kind {
+        "rebalance" => ("rebalance-recommendation", None),
+        "maintenance" => ("scheduled-maintenance", Some("system-reboot".to_owned())),
+        _ => ("spot-interruption", Some("terminate".to_owned())),
+    };
+    let notice = Notice {
+        id: format!("simulated:{kind}:{instance}:{now}"),
+        provider: "simulated".into(),
+        kind: kind.into(),
+        instance,
+        deadline_ms: Some(now + within.as_millis() as u64),
+        action,
+        raw: json!({"simulated": true}),
+    };
+    run_handlers(config, &notice, &json!({})).await
 }
 
 /// The agent until SIGTERM/SIGINT.

@@ -79,7 +79,27 @@ pub enum Command {
     Spot(spot::SpotArgs),
     /// Run on an instance: watch the metadata service for interruption notices and run the
     /// local handlers (`--config agent.toml`; see the README's agent section).
-    Agent,
+    Agent(AgentArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub command: Option<AgentCommand>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum AgentCommand {
+    /// Run the configured handlers against a simulated notice and print the report: a
+    /// rehearsal on a real machine without an interruption.
+    Simulate {
+        /// The notice's kind.
+        #[arg(value_parser = ["spot", "rebalance", "maintenance"])]
+        kind: String,
+        /// Time until the simulated deadline.
+        #[arg(long = "in", default_value = "120s", value_parser = humantime::parse_duration)]
+        within: std::time::Duration,
+    },
 }
 
 /// A failure of a command, carrying its exit code.
@@ -112,10 +132,10 @@ impl CliError {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if let Command::Agent = cli.command {
+    if let Command::Agent(args) = &cli.command {
         // The agent lives on the instance beside the work it protects: one thread, no actor
         // system, the smallest footprint.
-        return run_agent(&cli.config);
+        return run_agent(&cli.config, args);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -141,7 +161,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run_agent(config: &std::path::Path) -> ExitCode {
+fn run_agent(config: &std::path::Path, args: &AgentArgs) -> ExitCode {
     let result = crate::agent::config::AgentConfig::load(config)
         .map_err(CliError::Usage)
         .and_then(|config| {
@@ -149,9 +169,16 @@ fn run_agent(config: &std::path::Path) -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(|e| CliError::Runtime(format!("cannot start the async runtime: {e}")))?;
-            runtime
-                .block_on(crate::agent::run(config))
-                .map_err(CliError::Runtime)
+            match &args.command {
+                None => runtime
+                    .block_on(crate::agent::run(config))
+                    .map_err(CliError::Runtime),
+                Some(AgentCommand::Simulate { kind, within }) => {
+                    let report = runtime.block_on(crate::agent::simulate(&config, kind, *within));
+                    println!("{report}");
+                    Ok(())
+                }
+            }
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -173,11 +200,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Send(args) => send::run(&cli.config, args).await,
         Command::Cur(args) => cur::run(args),
         Command::Spot(args) => spot::run(&cli.config, args).await,
-        Command::Agent => {
-            let config =
-                crate::agent::config::AgentConfig::load(&cli.config).map_err(CliError::Usage)?;
-            crate::agent::run(config).await.map_err(CliError::Runtime)
-        }
+        // `main` runs the agent on a runtime of its own before this is reached.
+        Command::Agent(_) => Err(CliError::Usage(
+            "the agent runs on a runtime of its own (run_agent)".into(),
+        )),
     }
 }
 
