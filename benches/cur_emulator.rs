@@ -13,14 +13,9 @@ mod common;
 mod support;
 
 use std::io::Write;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tugboat::app::Dependencies;
-use tugboat::config::Config;
-use tugboat::journal::sled::SledJournal;
 
 fn created(bucket: &str, key: &str, id: &str) -> String {
     json!({"version": "0", "id": id, "source": "aws.s3", "detail-type": "Object Created",
@@ -112,20 +107,12 @@ async fn run(mb: usize, files: usize) {
         .unwrap();
 
     let text = format!(
-        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[aws.credentials]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\n\
-         [[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nconcurrency = 10\nreceive_wait = \"1s\"\nvisibility_timeout = \"60s\"\n\n\
+        "{}[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nconcurrency = 10\nreceive_wait = \"1s\"\nvisibility_timeout = \"60s\"\n\n\
          [[routes]]\nname = \"cur\"\npattern = {{ source = [\"aws.s3\"] }}\nworkflow = \"cur_ingest\"\n\n\
          [cur]\ntable = \"{table}\"\n\n[notify]\nsuccess_topic = \"{topic}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[engine]\nworkflow_concurrency = 10\n",
-        support::emulator().endpoint
+        support::aws_section()
     );
-    let catalog = tugboat::workflows::Catalog::builtin();
-    let config =
-        Config::from_toml_str(&text, Path::new("bench.toml"), std::iter::empty(), &catalog)
-            .unwrap();
-    let mut deps = Dependencies::aws(&config).await.unwrap();
-    deps.journal = Some(Arc::new(
-        SledJournal::open(&dir.path().join("journal")).unwrap(),
-    ));
+    let deps = support::app::emulator_deps(&text, &dir.path().join("journal")).await;
     let app = support::app::spawn_app(&text, deps).await;
 
     // (1) One large report.

@@ -13,17 +13,13 @@ mod common;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::mpsc;
-use tugboat::app::Dependencies;
-use tugboat::config::Config;
 use tugboat::contract::StepError;
-use tugboat::journal::sled::SledJournal;
 use tugboat::ports::{ContainerInstance, Ecs, RunTaskRequest, TaskStatus};
 
 /// The ECS port, timed: how long finding the container instances took, and when the DRAINING
@@ -70,12 +66,7 @@ async fn run(notices: usize, instances: usize) {
     let c = support::clients().await;
     let p = support::unique("spotbench");
     let cluster = format!("{p}-cluster");
-    c.ecs
-        .create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    support::ecs_cluster(&cluster).await;
     let mut ids = Vec::new();
     for _ in 0..instances {
         let id = support::ec2_instance();
@@ -93,20 +84,12 @@ async fn run(notices: usize, instances: usize) {
     support::service::create_queue(&format!("{p}-dlq")).await;
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[aws.credentials]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\n\
-         [[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"20s\"\n\n\
+        "{}[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"20s\"\n\n\
          [[routes]]\nname = \"spot\"\npattern = {{ source = [\"aws.ec2\"] }}\nworkflow = \"spot_drain\"\n\n\
          [spot]\nclusters = [\"{cluster}\"]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-        support::emulator().endpoint
+        support::aws_section()
     );
-    let catalog = tugboat::workflows::Catalog::builtin();
-    let config =
-        Config::from_toml_str(&text, Path::new("bench.toml"), std::iter::empty(), &catalog)
-            .unwrap();
-    let mut deps = Dependencies::aws(&config).await.unwrap();
-    deps.journal = Some(Arc::new(
-        SledJournal::open(&dir.path().join("journal")).unwrap(),
-    ));
+    let mut deps = support::app::emulator_deps(&text, &dir.path().join("journal")).await;
     let (tx, mut rx) = mpsc::unbounded_channel();
     deps.ports.ecs = Arc::new(TimedEcs {
         inner: deps.ports.ecs.clone(),

@@ -45,12 +45,7 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
     ]);
     let p = unique("ecs");
     let cluster = format!("{p}-cluster");
-    c.ecs
-        .create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    support::ecs_cluster(&cluster).await;
     let family = format!("{p}-svc");
     c.ecs
         .register_task_definition()

@@ -61,15 +61,9 @@ struct Rig {
 }
 
 async fn rig(handlers: &str) -> Rig {
-    let c = clients().await;
     let p = unique("spot");
     let cluster = format!("{p}-cluster");
-    c.ecs
-        .create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    support::ecs_cluster(&cluster).await;
     let tg_name = format!("tg{}", p.replace("spot-", "").replace('-', ""));
     let target_group = support::ip_target_group(&tg_name, &support::default_vpc()).await;
     let queue = format!("{p}-q");

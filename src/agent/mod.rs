@@ -15,20 +15,14 @@ pub mod notice;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use crate::journal::now_ms;
 use config::{AgentConfig, HandlerConfig, HandlerKind};
 use notice::Notice;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// The ids of the notices already acted on, kept in a small JSON file (the last 1 000).
 pub struct State {

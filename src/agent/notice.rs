@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use crate::workflows::spot_drain::notice::{rfc3339, rfc3339_ms};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// Same for the same notice, however often it is seen.
@@ -18,12 +20,6 @@ pub struct Notice {
     pub raw: Value,
 }
 
-fn rfc3339_ms(text: &str) -> Option<u64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
-}
-
 /// `21 Jan 2019 09:00:43 GMT`, as `events/maintenance/scheduled` writes.
 fn maintenance_ms(text: &str) -> Option<u64> {
     let format = time::macros::format_description!(
@@ -31,13 +27,6 @@ fn maintenance_ms(text: &str) -> Option<u64> {
     );
     let t = time::PrimitiveDateTime::parse(text.trim(), &format).ok()?;
     u64::try_from(t.assume_utc().unix_timestamp_nanos() / 1_000_000).ok()
-}
-
-pub fn rfc3339(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 impl Notice {

@@ -116,14 +116,7 @@ impl Ecs for EcsClient {
                 not_found("DescribeTasks", format!("task {task} not found ({why})")).into(),
             );
         };
-        let private_ip = t
-            .attachments()
-            .iter()
-            .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
-            .flat_map(|a| a.details())
-            .find(|d| d.name() == Some("privateIPv4Address"))
-            .and_then(|d| d.value())
-            .map(str::to_owned);
+        let private_ip = private_ips(t).next();
         Ok(TaskStatus {
             task_arn: t.task_arn().unwrap_or(task).to_owned(),
             last_status: t.last_status().unwrap_or("UNKNOWN").to_owned(),
@@ -270,15 +263,7 @@ impl Ecs for EcsClient {
                 .await
                 .map_err(|e| classify("DescribeTasks", e))?;
             for t in out.tasks() {
-                ips.extend(
-                    t.attachments()
-                        .iter()
-                        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
-                        .flat_map(|a| a.details())
-                        .filter(|d| d.name() == Some("privateIPv4Address"))
-                        .filter_map(|d| d.value())
-                        .map(str::to_owned),
-                );
+                ips.extend(private_ips(t));
             }
         }
         Ok(ips)
@@ -294,6 +279,17 @@ impl ElbTargets {
     pub fn new(client: aws_sdk_elasticloadbalancingv2::Client) -> ElbTargets {
         ElbTargets { client }
     }
+}
+
+/// The private IPs of a task's ENI attachments (awsvpc).
+fn private_ips(task: &aws_sdk_ecs::types::Task) -> impl Iterator<Item = String> + '_ {
+    task.attachments()
+        .iter()
+        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .flat_map(|a| a.details())
+        .filter(|d| d.name() == Some("privateIPv4Address"))
+        .filter_map(|d| d.value())
+        .map(str::to_owned)
 }
 
 fn target(ip: &str, port: u16) -> TargetDescription {

@@ -35,7 +35,7 @@ pub enum SpotCommand {
 pub async fn run(config: &Path, args: SpotArgs) -> Result<(), CliError> {
     let SpotCommand::History { since, json } = args.command;
     let config = load_config(config)?;
-    let since_ms = now_ms().saturating_sub(since.as_millis() as u64);
+    let since_ms = crate::journal::now_ms().saturating_sub(since.as_millis() as u64);
     let path = format!("/spot/history?since_ms={since_ms}");
     let found = match from_service::<History>(&config, &path).await? {
         Some(answer) => answer.ok_or_else(|| {
@@ -63,11 +63,4 @@ pub async fn run(config: &Path, args: SpotArgs) -> Result<(), CliError> {
         print!("{}", found.text());
     }
     Ok(())
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -21,6 +21,24 @@ pub struct TestApp {
     run: Option<actix_rt::task::JoinHandle<Result<(), AppError>>>,
 }
 
+/// The service's dependencies over the emulator, as `serve` builds them from `config` (TOML
+/// with the emulator's `[aws]`, see [`super::aws_section`]), with a sled journal at `journal`.
+pub async fn emulator_deps(config: &str, journal: &Path) -> Dependencies {
+    let catalog = tugboat::workflows::Catalog::builtin();
+    let config = Config::from_toml_str(
+        config,
+        Path::new("bench.toml"),
+        std::iter::empty(),
+        &catalog,
+    )
+    .unwrap();
+    let mut deps = Dependencies::aws(&config).await.unwrap();
+    deps.journal = Some(Arc::new(
+        tugboat::journal::sled::SledJournal::open(journal).unwrap(),
+    ));
+    deps
+}
+
 /// Loads `config` (TOML) against the dependencies' catalog, builds the service and runs it.
 pub async fn spawn_app(config: &str, deps: Dependencies) -> TestApp {
     let config = Config::from_toml_str(

@@ -218,12 +218,30 @@ pub async fn ip_target_group(name: &str, vpc: &str) -> String {
         .to_owned()
 }
 
-/// A config file in `dir` for the emulator, with `queues` and anything in `extra`.
-pub fn write_config(dir: &Path, queues: &[&str], extra: &str) -> PathBuf {
-    let mut text = format!(
+/// The `[aws]` section of a configuration for the emulator (static credentials, region,
+/// endpoint), ending in a blank line.
+pub fn aws_section() -> String {
+    format!(
         "[aws]\nregion = \"{REGION}\"\nendpoint_url = \"{}\"\n\n[aws.credentials]\naccess_key_id = \"test\"\nsecret_access_key = \"test\"\n\n",
         emulator().endpoint
-    );
+    )
+}
+
+/// Creates an ECS cluster named `name` in the emulator.
+pub async fn ecs_cluster(name: &str) {
+    clients()
+        .await
+        .ecs
+        .create_cluster()
+        .cluster_name(name)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// A config file in `dir` for the emulator, with `queues` and anything in `extra`.
+pub fn write_config(dir: &Path, queues: &[&str], extra: &str) -> PathBuf {
+    let mut text = aws_section();
     for q in queues {
         text.push_str(&format!("[[queues]]\nname = \"{q}\"\n\n"));
     }

@@ -449,7 +449,7 @@ struct Batch {
     /// Each row's first line.
     lines: Vec<u64>,
     /// Per row, per used column (in column order): its bytes in `bytes`.
-    spans: Vec<(u32, u32)>,
+    spans: Vec<(usize, usize)>,
     bytes: Vec<u8>,
 }
 
@@ -468,9 +468,9 @@ impl Batch {
     fn push(&mut self, row: &super::rows::Row<'_>, used: &[usize]) {
         self.lines.push(row.line);
         for &c in used {
-            let start = self.bytes.len() as u32;
+            let start = self.bytes.len();
             self.bytes.extend_from_slice(&row.field(c));
-            self.spans.push((start, self.bytes.len() as u32));
+            self.spans.push((start, self.bytes.len()));
         }
     }
 
@@ -481,7 +481,7 @@ impl Batch {
     /// Row `r`'s field in used column `k` (empty for a column not used).
     fn field(&self, r: usize, k: usize) -> &[u8] {
         match self.spans.get(r * self.width + k) {
-            Some(&(a, b)) if k < self.width => &self.bytes[a as usize..b as usize],
+            Some(&(a, b)) if k < self.width => &self.bytes[a..b],
             _ => b"",
         }
     }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::Outcome;
 use super::config::{HandlerKind, HandlerSettings};
-use super::notice::Notice;
+use super::notice::{Notice, rfc3339};
 use crate::ports::clock::Clock;
 use crate::ports::mqtt::{Publication, Qos};
 use crate::ports::{
@@ -336,12 +336,4 @@ pub fn view(notice: &Notice, event: &Value, deadline_ms: u64, now_ms: u64) -> Va
         "identity": notice.identity(),
         "event": event,
     })
-}
-
-/// `ms` since the epoch as RFC 3339 (UTC, milliseconds).
-pub fn rfc3339(ms: u64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }

@@ -84,7 +84,7 @@ pub fn summarize(all: &[Interruption], since_ms: u64) -> History {
         })
         .collect();
     pools.sort_by_key(|p| std::cmp::Reverse(p.interruptions));
-    let recommendation = recommend(&pools, interruptions, since_ms);
+    let recommendation = recommend(&pools, interruptions);
     History {
         since_ms,
         interruptions,
@@ -96,7 +96,7 @@ pub fn summarize(all: &[Interruption], since_ms: u64) -> History {
 }
 
 /// Where one known pool has at least half of three or more interruptions.
-fn recommend(pools: &[Pool], total: u32, _since_ms: u64) -> Option<String> {
+fn recommend(pools: &[Pool], total: u32) -> Option<String> {
     let top = pools.first()?;
     if total < 3 || top.interruptions * 2 < total || top.instance_type == "unknown" {
         return None;

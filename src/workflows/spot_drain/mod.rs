@@ -270,7 +270,7 @@ impl SpotDrain {
                 "instances": s.notice.instances,
                 "task": s.notice.task,
                 "mode": s.mode,
-                "deadline": handlers::rfc3339(s.deadline_ms),
+                "deadline": notice::rfc3339(s.deadline_ms),
                 "lifecycle_action": s.notice.lifecycle,
                 "steps": s.outcomes,
                 "left_ms": s.outcomes.last().and_then(|o| o.left_ms),

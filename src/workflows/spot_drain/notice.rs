@@ -195,7 +195,7 @@ impl Notice {
             (None, Some(i)) => i.clone(),
             (None, None) => "none".into(),
         };
-        let minute = super::handlers::rfc3339(self.noticed_ms / 60_000 * 60_000);
+        let minute = rfc3339(self.noticed_ms / 60_000 * 60_000);
         format!("{what}:{}", minute.get(..16).unwrap_or(&minute))
     }
 }
@@ -244,7 +244,8 @@ fn task_ip(event: &Value) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn rfc3339_ms(text: &str) -> Option<u64> {
+/// An RFC 3339 time as ms since the epoch.
+pub fn rfc3339_ms(text: &str) -> Option<u64> {
     let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()?;
     u64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
@@ -261,4 +262,12 @@ fn any_time_ms(text: &str) -> Option<u64> {
         let t = time::PrimitiveDateTime::parse(date.trim(), &format).ok()?;
         u64::try_from(t.assume_utc().unix_timestamp_nanos() / 1_000_000).ok()
     })
+}
+
+/// `ms` since the epoch as RFC 3339 (UTC, milliseconds).
+pub fn rfc3339(ms: u64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -24,7 +24,7 @@ fn now_ms() -> u64 {
 }
 
 fn at(mut event: Value, ms: u64) -> Value {
-    event["time"] = json!(handlers::rfc3339(ms));
+    event["time"] = json!(notice::rfc3339(ms));
     event
 }
 
@@ -162,9 +162,9 @@ async fn the_same_interruption_from_eventbridge_and_from_the_agent_is_one_identi
     let noticed = 1_764_410_400_000; // 2025-11-29T10:00:00Z
     let bridge = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), noticed + 4_000);
     let agent = json!({"source": "tugboat.agent", "detail-type": "Interruption Notice",
-        "time": handlers::rfc3339(noticed + 9_000),
+        "time": notice::rfc3339(noticed + 9_000),
         "detail": {"instance-id": "i-0b662ef9931388ba0", "kind": "spot-interruption",
-            "deadline": handlers::rfc3339(noticed + 120_000), "instance-type": "m5.large"}});
+            "deadline": notice::rfc3339(noticed + 120_000), "instance-type": "m5.large"}});
     let (w, _) = workflow(SPOT).await;
     let a = Flow::identity(&w.0, &bridge).unwrap();
     assert_eq!(Some(a.clone()), Flow::identity(&w.0, &agent));
