@@ -48,12 +48,28 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentConfig {
+    /// Where interruption notices come from: `aws`, `azure`, `gcp`, `auto` (the one whose
+    /// metadata service answers) or `none` (local sources and peers only).
+    #[serde(default = "default_provider")]
+    pub provider: String,
     #[serde(default)]
     pub instance_id: Option<String>,
     pub state_file: PathBuf,
     #[serde(default = "default_margin", with = "humantime_serde")]
     pub margin: Duration,
+    #[serde(default)]
     pub aws: AwsSource,
+    #[serde(default)]
+    pub azure: AzureSource,
+    #[serde(default)]
+    pub gcp: GcpSource,
+    #[serde(default)]
+    pub local: LocalSources,
+    #[serde(default)]
+    pub peer: Option<PeerSource>,
+    /// Where each report goes besides stdout.
+    #[serde(default)]
+    pub report: Option<ReportTarget>,
     /// The AWS API the `publish` handlers call (same keys as tugboat.toml's `[aws]`; leave
     /// out credentials on an instance: its role's are used).
     #[serde(default)]
@@ -75,6 +91,153 @@ pub struct AwsSource {
     pub imdsv1_fallback: bool,
 }
 
+impl Default for AwsSource {
+    fn default() -> Self {
+        AwsSource {
+            base_url: default_base_url(),
+            poll_interval: default_poll(),
+            token_ttl: default_token_ttl(),
+            imdsv1_fallback: false,
+        }
+    }
+}
+
+/// Azure's Scheduled Events.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AzureSource {
+    #[serde(default = "default_base_url")]
+    pub base_url: String,
+    #[serde(default = "default_poll", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// After the handlers ran, tell Azure to go ahead (`StartRequests`), so the event starts
+    /// now rather than at its `NotBefore`.
+    #[serde(default = "yes")]
+    pub acknowledge: bool,
+}
+
+impl Default for AzureSource {
+    fn default() -> Self {
+        AzureSource {
+            base_url: default_base_url(),
+            poll_interval: default_poll(),
+            acknowledge: true,
+        }
+    }
+}
+
+/// GCP's metadata server, long-polled.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcpSource {
+    #[serde(default = "default_gcp_url")]
+    pub base_url: String,
+    /// How long one long poll may wait for a change before it is asked again.
+    #[serde(default = "default_gcp_wait", with = "humantime_serde")]
+    pub wait: Duration,
+    /// The time a preemption leaves (GCP: about 30 s), the notice's deadline.
+    #[serde(default = "default_gcp_notice", with = "humantime_serde")]
+    pub preemption_notice: Duration,
+    /// The time a host maintenance event leaves (GCP: 60 s).
+    #[serde(default = "default_gcp_maintenance", with = "humantime_serde")]
+    pub maintenance_notice: Duration,
+}
+
+impl Default for GcpSource {
+    fn default() -> Self {
+        GcpSource {
+            base_url: default_gcp_url(),
+            wait: default_gcp_wait(),
+            preemption_notice: default_gcp_notice(),
+            maintenance_notice: default_gcp_maintenance(),
+        }
+    }
+}
+
+/// The machine's own trouble: full disks, memory pressure, a network gone.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalSources {
+    #[serde(default = "default_local_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default)]
+    pub disk: Vec<DiskWatch>,
+    #[serde(default)]
+    pub memory: Option<MemoryWatch>,
+    #[serde(default)]
+    pub network: Vec<NetworkWatch>,
+}
+
+impl Default for LocalSources {
+    fn default() -> Self {
+        LocalSources {
+            interval: default_local_interval(),
+            disk: Vec::new(),
+            memory: None,
+            network: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskWatch {
+    /// A path on the file system to watch (its mount point, usually).
+    pub mount: PathBuf,
+    /// Used space, in percent of the space a non-root user could have, above which a
+    /// `disk-usage` notice is raised.
+    pub above_percent: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryWatch {
+    /// `/proc/pressure/memory`'s `some avg10` (percent of time stalled) above which a
+    /// `memory-pressure` notice is raised, where the kernel has PSI.
+    #[serde(default = "default_pressure")]
+    pub pressure_above: f64,
+    /// Without PSI: `MemAvailable` below this many MiB.
+    #[serde(default = "default_available")]
+    pub available_below_mib: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkWatch {
+    /// An interface that must be up (`/sys/class/net/NAME/operstate`), or
+    #[serde(default)]
+    pub interface: Option<String>,
+    /// a `host:port` that must accept TCP connections.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// How long it must stay down before it is a notice.
+    #[serde(default = "default_unreachable", with = "humantime_serde")]
+    pub unreachable_for: Duration,
+}
+
+/// Another instance of the group is being interrupted: its notices arrive on an MQTT topic
+/// (what the forwarding workflow or another agent's `mqtt` handler publishes) or an SQS
+/// queue, and run the `peer` handlers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSource {
+    /// MQTT `host:port`, with `topic` (wildcards allowed).
+    #[serde(default)]
+    pub broker: Option<String>,
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Or an SQS queue's name or URL (through `[api]`).
+    #[serde(default)]
+    pub queue: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportTarget {
+    /// An SQS queue's name or URL (through `[api]`) that receives every report.
+    pub queue: String,
+}
+
 /// One local handler. (Unknown keys are refused by [`HandlerKind`]; see spot_drain's config
 /// for why not here.)
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +247,10 @@ pub struct HandlerConfig {
     pub priority: u32,
     #[serde(default = "default_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// The notices it runs for: classes (`interruption`, `disk`, `memory`, `network`,
+    /// `peer`) or kinds (`spot-interruption`, …). Default: `interruption`.
+    #[serde(default = "default_on")]
+    pub on: Vec<String>,
     #[serde(flatten)]
     pub kind: HandlerKind,
 }
@@ -109,6 +276,23 @@ pub enum HandlerKind {
         #[serde(default = "default_redis_mode")]
         mode: String,
     },
+    /// PostgreSQL: `CHECKPOINT` (a superuser or `pg_checkpoint` member).
+    Postgres {
+        /// `postgresql://user:password@host:port/db` or `host=… user=…`; never logged.
+        url: secrecy::SecretString,
+    },
+    /// MySQL or MariaDB: `FLUSH TABLES` (needs the `RELOAD` privilege).
+    Mysql {
+        /// `mysql://user:password@host:port/db`; never logged.
+        url: secrecy::SecretString,
+    },
+    /// The notice (as the event `spot_drain` and peers read) to an MQTT topic, for peers.
+    Mqtt {
+        /// `host:port`.
+        broker: String,
+        /// A template over the notice: `{instance}`, `{kind}`, `{provider}`.
+        topic: String,
+    },
     /// A request to a local endpoint (the application's checkpoint URL), retried on 429, 5xx
     /// and connection errors within the timeout.
     Http {
@@ -122,6 +306,50 @@ pub enum HandlerKind {
         #[serde(default)]
         body: Option<serde_json::Value>,
     },
+}
+
+/// What a handler's `on` may name.
+pub const CLASSES: [&str; 5] = ["interruption", "disk", "memory", "network", "peer"];
+
+impl HandlerConfig {
+    /// Whether it runs for a notice of `kind` (whose class is `class`).
+    pub fn runs_for(&self, class: &str, kind: &str) -> bool {
+        self.on.iter().any(|o| o == class || o == kind)
+    }
+}
+
+fn default_provider() -> String {
+    "aws".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_gcp_url() -> String {
+    "http://metadata.google.internal".into()
+}
+fn default_gcp_wait() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_gcp_notice() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_gcp_maintenance() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_local_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_pressure() -> f64 {
+    10.0
+}
+fn default_available() -> u64 {
+    100
+}
+fn default_unreachable() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_on() -> Vec<String> {
+    vec!["interruption".into()]
 }
 
 fn default_redis_mode() -> String {
@@ -168,6 +396,50 @@ impl AgentConfig {
         {
             return Err("aws.token_ttl: must be between 1s and 6h (IMDSv2's limits)".into());
         }
+        if !["aws", "azure", "gcp", "auto", "none"].contains(&c.provider.as_str()) {
+            return Err(format!(
+                "provider: must be \"aws\", \"azure\", \"gcp\", \"auto\" or \"none\", got {:?}",
+                c.provider
+            ));
+        }
+        if c.azure.poll_interval.is_zero() || c.azure.poll_interval > Duration::from_secs(60) {
+            return Err("azure.poll_interval: must be more than 0s and at most 60s".into());
+        }
+        if c.gcp.wait < Duration::from_secs(1) || c.gcp.wait > Duration::from_secs(3600) {
+            return Err("gcp.wait: must be between 1s and 1h".into());
+        }
+        for (key, url) in [
+            ("aws.base_url", &c.aws.base_url),
+            ("azure.base_url", &c.azure.base_url),
+            ("gcp.base_url", &c.gcp.base_url),
+        ] {
+            if !url.starts_with("http://") && !url.starts_with("https://") {
+                return Err(format!("{key}: must be an http(s) URL, got {url:?}"));
+            }
+        }
+        c.check_local()?;
+        if let Some(p) = &c.peer {
+            match (&p.broker, &p.topic, &p.queue) {
+                (Some(b), Some(t), None) => {
+                    host_port(b).map_err(|e| format!("peer.broker: {e}"))?;
+                    if t.is_empty() {
+                        return Err("peer.topic: must not be empty".into());
+                    }
+                }
+                (None, None, Some(_)) if c.api.is_none() => {
+                    return Err("peer.queue: needs an [api] section (its region)".into());
+                }
+                (None, None, Some(_)) => {}
+                _ => {
+                    return Err(
+                        "peer: give either broker and topic (MQTT) or queue (SQS), not both".into(),
+                    );
+                }
+            }
+        }
+        if c.report.is_some() && c.api.is_none() {
+            return Err("report.queue: needs an [api] section (its region)".into());
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, h) in c.handlers.iter().enumerate() {
             if h.name.is_empty() || !names.insert(h.name.clone()) {
@@ -176,7 +448,41 @@ impl AgentConfig {
             if h.timeout.is_zero() {
                 return Err(format!("handlers.{i}.timeout: must be more than 0s"));
             }
+            for on in &h.on {
+                if !CLASSES.contains(&on.as_str()) && !KINDS.contains(&on.as_str()) {
+                    return Err(format!(
+                        "handlers.{i}.on: {on:?} is neither a class ({}) nor a kind ({})",
+                        CLASSES.join(", "),
+                        KINDS.join(", ")
+                    ));
+                }
+            }
             match &h.kind {
+                HandlerKind::Postgres { url } => {
+                    use secrecy::ExposeSecret;
+                    // The parser's message never repeats the string (it may hold a password).
+                    url.expose_secret()
+                        .parse::<tokio_postgres::Config>()
+                        .map_err(|e| {
+                            format!("handlers.{i}.url: not a PostgreSQL connection string: {e}")
+                        })?;
+                }
+                HandlerKind::Mysql { url } => {
+                    use secrecy::ExposeSecret;
+                    if mysql_async::Opts::from_url(url.expose_secret()).is_err() {
+                        return Err(format!(
+                            "handlers.{i}.url: not a mysql://user:password@host:port/db URL"
+                        ));
+                    }
+                }
+                HandlerKind::Mqtt { broker, topic } => {
+                    host_port(broker).map_err(|e| format!("handlers.{i}.broker: {e}"))?;
+                    if topic.is_empty() || topic.contains(['+', '#']) {
+                        return Err(format!(
+                            "handlers.{i}.topic: must be a topic to publish to (no wildcards), got {topic:?}"
+                        ));
+                    }
+                }
                 HandlerKind::Command { command, .. } if command.is_empty() => {
                     return Err(format!("handlers.{i}.command: names no program"));
                 }
@@ -210,6 +516,67 @@ impl AgentConfig {
             }
         }
         Ok(c)
+    }
+}
+
+/// Every kind of notice (see [`super::notice::Notice::class`]).
+pub const KINDS: [&str; 8] = [
+    "spot-interruption",
+    "rebalance-recommendation",
+    "scheduled-maintenance",
+    "termination",
+    "disk-usage",
+    "memory-pressure",
+    "network-unreachable",
+    "peer-interruption",
+];
+
+/// `host:port`, or why not.
+pub fn host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not host:port"))?;
+    let port = port
+        .parse::<u16>()
+        .map_err(|_| format!("{text:?}: the port is not a number up to 65535"))?;
+    if host.is_empty() {
+        return Err(format!("{text:?} has no host"));
+    }
+    Ok((host.trim_matches(['[', ']']).to_owned(), port))
+}
+
+impl AgentConfig {
+    fn check_local(&self) -> Result<(), String> {
+        let l = &self.local;
+        if l.interval.is_zero() {
+            return Err("local.interval: must be more than 0s".into());
+        }
+        for (i, d) in l.disk.iter().enumerate() {
+            if !(d.above_percent > 0.0 && d.above_percent <= 100.0) {
+                return Err(format!(
+                    "local.disk.{i}.above_percent: must be more than 0 and at most 100"
+                ));
+            }
+        }
+        if let Some(m) = &l.memory
+            && !(0.0..=100.0).contains(&m.pressure_above)
+        {
+            return Err("local.memory.pressure_above: must be between 0 and 100".into());
+        }
+        for (i, n) in l.network.iter().enumerate() {
+            match (&n.interface, &n.endpoint) {
+                (Some(name), None) if !name.is_empty() && !name.contains('/') => {}
+                (None, Some(e)) => {
+                    host_port(e).map_err(|e| format!("local.network.{i}.endpoint: {e}"))?;
+                }
+                _ => {
+                    return Err(format!(
+                        "local.network.{i}: give either interface (a name) or endpoint (host:port)"
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -263,8 +630,64 @@ mod tests {
                 "state_file = \"s\"\n[aws]\n[[handlers]]\nname = \"h\"\ntype = \"http\"\nurl = \"http://x\"\nbody = \"{a\"\n",
                 "handlers.0.body",
             ),
+            ("provider = \"oracle\"\nstate_file = \"s\"\n", "provider"),
+            (
+                "state_file = \"s\"\n[azure]\npoll_interval = \"2m\"\n",
+                "azure.poll_interval",
+            ),
+            ("state_file = \"s\"\n[gcp]\nwait = \"0s\"\n", "gcp.wait"),
+            (
+                "state_file = \"s\"\n[gcp]\nbase_url = \"metadata\"\n",
+                "gcp.base_url",
+            ),
+            (
+                "state_file = \"s\"\n[[local.disk]]\nmount = \"/\"\nabove_percent = 120\n",
+                "local.disk.0.above_percent",
+            ),
+            (
+                "state_file = \"s\"\n[[local.disk]]\nmount = \"/\"\n",
+                "above_percent",
+            ),
+            (
+                "state_file = \"s\"\n[local.memory]\npressure_above = -1\n",
+                "local.memory.pressure_above",
+            ),
+            (
+                "state_file = \"s\"\n[[local.network]]\ninterface = \"eth0\"\nendpoint = \"a:1\"\n",
+                "local.network.0",
+            ),
+            (
+                "state_file = \"s\"\n[[local.network]]\nendpoint = \"nohost\"\n",
+                "local.network.0.endpoint",
+            ),
+            (
+                "state_file = \"s\"\n[peer]\nbroker = \"a:1\"\n",
+                "peer: give either",
+            ),
+            ("state_file = \"s\"\n[peer]\nqueue = \"q\"\n", "peer.queue"),
+            (
+                "state_file = \"s\"\n[report]\nqueue = \"q\"\n",
+                "report.queue",
+            ),
+            (
+                "state_file = \"s\"\n[[handlers]]\nname = \"c\"\ntype = \"command\"\ncommand = [\"true\"]\non = [\"fire\"]\n",
+                "handlers.0.on",
+            ),
+            (
+                "state_file = \"s\"\n[[handlers]]\nname = \"p\"\ntype = \"postgres\"\nurl = \"postgresql://u:hunter2@h:port/db\"\n",
+                "handlers.0.url",
+            ),
+            (
+                "state_file = \"s\"\n[[handlers]]\nname = \"m\"\ntype = \"mysql\"\nurl = \"postgres://u:hunter2@h/db\"\n",
+                "handlers.0.url",
+            ),
+            (
+                "state_file = \"s\"\n[[handlers]]\nname = \"m\"\ntype = \"mqtt\"\nbroker = \"h:1\"\ntopic = \"a/#\"\n",
+                "handlers.0.topic",
+            ),
         ] {
             let e = AgentConfig::parse(text).unwrap_err();
+            assert!(!e.contains("hunter2"), "a secret in an error: {e}");
             assert!(e.contains(key), "{text}: {e}");
         }
     }

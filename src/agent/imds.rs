@@ -23,12 +23,8 @@ pub struct Imds {
 
 impl Imds {
     pub fn new(base: &str, ttl: Duration, v1_fallback: bool) -> Result<Imds, String> {
-        let client = reqwest::Client::builder()
-            // The metadata service answers in milliseconds; a stuck one must not stall a poll.
-            .timeout(Duration::from_secs(2))
-            .no_proxy()
-            .build()
-            .map_err(|e| e.to_string())?;
+        // The metadata service answers in milliseconds; a stuck one must not stall a poll.
+        let client = super::metadata_client(Duration::from_secs(2))?;
         Ok(Imds {
             client,
             base: base.trim_end_matches('/').to_owned(),
@@ -128,5 +124,26 @@ impl Imds {
             }
         }
         out
+    }
+}
+
+/// Polls every `interval` until the receiver goes away.
+pub async fn watch(
+    imds: &mut Imds,
+    instance: &str,
+    interval: std::time::Duration,
+    found: tokio::sync::mpsc::UnboundedSender<super::Found>,
+) {
+    loop {
+        for f in imds.poll(instance).await {
+            let message = match f {
+                Ok(n) => super::Found::Notice(n),
+                Err(e) => super::Found::Problem(format!("polling the metadata service: {e}")),
+            };
+            if found.send(message).is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(interval).await;
     }
 }

@@ -1,28 +1,55 @@
 //! `tugboat agent`: runs on the instance, notices an interruption first, protects local state
-//! through its handlers, then tells the central service. One loop: poll the metadata service
-//! every `poll_interval`; a notice not seen before (the state file remembers, across
-//! restarts) runs the handlers in priority order, equal priorities together, each within its
-//! timeout and the deadline less the margin (a handler that cannot start in time is skipped);
-//! the report is one JSON line on stdout.
+//! through its handlers, then tells the central service.
 //!
-//! Sources so far: AWS (IMDSv2). Handlers so far: `command`, `http`, `redis`, `publish`. The
-//! rest of the issue (Azure, GCP, local system sources, peers, postgres/mysql handlers) is not
-//! built yet. [`simulate`] runs the handlers against a made-up notice.
+//! Sources, each a task that sends what it finds to one loop: the cloud's metadata service
+//! ([`imds`] for AWS, [`azure`], [`gcp`]; `auto` probes the three), the machine itself
+//! ([`local`]: disk, memory, network) and the group's other instances ([`peer`]). The loop
+//! takes each notice not seen before (the state file remembers, across restarts), remembers
+//! it, and runs the [`handlers`] that are `on` its class in a task of its own, so a long run
+//! for one notice does not hold back another. The report is one JSON line on stdout, and
+//! goes to `[report]`'s queue when configured; an Azure event is then acknowledged.
+//! [`simulate`] runs the handlers against a made-up notice.
 
+pub mod azure;
 pub mod config;
+pub mod gcp;
+pub mod handlers;
 pub mod imds;
+pub mod local;
 pub mod notice;
+pub mod peer;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use crate::journal::now_ms;
-use config::{AgentConfig, HandlerConfig, HandlerKind};
+use config::AgentConfig;
+pub use handlers::run_handlers;
 use notice::Notice;
+
+/// What a source sends the loop.
+#[derive(Debug)]
+pub enum Found {
+    Notice(Notice),
+    /// A local condition with this notice id is over: the next one is a new notice.
+    Cleared(String),
+    /// Logged; the source goes on.
+    Problem(String),
+}
+
+/// An HTTP client for a metadata service: no proxy (the address is link-local), a short
+/// timeout (a stuck service must not stall the polls).
+pub(crate) fn metadata_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())
+}
 
 /// The ids of the notices already acted on, kept in a small JSON file (the last 1 000).
 pub struct State {
@@ -53,12 +80,26 @@ impl State {
         self.seen.iter().any(|s| s == id)
     }
 
+    /// Forgets `id` (a local condition that cleared), durably; `false` if it was not known.
+    pub fn forget(&mut self, id: &str) -> Result<bool, String> {
+        let before = self.seen.len();
+        self.seen.retain(|s| s != id);
+        if self.seen.len() == before {
+            return Ok(false);
+        }
+        self.write().map(|()| true)
+    }
+
     /// Remembers `id`, durably (written to a new file, then renamed over the old one).
     pub fn remember(&mut self, id: &str) -> Result<(), String> {
         self.seen.push(id.to_owned());
         if self.seen.len() > 1000 {
             self.seen.remove(0);
         }
+        self.write()
+    }
+
+    fn write(&self) -> Result<(), String> {
         let text = json!({"seen": self.seen}).to_string();
         let tmp = self.path.with_extension("tmp");
         std::fs::write(&tmp, text)
@@ -67,337 +108,306 @@ impl State {
     }
 }
 
-/// Runs the handlers for `notice`; the report.
-pub async fn run_handlers(config: &AgentConfig, notice: &Notice, extra: &Value) -> Value {
-    let deadline = notice
-        .deadline_ms
-        .map(|d| d.saturating_sub(config.margin.as_millis() as u64));
-    let mut priorities: Vec<u32> = config.handlers.iter().map(|h| h.priority).collect();
-    priorities.sort_unstable();
-    priorities.dedup();
-    let mut outcomes = Vec::new();
-    for p in priorities {
-        let group = config.handlers.iter().filter(|h| h.priority == p);
-        let results =
-            futures::future::join_all(group.map(|h| run_one(config, h, notice, deadline, extra)))
-                .await;
-        outcomes.extend(results);
-    }
-    json!({
-        "notice": notice,
-        "deadline": deadline.map(notice::rfc3339),
-        "handlers": outcomes,
-        "left_ms": deadline.map(|d| d as i64 - now_ms() as i64),
-    })
-}
+/// What `tugboat agent simulate` can make up.
+pub const SIMULATIONS: [&str; 9] = [
+    "spot",
+    "rebalance",
+    "maintenance",
+    "azure-preempt",
+    "gcp-preempt",
+    "disk",
+    "memory",
+    "network",
+    "peer",
+];
 
-async fn run_one(
-    config: &AgentConfig,
-    h: &HandlerConfig,
-    notice: &Notice,
-    deadline: Option<u64>,
-    extra: &Value,
-) -> Value {
-    let started = now_ms();
-    let left = deadline.map(|d| d as i64 - started as i64);
-    if let Some(left) = left
-        && left <= 0
-    {
-        return json!({"name": h.name, "outcome": "skipped",
-            "reason": format!("the deadline passed {} ms before it could start", -left)});
-    }
-    let bound = match left {
-        Some(l) => h.timeout.min(Duration::from_millis(l as u64)),
-        None => h.timeout,
-    };
-    let work = async {
-        match &h.kind {
-            HandlerKind::Command { command, env } => command_handler(command, env, notice).await,
-            HandlerKind::Http {
-                url,
-                method,
-                headers,
-                body,
-            } => http_handler(url, method, headers, body.as_ref(), notice).await,
-            HandlerKind::Redis {
-                address,
-                password,
-                mode,
-            } => redis_handler(address, password.as_ref(), mode).await,
-            HandlerKind::Publish { queue } => match &config.api {
-                Some(api) => publish_handler(queue, api, notice, extra).await,
-                None => Err("no [api] section".into()),
-            },
-        }
-    };
-    let result = match tokio::time::timeout(bound, work).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("cut off after {} ms", bound.as_millis())),
-    };
-    let took = now_ms().saturating_sub(started);
-    match result {
-        Ok(detail) => json!({"name": h.name, "outcome": "ok", "detail": detail, "took_ms": took}),
-        Err(reason) => {
-            json!({"name": h.name, "outcome": "failed", "reason": reason, "took_ms": took})
-        }
-    }
-}
-
-/// The program with the notice as JSON on stdin and in `TUGBOAT_NOTICE_*` variables; killed
-/// when it runs out of time.
-async fn command_handler(
-    command: &[String],
-    env: &std::collections::BTreeMap<String, String>,
-    notice: &Notice,
-) -> Result<Value, String> {
-    let mut cmd = tokio::process::Command::new(&command[0]);
-    cmd.args(&command[1..])
-        .envs(env)
-        .env("TUGBOAT_NOTICE_ID", &notice.id)
-        .env("TUGBOAT_NOTICE_PROVIDER", &notice.provider)
-        .env("TUGBOAT_NOTICE_KIND", &notice.kind)
-        .env("TUGBOAT_NOTICE_INSTANCE", &notice.instance)
-        .env(
-            "TUGBOAT_NOTICE_DEADLINE",
-            notice.deadline_ms.map(notice::rfc3339).unwrap_or_default(),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", command[0]))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        let body = serde_json::to_vec(notice).unwrap_or_default();
-        // A program that does not read its input is fine.
-        let _ = stdin.write_all(&body).await;
-    }
-    let out = child.wait_with_output().await.map_err(|e| e.to_string())?;
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
-        .chars()
-        .take(512)
-        .collect();
-    match out.status.code() {
-        Some(0) => Ok(json!({"exit": 0})),
-        code => Err(format!("exit {code:?}: {stderr}")),
-    }
-}
-
-/// One request, retried on 429, 5xx and connection errors until it succeeds or the handler's
-/// bound cuts it off.
-async fn http_handler(
-    url: &str,
-    method: &str,
-    headers: &std::collections::BTreeMap<String, String>,
-    body: Option<&Value>,
-    notice: &Notice,
-) -> Result<Value, String> {
-    let view = json!({
-        "id": notice.id, "provider": notice.provider, "kind": notice.kind,
-        "instance": notice.instance, "action": notice.action,
-        "deadline": notice.deadline_ms.map(notice::rfc3339), "raw": notice.raw,
-    });
-    let body = match body {
-        Some(b) => crate::workflows::template::BodyTemplate::parse(b, &Default::default())
-            .and_then(|t| t.render(&view, &Default::default()))?,
-        None => view,
-    };
-    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-    let client = reqwest::Client::new();
-    let mut pause = Duration::from_millis(100);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let mut request = client.request(method.clone(), url).json(&body);
-        for (k, v) in headers {
-            request = request.header(k, v);
-        }
-        let retry = match request.send().await {
-            Ok(r) if r.status().is_success() => {
-                return Ok(json!({"status": r.status().as_u16(), "attempts": attempts}));
-            }
-            Ok(r) if r.status().as_u16() == 429 || r.status().is_server_error() => {
-                format!("HTTP {}", r.status().as_u16())
-            }
-            Ok(r) => return Err(format!("HTTP {}", r.status().as_u16())),
-            Err(e) => e.to_string(),
-        };
-        tracing::debug!(handler_url = %url, error = %retry, "retrying");
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(1));
-    }
-}
-
-/// Redis persists its data: `BGSAVE` and wait until `LASTSAVE` moves past what it was (or a
-/// blocking `SAVE`). Spoken in RESP over TCP; the password is never logged.
-async fn redis_handler(
-    address: &str,
-    password: Option<&secrecy::SecretString>,
-    mode: &str,
-) -> Result<Value, String> {
-    use secrecy::ExposeSecret;
-    use tokio::io::{AsyncBufReadExt, BufReader};
-    let stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| format!("redis {address}: {e}"))?;
-    let mut conn = BufReader::new(stream);
-    async fn call(
-        conn: &mut BufReader<tokio::net::TcpStream>,
-        args: &[&str],
-    ) -> Result<String, String> {
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        conn.get_mut()
-            .write_all(out.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut line = String::new();
-        conn.read_line(&mut line).await.map_err(|e| e.to_string())?;
-        let line = line.trim_end().to_owned();
-        match line.strip_prefix('-') {
-            Some(error) => Err(error.to_owned()),
-            None if line.is_empty() => Err("the connection closed".into()),
-            None => Ok(line),
-        }
-    }
-    if let Some(p) = password {
-        call(&mut conn, &["AUTH", p.expose_secret()])
-            .await
-            .map_err(|e| format!("redis AUTH: {e}"))?;
-    }
-    let lastsave = |reply: String| -> Result<u64, String> {
-        reply
-            .strip_prefix(':')
-            .and_then(|n| n.parse().ok())
-            .ok_or_else(|| format!("redis LASTSAVE: unexpected reply {reply:?}"))
-    };
-    if mode == "save" {
-        call(&mut conn, &["SAVE"])
-            .await
-            .map_err(|e| format!("redis SAVE: {e}"))?;
-        let at = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
-        return Ok(json!({"saved": "SAVE", "lastsave": at}));
-    }
-    let before = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
-    // LASTSAVE counts seconds: a save in the same second as the last would not show.
-    while now_ms() / 1000 <= before {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    match call(&mut conn, &["BGSAVE"]).await {
-        Ok(_) => {}
-        // One is running already: its end is as good.
-        Err(e) if e.contains("already in progress") => {}
-        Err(e) => return Err(format!("redis BGSAVE: {e}")),
-    }
-    loop {
-        let at = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
-        if at > before {
-            return Ok(json!({"saved": "BGSAVE", "lastsave": at}));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The notice to the central queue, for `spot_drain` (which takes it and EventBridge's copy
-/// as one drain).
-async fn publish_handler(
-    queue: &str,
-    api: &crate::config::AwsSettings,
-    notice: &Notice,
-    extra: &Value,
-) -> Result<Value, String> {
-    let clients = crate::aws::Clients::new(api).await;
-    let queues = crate::aws::sqs::SqsQueues::new(clients.sqs);
-    use crate::ports::QueueSource;
-    let q = queues.open(queue).await.map_err(|e| e.message)?;
-    let event = notice.event(
-        now_ms(),
-        extra["instance_type"].as_str(),
-        extra["zone"].as_str(),
-    );
-    let id = q
-        .send(&crate::ports::OutgoingMessage {
-            body: event.to_string(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.message)?;
-    Ok(json!({"message_id": id}))
-}
-
-/// `tugboat agent simulate KIND --in D`: the handlers against a made-up notice of `kind`
-/// (`spot`, `rebalance`, `maintenance`) whose deadline is `within` from now; the report.
-pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Value {
+/// `tugboat agent simulate KIND --in D`: the handlers against a made-up notice of `kind` (one
+/// of [`SIMULATIONS`]) whose deadline is `within` from now; the report.
+pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Result<Value, String> {
     let now = now_ms();
     let instance = config
         .instance_id
         .clone()
         .unwrap_or_else(|| "i-simulated".into());
-    let (kind, action) = match kind {
-        "rebalance" => ("rebalance-recommendation", None),
-        "maintenance" => ("scheduled-maintenance", Some("system-reboot".to_owned())),
-        _ => ("spot-interruption", Some("terminate".to_owned())),
+    let (provider, kind, action) = match kind {
+        "spot" => ("aws", "spot-interruption", Some("terminate")),
+        "rebalance" => ("aws", "rebalance-recommendation", None),
+        "maintenance" => ("aws", "scheduled-maintenance", Some("system-reboot")),
+        "azure-preempt" => ("azure", "spot-interruption", Some("Preempt")),
+        "gcp-preempt" => ("gcp", "spot-interruption", Some("preempt")),
+        "disk" => ("local", "disk-usage", None),
+        "memory" => ("local", "memory-pressure", None),
+        "network" => ("local", "network-unreachable", None),
+        "peer" => ("peer", "peer-interruption", Some("spot-interruption")),
+        other => {
+            return Err(format!(
+                "cannot simulate {other:?}: one of {}",
+                SIMULATIONS.join(", ")
+            ));
+        }
     };
     let notice = Notice {
         id: format!("simulated:{kind}:{instance}:{now}"),
-        provider: "simulated".into(),
+        provider: provider.into(),
         kind: kind.into(),
         instance,
         deadline_ms: Some(now + within.as_millis() as u64),
-        action,
+        action: action.map(str::to_owned),
         raw: json!({"simulated": true}),
     };
-    run_handlers(config, &notice, &json!({})).await
+    Ok(run_handlers(config, &notice, &json!({})).await)
 }
 
-/// The agent until SIGTERM/SIGINT.
-pub async fn run(config: AgentConfig) -> Result<(), String> {
-    let mut imds = imds::Imds::new(
-        &config.aws.base_url,
-        config.aws.token_ttl,
-        config.aws.imdsv1_fallback,
-    )?;
-    let mut state = State::open(&config.state_file)?;
-    let instance = match &config.instance_id {
-        Some(i) => i.clone(),
-        None => loop {
-            match imds.get("instance-id").await {
-                Ok(Some(id)) => break id.trim().to_owned(),
-                Ok(None) => return Err("the metadata service has no instance-id".into()),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the instance id; trying again");
-                    tokio::time::sleep(config.aws.poll_interval).await;
-                }
-            }
-        },
-    };
-    let extra = json!({
-        "instance_type": imds.get("instance-type").await.ok().flatten(),
-        "zone": imds.get("placement/availability-zone").await.ok().flatten(),
-    });
-    tracing::info!(instance = %instance, "agent watching {}", config.aws.base_url);
-    let mut stop = Box::pin(shutdown_signal());
-    loop {
-        for found in imds.poll(&instance).await {
-            match found {
-                Ok(n) if state.seen(&n.id) => {}
-                Ok(n) => {
-                    // Remembered first: a crash while the handlers run does not run them
-                    // twice (at most once, as a checkpoint wants).
-                    state.remember(&n.id)?;
-                    tracing::info!(notice = %n.id, kind = %n.kind, "notice");
-                    let report = run_handlers(&config, &n, &extra).await;
-                    println!("{report}");
-                }
-                Err(e) => tracing::warn!(error = %e, "polling the metadata service"),
-            }
+/// `auto`: the provider whose metadata service answers (AWS, then Azure, then GCP when more
+/// than one would), asked together, each within 2 s; tried again a few times before giving up.
+async fn probe(config: &AgentConfig) -> Result<&'static str, String> {
+    let bound = Duration::from_secs(2);
+    for attempt in 1..=5 {
+        let aws = async {
+            let mut m = imds::Imds::new(
+                &config.aws.base_url,
+                config.aws.token_ttl,
+                config.aws.imdsv1_fallback,
+            )
+            .ok()?;
+            tokio::time::timeout(bound, m.get("instance-id"))
+                .await
+                .ok()?
+                .ok()?
+                .map(|_| "aws")
+        };
+        let azure = async {
+            let a = azure::Azure::new(&config.azure.base_url).ok()?;
+            tokio::time::timeout(bound, a.instance_name())
+                .await
+                .ok()?
+                .ok()
+                .map(|_| "azure")
+        };
+        let gcp = async {
+            let g = gcp::Gcp::new(&config.gcp.base_url, config.gcp.wait).ok()?;
+            tokio::time::timeout(bound, g.get("name", None))
+                .await
+                .ok()?
+                .ok()
+                .map(|_| "gcp")
+        };
+        let (a, b, c) = futures::future::join3(aws, azure, gcp).await;
+        if let Some(p) = a.or(b).or(c) {
+            return Ok(p);
         }
-        tokio::select! {
-            _ = tokio::time::sleep(config.aws.poll_interval) => {}
-            _ = &mut stop => return Ok(()),
+        tracing::warn!(attempt, "no metadata service answered yet");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(format!(
+        "provider auto: no metadata service answered (AWS at {}, Azure at {}, GCP at {})",
+        config.aws.base_url, config.azure.base_url, config.gcp.base_url
+    ))
+}
+
+/// The instance's name as the provider knows it (retried while the service is not up), and
+/// what a published notice may say about it.
+async fn identify(config: &AgentConfig, provider: &str) -> Result<(String, Value), String> {
+    let mut extra = json!({});
+    let mut attempts = 0;
+    let instance = loop {
+        let answer: Result<String, String> = match (&config.instance_id, provider) {
+            (Some(i), _) => Ok(i.clone()),
+            (None, "aws") => {
+                let mut m = imds::Imds::new(
+                    &config.aws.base_url,
+                    config.aws.token_ttl,
+                    config.aws.imdsv1_fallback,
+                )?;
+                match m.get("instance-id").await {
+                    Ok(Some(id)) => {
+                        extra = json!({
+                            "instance_type": m.get("instance-type").await.ok().flatten(),
+                            "zone": m.get("placement/availability-zone").await.ok().flatten(),
+                        });
+                        Ok(id.trim().to_owned())
+                    }
+                    Ok(None) => return Err("the metadata service has no instance-id".into()),
+                    Err(e) => Err(e),
+                }
+            }
+            (None, "azure") => {
+                azure::Azure::new(&config.azure.base_url)?
+                    .instance_name()
+                    .await
+            }
+            (None, "gcp") => gcp::Gcp::new(&config.gcp.base_url, config.gcp.wait)?
+                .get("name", None)
+                .await
+                .map(|(name, _)| name),
+            (None, _) => std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .map_err(|e| format!("no instance_id configured and /etc/hostname: {e}")),
+        };
+        match answer {
+            Ok(i) => break i,
+            Err(e) if attempts < 30 => {
+                attempts += 1;
+                tracing::warn!(error = %e, "reading the instance id; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    Ok((instance, extra))
+}
+
+/// Starts the configured sources; each sends to `found` until the loop goes away.
+fn start_sources(
+    config: &Arc<AgentConfig>,
+    provider: &str,
+    instance: &str,
+    found: &UnboundedSender<Found>,
+) -> Result<(), String> {
+    let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
+    match provider {
+        "aws" => {
+            let mut m = imds::Imds::new(&c.aws.base_url, c.aws.token_ttl, c.aws.imdsv1_fallback)?;
+            tokio::spawn(async move { imds::watch(&mut m, &i, c.aws.poll_interval, f).await });
+        }
+        "azure" => {
+            let a = azure::Azure::new(&c.azure.base_url)?;
+            tokio::spawn(async move { azure::watch(&a, &i, c.azure.poll_interval, f).await });
+        }
+        "gcp" => {
+            let g = gcp::Gcp::new(&c.gcp.base_url, c.gcp.wait)?;
+            tokio::spawn(async move { gcp::watch_all(&g, &i, &c.gcp, f).await });
+        }
+        _ => {}
+    }
+    let l = &config.local;
+    if !l.disk.is_empty() || l.memory.is_some() || !l.network.is_empty() {
+        let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
+        tokio::spawn(async move { local::watch(&c.local, &i, f).await });
+    }
+    if let Some(p) = &config.peer {
+        let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
+        match (&p.broker, &p.topic, &p.queue, &config.api) {
+            (Some(b), Some(t), _, _) => {
+                let broker = config::host_port(b)?;
+                let topic = t.clone();
+                tokio::spawn(async move { peer::watch_mqtt(broker, &topic, &i, f).await });
+            }
+            (_, _, Some(q), Some(_)) => {
+                let q = q.clone();
+                tokio::spawn(async move {
+                    if let Some(api) = &c.api {
+                        peer::watch_queue(api, &q, &i, f).await
+                    }
+                });
+            }
+            _ => {}
         }
     }
+    Ok(())
+}
+
+/// The handlers for one notice, then its report: printed, published if configured, and an
+/// Azure event acknowledged.
+async fn act(config: Arc<AgentConfig>, n: Notice, extra: Value) {
+    let mut report = run_handlers(&config, &n, &extra).await;
+    if n.provider == "azure" && config.azure.acknowledge {
+        let event_id = n.raw["EventId"].as_str().unwrap_or_default();
+        let acked = match azure::Azure::new(&config.azure.base_url) {
+            Ok(a) => a.acknowledge(event_id).await,
+            Err(e) => Err(e),
+        };
+        report["acknowledged"] = match acked {
+            Ok(()) => json!(true),
+            Err(e) => json!(e),
+        };
+    }
+    println!("{report}");
+    if let (Some(target), Some(api)) = (&config.report, &config.api)
+        && let Err(e) = publish_report(api, &target.queue, &report).await
+    {
+        tracing::warn!(error = %e, queue = %target.queue, "publishing the report");
+    }
+}
+
+async fn publish_report(
+    api: &crate::config::AwsSettings,
+    queue: &str,
+    report: &Value,
+) -> Result<(), String> {
+    use crate::ports::QueueSource;
+    let clients = crate::aws::Clients::new(api).await;
+    let q = crate::aws::sqs::SqsQueues::new(clients.sqs)
+        .open(queue)
+        .await
+        .map_err(|e| e.message)?;
+    q.send(&crate::ports::OutgoingMessage {
+        body: report.to_string(),
+        ..Default::default()
+    })
+    .await
+    .map(|_| ())
+    .map_err(|e| e.message)
+}
+
+/// The agent until SIGTERM/SIGINT; handler runs under way then are waited for (each is
+/// bounded by its timeouts).
+pub async fn run(config: AgentConfig) -> Result<(), String> {
+    let config = Arc::new(config);
+    let mut state = State::open(&config.state_file)?;
+    let provider = match config.provider.as_str() {
+        "auto" => probe(&config).await?,
+        "aws" => "aws",
+        "azure" => "azure",
+        "gcp" => "gcp",
+        _ => "none",
+    };
+    let (instance, extra) = identify(&config, provider).await?;
+    let (found, mut incoming) = unbounded_channel();
+    start_sources(&config, provider, &instance, &found)?;
+    drop(found);
+    tracing::info!(instance = %instance, provider, "agent watching");
+    let mut runs = tokio::task::JoinSet::new();
+    let mut stop = Box::pin(shutdown_signal());
+    loop {
+        let next = tokio::select! {
+            f = incoming.recv() => f,
+            Some(_) = runs.join_next(), if !runs.is_empty() => continue,
+            _ = &mut stop => break,
+        };
+        match next {
+            Some(Found::Notice(n)) if state.seen(&n.id) => {}
+            Some(Found::Notice(n)) => {
+                // Remembered first: a crash while the handlers run does not run them twice
+                // (at most once, as a checkpoint wants).
+                state.remember(&n.id)?;
+                tracing::info!(notice = %n.id, kind = %n.kind, "notice");
+                runs.spawn(act(config.clone(), n, extra.clone()));
+            }
+            Some(Found::Cleared(id)) => {
+                if state.forget(&id)? {
+                    tracing::info!(notice = %id, "condition cleared");
+                }
+            }
+            Some(Found::Problem(e)) => tracing::warn!(error = %e, "watching for notices"),
+            // Every source has ended (only `none` with nothing to watch): wait for a signal.
+            None => {
+                if runs.is_empty() {
+                    stop.as_mut().await;
+                    break;
+                }
+                while runs.join_next().await.is_some() {}
+            }
+        }
+    }
+    if !runs.is_empty() {
+        tracing::info!(
+            runs = runs.len(),
+            "stopping once the handler runs under way end"
+        );
+        while runs.join_next().await.is_some() {}
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

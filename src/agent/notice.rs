@@ -92,6 +92,107 @@ impl Notice {
         Ok(out)
     }
 
+    /// Azure Scheduled Events: each event of the document that affects `instance` (the VM's
+    /// name in `Resources`) and has not ended. `Preempt` is a spot eviction; `Terminate` a
+    /// deletion; `Reboot`, `Redeploy`, `Freeze` maintenance. `NotBefore` (an HTTP date, empty
+    /// once the event has started) is the deadline.
+    pub fn from_azure(instance: &str, body: &Value) -> Result<Vec<Notice>, String> {
+        let events = body["Events"].as_array().ok_or("no \"Events\" (a list)")?;
+        let mut out = Vec::new();
+        for e in events {
+            let id = e["EventId"]
+                .as_str()
+                .ok_or("an event without \"EventId\"")?;
+            let affected = e["Resources"]
+                .as_array()
+                .is_none_or(|r| r.is_empty() || r.iter().any(|r| r.as_str() == Some(instance)));
+            if !affected || e["EventStatus"].as_str() == Some("Completed") {
+                continue;
+            }
+            let event_type = e["EventType"]
+                .as_str()
+                .ok_or_else(|| format!("event {id} has no \"EventType\""))?;
+            let kind = match event_type {
+                "Preempt" => "spot-interruption",
+                "Terminate" => "termination",
+                "Reboot" | "Redeploy" | "Freeze" | "LiveMigration" => "scheduled-maintenance",
+                other => {
+                    tracing::debug!(event = %id, "Azure event type {other:?} is no interruption");
+                    continue;
+                }
+            };
+            let deadline_ms = match e["NotBefore"].as_str().unwrap_or_default().trim() {
+                "" => None,
+                text => Some(
+                    httpdate::parse_http_date(text)
+                        .ok()
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as u64)
+                        .ok_or_else(|| format!("NotBefore {text:?} of {id} is not an HTTP date"))?,
+                ),
+            };
+            out.push(Notice {
+                id: format!("azure:{id}"),
+                provider: "azure".into(),
+                kind: kind.into(),
+                instance: instance.to_owned(),
+                deadline_ms,
+                action: Some(event_type.to_owned()),
+                raw: e.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// GCP `instance/preempted` turned `TRUE` (`etag` tells this change from a later one):
+    /// about 30 s left.
+    pub fn from_gcp_preempted(instance: &str, etag: &str, now_ms: u64, notice_ms: u64) -> Notice {
+        Notice {
+            id: format!("gcp:preempted:{instance}:{etag}"),
+            provider: "gcp".into(),
+            kind: "spot-interruption".into(),
+            instance: instance.to_owned(),
+            deadline_ms: Some(now_ms + notice_ms),
+            action: Some("preempt".into()),
+            raw: json!({"preempted": "TRUE"}),
+        }
+    }
+
+    /// GCP `instance/maintenance-event` other than `NONE`.
+    pub fn from_gcp_maintenance(
+        instance: &str,
+        value: &str,
+        etag: &str,
+        now_ms: u64,
+        notice_ms: u64,
+    ) -> Result<Notice, String> {
+        let action = match value {
+            "MIGRATE_ON_HOST_MAINTENANCE" => "migrate",
+            "TERMINATE_ON_HOST_MAINTENANCE" => "terminate",
+            other => return Err(format!("maintenance-event {other:?} is not a known value")),
+        };
+        Ok(Notice {
+            id: format!("gcp:maintenance:{instance}:{etag}"),
+            provider: "gcp".into(),
+            kind: "scheduled-maintenance".into(),
+            instance: instance.to_owned(),
+            deadline_ms: Some(now_ms + notice_ms),
+            action: Some(action.into()),
+            raw: json!({"maintenance-event": value}),
+        })
+    }
+
+    /// `interruption`, `disk`, `memory`, `network` or `peer`: what handlers' `on` names.
+    pub fn class(&self) -> &'static str {
+        match self.kind.as_str() {
+            "disk-usage" => "disk",
+            "memory-pressure" => "memory",
+            "network-unreachable" => "network",
+            "peer-interruption" => "peer",
+            _ => "interruption",
+        }
+    }
+
     /// The event `spot_drain` reads (`source` `tugboat.agent`), sent by `publish` handlers.
     pub fn event(&self, now_ms: u64, instance_type: Option<&str>, zone: Option<&str>) -> Value {
         json!({

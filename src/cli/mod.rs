@@ -94,7 +94,7 @@ pub enum AgentCommand {
     /// rehearsal on a real machine without an interruption.
     Simulate {
         /// The notice's kind.
-        #[arg(value_parser = ["spot", "rebalance", "maintenance"])]
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(crate::agent::SIMULATIONS))]
         kind: String,
         /// Time until the simulated deadline.
         #[arg(long = "in", default_value = "120s", value_parser = humantime::parse_duration)]
@@ -174,7 +174,9 @@ fn run_agent(config: &std::path::Path, args: &AgentArgs) -> ExitCode {
                     .block_on(crate::agent::run(config))
                     .map_err(CliError::Runtime),
                 Some(AgentCommand::Simulate { kind, within }) => {
-                    let report = runtime.block_on(crate::agent::simulate(&config, kind, *within));
+                    let report = runtime
+                        .block_on(crate::agent::simulate(&config, kind, *within))
+                        .map_err(CliError::Usage)?;
                     println!("{report}");
                     Ok(())
                 }
