@@ -9,6 +9,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod agent;
 pub mod app;
 pub mod broker;
 pub mod imds;
