@@ -292,7 +292,7 @@ async fn postgres_handler(url: &secrecy::SecretString) -> Result<Value, String> 
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("postgres: {e}"))?;
+        .map_err(|e| format!("postgres: {}", with_causes(&e)))?;
     let driver = tokio::spawn(connection);
     let started = std::time::Instant::now();
     let done = client
@@ -307,7 +307,7 @@ async fn postgres_handler(url: &secrecy::SecretString) -> Result<Value, String> 
                 db.message(),
                 db.code().code()
             ),
-            None => format!("postgres CHECKPOINT: {e}"),
+            None => format!("postgres CHECKPOINT: {}", with_causes(&e)),
         });
     drop(client);
     let _ = driver.await;
@@ -388,4 +388,17 @@ async fn mqtt_handler(
             Err(e) => return Err(format!("mqtt {topic}: {}", e.message)),
         }
     }
+}
+
+/// An error and what caused it (the PostgreSQL driver's own message leaves the cause out:
+/// "error connecting to server").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }

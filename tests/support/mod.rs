@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod app;
 pub mod broker;
+pub mod databases;
 pub mod imds;
 pub mod service;
 
