@@ -273,4 +273,52 @@ mod tests {
         let n = crate::workflows::spot_drain::notice::Notice::read(&e).unwrap();
         assert_eq!(n.identity(), "i-1:2017-09-18T08:20");
     }
+
+    #[test]
+    fn azure_documents_are_read_for_this_vm_and_bad_ones_refused() {
+        // The shape of learn.microsoft.com's Scheduled Events example.
+        let doc = json!({"DocumentIncarnation": 2, "Events": [
+            {"EventId": "E1", "EventType": "Preempt", "ResourceType": "VirtualMachine",
+             "Resources": ["vm-1"], "EventStatus": "Scheduled",
+             "NotBefore": "Mon, 19 Sep 2016 18:29:47 GMT", "Description": "",
+             "EventSource": "Platform", "DurationInSeconds": -1},
+            {"EventId": "E2", "EventType": "Reboot", "Resources": ["vm-2"],
+             "EventStatus": "Scheduled", "NotBefore": ""},
+            {"EventId": "E3", "EventType": "Freeze", "Resources": ["vm-1"],
+             "EventStatus": "Started", "NotBefore": ""},
+            {"EventId": "E4", "EventType": "Terminate", "Resources": ["vm-1"],
+             "EventStatus": "Completed", "NotBefore": ""},
+        ]});
+        let n = Notice::from_azure("vm-1", &doc).unwrap();
+        let ids: Vec<&str> = n.iter().map(|n| n.id.as_str()).collect();
+        assert_eq!(ids, ["azure:E1", "azure:E3"]);
+        assert_eq!(n[0].kind, "spot-interruption");
+        assert_eq!(n[0].deadline_ms, Some(1_474_309_787_000));
+        assert_eq!(n[1].kind, "scheduled-maintenance");
+        assert_eq!(n[1].deadline_ms, None, "started: no NotBefore");
+        for (body, why) in [
+            (json!({"DocumentIncarnation": 1}), "Events"),
+            (json!({"Events": [{"EventType": "Preempt"}]}), "EventId"),
+            (json!({"Events": [{"EventId": "x"}]}), "EventType"),
+            (
+                json!({"Events": [{"EventId": "x", "EventType": "Reboot", "NotBefore": "soon"}]}),
+                "HTTP date",
+            ),
+        ] {
+            let e = Notice::from_azure("vm-1", &body).unwrap_err();
+            assert!(e.contains(why), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn gcp_values_become_notices_with_their_time_left() {
+        let p = Notice::from_gcp_preempted("gce-1", "etag-2", 1_000, 30_000);
+        assert_eq!(p.deadline_ms, Some(31_000));
+        assert_eq!(p.class(), "interruption");
+        let m =
+            Notice::from_gcp_maintenance("gce-1", "MIGRATE_ON_HOST_MAINTENANCE", "e", 0, 60_000)
+                .unwrap();
+        assert_eq!(m.action.as_deref(), Some("migrate"));
+        assert!(Notice::from_gcp_maintenance("gce-1", "SOON", "e", 0, 1).is_err());
+    }
 }

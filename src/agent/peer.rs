@@ -157,3 +157,29 @@ pub async fn watch_queue(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_notices_are_read_from_eventbridge_and_agent_events_and_own_ones_left_out() {
+        let warning = r#"{"version": "0", "id": "1", "detail-type": "EC2 Spot Instance Interruption Warning",
+            "source": "aws.ec2", "account": "1", "time": "2026-11-30T10:00:00Z", "region": "us-east-1",
+            "resources": [], "detail": {"instance-id": "i-primary", "instance-action": "terminate"}}"#;
+        let n = read("i-replica", warning).unwrap().unwrap();
+        assert_eq!(n.kind, "peer-interruption");
+        assert_eq!(n.class(), "peer");
+        assert_eq!(n.instance, "i-primary");
+        assert_eq!(n.id, "peer:i-primary:2026-11-30T10:00");
+        assert_eq!(n.deadline_ms, Some(1_796_032_800_000 + 120_000));
+        assert_eq!(read("i-primary", warning).unwrap(), None, "its own notice");
+        for bad in [
+            "{",
+            "[]",
+            r#"{"source": "aws.s3", "detail-type": "x", "time": "2026-11-30T10:00:00Z"}"#,
+        ] {
+            assert!(read("i-replica", bad).is_err(), "{bad}");
+        }
+    }
+}
