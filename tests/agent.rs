@@ -408,3 +408,27 @@ fn simulate_runs_the_handlers_against_a_made_up_notice_and_prints_the_report() {
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+#[test]
+fn the_shipped_agent_config_systemd_unit_and_daemon_task_agree_with_the_agent() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/agent");
+    let config = tugboat::agent::config::AgentConfig::load(&root.join("agent.toml"))
+        .unwrap_or_else(|e| panic!("deploy/agent/agent.toml: {e}"));
+    assert!(config.handlers.len() >= 5);
+    let task: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("ecs-daemon-task.json")).unwrap())
+            .unwrap();
+    let container = &task["containerDefinitions"][0];
+    assert_eq!(container["command"][0], "agent");
+    assert_eq!(container["command"][2], "/etc/tugboat/agent.toml");
+    let unit = std::fs::read_to_string(root.join("tugboat-agent.service")).unwrap();
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/tugboat agent --config /etc/tugboat/agent.toml")
+    );
+    // The unit's state directory is where the example keeps its state.
+    assert!(unit.contains("StateDirectory=tugboat-agent"));
+    assert_eq!(
+        config.state_file,
+        std::path::PathBuf::from("/var/lib/tugboat-agent/state.json")
+    );
+}
