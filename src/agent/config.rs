@@ -1,44 +1,7 @@
 //! `agent.toml`: where the agent looks for notices and what it runs when one comes.
-//!
-//! ```toml
-//! instance_id = "i-0123456789abcdef0"    # default: read from the metadata service
-//! state_file = "/var/lib/tugboat-agent/state.json"
-//! margin = "10s"                         # kept free before the deadline
-//!
-//! [aws]
-//! base_url = "http://169.254.169.254"    # the instance metadata service (tests: 127.0.0.1)
-//! poll_interval = "1s"                   # AWS advises 5 s or less
-//! token_ttl = "6h"                       # IMDSv2 session token lifetime
-//! imdsv1_fallback = false                # plain GETs only if a token cannot be had
-//!
-//! [[handlers]]
-//! name = "checkpoint"
-//! type = "command"                       # the notice as JSON on stdin and TUGBOAT_NOTICE_*
-//! command = ["/usr/local/bin/checkpoint", "--fast"]
-//! priority = 1                           # lower first; equal ones together
-//! timeout = "20s"
-//!
-//! [[handlers]]
-//! name = "redis"
-//! type = "redis"                         # BGSAVE, then wait until LASTSAVE moves
-//! address = "127.0.0.1:6379"
-//! # password = "…"                       # never logged
-//! # mode = "save"                         # a blocking SAVE instead
-//!
-//! [[handlers]]
-//! name = "app"
-//! type = "http"                          # retried on 429, 5xx, connection errors
-//! url = "http://127.0.0.1:8080/checkpoint"
-//! body = { reason = "{kind}" }           # a template over the notice; default: the notice
-//!
-//! [[handlers]]
-//! name = "tell-tugboat"
-//! type = "publish"                       # to the central queue, for spot_drain
-//! queue = "https://sqs.us-east-1.amazonaws.com/123456789012/tugboat-events"
-//!
-//! [api]                                  # the AWS API publish handlers call
-//! region = "us-east-1"
-//! ```
+//! `deploy/agent/agent.toml` is a commented example of every section (a test loads it).
+//! Every check names the key it refuses (`handlers.2.url: …`); secrets (database URLs, the
+//! Redis password) never appear in an error.
 
 use std::path::PathBuf;
 use std::time::Duration;
