@@ -44,12 +44,31 @@ fn storage(e: impl std::fmt::Display) -> JournalError {
 impl SledJournal {
     /// Opens (or creates) the journal in `dir`. Fails if another process has it open.
     pub fn open(dir: &Path) -> Result<SledJournal, JournalError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             // The committer flushes; sled's own periodic flush would only add writes.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| JournalError::Storage(format!("cannot open {}: {e}", dir.display())))?;
+            .flush_every_ms(None);
+        // sled's background threads may hold the file lock a moment after the last handle to
+        // a database in this process was dropped: a reopen waits for that, briefly. Another
+        // process holding it is still refused (after the wait).
+        let mut waited = 0;
+        let db = loop {
+            match config.open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock") && waited < 40 =>
+                {
+                    waited += 1;
+                    thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => {
+                    return Err(JournalError::Storage(format!(
+                        "cannot open {}: {e}",
+                        dir.display()
+                    )));
+                }
+            }
+        };
         let records = db.open_tree("workflows").map_err(storage)?;
         let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
         let flusher = db.clone();
