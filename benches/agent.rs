@@ -20,20 +20,23 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
-/// utime + stime of `pid`, in clock ticks, and its RSS in KiB.
-fn usage(pid: u32) -> (u64, u64) {
+/// utime + stime of `pid`, in clock ticks, and its RSS in KiB: all, private (anonymous), and
+/// mapped from files (the binary's and libraries' clean pages, shared with the page cache).
+fn usage(pid: u32) -> (u64, [u64; 3]) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let after = stat.rsplit(')').next().unwrap();
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    (ticks, rss)
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (ticks, [kib("VmRSS:"), kib("RssAnon:"), kib("RssFile:")])
 }
 
 fn main() {
@@ -99,8 +102,10 @@ fn main() {
     std::thread::sleep(Duration::from_secs(idle as u64));
     let (t1, rss) = usage(agent.id());
     println!(
-        "idle for {idle} s (polling every 1 s): RSS {:.1} MB, CPU {:.2} % of a core",
-        rss as f64 / 1024.0,
+        "idle for {idle} s (polling every 1 s): RSS {:.1} MB (private {:.1} MB, file-backed {:.1} MB), CPU {:.2} % of a core",
+        rss[0] as f64 / 1024.0,
+        rss[1] as f64 / 1024.0,
+        rss[2] as f64 / 1024.0,
         (t1 - t0) as f64 / ticks_per_s / idle as f64 * 100.0
     );
     let _ = agent.kill();
