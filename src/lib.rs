@@ -35,4 +35,5 @@ pub mod migrate;
 pub mod mqtt;
 pub mod ports;
 pub mod routing;
+pub mod telemetry;
 pub mod workflows;

@@ -46,15 +46,27 @@ impl Clients {
         // S3 on a localhost endpoint needs path-style addressing (no bucket subdomains).
         let s3 = aws_sdk_s3::config::Builder::from(&sdk)
             .force_path_style(settings.endpoint_url.is_some())
+            .interceptor(CallSpans)
             .build();
+        // Every call made inside a traced piece of work is a span of its own.
+        use crate::telemetry::sdk_calls::CallSpans;
+        macro_rules! traced {
+            ($service:ident) => {
+                $service::Client::from_conf(
+                    $service::config::Builder::from(&sdk)
+                        .interceptor(CallSpans)
+                        .build(),
+                )
+            };
+        }
         Clients {
-            sqs: aws_sdk_sqs::Client::new(&sdk),
-            sns: aws_sdk_sns::Client::new(&sdk),
-            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
-            ecs: aws_sdk_ecs::Client::new(&sdk),
-            elbv2: aws_sdk_elasticloadbalancingv2::Client::new(&sdk),
+            sqs: traced!(aws_sdk_sqs),
+            sns: traced!(aws_sdk_sns),
+            dynamodb: traced!(aws_sdk_dynamodb),
+            ecs: traced!(aws_sdk_ecs),
+            elbv2: traced!(aws_sdk_elasticloadbalancingv2),
             s3: aws_sdk_s3::Client::from_conf(s3),
-            autoscaling: aws_sdk_autoscaling::Client::new(&sdk),
+            autoscaling: traced!(aws_sdk_autoscaling),
         }
     }
 }

@@ -133,6 +133,14 @@ impl Notifier for SnsNotifier {
                 request = request.message_attributes(name, string(value)?);
             }
         }
+        // The subscriber's work continues this trace (W3C trace context).
+        // (SNS takes at most 10 attributes a message; the dedup id is one.)
+        if !attributes.contains_key("traceparent")
+            && attributes.len() < 9
+            && let Some(tp) = crate::telemetry::propagation::current()
+        {
+            request = request.message_attributes("traceparent", string(&tp)?);
+        }
         let out = request.send().await.map_err(|e| classify("Publish", e))?;
         Ok(out.message_id.unwrap_or_default())
     }

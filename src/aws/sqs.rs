@@ -140,6 +140,8 @@ impl Queue for SqsQueue {
             .visibility_timeout(visibility.as_secs().max(1) as i32)
             .message_attribute_names("All")
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send()
             .await
             .map_err(|e| classify("ReceiveMessage", e))?;
@@ -164,6 +166,12 @@ impl Queue for SqsQueue {
                         .get(&MessageSystemAttributeName::ApproximateReceiveCount)
                         .and_then(|v| v.parse().ok())
                         .unwrap_or(1),
+                    trace_header: system
+                        .get(&MessageSystemAttributeName::AwsTraceHeader)
+                        .cloned(),
+                    sent_ms: system
+                        .get(&MessageSystemAttributeName::SentTimestamp)
+                        .and_then(|v| v.parse().ok()),
                 })
             })
             .collect();
@@ -185,6 +193,15 @@ impl Queue for SqsQueue {
                 .set_delay_seconds(m.delay.map(|d| d.as_secs().min(900) as i32));
             for (k, v) in &m.attributes {
                 entry = entry.message_attributes(k, string_attribute(v));
+            }
+            // A consumer of what tugboat sends continues this trace; a copy of a received
+            // message (a DLQ entry, a refresh) keeps its producer's.
+            // (SQS takes at most 10 attributes a message.)
+            if !m.attributes.contains_key("traceparent")
+                && m.attributes.len() < 10
+                && let Some(tp) = crate::telemetry::propagation::current()
+            {
+                entry = entry.message_attributes("traceparent", string_attribute(&tp));
             }
             request = request.entries(entry.build().expect("id and body are set"));
         }

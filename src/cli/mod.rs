@@ -35,13 +35,14 @@ pub struct Cli {
     #[arg(long, short, global = true, env = CONFIG_ENV, default_value = "tugboat.toml")]
     pub config: PathBuf,
 
-    /// Log format on stderr.
+    /// Log format on stderr: `auto` is text at a terminal and JSON lines (with trace ids)
+    /// anywhere else.
     #[arg(
         long,
         global = true,
         value_enum,
         env = "TUGBOAT_LOG_FORMAT",
-        default_value = "text"
+        default_value = "auto"
     )]
     pub log_format: LogFormat,
 
@@ -51,6 +52,7 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum LogFormat {
+    Auto,
     Text,
     Json,
 }
@@ -131,7 +133,32 @@ impl CliError {
 /// Parses the command line and runs it; the whole of `main`.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    let json = match cli.log_format {
+        LogFormat::Auto => {
+            use std::io::IsTerminal;
+            !std::io::stderr().is_terminal()
+        }
+        LogFormat::Text => false,
+        LogFormat::Json => true,
+    };
+    // Traces are the service's: `serve` reads `[telemetry]` (a configuration error is
+    // reported by the command itself, below) and the OTEL_* environment.
+    let telemetry = match &cli.command {
+        Command::Serve => {
+            let settings = load_config(&cli.config).ok().and_then(|c| c.telemetry);
+            match crate::telemetry::init(json, settings.as_ref(), true) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("tugboat: telemetry: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        _ => {
+            let _ = crate::telemetry::init(json, None, false);
+            None
+        }
+    };
     if let Command::Agent(args) = &cli.command {
         // The agent lives on the instance beside the work it protects: one thread, no actor
         // system, the smallest footprint.
@@ -151,7 +178,12 @@ pub fn main() -> ExitCode {
     // actors live on this thread (in a LocalSet), SDK calls and the admin listener on the pool.
     let system = actix_rt::System::with_tokio_rt(move || runtime);
     let local = tokio::task::LocalSet::new();
-    match system.block_on(local.run_until(run(cli))) {
+    let result = system.block_on(local.run_until(run(cli)));
+    // The work has stopped: what is buffered goes to the collector, within its timeout.
+    if let Some(t) = telemetry {
+        t.shutdown();
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Quiet(code)) => ExitCode::from(code),
         Err(e) => {
@@ -216,20 +248,4 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
         std::env::vars(),
         &crate::workflows::Catalog::builtin(),
     )?)
-}
-
-fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    // Colours only for a person at a terminal, never in files or log collectors.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    // A second initialisation (in tests) is harmless: the first subscriber stays.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
 }

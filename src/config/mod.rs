@@ -62,6 +62,9 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub engine: EngineConfig,
+    /// Where traces go (OTLP/HTTP) when the `OTEL_*` environment does not say. Default: none.
+    #[serde(default)]
+    pub telemetry: Option<crate::telemetry::TelemetrySettings>,
     /// What to do with an event that matches no route.
     #[serde(default)]
     pub unmatched: UnmatchedPolicy,

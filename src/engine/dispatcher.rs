@@ -115,6 +115,9 @@ impl Spawn for TaskSpawn {
 
 struct Running {
     handle: Option<Box<dyn Any + Send>>,
+    /// The run's span (a child of the message's that started it): each supervised run goes
+    /// in it; it ends when the instance does.
+    span: tracing::Span,
     waiters: Vec<oneshot::Sender<RunResult>>,
     /// The record `prepare` just wrote with its first attempt journaled, for the first run
     /// to start from (no read, no second write); a restart after a panic reads the journal.
@@ -190,6 +193,7 @@ impl Dispatcher {
                 None => {
                     let entry = Running {
                         handle: None,
+                        span: tracing::Span::none(),
                         waiters: vec![tx],
                         fresh: None,
                     };
@@ -201,7 +205,21 @@ impl Dispatcher {
         if attached {
             return rx.await.unwrap_or(RunResult::Released);
         }
-        match self.prepare(&id, &req).await {
+        let span = tracing::info_span!(
+            "workflow",
+            otel.name = format!("{} run", req.workflow),
+            otel.status_code = tracing::field::Empty,
+            workflow.id = %id,
+            workflow.kind = %req.workflow,
+            workflow.route = %req.route,
+            workflow_id = %id,
+            outcome = tracing::field::Empty,
+        );
+        if let Some(r) = self.running().get_mut(&id) {
+            r.span = span.clone();
+        }
+        use tracing::Instrument;
+        match self.prepare(&id, &req).instrument(span).await {
             Prepared::Done(result) => self.finish(&id, result),
             Prepared::Run(fresh) => {
                 if let Some(r) = self.running().get_mut(&id) {
@@ -235,7 +253,18 @@ impl Dispatcher {
                 req.params.clone(),
             )
         };
-        let mut record = match self.engine.journal.get(id) {
+        let found = self.engine.journal.get(id);
+        // This run continues one that an earlier process (or delivery) began: link to it.
+        if let Ok(Some(r)) = &found
+            && let Some(earlier) = r
+                .run_span
+                .as_deref()
+                .and_then(crate::telemetry::propagation::span_context)
+        {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            tracing::Span::current().add_link(earlier);
+        }
+        let mut record = match found {
             Ok(None) => fresh(),
             Ok(Some(mut r)) => match &r.status {
                 Status::Succeeded => return Prepared::Done(RunResult::Succeeded),
@@ -321,6 +350,7 @@ impl Dispatcher {
             }
         }
         record.updated_ms = now_ms();
+        record.run_span = crate::telemetry::propagation::current().or(record.run_span);
         if let Err(e) = self.engine.journal.put(&record).await {
             return Prepared::Done(RunResult::JournalError(e.to_string()));
         }
@@ -339,6 +369,18 @@ impl Dispatcher {
     pub fn finish(&self, id: &str, result: RunResult) {
         let entry = self.running().remove(id);
         if let Some(entry) = entry {
+            let outcome = match &result {
+                RunResult::Succeeded => "succeeded",
+                RunResult::DeadLettered => "dead_lettered",
+                RunResult::Failed(_) => "failed",
+                RunResult::RetryLater(_) => "retry_later",
+                RunResult::Released => "released",
+                RunResult::JournalError(_) => "journal_error",
+            };
+            entry.span.record("outcome", outcome);
+            if matches!(result, RunResult::Failed(_) | RunResult::JournalError(_)) {
+                entry.span.record("otel.status_code", "ERROR");
+            }
             for w in entry.waiters {
                 let _ = w.send(result.clone());
             }
@@ -359,8 +401,14 @@ impl Dispatcher {
             .get_mut(id)
             .and_then(|r| r.fresh.take())
             .map(|r| *r);
+        let span = self
+            .running()
+            .get(id)
+            .map_or_else(tracing::Span::none, |r| r.span.clone());
+        use tracing::Instrument;
         let panic = match AssertUnwindSafe(runner::drive(&self.engine, id, fresh))
             .catch_unwind()
+            .instrument(span)
             .await
         {
             Ok(result) => return Supervised::Done(result),

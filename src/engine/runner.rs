@@ -109,6 +109,10 @@ pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResul
             Err(e) => return RunResult::JournalError(e.to_string()),
         },
     };
+    // The run's span (when traced): the next write keeps it, for a later run to link to.
+    if let Some(tp) = crate::telemetry::propagation::current() {
+        record.run_span = Some(tp);
+    }
     let Some(logic) = engine.registry.get(&record.workflow).cloned() else {
         let reason = format!("workflow kind {:?} is not in this build", record.workflow);
         return fail_now(engine, &mut record, reason).await;
@@ -373,10 +377,38 @@ async fn attempt(
         attempt: attempts,
         generation: record.generation,
     };
-    let result = match perform(engine, logic, ctx, action).await {
+    let span = tracing::info_span!(
+        "step",
+        otel.name = format!("{} {}", record.workflow, action.name),
+        otel.status_code = tracing::field::Empty,
+        workflow.id = %record.id,
+        workflow.route = %record.route,
+        step.name = %action.name,
+        step.attempt = attempts,
+        step.compensation = undoing,
+        outcome = tracing::field::Empty,
+        error.message = tracing::field::Empty,
+    );
+    use tracing::Instrument;
+    let result = match perform(engine, logic, ctx, action)
+        .instrument(span.clone())
+        .await
+    {
         Performed::Done(result) => result,
-        Performed::ShuttingDown => return Attempted::Return(RunResult::Released),
+        Performed::ShuttingDown => {
+            span.record("outcome", "shutting_down");
+            return Attempted::Return(RunResult::Released);
+        }
     };
+    match &result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err(e) => {
+            span.record("otel.status_code", "ERROR");
+            span.record("error.message", e.message.as_str());
+            span.record("outcome", if e.retryable { "retryable" } else { "failed" })
+        }
+    };
+    drop(span);
     failpoint::hit(if undoing {
         "undo-called"
     } else {

@@ -169,6 +169,12 @@ impl Endpoint {
             .timeout(self.timeout)
             .headers(self.headers.clone())
             .json(body);
+        // The receiver's work continues this trace (W3C trace context).
+        if !self.headers.contains_key("traceparent")
+            && let Some(tp) = crate::telemetry::propagation::current()
+        {
+            request = request.header("traceparent", tp);
+        }
         match &self.auth {
             Some(Auth::Basic { username, password }) => {
                 request = request.basic_auth(username, Some(password.expose_secret()));

@@ -143,6 +143,8 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             receive_count: 1,
+            trace_header: None,
+            sent_ms: None,
         }
     }
 

@@ -196,8 +196,37 @@ impl Intake {
         tracing::info!(queue = %cfg.queue, "intake stopped");
     }
 
-    /// Decodes, routes and dispatches one message; says what to do with it.
+    /// Processes one message in a consumer span of its own that continues the producer's
+    /// trace (`traceparent`/`tracestate` attributes, else the `AWSTraceHeader` system
+    /// attribute); the workflows it starts are its children.
     async fn process(&self, message: &ReceivedMessage) -> Disposition {
+        use tracing::Instrument;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        let span = tracing::info_span!(
+            "process message",
+            otel.name = format!("{} process", self.config.queue),
+            otel.kind = "consumer",
+            messaging.system = "aws_sqs",
+            messaging.destination.name = %self.config.queue,
+            messaging.message.id = %message.message_id,
+            messaging.operation = "process",
+            messaging.operation.type = "process",
+            messaging.message.delivery_count = message.receive_count,
+            queue = %self.config.queue,
+            message_id = %message.message_id,
+        );
+        if let Some(cx) = crate::telemetry::propagation::extract(
+            message.attributes.get("traceparent").map(String::as_str),
+            message.attributes.get("tracestate").map(String::as_str),
+            message.trace_header.as_deref(),
+        ) {
+            let _ = span.set_parent(cx);
+        }
+        self.decode_and_dispatch(message).instrument(span).await
+    }
+
+    /// Decodes, routes and dispatches one message; says what to do with it.
+    async fn decode_and_dispatch(&self, message: &ReceivedMessage) -> Disposition {
         let decoded = match events::decode(&message.body, attributes::origin_id(message)) {
             Ok(d) => d,
             Err(e) => {

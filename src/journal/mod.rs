@@ -110,6 +110,10 @@ pub struct Record {
     pub earlier: Vec<EarlierRun>,
     /// W3C `traceparent` of the message's trace, carried across restarts.
     pub trace: Option<String>,
+    /// W3C `traceparent` of the span of the run that last drove the instance: a run resumed
+    /// after a crash or a back-off links to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_span: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
 }
@@ -159,6 +163,7 @@ impl Record {
             generation: 0,
             earlier: Vec::new(),
             trace: origin.trace,
+            run_span: None,
             created_ms: now,
             updated_ms: now,
         }

@@ -217,6 +217,8 @@ impl Queue for MemoryQueue {
                             body: m.message.body.clone(),
                             attributes: m.message.attributes.clone(),
                             receive_count: m.receive_count,
+                            trace_header: None,
+                            sent_ms: None,
                         });
                     }
                 }

@@ -19,6 +19,10 @@ pub struct ReceivedMessage {
     pub attributes: BTreeMap<String, String>,
     /// How many times SQS has handed this message out, this time included.
     pub receive_count: u32,
+    /// The `AWSTraceHeader` system attribute (X-Ray), set by AWS producers that trace.
+    pub trace_header: Option<String>,
+    /// When SQS accepted the message (`SentTimestamp`), ms since the epoch.
+    pub sent_ms: Option<u64>,
 }
 
 /// A message to send.
