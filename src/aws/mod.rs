@@ -8,6 +8,7 @@
 //! too. The submodules implement the ports over the SDK clients.
 
 pub mod autoscaling;
+pub mod call_spans;
 pub mod dynamodb;
 pub mod ecs;
 pub mod migrate;
@@ -49,7 +50,7 @@ impl Clients {
             .interceptor(CallSpans)
             .build();
         // Every call made inside a traced piece of work is a span of its own.
-        use crate::telemetry::sdk_calls::CallSpans;
+        use call_spans::CallSpans;
         macro_rules! traced {
             ($service:ident) => {
                 $service::Client::from_conf(

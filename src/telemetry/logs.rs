@@ -89,10 +89,7 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
         let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::from(crate::agent::notice::rfc3339(crate::journal::now_ms())),
-        );
+        line.insert("timestamp".into(), Value::from(now_rfc3339()));
         line.insert("level".into(), Value::from(meta.level().as_str()));
         line.insert("target".into(), Value::from(meta.target()));
         let mut leaf = None;
@@ -126,4 +123,13 @@ where
         // One write per line, so concurrent lines do not interleave.
         let _ = std::io::stderr().lock().write_all(text.as_bytes());
     }
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }

@@ -16,7 +16,6 @@
 
 pub mod logs;
 pub mod propagation;
-pub mod sdk_calls;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -14,6 +14,7 @@ pub mod app;
 pub mod broker;
 pub mod databases;
 pub mod imds;
+pub mod otlp;
 pub mod service;
 
 use std::io::{BufRead, BufReader, Write};
@@ -139,6 +140,11 @@ pub fn tugboat(config: &Path) -> Command {
         "AWS_REGION",
         "AWS_DEFAULT_REGION",
         "TUGBOAT_CONFIG",
+        // Traces only where a test asks for them.
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
     ] {
         cmd.env_remove(var);
     }

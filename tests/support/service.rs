@@ -114,7 +114,13 @@ pub struct Service {
 
 impl Service {
     pub fn start(config: &Path, failpoint: Option<&str>) -> Service {
+        Service::start_with_env(config, failpoint, &[])
+    }
+
+    /// [`Service::start`] with extra environment variables (`OTEL_*`).
+    pub fn start_with_env(config: &Path, failpoint: Option<&str>, env: &[(&str, &str)]) -> Service {
         let mut cmd = tugboat(config);
+        cmd.envs(env.iter().copied());
         cmd.args(["--log-format", "json", "serve"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -180,6 +186,11 @@ impl Service {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Every line tugboat wrote on stderr so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 
     pub fn kill9(mut self) {

@@ -29,9 +29,12 @@ impl Intercept for CallSpans {
         "tugboat-call-spans"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: a client's interceptors see that before the operation's
+    // configuration (its service and method names) is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let parent = tracing::Span::current();
