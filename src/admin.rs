@@ -24,6 +24,8 @@ pub struct AdminState {
     pub intakes: Vec<(String, Arc<IntakeStats>)>,
     pub dispatcher: Arc<Dispatcher>,
     pub shutdown: watch::Receiver<bool>,
+    /// Every metric: the engine's, and the [`Scraped`] ones.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -37,17 +39,31 @@ pub fn router(state: AdminState) -> axum::Router {
         .with_state(state)
 }
 
+/// Ready when: not shutting down, the journal answers, every queue is polled and its last
+/// receive worked, and trace exports (when on) have not failed for a minute.
 async fn readyz(State(s): State<AdminState>) -> Response {
     let stopping = *s.shutdown.borrow();
-    let polling: Vec<_> = s
+    let queues: Vec<_> = s
         .intakes
         .iter()
-        .map(|(q, st)| json!({"queue": q, "polling": st.polling.load(Ordering::Relaxed)}))
+        .map(|(q, st)| {
+            json!({
+                "queue": q,
+                "polling": st.polling.load(Ordering::Relaxed),
+                "reachable": !st.unreachable.load(Ordering::Relaxed),
+            })
+        })
         .collect();
-    let ready = !stopping
-        && s.intakes
-            .iter()
-            .all(|(_, st)| st.polling.load(Ordering::Relaxed));
+    let queues_ok = s.intakes.iter().all(|(_, st)| {
+        st.polling.load(Ordering::Relaxed) && !st.unreachable.load(Ordering::Relaxed)
+    });
+    let journal = match s.journal.get("readyz:probe") {
+        Ok(_) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    };
+    let journal_ok = journal["ok"] == true;
+    let exporter = crate::telemetry::exporter_wedged();
+    let ready = !stopping && queues_ok && journal_ok && exporter.is_none();
     let code = if ready {
         StatusCode::OK
     } else {
@@ -55,79 +71,124 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     };
     (
         code,
-        Json(json!({"ready": ready, "shutting_down": stopping, "queues": polling})),
+        Json(json!({
+            "ready": ready,
+            "shutting_down": stopping,
+            "journal": journal,
+            "queues": queues,
+            "traces": match exporter {
+                Some(why) => json!({"ok": false, "error": why}),
+                None => json!({"ok": true}),
+            },
+        })),
     )
         .into_response()
 }
 
-async fn metrics(State(s): State<AdminState>) -> String {
-    let mut out = String::new();
-    type Counter = (&'static str, &'static str, fn(&IntakeStats) -> u64);
-    let counters: [Counter; 9] = [
-        (
-            "tugboat_messages_received_total",
-            "Messages received from SQS.",
-            |s| s.received.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_messages_deleted_total",
-            "Messages deleted after their work was done.",
-            |s| s.deleted.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_messages_dead_lettered_total",
-            "Messages handed to the DLQ.",
-            |s| s.dead_lettered.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_messages_released_total",
-            "Messages released for a later retry or at shutdown.",
-            |s| s.released.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_messages_unmatched_total",
-            "Messages whose events matched no route.",
-            |s| s.unmatched.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_messages_ignored_total",
-            "Messages acknowledged without work (S3 test events).",
-            |s| s.ignored.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_decode_errors_total",
-            "Messages that could not be decoded.",
-            |s| s.decode_errors.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_messages_refreshed_total",
-            "Messages released as a fresh copy to stay clear of the queue's maxReceiveCount.",
-            |s| s.refreshed.load(Ordering::Relaxed),
-        ),
-        (
-            "tugboat_visibility_extensions_total",
-            "Visibility timeout extensions of in-flight messages.",
-            |s| s.visibility_extensions.load(Ordering::Relaxed),
-        ),
-    ];
-    for (name, help, read) in counters {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-        for (queue, st) in &s.intakes {
-            out.push_str(&format!("{name}{{queue=\"{queue}\"}} {}\n", read(st)));
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::text(&s.metrics),
+    )
+        .into_response()
+}
+
+/// What `/metrics` reads at each scrape from state kept elsewhere: the intakes' message
+/// counters and in-flight gauge, and the instances running.
+pub struct Scraped {
+    pub intakes: Vec<(String, Arc<IntakeStats>)>,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl std::fmt::Debug for Scraped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraped").finish_non_exhaustive()
+    }
+}
+
+impl crate::metrics::Collector for Scraped {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        type Read = fn(&IntakeStats) -> u64;
+        let counters: [(&str, &str, Read); 9] = [
+            ("messages_received", "Messages received from SQS", |s| {
+                s.received.load(Ordering::Relaxed)
+            }),
+            (
+                "messages_deleted",
+                "Messages deleted after their work was done",
+                |s| s.deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_dead_lettered",
+                "Messages handed to the DLQ",
+                |s| s.dead_lettered.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_released",
+                "Messages released for a later retry or at shutdown",
+                |s| s.released.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_unmatched",
+                "Messages whose events matched no route",
+                |s| s.unmatched.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_ignored",
+                "Messages acknowledged without work (S3 test events)",
+                |s| s.ignored.load(Ordering::Relaxed),
+            ),
+            ("decode_errors", "Messages that could not be decoded", |s| {
+                s.decode_errors.load(Ordering::Relaxed)
+            }),
+            (
+                "messages_refreshed",
+                "Messages released as a fresh copy to stay clear of the queue's maxReceiveCount",
+                |s| s.refreshed.load(Ordering::Relaxed),
+            ),
+            (
+                "visibility_extensions",
+                "Visibility timeout extensions of in-flight messages",
+                |s| s.visibility_extensions.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (queue, st) in &self.intakes {
+                let labels = [("queue", queue.as_str())];
+                ConstCounter::new(read(st)).encode(family.encode_family(&labels)?)?;
+            }
         }
+        let mut family = encoder.encode_descriptor(
+            "messages_in_flight",
+            "Messages received and not yet deleted, released or handed to the DLQ",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (queue, st) in &self.intakes {
+            let labels = [("queue", queue.as_str())];
+            ConstGauge::new(st.in_flight.load(Ordering::Relaxed) as i64)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        let running = encoder.encode_descriptor(
+            "workflows_running",
+            "Workflow instances running in this process",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.dispatcher.running_count() as i64).encode(running)?;
+        Ok(())
     }
-    out.push_str("# HELP tugboat_workflows_finished_total Workflow instances that ended in this process, by kind and outcome (succeeded, ignored: the event was not for it, failed).\n# TYPE tugboat_workflows_finished_total counter\n");
-    for (workflow, outcome, n) in s.dispatcher.engine().outcomes.snapshot() {
-        out.push_str(&format!(
-            "tugboat_workflows_finished_total{{workflow=\"{workflow}\",outcome=\"{outcome}\"}} {n}\n"
-        ));
-    }
-    out.push_str("# HELP tugboat_workflows_running Workflow instances running in this process.\n# TYPE tugboat_workflows_running gauge\n");
-    out.push_str(&format!(
-        "tugboat_workflows_running {}\n",
-        s.dispatcher.running_count()
-    ));
-    out
 }
 
 #[derive(Debug, Deserialize)]

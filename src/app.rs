@@ -255,11 +255,16 @@ impl App {
     /// deadline, the journal is flushed, the admin listener closes. Must run inside an actix
     /// System (the intakes and instances are supervised actors).
     pub async fn run_until_stopped(self) -> Result<(), AppError> {
+        let scraped = crate::admin::Scraped {
+            intakes: self.stats(),
+            dispatcher: self.dispatcher.clone(),
+        };
         let state = AdminState {
             journal: self.journal.clone(),
             intakes: self.stats(),
             dispatcher: self.dispatcher.clone(),
             shutdown: self.shutdown.clone(),
+            metrics: Arc::new(self.dispatcher.engine().metrics.registry(Box::new(scraped))),
         };
         let mut admin_shutdown = self.shutdown.clone();
         let listener = self.listener;

@@ -31,6 +31,7 @@ pub mod failpoint;
 pub mod http;
 pub mod intake;
 pub mod journal;
+pub mod metrics;
 pub mod migrate;
 pub mod mqtt;
 pub mod ports;

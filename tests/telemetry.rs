@@ -275,3 +275,201 @@ async fn a_run_resumed_after_kill_9_links_to_the_killed_run() {
     assert_eq!(notify.parent, resumed.id);
     drop(second);
 }
+
+fn healthcheck(args: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tugboat"))
+        .arg("healthcheck")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+fn get(url: &str) -> (u16, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "-", "-w", "\n%{http_code}", url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_owned())
+}
+
+/// The sample of `name` whose labels contain every one of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            return None;
+        }
+        labels
+            .iter()
+            .all(|want| rest.contains(want))
+            .then(|| rest.rsplit(' ').next()?.parse().ok())
+            .flatten()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness_over_http_and_the_healthcheck_command() {
+    let f = fixture("metrics", "30s", "").await;
+    let service = Service::start(&f.config, None);
+    let admin = service.admin.clone().unwrap();
+    support::service::send(&f.queue_url, &event("metrics-1")).await;
+    until(
+        "the workflow succeeded",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+
+    let m = service.metrics();
+    let q = format!("queue=\"{}\"", f.queue);
+    let end = ["route=\"r\"", "workflow=\"log\"", "outcome=\"succeeded\""];
+    assert_eq!(
+        sample(&m, "tugboat_messages_received_total", &[&q]),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "tugboat_workflows_started_total",
+            &["route=\"r\"", "workflow=\"log\""]
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tugboat_workflows_finished_total", &end),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tugboat_workflows_running", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    for step in ["log", "notify"] {
+        let s = format!("step=\"{step}\"");
+        assert_eq!(
+            sample(&m, "tugboat_step_attempts_total", &[&s]),
+            Some(1.0),
+            "{m}"
+        );
+        assert_eq!(
+            sample(
+                &m,
+                "tugboat_step_duration_seconds_count",
+                &[&s, "outcome=\"ok\""]
+            ),
+            Some(1.0),
+            "{m}"
+        );
+        // Cumulative buckets: the last one holds every observation.
+        assert_eq!(
+            sample(
+                &m,
+                "tugboat_step_duration_seconds_bucket",
+                &[&s, "le=\"+Inf\""]
+            ),
+            Some(1.0),
+            "{m}"
+        );
+    }
+    assert!(
+        sample(
+            &m,
+            "tugboat_step_duration_seconds_bucket",
+            &["step=\"notify\"", "le=\"0.005\""]
+        )
+        .is_some(),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tugboat_workflow_duration_seconds_count", &end),
+        Some(1.0),
+        "{m}"
+    );
+    let commits = sample(&m, "tugboat_journal_commit_seconds_count", &[]).unwrap();
+    assert!(commits >= 3.0, "a write per transition: {commits}\n{m}");
+    assert_eq!(
+        sample(
+            &m,
+            "tugboat_journal_commit_seconds_bucket",
+            &["le=\"+Inf\""]
+        ),
+        Some(commits)
+    );
+    assert_eq!(
+        sample(&m, "tugboat_message_age_seconds_count", &[&q]),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        sample(&m, "tugboat_queue_lag_seconds", &[&q]).is_some(),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "tugboat_messages_in_flight", &[&q]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(m.trim_end().ends_with("# EOF"), "OpenMetrics text: {m}");
+
+    let (code, body) = get(&format!("http://{admin}/healthz"));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = get(&format!("http://{admin}/readyz"));
+    assert_eq!(code, 200, "{body}");
+    let ready: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ready["journal"]["ok"], true, "{body}");
+    assert_eq!(ready["queues"][0]["reachable"], true, "{body}");
+    assert_eq!(ready["traces"]["ok"], true, "{body}");
+    let (code, out) = healthcheck(&["--url", &format!("http://{admin}/healthz")]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("healthy: HTTP 200"), "{out}");
+
+    // The queue goes away: receives fail, the service is alive but not ready.
+    clients()
+        .await
+        .sqs
+        .delete_queue()
+        .queue_url(&f.queue_url)
+        .send()
+        .await
+        .unwrap();
+    until(
+        "/readyz says the queue is unreachable",
+        Duration::from_secs(30),
+        async || get(&format!("http://{admin}/readyz")).0 == 503,
+    )
+    .await;
+    let (_, body) = get(&format!("http://{admin}/readyz"));
+    assert!(body.contains("\"reachable\":false"), "{body}");
+    let (code, out) = healthcheck(&[
+        "--url",
+        &format!("http://{admin}/readyz"),
+        "--timeout",
+        "2s",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unhealthy: HTTP 503"), "{out}");
+    let (code, _) = healthcheck(&["--url", &format!("http://{admin}/healthz")]);
+    assert_eq!(code, 0, "still alive");
+
+    // Stopped: nothing answers.
+    drop(service);
+    let (code, out) = healthcheck(&[
+        "--url",
+        &format!("http://{admin}/healthz"),
+        "--timeout",
+        "1s",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("unhealthy"), "{out}");
+    let (code, out) = healthcheck(&["--url", "not a url"]);
+    assert_eq!(code, 1, "{out}");
+}

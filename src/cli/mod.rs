@@ -4,6 +4,7 @@
 
 mod cur;
 mod dlq;
+mod healthcheck;
 mod migrate;
 mod pattern;
 mod send;
@@ -62,6 +63,20 @@ pub enum Command {
     /// Run the service: consume the configured queues and run a workflow for every routed
     /// event, until SIGTERM or SIGINT (a second signal exits at once).
     Serve,
+    /// Ask the admin listener whether the service is alive (`/healthz`, or `/readyz` with
+    /// `--ready`); exit 0 if it is, 1 if not. For container health checks without curl.
+    Healthcheck {
+        /// The URL to ask. Default: `[admin] listen` from the configuration (loopback for an
+        /// unspecified address), or 127.0.0.1:9090.
+        #[arg(long)]
+        url: Option<String>,
+        /// Ask `/readyz` (journal open, queues reachable) instead of `/healthz`.
+        #[arg(long)]
+        ready: bool,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Create or update the queues, DLQs, tables, topics and subscriptions that the migrations
     /// declare. Idempotent: a second run changes nothing and says so.
     Migrate(migrate::MigrateArgs),
@@ -226,6 +241,11 @@ fn run_agent(config: &std::path::Path, args: &AgentArgs) -> ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Serve => serve::run(&cli.config).await,
+        Command::Healthcheck {
+            url,
+            ready,
+            timeout,
+        } => healthcheck::run(&cli.config, url.as_deref(), ready, timeout).await,
         Command::Migrate(args) => migrate::run(&cli.config, args).await,
         Command::Workflows(args) => workflows::run(&cli.config, args).await,
         Command::Dlq(args) => dlq::run(&cli.config, args).await,

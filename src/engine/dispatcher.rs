@@ -351,10 +351,11 @@ impl Dispatcher {
         }
         record.updated_ms = now_ms();
         record.run_span = crate::telemetry::propagation::current().or(record.run_span);
-        if let Err(e) = self.engine.journal.put(&record).await {
+        if let Err(e) = self.engine.commit(&record).await {
             return Prepared::Done(RunResult::JournalError(e.to_string()));
         }
-        self.engine.outcomes.count(&record);
+        // Only a new instance, or a new generation of a redriven one, gets this far.
+        self.engine.metrics.started(&req.route, &req.workflow);
         match &record.status {
             Status::Succeeded => Prepared::Done(RunResult::Succeeded),
             Status::Failed { reason } => {
@@ -468,7 +469,7 @@ impl Dispatcher {
                 }
             }
         }
-        if let Err(e) = self.engine.journal.put(&record).await {
+        if let Err(e) = self.engine.commit(&record).await {
             return Supervised::Done(RunResult::JournalError(e.to_string()));
         }
         match &record.status {

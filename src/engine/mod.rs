@@ -19,7 +19,7 @@ use tokio::sync::{Semaphore, watch};
 pub use dispatcher::{Dispatcher, Spawn, StartRequest, TaskSpawn};
 pub use runner::{Failure, RunResult};
 
-use crate::journal::{Journal, Record, Status};
+use crate::journal::{Journal, Record};
 use crate::ports::Notifier;
 use crate::workflows::Registry;
 
@@ -56,8 +56,8 @@ pub struct Engine {
     pub shutdown: watch::Receiver<bool>,
     /// In-process sleeps that a `Call::Wake` may end early.
     pub wakers: Wakers,
-    /// Instances that reached an end in this process, per workflow kind and outcome.
-    pub outcomes: Outcomes,
+    /// Counters and histograms of what the engine does (`/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
     limits: HashMap<&'static str, Arc<Semaphore>>,
 }
 
@@ -95,7 +95,7 @@ impl Engine {
             options,
             shutdown,
             wakers: Wakers::default(),
-            outcomes: Outcomes::default(),
+            metrics: Arc::default(),
             limits,
         }
     }
@@ -104,50 +104,22 @@ impl Engine {
         *self.shutdown.borrow()
     }
 
+    /// Writes `record` durably, timing the write (`tugboat_journal_commit_seconds`) and
+    /// counting an instance that ended (`tugboat_workflows_finished_total`: once per
+    /// instance, on its terminal write, not once per redelivery).
+    pub(crate) async fn commit(&self, record: &Record) -> Result<(), crate::journal::JournalError> {
+        let started = std::time::Instant::now();
+        self.journal.put(record).await?;
+        self.metrics
+            .journal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        self.metrics.ended(record);
+        Ok(())
+    }
+
     /// The concurrency limit of a workflow kind.
     pub(crate) fn limit(&self, kind: &str) -> Option<Arc<Semaphore>> {
         self.limits.get(kind).cloned()
-    }
-}
-
-/// How instances ended, counted when their final state is journaled (so once per instance,
-/// not once per redelivery): `succeeded`, `ignored` (succeeded with an output holding
-/// [`crate::contract::IGNORED`]: the event was not for this workflow, e.g. an S3 key that is no
-/// report) and `failed`. Read by `/metrics` as `tugboat_workflows_finished_total`.
-#[derive(Debug, Default)]
-pub struct Outcomes {
-    counts: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
-}
-
-impl Outcomes {
-    /// Counts `record` if its status is an end.
-    pub(crate) fn count(&self, record: &Record) {
-        let outcome = match &record.status {
-            Status::Succeeded
-                if record
-                    .output
-                    .as_ref()
-                    .is_some_and(|o| o.get(crate::contract::IGNORED).is_some()) =>
-            {
-                "ignored"
-            }
-            Status::Succeeded => "succeeded",
-            Status::Failed { .. } => "failed",
-            _ => return,
-        };
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        *counts
-            .entry((record.workflow.clone(), outcome))
-            .or_default() += 1;
-    }
-
-    /// Every (workflow kind, outcome, count) seen so far, sorted.
-    pub fn snapshot(&self) -> Vec<(String, &'static str, u64)> {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        counts
-            .iter()
-            .map(|((k, o), n)| (k.clone(), *o, *n))
-            .collect()
     }
 }
 

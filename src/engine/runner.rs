@@ -390,6 +390,7 @@ async fn attempt(
         error.message = tracing::field::Empty,
     );
     use tracing::Instrument;
+    let called = std::time::Instant::now();
     let result = match perform(engine, logic, ctx, action)
         .instrument(span.clone())
         .await
@@ -400,6 +401,14 @@ async fn attempt(
             return Attempted::Return(RunResult::Released);
         }
     };
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.retryable => "retryable",
+        Err(_) => "failed",
+    };
+    engine
+        .metrics
+        .step(&record.workflow, &action.name, called.elapsed(), outcome);
     match &result {
         Ok(_) => span.record("outcome", "ok"),
         Err(e) => {
@@ -435,6 +444,7 @@ async fn attempt(
         .max(error.retry_after.unwrap_or_default());
     tracing::warn!(workflow_id = %record.id, step = %action.name, attempts, delay_ms = delay.as_millis() as u64,
         error = %error.message, "step failed; retrying");
+    engine.metrics.retry(&record.workflow, &action.name);
     if delay > engine.options.max_in_process_wait {
         // Long back-offs do not pin the process: the message comes back when it is due.
         let until_ms = now_ms() + delay.as_millis() as u64;
@@ -523,10 +533,10 @@ async fn perform(
 /// Journals `record`; `Some(result)` if that failed and the run must stop.
 async fn record_and(engine: &Engine, record: &mut Record) -> Option<RunResult> {
     record.updated_ms = now_ms();
-    if let Err(e) = engine.journal.put(record).await {
+    // Only this write can end the instance (a later run finds it ended and writes nothing),
+    // so an ended instance is counted once.
+    if let Err(e) = engine.commit(record).await {
         return Some(RunResult::JournalError(e.to_string()));
     }
-    // Only this write can end the instance (a later run finds it ended and writes nothing).
-    engine.outcomes.count(record);
     None
 }

@@ -206,6 +206,37 @@ async fn each_step_costs_one_durable_write_and_each_attempt_is_journaled_before_
         .map(|s| (s.name.clone(), s.attempts))
         .collect();
     assert_eq!(attempts, [("a".to_string(), 1), ("b".to_string(), 2)]);
+    // The metrics saw the same: three attempts, one retry, five commits, one end.
+    let m = &d.engine().metrics;
+    let step = |s: &str| crate::metrics::StepLabels {
+        workflow: r.workflow.clone(),
+        step: s.into(),
+    };
+    assert_eq!(m.step_attempts.get_or_create(&step("b")).get(), 2);
+    assert_eq!(m.step_retries.get_or_create(&step("b")).get(), 1);
+    assert_eq!(m.step_retries.get_or_create(&step("a")).get(), 0);
+    let text = crate::metrics::text(&m.registry(Box::new(NoMore)));
+    assert!(
+        text.contains("tugboat_journal_commit_seconds_count 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tugboat_step_duration_seconds_count{workflow=\"two\",step=\"b\",outcome=\"retryable\"} 1"),
+        "{text}"
+    );
+}
+
+/// No metrics collected at scrape time.
+#[derive(Debug)]
+struct NoMore;
+
+impl crate::metrics::Collector for NoMore {
+    fn encode(
+        &self,
+        _: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

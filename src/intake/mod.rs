@@ -64,6 +64,15 @@ pub struct IntakeStats {
     pub decode_errors: AtomicU64,
     pub visibility_extensions: AtomicU64,
     pub polling: AtomicBool,
+    /// The last receive from the queue failed (cleared by the next that works).
+    pub unreachable: AtomicBool,
+    /// Messages received and not yet settled (deleted, released or handed to the DLQ).
+    #[serde(serialize_with = "load")]
+    pub in_flight: Arc<AtomicU64>,
+}
+
+fn load<S: serde::Serializer>(v: &Arc<AtomicU64>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(v.load(Ordering::Relaxed))
 }
 
 pub(crate) fn bump(counter: &AtomicU64) {
@@ -105,7 +114,7 @@ impl Intake {
         let cfg = &self.config;
         let permits = Arc::new(Semaphore::new(cfg.concurrency as usize));
         let (received_tx, mut received) = mpsc::channel(cfg.concurrency as usize);
-        let leases = Arc::new(Leases::default());
+        let leases = Arc::new(Leases::counted(self.stats.in_flight.clone()));
         let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let (stop_tx, stop_rx) = watch::channel(false);
         // On this thread (the actix System's LocalSet), beside the intake and the instances they

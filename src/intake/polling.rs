@@ -60,6 +60,15 @@ pub(super) async fn poll(
         match received {
             Ok(messages) => {
                 delays = backoff.build();
+                intake.stats.unreachable.store(false, Ordering::Relaxed);
+                let now = crate::journal::now_ms();
+                intake.dispatcher.engine().metrics.received(
+                    &cfg.queue,
+                    messages
+                        .iter()
+                        .filter_map(|m| m.sent_ms)
+                        .map(|sent| Duration::from_millis(now.saturating_sub(sent))),
+                );
                 for m in messages {
                     let Some(permit) = held.pop() else { break };
                     if tx.send((m, permit)).await.is_err() {
@@ -68,6 +77,7 @@ pub(super) async fn poll(
                 }
             }
             Err(e) => {
+                intake.stats.unreachable.store(true, Ordering::Relaxed);
                 let delay = delays.next().unwrap_or(Duration::from_secs(10));
                 tracing::warn!(queue = %cfg.queue, error = %e, retry_in_ms = delay.as_millis() as u64, "receive failed");
                 drop(held);

@@ -27,12 +27,23 @@ struct Lease {
 #[derive(Default)]
 pub(super) struct Leases {
     leases: Mutex<HashMap<String, Lease>>,
+    /// How many there are, for `/metrics` (which cannot wait for the lock).
+    count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Leases {
     /// `message` was received, invisible for `visibility`.
+    /// Leases counted into `count` (the intake's `in_flight`).
+    pub(super) fn counted(count: Arc<std::sync::atomic::AtomicU64>) -> Leases {
+        Leases {
+            leases: Mutex::default(),
+            count,
+        }
+    }
+
     pub(super) async fn take(&self, message: &ReceivedMessage, visibility: Duration) {
-        self.leases.lock().await.insert(
+        let mut leases = self.leases.lock().await;
+        leases.insert(
             message.message_id.clone(),
             Lease {
                 message: message.clone(),
@@ -40,6 +51,8 @@ impl Leases {
                 settling: false,
             },
         );
+        self.count
+            .store(leases.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The message's work is done; the settler decides what happens to it.
@@ -64,7 +77,10 @@ impl Leases {
 
     /// Stops extending the message's visibility (it is being deleted or released).
     pub(super) async fn end(&self, message_id: &str) {
-        self.leases.lock().await.remove(message_id);
+        let mut leases = self.leases.lock().await;
+        leases.remove(message_id);
+        self.count
+            .store(leases.len() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -203,9 +203,11 @@ fn exporter(
             );
         }
     }
-    let exporter = exporter
-        .build()
-        .map_err(|e| format!("the OTLP exporter: {e}"))?;
+    let exporter = Watched(
+        exporter
+            .build()
+            .map_err(|e| format!("the OTLP exporter: {e}"))?,
+    );
     let mut resource = opentelemetry_sdk::Resource::builder();
     if env("OTEL_SERVICE_NAME").is_none() {
         let name = settings
@@ -251,5 +253,70 @@ impl Telemetry {
             Ok(()) => tracing::info!("traces flushed"),
             Err(e) => tracing::warn!(error = %e, "flushing traces at shutdown"),
         }
+    }
+}
+
+/// How the exporter has been doing: `/readyz` reports it wedged when exports have failed for
+/// longer than [`WEDGED_AFTER`] without one getting through.
+static FAILING_SINCE_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static LAST_ERROR: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Failing exports for this long make the service not ready.
+pub const WEDGED_AFTER: Duration = Duration::from_secs(60);
+
+/// Why the exporter counts as wedged, if it does.
+pub fn exporter_wedged() -> Option<String> {
+    use std::sync::atomic::Ordering;
+    let since = FAILING_SINCE_MS.load(Ordering::Relaxed);
+    let failing_for = crate::journal::now_ms().saturating_sub(since);
+    (since != 0 && failing_for >= WEDGED_AFTER.as_millis() as u64).then(|| {
+        let last = LAST_ERROR.lock().map(|e| e.clone()).unwrap_or_default();
+        format!(
+            "trace exports have failed for {} s: {last}",
+            failing_for / 1000
+        )
+    })
+}
+
+/// The OTLP exporter, its results noted for [`exporter_wedged`].
+#[derive(Debug)]
+struct Watched<E>(E);
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Watched<E>
+{
+    async fn export(
+        &self,
+        batch: Vec<opentelemetry_sdk::trace::SpanData>,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        use std::sync::atomic::Ordering;
+        let result = self.0.export(batch).await;
+        match &result {
+            Ok(()) => FAILING_SINCE_MS.store(0, Ordering::Relaxed),
+            Err(e) => {
+                let _ = FAILING_SINCE_MS.compare_exchange(
+                    0,
+                    crate::journal::now_ms(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                if let Ok(mut last) = LAST_ERROR.lock() {
+                    *last = e.to_string();
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource);
     }
 }
