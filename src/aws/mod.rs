@@ -12,6 +12,7 @@ pub mod call_spans;
 pub mod dynamodb;
 pub mod ecs;
 pub mod migrate;
+pub mod permissions;
 pub mod s3;
 pub mod sns;
 pub mod sqs;

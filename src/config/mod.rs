@@ -409,12 +409,22 @@ fn first_line(message: &str) -> String {
 }
 
 impl Config {
-    /// Reads, overrides from `env`, deserialises and validates the file at `path`.
+    /// Reads, overrides from `env`, deserialises and validates the file at `path` — or, when
+    /// `env` has a non-empty `TUGBOAT_CONFIG_TOML`, that text instead of the file (how a
+    /// container gets its configuration from a secret or parameter store without a file).
     pub fn load(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
         workflows: &dyn Catalog,
     ) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        if let Some((_, text)) = env
+            .iter()
+            .find(|(k, v)| k == "TUGBOAT_CONFIG_TOML" && !v.trim().is_empty())
+        {
+            let text = text.clone();
+            return Self::from_toml_str(&text, Path::new("$TUGBOAT_CONFIG_TOML"), env, workflows);
+        }
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_owned(),
             key: "(file)".into(),

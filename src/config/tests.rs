@@ -265,6 +265,39 @@ fn a_missing_file_is_an_error_naming_it() {
 }
 
 #[test]
+fn the_whole_configuration_may_come_from_tugboat_config_toml_instead_of_the_file() {
+    let env = |text: &str| {
+        vec![
+            ("TUGBOAT_CONFIG_TOML".to_owned(), text.to_owned()),
+            ("TUGBOAT__AWS__REGION".to_owned(), "eu-west-3".to_owned()),
+        ]
+    };
+    let c = Config::load(
+        Path::new("/nonexistent/tugboat.toml"),
+        env(MINIMAL),
+        &Catalog::builtin(),
+    )
+    .unwrap();
+    assert_eq!(c.aws.region, "eu-west-3", "overrides still apply");
+    let err = Config::load(
+        Path::new("/nonexistent/tugboat.toml"),
+        env("[aws\n"),
+        &Catalog::builtin(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("$TUGBOAT_CONFIG_TOML"), "{err}");
+    // Empty: the file, as without it.
+    assert!(
+        Config::load(
+            Path::new("/nonexistent/tugboat.toml"),
+            vec![("TUGBOAT_CONFIG_TOML".to_owned(), " ".to_owned())],
+            &Catalog::builtin(),
+        )
+        .is_err()
+    );
+}
+
+#[test]
 fn environment_overrides_keep_types_and_name_the_variable() {
     let c = load_env(
         MINIMAL,

@@ -1,0 +1,196 @@
+//! The AWS actions tugboat calls, by who calls them (the engine or a workflow kind), each
+//! group with what the template scopes it to. This list is the source of truth for the task
+//! role: `tests/deploy.rs` checks that `deploy/ecs/template.yaml`'s task-role policy grants
+//! exactly these actions (no more, no less) in one statement per group (its `Sid`), on the
+//! template's own resources unless AWS allows no resource scoping; and that every SDK
+//! operation the adapters in `src/aws/` call has its action here. `tugboat migrate` and the
+//! agent are left out: they run with other credentials (an operator's, an instance role).
+
+/// What a group's actions may touch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The work queues and their DLQs.
+    Queues,
+    /// The success, error and anomaly topics.
+    Topics,
+    /// The ECS clusters tugboat starts tasks in or drains (their tasks, container instances
+    /// and the task definitions it runs).
+    Clusters,
+    /// The target groups tasks are registered in.
+    TargetGroups,
+    /// The roles tasks are started with (`iam:PassRole`).
+    TaskRoles,
+    /// The daily-cost table.
+    CostTable,
+    /// The bucket Cost and Usage Reports arrive in (and summaries go to).
+    ReportBucket,
+    /// The Auto Scaling groups whose terminate lifecycle actions `spot_drain` completes.
+    AutoScalingGroups,
+    /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
+    Unscopable,
+}
+
+/// A group of actions one part of tugboat needs.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant {
+    /// The statement's `Sid` in the template.
+    pub sid: &'static str,
+    /// `engine`, or the workflow kind.
+    pub by: &'static str,
+    pub scope: Scope,
+    pub actions: &'static [&'static str],
+}
+
+pub const GRANTS: &[Grant] = &[
+    Grant {
+        sid: "EngineQueues",
+        by: "engine",
+        scope: Scope::Queues,
+        // Receive, settle (delete, release, refresh as a fresh copy), DLQ handoff, and
+        // reading the redrive policy at start. Batch calls are authorised by these.
+        actions: &[
+            "sqs:ChangeMessageVisibility",
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:GetQueueUrl",
+            "sqs:ReceiveMessage",
+            "sqs:SendMessage",
+        ],
+    },
+    Grant {
+        sid: "EngineTopics",
+        by: "engine",
+        scope: Scope::Topics,
+        actions: &["sns:Publish"],
+    },
+    Grant {
+        sid: "EngineFindTopics",
+        by: "engine",
+        scope: Scope::Unscopable,
+        // Topic names in the configuration are resolved to ARNs at start.
+        actions: &["sns:ListTopics"],
+    },
+    Grant {
+        sid: "EcsTasks",
+        by: "ecs_start, ecs_stop, spot_drain",
+        scope: Scope::Clusters,
+        actions: &[
+            "ecs:DescribeContainerInstances",
+            "ecs:DescribeTasks",
+            "ecs:ListContainerInstances",
+            "ecs:ListTasks",
+            "ecs:RunTask",
+            "ecs:StopTask",
+            "ecs:UpdateContainerInstancesState",
+        ],
+    },
+    Grant {
+        sid: "PassTaskRoles",
+        by: "ecs_start",
+        scope: Scope::TaskRoles,
+        actions: &["iam:PassRole"],
+    },
+    Grant {
+        sid: "TargetGroups",
+        by: "ecs_start, ecs_stop, spot_drain",
+        scope: Scope::TargetGroups,
+        actions: &[
+            "elasticloadbalancing:DeregisterTargets",
+            "elasticloadbalancing:RegisterTargets",
+        ],
+    },
+    Grant {
+        sid: "DescribeTargets",
+        by: "ecs_start, ecs_stop, spot_drain",
+        scope: Scope::Unscopable,
+        actions: &[
+            "elasticloadbalancing:DescribeTargetGroups",
+            "elasticloadbalancing:DescribeTargetHealth",
+        ],
+    },
+    Grant {
+        sid: "CostTable",
+        by: "cur_ingest",
+        scope: Scope::CostTable,
+        actions: &[
+            "dynamodb:BatchWriteItem",
+            "dynamodb:PutItem",
+            "dynamodb:Query",
+        ],
+    },
+    Grant {
+        sid: "CostReports",
+        by: "cur_ingest",
+        scope: Scope::ReportBucket,
+        actions: &["s3:GetObject", "s3:PutObject"],
+    },
+    Grant {
+        sid: "LifecycleActions",
+        by: "spot_drain",
+        scope: Scope::AutoScalingGroups,
+        actions: &[
+            "autoscaling:CompleteLifecycleAction",
+            "autoscaling:RecordLifecycleActionHeartbeat",
+        ],
+    },
+];
+
+/// The IAM action an SDK operation (the client method's name, `run_task`) is authorised by,
+/// for the services the adapters use; batch operations map to their single form.
+pub fn action_of(service: &str, operation: &str) -> Option<String> {
+    let prefix = match service {
+        "sqs" | "sns" | "ecs" | "dynamodb" | "s3" | "autoscaling" => service,
+        "elbv2" | "elasticloadbalancingv2" => "elasticloadbalancing",
+        _ => return None,
+    };
+    let single = match (prefix, operation) {
+        ("sqs", "send_message_batch") => "send_message",
+        ("sqs", "delete_message_batch") => "delete_message",
+        ("sqs", "change_message_visibility_batch") => "change_message_visibility",
+        (_, op) => op,
+    };
+    let pascal: String = single
+        .split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    Some(format!("{prefix}:{pascal}"))
+}
+
+/// Every action in [`GRANTS`].
+pub fn all_actions() -> std::collections::BTreeSet<&'static str> {
+    GRANTS
+        .iter()
+        .flat_map(|g| g.actions.iter().copied())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_map_to_their_actions_and_no_grant_repeats_or_wildcards() {
+        assert_eq!(action_of("ecs", "run_task").unwrap(), "ecs:RunTask");
+        assert_eq!(
+            action_of("sqs", "delete_message_batch").unwrap(),
+            "sqs:DeleteMessage"
+        );
+        assert_eq!(
+            action_of("elbv2", "describe_target_health").unwrap(),
+            "elasticloadbalancing:DescribeTargetHealth"
+        );
+        assert!(action_of("ec2", "describe_instances").is_none());
+        let mut seen = std::collections::BTreeSet::new();
+        for g in GRANTS {
+            for a in g.actions {
+                assert!(!a.contains('*'), "{a}");
+                assert!(seen.insert(*a), "{a} granted twice");
+            }
+        }
+    }
+}
