@@ -236,20 +236,7 @@ fn an_http_handler_is_retried_on_503_and_sends_its_template_over_the_notice() {
                 }
             }),
         );
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                    axum::serve(l, app).await.unwrap();
-                });
-        });
-        port
+        support::serve_on_thread(app)
     };
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.toml");

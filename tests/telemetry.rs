@@ -53,6 +53,27 @@ fn event(id: &str) -> String {
         .to_string()
 }
 
+/// Sends `body` with the producer's `traceparent` attribute.
+async fn send_traced(queue_url: &str, body: String, traceparent: String) {
+    clients()
+        .await
+        .sqs
+        .send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .message_attributes(
+            "traceparent",
+            MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(traceparent)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 fn of_trace(spans: &Received, trace: &str) -> Vec<Span> {
     spans
         .lock()
@@ -124,23 +145,12 @@ async fn a_producers_traceparent_continues_to_the_aws_calls_and_is_flushed_at_sh
     );
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let producer = "00f067aa0ba902b7";
-    clients()
-        .await
-        .sqs
-        .send_message()
-        .queue_url(&f.queue_url)
-        .message_body(event("otel-1"))
-        .message_attributes(
-            "traceparent",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(format!("00-{trace}-{producer}-01"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_traced(
+        &f.queue_url,
+        event("otel-1"),
+        format!("00-{trace}-{producer}-01"),
+    )
+    .await;
     until(
         "the workflow succeeded",
         Duration::from_secs(30),
@@ -219,23 +229,12 @@ async fn a_run_resumed_after_kill_9_links_to_the_killed_run() {
     ];
     let first = Service::start_with_env(&f.config, None, &env);
     let trace = "0af7651916cd43dd8448eb211c80319c";
-    clients()
-        .await
-        .sqs
-        .send_message()
-        .queue_url(&f.queue_url)
-        .message_body(event("otel-3"))
-        .message_attributes(
-            "traceparent",
-            MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(format!("00-{trace}-b7ad6b7169203331-01"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_traced(
+        &f.queue_url,
+        event("otel-3"),
+        format!("00-{trace}-b7ad6b7169203331-01"),
+    )
+    .await;
     until(
         "the first run's log step is exported",
         Duration::from_secs(30),

@@ -295,3 +295,23 @@ pub fn stop_task_calls(task: &str) -> usize {
         .filter(|v| v["call"] == "ecs:StopTask" && v["task"] == task)
         .count()
 }
+
+/// Serves `app` on a free port of 127.0.0.1 from a thread of its own (its own runtime), until
+/// the test binary ends; the port. For servers that must outlive a test's runtime, or serve
+/// tests without one.
+pub fn serve_on_thread(app: axum::Router) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    port
+}

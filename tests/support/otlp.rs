@@ -105,18 +105,6 @@ pub fn receiver() -> (Received, String) {
     let app = axum::Router::new()
         .route("/v1/traces", axum::routing::post(traces))
         .with_state(received.clone());
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
+    let port = super::serve_on_thread(app);
     (received, format!("http://127.0.0.1:{port}"))
 }
