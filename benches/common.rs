@@ -104,8 +104,8 @@ pub struct TimedJournal {
 
 #[async_trait]
 impl Journal for TimedJournal {
-    fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
-        self.inner.get(id)
+    async fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
+        self.inner.get(id).await
     }
     async fn put(&self, record: &Record) -> Result<(), JournalError> {
         let start = Instant::now();
@@ -113,8 +113,8 @@ impl Journal for TimedJournal {
         self.latencies.lock().unwrap().push(start.elapsed());
         r
     }
-    fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
-        self.inner.list(filter)
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
+        self.inner.list(filter).await
     }
     fn flush(&self) -> Result<(), JournalError> {
         self.inner.flush()

@@ -57,7 +57,7 @@ async fn readyz(State(s): State<AdminState>) -> Response {
     let queues_ok = s.intakes.iter().all(|(_, st)| {
         st.polling.load(Ordering::Relaxed) && !st.unreachable.load(Ordering::Relaxed)
     });
-    let journal = match s.journal.get("readyz:probe") {
+    let journal = match s.journal.get("readyz:probe").await {
         Ok(_) => json!({"ok": true}),
         Err(e) => json!({"ok": false, "error": e.to_string()}),
     };
@@ -199,7 +199,7 @@ struct SinceQuery {
 
 /// `spot_drain`'s interruption history from the journal (what `tugboat spot history` prints).
 async fn spot_history(State(s): State<AdminState>, Query(q): Query<SinceQuery>) -> Response {
-    match s.journal.list(&ListFilter::default()) {
+    match s.journal.list(&ListFilter::default()).await {
         Ok(records) => Json(crate::workflows::spot_drain::history::from_states(
             records
                 .iter()
@@ -229,7 +229,7 @@ async fn list(State(s): State<AdminState>, Query(q): Query<ListQuery>) -> Respon
         route: q.route,
         limit: q.limit,
     };
-    match s.journal.list(&filter) {
+    match s.journal.list(&filter).await {
         Ok(records) => Json(records).into_response(),
         Err(e) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -240,7 +240,7 @@ async fn list(State(s): State<AdminState>, Query(q): Query<ListQuery>) -> Respon
 }
 
 async fn show(State(s): State<AdminState>, Path(id): Path<String>) -> Response {
-    match s.journal.get(&id) {
+    match s.journal.get(&id).await {
         Ok(Some(r)) => Json(r).into_response(),
         Ok(None) => (
             StatusCode::NOT_FOUND,

@@ -183,6 +183,7 @@ async fn a_task_state_change_event_ends_the_running_wait_at_once() {
     assert_eq!(ecs.describes.load(Ordering::SeqCst), 2);
     let started = journal
         .list(&Default::default())
+        .await
         .unwrap()
         .into_iter()
         .find(|r| r.workflow == "ecs_start")
@@ -192,7 +193,7 @@ async fn a_task_state_change_event_ends_the_running_wait_at_once() {
         started.step("sleep-running#1").unwrap().output,
         Some(json!({"woken": true}))
     );
-    let event = journal.get("task-events:tsc-1").unwrap().unwrap();
+    let event = journal.get("task-events:tsc-1").await.unwrap().unwrap();
     assert_eq!(event.output.unwrap()["woken"], true);
     app.stop().await;
 }

@@ -330,7 +330,13 @@ async fn a_message_flows_to_a_journaled_workflow_and_is_deleted() {
     h.send(&event("e-1")).await;
     h.until("the message is deleted", |h| h.queue.deleted() == 1)
         .await;
-    let r = h.app.journal.get("all:e-1").unwrap().expect("journaled");
+    let r = h
+        .app
+        .journal
+        .get("all:e-1")
+        .await
+        .unwrap()
+        .expect("journaled");
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.steps.len(), 3);
     assert!(
@@ -368,7 +374,7 @@ async fn retryable_failures_are_retried_with_persisted_attempts() {
     h.effect.set(2, Behaviour::FailRetryable(2));
     h.send(&event("retry")).await;
     h.until("deleted", |h| h.queue.deleted() == 1).await;
-    let r = h.app.journal.get("all:retry").unwrap().unwrap();
+    let r = h.app.journal.get("all:retry").await.unwrap().unwrap();
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.step("step-2").unwrap().attempts, 3);
     assert_eq!(h.effect.calls().len(), 5);
@@ -407,7 +413,7 @@ async fn a_permanent_failure_is_compensated_and_dead_lettered_with_attributes() 
     );
     assert!(a.contains_key("tugboat-original-message-id") && a.contains_key("tugboat-failed-at"));
     assert_eq!(h.undo.calls().len(), 1);
-    let r = h.app.journal.get("all:bad").unwrap().unwrap();
+    let r = h.app.journal.get("all:bad").await.unwrap().unwrap();
     assert!(
         matches!(r.status, Status::DeadLettered { .. }),
         "{:?}",
@@ -494,7 +500,7 @@ async fn a_panicking_step_restarts_from_the_journal_and_repeated_panics_dead_let
     h.effect.set(2, Behaviour::Panic(1));
     h.send(&event("once")).await;
     h.until("deleted", |h| h.queue.deleted() == 1).await;
-    let r = h.app.journal.get("all:once").unwrap().unwrap();
+    let r = h.app.journal.get("all:once").await.unwrap().unwrap();
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(r.panics, 1);
     assert_eq!(
@@ -506,7 +512,7 @@ async fn a_panicking_step_restarts_from_the_journal_and_repeated_panics_dead_let
     h.effect.set(3, Behaviour::Panic(100));
     h.send(&event("always")).await;
     h.until("dead-lettered", |h| h.dlq.len() == 1).await;
-    let r = h.app.journal.get("all:always").unwrap().unwrap();
+    let r = h.app.journal.get("all:always").await.unwrap().unwrap();
     assert!(
         r.last_error
             .as_deref()
@@ -584,7 +590,7 @@ async fn bad_input_goes_to_the_dlq_with_a_reason_and_good_messages_still_flow() 
         );
     }
     assert_eq!(
-        h.app.journal.get("all:good").unwrap().unwrap().status,
+        h.app.journal.get("all:good").await.unwrap().unwrap().status,
         Status::Succeeded
     );
     assert_eq!(h.stat(|s| &s.decode_errors), 10);
@@ -620,7 +626,7 @@ async fn a_long_backoff_releases_the_message_instead_of_sleeping() {
     h.until("deleted", |h| h.queue.deleted() == 1).await;
     assert_eq!(h.stat(|s| &s.released), 1);
     assert_eq!(h.stat(|s| &s.received), 2, "resumed on redelivery");
-    let r = h.app.journal.get("all:later").unwrap().unwrap();
+    let r = h.app.journal.get("all:later").await.unwrap().unwrap();
     assert_eq!(r.status, Status::Succeeded);
     assert_eq!(
         r.step("step-1").unwrap().attempts,
@@ -649,7 +655,7 @@ async fn shutdown_releases_in_flight_messages_and_the_next_process_resumes_them(
     );
     assert_eq!(next.queue.len(), 1, "released, not deleted");
     assert_eq!(
-        journal.get("all:inflight").unwrap().unwrap().status,
+        journal.get("all:inflight").await.unwrap().unwrap().status,
         Status::Running
     );
     drop(journal);
@@ -736,7 +742,7 @@ async fn compensation_is_journaled_before_it_runs_and_resumes_after_a_stop() {
 /// A copy of everything in `journal` now: what a killed process left behind.
 async fn snapshot(journal: &dyn Journal) -> Arc<dyn Journal> {
     let copy = MemoryJournal::default();
-    for r in journal.list(&Default::default()).unwrap() {
+    for r in journal.list(&Default::default()).await.unwrap() {
         copy.put(&r).await.unwrap();
     }
     Arc::new(copy)

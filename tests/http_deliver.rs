@@ -276,9 +276,7 @@ async fn a_receiver_that_is_down_is_retried_until_it_answers() {
     h.send(&test_event(3)).await;
     until("tried twice", 10, || {
         h.app
-            .journal
-            .get("test:ev-3")
-            .unwrap()
+            .try_record("test:ev-3")
             .is_some_and(|r| r.steps.iter().any(|s| s.attempts >= 2))
     })
     .await;

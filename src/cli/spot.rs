@@ -44,6 +44,7 @@ pub async fn run(config: &Path, args: SpotArgs) -> Result<(), CliError> {
         None => {
             let records = open_journal(&config)?
                 .list(&ListFilter::default())
+                .await
                 .map_err(|e| CliError::Runtime(e.to_string()))?;
             history::from_states(
                 records

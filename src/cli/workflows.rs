@@ -187,6 +187,7 @@ async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Record>, CliEr
     }
     open_journal(config)?
         .list(filter)
+        .await
         .map_err(|e| CliError::Runtime(e.to_string()))
 }
 
@@ -198,6 +199,7 @@ async fn get(config: &Config, id: &str) -> Result<Option<Record>, CliError> {
     }
     open_journal(config)?
         .get(id)
+        .await
         .map_err(|e| CliError::Runtime(e.to_string()))
 }
 

@@ -253,7 +253,7 @@ impl Dispatcher {
                 req.params.clone(),
             )
         };
-        let found = self.engine.journal.get(id);
+        let found = self.engine.journal.get(id).await;
         // This run continues one that an earlier process (or delivery) began: link to it.
         if let Ok(Some(r)) = &found
             && let Some(earlier) = r
@@ -415,7 +415,7 @@ impl Dispatcher {
             Ok(result) => return Supervised::Done(result),
             Err(panic) => panic_message(panic.as_ref()),
         };
-        let mut record = match self.engine.journal.get(id) {
+        let mut record = match self.engine.journal.get(id).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Supervised::Done(RunResult::JournalError(format!("no record for {id}")));
@@ -482,7 +482,13 @@ impl Dispatcher {
 
     /// Marks instance `id` as handed to the DLQ (after the copy was sent).
     pub async fn mark_dead_lettered(&self, id: &str, reason: &str) -> Result<(), String> {
-        let Some(mut record) = self.engine.journal.get(id).map_err(|e| e.to_string())? else {
+        let Some(mut record) = self
+            .engine
+            .journal
+            .get(id)
+            .await
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(());
         };
         record.status = Status::DeadLettered {

@@ -103,7 +103,7 @@ pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResul
             journaled = r.pending.as_ref().map(|a| a.name.clone());
             r
         }
-        None => match engine.journal.get(id) {
+        None => match engine.journal.get(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return RunResult::JournalError(format!("no journal record for {id}")),
             Err(e) => return RunResult::JournalError(e.to_string()),
@@ -505,7 +505,7 @@ async fn perform(
             }
         }
         Call::Wake { key } => Ok(json!({"woken": engine.wakers.wake(key)})),
-        Call::ReadWorkflow { id } => match engine.journal.get(id) {
+        Call::ReadWorkflow { id } => match engine.journal.get(id).await {
             Ok(Some(r)) => Ok(
                 json!({"found": true, "workflow": r.workflow, "status": r.status.name(), "output": r.output}),
             ),

@@ -96,11 +96,11 @@ struct Counting {
 
 #[async_trait]
 impl Journal for Counting {
-    fn get(
+    async fn get(
         &self,
         id: &str,
     ) -> Result<Option<crate::journal::Record>, crate::journal::JournalError> {
-        self.inner.get(id)
+        self.inner.get(id).await
     }
     async fn put(
         &self,
@@ -109,11 +109,11 @@ impl Journal for Counting {
         self.puts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.inner.put(record).await
     }
-    fn list(
+    async fn list(
         &self,
         filter: &crate::journal::ListFilter,
     ) -> Result<Vec<crate::journal::Record>, crate::journal::JournalError> {
-        self.inner.list(filter)
+        self.inner.list(filter).await
     }
     fn flush(&self) -> Result<(), crate::journal::JournalError> {
         self.inner.flush()
@@ -179,7 +179,7 @@ async fn an_instance_runs_to_success_on_plain_tokio_tasks() {
     let two = Arc::new(Typed(Two::new(vec![])));
     let (d, journal) = dispatcher(two.clone()).await;
     assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
-    let r = journal.get("r:e-1").unwrap().unwrap();
+    let r = journal.get("r:e-1").await.unwrap().unwrap();
     assert_eq!(r.output, Some(json!({"done": ["a", "b"]})));
     assert_eq!(d.running_count(), 0);
     // Delivered again: answered from the journal, nothing runs.
@@ -199,7 +199,7 @@ async fn each_step_costs_one_durable_write_and_each_attempt_is_journaled_before_
     // The instance with a's first attempt; a's outcome with b's first attempt; b's failure;
     // b's second attempt; b's outcome with the completion.
     assert_eq!(counting.puts.load(std::sync::atomic::Ordering::Relaxed), 5);
-    let r = journal.get("r:e-1").unwrap().unwrap();
+    let r = journal.get("r:e-1").await.unwrap().unwrap();
     let attempts: Vec<(String, u32)> = r
         .steps
         .iter()
@@ -250,7 +250,7 @@ async fn a_failure_compensates_in_journaled_steps_and_a_redrive_is_a_new_generat
     assert_eq!(f.step.as_deref(), Some("b"));
     assert_eq!(f.compensation, ["compensate:undo-a: done"]);
     assert_eq!(f.generation, 0);
-    let r = journal.get("r:e-1").unwrap().unwrap();
+    let r = journal.get("r:e-1").await.unwrap().unwrap();
     assert!(matches!(r.status, Status::Failed { .. }));
     assert!(r.step("compensate:undo-a").unwrap().compensation);
     d.mark_dead_lettered("r:e-1", &f.reason).await.unwrap();
@@ -261,7 +261,7 @@ async fn a_failure_compensates_in_journaled_steps_and_a_redrive_is_a_new_generat
         d.start(request(Some(Redrive::Of(0)))).await,
         RunResult::Succeeded
     );
-    let r = journal.get("r:e-1").unwrap().unwrap();
+    let r = journal.get("r:e-1").await.unwrap().unwrap();
     assert_eq!(r.generation, 1);
     assert_eq!(r.earlier[0].steps.len(), 3);
     let keys = two.0.keys.lock().unwrap().clone();
@@ -286,7 +286,7 @@ async fn a_panicking_step_is_restarted_by_the_task_spawner_and_compensated_after
     *two.0.panic_in_b.lock().unwrap() = 1;
     let (d, journal) = dispatcher(two.clone()).await;
     assert_eq!(d.start(request(None)).await, RunResult::Succeeded);
-    assert_eq!(journal.get("r:e-1").unwrap().unwrap().panics, 1);
+    assert_eq!(journal.get("r:e-1").await.unwrap().unwrap().panics, 1);
 
     let two = Arc::new(Typed(Two::new(vec![])));
     *two.0.panic_in_b.lock().unwrap() = 100;

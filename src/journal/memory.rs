@@ -21,7 +21,7 @@ impl MemoryJournal {
 
 #[async_trait]
 impl Journal for MemoryJournal {
-    fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
+    async fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
         self.lock().get(id).map(|b| decode(id, b)).transpose()
     }
 
@@ -31,7 +31,7 @@ impl Journal for MemoryJournal {
         Ok(())
     }
 
-    fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
         let mut out = Vec::new();
         for (id, bytes) in self.lock().iter() {
             let r = decode(id, bytes)?;

@@ -253,13 +253,15 @@ impl ListFilter {
 
 #[async_trait]
 pub trait Journal: Send + Sync + std::fmt::Debug {
-    fn get(&self, id: &str) -> Result<Option<Record>, JournalError>;
+    /// The record of instance `id`, if there is one. (Async: a shared journal asks a
+    /// database.)
+    async fn get(&self, id: &str) -> Result<Option<Record>, JournalError>;
 
     /// Stores `record`; returns once it is durable.
     async fn put(&self, record: &Record) -> Result<(), JournalError>;
 
     /// Records matching `filter`, newest first.
-    fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError>;
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError>;
 
     /// Makes everything written so far durable (at shutdown).
     fn flush(&self) -> Result<(), JournalError>;

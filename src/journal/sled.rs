@@ -97,7 +97,7 @@ impl SledJournal {
 
 #[async_trait]
 impl Journal for SledJournal {
-    fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
+    async fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
         match self.records.get(id.as_bytes()).map_err(storage)? {
             Some(bytes) => decode(id, &bytes).map(Some),
             None => Ok(None),
@@ -119,7 +119,7 @@ impl Journal for SledJournal {
             .map_err(JournalError::Storage)
     }
 
-    fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
         let mut out = Vec::new();
         for item in self.records.iter() {
             let (key, bytes) = item.map_err(storage)?;
@@ -166,14 +166,17 @@ mod tests {
             j.put(&r).await.unwrap();
         }
         let j = SledJournal::open(dir.path()).unwrap();
-        assert_eq!(j.list(&ListFilter::default()).unwrap().len(), 200);
-        assert_eq!(j.get("w-0").unwrap().unwrap().status, Status::Succeeded);
+        assert_eq!(j.list(&ListFilter::default()).await.unwrap().len(), 200);
+        assert_eq!(
+            j.get("w-0").await.unwrap().unwrap().status,
+            Status::Succeeded
+        );
         let done = ListFilter {
             status: Some("succeeded".into()),
             ..Default::default()
         };
-        assert_eq!(j.list(&done).unwrap().len(), 1);
-        assert!(j.get("missing").unwrap().is_none());
+        assert_eq!(j.list(&done).await.unwrap().len(), 1);
+        assert!(j.get("missing").await.unwrap().is_none());
     }
 
     #[test]

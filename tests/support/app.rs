@@ -75,16 +75,28 @@ impl TestApp {
             .1
     }
 
-    pub fn record(&self, id: &str) -> Record {
+    /// The record of `id`, if any. (Sync, for `until`'s closures: the test apps' journals
+    /// answer at once.)
+    pub fn try_record(&self, id: &str) -> Option<Record> {
+        use futures::FutureExt;
         self.journal
             .get(id)
+            .now_or_never()
+            .expect("the journal answers at once")
             .unwrap()
+    }
+
+    pub fn record(&self, id: &str) -> Record {
+        self.try_record(id)
             .unwrap_or_else(|| panic!("no journal record {id}"))
     }
 
     pub fn statuses(&self) -> Vec<String> {
+        use futures::FutureExt;
         self.journal
             .list(&ListFilter::default())
+            .now_or_never()
+            .expect("the journal answers at once")
             .unwrap()
             .iter()
             .map(|r| r.status.name().to_owned())
