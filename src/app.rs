@@ -89,7 +89,15 @@ impl Dependencies {
                 )),
                 queues,
             },
-            journal: None,
+            journal: match config.journal.kind.as_str() {
+                "dynamodb" => Some(crate::aws::journal::DynamoJournal::new(
+                    clients.dynamodb.clone(),
+                    &config.journal.table,
+                    &process_owner(),
+                    config.journal.lease,
+                )),
+                _ => None,
+            },
             catalog: Catalog::builtin(),
             spawn: Arc::new(ActorSpawn),
         })
@@ -304,6 +312,19 @@ impl App {
 
 /// `tugboat serve`: builds the service over AWS and runs it until the first SIGTERM or SIGINT,
 /// then shuts down (a second signal exits at once). Must run inside an actix System.
+/// This process among the owners of a shared journal's instances: host, pid and a random
+/// part (a restarted process is another owner; its predecessor's leases run out).
+pub fn process_owner() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
 pub async fn serve(config: Config) -> Result<(), AppError> {
     let deps = Dependencies::aws(&config).await?;
     let app = App::build(config, deps).await?;

@@ -355,6 +355,7 @@ fn every_sdk_call_of_the_adapters_has_its_action_listed() {
         ("sns.rs", "sns"),
         ("ecs.rs", "ecs"),
         ("dynamodb.rs", "dynamodb"),
+        ("journal.rs", "dynamodb"),
         ("s3.rs", "s3"),
         ("autoscaling.rs", "autoscaling"),
     ] {

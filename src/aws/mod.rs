@@ -11,6 +11,7 @@ pub mod autoscaling;
 pub mod call_spans;
 pub mod dynamodb;
 pub mod ecs;
+pub mod journal;
 pub mod migrate;
 pub mod permissions;
 pub mod s3;

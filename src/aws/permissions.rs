@@ -22,6 +22,8 @@ pub enum Scope {
     TaskRoles,
     /// The daily-cost table.
     CostTable,
+    /// The shared journal's table (`[journal] kind = "dynamodb"`).
+    JournalTable,
     /// The bucket Cost and Usage Reports arrive in (and summaries go to).
     ReportBucket,
     /// The Auto Scaling groups whose terminate lifecycle actions `spot_drain` completes.
@@ -69,6 +71,13 @@ pub const GRANTS: &[Grant] = &[
         scope: Scope::Unscopable,
         // Topic names in the configuration are resolved to ARNs at start.
         actions: &["sns:ListTopics"],
+    },
+    Grant {
+        sid: "EngineJournal",
+        by: "engine",
+        scope: Scope::JournalTable,
+        // The shared journal: records, claims (conditional updates) and listing.
+        actions: &["dynamodb:GetItem", "dynamodb:Scan", "dynamodb:UpdateItem"],
     },
     Grant {
         sid: "EcsTasks",

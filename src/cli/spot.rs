@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use super::workflows::{from_service, open_journal};
 use super::{CliError, load_config};
-use crate::journal::{Journal, ListFilter};
+use crate::journal::ListFilter;
 use crate::workflows::spot_drain::history::{self, History};
 
 #[derive(Debug, Args)]
@@ -42,7 +42,8 @@ pub async fn run(config: &Path, args: SpotArgs) -> Result<(), CliError> {
             CliError::Runtime("the running service serves no /spot/history".into())
         })?,
         None => {
-            let records = open_journal(&config)?
+            let records = open_journal(&config)
+                .await?
                 .list(&ListFilter::default())
                 .await
                 .map_err(|e| CliError::Runtime(e.to_string()))?;

@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use super::{CliError, load_config};
 use crate::config::Config;
 use crate::journal::sled::SledJournal;
-use crate::journal::{Journal, ListFilter, Record};
+use crate::journal::{ListFilter, Record};
 
 #[derive(Debug, Args)]
 pub struct WorkflowsArgs {
@@ -159,19 +159,34 @@ pub(super) async fn from_service<T: serde::de::DeserializeOwned>(
     Ok(Some(Some(value)))
 }
 
-pub(super) fn open_journal(config: &Config) -> Result<SledJournal, CliError> {
+/// The journal itself, when no service answers: the sled folder (which a running service
+/// holds), or the shared DynamoDB table (read from anywhere with credentials).
+pub(super) async fn open_journal(
+    config: &Config,
+) -> Result<std::sync::Arc<dyn crate::journal::Journal>, CliError> {
+    if config.journal.kind == "dynamodb" {
+        let clients = crate::aws::Clients::new(&config.aws).await;
+        return Ok(crate::aws::journal::DynamoJournal::new(
+            clients.dynamodb,
+            &config.journal.table,
+            &crate::app::process_owner(),
+            config.journal.lease,
+        ));
+    }
     if !config.journal.path.exists() {
         return Err(CliError::Runtime(format!(
             "no journal at {} (has tugboat run here?)",
             config.journal.path.display()
         )));
     }
-    SledJournal::open(&config.journal.path).map_err(|e| {
-        CliError::Runtime(format!(
-            "{e} (a running tugboat holds the journal; is its admin listener {} reachable?)",
-            config.admin.listen
-        ))
-    })
+    SledJournal::open(&config.journal.path)
+        .map(|j| std::sync::Arc::new(j) as std::sync::Arc<dyn crate::journal::Journal>)
+        .map_err(|e| {
+            CliError::Runtime(format!(
+                "{e} (a running tugboat holds the journal; is its admin listener {} reachable?)",
+                config.admin.listen
+            ))
+        })
 }
 
 async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Record>, CliError> {
@@ -185,7 +200,8 @@ async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Record>, CliEr
     if let Some(answer) = from_service::<Vec<Record>>(config, &query).await? {
         return Ok(answer.unwrap_or_default());
     }
-    open_journal(config)?
+    open_journal(config)
+        .await?
         .list(filter)
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))
@@ -197,7 +213,8 @@ async fn get(config: &Config, id: &str) -> Result<Option<Record>, CliError> {
     {
         return Ok(answer);
     }
-    open_journal(config)?
+    open_journal(config)
+        .await?
         .get(id)
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))

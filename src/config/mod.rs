@@ -253,17 +253,44 @@ pub struct NotifyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JournalConfig {
+    /// `sled` (embedded, on the task's disk: one consumer per queue) or `dynamodb` (shared:
+    /// several processes on one queue, leases and fencing). Default `sled`.
+    #[serde(default = "default_journal_kind")]
+    pub kind: String,
     /// Directory of the sled journal. Default `tugboat-journal` (relative to the working dir).
     #[serde(default = "default_journal_path")]
     pub path: PathBuf,
+    /// The DynamoDB table of the shared journal (`migrations/0004_journal.toml`). Default
+    /// `tugboat-journal`.
+    #[serde(default = "default_journal_table")]
+    pub table: String,
+    /// How long a process owns an instance without renewing (renewed every third of it while
+    /// it runs); another process takes over an instance only after this. Default 30 s.
+    #[serde(default = "default_lease", with = "humantime_serde")]
+    pub lease: std::time::Duration,
 }
 
 impl Default for JournalConfig {
     fn default() -> Self {
         Self {
+            kind: default_journal_kind(),
             path: default_journal_path(),
+            table: default_journal_table(),
+            lease: default_lease(),
         }
     }
+}
+
+fn default_journal_kind() -> String {
+    "sled".into()
+}
+
+fn default_journal_table() -> String {
+    "tugboat-journal".into()
+}
+
+fn default_lease() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
 }
 
 fn default_journal_path() -> PathBuf {
@@ -486,6 +513,21 @@ impl Config {
 
     /// Cross-field checks that the types alone cannot express.
     fn validate(&self, workflows: &dyn Catalog) -> Result<(), (String, String)> {
+        if self.journal.kind != "sled" && self.journal.kind != "dynamodb" {
+            return Err((
+                "journal.kind".into(),
+                format!(
+                    "must be \"sled\" or \"dynamodb\", got {:?}",
+                    self.journal.kind
+                ),
+            ));
+        }
+        if self.journal.lease < std::time::Duration::from_secs(3) {
+            return Err((
+                "journal.lease".into(),
+                "must be at least 3s (it is renewed every third of it)".into(),
+            ));
+        }
         if self.aws.region.trim().is_empty() {
             return Err(("aws.region".into(), "must not be empty".into()));
         }

@@ -11,6 +11,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::FutureExt;
 use serde_json::Value;
@@ -219,6 +220,22 @@ impl Dispatcher {
             r.span = span.clone();
         }
         use tracing::Instrument;
+        // A shared journal: run only what this process owns (another process may be running
+        // this instance; its lease says until when).
+        match self.engine.journal.claim(&id).await {
+            Ok(crate::journal::Claim::Granted) => {}
+            Ok(crate::journal::Claim::HeldBy { owner, until_ms }) => {
+                tracing::info!(workflow_id = %id, %owner, "running in another process; released until its lease ends");
+                let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()))
+                    .max(Duration::from_secs(1));
+                self.finish_unclaimed(&id, RunResult::RetryLater(wait));
+                return rx.await.unwrap_or(RunResult::Released);
+            }
+            Err(e) => {
+                self.finish_unclaimed(&id, RunResult::JournalError(e.to_string()));
+                return rx.await.unwrap_or(RunResult::Released);
+            }
+        }
         match self.prepare(&id, &req).instrument(span).await {
             Prepared::Done(result) => self.finish(&id, result),
             Prepared::Run(fresh) => {
@@ -365,9 +382,19 @@ impl Dispatcher {
         }
     }
 
-    /// Ends instance `id`: every waiter gets `result`, and the spawn hook's handle is dropped
-    /// (a supervised actor then stops for good).
+    /// Ends instance `id`: every waiter gets `result`, the spawn hook's handle is dropped (a
+    /// supervised actor then stops for good), and the journal's claim is given back.
     pub fn finish(&self, id: &str, result: RunResult) {
+        if self.engine.journal.is_shared() {
+            let journal = self.engine.journal.clone();
+            let owned = id.to_owned();
+            tokio::spawn(async move { journal.release(&owned).await });
+        }
+        self.finish_unclaimed(id, result);
+    }
+
+    /// [`Dispatcher::finish`] for an instance this process did not claim.
+    fn finish_unclaimed(&self, id: &str, result: RunResult) {
         let entry = self.running().remove(id);
         if let Some(entry) = entry {
             let outcome = match &result {

@@ -234,6 +234,22 @@ pub enum JournalError {
     Storage(String),
     #[error("journal record {id}: {message}")]
     Corrupt { id: String, message: String },
+    /// A shared journal refused a write: another process owns the instance now (this one's
+    /// lease ran out, or it never had it). The instance must stop here at once.
+    #[error("journal record {id}: fenced off: {message}")]
+    Fenced { id: String, message: String },
+    /// The record is bigger than the store takes (DynamoDB: 400 KB an item).
+    #[error("journal record {id}: {message}")]
+    TooLarge { id: String, message: String },
+}
+
+/// Whether this process may run an instance ([`Journal::claim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Yes, until the lease ends (renewed while the process holds it).
+    Granted,
+    /// Another process runs it; its lease ends at `until_ms` unless renewed.
+    HeldBy { owner: String, until_ms: u64 },
 }
 
 /// Filters for [`Journal::list`].
@@ -265,6 +281,23 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
 
     /// Makes everything written so far durable (at shutdown).
     fn flush(&self) -> Result<(), JournalError>;
+
+    /// Takes the right to run instance `id` in this process before its record is read for a
+    /// run. A journal of one process grants it always; a shared one grants it when nobody
+    /// else holds an unexpired lease, and from then on accepts this process's writes of the
+    /// record only while the lease lasts (fencing).
+    async fn claim(&self, _id: &str) -> Result<Claim, JournalError> {
+        Ok(Claim::Granted)
+    }
+
+    /// Gives the right back (the run ended or was released), so that another process may
+    /// take the instance at once.
+    async fn release(&self, _id: &str) {}
+
+    /// Whether several processes share it (then claims and releases matter).
+    fn is_shared(&self) -> bool {
+        false
+    }
 }
 
 /// Bytes of a record, as stored.
