@@ -188,6 +188,10 @@ impl Service {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every line tugboat wrote on stderr so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines.lock().unwrap().clone()
