@@ -44,3 +44,38 @@ pub fn hit(name: &str) {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
 }
+
+/// Where the step recorder writes, if `TUGBOAT_STEP_LOG=PATH` is set (crash tests).
+fn step_log() -> Option<&'static std::sync::Mutex<std::fs::File>> {
+    static LOG: OnceLock<Option<std::sync::Mutex<std::fs::File>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let path = std::env::var_os("TUGBOAT_STEP_LOG")?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+            .map(std::sync::Mutex::new)
+    })
+    .as_ref()
+}
+
+/// The step recorder: inert unless `TUGBOAT_STEP_LOG=PATH` is set. Then each step call's
+/// start and end are appended to PATH as `start|end <unix µs> <pid> <workflow id> <step>`,
+/// one line per write (O_APPEND: lines of several processes do not interleave), so that a
+/// crash test can check no step ran in two processes at once.
+pub fn record_step(phase: &str, workflow_id: &str, step: &str) {
+    let Some(log) = step_log() else { return };
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    let line = format!(
+        "{phase} {micros} {} {workflow_id} {step}\n",
+        std::process::id()
+    );
+    use std::io::Write;
+    if let Ok(mut f) = log.lock() {
+        let _ = f.write_all(line.as_bytes());
+    }
+}

@@ -9,10 +9,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use support::{clients, unique};
 use tugboat::aws::journal::DynamoJournal;
@@ -20,29 +17,7 @@ use tugboat::journal::{Claim, Journal, JournalError, ListFilter, Origin, Record,
 
 async fn table() -> String {
     let name = unique("journal");
-    clients()
-        .await
-        .dynamodb
-        .create_table()
-        .table_name(&name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    support::service::create_journal_table(&name).await;
     name
 }
 

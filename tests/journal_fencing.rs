@@ -9,39 +9,10 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType,
-};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::json;
 use support::service::{Service, create_queue, send, until};
 use support::{clients, unique};
-
-async fn journal_table(name: &str) {
-    clients()
-        .await
-        .dynamodb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-}
 
 async fn item(table: &str, id: &str) -> Option<std::collections::HashMap<String, AttributeValue>> {
     clients()
@@ -74,7 +45,7 @@ async fn a_paused_owner_does_not_write_over_the_process_that_took_its_instance()
     let queue_url = create_queue(&queue).await;
     create_queue(&format!("{p}-dlq")).await;
     let table = format!("{p}-journal");
-    journal_table(&table).await;
+    support::service::create_journal_table(&table).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nvisibility_timeout = \"2s\"\nreceive_wait = \"1s\"\n\n\

@@ -391,6 +391,7 @@ async fn attempt(
     );
     use tracing::Instrument;
     let called = std::time::Instant::now();
+    failpoint::record_step("start", &record.id, &action.name);
     let result = match perform(engine, logic, ctx, action)
         .instrument(span.clone())
         .await
@@ -401,6 +402,7 @@ async fn attempt(
             return Attempted::Return(RunResult::Released);
         }
     };
+    failpoint::record_step("end", &record.id, &action.name);
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.retryable => "retryable",
