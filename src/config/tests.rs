@@ -146,6 +146,24 @@ fn a_service_mapping_missing_its_target_group_is_refused() {
 #[test]
 fn cross_field_rules_name_the_key() {
     check_error(
+        &format!("{MINIMAL}\n[journal]\nkind = \"postgres\"\n"),
+        &[],
+        "journal.kind",
+        "\"sled\" or \"dynamodb\"",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[journal]\nkind = \"dynamodb\"\nlease = \"1s\"\n"),
+        &[],
+        "journal.lease",
+        "at least 3s",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[journal]\nlease = \"soon\"\n"),
+        &[],
+        "journal.lease",
+        "",
+    );
+    check_error(
         &MINIMAL.replace("name = \"q\"", "name = \"q\"\nconcurrency = 0"),
         &[],
         "queues[0].concurrency",
