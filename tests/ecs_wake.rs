@@ -197,3 +197,97 @@ async fn a_task_state_change_event_ends_the_running_wait_at_once() {
     assert_eq!(event.output.unwrap()["woken"], true);
     app.stop().await;
 }
+
+/// Two processes on one shared journal (two apps here, each with its own queue, over one
+/// DynamoDB table of the emulator): the "ECS Task State Change" event reaches the process that
+/// does not run the waiting `ecs_start`; the wake goes through the journal and ends the wait
+/// within about a second, not at the 15 s poll.
+#[actix_rt::test]
+async fn a_wake_reaches_the_instance_sleeping_in_another_process_of_a_shared_journal() {
+    let table = support::unique("wake-journal");
+    support::service::create_journal_table(&table).await;
+    let ecs = Arc::new(SlowEcs::default());
+    let mut apps = Vec::new();
+    let mut queues_of = Vec::new();
+    for owner in ["process-a", "process-b"] {
+        let queue = Arc::new(MemoryQueue::new("q"));
+        let queues = Arc::new(MemoryQueues::default());
+        queues.add(queue.clone());
+        let mut deps = Dependencies::memory(queues);
+        deps.ports = Ports {
+            ecs: ecs.clone(),
+            targets: Arc::new(HealthyTargets),
+            ..Ports::memory()
+        };
+        deps.journal = Some(tugboat::aws::journal::DynamoJournal::new(
+            support::clients().await.dynamodb,
+            &table,
+            owner,
+            Duration::from_secs(30),
+        ));
+        apps.push(spawn_app(CONFIG, deps).await);
+        queues_of.push(queue);
+    }
+    let send = |q: &Arc<MemoryQueue>, body: serde_json::Value| {
+        let q = q.clone();
+        async move {
+            q.send(&OutgoingMessage {
+                body: body.to_string(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        }
+    };
+    send(&queues_of[0], json!({"source": "custom.app", "detail-type": "Start ECS Task", "detail": {"service": "auth"}})).await;
+    let start = Instant::now();
+    while ecs.describes.load(Ordering::SeqCst) < 1 {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    ecs.running.store(true, Ordering::SeqCst);
+    let woken_at = Instant::now();
+    send(
+        &queues_of[1],
+        json!({"id": "tsc-2", "source": "aws.ecs", "detail-type": "ECS Task State Change",
+        "detail": {"taskArn": TASK, "lastStatus": "RUNNING"}}),
+    )
+    .await;
+    while queues_of[0].deleted() < 1 {
+        assert!(
+            woken_at.elapsed() < Duration::from_secs(10),
+            "the wait was not cut short"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        woken_at.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        woken_at.elapsed()
+    );
+    let journal = apps[0].journal.clone();
+    let started = journal
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.workflow == "ecs_start")
+        .unwrap();
+    assert_eq!(started.status, Status::Succeeded);
+    assert_eq!(
+        started.step("sleep-running#1").unwrap().output,
+        Some(json!({"woken": true}))
+    );
+    let event = journal.get("task-events:tsc-2").await.unwrap().unwrap();
+    assert!(
+        event
+            .steps
+            .iter()
+            .any(|s| s.output.as_ref().is_some_and(|o| o["signalled"] == true)),
+        "{event:?}"
+    );
+    for app in apps {
+        app.stop().await;
+    }
+}

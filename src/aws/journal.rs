@@ -335,6 +335,34 @@ impl Journal for DynamoJournal {
         true
     }
 
+    /// An item `wake:<key>` counting the signals (not a record: listing and reading records
+    /// skip it).
+    async fn signal(&self, key: &str) -> Result<(), JournalError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("id", s(format!("wake:{key}")))
+            .update_expression("ADD signals :one")
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| storage(classify("UpdateItem", e)))
+    }
+
+    async fn signals(&self, key: &str) -> Result<u64, JournalError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(format!("wake:{key}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| storage(classify("GetItem", e)))?;
+        Ok(out.item.map_or(0, |i| number(&i, "signals")))
+    }
+
     async fn release(&self, id: &str) {
         let Some(held) = self.held().remove(id) else {
             return;

@@ -487,9 +487,33 @@ async fn perform(
         Call::Sleep { duration, wake_on } => {
             let mut shutdown = engine.shutdown.clone();
             let waker = wake_on.as_deref().map(|k| engine.wakers.register(k));
+            // A shared journal: the wake may come from another process; it counts a signal
+            // in the journal, looked at twice a second.
+            let remote = async {
+                match wake_on.as_deref() {
+                    Some(key) if engine.journal.is_shared() => {
+                        let before = engine.journal.signals(key).await.unwrap_or(u64::MAX);
+                        loop {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            if engine
+                                .journal
+                                .signals(key)
+                                .await
+                                .is_ok_and(|now| now > before)
+                            {
+                                break;
+                            }
+                        }
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
             let woken = async {
                 match &waker {
-                    Some((_, notify)) => notify.notified().await,
+                    Some((_, notify)) => tokio::select! {
+                        _ = notify.notified() => {}
+                        _ = remote => {}
+                    },
                     None => std::future::pending().await,
                 }
             };
@@ -506,7 +530,18 @@ async fn perform(
                 None => return Performed::ShuttingDown,
             }
         }
-        Call::Wake { key } => Ok(json!({"woken": engine.wakers.wake(key)})),
+        Call::Wake { key } => {
+            let here = engine.wakers.wake(key);
+            // The sleeper may be in another process of a shared journal: leave it a signal.
+            if engine.journal.is_shared() {
+                if let Err(e) = engine.journal.signal(key).await {
+                    return Performed::Done(Err(StepError::retryable(e.to_string())));
+                }
+                Ok(json!({"woken": here, "signalled": true}))
+            } else {
+                Ok(json!({"woken": here}))
+            }
+        }
         Call::ReadWorkflow { id } => match engine.journal.get(id).await {
             Ok(Some(r)) => Ok(
                 json!({"found": true, "workflow": r.workflow, "status": r.status.name(), "output": r.output}),

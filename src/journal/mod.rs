@@ -294,6 +294,18 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     /// take the instance at once.
     async fn release(&self, _id: &str) {}
 
+    /// Tells every process sharing the journal that `key` happened (a `Wake` whose sleeper
+    /// may run elsewhere). Nothing to do for a journal of one process.
+    async fn signal(&self, _key: &str) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    /// How many times `key` has been signalled, by any process (a counter: no clocks are
+    /// compared across machines).
+    async fn signals(&self, _key: &str) -> Result<u64, JournalError> {
+        Ok(0)
+    }
+
     /// Whether several processes share it (then claims and releases matter).
     fn is_shared(&self) -> bool {
         false
