@@ -33,3 +33,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 cargo test --locked "$@"
+# The tests that run `tugboat serve` again, over the shared journal (DynamoDB on the emulator):
+# crash safety, shutdown, DLQ and redrive, traces, the workflows' end-to-end runs.
+if [ $# -eq 0 ]; then
+  echo "== again over the shared journal (TUGBOAT_TEST_JOURNAL=dynamodb)"
+  TUGBOAT_TEST_JOURNAL=dynamodb cargo test --locked --test service --test ecs_start \
+    --test telemetry --test cur_ingest --test spot_drain --test spot_history --test cli \
+    --test migrate_and_send
+fi

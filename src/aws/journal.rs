@@ -91,20 +91,20 @@ impl DynamoJournal {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Extends the lease of `id` if this process still owns it at `version`; `false` when it
-    /// does not any more.
-    async fn renew_one(&self, id: &str, version: u64) -> Result<bool, JournalError> {
+    /// Extends the lease of `id` if this process still owns it; `false` when it does not any
+    /// more. (Ownership only: a write of this process may land between the renewal's reading
+    /// of the version and its request, and must not make the lease look lost.)
+    async fn renew_one(&self, id: &str) -> Result<bool, JournalError> {
         let result = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("id", s(id))
             .update_expression("SET lease_until = :until")
-            .condition_expression("#o = :me AND (attribute_not_exists(version) OR version = :v)")
+            .condition_expression("#o = :me")
             .expression_attribute_names("#o", "owner")
             .expression_attribute_values(":until", n(now_ms() + self.lease.as_millis() as u64))
             .expression_attribute_values(":me", s(&self.owner))
-            .expression_attribute_values(":v", n(version))
             .send()
             .await;
         match result {
@@ -129,13 +129,9 @@ async fn renew(journal: Weak<DynamoJournal>) {
         };
         tokio::time::sleep(period).await;
         let Some(j) = journal.upgrade() else { return };
-        let held: Vec<(String, u64)> = j
-            .held()
-            .iter()
-            .map(|(id, h)| (id.clone(), h.version))
-            .collect();
-        for (id, version) in held {
-            match j.renew_one(&id, version).await {
+        let held: Vec<String> = j.held().keys().cloned().collect();
+        for id in held {
+            match j.renew_one(&id).await {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::warn!(workflow_id = %id, "lease lost to another process");

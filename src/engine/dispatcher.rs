@@ -206,20 +206,6 @@ impl Dispatcher {
         if attached {
             return rx.await.unwrap_or(RunResult::Released);
         }
-        let span = tracing::info_span!(
-            "workflow",
-            otel.name = format!("{} run", req.workflow),
-            otel.status_code = tracing::field::Empty,
-            workflow.id = %id,
-            workflow.kind = %req.workflow,
-            workflow.route = %req.route,
-            workflow_id = %id,
-            outcome = tracing::field::Empty,
-        );
-        if let Some(r) = self.running().get_mut(&id) {
-            r.span = span.clone();
-        }
-        use tracing::Instrument;
         // A shared journal: run only what this process owns (another process may be running
         // this instance; its lease says until when).
         match self.engine.journal.claim(&id).await {
@@ -236,6 +222,20 @@ impl Dispatcher {
                 return rx.await.unwrap_or(RunResult::Released);
             }
         }
+        let span = tracing::info_span!(
+            "workflow",
+            otel.name = format!("{} run", req.workflow),
+            otel.status_code = tracing::field::Empty,
+            workflow.id = %id,
+            workflow.kind = %req.workflow,
+            workflow.route = %req.route,
+            workflow_id = %id,
+            outcome = tracing::field::Empty,
+        );
+        if let Some(r) = self.running().get_mut(&id) {
+            r.span = span.clone();
+        }
+        use tracing::Instrument;
         match self.prepare(&id, &req).instrument(span).await {
             Prepared::Done(result) => self.finish(&id, result),
             Prepared::Run(fresh) => {
@@ -509,24 +509,28 @@ impl Dispatcher {
 
     /// Marks instance `id` as handed to the DLQ (after the copy was sent).
     pub async fn mark_dead_lettered(&self, id: &str, reason: &str) -> Result<(), String> {
-        let Some(mut record) = self
-            .engine
-            .journal
-            .get(id)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(());
-        };
-        record.status = Status::DeadLettered {
-            reason: reason.to_owned(),
-        };
-        record.updated_ms = now_ms();
-        self.engine
-            .journal
-            .put(&record)
-            .await
-            .map_err(|e| e.to_string())
+        let journal = &self.engine.journal;
+        // The run has ended and given its claim back: this write takes it again (a shared
+        // journal accepts writes from the owner only).
+        match journal.claim(id).await.map_err(|e| e.to_string())? {
+            crate::journal::Claim::Granted => {}
+            crate::journal::Claim::HeldBy { owner, .. } => {
+                return Err(format!("{owner} runs it now"));
+            }
+        }
+        let written = async {
+            let Some(mut record) = journal.get(id).await.map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            record.status = Status::DeadLettered {
+                reason: reason.to_owned(),
+            };
+            record.updated_ms = now_ms();
+            journal.put(&record).await.map_err(|e| e.to_string())
+        }
+        .await;
+        journal.release(id).await;
+        written
     }
 }
 

@@ -153,7 +153,51 @@ pub fn tugboat(config: &Path) -> Command {
         .arg("--config")
         .arg(config)
         .current_dir(root());
+    if shared_journal() {
+        // The same tests over the shared journal: one table per configuration (a test's
+        // restarts find their records again), short leases (a killed process's instances
+        // are taken over within seconds).
+        cmd.env("TUGBOAT__JOURNAL__KIND", "dynamodb")
+            .env("TUGBOAT__JOURNAL__TABLE", journal_table_for(config))
+            .env("TUGBOAT__JOURNAL__LEASE", "3s");
+    }
     cmd
+}
+
+/// `TUGBOAT_TEST_JOURNAL=dynamodb` runs the service tests over the shared journal (scripts/test.sh
+/// does, for the tests that exercise the journal).
+pub fn shared_journal() -> bool {
+    std::env::var("TUGBOAT_TEST_JOURNAL").as_deref() == Ok("dynamodb")
+}
+
+/// The journal table of the configuration at `config`, created on first use.
+pub fn journal_table_for(config: &Path) -> String {
+    use sha2::Digest;
+    static MADE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let digest = sha2::Sha256::digest(config.to_string_lossy().as_bytes());
+    let name = format!("journal-{}", hex::encode(&digest[..8]));
+    let mut made = MADE.lock().unwrap();
+    if !made.contains(&name) {
+        let out = run(aws_cli().args([
+            "dynamodb",
+            "create-table",
+            "--table-name",
+            &name,
+            "--billing-mode",
+            "PAY_PER_REQUEST",
+            "--attribute-definitions",
+            "AttributeName=id,AttributeType=S",
+            "--key-schema",
+            "AttributeName=id,KeyType=HASH",
+        ]));
+        assert!(
+            out.code == 0 || out.stderr.contains("ResourceInUseException"),
+            "creating the journal table: {}",
+            out.stderr
+        );
+        made.push(name.clone());
+    }
+    name
 }
 
 /// The real AWS CLI (awscli from PyPI, in the project's venv) against the emulator.
