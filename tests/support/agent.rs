@@ -63,6 +63,14 @@ impl Agent {
     }
 }
 
+/// A test that fails before `stop` leaves no agent running behind it.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
