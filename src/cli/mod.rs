@@ -5,6 +5,7 @@
 mod cur;
 mod dlq;
 mod healthcheck;
+mod journal;
 mod migrate;
 mod pattern;
 mod send;
@@ -84,6 +85,9 @@ pub enum Command {
     Send(send::SendArgs),
     /// Inspect workflow instances in the journal.
     Workflows(workflows::WorkflowsArgs),
+    /// Move the journal's records between kinds: export them as JSON lines, import an export
+    /// (from the sled journal into the shared DynamoDB one).
+    Journal(journal::JournalArgs),
     /// Inspect and redrive dead letters.
     Dlq(dlq::DlqArgs),
     /// Test an EventBridge pattern against an event.
@@ -248,6 +252,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => healthcheck::run(&cli.config, url.as_deref(), ready, timeout).await,
         Command::Migrate(args) => migrate::run(&cli.config, args).await,
         Command::Workflows(args) => workflows::run(&cli.config, args).await,
+        Command::Journal(args) => journal::run(&cli.config, args).await,
         Command::Dlq(args) => dlq::run(&cli.config, args).await,
         Command::Pattern(args) => pattern::test(args).await,
         Command::Route(args) => pattern::explain(&cli.config, args).await,
