@@ -109,12 +109,7 @@ impl DynamoJournal {
             .await;
         match result {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if super::condition_failed(&e) => Ok(false),
             Err(e) => Err(storage(classify("UpdateItem", e))),
         }
     }
@@ -222,10 +217,7 @@ impl Journal for DynamoJournal {
                 }
                 Ok(())
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if super::condition_failed(&e) => {
                 self.held().remove(id);
                 Err(JournalError::Fenced {
                     id: id.clone(),
@@ -299,10 +291,7 @@ impl Journal for DynamoJournal {
                 self.held().insert(id.to_owned(), Held { version });
                 Ok(Claim::Granted)
             }
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
+            Err(e) if super::condition_failed(&e) => {
                 let item = self
                     .client
                     .get_item()
@@ -377,9 +366,7 @@ impl Journal for DynamoJournal {
             .send()
             .await;
         if let Err(e) = result
-            && !e
-                .as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception())
+            && !super::condition_failed(&e)
         {
             // The lease then simply runs out.
             tracing::warn!(workflow_id = %id, error = %classify("UpdateItem", e), "giving a lease back");

@@ -138,6 +138,12 @@ const THROTTLING_CODES: &[&str] = &[
 ];
 
 /// Classifies any SDK error: the one place where retryable and permanent are decided.
+/// Whether a DynamoDB write was refused by its condition expression (not a failure: the
+/// answer to "only if …").
+pub(crate) fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
 pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
