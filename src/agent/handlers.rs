@@ -262,22 +262,12 @@ async fn publish_handler(
     notice: &Notice,
     extra: &Value,
 ) -> Result<Value, String> {
-    let clients = crate::aws::Clients::new(api).await;
-    let queues = crate::aws::sqs::SqsQueues::new(clients.sqs);
-    use crate::ports::QueueSource;
-    let q = queues.open(queue).await.map_err(|e| e.message)?;
     let event = notice.event(
         now_ms(),
         extra["instance_type"].as_str(),
         extra["zone"].as_str(),
     );
-    let id = q
-        .send(&crate::ports::OutgoingMessage {
-            body: event.to_string(),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| e.message)?;
+    let id = super::send_to_queue(api, queue, event.to_string()).await?;
     Ok(json!({"message_id": id}))
 }
 
@@ -292,7 +282,7 @@ async fn postgres_handler(url: &secrecy::SecretString) -> Result<Value, String> 
     let (client, connection) = config
         .connect(tokio_postgres::NoTls)
         .await
-        .map_err(|e| format!("postgres: {}", with_causes(&e)))?;
+        .map_err(|e| format!("postgres: {}", crate::aws::chain(&e)))?;
     let driver = tokio::spawn(connection);
     let started = std::time::Instant::now();
     let done = client
@@ -307,7 +297,7 @@ async fn postgres_handler(url: &secrecy::SecretString) -> Result<Value, String> 
                 db.message(),
                 db.code().code()
             ),
-            None => format!("postgres CHECKPOINT: {}", with_causes(&e)),
+            None => format!("postgres CHECKPOINT: {}", crate::aws::chain(&e)),
         });
     drop(client);
     let _ = driver.await;
@@ -388,17 +378,4 @@ async fn mqtt_handler(
             Err(e) => return Err(format!("mqtt {topic}: {}", e.message)),
         }
     }
-}
-
-/// An error and what caused it (the PostgreSQL driver's own message leaves the cause out:
-/// "error connecting to server").
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }

@@ -324,17 +324,18 @@ async fn act(config: Arc<AgentConfig>, n: Notice, extra: Value) {
     }
     println!("{report}");
     if let (Some(target), Some(api)) = (&config.report, &config.api)
-        && let Err(e) = publish_report(api, &target.queue, &report).await
+        && let Err(e) = send_to_queue(api, &target.queue, report.to_string()).await
     {
         tracing::warn!(error = %e, queue = %target.queue, "publishing the report");
     }
 }
 
-async fn publish_report(
+/// Sends `body` to the SQS queue `queue` (a name or URL) through `api`; the message id.
+pub(crate) async fn send_to_queue(
     api: &crate::config::AwsSettings,
     queue: &str,
-    report: &Value,
-) -> Result<(), String> {
+    body: String,
+) -> Result<String, String> {
     use crate::ports::QueueSource;
     let clients = crate::aws::Clients::new(api).await;
     let q = crate::aws::sqs::SqsQueues::new(clients.sqs)
@@ -342,11 +343,10 @@ async fn publish_report(
         .await
         .map_err(|e| e.message)?;
     q.send(&crate::ports::OutgoingMessage {
-        body: report.to_string(),
+        body,
         ..Default::default()
     })
     .await
-    .map(|_| ())
     .map_err(|e| e.message)
 }
 

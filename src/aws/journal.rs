@@ -87,6 +87,22 @@ impl DynamoJournal {
         &self.owner
     }
 
+    /// The item with key `id`, read consistently.
+    async fn item(
+        &self,
+        id: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, JournalError> {
+        self.client
+            .get_item()
+            .table_name(&self.table)
+            .key("id", s(id))
+            .consistent_read(true)
+            .send()
+            .await
+            .map(|out| out.item)
+            .map_err(|e| storage(classify("GetItem", e)))
+    }
+
     fn held(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -141,16 +157,7 @@ async fn renew(journal: Weak<DynamoJournal>) {
 #[async_trait]
 impl Journal for DynamoJournal {
     async fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(id))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| storage(classify("GetItem", e)))?;
-        let Some(item) = out.item else {
+        let Some(item) = self.item(id).await? else {
             return Ok(None);
         };
         match item.get("record").and_then(|v| v.as_s().ok()) {
@@ -292,17 +299,7 @@ impl Journal for DynamoJournal {
                 Ok(Claim::Granted)
             }
             Err(e) if super::condition_failed(&e) => {
-                let item = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("id", s(id))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(|e| storage(classify("GetItem", e)))?
-                    .item
-                    .unwrap_or_default();
+                let item = self.item(id).await?.unwrap_or_default();
                 Ok(Claim::HeldBy {
                     owner: item
                         .get("owner")
@@ -336,16 +333,8 @@ impl Journal for DynamoJournal {
     }
 
     async fn signals(&self, key: &str) -> Result<u64, JournalError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("id", s(format!("wake:{key}")))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| storage(classify("GetItem", e)))?;
-        Ok(out.item.map_or(0, |i| number(&i, "signals")))
+        let item = self.item(&format!("wake:{key}")).await?;
+        Ok(item.map_or(0, |i| number(&i, "signals")))
     }
 
     async fn release(&self, id: &str) {

@@ -55,19 +55,8 @@ pub async fn run(
             Err(CliError::Quiet(1))
         }
         Err(e) => {
-            eprintln!("unhealthy: {url}: {}", describe(&e));
+            eprintln!("unhealthy: {url}: {}", crate::aws::chain(&e));
             Err(CliError::Quiet(1))
         }
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
