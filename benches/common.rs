@@ -119,6 +119,12 @@ impl Journal for TimedJournal {
     fn flush(&self) -> Result<(), JournalError> {
         self.inner.flush()
     }
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, JournalError> {
+        self.inner.setting(key).await
+    }
+    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), JournalError> {
+        self.inner.put_setting(key, value).await
+    }
 }
 
 /// The p-th percentile (0..=100) of `values`.

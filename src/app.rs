@@ -212,6 +212,7 @@ impl App {
                     wait: q.receive_wait,
                     unmatched: config.unmatched,
                     shutdown_deadline: config.shutdown.deadline,
+                    pause_recheck: config.engine.pause_recheck,
                     max_receive_count,
                 },
                 queue,
@@ -219,6 +220,7 @@ impl App {
                 router: router.clone(),
                 dispatcher: dispatcher.clone(),
                 stats: Arc::new(IntakeStats::default()),
+                parked: Default::default(),
             }));
         }
 

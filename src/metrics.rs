@@ -132,6 +132,7 @@ pub fn outcome(record: &Record) -> Option<&'static str> {
         }
         Status::Succeeded => Some("succeeded"),
         Status::Failed { .. } => Some("failed"),
+        Status::Cancelled { .. } => Some("cancelled"),
         _ => None,
     }
 }

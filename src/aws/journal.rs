@@ -337,6 +337,35 @@ impl Journal for DynamoJournal {
         Ok(item.map_or(0, |i| number(&i, "signals")))
     }
 
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, JournalError> {
+        let item = self.item(&format!("setting:{key}")).await?;
+        let Some(text) = item
+            .as_ref()
+            .and_then(|i| i.get("value"))
+            .and_then(|v| v.as_s().ok())
+        else {
+            return Ok(None);
+        };
+        serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| JournalError::Corrupt {
+                id: format!("setting:{key}"),
+                message: e.to_string(),
+            })
+    }
+
+    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), JournalError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("id", s(format!("setting:{key}")))
+            .item("value", s(value.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| storage(classify("PutItem", e)))
+    }
+
     async fn release(&self, id: &str) {
         let Some(held) = self.held().remove(id) else {
             return;

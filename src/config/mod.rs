@@ -326,12 +326,28 @@ pub struct AdminConfig {
     /// Default `127.0.0.1:9090`; loopback so that it is not exposed by accident.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
+    /// Whether the console and the API may change things (cancel, retry, pause, resume,
+    /// redrive). Default false: the console only shows.
+    #[serde(default)]
+    pub allow_actions: bool,
+    /// Host names (with port, as a browser sends them in `Host`) under which the console
+    /// is reached through a proxy, besides the listen address, `localhost` and `127.0.0.1`.
+    /// An action whose `Host` is none of them is refused (a DNS-rebinding page cannot act).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// A link to a trace viewer, with `{trace_id}` where the id goes
+    /// (`"https://jaeger.example/trace/{trace_id}"`); without it the console shows the id.
+    #[serde(default)]
+    pub trace_url: Option<String>,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: default_admin_listen(),
+            allow_actions: false,
+            hosts: Vec::new(),
+            trace_url: None,
         }
     }
 }
@@ -355,6 +371,10 @@ pub struct EngineConfig {
     /// at least 1.
     #[serde(default = "default_max_panics")]
     pub max_panics: u32,
+    /// How long the message of a paused route's event is put back for before it is looked
+    /// at again; a resume brings it back at once. Default "60s", 1s to 12h.
+    #[serde(default = "default_pause_recheck", with = "humantime_serde")]
+    pub pause_recheck: Duration,
 }
 
 impl Default for EngineConfig {
@@ -363,8 +383,13 @@ impl Default for EngineConfig {
             workflow_concurrency: default_workflow_concurrency(),
             max_in_process_wait: default_in_process_wait(),
             max_panics: default_max_panics(),
+            pause_recheck: default_pause_recheck(),
         }
     }
+}
+
+fn default_pause_recheck() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_workflow_concurrency() -> usize {
@@ -622,6 +647,30 @@ impl Config {
         }
         if self.engine.max_panics == 0 {
             return Err(("engine.max_panics".into(), "must be at least 1".into()));
+        }
+        if self.engine.pause_recheck < Duration::from_secs(1)
+            || self.engine.pause_recheck > Duration::from_secs(12 * 3600)
+        {
+            return Err((
+                "engine.pause_recheck".into(),
+                "must be between 1s and 12h (SQS's longest visibility timeout)".into(),
+            ));
+        }
+        if let Some(url) = &self.admin.trace_url
+            && !url.contains("{trace_id}")
+        {
+            return Err((
+                "admin.trace_url".into(),
+                format!("{url:?} has no {{trace_id}} where the trace id goes"),
+            ));
+        }
+        if let Some(h) = self.admin.hosts.iter().find(|h| {
+            h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace)
+        }) {
+            return Err((
+                "admin.hosts".into(),
+                format!("{h:?} is not a host name (as in `console.example.com` or `console.example.com:8443`)"),
+            ));
         }
         if self.shutdown.deadline > Duration::from_secs(120) {
             return Err((

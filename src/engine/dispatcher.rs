@@ -35,8 +35,12 @@ pub struct StartRequest {
     pub message_id: String,
     /// W3C traceparent of the message, if the producer sent one.
     pub trace: Option<String>,
-    /// The message was brought back from the DLQ by `tugboat dlq redrive`.
+    /// The message was brought back from the DLQ by `tugboat dlq redrive`, or sent by a
+    /// retry.
     pub redrive: Option<Redrive>,
+    /// The instance to run, when the message names it (a retry); else the id comes from
+    /// the route and the event.
+    pub instance: Option<String>,
 }
 
 /// Which dead-lettered run a redriven message brings back.
@@ -178,9 +182,10 @@ impl Dispatcher {
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> RunResult {
         let own =
             (self.engine.registry.get(&req.workflow)).and_then(|w| w.identity(&req.event.body));
-        let id = match own {
-            Some(identity) => workflow_id(&req.workflow, &identity),
-            None => workflow_id(&req.route, &req.event.identity),
+        let id = match (&req.instance, own) {
+            (Some(id), _) => id.clone(),
+            (None, Some(identity)) => workflow_id(&req.workflow, &identity),
+            (None, None) => workflow_id(&req.route, &req.event.identity),
         };
         let (tx, rx) = oneshot::channel();
         // Claimed before any await, so that concurrent deliveries of one event attach.
@@ -288,7 +293,7 @@ impl Dispatcher {
                 Status::Failed { reason } => {
                     return Prepared::Done(RunResult::Failed(Failure::from_record(&r, reason)));
                 }
-                Status::DeadLettered { .. }
+                Status::DeadLettered { .. } | Status::Cancelled { .. }
                     if req.redrive.is_some_and(|d| d.brings_back(r.generation)) =>
                 {
                     // A new run: new idempotency keys, the earlier run kept in the record.
@@ -300,6 +305,7 @@ impl Dispatcher {
                     r
                 }
                 Status::DeadLettered { .. } => return Prepared::Done(RunResult::DeadLettered),
+                Status::Cancelled { .. } => return Prepared::Done(RunResult::Cancelled),
                 Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {
                     return Prepared::Run(None);
                 }
@@ -400,6 +406,7 @@ impl Dispatcher {
             let outcome = match &result {
                 RunResult::Succeeded => "succeeded",
                 RunResult::DeadLettered => "dead_lettered",
+                RunResult::Cancelled => "cancelled",
                 RunResult::Failed(_) => "failed",
                 RunResult::RetryLater(_) => "retry_later",
                 RunResult::Released => "released",
@@ -507,6 +514,101 @@ impl Dispatcher {
         }
     }
 
+    /// An operator cancels instance `id`: its compensation runs, then it ends `cancelled`
+    /// and its message is deleted. A run in this process takes the request at its next
+    /// step (a sleep ends at once); an instance nobody runs (backing off, its message
+    /// released) has the request journaled and is run here now, to compensate; one that
+    /// another process of a shared journal runs is signalled through the journal.
+    pub async fn cancel(self: &Arc<Self>, id: &str, by: &str) -> Result<Cancelled, CancelError> {
+        let request = crate::journal::Cancel {
+            by: by.to_owned(),
+            at_ms: now_ms(),
+        };
+        let record = self.cancellable(id).await?;
+        // Claimed before any await, as `start` does, so that a delivery of its message now
+        // attaches to this run.
+        {
+            let mut running = self.running();
+            if running.contains_key(id) {
+                self.engine.cancels.request(id, request);
+                self.engine.wakers.wake(&runner::cancel_key(id));
+                return Ok(Cancelled::Requested);
+            }
+            running.insert(
+                id.to_owned(),
+                Running {
+                    handle: None,
+                    span: tracing::Span::none(),
+                    waiters: Vec::new(),
+                    fresh: None,
+                },
+            );
+        }
+        match self.engine.journal.claim(id).await {
+            Ok(crate::journal::Claim::Granted) => {}
+            Ok(crate::journal::Claim::HeldBy { owner, .. }) => {
+                self.finish_unclaimed(id, RunResult::Released);
+                let signal = runner::cancel_signal(id, record.generation);
+                self.engine
+                    .journal
+                    .signal(&signal)
+                    .await
+                    .map_err(|e| CancelError::Journal(e.to_string()))?;
+                return Ok(Cancelled::Signalled { owner });
+            }
+            Err(e) => {
+                self.finish_unclaimed(id, RunResult::JournalError(e.to_string()));
+                return Err(CancelError::Journal(e.to_string()));
+            }
+        }
+        // Read again under the claim: it may have moved on since.
+        let journaled = async {
+            let mut record = self.cancellable(id).await?;
+            record.cancel = Some(request);
+            record.updated_ms = now_ms();
+            self.engine
+                .commit(&record)
+                .await
+                .map_err(|e| CancelError::Journal(e.to_string()))?;
+            Ok(record.workflow)
+        }
+        .await;
+        match journaled {
+            Ok(kind) => {
+                // A run of its own (no message waits on it): a plain task, restarted after
+                // a panic like any supervised run.
+                let handle = TaskSpawn.spawn(self.clone(), id.to_owned(), kind);
+                if let Some(r) = self.running().get_mut(id) {
+                    r.handle = Some(handle);
+                }
+                Ok(Cancelled::Running)
+            }
+            Err(e) => {
+                self.finish(id, RunResult::Released);
+                Err(e)
+            }
+        }
+    }
+
+    /// The record of `id`, if it is one a cancel can stop.
+    async fn cancellable(&self, id: &str) -> Result<Record, CancelError> {
+        let record = match self.engine.journal.get(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(CancelError::NotFound),
+            Err(e) => return Err(CancelError::Journal(e.to_string())),
+        };
+        match &record.status {
+            Status::Running | Status::Waiting { .. } => Ok(record),
+            Status::Compensating { .. } if record.cancel.is_some() => {
+                Err(CancelError::NotNow("it is already being cancelled".into()))
+            }
+            other => Err(CancelError::NotNow(format!(
+                "it is {} (only a running or waiting instance can be cancelled)",
+                other.name()
+            ))),
+        }
+    }
+
     /// Marks instance `id` as handed to the DLQ (after the copy was sent).
     pub async fn mark_dead_lettered(&self, id: &str, reason: &str) -> Result<(), String> {
         let journal = &self.engine.journal;
@@ -532,6 +634,40 @@ impl Dispatcher {
         journal.release(id).await;
         written
     }
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Its run in this process takes the cancel at its next step.
+    Requested,
+    /// Nobody ran it: the cancel is journaled and a run here compensates it now.
+    Running,
+    /// Another process runs it (a shared journal): it was signalled.
+    Signalled { owner: String },
+}
+
+impl Cancelled {
+    pub fn describe(&self) -> String {
+        match self {
+            Cancelled::Requested => "cancelling: the run compensates at its next step".into(),
+            Cancelled::Running => "cancelling: compensating now".into(),
+            Cancelled::Signalled { owner } => {
+                format!("cancel signalled to {owner}, which runs the instance")
+            }
+        }
+    }
+}
+
+/// Why a cancel was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CancelError {
+    #[error("no such instance")]
+    NotFound,
+    #[error("cannot cancel: {0}")]
+    NotNow(String),
+    #[error("journal: {0}")]
+    Journal(String),
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

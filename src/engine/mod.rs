@@ -54,8 +54,12 @@ pub struct Engine {
     pub options: EngineOptions,
     /// Becomes true when shutdown begins.
     pub shutdown: watch::Receiver<bool>,
-    /// In-process sleeps that a `Call::Wake` may end early.
+    /// In-process sleeps that a `Call::Wake` (or a cancel) may end early.
     pub wakers: Wakers,
+    /// Operators' cancels of instances running in this process, until their runs take them.
+    pub cancels: Cancels,
+    /// The routes an operator paused: their events wait in the queue.
+    pub paused: Paused,
     /// Counters and histograms of what the engine does (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     limits: HashMap<&'static str, Arc<Semaphore>>,
@@ -95,6 +99,8 @@ impl Engine {
             options,
             shutdown,
             wakers: Wakers::default(),
+            cancels: Cancels::default(),
+            paused: Paused::default(),
             metrics: Arc::default(),
             limits,
         }
@@ -127,6 +133,109 @@ impl Engine {
 /// guard is not `Send`, and these futures run on the multi-threaded pool.)
 pub async fn shutdown_begun(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Cancels asked for instances that run in this process; the run takes its request at its
+/// next step (a sleep ends at once: it listens on [`runner::cancel_key`]).
+#[derive(Debug, Default)]
+pub struct Cancels {
+    requested: std::sync::Mutex<HashMap<String, crate::journal::Cancel>>,
+}
+
+impl Cancels {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, crate::journal::Cancel>> {
+        self.requested.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn request(&self, id: &str, cancel: crate::journal::Cancel) {
+        self.lock().insert(id.to_owned(), cancel);
+    }
+
+    pub fn take(&self, id: &str) -> Option<crate::journal::Cancel> {
+        self.lock().remove(id)
+    }
+}
+
+/// The paused routes, kept in the journal (setting [`Paused::SETTING`]) so that a restart
+/// (and every process of a shared journal) keeps them paused. `changes` counts changes: an
+/// intake holding messages back for a paused route brings them back when it moves.
+#[derive(Debug)]
+pub struct Paused {
+    routes: std::sync::RwLock<std::collections::BTreeSet<String>>,
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Paused {
+    fn default() -> Self {
+        Paused {
+            routes: Default::default(),
+            changes: watch::channel(0).0,
+        }
+    }
+}
+
+impl Paused {
+    pub const SETTING: &'static str = "paused_routes";
+
+    pub fn contains(&self, route: &str) -> bool {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        !routes.is_empty() && routes.contains(route)
+    }
+
+    pub fn routes(&self) -> Vec<String> {
+        let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
+        routes.iter().cloned().collect()
+    }
+
+    /// Told of every change (a resume most of all).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Replaces the set (as read from the journal); true if it changed.
+    pub fn replace(&self, routes: std::collections::BTreeSet<String>) -> bool {
+        let mut current = self.routes.write().unwrap_or_else(|e| e.into_inner());
+        if *current == routes {
+            return false;
+        }
+        *current = routes;
+        drop(current);
+        self.changes.send_modify(|n| *n += 1);
+        true
+    }
+
+    /// Reads the set from the journal.
+    pub async fn load(&self, journal: &dyn Journal) -> Result<bool, crate::journal::JournalError> {
+        let value = journal.setting(Self::SETTING).await?;
+        let routes = value
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        Ok(self.replace(routes))
+    }
+
+    /// Pauses (`true`) or resumes `route`, durably; the set after the change.
+    pub async fn set(
+        &self,
+        journal: &dyn Journal,
+        route: &str,
+        paused: bool,
+    ) -> Result<Vec<String>, crate::journal::JournalError> {
+        // Read first: another process of a shared journal may have changed the set.
+        let stored = journal.setting(Self::SETTING).await?;
+        let mut routes: std::collections::BTreeSet<String> = stored
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if paused {
+            routes.insert(route.to_owned());
+        } else {
+            routes.remove(route);
+        }
+        journal
+            .put_setting(Self::SETTING, &serde_json::json!(routes))
+            .await?;
+        self.replace(routes);
+        Ok(self.routes())
+    }
 }
 
 /// The in-process sleeps waiting on a key (such as `ecs-task:<task ARN>`).

@@ -34,6 +34,8 @@ pub enum RunResult {
     Succeeded,
     /// Already handed to the DLQ earlier: nothing to do.
     DeadLettered,
+    /// Cancelled by an operator and compensated (now or earlier): the message is done with.
+    Cancelled,
     /// Failed for good and compensated; the caller hands the message to the DLQ.
     Failed(Failure),
     /// Backing off: release the message for this long and resume on redelivery.
@@ -117,19 +119,32 @@ pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResul
         let reason = format!("workflow kind {:?} is not in this build", record.workflow);
         return fail_now(engine, &mut record, reason).await;
     };
+    let mut first = true;
     loop {
         match &record.status {
             Status::Succeeded => return RunResult::Succeeded,
             Status::DeadLettered { .. } => return RunResult::DeadLettered,
+            Status::Cancelled { .. } => return RunResult::Cancelled,
             Status::Failed { reason } => {
                 return RunResult::Failed(Failure::from_record(&record, reason));
             }
-            // Back again before its back-off ended (a refreshed copy's delay is at most 15
-            // minutes): wait for the rest.
-            Status::Waiting { until_ms } if *until_ms > now_ms() => {
-                return RunResult::RetryLater(Duration::from_millis(until_ms - now_ms()));
+            Status::Running | Status::Waiting { .. } => {
+                // A shared journal's cancel signal is read once a run (and by sleeps).
+                let ask_journal = std::mem::take(&mut first);
+                match cancel_if_asked(engine, logic.as_ref(), &mut record, ask_journal).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(stop) => return stop,
+                }
+                // Back again before its back-off ended (a refreshed copy's delay is at most
+                // 15 minutes): wait for the rest.
+                if let Status::Waiting { until_ms } = record.status
+                    && until_ms > now_ms()
+                {
+                    return RunResult::RetryLater(Duration::from_millis(until_ms - now_ms()));
+                }
             }
-            Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {}
+            Status::Compensating { .. } => {}
         }
         if engine.shutting_down() {
             return RunResult::Released;
@@ -139,7 +154,7 @@ pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResul
             if let Status::Compensating { reason } = &record.status {
                 // Every compensating step has run: the failure can be handed over.
                 let reason = reason.clone();
-                record.status = Status::Failed { reason };
+                record.end_compensated(reason);
                 if let Some(stop) = record_and(engine, &mut record).await {
                     return stop;
                 }
@@ -158,13 +173,18 @@ pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResul
             };
 
         let step = record.step_mut(&action.name);
-        step.finished_ms = Some(now_ms());
+        let now = now_ms();
+        step.finished_ms = Some(now);
         match &outcome {
             Ok(v) => {
                 step.output = Some(v.clone());
                 step.last_error = None;
+                step.try_ended(now, None);
             }
-            Err(e) => step.last_error = Some(e.message.clone()),
+            Err(e) => {
+                step.last_error = Some(e.message.clone());
+                step.try_ended(now, Some(&e.message));
+            }
         }
         if undoing {
             if let Err(e) = &outcome {
@@ -230,6 +250,8 @@ pub(crate) fn begin_attempt(record: &mut Record, action: &Action, options: &Engi
     }
     step.attempts = 1;
     step.last_started_ms = now_ms();
+    step.sleep = matches!(action.call, Call::Sleep { .. });
+    step.try_started(step.last_started_ms);
     true
 }
 
@@ -247,7 +269,7 @@ pub(crate) fn begin_compensation(logic: &dyn Workflow, record: &mut Record, reas
     record.pending = None;
     record.undo.clear();
     if undo.is_empty() {
-        record.status = Status::Failed { reason };
+        record.end_compensated(reason);
         return;
     }
     record.pending = Some(undo.remove(0));
@@ -265,9 +287,64 @@ pub(crate) fn next_undo(record: &mut Record) {
     if record.pending.is_none()
         && let Status::Compensating { reason } = &record.status
     {
-        record.status = Status::Failed {
-            reason: reason.clone(),
-        };
+        let reason = reason.clone();
+        record.end_compensated(reason);
+    }
+}
+
+/// The key a sleep of instance `id` also listens on: a cancel ends it at once.
+pub fn cancel_key(id: &str) -> String {
+    format!("cancel:{id}")
+}
+
+/// The journal signal that asks whichever process runs generation `generation` of `id` to
+/// cancel it (a shared journal).
+pub fn cancel_signal(id: &str, generation: u32) -> String {
+    format!("cancel:{id}:g{generation}")
+}
+
+/// An operator asked to cancel this run (in this process, in the record, or through the
+/// shared journal, when `ask_journal`): journal the request with the decision to
+/// compensate, as a failure's is. `Ok(true)` when the run is now cancelling.
+async fn cancel_if_asked(
+    engine: &Engine,
+    logic: &dyn Workflow,
+    record: &mut Record,
+    ask_journal: bool,
+) -> Result<bool, RunResult> {
+    if record.cancel.is_none() {
+        record.cancel = engine.cancels.take(&record.id);
+    }
+    if record.cancel.is_none()
+        && ask_journal
+        && engine.journal.is_shared()
+        && engine
+            .journal
+            .signals(&cancel_signal(&record.id, record.generation))
+            .await
+            .is_ok_and(|n| n > 0)
+    {
+        record.cancel = Some(crate::journal::Cancel {
+            by: "an operator (through the shared journal)".into(),
+            at_ms: now_ms(),
+        });
+    }
+    let Some(cancel) = record.cancel.clone() else {
+        return Ok(false);
+    };
+    let reason = format!("cancelled by {}", cancel.by);
+    tracing::info!(workflow_id = %record.id, by = %cancel.by, "cancelling: compensating, then ending as cancelled");
+    if let Some(p) = record.pending.clone() {
+        let step = record.step_mut(&p.name);
+        step.try_ended(now_ms(), Some("cut short by a cancel"));
+        if step.finished_ms.is_none() && step.output.is_none() {
+            step.last_error = Some("cut short by a cancel".into());
+        }
+    }
+    begin_compensation(logic, record, reason);
+    match record_and(engine, record).await {
+        Some(stop) => Err(stop),
+        None => Ok(true),
     }
 }
 
@@ -323,6 +400,10 @@ async fn journal_attempt(
         if step.attempts > 0 && now >= due {
             return Err(Attempted::Outcome(Ok(json!({"woken": false}))));
         }
+        if step.attempts == 0 {
+            step.sleep = true;
+            step.try_started(now);
+        }
         step.attempts = 1;
         if !undoing {
             record.status = Status::Waiting { until_ms: due };
@@ -337,6 +418,8 @@ async fn journal_attempt(
     let step = record.step_mut(&action.name);
     step.attempts += 1;
     step.last_started_ms = now_ms();
+    step.sleep = matches!(action.call, Call::Sleep { .. });
+    step.try_started(step.last_started_ms);
     let attempts = step.attempts;
     if !undoing {
         record.status = Status::Running;
@@ -401,6 +484,11 @@ async fn attempt(
             span.record("outcome", "shutting_down");
             return Attempted::Return(RunResult::Released);
         }
+        Performed::Cancelled => {
+            span.record("outcome", "cancelled");
+            // The next turn of the loop finds the cancel and journals it.
+            return Attempted::TryAgain;
+        }
     };
     failpoint::record_step("end", &record.id, &action.name);
     let outcome = match &result {
@@ -431,6 +519,7 @@ async fn attempt(
     };
     let step = record.step_mut(&action.name);
     step.last_error = Some(error.message.clone());
+    step.try_ended(now_ms(), Some(&error.message));
     let elapsed = Duration::from_millis(now_ms().saturating_sub(step.first_started_ms));
     if !error.retryable || !policy.allows_another(attempts, elapsed) {
         let message = if error.retryable {
@@ -462,15 +551,28 @@ async fn attempt(
         return Attempted::Return(r);
     }
     let mut shutdown = engine.shutdown.clone();
-    tokio::select! {
+    let (key, cancel) = engine.wakers.register(&cancel_key(&record.id));
+    let waited = tokio::select! {
         _ = tokio::time::sleep(delay) => Attempted::TryAgain,
+        // A cancel ends the back-off: the next turn of the loop journals it.
+        _ = cancel.notified() => Attempted::TryAgain,
         _ = super::shutdown_begun(&mut shutdown) => Attempted::Return(RunResult::Released),
-    }
+    };
+    engine.wakers.unregister(&key, &cancel);
+    waited
 }
 
 enum Performed {
     Done(Result<Value, StepError>),
     /// An in-process sleep was cut short by shutdown; the step runs again on resume.
+    ShuttingDown,
+    /// An in-process sleep was cut short by an operator's cancel.
+    Cancelled,
+}
+
+enum Slept {
+    Done(Value),
+    Cancelled,
     ShuttingDown,
 }
 
@@ -517,17 +619,39 @@ async fn perform(
                     None => std::future::pending().await,
                 }
             };
+            let (cancel_key, cancel) = engine.wakers.register(&cancel_key(ctx.workflow_id));
+            let cancelled = async {
+                let signal = cancel_signal(ctx.workflow_id, ctx.generation);
+                let remote = async {
+                    if !engine.journal.is_shared() {
+                        return std::future::pending().await;
+                    }
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if engine.journal.signals(&signal).await.is_ok_and(|n| n > 0) {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = cancel.notified() => {}
+                    _ = remote => {}
+                }
+            };
             let outcome = tokio::select! {
-                _ = tokio::time::sleep(*duration) => Some(json!({"woken": false})),
-                _ = woken => Some(json!({"woken": true})),
-                _ = super::shutdown_begun(&mut shutdown) => None,
+                _ = tokio::time::sleep(*duration) => Slept::Done(json!({"woken": false})),
+                _ = woken => Slept::Done(json!({"woken": true})),
+                _ = cancelled => Slept::Cancelled,
+                _ = super::shutdown_begun(&mut shutdown) => Slept::ShuttingDown,
             };
             if let Some((key, notify)) = waker {
                 engine.wakers.unregister(&key, &notify);
             }
+            engine.wakers.unregister(&cancel_key, &cancel);
             match outcome {
-                Some(v) => Ok(v),
-                None => return Performed::ShuttingDown,
+                Slept::Done(v) => Ok(v),
+                Slept::Cancelled => return Performed::Cancelled,
+                Slept::ShuttingDown => return Performed::ShuttingDown,
             }
         }
         Call::Wake { key } => {

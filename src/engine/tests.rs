@@ -118,6 +118,19 @@ impl Journal for Counting {
     fn flush(&self) -> Result<(), crate::journal::JournalError> {
         self.inner.flush()
     }
+    async fn setting(
+        &self,
+        key: &str,
+    ) -> Result<Option<serde_json::Value>, crate::journal::JournalError> {
+        self.inner.setting(key).await
+    }
+    async fn put_setting(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+    ) -> Result<(), crate::journal::JournalError> {
+        self.inner.put_setting(key, value).await
+    }
 }
 
 async fn dispatcher(two: Arc<Typed<Two>>) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
@@ -171,6 +184,7 @@ fn request(redrive: Option<Redrive>) -> StartRequest {
         message_id: "m-1".into(),
         trace: None,
         redrive,
+        instance: None,
     }
 }
 

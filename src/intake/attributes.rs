@@ -20,6 +20,11 @@ pub const ORIGIN: &str = "tugboat-original-message-id";
 /// Which run of the instance failed; a redrive of the copy starts the next one.
 pub const GENERATION: &str = "tugboat-generation";
 
+/// Names the instance a retry message runs again (`tugboat workflows retry`): the message
+/// skips routing and starts the next generation of that instance, with its journaled event
+/// and params.
+pub const RETRY: &str = "tugboat-retry-of";
+
 /// SQS's limit of message attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
@@ -35,6 +40,21 @@ pub fn origin_id(message: &ReceivedMessage) -> &str {
 /// The redrive a message asks for, if it is a redriven copy.
 pub fn redrive(message: &ReceivedMessage) -> Option<Redrive> {
     message.attributes.get(REDRIVE).map(|v| Redrive::parse(v))
+}
+
+/// The instance a retry message names, if it is one.
+pub fn retry_of(message: &ReceivedMessage) -> Option<&str> {
+    message.attributes.get(RETRY).map(String::as_str)
+}
+
+/// The attributes of a retry message for generation `generation` of instance `id`, first
+/// carried by message `origin`.
+pub fn retry(id: &str, generation: u32, origin: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (RETRY.to_owned(), id.to_owned()),
+        (REDRIVE.to_owned(), Redrive::value(generation)),
+        (ORIGIN.to_owned(), origin.to_owned()),
+    ])
 }
 
 /// The attributes of a redriven copy of a DLQ message: the redrive marker for the failed

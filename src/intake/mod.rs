@@ -43,6 +43,9 @@ pub struct IntakeConfig {
     pub wait: Duration,
     pub unmatched: UnmatchedPolicy,
     pub shutdown_deadline: Duration,
+    /// How long a paused route's message is put back for before it is looked at again (a
+    /// resume in this process brings it back at once).
+    pub pause_recheck: Duration,
     /// The queue's `maxReceiveCount`, read from its redrive policy at start: a message whose
     /// next receive would reach it is released as a fresh copy, so that SQS's redrive never
     /// takes a message whose workflow is alive. `None`: no redrive policy.
@@ -84,10 +87,38 @@ pub(crate) fn bump(counter: &AtomicU64) {
 pub(crate) enum Disposition {
     Delete,
     Release(Duration),
+    /// A paused route's event: released until the recheck, and remembered, so that a
+    /// resume brings it back at once.
+    Park(Duration),
     DeadLetter {
         reason: String,
         failures: Vec<Failure>,
     },
+}
+
+/// The messages put back for a paused route, with when each returns by itself: a resume
+/// brings back those still away (a receipt handle is useless once its message is received
+/// again).
+#[derive(Debug, Default)]
+pub struct Parked(std::sync::Mutex<Vec<(String, Instant)>>);
+
+impl Parked {
+    fn keep(&self, receipt_handle: String, away: Duration) {
+        let mut parked = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        parked.retain(|(_, back)| *back > now);
+        parked.push((receipt_handle, now + away));
+    }
+
+    fn take(&self) -> Vec<String> {
+        let mut parked = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        std::mem::take(&mut *parked)
+            .into_iter()
+            .filter(|(_, back)| *back > now)
+            .map(|(h, _)| h)
+            .collect()
+    }
 }
 
 /// One queue's intake.
@@ -98,6 +129,7 @@ pub struct Intake {
     pub router: Arc<Router>,
     pub dispatcher: Arc<Dispatcher>,
     pub stats: Arc<IntakeStats>,
+    pub parked: Parked,
 }
 
 impl std::fmt::Debug for Intake {
@@ -135,9 +167,13 @@ impl Intake {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut deadline: Option<Instant> = None;
+        let mut pause_changes = self.dispatcher.engine().paused.subscribe();
 
         loop {
             tokio::select! {
+                Ok(()) = pause_changes.changed() => {
+                    tokio::task::spawn_local(settling::expedite(self.clone()));
+                }
                 _ = crate::engine::shutdown_begun(&mut shutdown), if deadline.is_none() => {
                     tracing::info!(queue = %cfg.queue, running = work.len(), "shutdown: no new receives; waiting for running work and the receive in flight");
                     deadline = Some(Instant::now() + cfg.shutdown_deadline);
@@ -257,20 +293,48 @@ impl Intake {
         };
         let trace = message.attributes.get("traceparent").cloned();
         let redrive = attributes::redrive(message);
+        let paused = &self.dispatcher.engine().paused;
+        let mut parked = false;
         let mut starts = Vec::new();
-        for event in &events {
-            for route in self.router.matching(&self.config.queue, &event.body) {
-                starts.push(self.dispatcher.start(StartRequest {
-                    route: route.name.clone(),
-                    workflow: route.workflow.clone(),
-                    params: route.params.clone(),
-                    event: event.clone(),
-                    queue: self.config.queue.clone(),
-                    message_id: message.message_id.clone(),
-                    trace: trace.clone(),
-                    redrive,
-                }));
+        if let Some(id) = attributes::retry_of(message) {
+            // A retry names its instance: the journaled route, workflow and params, not a
+            // routing of the body.
+            match self.retried(message, id, trace.clone(), redrive).await {
+                Ok(req) if paused.contains(&req.route) => parked = true,
+                Ok(req) => starts.push(self.dispatcher.start(req)),
+                Err(disposition) => return disposition,
             }
+        } else {
+            for event in &events {
+                for route in self.router.matching(&self.config.queue, &event.body) {
+                    if paused.contains(&route.name) {
+                        parked = true;
+                        continue;
+                    }
+                    starts.push(self.dispatcher.start(StartRequest {
+                        route: route.name.clone(),
+                        workflow: route.workflow.clone(),
+                        params: route.params.clone(),
+                        event: event.clone(),
+                        queue: self.config.queue.clone(),
+                        message_id: message.message_id.clone(),
+                        trace: trace.clone(),
+                        redrive,
+                        instance: None,
+                    }));
+                }
+            }
+        }
+        if parked {
+            // The routes that are not paused run now; the message waits for the rest (a
+            // failure among them is dead-lettered once the paused routes have run too).
+            let results = futures::future::join_all(starts).await;
+            let recheck = self.config.pause_recheck;
+            tracing::debug!(queue = %self.config.queue, message_id = %message.message_id, "a paused route matched; the message waits");
+            return match combine(results) {
+                Disposition::Release(d) if d < recheck => Disposition::Release(d),
+                _ => Disposition::Park(recheck),
+            };
         }
         if starts.is_empty() {
             bump(&self.stats.unmatched);
@@ -286,13 +350,54 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// The start of a retry of instance `id`: its journaled route, workflow, params and
+    /// event. A retry of an instance the journal does not have is a dead letter.
+    async fn retried(
+        &self,
+        message: &ReceivedMessage,
+        id: &str,
+        trace: Option<String>,
+        redrive: Option<crate::engine::dispatcher::Redrive>,
+    ) -> Result<StartRequest, Disposition> {
+        let journal = &self.dispatcher.engine().journal;
+        let record = match journal.get(id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                return Err(Disposition::DeadLetter {
+                    reason: format!("retry of {id}: no such instance in the journal"),
+                    failures: vec![],
+                });
+            }
+            Err(e) => {
+                tracing::error!(workflow_id = %id, error = %e, "journal failure reading a retried instance");
+                return Err(Disposition::Release(Duration::from_secs(5)));
+            }
+        };
+        Ok(StartRequest {
+            route: record.route,
+            workflow: record.workflow,
+            params: record.params,
+            event: events::Event {
+                identity: id.to_owned(),
+                body: record.input,
+            },
+            queue: self.config.queue.clone(),
+            message_id: message.message_id.clone(),
+            trace,
+            redrive,
+            instance: Some(id.to_owned()),
+        })
+    }
+}
+
 /// One disposition for all the workflows a message started.
 fn combine(results: Vec<RunResult>) -> Disposition {
     let mut failures = Vec::new();
     let mut release: Option<Duration> = None;
     for r in results {
         match r {
-            RunResult::Succeeded | RunResult::DeadLettered => {}
+            RunResult::Succeeded | RunResult::DeadLettered | RunResult::Cancelled => {}
             RunResult::Failed(f) => failures.push(f),
             RunResult::RetryLater(d) => release = Some(release.map_or(d, |r| r.min(d))),
             RunResult::Released => release = Some(Duration::ZERO),

@@ -83,7 +83,31 @@ async fn hand_off(intake: Arc<Intake>, leases: Arc<Leases>, job: Settle) -> Opti
             let after = *after;
             release(&intake, &leases, job, after).await
         }
+        Disposition::Park(after) => {
+            let (after, handle) = (*after, job.message.receipt_handle.clone());
+            let refreshed = release(&intake, &leases, job, after).await;
+            if refreshed.is_none() {
+                // A fresh copy is delayed by SQS and cannot come back early; a released
+                // original can.
+                intake.parked.keep(handle, after);
+            }
+            refreshed
+        }
         Disposition::DeadLetter { .. } => dead_letter(&intake, &leases, job).await,
+    }
+}
+
+/// A route was resumed (or paused): the messages put back for paused routes come back now,
+/// to be routed again.
+pub(super) async fn expedite(intake: Arc<Intake>) {
+    let handles = intake.parked.take();
+    for chunk in handles.chunks(10) {
+        if let Err(e) = intake.queue.change_visibility_batch(chunk, Duration::ZERO).await {
+            tracing::warn!(queue = %intake.config.queue, error = %e, "could not bring back messages held for a paused route; they return at their recheck");
+        }
+    }
+    if !handles.is_empty() {
+        tracing::info!(queue = %intake.config.queue, messages = handles.len(), "paused routes changed: held messages brought back");
     }
 }
 

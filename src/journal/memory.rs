@@ -11,6 +11,7 @@ use super::{Journal, JournalError, ListFilter, Record, decode, encode, sort_and_
 pub struct MemoryJournal {
     // Stored encoded, so that a test sees exactly what a restart would read back.
     records: Mutex<BTreeMap<String, Vec<u8>>>,
+    settings: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl MemoryJournal {
@@ -43,6 +44,17 @@ impl Journal for MemoryJournal {
     }
 
     fn flush(&self) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, JournalError> {
+        let settings = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(settings.get(key).cloned())
+    }
+
+    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), JournalError> {
+        let mut settings = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        settings.insert(key.to_owned(), value.clone());
         Ok(())
     }
 }

@@ -39,6 +39,9 @@ pub enum Status {
     Failed { reason: String },
     /// Failed and copied to the DLQ. Terminal (until a redrive brings the event back).
     DeadLettered { reason: String },
+    /// Cancelled by an operator (`cancel` says who and when) and compensated; its message
+    /// is deleted. Terminal (until a retry starts the next generation).
+    Cancelled { reason: String },
 }
 
 impl Status {
@@ -50,7 +53,27 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::Failed { .. } => "failed",
             Status::DeadLettered { .. } => "dead_lettered",
+            Status::Cancelled { .. } => "cancelled",
         }
+    }
+
+    /// Every status name, in the order a lifecycle goes through them.
+    pub const NAMES: [&'static str; 7] = [
+        "running",
+        "waiting",
+        "compensating",
+        "succeeded",
+        "failed",
+        "dead_lettered",
+        "cancelled",
+    ];
+
+    /// Whether the instance has ended (nothing runs it until a redrive or retry).
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            Status::Succeeded | Status::DeadLettered { .. } | Status::Cancelled { .. }
+        )
     }
 }
 
@@ -71,6 +94,59 @@ pub struct StepRecord {
     /// A compensation step, run after the workflow failed.
     #[serde(default)]
     pub compensation: bool,
+    /// An engine sleep (a wait between polls, a back-off the workflow chose), not a call.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sleep: bool,
+    /// The latest attempts, oldest first, at most [`StepRecord::TRIES_KEPT`]: when each
+    /// started and ended and its error, for the console's timeline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tries: Vec<Try>,
+}
+
+/// One attempt at a step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Try {
+    pub started_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_ms: Option<u64>,
+    /// Why it failed (the first 200 characters), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl StepRecord {
+    /// Attempts kept in `tries` (a step retried for hours keeps only its latest).
+    pub const TRIES_KEPT: usize = 20;
+
+    /// An attempt starts now.
+    pub fn try_started(&mut self, now: u64) {
+        if self.tries.len() >= Self::TRIES_KEPT {
+            self.tries.remove(0);
+        }
+        self.tries.push(Try {
+            started_ms: now,
+            ended_ms: None,
+            error: None,
+        });
+    }
+
+    /// The latest attempt ended, with `error` if it failed.
+    pub fn try_ended(&mut self, now: u64, error: Option<&str>) {
+        if let Some(t) = self.tries.last_mut()
+            && t.ended_ms.is_none()
+        {
+            t.ended_ms = Some(now);
+            t.error = error.map(|e| e.chars().take(200).collect());
+        }
+    }
+}
+
+/// An operator's request to cancel an instance, journaled before the cancellation runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cancel {
+    /// Who asked (`console`, `cli`, …), for the record.
+    pub by: String,
+    pub at_ms: u64,
 }
 
 /// Everything known about one workflow instance.
@@ -93,6 +169,9 @@ pub struct Record {
     pub state: Value,
     /// The action decided and journaled but not yet known to have finished.
     pub pending: Option<Action>,
+    /// An operator asked to cancel this run: it compensates and ends `cancelled`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<Cancel>,
     /// While compensating: the undo actions still to run after `pending`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub undo: Vec<Action>,
@@ -155,6 +234,7 @@ impl Record {
             params,
             state: Value::Null,
             pending: None,
+            cancel: None,
             undo: Vec::new(),
             steps: Vec::new(),
             output: None,
@@ -186,8 +266,20 @@ impl Record {
             output: None,
             last_error: None,
             compensation: false,
+            sleep: false,
+            tries: Vec::new(),
         });
         self.steps.last_mut().expect("just pushed")
+    }
+
+    /// The run failed for good and its compensation is over (or there was none): `failed`,
+    /// or `cancelled` when an operator's cancel was the cause.
+    pub fn end_compensated(&mut self, reason: String) {
+        self.status = if self.cancel.is_some() {
+            Status::Cancelled { reason }
+        } else {
+            Status::Failed { reason }
+        };
     }
 
     pub fn step(&self, name: &str) -> Option<&StepRecord> {
@@ -198,7 +290,9 @@ impl Record {
     /// and outcome of this run move to `earlier`.
     pub fn next_generation(&mut self) {
         let ended = match &self.status {
-            Status::DeadLettered { reason } | Status::Failed { reason } => {
+            Status::DeadLettered { reason }
+            | Status::Failed { reason }
+            | Status::Cancelled { reason } => {
                 format!("{}: {reason}", self.status.name())
             }
             other => other.name().to_owned(),
@@ -213,6 +307,7 @@ impl Record {
         self.generation += 1;
         self.status = Status::Running;
         self.pending = None;
+        self.cancel = None;
         self.undo.clear();
         self.last_error = None;
         self.panics = 0;
@@ -310,6 +405,13 @@ pub trait Journal: Send + Sync + std::fmt::Debug {
     fn is_shared(&self) -> bool {
         false
     }
+
+    /// A small named value kept beside the records and shared like them (the paused routes:
+    /// every process of a shared journal reads the same ones).
+    async fn setting(&self, key: &str) -> Result<Option<Value>, JournalError>;
+
+    /// Stores a setting durably.
+    async fn put_setting(&self, key: &str, value: &Value) -> Result<(), JournalError>;
 }
 
 /// Bytes of a record, as stored.

@@ -22,6 +22,7 @@ use super::{Journal, JournalError, ListFilter, Record, decode, encode, sort_and_
 pub struct SledJournal {
     db: sled::Db,
     records: sled::Tree,
+    settings: sled::Tree,
     committer: Option<mpsc::Sender<oneshot::Sender<Result<(), String>>>>,
     thread: Option<thread::JoinHandle<()>>,
 }
@@ -70,6 +71,7 @@ impl SledJournal {
             }
         };
         let records = db.open_tree("workflows").map_err(storage)?;
+        let settings = db.open_tree("settings").map_err(storage)?;
         let (tx, rx) = mpsc::channel::<oneshot::Sender<Result<(), String>>>();
         let flusher = db.clone();
         let thread = thread::Builder::new()
@@ -89,6 +91,7 @@ impl SledJournal {
         Ok(SledJournal {
             db,
             records,
+            settings,
             committer: Some(tx),
             thread: Some(thread),
         })
@@ -108,15 +111,7 @@ impl Journal for SledJournal {
         self.records
             .insert(record.id.as_bytes(), encode(record)?)
             .map_err(storage)?;
-        let (tx, rx) = oneshot::channel();
-        self.committer
-            .as_ref()
-            .ok_or_else(|| JournalError::Storage("the journal is closing".into()))?
-            .send(tx)
-            .map_err(|_| JournalError::Storage("the commit thread has stopped".into()))?;
-        rx.await
-            .map_err(|_| JournalError::Storage("the commit thread has stopped".into()))?
-            .map_err(JournalError::Storage)
+        self.commit().await
     }
 
     async fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
@@ -133,6 +128,41 @@ impl Journal for SledJournal {
 
     fn flush(&self) -> Result<(), JournalError> {
         self.db.flush().map(|_| ()).map_err(storage)
+    }
+
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, JournalError> {
+        match self.settings.get(key.as_bytes()).map_err(storage)? {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| JournalError::Corrupt {
+                    id: format!("setting {key}"),
+                    message: e.to_string(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), JournalError> {
+        let bytes = serde_json::to_vec(value).map_err(storage)?;
+        self.settings
+            .insert(key.as_bytes(), bytes)
+            .map_err(storage)?;
+        self.commit().await
+    }
+}
+
+impl SledJournal {
+    /// Waits for the group commit that makes every write so far durable.
+    async fn commit(&self) -> Result<(), JournalError> {
+        let (tx, rx) = oneshot::channel();
+        self.committer
+            .as_ref()
+            .ok_or_else(|| JournalError::Storage("the journal is closing".into()))?
+            .send(tx)
+            .map_err(|_| JournalError::Storage("the commit thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| JournalError::Storage("the commit thread has stopped".into()))?
+            .map_err(JournalError::Storage)
     }
 }
 
