@@ -141,6 +141,14 @@ async fn dispatcher_over(
     two: Arc<Typed<Two>>,
     journal: Arc<dyn Journal>,
 ) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
+    dispatcher_with(two, journal, EngineOptions::default()).await
+}
+
+async fn dispatcher_with(
+    two: Arc<Typed<Two>>,
+    journal: Arc<dyn Journal>,
+    options: EngineOptions,
+) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
     let config = crate::config::Config::from_toml_str(
         "[aws]\nregion = \"us-east-1\"\n",
         std::path::Path::new("t.toml"),
@@ -165,7 +173,7 @@ async fn dispatcher_over(
         journal.clone(),
         registry,
         Arc::new(MemoryNotifier::default()),
-        EngineOptions::default(),
+        options,
         shutdown,
     ));
     (Dispatcher::new(engine, Arc::new(TaskSpawn)), journal)
@@ -310,4 +318,106 @@ async fn a_panicking_step_is_restarted_by_the_task_spawner_and_compensated_after
     };
     assert!(f.reason.contains("panicked 3 times"), "{}", f.reason);
     assert_eq!(f.compensation, ["compensate:undo-a: done"]);
+}
+
+/// Waits until the journal's record of `id` satisfies `ok`.
+async fn until(journal: &Arc<dyn Journal>, id: &str, ok: impl Fn(&crate::journal::Record) -> bool) {
+    for _ in 0..500 {
+        if let Ok(Some(r)) = journal.get(id).await
+            && ok(&r)
+        {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{id} never got there: {:?}", journal.get(id).await);
+}
+
+#[tokio::test]
+async fn a_cancel_ends_a_back_off_at_once_compensates_and_ends_cancelled() {
+    let busy = (0..50).map(|_| Err(StepError::retryable("busy"))).collect();
+    let two = Arc::new(Typed(Two::new(busy)));
+    let (d, journal) = dispatcher(two.clone()).await;
+    let run = tokio::spawn({
+        let d = d.clone();
+        async move { d.start(request(None)).await }
+    });
+    until(&journal, "r:e-1", |r| r.step("b").is_some_and(|b| b.attempts >= 1)).await;
+    let asked = std::time::Instant::now();
+    assert_eq!(
+        d.cancel("r:e-1", "test").await,
+        Ok(super::dispatcher::Cancelled::Requested)
+    );
+    assert_eq!(run.await.unwrap(), RunResult::Cancelled);
+    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "the back-off was not cut short");
+    let r = journal.get("r:e-1").await.unwrap().unwrap();
+    assert_eq!(r.status.name(), "cancelled");
+    assert_eq!(r.cancel.as_ref().map(|c| c.by.as_str()), Some("test"));
+    assert!(r.step("compensate:undo-a").is_some_and(|s| s.output.is_some()));
+    // Every attempt of b is on the record, each with its end and error.
+    let b = r.step("b").unwrap();
+    assert_eq!(b.tries.len() as u32, b.attempts);
+    assert!(b.tries.iter().all(|t| t.ended_ms.is_some()), "{:?}", b.tries);
+    // The message comes back: acknowledged; the instance cannot be cancelled again.
+    assert_eq!(d.start(request(None)).await, RunResult::Cancelled);
+    assert!(matches!(
+        d.cancel("r:e-1", "test").await,
+        Err(super::dispatcher::CancelError::NotNow(_))
+    ));
+    assert_eq!(
+        d.cancel("r:nope", "test").await,
+        Err(super::dispatcher::CancelError::NotFound)
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_instance_is_cancelled_now_and_a_retry_starts_its_next_generation() {
+    // Back-offs longer than this release the message: the instance waits with nobody
+    // running it.
+    let options = EngineOptions {
+        max_in_process_wait: std::time::Duration::from_millis(1),
+        ..EngineOptions::default()
+    };
+    let two = Arc::new(Typed(Two::new(vec![Err(StepError::retryable("busy"))])));
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+    let (d, journal) = dispatcher_with(two.clone(), journal, options).await;
+    assert!(matches!(d.start(request(None)).await, RunResult::RetryLater(_)));
+    assert_eq!(journal.get("r:e-1").await.unwrap().unwrap().status.name(), "waiting");
+    assert_eq!(
+        d.cancel("r:e-1", "console").await,
+        Ok(super::dispatcher::Cancelled::Running)
+    );
+    until(&journal, "r:e-1", |r| r.status.name() == "cancelled").await;
+    assert_eq!(d.start(request(None)).await, RunResult::Cancelled);
+
+    // A retry names the instance and the cancelled run.
+    let mut retry = request(Some(Redrive::Of(0)));
+    retry.instance = Some("r:e-1".into());
+    retry.event.identity = "other".into();
+    assert_eq!(d.start(retry.clone()).await, RunResult::Succeeded);
+    let r = journal.get("r:e-1").await.unwrap().unwrap();
+    assert_eq!((r.generation, r.status.name()), (1, "succeeded"));
+    assert!(r.earlier[0].ended.starts_with("cancelled"), "{}", r.earlier[0].ended);
+    assert!(r.cancel.is_none());
+    // A duplicate of the retry message changes nothing.
+    assert_eq!(d.start(retry).await, RunResult::Succeeded);
+    assert_eq!(journal.get("r:e-1").await.unwrap().unwrap().generation, 1);
+}
+
+#[tokio::test]
+async fn paused_routes_are_kept_in_the_journal() {
+    let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
+    let paused = Paused::default();
+    let mut changes = paused.subscribe();
+    assert_eq!(paused.set(journal.as_ref(), "r", true).await.unwrap(), ["r"]);
+    assert!(paused.contains("r") && !paused.contains("s"));
+    assert!(changes.has_changed().unwrap());
+    changes.mark_unchanged();
+    // Another process (a fresh set) reads the same from the journal.
+    let other = Paused::default();
+    assert!(other.load(journal.as_ref()).await.unwrap());
+    assert!(other.contains("r"));
+    assert!(paused.set(journal.as_ref(), "r", false).await.unwrap().is_empty());
+    assert!(changes.has_changed().unwrap());
+    assert!(other.load(journal.as_ref()).await.unwrap() && !other.contains("r"));
 }
