@@ -137,6 +137,8 @@ pub struct App {
     intakes: Vec<Arc<Intake>>,
     listener: tokio::net::TcpListener,
     admin_addr: SocketAddr,
+    /// Where the console reads costs from (`cur_ingest`'s table), when configured.
+    costs: Option<admin::Costs>,
     stopper: Stopper,
     shutdown: watch::Receiver<bool>,
 }
@@ -228,7 +230,23 @@ impl App {
             .await
             .map_err(|e| startup(format!("admin listener on {}: {e}", config.admin.listen)))?;
         let admin_addr = listener.local_addr().map_err(|e| startup(e.to_string()))?;
+        // The paused routes, as the journal keeps them.
+        dispatcher
+            .engine()
+            .paused
+            .load(journal.as_ref())
+            .await
+            .map_err(|e| startup(format!("paused routes: {e}")))?;
+        let costs = config
+            .sections
+            .get(crate::workflows::cur_ingest::config::NAME)
+            .and_then(|v| crate::workflows::cur_ingest::config::parse(v).ok())
+            .map(|s| admin::Costs {
+                store: deps.ports.costs.clone(),
+                table: s.table,
+            });
         Ok(App {
+            costs,
             config,
             journal,
             dispatcher,
@@ -269,13 +287,43 @@ impl App {
             intakes: self.stats(),
             dispatcher: self.dispatcher.clone(),
         };
+        let queues = self
+            .intakes
+            .iter()
+            .map(|i| admin::QueueHandles {
+                name: i.config.queue.clone(),
+                queue: i.queue.clone(),
+                dlq: i.dlq.clone(),
+            })
+            .collect();
+        let console =
+            admin::Console::new(&self.config, self.admin_addr, queues, self.costs.clone());
         let state = AdminState {
             journal: self.journal.clone(),
             intakes: self.stats(),
             dispatcher: self.dispatcher.clone(),
             shutdown: self.shutdown.clone(),
             metrics: Arc::new(self.dispatcher.engine().metrics.registry(Box::new(scraped))),
+            console: Arc::new(console),
         };
+        // A shared journal: other processes pause and resume routes too.
+        if self.journal.is_shared() {
+            let engine = self.dispatcher.engine().clone();
+            let mut shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {
+                            if let Err(e) = engine.paused.load(engine.journal.as_ref()).await {
+                                tracing::warn!(error = %e, "could not read the paused routes");
+                            }
+                        }
+                        _ = crate::engine::shutdown_begun(&mut shutdown) => return,
+                    }
+                }
+            });
+        }
         let mut admin_shutdown = self.shutdown.clone();
         let listener = self.listener;
         let admin = tokio::spawn(async move {
@@ -312,8 +360,6 @@ impl App {
     }
 }
 
-/// `tugboat serve`: builds the service over AWS and runs it until the first SIGTERM or SIGINT,
-/// then shuts down (a second signal exits at once). Must run inside an actix System.
 /// This process among the owners of a shared journal's instances: host, pid and a random
 /// part (a restarted process is another owner; its predecessor's leases run out).
 pub fn process_owner() -> String {
@@ -327,6 +373,8 @@ pub fn process_owner() -> String {
     )
 }
 
+/// `tugboat serve`: builds the service over AWS and runs it until the first SIGTERM or SIGINT,
+/// then shuts down (a second signal exits at once). Must run inside an actix System.
 pub async fn serve(config: Config) -> Result<(), AppError> {
     let deps = Dependencies::aws(&config).await?;
     let app = App::build(config, deps).await?;

@@ -16,6 +16,9 @@
 //! - [`aws`] implements the ports over the AWS SDK; it is the only module that names SDK types.
 //!   [`mqtt`] (rumqttc) and [`http`] (reqwest) implement the MQTT and HTTP destination ports.
 //! - [`actors`] gives the intake and the instances their supervised actix lifecycle.
+//! - [`admin`] is the admin listener: health, metrics, and the operators' console and its
+//!   JSON API; [`operate`] holds what operators do (dead letters, retries) for the console
+//!   and the CLI alike.
 
 pub mod actors;
 pub mod admin;
@@ -34,6 +37,7 @@ pub mod journal;
 pub mod metrics;
 pub mod migrate;
 pub mod mqtt;
+pub mod operate;
 pub mod ports;
 pub mod routing;
 pub mod telemetry;

@@ -1,19 +1,17 @@
 //! `tugboat dlq list|redrive`: look at dead letters and move them back after a fix.
 //!
-//! Redrive is receive + send + delete (the emulator has no StartMessageMoveTask; in AWS it
-//! also keeps tugboat's marker on the message, which a move task would not add).
+//! The listing and the redrive are `operate::dead_letters`, which the console uses too.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
 use super::{CliError, load_config};
 use crate::aws::Clients;
 use crate::aws::sqs::SqsQueue;
-use crate::intake::attributes;
-use crate::ports::{OutgoingMessage, Queue};
+use crate::operate::dead_letters;
+use crate::ports::Queue;
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
@@ -59,92 +57,38 @@ async fn queues(config: &Path, name: &str) -> Result<(SqsQueue, SqsQueue), CliEr
     Ok((source, dlq))
 }
 
-fn runtime(e: impl std::fmt::Display) -> CliError {
-    CliError::Runtime(e.to_string())
-}
-
 pub async fn run(config: &Path, args: DlqArgs) -> Result<(), CliError> {
     match args.command {
         DlqCommand::List { queue, max } => {
             let (_, dlq) = queues(config, &queue).await?;
-            let mut seen = BTreeSet::new();
-            let mut handles = Vec::new();
-            // Hidden briefly while read, so that each is listed once; released at the end.
-            while seen.len() < max {
-                let batch = dlq
-                    .receive(10, Duration::from_secs(1), Duration::from_secs(30))
-                    .await
-                    .map_err(runtime)?;
-                if batch.is_empty() {
-                    break;
-                }
-                for m in batch {
-                    if !seen.insert(m.message_id.clone()) {
-                        continue;
-                    }
-                    print_dead_letter(&m.message_id, &m.attributes, &m.body);
-                    handles.push(m.receipt_handle);
-                }
+            let letters = dead_letters::list(&dlq, max)
+                .await
+                .map_err(CliError::Runtime)?;
+            for l in &letters {
+                print_dead_letter(&l.message_id, &l.attributes, &l.body);
             }
-            for chunk in handles.chunks(10) {
-                dlq.change_visibility_batch(chunk, Duration::ZERO)
-                    .await
-                    .map_err(runtime)?;
-            }
-            println!("{} dead letter(s) in {}", seen.len(), dlq.name());
+            println!("{} dead letter(s) in {}", letters.len(), dlq.name());
         }
         DlqCommand::Redrive { queue, max } => {
             let (source, dlq) = queues(config, &queue).await?;
-            let mut moved = 0;
-            while moved < max {
-                let want = (max - moved).min(10) as u32;
-                let batch = dlq
-                    .receive(want, Duration::from_secs(1), Duration::from_secs(60))
-                    .await
-                    .map_err(runtime)?;
-                if batch.is_empty() {
-                    break;
-                }
-                let outgoing: Vec<OutgoingMessage> = batch
-                    .iter()
-                    .map(|m| {
-                        // Marked with the run that failed, so that a duplicate of this copy
-                        // cannot start the instance a second time.
-                        let attributes = attributes::redriven(&m.attributes, &m.message_id);
-                        OutgoingMessage {
-                            body: m.body.clone(),
-                            attributes,
-                            ..Default::default()
-                        }
-                    })
-                    .collect();
-                let results = source.send_batch(&outgoing).await.map_err(runtime)?;
-                // Delete from the DLQ only what arrived in the queue: nothing is lost.
-                let sent: Vec<String> = batch
-                    .iter()
-                    .zip(&results)
-                    .filter(|(_, r)| r.is_ok())
-                    .map(|(m, _)| m.receipt_handle.clone())
-                    .collect();
-                for (m, r) in batch.iter().zip(&results) {
-                    if let Err(f) = r {
-                        eprintln!("not moved {}: {}: {}", m.message_id, f.code, f.message);
-                    }
-                }
-                let failed = dlq.delete_batch(&sent).await.map_err(runtime)?;
-                if !failed.is_empty() {
-                    eprintln!(
-                        "{} message(s) were sent back but could not be deleted from the DLQ; they may be redriven twice (tugboat acknowledges the duplicate from its journal)",
-                        failed.len()
-                    );
-                }
-                moved += sent.len();
-                if sent.is_empty() {
-                    return Err(CliError::Runtime("no message could be moved".into()));
-                }
+            let done = dead_letters::redrive(&source, &dlq, None, max)
+                .await
+                .map_err(CliError::Runtime)?;
+            for why in &done.not_moved {
+                eprintln!("not moved {why}");
+            }
+            if done.not_deleted > 0 {
+                eprintln!(
+                    "{} message(s) were sent back but could not be deleted from the DLQ; they may be redriven twice (tugboat acknowledges the duplicate from its journal)",
+                    done.not_deleted
+                );
+            }
+            if done.moved == 0 && !done.not_moved.is_empty() {
+                return Err(CliError::Runtime("no message could be moved".into()));
             }
             println!(
-                "redrove {moved} message(s) from {} to {}",
+                "redrove {} message(s) from {} to {}",
+                done.moved,
                 dlq.name(),
                 source.name()
             );

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
+mod act;
 mod cur;
 mod dlq;
 mod healthcheck;

@@ -49,6 +49,17 @@ pub enum RouteCommand {
         #[arg(long)]
         queue: Option<String>,
     },
+    /// The configured routes of the running service, and which are paused.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pause a route of the running service: its events wait in the queue until resumed
+    /// (kept across restarts). Needs `[admin] allow_actions = true`.
+    Pause { name: String },
+    /// Resume a paused route: its waiting events run now.
+    Resume { name: String },
 }
 
 /// Inline JSON if it looks like JSON, else the contents of the file it names.
@@ -86,7 +97,9 @@ pub async fn test(args: PatternArgs) -> Result<(), CliError> {
 }
 
 pub async fn explain(config: &Path, args: RouteArgs) -> Result<(), CliError> {
-    let RouteCommand::Explain { event, queue } = args.command;
+    let RouteCommand::Explain { event, queue } = args.command else {
+        return super::act::routes(config, args.command).await;
+    };
     let config = load_config(config)?;
     if let Some(q) = &queue {
         config.queue(q).map_err(CliError::Usage)?;

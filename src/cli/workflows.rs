@@ -1,5 +1,6 @@
 //! `tugboat workflows list|show`: what the journal knows, from the running service's admin
-//! listener, or from the journal file when no service runs; `tugboat workflows kinds`: the
+//! listener, or from the journal file when no service runs; `tugboat workflows
+//! cancel|retry`: through the running service (`act`); `tugboat workflows kinds`: the
 //! workflow kinds this build can run.
 
 use std::path::Path;
@@ -10,7 +11,7 @@ use clap::{Args, Subcommand};
 use super::{CliError, load_config};
 use crate::config::Config;
 use crate::journal::sled::SledJournal;
-use crate::journal::{ListFilter, Record};
+use crate::journal::{ListFilter, Record, Summary};
 
 #[derive(Debug, Args)]
 pub struct WorkflowsArgs {
@@ -22,8 +23,9 @@ pub struct WorkflowsArgs {
 pub enum WorkflowsCommand {
     /// List workflow instances, newest first.
     List {
-        /// Only this status: running, waiting, compensating, succeeded, failed, dead_lettered.
-        #[arg(long, value_parser = ["running", "waiting", "compensating", "succeeded", "failed", "dead_lettered"])]
+        /// Only this status: running, waiting, compensating, succeeded, failed, dead_lettered,
+        /// cancelled.
+        #[arg(long, value_parser = crate::journal::Status::NAMES)]
         status: Option<String>,
         /// Only this route.
         #[arg(long)]
@@ -43,6 +45,12 @@ pub enum WorkflowsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a running or waiting instance of the running service: its compensation runs,
+    /// then it ends as cancelled and its message is deleted. Needs `[admin] allow_actions`.
+    Cancel { id: String },
+    /// Retry a dead-lettered or cancelled instance: its event runs again as the instance's
+    /// next run (new idempotency keys), sent through its queue. Needs `[admin] allow_actions`.
+    Retry { id: String },
     /// List the workflow kinds this build can run, and the configuration section each owns.
     Kinds,
 }
@@ -62,6 +70,14 @@ pub async fn run(config: &Path, args: WorkflowsArgs) -> Result<(), CliError> {
     match args.command {
         // Answered above, before the configuration was needed.
         WorkflowsCommand::Kinds => {}
+        WorkflowsCommand::Cancel { id } => {
+            let path = format!("/workflows/{}/cancel", super::act::segment(&id));
+            println!("{}", super::act::post(&config, &path).await?);
+        }
+        WorkflowsCommand::Retry { id } => {
+            let path = format!("/workflows/{}/retry", super::act::segment(&id));
+            println!("{}", super::act::post(&config, &path).await?);
+        }
         WorkflowsCommand::List {
             status,
             route,
@@ -98,8 +114,8 @@ pub async fn run(config: &Path, args: WorkflowsArgs) -> Result<(), CliError> {
                     "{:<id_width$} {:<kind_width$} {:<14} {:>5}  {:<24} {}",
                     r.id,
                     r.workflow,
-                    r.status.name(),
-                    r.steps.len(),
+                    r.status,
+                    r.steps,
                     time_of(r.updated_ms),
                     r.last_error.as_deref().unwrap_or("-")
                 );
@@ -189,7 +205,19 @@ pub(super) async fn open_journal(
         })
 }
 
-async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Record>, CliError> {
+/// What the service's `/workflows` answers (the console's view; only the list is read).
+#[derive(Debug, serde::Deserialize)]
+struct Listed {
+    instances: Vec<Summary>,
+}
+
+/// What the service's `/workflows/{id}` answers.
+#[derive(Debug, serde::Deserialize)]
+struct Shown {
+    record: Record,
+}
+
+async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Summary>, CliError> {
     let mut query = format!("/workflows?limit={}", filter.limit.unwrap_or(100));
     if let Some(s) = &filter.status {
         query.push_str(&format!("&status={s}"));
@@ -197,21 +225,22 @@ async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Record>, CliEr
     if let Some(r) = &filter.route {
         query.push_str(&format!("&route={}", urlencode(r)));
     }
-    if let Some(answer) = from_service::<Vec<Record>>(config, &query).await? {
-        return Ok(answer.unwrap_or_default());
+    if let Some(answer) = from_service::<Listed>(config, &query).await? {
+        return Ok(answer.map(|l| l.instances).unwrap_or_default());
     }
-    open_journal(config)
+    let records = open_journal(config)
         .await?
         .list(filter)
         .await
-        .map_err(|e| CliError::Runtime(e.to_string()))
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    Ok(records.iter().map(Record::summary).collect())
 }
 
 async fn get(config: &Config, id: &str) -> Result<Option<Record>, CliError> {
     if let Some(answer) =
-        from_service::<Record>(config, &format!("/workflows/{}", urlencode(id))).await?
+        from_service::<Shown>(config, &format!("/workflows/{}", urlencode(id))).await?
     {
-        return Ok(answer);
+        return Ok(answer.map(|s| s.record));
     }
     open_journal(config)
         .await?

@@ -664,12 +664,17 @@ impl Config {
                 format!("{url:?} has no {{trace_id}} where the trace id goes"),
             ));
         }
-        if let Some(h) = self.admin.hosts.iter().find(|h| {
-            h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace)
-        }) {
+        if let Some(h) = self
+            .admin
+            .hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace))
+        {
             return Err((
                 "admin.hosts".into(),
-                format!("{h:?} is not a host name (as in `console.example.com` or `console.example.com:8443`)"),
+                format!(
+                    "{h:?} is not a host name (as in `console.example.com` or `console.example.com:8443`)"
+                ),
             ));
         }
         if self.shutdown.deadline > Duration::from_secs(120) {

@@ -628,7 +628,7 @@ impl Dispatcher {
                 reason: reason.to_owned(),
             };
             record.updated_ms = now_ms();
-            journal.put(&record).await.map_err(|e| e.to_string())
+            self.engine.commit(&record).await.map_err(|e| e.to_string())
         }
         .await;
         journal.release(id).await;

@@ -60,6 +60,9 @@ pub struct Engine {
     pub cancels: Cancels,
     /// The routes an operator paused: their events wait in the queue.
     pub paused: Paused,
+    /// Every journaled change of an instance, for whoever watches (the console's live
+    /// updates); nothing is built when nobody does.
+    pub updates: tokio::sync::broadcast::Sender<Arc<crate::journal::Summary>>,
     /// Counters and histograms of what the engine does (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
     limits: HashMap<&'static str, Arc<Semaphore>>,
@@ -101,6 +104,7 @@ impl Engine {
             wakers: Wakers::default(),
             cancels: Cancels::default(),
             paused: Paused::default(),
+            updates: tokio::sync::broadcast::channel(4096).0,
             metrics: Arc::default(),
             limits,
         }
@@ -120,6 +124,9 @@ impl Engine {
             .journal_commit_seconds
             .observe(started.elapsed().as_secs_f64());
         self.metrics.ended(record);
+        if self.updates.receiver_count() > 0 {
+            let _ = self.updates.send(Arc::new(record.summary()));
+        }
         Ok(())
     }
 

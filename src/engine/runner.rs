@@ -251,8 +251,17 @@ pub(crate) fn begin_attempt(record: &mut Record, action: &Action, options: &Engi
     step.attempts = 1;
     step.last_started_ms = now_ms();
     step.sleep = matches!(action.call, Call::Sleep { .. });
+    step.input = Some(step_input(action));
     step.try_started(step.last_started_ms);
     true
+}
+
+/// What a step record keeps of the action it ran.
+fn step_input(action: &Action) -> Value {
+    match &action.call {
+        Call::Handler => action.step.clone(),
+        other => serde_json::to_value(other).unwrap_or(Value::Null),
+    }
 }
 
 /// The workflow failed for good: journal the reason and every compensating action to run.
@@ -402,6 +411,7 @@ async fn journal_attempt(
         }
         if step.attempts == 0 {
             step.sleep = true;
+            step.input = Some(step_input(action));
             step.try_started(now);
         }
         step.attempts = 1;
@@ -419,6 +429,9 @@ async fn journal_attempt(
     step.attempts += 1;
     step.last_started_ms = now_ms();
     step.sleep = matches!(action.call, Call::Sleep { .. });
+    if step.input.is_none() {
+        step.input = Some(step_input(action));
+    }
     step.try_started(step.last_started_ms);
     let attempts = step.attempts;
     if !undoing {

@@ -342,22 +342,35 @@ async fn a_cancel_ends_a_back_off_at_once_compensates_and_ends_cancelled() {
         let d = d.clone();
         async move { d.start(request(None)).await }
     });
-    until(&journal, "r:e-1", |r| r.step("b").is_some_and(|b| b.attempts >= 1)).await;
+    until(&journal, "r:e-1", |r| {
+        r.step("b").is_some_and(|b| b.attempts >= 1)
+    })
+    .await;
     let asked = std::time::Instant::now();
     assert_eq!(
         d.cancel("r:e-1", "test").await,
         Ok(super::dispatcher::Cancelled::Requested)
     );
     assert_eq!(run.await.unwrap(), RunResult::Cancelled);
-    assert!(asked.elapsed() < std::time::Duration::from_secs(1), "the back-off was not cut short");
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(1),
+        "the back-off was not cut short"
+    );
     let r = journal.get("r:e-1").await.unwrap().unwrap();
     assert_eq!(r.status.name(), "cancelled");
     assert_eq!(r.cancel.as_ref().map(|c| c.by.as_str()), Some("test"));
-    assert!(r.step("compensate:undo-a").is_some_and(|s| s.output.is_some()));
+    assert!(
+        r.step("compensate:undo-a")
+            .is_some_and(|s| s.output.is_some())
+    );
     // Every attempt of b is on the record, each with its end and error.
     let b = r.step("b").unwrap();
     assert_eq!(b.tries.len() as u32, b.attempts);
-    assert!(b.tries.iter().all(|t| t.ended_ms.is_some()), "{:?}", b.tries);
+    assert!(
+        b.tries.iter().all(|t| t.ended_ms.is_some()),
+        "{:?}",
+        b.tries
+    );
     // The message comes back: acknowledged; the instance cannot be cancelled again.
     assert_eq!(d.start(request(None)).await, RunResult::Cancelled);
     assert!(matches!(
@@ -381,8 +394,14 @@ async fn a_waiting_instance_is_cancelled_now_and_a_retry_starts_its_next_generat
     let two = Arc::new(Typed(Two::new(vec![Err(StepError::retryable("busy"))])));
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
     let (d, journal) = dispatcher_with(two.clone(), journal, options).await;
-    assert!(matches!(d.start(request(None)).await, RunResult::RetryLater(_)));
-    assert_eq!(journal.get("r:e-1").await.unwrap().unwrap().status.name(), "waiting");
+    assert!(matches!(
+        d.start(request(None)).await,
+        RunResult::RetryLater(_)
+    ));
+    assert_eq!(
+        journal.get("r:e-1").await.unwrap().unwrap().status.name(),
+        "waiting"
+    );
     assert_eq!(
         d.cancel("r:e-1", "console").await,
         Ok(super::dispatcher::Cancelled::Running)
@@ -397,7 +416,11 @@ async fn a_waiting_instance_is_cancelled_now_and_a_retry_starts_its_next_generat
     assert_eq!(d.start(retry.clone()).await, RunResult::Succeeded);
     let r = journal.get("r:e-1").await.unwrap().unwrap();
     assert_eq!((r.generation, r.status.name()), (1, "succeeded"));
-    assert!(r.earlier[0].ended.starts_with("cancelled"), "{}", r.earlier[0].ended);
+    assert!(
+        r.earlier[0].ended.starts_with("cancelled"),
+        "{}",
+        r.earlier[0].ended
+    );
     assert!(r.cancel.is_none());
     // A duplicate of the retry message changes nothing.
     assert_eq!(d.start(retry).await, RunResult::Succeeded);
@@ -409,7 +432,10 @@ async fn paused_routes_are_kept_in_the_journal() {
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
     let paused = Paused::default();
     let mut changes = paused.subscribe();
-    assert_eq!(paused.set(journal.as_ref(), "r", true).await.unwrap(), ["r"]);
+    assert_eq!(
+        paused.set(journal.as_ref(), "r", true).await.unwrap(),
+        ["r"]
+    );
     assert!(paused.contains("r") && !paused.contains("s"));
     assert!(changes.has_changed().unwrap());
     changes.mark_unchanged();
@@ -417,7 +443,13 @@ async fn paused_routes_are_kept_in_the_journal() {
     let other = Paused::default();
     assert!(other.load(journal.as_ref()).await.unwrap());
     assert!(other.contains("r"));
-    assert!(paused.set(journal.as_ref(), "r", false).await.unwrap().is_empty());
+    assert!(
+        paused
+            .set(journal.as_ref(), "r", false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(changes.has_changed().unwrap());
     assert!(other.load(journal.as_ref()).await.unwrap() && !other.contains("r"));
 }

@@ -102,7 +102,11 @@ async fn hand_off(intake: Arc<Intake>, leases: Arc<Leases>, job: Settle) -> Opti
 pub(super) async fn expedite(intake: Arc<Intake>) {
     let handles = intake.parked.take();
     for chunk in handles.chunks(10) {
-        if let Err(e) = intake.queue.change_visibility_batch(chunk, Duration::ZERO).await {
+        if let Err(e) = intake
+            .queue
+            .change_visibility_batch(chunk, Duration::ZERO)
+            .await
+        {
             tracing::warn!(queue = %intake.config.queue, error = %e, "could not bring back messages held for a paused route; they return at their recheck");
         }
     }

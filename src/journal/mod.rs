@@ -97,6 +97,10 @@ pub struct StepRecord {
     /// An engine sleep (a wait between polls, a back-off the workflow chose), not a call.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sleep: bool,
+    /// What the step was asked to do: the workflow's step (its request) for a handler's
+    /// call, the engine's call (sleep, publish, …) otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Value>,
     /// The latest attempts, oldest first, at most [`StepRecord::TRIES_KEPT`]: when each
     /// started and ended and its error, for the console's timeline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -197,6 +201,60 @@ pub struct Record {
     pub updated_ms: u64,
 }
 
+/// What a list of instances shows of each (the console, `tugboat workflows list`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub id: String,
+    pub workflow: String,
+    pub route: String,
+    pub status: String,
+    /// Why it failed, was dead-lettered or cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The event's own id (`id` of an EventBridge event), for a search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    pub steps: usize,
+    /// The step running or next, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    pub generation: u32,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+impl Record {
+    pub fn summary(&self) -> Summary {
+        let reason = match &self.status {
+            Status::Compensating { reason }
+            | Status::Failed { reason }
+            | Status::DeadLettered { reason }
+            | Status::Cancelled { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        Summary {
+            id: self.id.clone(),
+            workflow: self.workflow.clone(),
+            route: self.route.clone(),
+            status: self.status.name().to_owned(),
+            reason,
+            event_id: self
+                .input
+                .get("id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            steps: self.steps.len(),
+            step: self.pending.as_ref().map(|a| a.name.clone()),
+            generation: self.generation,
+            created_ms: self.created_ms,
+            updated_ms: self.updated_ms,
+            last_error: self.last_error.clone(),
+        }
+    }
+}
+
 /// A finished run of an instance that a redrive started again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EarlierRun {
@@ -267,6 +325,7 @@ impl Record {
             last_error: None,
             compensation: false,
             sleep: false,
+            input: None,
             tries: Vec::new(),
         });
         self.steps.last_mut().expect("just pushed")

@@ -132,12 +132,14 @@ impl Journal for SledJournal {
 
     async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, JournalError> {
         match self.settings.get(key.as_bytes()).map_err(storage)? {
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| JournalError::Corrupt {
-                    id: format!("setting {key}"),
-                    message: e.to_string(),
-                }),
+            Some(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| JournalError::Corrupt {
+                        id: format!("setting {key}"),
+                        message: e.to_string(),
+                    })
+            }
             None => Ok(None),
         }
     }

@@ -1,0 +1,100 @@
+//! Live updates: `/events` streams the instances the engine changes as server-sent events,
+//! in batches (at most four a second: one event per batch, whatever the rate of changes),
+//! each with the counts per status, so that a page updates without reloading.
+//!
+//! `?id=` follows one instance; `?status=&route=&kind=` only sends the instances those
+//! filters pass (the counts are of every instance the route and kind filters pass).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AdminState;
+use super::views;
+use crate::journal::Summary;
+
+/// How long changes are gathered into one event.
+const BATCH: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Follow {
+    id: Option<String>,
+    status: Option<String>,
+    route: Option<String>,
+    kind: Option<String>,
+}
+
+impl Follow {
+    fn wants(&self, s: &Summary) -> bool {
+        let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|x| x.is_empty() || x == v);
+        is(&self.id, &s.id) && is(&self.status, &s.status) && self.counts(s)
+    }
+
+    /// Whether `s` counts towards this page's counts.
+    fn counts(&self, s: &Summary) -> bool {
+        let is = |f: &Option<String>, v: &str| f.as_deref().is_none_or(|x| x.is_empty() || x == v);
+        is(&self.route, &s.route) && is(&self.kind, &s.workflow)
+    }
+}
+
+pub async fn events(
+    State(state): State<AdminState>,
+    Query(follow): Query<Follow>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let updates = state.dispatcher.engine().updates.subscribe();
+    let stream = futures::stream::unfold(
+        (state, follow, updates),
+        |(state, follow, mut updates)| async move {
+            // Wait for a change, then gather what else comes within the batch window.
+            let mut batch: HashMap<String, Arc<Summary>> = HashMap::new();
+            let mut lagged = false;
+            let first = updates.recv().await;
+            let deadline = tokio::time::Instant::now() + BATCH;
+            let mut next = Some(first);
+            loop {
+                match next.take() {
+                    Some(Ok(s)) => {
+                        batch.insert(s.id.clone(), s);
+                    }
+                    Some(Err(RecvError::Lagged(_))) => lagged = true,
+                    Some(Err(RecvError::Closed)) => return None,
+                    None => {}
+                }
+                match tokio::time::timeout_at(deadline, updates.recv()).await {
+                    Ok(r) => next = Some(r),
+                    Err(_) => break,
+                }
+            }
+            let event = if lagged {
+                // Too many changes to follow one by one: the page reloads what it shows.
+                Event::default().event("resync").data("{}")
+            } else {
+                let instances: Vec<&Summary> = batch
+                    .values()
+                    .map(|s| s.as_ref())
+                    .filter(|s| follow.wants(s))
+                    .collect();
+                let counts = state
+                    .console
+                    .index
+                    .with(&state, |all| {
+                        views::counts(all.values().filter(|s| follow.counts(s)))
+                    })
+                    .await
+                    .ok();
+                let data = json!({"instances": instances, "counts": counts});
+                Event::default().event("instances").data(data.to_string())
+            };
+            Some((Ok(event), (state, follow, updates)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

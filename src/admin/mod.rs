@@ -1,0 +1,679 @@
+//! The admin HTTP listener, bound to loopback by default: `/healthz`, `/readyz`, `/metrics`
+//! (Prometheus text), and the operators' console — workflows, one instance, dead letters,
+//! interruptions, costs — whose every page is also JSON (the same handler answers
+//! `Accept: text/html` with the page, anything else with JSON: the CLI and scripts use that),
+//! live updates over server-sent events (`/events`), and the actions (cancel, retry, pause,
+//! resume, redrive): POSTs that carry the console's token, refused unless
+//! `[admin] allow_actions = true`.
+
+mod live;
+mod pages;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::engine::Dispatcher;
+use crate::intake::IntakeStats;
+use crate::journal::{Journal, JournalError};
+use crate::ports::Queue;
+use crate::ports::costs::CostStore;
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub journal: Arc<dyn Journal>,
+    pub intakes: Vec<(String, Arc<IntakeStats>)>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Every metric: the engine's, and the [`Scraped`] ones.
+    pub metrics: Arc<prometheus_client::registry::Registry>,
+    pub console: Arc<Console>,
+}
+
+/// A configured queue, for the dead-letter page and for retries.
+#[derive(Debug, Clone)]
+pub struct QueueHandles {
+    pub name: String,
+    pub queue: Arc<dyn Queue>,
+    pub dlq: Option<Arc<dyn Queue>>,
+}
+
+/// Where `cur_ingest` keeps its costs (the costs page reads them).
+#[derive(Debug, Clone)]
+pub struct Costs {
+    pub store: Arc<dyn CostStore>,
+    pub table: String,
+}
+
+/// What the console knows beyond the engine.
+#[derive(Debug)]
+pub struct Console {
+    /// Carried by every action (a page gets it in a `<meta>`, the CLI from
+    /// `/api/session`): a page of another site cannot read it, so cannot act.
+    pub token: String,
+    pub allow_actions: bool,
+    /// `Host` values an action may come under: the listen address, loopback names, and
+    /// `[admin] hosts`.
+    pub hosts: Vec<String>,
+    pub trace_url: Option<String>,
+    pub queues: Vec<QueueHandles>,
+    /// (name, workflow) of every route, in configuration order.
+    pub routes: Vec<(String, String)>,
+    pub costs: Option<Costs>,
+    pub index: views::Index,
+}
+
+impl Console {
+    pub fn new(
+        config: &crate::config::Config,
+        listen: SocketAddr,
+        queues: Vec<QueueHandles>,
+        costs: Option<Costs>,
+    ) -> Console {
+        let mut hosts = vec![
+            listen.to_string(),
+            format!("localhost:{}", listen.port()),
+            format!("127.0.0.1:{}", listen.port()),
+            format!("[::1]:{}", listen.port()),
+        ];
+        hosts.extend(config.admin.hosts.iter().cloned());
+        Console {
+            token: hex::encode(rand::random::<[u8; 16]>()),
+            allow_actions: config.admin.allow_actions,
+            hosts,
+            trace_url: config.admin.trace_url.clone(),
+            queues,
+            routes: config
+                .routes
+                .iter()
+                .map(|r| (r.name.clone(), r.workflow.clone()))
+                .collect(),
+            costs,
+            index: views::Index::default(),
+        }
+    }
+
+    fn queue(&self, name: &str) -> Option<&QueueHandles> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+}
+
+pub fn router(state: AdminState) -> axum::Router {
+    axum::Router::new()
+        .route("/", get(|| async { Redirect::to("/workflows") }))
+        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/assets/console.css", get(pages::css))
+        .route("/assets/console.js", get(pages::js))
+        .route("/api/session", get(session))
+        .route("/events", get(live::events))
+        .route("/workflows", get(workflows))
+        .route("/workflows/{id}", get(instance))
+        .route("/workflows/{id}/cancel", post(cancel))
+        .route("/workflows/{id}/retry", post(retry))
+        .route("/routes", get(routes))
+        .route("/routes/{name}/pause", post(pause))
+        .route("/routes/{name}/resume", post(resume))
+        .route("/dead-letters", get(dead_letters))
+        .route("/dead-letters/{queue}/redrive", post(redrive))
+        .route("/interruptions", get(interruptions))
+        .route("/spot/history", get(interruptions))
+        .route("/costs", get(costs))
+        .with_state(state)
+}
+
+/// A refusal, as JSON or as a page.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad_request(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+    pub fn not_found(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message,
+        }
+    }
+    pub fn journal(e: JournalError) -> ApiError {
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: e.to_string(),
+        }
+    }
+    fn forbidden(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::FORBIDDEN,
+            message,
+        }
+    }
+    fn conflict(message: String) -> ApiError {
+        ApiError {
+            status: StatusCode::CONFLICT,
+            message,
+        }
+    }
+
+    fn respond(self, html: bool) -> Response {
+        if html {
+            (self.status, pages::error(self.status, &self.message)).into_response()
+        } else {
+            (self.status, Json(json!({"error": self.message}))).into_response()
+        }
+    }
+}
+
+/// Whether the client asked for a page (a browser's `Accept`) rather than JSON.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
+/// The view as a page or as JSON.
+fn answer<T: Serialize>(
+    headers: &HeaderMap,
+    view: Result<T, ApiError>,
+    page: impl FnOnce(&T) -> String,
+) -> Response {
+    let html = wants_html(headers);
+    match view {
+        Ok(v) if html => pages::html(page(&v)),
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.respond(html),
+    }
+}
+
+async fn session(State(s): State<AdminState>) -> Response {
+    Json(json!({"token": s.console.token, "actions": s.console.allow_actions})).into_response()
+}
+
+async fn workflows(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<views::WorkflowsQuery>,
+) -> Response {
+    let view = views::workflows(&s, q).await;
+    answer(&headers, view, |v| pages::workflows(v, &s.console))
+}
+
+async fn instance(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(notice): Query<Notice>,
+) -> Response {
+    let view = views::instance(&s, &id).await;
+    answer(&headers, view, |v| {
+        pages::instance(v, &s.console, notice.notice.as_deref())
+    })
+}
+
+async fn routes(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(notice): Query<Notice>,
+) -> Response {
+    let view: Result<_, ApiError> = Ok(views::routes(&s));
+    answer(&headers, view, |v| {
+        pages::routes(v, &s.console, notice.notice.as_deref())
+    })
+}
+
+async fn dead_letters(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(notice): Query<Notice>,
+) -> Response {
+    let view: Result<_, ApiError> = Ok(views::dead_letters(&s, notice.notice).await);
+    answer(&headers, view, |v| pages::dead_letters(v, &s.console))
+}
+
+#[derive(Debug, Deserialize)]
+struct SinceQuery {
+    /// Interruptions noticed at or after this (ms since the epoch); default: all.
+    since_ms: Option<u64>,
+}
+
+/// `spot_drain`'s interruption history from the journal (what `tugboat spot history` prints,
+/// from `/spot/history`, the same handler).
+async fn interruptions(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<SinceQuery>,
+) -> Response {
+    let view = views::interruptions(&s, q.since_ms.unwrap_or(0)).await;
+    answer(&headers, view, |v| pages::interruptions(v, &s.console))
+}
+
+async fn costs(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(q): Query<views::CostsQuery>,
+) -> Response {
+    let view = views::costs(&s, q).await;
+    answer(&headers, view, |v| pages::costs(v, &s.console))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Notice {
+    notice: Option<String>,
+}
+
+/// An action's form (a page's POST) or nothing (an API client's, with the token in the
+/// `x-tugboat-token` header).
+#[derive(Debug, Default, Deserialize)]
+struct ActionForm {
+    token: Option<String>,
+    /// The dead letter to redrive (all when absent).
+    message_id: Option<String>,
+    /// Where a page goes after the action: a path of this console.
+    back: Option<String>,
+}
+
+/// Refuses an action unless actions are on, it comes under a host of this console (not a
+/// rebound DNS name), from this console's origin if it names one, with the token.
+fn allowed(console: &Console, headers: &HeaderMap, form: &ActionForm) -> Result<(), ApiError> {
+    if !console.allow_actions {
+        return Err(ApiError::forbidden(
+            "actions are off: set [admin] allow_actions = true to cancel, retry, pause or redrive from the console and the CLI".into(),
+        ));
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !console.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return Err(ApiError::forbidden(format!(
+            "actions are refused under host {host:?}; add it to [admin] hosts if the console is reached through a proxy under that name"
+        )));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return Err(ApiError::forbidden(format!(
+                "a request from {origin:?} may not act on this console"
+            )));
+        }
+    }
+    let token = headers
+        .get("x-tugboat-token")
+        .and_then(|t| t.to_str().ok())
+        .or(form.token.as_deref());
+    if token != Some(console.token.as_str()) {
+        return Err(ApiError::forbidden(
+            "missing or wrong token (reload the page; the CLI reads it from /api/session)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Reads the form, checks the action is allowed, runs it, and answers: a page goes back
+/// where it came from with the outcome as a notice; an API client gets JSON.
+async fn act<F>(
+    state: &AdminState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    default_back: String,
+    action: F,
+) -> Response
+where
+    F: AsyncFnOnce(&ActionForm) -> Result<String, ApiError>,
+{
+    let html = wants_html(headers);
+    let form: ActionForm = match serde_urlencoded::from_bytes(body) {
+        Ok(f) => f,
+        Err(e) => return ApiError::bad_request(format!("form: {e}")).respond(html),
+    };
+    if let Err(e) = allowed(&state.console, headers, &form) {
+        return e.respond(html);
+    }
+    let outcome = action(&form).await;
+    if !html {
+        return match outcome {
+            Ok(message) => Json(json!({"ok": true, "message": message})).into_response(),
+            Err(e) => e.respond(false),
+        };
+    }
+    let notice = match outcome {
+        Ok(m) => m,
+        Err(e) => format!("refused: {}", e.message),
+    };
+    let back = form
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
+        .unwrap_or(default_back);
+    let sep = if back.contains('?') { '&' } else { '?' };
+    let encoded = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
+    Redirect::to(&format!("{back}{sep}{encoded}")).into_response()
+}
+
+fn instance_path(id: &str) -> String {
+    let encoded = serde_urlencoded::to_string([("", id)]).unwrap_or_default();
+    format!(
+        "/workflows/{}",
+        encoded.trim_start_matches('=').replace('+', "%20")
+    )
+}
+
+async fn cancel(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let back = instance_path(&id);
+    act(&s, &headers, &body, back, async |_| {
+        use crate::engine::dispatcher::CancelError;
+        match s.dispatcher.cancel(&id, "the console").await {
+            Ok(done) => Ok(done.describe()),
+            Err(CancelError::NotFound) => Err(ApiError::not_found(format!("no workflow {id}"))),
+            Err(e @ CancelError::NotNow(_)) => Err(ApiError::conflict(e.to_string())),
+            Err(e @ CancelError::Journal(_)) => Err(ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                message: e.to_string(),
+            }),
+        }
+    })
+    .await
+}
+
+async fn retry(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let back = instance_path(&id);
+    act(&s, &headers, &body, back, async |_| {
+        use crate::operate::RetryError;
+        let record = match s.journal.get(&id).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(ApiError::not_found(format!("no workflow {id}"))),
+            Err(e) => return Err(ApiError::journal(e)),
+        };
+        let Some(q) = s.console.queue(&record.queue) else {
+            return Err(ApiError::conflict(format!(
+                "its queue {:?} is not configured here",
+                record.queue
+            )));
+        };
+        match crate::operate::retry(s.journal.as_ref(), q.queue.as_ref(), &id).await {
+            Ok(message_id) => Ok(format!(
+                "retry sent to {} (message {message_id}): run {} starts when it is received",
+                record.queue,
+                record.generation + 1
+            )),
+            Err(RetryError::NotFound) => Err(ApiError::not_found(format!("no workflow {id}"))),
+            Err(e @ RetryError::NotNow(_)) => Err(ApiError::conflict(e.to_string())),
+            Err(e @ RetryError::Failed(_)) => Err(ApiError {
+                status: StatusCode::BAD_GATEWAY,
+                message: e.to_string(),
+            }),
+        }
+    })
+    .await
+}
+
+async fn pause(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_paused(s, headers, name, body, true).await
+}
+
+async fn resume(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_paused(s, headers, name, body, false).await
+}
+
+async fn set_paused(
+    s: AdminState,
+    headers: HeaderMap,
+    name: String,
+    body: Bytes,
+    paused: bool,
+) -> Response {
+    act(&s, &headers, &body, "/routes".into(), async |_| {
+        if !s.console.routes.iter().any(|(r, _)| *r == name) {
+            return Err(ApiError::not_found(format!("no route {name:?} is configured")));
+        }
+        let engine = s.dispatcher.engine();
+        engine
+            .paused
+            .set(engine.journal.as_ref(), &name, paused)
+            .await
+            .map_err(ApiError::journal)?;
+        tracing::info!(route = %name, paused, "route {} from the admin listener", if paused { "paused" } else { "resumed" });
+        Ok(if paused {
+            format!("route {name} paused: its events wait in the queue")
+        } else {
+            format!("route {name} resumed: its waiting events run now")
+        })
+    })
+    .await
+}
+
+async fn redrive(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(queue): Path<String>,
+    body: Bytes,
+) -> Response {
+    act(&s, &headers, &body, "/dead-letters".into(), async |form| {
+        let Some(q) = s.console.queue(&queue) else {
+            return Err(ApiError::not_found(format!(
+                "no queue {queue:?} is configured"
+            )));
+        };
+        let Some(dlq) = &q.dlq else {
+            return Err(ApiError::conflict(format!(
+                "queue {queue:?} has no dlq configured"
+            )));
+        };
+        let only = form.message_id.as_deref().filter(|m| !m.is_empty());
+        let done =
+            crate::operate::dead_letters::redrive(q.queue.as_ref(), dlq.as_ref(), only, 10_000)
+                .await
+                .map_err(|e| ApiError {
+                    status: StatusCode::BAD_GATEWAY,
+                    message: e,
+                })?;
+        if only.is_some() && done.moved == 0 && done.not_moved.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "message {} is not in {} (redriven already?)",
+                only.unwrap_or_default(),
+                dlq.name()
+            )));
+        }
+        let mut message = format!(
+            "redrove {} message(s) from {} to {}",
+            done.moved,
+            dlq.name(),
+            q.queue.name()
+        );
+        if !done.not_moved.is_empty() {
+            message.push_str(&format!("; not moved: {}", done.not_moved.join("; ")));
+        }
+        Ok(message)
+    })
+    .await
+}
+
+/// Ready when: not shutting down, the journal answers, every queue is polled and its last
+/// receive worked, and trace exports (when on) have not failed for a minute.
+async fn readyz(State(s): State<AdminState>) -> Response {
+    let stopping = *s.shutdown.borrow();
+    let queues: Vec<_> = s
+        .intakes
+        .iter()
+        .map(|(q, st)| {
+            json!({
+                "queue": q,
+                "polling": st.polling.load(Ordering::Relaxed),
+                "reachable": !st.unreachable.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    let queues_ok = s.intakes.iter().all(|(_, st)| {
+        st.polling.load(Ordering::Relaxed) && !st.unreachable.load(Ordering::Relaxed)
+    });
+    let journal = match s.journal.get("readyz:probe").await {
+        Ok(_) => json!({"ok": true}),
+        Err(e) => json!({"ok": false, "error": e.to_string()}),
+    };
+    let journal_ok = journal["ok"] == true;
+    let exporter = crate::telemetry::exporter_wedged();
+    let ready = !stopping && queues_ok && journal_ok && exporter.is_none();
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        Json(json!({
+            "ready": ready,
+            "shutting_down": stopping,
+            "journal": journal,
+            "queues": queues,
+            "traces": match exporter {
+                Some(why) => json!({"ok": false, "error": why}),
+                None => json!({"ok": true}),
+            },
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<AdminState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::metrics::text(&s.metrics),
+    )
+        .into_response()
+}
+
+/// What `/metrics` reads at each scrape from state kept elsewhere: the intakes' message
+/// counters and in-flight gauge, and the instances running.
+pub struct Scraped {
+    pub intakes: Vec<(String, Arc<IntakeStats>)>,
+    pub dispatcher: Arc<Dispatcher>,
+}
+
+impl std::fmt::Debug for Scraped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraped").finish_non_exhaustive()
+    }
+}
+
+impl crate::metrics::Collector for Scraped {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        type Read = fn(&IntakeStats) -> u64;
+        let counters: [(&str, &str, Read); 9] = [
+            ("messages_received", "Messages received from SQS", |s| {
+                s.received.load(Ordering::Relaxed)
+            }),
+            (
+                "messages_deleted",
+                "Messages deleted after their work was done",
+                |s| s.deleted.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_dead_lettered",
+                "Messages handed to the DLQ",
+                |s| s.dead_lettered.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_released",
+                "Messages released for a later retry or at shutdown",
+                |s| s.released.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_unmatched",
+                "Messages whose events matched no route",
+                |s| s.unmatched.load(Ordering::Relaxed),
+            ),
+            (
+                "messages_ignored",
+                "Messages acknowledged without work (S3 test events)",
+                |s| s.ignored.load(Ordering::Relaxed),
+            ),
+            ("decode_errors", "Messages that could not be decoded", |s| {
+                s.decode_errors.load(Ordering::Relaxed)
+            }),
+            (
+                "messages_refreshed",
+                "Messages released as a fresh copy to stay clear of the queue's maxReceiveCount",
+                |s| s.refreshed.load(Ordering::Relaxed),
+            ),
+            (
+                "visibility_extensions",
+                "Visibility timeout extensions of in-flight messages",
+                |s| s.visibility_extensions.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, help, read) in counters {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (queue, st) in &self.intakes {
+                let labels = [("queue", queue.as_str())];
+                ConstCounter::new(read(st)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "messages_in_flight",
+            "Messages received and not yet deleted, released or handed to the DLQ",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (queue, st) in &self.intakes {
+            let labels = [("queue", queue.as_str())];
+            ConstGauge::new(st.in_flight.load(Ordering::Relaxed) as i64)
+                .encode(family.encode_family(&labels)?)?;
+        }
+        let running = encoder.encode_descriptor(
+            "workflows_running",
+            "Workflow instances running in this process",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.dispatcher.running_count() as i64).encode(running)?;
+        Ok(())
+    }
+}

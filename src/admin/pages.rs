@@ -1,0 +1,866 @@
+//! The console's pages: server-rendered HTML of the views in [`super::views`], a stylesheet
+//! and one small script (live updates, confirmations), all compiled into the binary.
+//!
+//! Everything shown is escaped ([`esc`]): event bodies, ids and errors come from whoever
+//! can send to a queue. The pages carry a Content-Security-Policy that allows no inline
+//! script or style, so that a missed escape still could not run anything; bars and charts
+//! are SVG shapes placed by attributes, not styles.
+
+use std::fmt::Write as _;
+
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use super::Console;
+use super::views::{CostsView, DeadLettersView, InstanceView, RouteView, WorkflowsView};
+use crate::journal::Status;
+use crate::workflows::spot_drain::history::History;
+
+const CSS: &str = include_str!("console.css");
+const JS: &str = include_str!("console.js");
+
+/// What every page sends with it.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+pub async fn css() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        CSS,
+    )
+        .into_response()
+}
+
+pub async fn js() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        JS,
+    )
+        .into_response()
+}
+
+pub fn html(page: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, POLICY),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response()
+}
+
+/// `text` made safe anywhere in HTML: content and quoted attribute values.
+pub fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A path segment or query value, percent-encoded.
+fn enc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                out.push(b as char)
+            }
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
+}
+
+fn time_of(ms: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn took(ms: u64) -> String {
+    match ms {
+        0..1_000 => format!("{ms} ms"),
+        1_000..120_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        120_000..7_200_000 => format!("{:.1} min", ms as f64 / 60_000.0),
+        _ => format!("{:.1} h", ms as f64 / 3_600_000.0),
+    }
+}
+
+/// The page around `body`: navigation, the action token, the stylesheet and the script.
+fn layout(title: &str, active: &str, console: &Console, body: &str) -> String {
+    let mut nav = String::new();
+    for (path, name) in [
+        ("/workflows", "Workflows"),
+        ("/dead-letters", "Dead letters"),
+        ("/routes", "Routes"),
+        ("/interruptions", "Interruptions"),
+        ("/costs", "Costs"),
+    ] {
+        let current = if name == active {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        let _ = write!(nav, "<a href=\"{path}\"{current}>{name}</a>");
+    }
+    let mode = if console.allow_actions {
+        "<span class=\"mode on\">actions on</span>"
+    } else {
+        "<span class=\"mode\" title=\"set [admin] allow_actions = true to act from here\">read-only</span>"
+    };
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"tugboat-token\" content=\"{token}\">\
+         <title>{title} · tugboat</title>\
+         <link rel=\"stylesheet\" href=\"/assets/console.css\">\
+         <script src=\"/assets/console.js\" defer></script></head>\
+         <body><header><a class=\"brand\" href=\"/workflows\">tugboat</a><nav>{nav}</nav>{mode}</header>\
+         <main>{body}</main></body></html>\n",
+        token = esc(&console.token),
+        title = esc(title),
+    )
+}
+
+pub fn error(status: StatusCode, message: &str) -> Response {
+    let body = format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{code} · tugboat</title>\
+         <link rel=\"stylesheet\" href=\"/assets/console.css\"></head><body><main>\
+         <h1>{code}</h1><p class=\"error\">{message}</p><p><a href=\"/workflows\">Workflows</a></p></main></body></html>\n",
+        code = status,
+        message = esc(message)
+    );
+    let mut r = html(body);
+    *r.status_mut() = status;
+    r
+}
+
+fn notice(text: Option<&str>) -> String {
+    match text {
+        Some(t) if t.starts_with("refused") => {
+            format!("<p class=\"notice refused\" role=\"status\">{}</p>", esc(t))
+        }
+        Some(t) => format!("<p class=\"notice\" role=\"status\">{}</p>", esc(t)),
+        None => String::new(),
+    }
+}
+
+/// A form that POSTs an action with the token; `confirm` asks first.
+fn action(
+    console: &Console,
+    path: &str,
+    label: &str,
+    confirm: Option<&str>,
+    fields: &[(&str, &str)],
+    back: &str,
+) -> String {
+    if !console.allow_actions {
+        return String::new();
+    }
+    let mut hidden = format!(
+        "<input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"back\" value=\"{}\">",
+        esc(&console.token),
+        esc(back)
+    );
+    for (k, v) in fields {
+        let _ = write!(
+            hidden,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            esc(k),
+            esc(v)
+        );
+    }
+    let confirm = confirm
+        .map(|c| format!(" data-confirm=\"{}\"", esc(c)))
+        .unwrap_or_default();
+    format!(
+        "<form method=\"post\" action=\"{}\" class=\"action\"{confirm}>{hidden}<button type=\"submit\">{}</button></form>",
+        esc(path),
+        esc(label)
+    )
+}
+
+fn status_badge(status: &str) -> String {
+    format!("<span class=\"status {0}\">{0}</span>", esc(status))
+}
+
+/// One row of the instances table; `console.js` builds the same cells for live rows.
+fn instance_row(out: &mut String, s: &crate::journal::Summary) {
+    let detail = s
+        .reason
+        .as_deref()
+        .or(s.last_error.as_deref())
+        .unwrap_or("");
+    let _ = write!(
+        out,
+        "<tr data-id=\"{id}\"><td><a href=\"/workflows/{href}\">{id}</a></td><td>{kind}</td><td>{route}</td>\
+         <td>{status}</td><td>{step}</td><td class=\"num\">{steps}</td><td>{updated}</td><td class=\"detail\">{detail}</td></tr>",
+        id = esc(&s.id),
+        href = enc(&s.id),
+        kind = esc(&s.workflow),
+        route = esc(&s.route),
+        status = status_badge(&s.status),
+        step = esc(s.step.as_deref().unwrap_or("")),
+        steps = s.steps,
+        updated = time_of(s.updated_ms),
+        detail = esc(detail),
+    );
+}
+
+fn select(name: &str, label: &str, current: Option<&str>, options: &[String]) -> String {
+    let mut out = format!("<label>{label} <select name=\"{name}\"><option value=\"\">any</option>");
+    for o in options {
+        let selected = if current == Some(o.as_str()) {
+            " selected"
+        } else {
+            ""
+        };
+        let _ = write!(out, "<option{selected}>{}</option>", esc(o));
+    }
+    out.push_str("</select></label>");
+    out
+}
+
+pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
+    let q = &v.query;
+    let mut body = String::new();
+    body.push_str(&notice(q.notice.as_deref()));
+    // Counts per status: each a link that filters by it.
+    body.push_str("<ul class=\"counts\">");
+    let total: usize = v.counts.values().sum();
+    let mut base = Vec::new();
+    for (k, val) in [
+        ("route", &q.route),
+        ("kind", &q.kind),
+        ("since", &q.since),
+        ("q", &q.q),
+    ] {
+        if let Some(val) = val {
+            base.push(format!("{k}={}", enc(val)));
+        }
+    }
+    let link = |status: Option<&str>| {
+        let mut parts = base.clone();
+        if let Some(s) = status {
+            parts.push(format!("status={s}"));
+        }
+        format!("/workflows?{}", parts.join("&"))
+    };
+    let _ = write!(
+        body,
+        "<li><a href=\"{}\"{}>all <b data-count=\"all\">{total}</b></a></li>",
+        esc(&link(None)),
+        if q.status.is_none() {
+            " aria-current=\"true\""
+        } else {
+            ""
+        }
+    );
+    for (status, n) in &v.counts {
+        let _ = write!(
+            body,
+            "<li><a href=\"{}\"{}>{} <b data-count=\"{}\">{n}</b></a></li>",
+            esc(&link(Some(status))),
+            if q.status.as_deref() == Some(status) {
+                " aria-current=\"true\""
+            } else {
+                ""
+            },
+            status_badge(status),
+            esc(status)
+        );
+    }
+    body.push_str("</ul>");
+    // Filters.
+    let route_names: Vec<String> = v.routes.iter().map(|r| r.name.clone()).collect();
+    let statuses: Vec<String> = Status::NAMES.iter().map(|s| s.to_string()).collect();
+    let _ = write!(
+        body,
+        "<form class=\"filters\" method=\"get\" action=\"/workflows\">{}{}{}\
+         <label>updated within <input name=\"since\" size=\"5\" placeholder=\"1h\" value=\"{}\"></label>\
+         <label>id or event id <input name=\"q\" type=\"search\" value=\"{}\"></label>\
+         <button type=\"submit\">Filter</button></form>",
+        select("status", "status", q.status.as_deref(), &statuses),
+        select("route", "route", q.route.as_deref(), &route_names),
+        select("kind", "workflow", q.kind.as_deref(), &v.kinds),
+        esc(q.since.as_deref().unwrap_or("")),
+        esc(q.q.as_deref().unwrap_or("")),
+    );
+    let paused: Vec<&RouteView> = v.routes.iter().filter(|r| r.paused).collect();
+    if !paused.is_empty() {
+        let names: Vec<String> = paused.iter().map(|r| esc(&r.name)).collect();
+        let _ = write!(
+            body,
+            "<p class=\"notice paused\">Paused: {} — their events wait in the queue (<a href=\"/routes\">routes</a>).</p>",
+            names.join(", ")
+        );
+    }
+    // The table, followed live.
+    let mut follow = Vec::new();
+    for (k, val) in [
+        ("status", &q.status),
+        ("route", &q.route),
+        ("kind", &q.kind),
+    ] {
+        if let Some(val) = val {
+            follow.push(format!("{k}={}", enc(val)));
+        }
+    }
+    let _ = write!(
+        body,
+        "<p class=\"meta\"><span id=\"shown\">{}</span> of {} shown, newest first · <span class=\"live\" id=\"live\">live</span></p>\
+         <table id=\"instances\" data-live=\"/events?{}\" data-mode=\"workflows\" data-limit=\"{}\" data-q=\"{}\" data-since=\"{}\">\
+         <thead><tr><th>id</th><th>workflow</th><th>route</th><th>status</th><th>step</th><th>steps</th><th>updated (UTC)</th><th>reason or last error</th></tr></thead><tbody>",
+        v.instances.len(),
+        v.matching,
+        esc(&follow.join("&")),
+        q.limit.unwrap_or(100),
+        esc(q.q.as_deref().unwrap_or("")),
+        esc(q.since.as_deref().unwrap_or("")),
+    );
+    for s in &v.instances {
+        instance_row(&mut body, s);
+    }
+    body.push_str("</tbody></table>");
+    if v.instances.is_empty() {
+        body.push_str(
+            "<p class=\"empty\">No instances match. Events appear here as they arrive.</p>",
+        );
+    }
+    layout("Workflows", "Workflows", console, &body)
+}
+
+fn pretty(v: &Value) -> String {
+    esc(&serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> String {
+    let r = &v.record;
+    let mut body = notice(note);
+    let _ = write!(
+        body,
+        "<h1 class=\"id\">{}</h1><dl class=\"facts\">\
+         <dt>status</dt><dd>{}</dd><dt>workflow</dt><dd>{}</dd><dt>route</dt><dd>{}</dd><dt>queue</dt><dd>{}</dd>\
+         <dt>message</dt><dd>{}</dd><dt>run</dt><dd>{}</dd><dt>created</dt><dd>{}</dd><dt>updated</dt><dd>{}</dd>",
+        esc(&r.id),
+        status_badge(r.status.name()),
+        esc(&r.workflow),
+        esc(&r.route),
+        esc(&r.queue),
+        esc(&r.message_id),
+        r.generation,
+        time_of(r.created_ms),
+        time_of(r.updated_ms),
+    );
+    let reason = match &r.status {
+        Status::Compensating { reason }
+        | Status::Failed { reason }
+        | Status::DeadLettered { reason }
+        | Status::Cancelled { reason } => Some(reason),
+        _ => None,
+    };
+    if let Some(reason) = reason {
+        let _ = write!(
+            body,
+            "<dt>reason</dt><dd class=\"error\">{}</dd>",
+            esc(reason)
+        );
+    }
+    if let Some(c) = &r.cancel {
+        let _ = write!(
+            body,
+            "<dt>cancelled</dt><dd>by {} at {}</dd>",
+            esc(&c.by),
+            time_of(c.at_ms)
+        );
+    }
+    match (&v.trace_id, &v.trace_url) {
+        (Some(id), Some(url)) => {
+            let _ = write!(
+                body,
+                "<dt>trace</dt><dd><a href=\"{}\" rel=\"noreferrer\">{}</a></dd>",
+                esc(url),
+                esc(id)
+            );
+        }
+        (Some(id), None) => {
+            let _ = write!(body, "<dt>trace</dt><dd><code>{}</code></dd>", esc(id));
+        }
+        _ => {}
+    }
+    body.push_str("</dl>");
+    let back = format!("/workflows/{}", enc(&r.id));
+    if v.can_cancel {
+        body.push_str(&action(
+            console,
+            &format!("/workflows/{}/cancel", enc(&r.id)),
+            "Cancel",
+            Some("Cancel this instance? Its compensation runs, then it ends as cancelled."),
+            &[],
+            &back,
+        ));
+    }
+    if v.can_retry {
+        body.push_str(&action(
+            console,
+            &format!("/workflows/{}/retry", enc(&r.id)),
+            "Retry",
+            Some("Retry this instance? Its event runs again as a new run, with new idempotency keys."),
+            &[],
+            &back,
+        ));
+    }
+    // The timeline.
+    let t = &v.timeline;
+    let _ = write!(
+        body,
+        "<h2>Steps of run {}</h2><p class=\"meta\">{} → {} ({})</p><table class=\"timeline\" data-live=\"/events?id={}\" data-mode=\"instance\">\
+         <thead><tr><th>step</th><th>attempts</th><th class=\"axis\">time</th></tr></thead><tbody>",
+        r.generation,
+        time_of(t.start_ms),
+        time_of(t.end_ms),
+        took(t.end_ms.saturating_sub(t.start_ms)),
+        esc(&enc(&r.id)),
+    );
+    for row in &t.rows {
+        let mut bars = String::new();
+        for b in &row.bars {
+            let title = format!(
+                "{} {}{}{}",
+                time_of(b.started_ms),
+                b.ended_ms
+                    .map(|e| took(e.saturating_sub(b.started_ms)))
+                    .unwrap_or_else(|| "running".into()),
+                if b.error.is_some() { ": " } else { "" },
+                b.error.as_deref().unwrap_or("")
+            );
+            let _ = write!(
+                bars,
+                "<rect class=\"bar {}\" x=\"{:.2}\" width=\"{:.2}\" y=\"2\" height=\"16\"><title>{}</title></rect>",
+                b.state,
+                b.left * 10.0,
+                b.width * 10.0,
+                esc(&title)
+            );
+        }
+        let kind = if row.compensation {
+            " <span class=\"tag\">compensation</span>"
+        } else if row.sleep {
+            " <span class=\"tag\">sleep</span>"
+        } else {
+            ""
+        };
+        let earlier = if row.earlier_attempts > 0 {
+            format!(" ({} earlier not drawn)", row.earlier_attempts)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            body,
+            "<tr class=\"step {state}\" data-step=\"{name}\"><td><a href=\"#step-{anchor}\">{name}</a>{kind}</td><td class=\"num\">{}{earlier}</td>\
+             <td class=\"axis\"><svg viewBox=\"0 0 1000 20\" preserveAspectRatio=\"none\" role=\"img\" aria-label=\"{name}: {state}\">{bars}</svg></td></tr>",
+            row.attempts,
+            state = row.state,
+            name = esc(&row.name),
+            anchor = esc(&enc(&row.name)),
+        );
+    }
+    body.push_str("</tbody></table>");
+    if let Some(p) = &r.pending {
+        let _ = write!(
+            body,
+            "<p class=\"meta\">next: <code>{}</code></p>",
+            esc(&p.name)
+        );
+    }
+    // Each step's input, output and error.
+    body.push_str("<h2>Step details</h2>");
+    for s in &r.steps {
+        let _ = write!(
+            body,
+            "<details id=\"step-{}\" class=\"step-detail\"><summary>{}{} — {} attempt(s), key <code>{}</code></summary>",
+            esc(&enc(&s.name)),
+            esc(&s.name),
+            if s.compensation {
+                " (compensation)"
+            } else {
+                ""
+            },
+            s.attempts,
+            esc(&s.key)
+        );
+        if let Some(i) = &s.input {
+            let _ = write!(body, "<h3>input</h3><pre>{}</pre>", pretty(i));
+        }
+        if let Some(o) = &s.output {
+            let _ = write!(body, "<h3>output</h3><pre>{}</pre>", pretty(o));
+        }
+        if let Some(e) = &s.last_error {
+            let _ = write!(body, "<h3>error</h3><pre class=\"error\">{}</pre>", esc(e));
+        }
+        body.push_str("</details>");
+    }
+    for e in &r.earlier {
+        let _ = write!(
+            body,
+            "<p class=\"meta\">run {}: {} at {}, {} step(s)</p>",
+            e.generation,
+            esc(&e.ended),
+            time_of(e.ended_ms),
+            e.steps.len()
+        );
+    }
+    let _ = write!(
+        body,
+        "<h2>Event</h2><pre class=\"event\">{}</pre>",
+        pretty(&r.input)
+    );
+    if r.params != Value::Null && r.params != Value::Object(Default::default()) {
+        let _ = write!(
+            body,
+            "<h2>Route params</h2><pre>{}</pre>",
+            pretty(&r.params)
+        );
+    }
+    if let Some(o) = &r.output {
+        let _ = write!(body, "<h2>Output</h2><pre>{}</pre>", pretty(o));
+    }
+    layout(&r.id, "Workflows", console, &body)
+}
+
+pub fn routes(v: &[RouteView], console: &Console, note: Option<&str>) -> String {
+    let mut body = notice(note);
+    body.push_str("<h1>Routes</h1><p class=\"meta\">A paused route's events wait in their queue (put back and looked at again every <code>[engine] pause_recheck</code>); a resume runs them.</p>");
+    body.push_str("<table id=\"routes\"><thead><tr><th>route</th><th>workflow</th><th>state</th><th></th></tr></thead><tbody>");
+    for r in v {
+        let act = if r.paused {
+            action(
+                console,
+                &format!("/routes/{}/resume", enc(&r.name)),
+                "Resume",
+                None,
+                &[],
+                "/routes",
+            )
+        } else {
+            action(
+                console,
+                &format!("/routes/{}/pause", enc(&r.name)),
+                "Pause",
+                Some("Pause this route? Its events wait in the queue until it is resumed."),
+                &[],
+                "/routes",
+            )
+        };
+        let _ = write!(
+            body,
+            "<tr data-route=\"{name}\"><td>{name}</td><td>{}</td><td>{}</td><td>{act}</td></tr>",
+            esc(&r.workflow),
+            if r.paused {
+                "<span class=\"status paused\">paused</span>"
+            } else {
+                "running"
+            },
+            name = esc(&r.name),
+        );
+    }
+    body.push_str("</tbody></table>");
+    layout("Routes", "Routes", console, &body)
+}
+
+pub fn dead_letters(v: &DeadLettersView, console: &Console) -> String {
+    let mut body = notice(v.notice.as_deref());
+    body.push_str("<h1>Dead letters</h1>");
+    for q in &v.queues {
+        let Some(dlq) = &q.dlq else {
+            let _ = write!(
+                body,
+                "<h2>{}</h2><p class=\"meta\">No dlq configured.</p>",
+                esc(&q.queue)
+            );
+            continue;
+        };
+        let _ = write!(
+            body,
+            "<section class=\"dlq\" data-queue=\"{0}\"><h2>{0} <span class=\"meta\">→ {1}: {2} message(s)</span></h2>",
+            esc(&q.queue),
+            esc(dlq),
+            q.letters.len()
+        );
+        if let Some(e) = &q.error {
+            let _ = write!(body, "<p class=\"error\">{}</p>", esc(e));
+        }
+        if !q.letters.is_empty() {
+            body.push_str(&action(
+                console,
+                &format!("/dead-letters/{}/redrive", enc(&q.queue)),
+                "Redrive all",
+                Some(&format!(
+                    "Move every dead letter of {dlq} back to {}?",
+                    q.queue
+                )),
+                &[],
+                "/dead-letters",
+            ));
+        }
+        body.push_str("<table class=\"letters\"><thead><tr><th>message</th><th>workflow</th><th>step</th><th>attempts</th><th>reason</th><th>failed at</th><th>now</th><th></th></tr></thead><tbody>");
+        for l in &q.letters {
+            let workflow = match &l.workflow_id {
+                Some(id) => format!(
+                    "<a href=\"/workflows/{}\">{}</a><br><span class=\"meta\">{} · route {} · run {}</span>",
+                    enc(id),
+                    esc(id),
+                    esc(l.workflow.as_deref().unwrap_or("")),
+                    esc(l.route.as_deref().unwrap_or("")),
+                    esc(l.generation.as_deref().unwrap_or("")),
+                ),
+                None => "<span class=\"meta\">(not started: see the reason)</span>".into(),
+            };
+            let redrive_one = action(
+                console,
+                &format!("/dead-letters/{}/redrive", enc(&q.queue)),
+                "Redrive",
+                Some("Move this message back to its queue?"),
+                &[("message_id", &l.message_id)],
+                "/dead-letters",
+            );
+            let preview: String = l.body.chars().take(300).collect();
+            let _ = write!(
+                body,
+                "<tr data-message=\"{mid}\"><td><code>{mid}</code><details><summary>body</summary><pre>{}</pre></details></td><td>{workflow}</td><td>{}</td><td class=\"num\">{}</td>\
+                 <td class=\"error\">{}</td><td>{}</td><td>{}</td><td>{redrive_one}</td></tr>",
+                esc(&preview),
+                esc(l.step.as_deref().unwrap_or("")),
+                esc(l.attempts.as_deref().unwrap_or("")),
+                esc(&l.reason),
+                esc(l.failed_at.as_deref().unwrap_or("")),
+                l.status_now
+                    .as_deref()
+                    .map(status_badge)
+                    .unwrap_or_default(),
+                mid = esc(&l.message_id),
+            );
+        }
+        body.push_str("</tbody></table></section>");
+    }
+    layout("Dead letters", "Dead letters", console, &body)
+}
+
+pub fn interruptions(h: &History, console: &Console) -> String {
+    let mut body = String::from("<h1>Interruptions</h1>");
+    let _ = write!(
+        body,
+        "<p class=\"meta\">{} interruption warning(s), {} other notice(s), from the <code>spot_drain</code> instances in the journal.</p>",
+        h.interruptions, h.other_notices
+    );
+    if let Some(r) = &h.recommendation {
+        let _ = write!(body, "<p class=\"notice\">{}</p>", esc(r));
+    }
+    body.push_str("<h2>Per instance type and zone</h2><table id=\"pools\"><thead><tr><th>instance type</th><th>zone</th><th>interruptions</th></tr></thead><tbody>");
+    for p in &h.pools {
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            esc(&p.instance_type),
+            esc(&p.zone),
+            p.interruptions
+        );
+    }
+    body.push_str("</tbody></table><h2>Per hour of day (UTC)</h2>");
+    let max = h.by_hour.iter().copied().max().unwrap_or(0).max(1) as f64;
+    body.push_str("<svg class=\"chart\" viewBox=\"0 0 960 140\" role=\"img\" aria-label=\"interruptions per hour of day\">");
+    for (hour, n) in h.by_hour.iter().enumerate() {
+        let height = *n as f64 / max * 110.0;
+        let _ = write!(
+            body,
+            "<rect class=\"s0\" x=\"{}\" y=\"{:.1}\" width=\"34\" height=\"{:.1}\"><title>{hour:02}:00 {n}</title></rect><text x=\"{}\" y=\"135\">{hour:02}</text>",
+            hour * 40 + 3,
+            115.0 - height,
+            height,
+            hour * 40 + 8
+        );
+    }
+    body.push_str("</svg>");
+    layout("Interruptions", "Interruptions", console, &body)
+}
+
+pub fn costs(v: &CostsView, console: &Console) -> String {
+    let mut body = String::from("<h1>Costs</h1>");
+    let Some(table) = &v.table else {
+        body.push_str("<p class=\"empty\">No <code>[cur]</code> section: <code>cur_ingest</code> is not set up, so there are no costs to show.</p>");
+        return layout("Costs", "Costs", console, &body);
+    };
+    if let Some(e) = &v.error {
+        let _ = write!(body, "<p class=\"error\">{}</p>", esc(e));
+    }
+    let Some(period) = &v.period else {
+        let _ = write!(
+            body,
+            "<p class=\"empty\">No cost report has been ingested into <code>{}</code> yet.</p>",
+            esc(table)
+        );
+        return layout("Costs", "Costs", console, &body);
+    };
+    let _ = write!(
+        body,
+        "<form class=\"filters\" method=\"get\" action=\"/costs\">{}{}<button type=\"submit\">Show</button></form>",
+        select("period", "period", Some(period), &v.periods),
+        select(
+            "account",
+            "account",
+            v.query.account.as_deref(),
+            &v.accounts
+        ),
+    );
+    let currency = esc(v.currency.as_deref().unwrap_or(""));
+    let _ = write!(
+        body,
+        "<p class=\"meta\">{period}: <b id=\"total\">{:.2}</b> {currency} over {} day(s), from <code>{}</code>.</p>",
+        v.total,
+        v.days.len(),
+        esc(table),
+        period = esc(period),
+    );
+    // Daily cost, stacked by service.
+    let max = v
+        .days
+        .iter()
+        .map(|d| d.total)
+        .fold(0.0_f64, f64::max)
+        .max(f64::MIN_POSITIVE);
+    let width = 960.0 / v.days.len().max(1) as f64;
+    body.push_str("<svg class=\"chart\" id=\"daily\" viewBox=\"0 0 960 220\" role=\"img\" aria-label=\"daily cost by service\">");
+    for (i, d) in v.days.iter().enumerate() {
+        let mut y = 200.0;
+        for (j, cost) in d.services.iter().enumerate() {
+            if *cost <= 0.0 {
+                continue;
+            }
+            let h = cost / max * 190.0;
+            y -= h;
+            let _ = write!(
+                body,
+                "<rect class=\"s{}\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{} {}: {cost:.2}</title></rect>",
+                j % 9,
+                i as f64 * width + 1.0,
+                (width - 2.0).max(1.0),
+                esc(&d.day),
+                esc(&v.services[j]),
+            );
+        }
+        let _ = write!(
+            body,
+            "<rect class=\"hit\" x=\"{:.1}\" y=\"0\" width=\"{width:.1}\" height=\"200\"><title>{}: {:.2}</title></rect>",
+            i as f64 * width,
+            esc(&d.day),
+            d.total
+        );
+    }
+    body.push_str("</svg><ul class=\"legend\">");
+    for (j, s) in v.services.iter().enumerate() {
+        let _ = write!(
+            body,
+            "<li><svg viewBox=\"0 0 10 10\" class=\"swatch\"><rect class=\"s{}\" width=\"10\" height=\"10\"/></svg>{}</li>",
+            j % 9,
+            esc(s)
+        );
+    }
+    body.push_str("</ul><h2>Anomalies</h2>");
+    if v.anomalies.is_empty() {
+        body.push_str("<p class=\"empty\">None found.</p>");
+    } else {
+        body.push_str("<table id=\"anomalies\"><thead><tr><th>day</th><th>account</th><th>service</th><th>cost</th><th>expected</th><th>impact</th></tr></thead><tbody>");
+        for a in &v.anomalies {
+            let text = |k: &str| esc(a.get(k).and_then(Value::as_str).unwrap_or(""));
+            let num = |k: &str| {
+                a.get(k)
+                    .and_then(Value::as_f64)
+                    .map(|n| format!("{n:.2}"))
+                    .unwrap_or_default()
+            };
+            let _ = write!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({}%)</td></tr>",
+                text("day"),
+                text("account"),
+                text("service"),
+                num("cost"),
+                num("expected"),
+                num("impact"),
+                num("impact_percent"),
+            );
+        }
+        body.push_str("</tbody></table>");
+    }
+    layout("Costs", "Costs", console, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            esc("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+        assert_eq!(enc("r:a b/c"), "r:a%20b%2Fc");
+    }
+
+    #[test]
+    fn a_row_shows_hostile_text_as_text() {
+        let mut out = String::new();
+        let s = crate::journal::Summary {
+            id: "r:<img src=x onerror=alert(1)>".into(),
+            workflow: "log".into(),
+            route: "r\"><script>".into(),
+            status: "failed".into(),
+            reason: Some("<b>boom</b>".into()),
+            event_id: None,
+            steps: 1,
+            step: None,
+            generation: 0,
+            created_ms: 0,
+            updated_ms: 0,
+            last_error: None,
+        };
+        instance_row(&mut out, &s);
+        assert!(
+            !out.contains("<img") && !out.contains("<script") && !out.contains("<b>"),
+            "{out}"
+        );
+        assert!(out.contains("&lt;img src=x onerror=alert(1)&gt;"), "{out}");
+    }
+}

@@ -1,0 +1,714 @@
+//! What each console page shows, as data: the JSON API answers with these, and
+//! [`super::pages`] renders the same values as HTML.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{AdminState, ApiError};
+use crate::journal::{ListFilter, Record, Status, Summary, now_ms};
+
+/// The filters of the workflows page (all optional).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WorkflowsQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Updated within this long (`15m`, `2h`, `7d`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// A piece of the instance id or of the event's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub q: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+    /// A message to show after an action (the console's own redirect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+impl WorkflowsQuery {
+    /// Empty fields (a form's blank inputs) are no filter.
+    fn tidy(mut self) -> WorkflowsQuery {
+        for f in [
+            &mut self.status,
+            &mut self.route,
+            &mut self.kind,
+            &mut self.since,
+            &mut self.q,
+        ] {
+            if f.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *f = None;
+            }
+        }
+        self
+    }
+
+    fn since_ms(&self) -> Result<Option<u64>, ApiError> {
+        let Some(since) = &self.since else {
+            return Ok(None);
+        };
+        let d = humantime::parse_duration(since.trim()).map_err(|e| {
+            ApiError::bad_request(format!("since={since:?}: {e} (as in 15m, 2h or 7d)"))
+        })?;
+        Ok(Some(now_ms().saturating_sub(d.as_millis() as u64)))
+    }
+
+    /// Whether `s` passes every filter but the status (the counts per status use that).
+    fn accepts_but_status(&self, s: &Summary, since_ms: Option<u64>) -> bool {
+        self.route.as_deref().is_none_or(|r| r == s.route)
+            && self.kind.as_deref().is_none_or(|k| k == s.workflow)
+            && since_ms.is_none_or(|t| s.updated_ms >= t)
+            && self.q.as_deref().is_none_or(|q| {
+                s.id.contains(q) || s.event_id.as_deref().is_some_and(|e| e.contains(q))
+            })
+    }
+}
+
+/// The largest page of instances.
+pub const MAX_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteView {
+    pub name: String,
+    pub workflow: String,
+    pub paused: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowsView {
+    /// Instances per status among those the other filters pass.
+    pub counts: BTreeMap<String, usize>,
+    /// How many pass every filter (at most `limit` are listed).
+    pub matching: usize,
+    pub instances: Vec<Summary>,
+    pub routes: Vec<RouteView>,
+    pub kinds: Vec<String>,
+    pub query: WorkflowsQuery,
+    pub actions: bool,
+}
+
+/// Every instance's summary, newest first, kept current from the engine's updates once
+/// built (one journal scan, at the first request that needs it). Instances another process
+/// of a shared journal changes show at the next scan (`refresh`).
+#[derive(Debug, Default)]
+pub struct Index {
+    by_id: Mutex<Option<HashMap<String, Summary>>>,
+    following: std::sync::atomic::AtomicBool,
+}
+
+impl Index {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Summary>>> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An update the engine journaled.
+    pub fn update(&self, s: &Summary) {
+        if let Some(map) = self.lock().as_mut() {
+            map.insert(s.id.clone(), s.clone());
+        }
+    }
+
+    /// Forgets everything: the next request scans the journal again.
+    pub fn refresh(&self) {
+        *self.lock() = None;
+    }
+
+    /// Runs `f` over the summaries, scanning the journal first if needed.
+    pub async fn with<T>(
+        &self,
+        state: &AdminState,
+        f: impl FnOnce(&HashMap<String, Summary>) -> T,
+    ) -> Result<T, ApiError> {
+        if !self
+            .following
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            follow(state);
+        }
+        if self.lock().is_none() {
+            let records = state
+                .journal
+                .list(&ListFilter::default())
+                .await
+                .map_err(ApiError::journal)?;
+            let scanned: HashMap<String, Summary> = records
+                .iter()
+                .map(|r| (r.id.clone(), r.summary()))
+                .collect();
+            let mut guard = self.lock();
+            // Updates that arrived during the scan are newer than what it read.
+            match guard.as_mut() {
+                Some(map) => {
+                    for (id, s) in scanned {
+                        map.entry(id).or_insert(s);
+                    }
+                }
+                None => *guard = Some(scanned),
+            }
+        }
+        let guard = self.lock();
+        Ok(f(guard.as_ref().expect("built above")))
+    }
+}
+
+/// Keeps the index current from the engine's updates (subscribed before the first scan, so
+/// that nothing between the two is missed); a shared journal's index is rebuilt every
+/// [`SHARED_REFRESH`], for what other processes changed.
+fn follow(state: &AdminState) {
+    let engine = state.dispatcher.engine();
+    let mut updates = engine.updates.subscribe();
+    let shared = engine.journal.is_shared();
+    let console = state.console.clone();
+    let mut shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let mut refresh = tokio::time::interval(SHARED_REFRESH);
+        loop {
+            tokio::select! {
+                update = updates.recv() => match update {
+                    Ok(s) => console.index.update(&s),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => console.index.refresh(),
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = refresh.tick(), if shared => console.index.refresh(),
+                _ = crate::engine::shutdown_begun(&mut shutdown) => return,
+            }
+        }
+    });
+}
+
+/// Counts per status, in lifecycle order, every status present (0 when none).
+pub fn counts<'a>(summaries: impl Iterator<Item = &'a Summary>) -> BTreeMap<String, usize> {
+    let mut counts: BTreeMap<String, usize> =
+        Status::NAMES.iter().map(|s| (s.to_string(), 0)).collect();
+    for s in summaries {
+        *counts.entry(s.status.clone()).or_default() += 1;
+    }
+    counts
+}
+
+pub async fn workflows(
+    state: &AdminState,
+    query: WorkflowsQuery,
+) -> Result<WorkflowsView, ApiError> {
+    let query = query.tidy();
+    if let Some(s) = &query.status
+        && !Status::NAMES.contains(&s.as_str())
+    {
+        return Err(ApiError::bad_request(format!(
+            "status={s:?}: one of {}",
+            Status::NAMES.join(", ")
+        )));
+    }
+    let since_ms = query.since_ms()?;
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let (counts, matching, instances) = state
+        .console
+        .index
+        .with(state, |all| {
+            let passing: Vec<&Summary> = all
+                .values()
+                .filter(|s| query.accepts_but_status(s, since_ms))
+                .collect();
+            let counts = counts(passing.iter().copied());
+            let mut chosen: Vec<&Summary> = passing
+                .into_iter()
+                .filter(|s| query.status.as_deref().is_none_or(|st| st == s.status))
+                .collect();
+            let matching = chosen.len();
+            // Newest first: only the first `limit` are sorted.
+            let newest = |a: &&Summary, b: &&Summary| {
+                b.updated_ms
+                    .cmp(&a.updated_ms)
+                    .then_with(|| a.id.cmp(&b.id))
+            };
+            if chosen.len() > limit {
+                chosen.select_nth_unstable_by(limit - 1, newest);
+                chosen.truncate(limit);
+            }
+            chosen.sort_unstable_by(newest);
+            (counts, matching, chosen.into_iter().cloned().collect())
+        })
+        .await?;
+    let engine = state.dispatcher.engine();
+    Ok(WorkflowsView {
+        counts,
+        matching,
+        instances,
+        routes: routes(state),
+        kinds: engine
+            .registry
+            .names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        query: WorkflowsQuery {
+            limit: Some(limit),
+            ..query
+        },
+        actions: state.console.allow_actions,
+    })
+}
+
+/// The configured routes, with whether each is paused.
+pub fn routes(state: &AdminState) -> Vec<RouteView> {
+    let paused = &state.dispatcher.engine().paused;
+    state
+        .console
+        .routes
+        .iter()
+        .map(|(name, workflow)| RouteView {
+            name: name.clone(),
+            workflow: workflow.clone(),
+            paused: paused.contains(name),
+        })
+        .collect()
+}
+
+/// One attempt on the timeline, placed as a share of the instance's life.
+#[derive(Debug, Clone, Serialize)]
+pub struct Bar {
+    /// Where it starts and how wide it is, in % of the timeline.
+    pub left: f64,
+    pub width: f64,
+    /// ok, failed, running, sleep
+    pub state: &'static str,
+    pub started_ms: u64,
+    pub ended_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub name: String,
+    pub compensation: bool,
+    pub sleep: bool,
+    pub attempts: u32,
+    pub state: &'static str,
+    pub bars: Vec<Bar>,
+    /// Attempts made before the first one still on the record.
+    pub earlier_attempts: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Timeline {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub rows: Vec<StepRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    pub record: Record,
+    pub timeline: Timeline,
+    /// The W3C trace id of the message's trace (or of the run's), when it was traced.
+    pub trace_id: Option<String>,
+    pub trace_url: Option<String>,
+    pub can_cancel: bool,
+    pub can_retry: bool,
+    pub actions: bool,
+}
+
+pub async fn instance(state: &AdminState, id: &str) -> Result<InstanceView, ApiError> {
+    let record = match state.journal.get(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(ApiError::not_found(format!("no workflow {id}"))),
+        Err(e) => return Err(ApiError::journal(e)),
+    };
+    let trace_id = record
+        .trace
+        .as_deref()
+        .or(record.run_span.as_deref())
+        .and_then(|tp| tp.split('-').nth(1))
+        .filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned);
+    let trace_url = match (&trace_id, &state.console.trace_url) {
+        (Some(t), Some(template)) => Some(template.replace("{trace_id}", t)),
+        _ => None,
+    };
+    let can_cancel = matches!(record.status, Status::Running | Status::Waiting { .. });
+    let can_retry = matches!(
+        record.status,
+        Status::DeadLettered { .. } | Status::Cancelled { .. }
+    );
+    Ok(InstanceView {
+        timeline: timeline(&record, now_ms()),
+        trace_id,
+        trace_url,
+        can_cancel,
+        can_retry,
+        actions: state.console.allow_actions,
+        record,
+    })
+}
+
+/// The steps of the current run as bars on one time axis, from the instance's creation (or
+/// its generation's first step) to its last change (now, while it runs).
+pub fn timeline(r: &Record, now: u64) -> Timeline {
+    let start_ms = r
+        .steps
+        .iter()
+        .map(|s| s.first_started_ms)
+        .min()
+        .unwrap_or(r.created_ms)
+        .min(r.updated_ms);
+    let end_ms = if r.status.is_terminal() || matches!(r.status, Status::Failed { .. }) {
+        r.updated_ms
+    } else {
+        now.max(r.updated_ms)
+    };
+    let span = (end_ms.saturating_sub(start_ms)).max(1) as f64;
+    let place = |t: u64| (t.saturating_sub(start_ms) as f64 / span * 100.0).clamp(0.0, 100.0);
+    let rows = r
+        .steps
+        .iter()
+        .map(|s| {
+            let running =
+                s.finished_ms.is_none() && r.pending.as_ref().is_some_and(|p| p.name == s.name);
+            let state = if running {
+                "running"
+            } else if s.output.is_some() {
+                "ok"
+            } else if s.last_error.is_some() {
+                "failed"
+            } else {
+                "pending"
+            };
+            // Records written before attempts were kept show one bar for the whole step.
+            let tries: Vec<(u64, Option<u64>, Option<String>)> = if s.tries.is_empty() {
+                vec![(s.first_started_ms, s.finished_ms, s.last_error.clone())]
+            } else {
+                s.tries
+                    .iter()
+                    .map(|t| (t.started_ms, t.ended_ms, t.error.clone()))
+                    .collect()
+            };
+            let bars = tries
+                .into_iter()
+                .map(|(started, ended, error)| {
+                    let left = place(started);
+                    let right = place(ended.unwrap_or(end_ms));
+                    Bar {
+                        left,
+                        width: (right - left).max(0.4),
+                        state: match (&error, ended) {
+                            (Some(_), _) => "failed",
+                            (None, None) if running => "running",
+                            (None, None) => "pending",
+                            _ if s.sleep => "sleep",
+                            _ => "ok",
+                        },
+                        started_ms: started,
+                        ended_ms: ended,
+                        error,
+                    }
+                })
+                .collect::<Vec<_>>();
+            StepRow {
+                name: s.name.clone(),
+                compensation: s.compensation,
+                sleep: s.sleep,
+                attempts: s.attempts,
+                state,
+                earlier_attempts: s.attempts.saturating_sub(bars.len() as u32),
+                bars,
+            }
+        })
+        .collect();
+    Timeline {
+        start_ms,
+        end_ms,
+        rows,
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Letter {
+    pub message_id: String,
+    pub workflow: Option<String>,
+    pub workflow_id: Option<String>,
+    pub route: Option<String>,
+    pub step: Option<String>,
+    pub attempts: Option<String>,
+    pub generation: Option<String>,
+    pub reason: String,
+    pub failed_at: Option<String>,
+    pub compensation: Option<String>,
+    /// The instance's status now (it may have been retried since).
+    pub status_now: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DlqView {
+    pub queue: String,
+    pub dlq: Option<String>,
+    pub letters: Vec<Letter>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLettersView {
+    pub queues: Vec<DlqView>,
+    pub actions: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
+}
+
+/// Dead letters read per DLQ (this many at most).
+pub const LETTERS_SHOWN: usize = 100;
+
+pub async fn dead_letters(state: &AdminState, notice: Option<String>) -> DeadLettersView {
+    let mut queues = Vec::new();
+    for q in &state.console.queues {
+        let Some(dlq) = &q.dlq else {
+            queues.push(DlqView {
+                queue: q.name.clone(),
+                dlq: None,
+                letters: vec![],
+                error: None,
+            });
+            continue;
+        };
+        let (letters, error) =
+            match crate::operate::dead_letters::list(dlq.as_ref(), LETTERS_SHOWN).await {
+                Ok(l) => (l, None),
+                Err(e) => (vec![], Some(e)),
+            };
+        let mut shown = Vec::new();
+        for l in letters {
+            let status_now = match l.workflow_id() {
+                Some(id) => match state.journal.get(id).await {
+                    Ok(Some(r)) => Some(r.status.name().to_owned()),
+                    _ => None,
+                },
+                None => None,
+            };
+            let get = |k: &str| l.get(k).map(str::to_owned);
+            shown.push(Letter {
+                workflow: get("tugboat-workflow"),
+                workflow_id: get("tugboat-workflow-id"),
+                route: get("tugboat-route"),
+                step: get("tugboat-step"),
+                attempts: get("tugboat-attempts"),
+                generation: get("tugboat-generation"),
+                reason: l.reason().to_owned(),
+                failed_at: get("tugboat-failed-at"),
+                compensation: get("tugboat-compensation"),
+                status_now,
+                message_id: l.message_id,
+                body: l.body,
+            });
+        }
+        queues.push(DlqView {
+            queue: q.name.clone(),
+            dlq: Some(dlq.name().to_owned()),
+            letters: shown,
+            error,
+        });
+    }
+    DeadLettersView {
+        queues,
+        actions: state.console.allow_actions,
+        notice,
+    }
+}
+
+pub async fn interruptions(
+    state: &AdminState,
+    since_ms: u64,
+) -> Result<crate::workflows::spot_drain::history::History, ApiError> {
+    let records = state
+        .journal
+        .list(&ListFilter::default())
+        .await
+        .map_err(ApiError::journal)?;
+    Ok(crate::workflows::spot_drain::history::from_states(
+        records
+            .iter()
+            .filter(|r| r.workflow == crate::workflows::spot_drain::KIND)
+            .map(|r| &r.state),
+        since_ms,
+    ))
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct CostsQuery {
+    /// Only this account's costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// This billing period (`YYYY-MM`); default: the latest ingested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Day {
+    pub day: String,
+    pub total: f64,
+    /// Cost per service that day, in the order of `CostsView::services`.
+    pub services: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CostsView {
+    /// Where the costs are read from (`[cur] table`); `None` when `cur_ingest` is not set up.
+    pub table: Option<String>,
+    pub periods: Vec<String>,
+    pub period: Option<String>,
+    pub accounts: Vec<String>,
+    pub currency: Option<String>,
+    /// Most expensive first.
+    pub services: Vec<String>,
+    pub days: Vec<Day>,
+    pub total: f64,
+    /// The anomalies the ingests found (newest ingest first), as they were published.
+    pub anomalies: Vec<Value>,
+    pub query: CostsQuery,
+    pub error: Option<String>,
+}
+
+/// Services shown apart in the chart; the rest are summed as "other".
+const SERVICES_SHOWN: usize = 8;
+
+pub async fn costs(state: &AdminState, query: CostsQuery) -> Result<CostsView, ApiError> {
+    let mut view = CostsView {
+        table: state.console.costs.as_ref().map(|c| c.table.clone()),
+        periods: vec![],
+        period: None,
+        accounts: vec![],
+        currency: None,
+        services: vec![],
+        days: vec![],
+        total: 0.0,
+        anomalies: vec![],
+        query: query.clone(),
+        error: None,
+    };
+    let Some(costs) = &state.console.costs else {
+        return Ok(view);
+    };
+    let records = state
+        .journal
+        .list(&ListFilter::default())
+        .await
+        .map_err(ApiError::journal)?;
+    // (period, payer) pairs the ingests wrote, and their anomalies.
+    let mut payers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.workflow == crate::workflows::cur_ingest::KIND)
+    {
+        let ingested = r.output.as_ref().and_then(|o| o.get("ingested"));
+        for p in ingested
+            .and_then(|i| i.get("payers"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let (Some(payer), Some(period)) = (
+                p.get("payer").and_then(Value::as_str),
+                p.get("period").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            payers
+                .entry(period.to_owned())
+                .or_default()
+                .insert(payer.to_owned());
+            view.anomalies.extend(
+                p.get("anomalies")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .cloned(),
+            );
+        }
+    }
+    view.periods = payers.keys().rev().cloned().collect();
+    let period = match &query.period {
+        Some(p) if !p.is_empty() => p.clone(),
+        _ => match view.periods.first() {
+            Some(p) => p.clone(),
+            None => return Ok(view),
+        },
+    };
+    let mut rows = Vec::new();
+    for payer in payers.get(&period).into_iter().flatten() {
+        match costs.store.period(&costs.table, payer, &period).await {
+            Ok(r) => rows.extend(r),
+            Err(e) => view.error = Some(format!("{}: {}", costs.table, e.message)),
+        }
+    }
+    view.accounts = rows
+        .iter()
+        .map(|r| r.account.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let account = query.account.as_deref().filter(|a| !a.is_empty());
+    let rows: Vec<_> = rows
+        .into_iter()
+        .filter(|r| account.is_none_or(|a| a == r.account))
+        .collect();
+    view.currency = rows.first().map(|r| r.currency.clone());
+    let mut per_service: HashMap<&str, f64> = HashMap::new();
+    let mut per_day: BTreeMap<&str, HashMap<&str, f64>> = BTreeMap::new();
+    for r in &rows {
+        let cost: f64 = r.cost.parse().unwrap_or(0.0);
+        *per_service.entry(&r.service).or_default() += cost;
+        *per_day
+            .entry(&r.day)
+            .or_default()
+            .entry(&r.service)
+            .or_default() += cost;
+    }
+    let mut services: Vec<(&str, f64)> = per_service.into_iter().collect();
+    services.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let shown: Vec<&str> = services.iter().take(SERVICES_SHOWN).map(|s| s.0).collect();
+    let other = services.len() > SERVICES_SHOWN;
+    view.services = shown.iter().map(|s| s.to_string()).collect();
+    if other {
+        view.services.push("other".into());
+    }
+    for (day, by_service) in per_day {
+        let mut values: Vec<f64> = shown
+            .iter()
+            .map(|s| by_service.get(s).copied().unwrap_or(0.0))
+            .collect();
+        if other {
+            values.push(
+                by_service
+                    .iter()
+                    .filter(|(s, _)| !shown.contains(s))
+                    .map(|(_, c)| c)
+                    .sum(),
+            );
+        }
+        let total = values.iter().sum();
+        view.total += total;
+        view.days.push(Day {
+            day: day.to_owned(),
+            total,
+            services: values,
+        });
+    }
+    view.anomalies.retain(|a| {
+        account.is_none_or(|acc| a.get("account").and_then(Value::as_str) == Some(acc))
+            && a.get("day")
+                .and_then(Value::as_str)
+                .is_none_or(|d| d.starts_with(&period))
+    });
+    view.period = Some(period);
+    Ok(view)
+}
+
+/// How long the console waits between checks for changes by other processes of a shared
+/// journal (its index is rebuilt).
+pub const SHARED_REFRESH: Duration = Duration::from_secs(10);

@@ -1,0 +1,174 @@
+//! Dead letters: listing a DLQ with the reasons tugboat wrote on each copy, and moving
+//! copies back to their queue (`tugboat dlq list|redrive`, the console's dead-letter page).
+//!
+//! A redrive is receive + send + delete (the emulator has no StartMessageMoveTask; in AWS it
+//! also keeps tugboat's marker on the message, which a move task would not add). A copy is
+//! deleted from the DLQ only after its queue accepted it: nothing is lost, and a copy that
+//! arrives twice is acknowledged from the journal.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::intake::attributes;
+use crate::ports::{OutgoingMessage, Queue};
+
+/// One dead letter, as the DLQ copy's attributes describe it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetter {
+    pub message_id: String,
+    /// Every attribute of the copy (`tugboat-error`, `tugboat-workflow-id`, …).
+    pub attributes: BTreeMap<String, String>,
+    pub body: String,
+}
+
+impl DeadLetter {
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+
+    /// The instance whose failure sent it here, if tugboat dead-lettered it.
+    pub fn workflow_id(&self) -> Option<&str> {
+        self.get("tugboat-workflow-id")
+    }
+
+    pub fn reason(&self) -> &str {
+        self.get("tugboat-error").unwrap_or("(no reason recorded)")
+    }
+}
+
+/// How long a listing hides what it read, so that each message is listed once; everything
+/// read is made visible again at the end.
+const LISTING_HIDE: Duration = Duration::from_secs(30);
+
+/// Up to `max` dead letters of `dlq`, each once.
+pub async fn list(dlq: &dyn Queue, max: usize) -> Result<Vec<DeadLetter>, String> {
+    let mut seen = BTreeSet::new();
+    let mut handles = Vec::new();
+    let mut out = Vec::new();
+    let listed = async {
+        while out.len() < max {
+            let want = (max - out.len()).min(10) as u32;
+            let batch = dlq
+                .receive(want, Duration::from_secs(1), LISTING_HIDE)
+                .await
+                .map_err(|e| format!("dlq {}: {e}", dlq.name()))?;
+            if batch.is_empty() {
+                break;
+            }
+            for m in batch {
+                handles.push(m.receipt_handle.clone());
+                if seen.insert(m.message_id.clone()) {
+                    out.push(DeadLetter {
+                        message_id: m.message_id,
+                        attributes: m.attributes,
+                        body: m.body,
+                    });
+                }
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    release(dlq, &handles).await;
+    listed.map(|()| out)
+}
+
+async fn release(dlq: &dyn Queue, handles: &[String]) {
+    for chunk in handles.chunks(10) {
+        if let Err(e) = dlq.change_visibility_batch(chunk, Duration::ZERO).await {
+            tracing::warn!(dlq = %dlq.name(), error = %e, "could not make listed dead letters visible again; they return within 30 s");
+        }
+    }
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Redriven {
+    pub moved: usize,
+    /// Copies the queue refused, with why (they stay in the DLQ).
+    pub not_moved: Vec<String>,
+    /// Copies sent back that could not be deleted from the DLQ (a later redrive sends them
+    /// again; the journal acknowledges the duplicate).
+    pub not_deleted: usize,
+}
+
+/// Moves up to `max` dead letters of `dlq` back to `source` — only message `only` when
+/// given (the others read on the way are made visible again).
+pub async fn redrive(
+    source: &dyn Queue,
+    dlq: &dyn Queue,
+    only: Option<&str>,
+    max: usize,
+) -> Result<Redriven, String> {
+    let mut done = Redriven::default();
+    let mut passed_over = Vec::new();
+    let mut seen = BTreeSet::new();
+    let result = async {
+        while done.moved < max {
+            let want = (max - done.moved).min(10) as u32;
+            let batch = dlq
+                .receive(want, Duration::from_secs(1), Duration::from_secs(60))
+                .await
+                .map_err(|e| format!("dlq {}: {e}", dlq.name()))?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut chosen = Vec::new();
+            let mut fresh = false;
+            for m in batch {
+                fresh |= seen.insert(m.message_id.clone());
+                if only.is_none_or(|id| id == m.message_id) {
+                    chosen.push(m);
+                } else {
+                    passed_over.push(m.receipt_handle);
+                }
+            }
+            if chosen.is_empty() {
+                if !fresh {
+                    break; // Only messages already passed over: the one asked for is not here.
+                }
+                continue;
+            }
+            let outgoing: Vec<OutgoingMessage> = chosen
+                .iter()
+                .map(|m| OutgoingMessage {
+                    // Marked with the run that failed, so that a duplicate of this copy
+                    // cannot start the instance a second time.
+                    body: m.body.clone(),
+                    attributes: attributes::redriven(&m.attributes, &m.message_id),
+                    ..Default::default()
+                })
+                .collect();
+            let results = source
+                .send_batch(&outgoing)
+                .await
+                .map_err(|e| format!("queue {}: {e}", source.name()))?;
+            let mut sent = Vec::new();
+            for (m, r) in chosen.iter().zip(&results) {
+                match r {
+                    Ok(_) => sent.push(m.receipt_handle.clone()),
+                    Err(f) => {
+                        done.not_moved
+                            .push(format!("{}: {}: {}", m.message_id, f.code, f.message));
+                        passed_over.push(m.receipt_handle.clone());
+                    }
+                }
+            }
+            let failed = dlq
+                .delete_batch(&sent)
+                .await
+                .map_err(|e| format!("dlq {}: {e}", dlq.name()))?;
+            done.not_deleted += failed.len();
+            done.moved += sent.len();
+            if sent.is_empty() || only.is_some() {
+                break;
+            }
+        }
+        Ok::<_, String>(())
+    }
+    .await;
+    release(dlq, &passed_over).await;
+    result.map(|()| done)
+}

@@ -1,0 +1,63 @@
+//! What operators do to a running service, one code path for the console, its JSON API and
+//! the CLI: read and redrive dead letters ([`dead_letters`]), retry a dead-lettered or
+//! cancelled instance ([`retry`]). Cancelling is the dispatcher's
+//! (`Dispatcher::cancel`), pausing the engine's (`Paused::set`): both act on the running
+//! process's state.
+
+pub mod dead_letters;
+
+use crate::intake::attributes;
+use crate::journal::{Journal, Status};
+use crate::ports::{OutgoingMessage, Queue};
+
+/// Why a retry was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RetryError {
+    #[error("no such instance")]
+    NotFound,
+    #[error("cannot retry: {0}")]
+    NotNow(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Retries instance `id`, which was dead-lettered or cancelled: sends its journaled event to
+/// its queue as a retry message (`tugboat-retry-of`), which starts its next generation (new
+/// idempotency keys, the earlier run kept) wherever it is received, as a redrive does. The
+/// work is then held by a message like any other: nothing is lost if this process stops.
+/// `queue` is the instance's queue (`Record::queue`). Returns the message id.
+pub async fn retry(
+    journal: &dyn Journal,
+    queue: &dyn Queue,
+    id: &str,
+) -> Result<String, RetryError> {
+    let record = match journal.get(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Err(RetryError::NotFound),
+        Err(e) => return Err(RetryError::Failed(format!("journal: {e}"))),
+    };
+    match &record.status {
+        Status::DeadLettered { .. } | Status::Cancelled { .. } => {}
+        Status::Failed { .. } => {
+            return Err(RetryError::NotNow(
+                "it failed and is being handed to the DLQ; retry it once it is dead_lettered"
+                    .into(),
+            ));
+        }
+        other => {
+            return Err(RetryError::NotNow(format!(
+                "it is {} (only a dead-lettered or cancelled instance can be retried)",
+                other.name()
+            )));
+        }
+    }
+    let message = OutgoingMessage {
+        body: record.input.to_string(),
+        attributes: attributes::retry(id, record.generation, &record.message_id),
+        ..Default::default()
+    };
+    queue
+        .send(&message)
+        .await
+        .map_err(|e| RetryError::Failed(format!("queue {}: {e}", queue.name())))
+}
