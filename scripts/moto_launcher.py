@@ -11,9 +11,11 @@ This is also the place where later tests extend moto's models (see LOCAL-AWS.md)
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
+import time
 import urllib.request
 
 from moto.server import ThreadedMotoServer
@@ -115,6 +117,53 @@ def restore_lifecycle_actions() -> None:
     )
 
 
+def restore_initial_health() -> None:
+    """With TUGBOAT_MOTO_INITIAL_HEALTH=1, a registered target is `initial` (reason
+    `Elb.RegistrationInProgress`) until its target group's health checks would have passed:
+    HealthCheckIntervalSeconds x HealthyThresholdCount after its registration, as in AWS
+    ("initial: the load balancer is in the process of registering the target or performing
+    the initial health checks on the target"; a target becomes healthy after
+    HealthyThresholdCount consecutive successful checks — Elastic Load Balancing User Guide,
+    "Target health status" and "Health checks for Application Load Balancer target groups").
+    moto reports `healthy` at once. Off by default: tests written against moto's instant
+    health keep it; the console's tests turn it on to hold an `ecs_start` in its wait."""
+    if os.environ.get("TUGBOAT_MOTO_INITIAL_HEALTH") != "1":
+        return
+    from moto.elbv2 import models
+
+    registered: dict = {}
+    lock = threading.Lock()
+    register, deregister = models.FakeTargetGroup.register, models.FakeTargetGroup.deregister
+    health_for = models.FakeTargetGroup.health_for
+
+    def on_register(self, targets):  # type: ignore[no-untyped-def]
+        register(self, targets)
+        with lock:
+            for t in targets:
+                registered.setdefault((self.arn, t["Id"]), time.monotonic())
+
+    def on_deregister(self, targets):  # type: ignore[no-untyped-def]
+        deregister(self, targets)
+        with lock:
+            for t in targets:
+                registered.pop((self.arn, t["Id"]), None)
+
+    def health(self, target, ec2_backend):  # type: ignore[no-untyped-def]
+        status = health_for(self, target, ec2_backend)
+        with lock:
+            since = registered.get((self.arn, target["Id"]))
+        grace = int(self.health_check_interval_seconds) * int(self.healthy_threshold_count)
+        if status.status == "healthy" and since is not None and time.monotonic() - since < grace:
+            status.status = "initial"
+            status.reason = "Elb.RegistrationInProgress"
+            status.description = "Target registration is in progress"
+        return status
+
+    models.FakeTargetGroup.register = on_register
+    models.FakeTargetGroup.deregister = on_deregister
+    models.FakeTargetGroup.health_for = health
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -144,6 +193,7 @@ def main() -> None:
     honour_run_task_client_token()
     record_stop_task_calls()
     restore_lifecycle_actions()
+    restore_initial_health()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

@@ -287,7 +287,8 @@ pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
             ""
         }
     );
-    for (status, n) in &v.counts {
+    for status in Status::NAMES {
+        let n = v.counts.get(status).copied().unwrap_or(0);
         let _ = write!(
             body,
             "<li><a href=\"{}\"{}>{} <b data-count=\"{}\">{n}</b></a></li>",

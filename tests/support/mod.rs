@@ -12,6 +12,7 @@
 pub mod agent;
 pub mod app;
 pub mod broker;
+pub mod browser;
 pub mod databases;
 pub mod imds;
 pub mod otlp;
@@ -49,15 +50,22 @@ pub fn root() -> &'static Path {
 
 /// The emulator for this test binary, started on first use.
 pub fn emulator() -> &'static Emulator {
-    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
-    EMULATOR.get_or_init(start_emulator)
+    EMULATOR.get_or_init(|| start_emulator(&[]))
+}
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+/// The emulator, started with `env` for its launcher (`TUGBOAT_MOTO_INITIAL_HEALTH`) if this
+/// is the first use in the test binary; a binary whose tests ask for it calls this first.
+pub fn emulator_with_env(env: &[(&str, &str)]) -> &'static Emulator {
+    EMULATOR.get_or_init(|| start_emulator(env))
 }
 
 #[allow(
     clippy::zombie_processes,
     reason = "the launcher lives as long as this process and exits when its stdin closes"
 )]
-fn start_emulator() -> Emulator {
+fn start_emulator(env: &[(&str, &str)]) -> Emulator {
     // A process of a run whose parent started the emulator (a bench's worker) uses that one.
     if let Ok(endpoint) = std::env::var("TUGBOAT_TEST_EMULATOR") {
         return Emulator {
@@ -79,6 +87,7 @@ fn start_emulator() -> Emulator {
     let mut child = Command::new(root().join(".venv/bin/python"))
         .arg(root().join("scripts/moto_launcher.py"))
         .arg("--exit-on-stdin-eof")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())

@@ -169,13 +169,36 @@ impl Service {
         }
     }
 
+    /// Every instance's journal record, newest first (the list, then each instance).
     pub fn workflows(&self) -> Vec<Value> {
         let admin = self.admin.as_ref().expect("the service is serving");
-        let out = Command::new("curl")
-            .args(["-fsS", &format!("http://{admin}/workflows")])
-            .output()
-            .unwrap();
-        serde_json::from_slice(&out.stdout).unwrap_or_default()
+        let get = |path: &str| -> Value {
+            let out = Command::new("curl")
+                .args(["-fsS", &format!("http://{admin}{path}")])
+                .output()
+                .unwrap();
+            serde_json::from_slice(&out.stdout).unwrap_or_default()
+        };
+        let list = get("/workflows?limit=1000");
+        list["instances"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["id"].as_str())
+            .map(|id| {
+                let encoded: String = id
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                get(&format!("/workflows/{encoded}"))["record"].clone()
+            })
+            .filter(|r| !r.is_null())
+            .collect()
     }
 
     /// The admin listener's `/metrics` text.
