@@ -106,10 +106,9 @@ async fn setup(allow_actions: bool) -> Setup {
         .await
         .unwrap();
     let tag = p.replace("console-", "").replace('-', "");
-    // Healthy 4 s after registration (2 checks 2 s apart... AWS's minimum interval is 5 s;
-    // moto takes what it is given).
+    // Healthy 10 s after registration (AWS's smallest interval, 5 s, times 2 checks).
     let fast = format!("f{tag}");
-    target_group(&fast, &vpc, 2, 2).await;
+    target_group(&fast, &vpc, 5, 2).await;
     // Initial for 50 minutes: an ecs_start for it waits until cancelled.
     let slow = format!("s{tag}");
     let slow_group = target_group(&slow, &vpc, 300, 10).await;
@@ -217,6 +216,13 @@ async fn instance_of(service: &Service, route: &str) -> String {
     id
 }
 
+/// `tugboat ARGS` against the running service (its admin port is chosen at start).
+fn cli(setup: &Setup, service: &Service, args: &[&str]) -> support::Output {
+    run(tugboat(&setup.config)
+        .env("TUGBOAT__ADMIN__LISTEN", service.admin.as_ref().unwrap())
+        .args(args))
+}
+
 fn send_sample(setup: &Setup, sample: &str) {
     let queue = setup.queue_url.rsplit('/').next().unwrap();
     let out =
@@ -266,12 +272,8 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
     // A new event appears without a reload within 2 s.
     browser.eval("window.__sameDocument = true");
     let sent = Instant::now();
-    send(
-        &s.queue_url,
-        &event("aws.ec2", "live-1", json!({"instance-id": "i-live"})),
-    )
-    .await;
-    let live_row = "tr[data-id=\"spot-interruption:live-1\"]";
+    send(&s.queue_url, &event("custom.pausable", "live-1", json!({}))).await;
+    let live_row = "tr[data-id=\"pausable:live-1\"]";
     // The intake's long poll (receive_wait 1 s) is part of the 2 s.
     let _ = browser.try_op(json!({"op": "wait", "selector": live_row, "timeout_ms": 2000}));
     let waited = sent.elapsed();
@@ -372,15 +374,13 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
     .await;
     browser.goto(&format!("{base}/dead-letters"));
     let letter = format!("tr[data-message]:has(a[href=\"/workflows/{fragile}\"])");
-    browser.wait(&letter, None, 5000).unwrap();
+    browser.expect(&letter, None, 5000);
     assert!(browser.text(&letter).contains("400"), "the reason is shown");
     browser.screenshot("dead-letters");
     s.accepting.store(true, Ordering::SeqCst);
     browser.dialogs();
     browser.click(&format!("{letter} form.action button"));
-    browser
-        .wait("p.notice", Some("redrove 1 message"), 10_000)
-        .unwrap();
+    browser.expect("p.notice", Some("redrove 1 message"), 10_000);
     assert_eq!(browser.dialogs().len(), 1, "the redrive asked first");
     let r = until_status(&service, fragile, "succeeded", Duration::from_secs(30)).await;
     assert_eq!(r["generation"], 1, "a redrive is a new run");
@@ -411,7 +411,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
     browser.goto(&format!("{base}/workflows/{slow_id}"));
     browser.screenshot("instance-waiting");
     browser.click("form.action[action$=\"/cancel\"] button");
-    browser.wait("p.notice", Some("cancelling"), 5000).unwrap();
+    browser.expect("p.notice", Some("cancelling"), 5000);
     let r = until_status(&service, &slow_id, "cancelled", Duration::from_secs(15)).await;
     assert!(
         r["steps"].as_array().unwrap().iter().any(|x| x["name"]
@@ -447,9 +447,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
         health.target_health_descriptions().is_empty(),
         "its target was deregistered: {health:?}"
     );
-    browser
-        .wait(".facts .status.cancelled", None, 5000)
-        .unwrap();
+    browser.expect(".facts .status.cancelled", None, 5000);
     browser.screenshot("instance-cancelled");
     until(
         "the slow message settled",
@@ -460,7 +458,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
 
     // The CLI takes the same path: retry the cancelled instance (its next run waits again),
     // then cancel that run.
-    let out = run(tugboat(&s.config).args(["workflows", "retry", &slow_id]));
+    let out = cli(&s, &service, &["workflows", "retry", &slow_id]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("run 1"), "{}", out.stdout);
     until(
@@ -472,20 +470,18 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
         },
     )
     .await;
-    let out = run(tugboat(&s.config).args(["workflows", "cancel", &slow_id]));
+    let out = cli(&s, &service, &["workflows", "cancel", &slow_id]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let r = until_status(&service, &slow_id, "cancelled", Duration::from_secs(15)).await;
     assert_eq!(r["generation"], 1);
-    let out = run(tugboat(&s.config).args(["workflows", "cancel", &slow_id]));
+    let out = cli(&s, &service, &["workflows", "cancel", &slow_id]);
     assert_eq!(out.code, 1, "a second cancel is refused");
     assert!(out.stderr.contains("cancelled"), "{}", out.stderr);
 
     // A paused route's events wait in the queue and run after a resume.
     browser.goto(&format!("{base}/routes"));
     browser.click("tr[data-route=\"pausable\"] form.action button");
-    browser
-        .wait("tr[data-route=\"pausable\"] .status.paused", None, 5000)
-        .unwrap();
+    browser.expect("tr[data-route=\"pausable\"] .status.paused", None, 5000);
     send(
         &s.queue_url,
         &event("custom.pausable", "paused-1", json!({})),
@@ -523,7 +519,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
         resumed.elapsed() < Duration::from_secs(10),
         "a resume brings the held message back at once, not at the 30 s recheck"
     );
-    let out = run(tugboat(&s.config).args(["route", "list"]));
+    let out = cli(&s, &service, &["route", "list"]);
     assert!(
         out.stdout.contains("pausable") && !out.stdout.contains("paused"),
         "{}",
@@ -593,7 +589,7 @@ async fn actions_are_off_unless_allowed_and_need_the_token_and_a_known_host() {
     let (code, body) = act("/routes/pausable/pause", &[&with_token]);
     assert_eq!(code, "403");
     assert!(body.contains("allow_actions"), "{body}");
-    let out = run(tugboat(&s.config).args(["route", "pause", "pausable"]));
+    let out = cli(&s, &service, &["route", "pause", "pausable"]);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("allow_actions"), "{}", out.stderr);
 

@@ -26,6 +26,9 @@ const BATCH: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Follow {
+    /// The page was rendered at this time (ms since the epoch): what changed since comes
+    /// first, so that nothing between the render and the connection is missed.
+    after: Option<u64>,
     id: Option<String>,
     status: Option<String>,
     route: Option<String>,
@@ -50,28 +53,47 @@ pub async fn events(
     Query(follow): Query<Follow>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let updates = state.dispatcher.engine().updates.subscribe();
+    // Subscribed first, then caught up: a change is sent twice at worst, never lost.
+    let catch_up = match follow.after {
+        Some(after) => state
+            .console
+            .index
+            .with(&state, |all| {
+                all.values()
+                    .filter(|s| s.updated_ms >= after && follow.wants(s))
+                    .map(|s| Arc::new(s.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let stream = futures::stream::unfold(
-        (state, follow, updates),
-        |(state, follow, mut updates)| async move {
-            // Wait for a change, then gather what else comes within the batch window.
+        (state, follow, updates, catch_up),
+        |(state, follow, mut updates, catch_up)| async move {
             let mut batch: HashMap<String, Arc<Summary>> = HashMap::new();
             let mut lagged = false;
-            let first = updates.recv().await;
-            let deadline = tokio::time::Instant::now() + BATCH;
-            let mut next = Some(first);
-            loop {
-                match next.take() {
-                    Some(Ok(s)) => {
-                        batch.insert(s.id.clone(), s);
+            if catch_up.is_empty() {
+                // Wait for a change, then gather what else comes within the batch window.
+                let first = updates.recv().await;
+                let deadline = tokio::time::Instant::now() + BATCH;
+                let mut next = Some(first);
+                loop {
+                    match next.take() {
+                        Some(Ok(s)) => {
+                            batch.insert(s.id.clone(), s);
+                        }
+                        Some(Err(RecvError::Lagged(_))) => lagged = true,
+                        Some(Err(RecvError::Closed)) => return None,
+                        None => {}
                     }
-                    Some(Err(RecvError::Lagged(_))) => lagged = true,
-                    Some(Err(RecvError::Closed)) => return None,
-                    None => {}
+                    match tokio::time::timeout_at(deadline, updates.recv()).await {
+                        Ok(r) => next = Some(r),
+                        Err(_) => break,
+                    }
                 }
-                match tokio::time::timeout_at(deadline, updates.recv()).await {
-                    Ok(r) => next = Some(r),
-                    Err(_) => break,
-                }
+            } else {
+                batch.extend(catch_up.into_iter().map(|s| (s.id.clone(), s)));
             }
             let event = if lagged {
                 // Too many changes to follow one by one: the page reloads what it shows.
@@ -93,7 +115,7 @@ pub async fn events(
                 let data = json!({"instances": instances, "counts": counts});
                 Event::default().event("instances").data(data.to_string())
             };
-            Some((Ok(event), (state, follow, updates)))
+            Some((Ok(event), (state, follow, updates, Vec::new())))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default())

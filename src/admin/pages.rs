@@ -51,7 +51,8 @@ pub fn html(page: String) -> Response {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CONTENT_SECURITY_POLICY, POLICY),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
+            // Not `no-referrer`: with it a browser sends `Origin: null` on the console's own forms.
+            (header::REFERRER_POLICY, "same-origin"),
             (header::CACHE_CONTROL, "no-store"),
         ],
         page,
@@ -328,7 +329,7 @@ pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
         );
     }
     // The table, followed live.
-    let mut follow = Vec::new();
+    let mut follow = vec![format!("after={}", crate::journal::now_ms())];
     for (k, val) in [
         ("status", &q.status),
         ("route", &q.route),
@@ -446,13 +447,14 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
     let t = &v.timeline;
     let _ = write!(
         body,
-        "<h2>Steps of run {}</h2><p class=\"meta\">{} → {} ({})</p><table class=\"timeline\" data-live=\"/events?id={}\" data-mode=\"instance\">\
+        "<h2>Steps of run {}</h2><p class=\"meta\">{} → {} ({})</p><table class=\"timeline\" data-live=\"/events?id={}&amp;after={}\" data-mode=\"instance\">\
          <thead><tr><th>step</th><th>attempts</th><th class=\"axis\">time</th></tr></thead><tbody>",
         r.generation,
         time_of(t.start_ms),
         time_of(t.end_ms),
         took(t.end_ms.saturating_sub(t.start_ms)),
         esc(&enc(&r.id)),
+        crate::journal::now_ms(),
     );
     for row in &t.rows {
         let mut bars = String::new();

@@ -99,25 +99,31 @@ pub struct WorkflowsView {
 /// of a shared journal changes show at the next scan (`refresh`).
 #[derive(Debug, Default)]
 pub struct Index {
-    by_id: Mutex<Option<HashMap<String, Summary>>>,
+    inner: Mutex<Indexed>,
     following: std::sync::atomic::AtomicBool,
 }
 
+#[derive(Debug, Default)]
+struct Indexed {
+    by_id: HashMap<String, Summary>,
+    /// Whether `by_id` holds a whole scan of the journal (else the next use scans).
+    scanned: bool,
+}
+
 impl Index {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Summary>>> {
-        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Indexed> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An update the engine journaled.
+    /// An update the engine journaled (kept even while a scan runs: it is newer).
     pub fn update(&self, s: &Summary) {
-        if let Some(map) = self.lock().as_mut() {
-            map.insert(s.id.clone(), s.clone());
-        }
+        self.lock().by_id.insert(s.id.clone(), s.clone());
     }
 
-    /// Forgets everything: the next request scans the journal again.
+    /// The next use scans the journal again (updates were missed, or other processes of a
+    /// shared journal changed instances).
     pub fn refresh(&self) {
-        *self.lock() = None;
+        self.lock().scanned = false;
     }
 
     /// Runs `f` over the summaries, scanning the journal first if needed.
@@ -132,29 +138,26 @@ impl Index {
         {
             follow(state);
         }
-        if self.lock().is_none() {
+        if !self.lock().scanned {
             let records = state
                 .journal
                 .list(&ListFilter::default())
                 .await
                 .map_err(ApiError::journal)?;
-            let scanned: HashMap<String, Summary> = records
-                .iter()
-                .map(|r| (r.id.clone(), r.summary()))
-                .collect();
-            let mut guard = self.lock();
-            // Updates that arrived during the scan are newer than what it read.
-            match guard.as_mut() {
-                Some(map) => {
-                    for (id, s) in scanned {
-                        map.entry(id).or_insert(s);
-                    }
+            let mut index = self.lock();
+            for r in &records {
+                // An update that arrived during the scan is at least as new as what it read.
+                let newer = index
+                    .by_id
+                    .get(&r.id)
+                    .is_none_or(|known| known.updated_ms <= r.updated_ms);
+                if newer {
+                    index.by_id.insert(r.id.clone(), r.summary());
                 }
-                None => *guard = Some(scanned),
             }
+            index.scanned = true;
         }
-        let guard = self.lock();
-        Ok(f(guard.as_ref().expect("built above")))
+        Ok(f(&self.lock().by_id))
     }
 }
 

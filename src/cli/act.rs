@@ -41,10 +41,20 @@ struct Answer {
     error: Option<String>,
 }
 
+/// The running service's admin address, from the configuration.
+fn base(config: &Config) -> Result<String, CliError> {
+    if config.admin.listen.port() == 0 {
+        return Err(CliError::Usage(
+            "[admin] listen has port 0 (the service picks one at start): give the address it logged, as TUGBOAT__ADMIN__LISTEN=127.0.0.1:PORT".into(),
+        ));
+    }
+    Ok(format!("http://{}", config.admin.listen))
+}
+
 /// POSTs an action with the console's token; the service's message, or its refusal.
 pub(super) async fn post(config: &Config, path: &str) -> Result<String, CliError> {
+    let base = base(config)?;
     let client = client()?;
-    let base = format!("http://{}", config.admin.listen);
     let session: Session = client
         .get(format!("{base}/api/session"))
         .send()
@@ -98,7 +108,7 @@ pub(super) async fn routes(config: &Path, command: RouteCommand) -> Result<(), C
         RouteCommand::Explain { .. } => unreachable!("explained by pattern::explain"),
         RouteCommand::List { json } => {
             let routes: Vec<RouteState> = client()?
-                .get(format!("http://{}/routes", config.admin.listen))
+                .get(format!("{}/routes", base(&config)?))
                 .header("accept", "application/json")
                 .send()
                 .await

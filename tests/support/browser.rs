@@ -122,6 +122,21 @@ impl Browser {
         .map(|_| ())
     }
 
+    /// [`Browser::wait`], failing the test with what the page shows instead.
+    pub fn expect(&mut self, selector: &str, text: Option<&str>, timeout_ms: u64) {
+        if let Err(e) = self.wait(selector, text, timeout_ms) {
+            let url = self.op(json!({"op": "url"}));
+            let shown = self
+                .try_op(json!({"op": "text", "selector": "main"}))
+                .unwrap_or_default();
+            let shot = self.screenshot("failed");
+            panic!(
+                "{selector} {text:?} not shown: {e}\npage {url}: {shown}\nscreenshot {}",
+                shot.display()
+            );
+        }
+    }
+
     pub fn eval(&mut self, js: &str) -> Value {
         self.op(json!({"op": "eval", "js": js}))
     }
