@@ -4,7 +4,8 @@
 # in-process and integration tests. The integration tests start their own emulator on a free
 # loopback port and stop it at the end; MQTT tests use the broker on 127.0.0.1:1883 where one
 # answers and a Mosquitto of their own otherwise (and for the broker-restart test); the agent's
-# handler tests use the machine's PostgreSQL, MariaDB and Redis, or start their own.
+# handler tests use the machine's PostgreSQL, MariaDB and Redis, or start their own; the
+# console's tests use Debian's Chromium and playwright-core (scripts/browser-tools.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/local-aws.sh install
@@ -32,6 +33,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "could not install ${missing[*]}: the agent's handler tests will fail saying so" >&2
   fi
 fi
+# The console's tests drive Debian's headless Chromium through playwright-core.
+if ! scripts/browser-tools.sh; then
+  echo "could not install chromium or playwright-core: the console's tests will fail saying so" >&2
+fi
 cargo test --locked "$@"
 # The tests that run `tugboat serve` again, over the shared journal (DynamoDB on the emulator):
 # crash safety, shutdown, DLQ and redrive, traces, the workflows' end-to-end runs.
@@ -39,5 +44,5 @@ if [ $# -eq 0 ]; then
   echo "== again over the shared journal (TUGBOAT_TEST_JOURNAL=dynamodb)"
   TUGBOAT_TEST_JOURNAL=dynamodb cargo test --locked --test service --test ecs_start \
     --test telemetry --test cur_ingest --test spot_drain --test spot_history --test cli \
-    --test migrate_and_send
+    --test migrate_and_send --test console
 fi

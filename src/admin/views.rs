@@ -397,9 +397,11 @@ pub fn timeline(r: &Record, now: u64) -> Timeline {
                 .map(|(started, ended, error)| {
                     let left = place(started);
                     let right = place(ended.unwrap_or(end_ms));
+                    // At least visible, and inside the axis even at its very end.
+                    let width = (right - left).max(0.4);
                     Bar {
-                        left,
-                        width: (right - left).max(0.4),
+                        left: left.min(100.0 - width),
+                        width,
                         state: match (&error, ended) {
                             (Some(_), _) => "failed",
                             (None, None) if running => "running",

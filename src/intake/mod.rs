@@ -3,7 +3,7 @@
 //! and settles each message when its workflows are done ([`settling`]): delete (in batches),
 //! release, or hand to the DLQ with the reason.
 //!
-//! **Only [`settling`] deletes or releases messages** (besides `tugboat dlq`), and deletes one
+//! **Only [`settling`] deletes or releases messages** (besides `operate::dead_letters`), and deletes one
 //! only after every workflow it started is terminal in the journal, or after its copy is in
 //! the DLQ. The intake never holds more messages than `concurrency`: the poller asks SQS for
 //! no more than the free permits, and a permit is returned only when its message is settled.
