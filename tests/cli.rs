@@ -75,11 +75,60 @@ fn usage_errors_exit_2() {
         vec!["frobnicate"],
         vec!["send"],
         vec!["send", "--queue"],
+        vec!["workflows", "cancel"],
+        vec!["workflows", "retry"],
+        vec!["workflows", "list", "--status", "gone"],
+        vec!["route", "pause"],
+        vec!["route", "resume"],
         vec![],
     ] {
         let out = run(tugboat().args(&args));
         assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
     }
+}
+
+/// The actions need the running service: without one they say so (exit 1), and a listen
+/// port chosen at start (0) is a usage error naming what to give instead.
+#[test]
+fn actions_without_a_running_service_say_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = dir.path().join("t.toml");
+    let text = format!("[aws]\nregion = \"us-east-1\"\n[admin]\nlisten = \"127.0.0.1:{port}\"\n");
+    std::fs::write(&path, text).unwrap();
+    for args in [
+        vec!["workflows", "cancel", "r:1"],
+        vec!["workflows", "retry", "r:1"],
+        vec!["route", "pause", "r"],
+        vec!["route", "list"],
+    ] {
+        let out = run(tugboat().arg("--config").arg(&path).args(&args));
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.contains("no tugboat answers"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    std::fs::write(
+        &path,
+        "[aws]\nregion = \"us-east-1\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    )
+    .unwrap();
+    let out = run(tugboat()
+        .arg("--config")
+        .arg(&path)
+        .args(["workflows", "cancel", "r:1"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("TUGBOAT__ADMIN__LISTEN"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// Bad configuration exits 2 and names the key.

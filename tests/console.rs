@@ -526,6 +526,10 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
         out.stdout
     );
 
+    // Every status of this run on one page (the README's picture).
+    browser.goto(&format!("{base}/workflows"));
+    browser.screenshot("workflows-all");
+
     // The other pages render (and their JSON is the same handler's).
     assert_eq!(browser.goto(&format!("{base}/interruptions")), 200);
     browser.screenshot("interruptions");

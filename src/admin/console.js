@@ -17,6 +17,7 @@
   source.addEventListener("resync", () => window.location.reload());
 
   let reloading = false;
+  const rendered = Number(new URL(live.dataset.live, location.href).searchParams.get("after")) || 0;
   source.addEventListener("instances", (e) => {
     const data = JSON.parse(e.data);
     if (live.dataset.mode === "instance") {
@@ -46,6 +47,11 @@
       if (since && s.updated_ms < Date.now() - since) continue;
       const old = Array.from(body.rows).find((r) => r.dataset.id === s.id);
       if (old) old.remove();
+      else if (s.created_ms >= rendered) {
+        // A new instance: one more matches the filters.
+        const matching = document.getElementById("matching");
+        if (matching) matching.textContent = Number(matching.textContent) + 1;
+      }
       const row = render(s);
       body.prepend(row);
       row.classList.add("flash");

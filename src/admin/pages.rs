@@ -341,7 +341,7 @@ pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
     }
     let _ = write!(
         body,
-        "<p class=\"meta\"><span id=\"shown\">{}</span> of {} shown, newest first · <span class=\"live\" id=\"live\">live</span></p>\
+        "<p class=\"meta\"><span id=\"shown\">{}</span> of <span id=\"matching\">{}</span> shown, newest first · <span class=\"live\" id=\"live\">live</span></p>\
          <table id=\"instances\" data-live=\"/events?{}\" data-mode=\"workflows\" data-limit=\"{}\" data-q=\"{}\" data-since=\"{}\">\
          <thead><tr><th>id</th><th>workflow</th><th>route</th><th>status</th><th>step</th><th>steps</th><th>updated (UTC)</th><th>reason or last error</th></tr></thead><tbody>",
         v.instances.len(),

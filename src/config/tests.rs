@@ -124,6 +124,53 @@ fn wrong_types_are_refused_by_path() {
 }
 
 #[test]
+fn console_and_pause_settings_of_the_wrong_shape_are_refused() {
+    check_error(
+        &format!("{MINIMAL}\n[admin]\nallow_actions = \"yes\""),
+        &[],
+        "admin.allow_actions",
+        "invalid type",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[admin]\ntrace_url = \"https://jaeger/trace/\""),
+        &[],
+        "admin.trace_url",
+        "{trace_id}",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[admin]\nhosts = [\"https://console.example.com/\"]"),
+        &[],
+        "admin.hosts",
+        "not a host name",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[admin]\nhosts = \"console.example.com\""),
+        &[],
+        "admin.hosts",
+        "invalid type",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[engine]\npause_recheck = \"100ms\""),
+        &[],
+        "engine.pause_recheck",
+        "between 1s and 12h",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[engine]\npause_recheck = \"later\""),
+        &[],
+        "engine.pause_recheck",
+        "",
+    );
+    let c = load(&format!(
+        "{MINIMAL}\n[admin]\nallow_actions = true\nhosts = [\"console.example.com:8443\"]\ntrace_url = \"https://j/{{trace_id}}\""
+    ))
+    .unwrap();
+    assert!(c.admin.allow_actions);
+    assert_eq!(c.admin.hosts, ["console.example.com:8443"]);
+    assert_eq!(c.engine.pause_recheck, Duration::from_secs(60));
+}
+
+#[test]
 fn a_route_naming_an_unknown_workflow_is_refused() {
     check_error(
         &MINIMAL.replace("workflow = \"log\"", "workflow = \"nope\""),
