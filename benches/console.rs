@@ -64,7 +64,7 @@ fn record(i: usize) -> Record {
         s.try_ended(1_001 + n as u64, None);
         s.finished_ms = Some(1_001 + n as u64);
     }
-    r.status = if i % 20 == 0 {
+    r.status = if i.is_multiple_of(20) {
         Status::DeadLettered {
             reason: "the target did not become healthy".into(),
         }
