@@ -538,6 +538,12 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
     assert!(api(&service, "/interruptions")["pools"].is_array());
     assert!(api(&service, "/costs")["days"].is_array());
     assert!(api(&service, "/dead-letters")["queues"].is_array());
+
+    // A page following live updates does not hold up a shutdown.
+    browser.goto(&format!("{base}/workflows"));
+    browser.expect("#live.on", None, 5000);
+    let (code, log) = service.terminate();
+    assert_eq!(code, 0, "{log}");
 }
 
 /// POSTs to the admin listener with `headers`; the status code and the body.

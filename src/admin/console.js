@@ -12,8 +12,8 @@
   if (!live || !window.EventSource) return;
   const indicator = document.getElementById("live");
   const source = new EventSource(live.dataset.live);
-  source.onopen = () => indicator && indicator.classList.remove("off");
-  source.onerror = () => indicator && indicator.classList.add("off");
+  source.onopen = () => indicator && (indicator.classList.remove("off"), indicator.classList.add("on"));
+  source.onerror = () => indicator && (indicator.classList.remove("on"), indicator.classList.add("off"));
   source.addEventListener("resync", () => window.location.reload());
 
   let reloading = false;

@@ -75,7 +75,13 @@ pub async fn events(
             let mut lagged = false;
             if catch_up.is_empty() {
                 // Wait for a change, then gather what else comes within the batch window.
-                let first = updates.recv().await;
+                // A shutdown ends the stream: the listener's graceful shutdown waits for
+                // every response to end, and this one would not by itself.
+                let mut shutdown = state.shutdown.clone();
+                let first = tokio::select! {
+                    first = updates.recv() => first,
+                    _ = crate::engine::shutdown_begun(&mut shutdown) => return None,
+                };
                 let deadline = tokio::time::Instant::now() + BATCH;
                 let mut next = Some(first);
                 loop {
