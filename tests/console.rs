@@ -421,6 +421,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
             && x["compensation"] == true),
         "the compensation ran: {r}"
     );
+    assert_eq!(r["cancel"]["by"], "the console", "{r}");
     let tasks = clients()
         .await
         .ecs
@@ -474,6 +475,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let r = until_status(&service, &slow_id, "cancelled", Duration::from_secs(15)).await;
     assert_eq!(r["generation"], 1);
+    assert_eq!(r["cancel"]["by"], "the CLI", "{r}");
     let out = cli(&s, &service, &["workflows", "cancel", &slow_id]);
     assert_eq!(out.code, 1, "a second cancel is refused");
     assert!(out.stderr.contains("cancelled"), "{}", out.stderr);

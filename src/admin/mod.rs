@@ -368,6 +368,22 @@ where
     Redirect::to(&format!("{back}{sep}{encoded}")).into_response()
 }
 
+/// Who asked for an action, for the record: the console's page, the CLI, or another
+/// client of the API.
+fn who(headers: &HeaderMap) -> String {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or_default();
+    if agent.starts_with("tugboat-cli") {
+        "the CLI".into()
+    } else if wants_html(headers) {
+        "the console".into()
+    } else {
+        "the admin API".into()
+    }
+}
+
 fn instance_path(id: &str) -> String {
     let encoded = serde_urlencoded::to_string([("", id)]).unwrap_or_default();
     format!(
@@ -385,7 +401,7 @@ async fn cancel(
     let back = instance_path(&id);
     act(&s, &headers, &body, back, async |_| {
         use crate::engine::dispatcher::CancelError;
-        match s.dispatcher.cancel(&id, "the console").await {
+        match s.dispatcher.cancel(&id, &who(&headers)).await {
             Ok(done) => Ok(done.describe()),
             Err(CancelError::NotFound) => Err(ApiError::not_found(format!("no workflow {id}"))),
             Err(e @ CancelError::NotNow(_)) => Err(ApiError::conflict(e.to_string())),

@@ -14,6 +14,7 @@ use crate::config::Config;
 fn client() -> Result<reqwest::Client, CliError> {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
+        .user_agent(concat!("tugboat-cli/", env!("CARGO_PKG_VERSION")))
         .no_proxy()
         .build()
         .map_err(|e| CliError::Runtime(e.to_string()))
