@@ -36,82 +36,25 @@ fn emulator_with_initial_health() {
     support::emulator_with_env(&[("TUGBOAT_MOTO_INITIAL_HEALTH", "1")]);
 }
 
-/// A target group whose targets stay `initial` for `interval × threshold` seconds.
-async fn target_group(name: &str, vpc: &str, interval: i32, threshold: i32) -> String {
-    clients()
-        .await
-        .elbv2
-        .create_target_group()
-        .name(name)
-        .protocol(aws_sdk_elasticloadbalancingv2::types::ProtocolEnum::Http)
-        .port(8080)
-        .vpc_id(vpc)
-        .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
-        .health_check_interval_seconds(interval)
-        .healthy_threshold_count(threshold)
-        .send()
-        .await
-        .unwrap()
-        .target_groups()[0]
-        .target_group_arn()
-        .unwrap()
-        .to_owned()
-}
-
 async fn setup(allow_actions: bool) -> Setup {
     emulator_with_initial_health();
-    let c = clients().await;
-    let vpc = support::default_vpc();
-    let subnet = support::aws_text(&[
-        "ec2",
-        "describe-subnets",
-        "--filters",
-        &format!("Name=vpc-id,Values={vpc}"),
-        "--query",
-        "Subnets[0].SubnetId",
-    ]);
-    let sg = support::aws_text(&[
-        "ec2",
-        "describe-security-groups",
-        "--filters",
-        &format!("Name=vpc-id,Values={vpc}"),
-        "Name=group-name,Values=default",
-        "--query",
-        "SecurityGroups[0].GroupId",
-    ]);
+    let support::Network {
+        vpc,
+        subnet,
+        security_group: sg,
+    } = support::network();
     let p = unique("console");
     let cluster = format!("{p}-cluster");
     support::ecs_cluster(&cluster).await;
     let family = format!("{p}-auth");
-    c.ecs
-        .register_task_definition()
-        .family(&family)
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("auth")
-                .image("public.ecr.aws/nginx/nginx:latest")
-                .memory(512)
-                .port_mappings(
-                    aws_sdk_ecs::types::PortMapping::builder()
-                        .container_port(8080)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    support::fargate_task_definition(&family, "auth").await;
     let tag = p.replace("console-", "").replace('-', "");
     // Healthy 10 s after registration (AWS's smallest interval, 5 s, times 2 checks).
     let fast = format!("f{tag}");
-    target_group(&fast, &vpc, 5, 2).await;
+    support::ip_target_group_checked(&fast, &vpc, Some((5, 2))).await;
     // Initial for 50 minutes: an ecs_start for it waits until cancelled.
     let slow = format!("s{tag}");
-    let slow_group = target_group(&slow, &vpc, 300, 10).await;
+    let slow_group = support::ip_target_group_checked(&slow, &vpc, Some((300, 10))).await;
     let queue = format!("{p}-q");
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;

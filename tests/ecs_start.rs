@@ -24,51 +24,16 @@ struct Ecs {
 }
 
 async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -> Ecs {
-    let c = clients().await;
-    let vpc = support::default_vpc();
-    let subnet = support::aws_text(&[
-        "ec2",
-        "describe-subnets",
-        "--filters",
-        &format!("Name=vpc-id,Values={vpc}"),
-        "--query",
-        "Subnets[0].SubnetId",
-    ]);
-    let sg = support::aws_text(&[
-        "ec2",
-        "describe-security-groups",
-        "--filters",
-        &format!("Name=vpc-id,Values={vpc}"),
-        "Name=group-name,Values=default",
-        "--query",
-        "SecurityGroups[0].GroupId",
-    ]);
+    let support::Network {
+        vpc,
+        subnet,
+        security_group: sg,
+    } = support::network();
     let p = unique("ecs");
     let cluster = format!("{p}-cluster");
     support::ecs_cluster(&cluster).await;
     let family = format!("{p}-svc");
-    c.ecs
-        .register_task_definition()
-        .family(&family)
-        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
-        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
-        .cpu("256")
-        .memory("512")
-        .container_definitions(
-            aws_sdk_ecs::types::ContainerDefinition::builder()
-                .name("app")
-                .image("public.ecr.aws/nginx/nginx:latest")
-                .memory(512)
-                .port_mappings(
-                    aws_sdk_ecs::types::PortMapping::builder()
-                        .container_port(8080)
-                        .build(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    support::fargate_task_definition(&family, "app").await;
     let tg_name = format!("tg{}", p.replace("ecs-", "").replace('-', ""));
     let target_group = support::ip_target_group(&tg_name, &vpc).await;
     let queue = format!("{p}-q");

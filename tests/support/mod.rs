@@ -270,6 +270,12 @@ pub fn ec2_instance() -> String {
 
 /// Creates an `ip` target group (HTTP, port 8080) named `name` in `vpc`; its ARN.
 pub async fn ip_target_group(name: &str, vpc: &str) -> String {
+    ip_target_group_checked(name, vpc, None).await
+}
+
+/// [`ip_target_group`] with health checks every `interval` seconds, healthy after
+/// `threshold` of them (which an emulator restoring `initial` health waits for).
+pub async fn ip_target_group_checked(name: &str, vpc: &str, checks: Option<(i32, i32)>) -> String {
     clients()
         .await
         .elbv2
@@ -279,6 +285,8 @@ pub async fn ip_target_group(name: &str, vpc: &str) -> String {
         .port(8080)
         .vpc_id(vpc)
         .target_type(aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum::Ip)
+        .set_health_check_interval_seconds(checks.map(|c| c.0))
+        .set_healthy_threshold_count(checks.map(|c| c.1))
         .send()
         .await
         .unwrap()
@@ -286,6 +294,69 @@ pub async fn ip_target_group(name: &str, vpc: &str) -> String {
         .target_group_arn()
         .unwrap()
         .to_owned()
+}
+
+/// Where Fargate tasks of the tests run: the default VPC, its first subnet and its default
+/// security group.
+pub struct Network {
+    pub vpc: String,
+    pub subnet: String,
+    pub security_group: String,
+}
+
+pub fn network() -> Network {
+    let vpc = default_vpc();
+    let subnet = aws_text(&[
+        "ec2",
+        "describe-subnets",
+        "--filters",
+        &format!("Name=vpc-id,Values={vpc}"),
+        "--query",
+        "Subnets[0].SubnetId",
+    ]);
+    let security_group = aws_text(&[
+        "ec2",
+        "describe-security-groups",
+        "--filters",
+        &format!("Name=vpc-id,Values={vpc}"),
+        "Name=group-name,Values=default",
+        "--query",
+        "SecurityGroups[0].GroupId",
+    ]);
+    Network {
+        vpc,
+        subnet,
+        security_group,
+    }
+}
+
+/// Registers a Fargate task definition `family` with one nginx container `container`
+/// listening on 8080.
+pub async fn fargate_task_definition(family: &str, container: &str) {
+    clients()
+        .await
+        .ecs
+        .register_task_definition()
+        .family(family)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Awsvpc)
+        .requires_compatibilities(aws_sdk_ecs::types::Compatibility::Fargate)
+        .cpu("256")
+        .memory("512")
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name(container)
+                .image("public.ecr.aws/nginx/nginx:latest")
+                .memory(512)
+                .port_mappings(
+                    aws_sdk_ecs::types::PortMapping::builder()
+                        .container_port(8080)
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 }
 
 /// The `[aws]` section of a configuration for the emulator (static credentials, region,
