@@ -477,7 +477,7 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
 
     // The other pages render (and their JSON is the same handler's).
     assert_eq!(browser.goto(&format!("{base}/interruptions")), 200);
-    browser.screenshot("interruptions");
+    browser.screenshot("interruptions-none");
     assert_eq!(browser.goto(&format!("{base}/costs")), 200);
     assert!(browser.text("main").contains("cur_ingest"));
     assert!(api(&service, "/interruptions")["pools"].is_array());
@@ -606,4 +606,150 @@ async fn actions_are_off_unless_allowed_and_need_the_token_and_a_known_host() {
         .find(|r| r["name"] == "pausable")
         .unwrap();
     assert_eq!(pausable["paused"], true, "{routes}");
+}
+
+/// A `cur_ingest` instance as it ends: what it ingested for one payer's period, with an
+/// anomaly.
+fn cur_record(period: &str) -> tugboat::journal::Record {
+    let mut r = tugboat::journal::Record::new(
+        &format!("cost-reports:{period}"),
+        "cur_ingest",
+        tugboat::journal::Origin {
+            route: "cost-reports".into(),
+            queue: "q".into(),
+            message_id: "m".into(),
+            trace: None,
+        },
+        json!({"source": "aws.s3"}),
+        json!({}),
+    );
+    r.status = tugboat::journal::Status::Succeeded;
+    r.output = Some(
+        json!({"bucket": "b", "key": "k", "ingested": {"parts": 1, "line_items": 9,
+        "payers": [{"payer": "111111111111", "period": period, "anomalies": [
+            {"type": "anomaly", "payer": "111111111111", "account": "222222222222",
+             "service": "AmazonEC2", "day": format!("{period}-03"), "cost": 90.0,
+             "expected": 10.0, "impact": 80.0, "impact_percent": 800.0}]}]}}),
+    );
+    r
+}
+
+/// A `spot_drain` instance for a spot warning in `zone`.
+fn spot_record(n: u32, zone: &str) -> tugboat::journal::Record {
+    let mut r = tugboat::journal::Record::new(
+        &format!("spot:{n}"),
+        "spot_drain",
+        tugboat::journal::Origin::default(),
+        json!({}),
+        json!({}),
+    );
+    r.status = tugboat::journal::Status::Succeeded;
+    r.state = json!({"notice": {"kind": "spot-interruption", "source": "aws.ec2",
+        "instances": [format!("i-{n}")], "noticed_ms": 1_796_000_000_000u64 + n as u64 * 3_600_000,
+        "ends_ms": null, "zone": zone, "instance_type": "m5.large"}});
+    r
+}
+
+#[actix_rt::test]
+async fn the_costs_and_interruptions_pages_show_the_cost_table_and_the_journal() {
+    let queue = Arc::new(tugboat::ports::memory::MemoryQueue::new("q"));
+    let queues = Arc::new(tugboat::ports::memory::MemoryQueues::default());
+    queues.add(queue.clone());
+    let mut deps = tugboat::app::Dependencies::memory(queues);
+    let journal = Arc::new(tugboat::journal::memory::MemoryJournal::default());
+    deps.journal = Some(journal.clone());
+    let costs = deps.ports.costs.clone();
+    let day =
+        |d: &str, account: &str, service: &str, cost: &str| tugboat::ports::costs::DailyCost {
+            day: d.into(),
+            payer: "111111111111".into(),
+            account: account.into(),
+            service: service.into(),
+            region: "us-east-1".into(),
+            currency: "USD".into(),
+            cost: cost.into(),
+        };
+    let rows = vec![
+        day("2026-10-01", "222222222222", "AmazonEC2", "10"),
+        day("2026-10-02", "222222222222", "AmazonEC2", "12.5"),
+        day("2026-10-03", "222222222222", "AmazonEC2", "90"),
+        day("2026-10-01", "333333333333", "AmazonS3", "1.25"),
+        day(
+            "2026-10-03",
+            "333333333333",
+            "<script>alert(1)</script>",
+            "2",
+        ),
+    ];
+    costs
+        .replace_period("costs", "111111111111", "2026-10", &rows)
+        .await
+        .unwrap();
+    use tugboat::journal::Journal;
+    journal.put(&cur_record("2026-10")).await.unwrap();
+    for (n, zone) in [(1, "us-east-1a"), (2, "us-east-1a"), (3, "us-east-1b")] {
+        journal.put(&spot_record(n, zone)).await.unwrap();
+    }
+    let config = "[aws]\nregion = \"us-east-1\"\n\n[[queues]]\nname = \"q\"\nreceive_wait = \"1s\"\n\n\
+        [cur]\ntable = \"costs\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"2s\"\n";
+    let app = support::app::spawn_app(config, deps).await;
+    let base = format!("http://{}", app.admin);
+    let client = reqwest::Client::new();
+    let get = async |path: &str| -> Value {
+        client
+            .get(format!("{base}{path}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    };
+    let v = get("/costs").await;
+    assert_eq!(v["period"], "2026-10", "{v}");
+    assert_eq!(
+        v["services"],
+        json!(["AmazonEC2", "<script>alert(1)</script>", "AmazonS3"]),
+        "{v}"
+    );
+    assert_eq!(v["days"].as_array().unwrap().len(), 3, "{v}");
+    assert_eq!(v["total"], 115.75, "{v}");
+    assert_eq!(v["anomalies"][0]["service"], "AmazonEC2");
+    let one = get("/costs?account=333333333333").await;
+    assert_eq!(one["total"], 3.25, "{one}");
+    assert!(
+        one["anomalies"].as_array().unwrap().is_empty(),
+        "the anomaly is the other account's"
+    );
+    let h = get("/interruptions").await;
+    assert_eq!(h["interruptions"], 3, "{h}");
+    assert_eq!(h["pools"][0]["zone"], "us-east-1a", "{h}");
+
+    // In the browser: the chart has a bar per day and service, the service name is text.
+    let pages = tokio::task::spawn_blocking(move || {
+        let mut browser = Browser::start();
+        browser.goto(&format!("{base}/costs"));
+        let bars = browser.count("#daily rect[class^=\"s\"]");
+        let total = browser.text("#total");
+        let anomalies = browser.count("#anomalies tbody tr");
+        let legend = browser.text("ul.legend");
+        let pwned = browser.eval(
+            "typeof window.alert === 'function' && document.querySelectorAll('main script').length",
+        );
+        browser.screenshot("costs");
+        browser.goto(&format!("{base}/interruptions"));
+        let pools = browser.count("#pools tbody tr");
+        browser.screenshot("interruptions");
+        (bars, total, anomalies, legend, pwned, pools)
+    })
+    .await
+    .unwrap();
+    let (bars, total, anomalies, legend, pwned, pools) = pages;
+    assert_eq!(bars, 5, "one bar per (day, service) with a cost");
+    assert_eq!(total, "115.75");
+    assert_eq!(anomalies, 1);
+    assert!(legend.contains("<script>alert(1)</script>"), "{legend}");
+    assert_eq!(pwned, 0);
+    assert_eq!(pools, 2);
+    app.stop().await;
 }

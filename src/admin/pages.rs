@@ -789,7 +789,15 @@ pub fn costs(v: &CostsView, console: &Console) -> String {
             esc(&d.day),
             d.total
         );
+        // The day of the month under its bar.
+        let _ = write!(
+            body,
+            "<text x=\"{:.1}\" y=\"215\">{}</text>",
+            i as f64 * width + width / 2.0 - 6.0,
+            esc(d.day.get(8..10).unwrap_or(&d.day))
+        );
     }
+    let _ = write!(body, "<text x=\"4\" y=\"12\">{max:.2} {currency}</text>");
     body.push_str("</svg><ul class=\"legend\">");
     for (j, s) in v.services.iter().enumerate() {
         let _ = write!(
