@@ -113,11 +113,7 @@ pub async fn events(
                 let counts = state
                     .console
                     .index
-                    .with(&state, |all| {
-                        views::counts(all.values().filter(|s| follow.counts(s)))
-                    })
-                    .await
-                    .ok();
+                    .peek(|all| views::counts(all.values().filter(|s| follow.counts(s))));
                 let data = json!({"instances": instances, "counts": counts});
                 Event::default().event("instances").data(data.to_string())
             };

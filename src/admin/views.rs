@@ -126,6 +126,13 @@ impl Index {
         self.lock().scanned = false;
     }
 
+    /// Runs `f` over the summaries as they are (no scan: for the live stream, which must
+    /// not scan a shared journal four times a second); `None` before the first scan.
+    pub fn peek<T>(&self, f: impl FnOnce(&HashMap<String, Summary>) -> T) -> Option<T> {
+        let index = self.lock();
+        (index.scanned || !index.by_id.is_empty()).then(|| f(&index.by_id))
+    }
+
     /// Runs `f` over the summaries, scanning the journal first if needed.
     pub async fn with<T>(
         &self,
@@ -139,20 +146,16 @@ impl Index {
             follow(state);
         }
         if !self.lock().scanned {
-            let records = state
-                .journal
-                .list(&ListFilter::default())
-                .await
-                .map_err(ApiError::journal)?;
+            let scanned = state.journal.summaries().await.map_err(ApiError::journal)?;
             let mut index = self.lock();
-            for r in &records {
+            for s in scanned {
                 // An update that arrived during the scan is at least as new as what it read.
                 let newer = index
                     .by_id
-                    .get(&r.id)
-                    .is_none_or(|known| known.updated_ms <= r.updated_ms);
+                    .get(&s.id)
+                    .is_none_or(|known| known.updated_ms <= s.updated_ms);
                 if newer {
-                    index.by_id.insert(r.id.clone(), r.summary());
+                    index.by_id.insert(s.id.clone(), s);
                 }
             }
             index.scanned = true;
@@ -188,12 +191,19 @@ fn follow(state: &AdminState) {
 
 /// Counts per status, in lifecycle order, every status present (0 when none).
 pub fn counts<'a>(summaries: impl Iterator<Item = &'a Summary>) -> BTreeMap<String, usize> {
-    let mut counts: BTreeMap<String, usize> =
-        Status::NAMES.iter().map(|s| (s.to_string(), 0)).collect();
+    // Counted by position, without an allocation per instance (this runs for every batch
+    // of live updates).
+    let mut n = [0usize; Status::NAMES.len()];
     for s in summaries {
-        *counts.entry(s.status.clone()).or_default() += 1;
+        if let Some(i) = Status::NAMES.iter().position(|name| *name == s.status) {
+            n[i] += 1;
+        }
     }
-    counts
+    Status::NAMES
+        .iter()
+        .zip(n)
+        .map(|(name, count)| (name.to_string(), count))
+        .collect()
 }
 
 pub async fn workflows(

@@ -43,6 +43,14 @@ impl Journal for MemoryJournal {
         Ok(sort_and_limit(out, filter))
     }
 
+    async fn summaries(&self) -> Result<Vec<super::Summary>, JournalError> {
+        let records = self.lock();
+        records
+            .iter()
+            .map(|(id, bytes)| super::decode_summary(id, bytes))
+            .collect()
+    }
+
     fn flush(&self) -> Result<(), JournalError> {
         Ok(())
     }

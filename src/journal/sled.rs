@@ -126,6 +126,18 @@ impl Journal for SledJournal {
         Ok(sort_and_limit(out, filter))
     }
 
+    async fn summaries(&self) -> Result<Vec<super::Summary>, JournalError> {
+        let mut out = Vec::new();
+        for item in self.records.iter() {
+            let (key, bytes) = item.map_err(storage)?;
+            out.push(super::decode_summary(
+                &String::from_utf8_lossy(&key),
+                &bytes,
+            )?);
+        }
+        Ok(out)
+    }
+
     fn flush(&self) -> Result<(), JournalError> {
         self.db.flush().map(|_| ()).map_err(storage)
     }
@@ -218,5 +230,44 @@ mod tests {
         let err = decode("x", &serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(err.to_string().contains("schema version"), "{err}");
         assert!(decode("x", b"not json").is_err());
+        let err = crate::journal::decode_summary("x", &serde_json::to_vec(&v).unwrap());
+        assert!(err.unwrap_err().to_string().contains("schema version"));
+        assert!(crate::journal::decode_summary("x", b"{\"schema\": 2}").is_err());
+    }
+
+    #[tokio::test]
+    async fn summaries_read_lightly_equal_the_records_summaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SledJournal::open(dir.path()).unwrap();
+        let mut failed = Record::new(
+            "r:e-1",
+            "log",
+            Origin::default(),
+            json!({"id": "e-1", "detail": {"big": [1, 2, 3]}}),
+            json!({"p": 1}),
+        );
+        failed.step_mut("a").output = Some(json!({"x": "y"}));
+        failed.step_mut("b").last_error = Some("no".into());
+        failed.last_error = Some("no".into());
+        failed.generation = 2;
+        failed.status = Status::DeadLettered {
+            reason: "b: no".into(),
+        };
+        let mut running = record("r:e-2");
+        running.pending = Some(crate::contract::Action {
+            name: "wait#3".into(),
+            step: json!("wait"),
+            call: crate::contract::Call::Handler,
+            retry: Default::default(),
+        });
+        for r in [&failed, &running] {
+            j.put(r).await.unwrap();
+        }
+        let mut light = j.summaries().await.unwrap();
+        light.sort_by(|a, b| a.id.cmp(&b.id));
+        assert_eq!(light, [failed.summary(), running.summary()]);
+        assert_eq!(light[0].event_id.as_deref(), Some("e-1"));
+        assert_eq!(light[0].reason.as_deref(), Some("b: no"));
+        assert_eq!(light[1].step.as_deref(), Some("wait#3"));
     }
 }
