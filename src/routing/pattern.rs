@@ -37,13 +37,22 @@ struct Obj {
     fields: Vec<(String, Field)>,
     /// Each `$or` is a list of alternatives; one of them must match.
     ors: Vec<Vec<Obj>>,
+    /// Whether anything in it asks for a value (anything but `exists: false`). Matched
+    /// against an array of objects, such a pattern picks an element (array consistency);
+    /// one that only asks for absences picks none, so every element must lack the field:
+    /// `{"a":{"b":[{"exists":false}]}}` does not match `{"a":[{"b":1},{}]}`, as in
+    /// aws/event-ruler, while `{"a":{"n":["x"],"b":[{"exists":false}]}}` matches
+    /// `{"a":[{"b":1},{"n":"x"}]}` (the element with `n` lacks `b`).
+    positive: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 enum Field {
     Nested(Obj),
     /// The value matches if any of these matches.
-    Leaf(Vec<Matcher>),
+    Leaf {
+        matchers: Vec<Matcher>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -149,7 +158,9 @@ impl Pattern {
     /// The strings a top-level field must equal exactly for the pattern to match, if the
     /// pattern constrains that field to exact strings only (used to index routes).
     pub fn required_strings(&self, field: &str) -> Option<Vec<&str>> {
-        let (_, Field::Leaf(matchers)) = self.root.fields.iter().find(|(k, _)| k == field)? else {
+        let (_, Field::Leaf { matchers, .. }) =
+            self.root.fields.iter().find(|(k, _)| k == field)?
+        else {
             return None;
         };
         matchers
@@ -171,6 +182,7 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
     let mut obj = Obj {
         fields: Vec::new(),
         ors: Vec::new(),
+        positive: false,
     };
     for (key, value) in map {
         let here = join(path, key);
@@ -215,7 +227,7 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
                 for (i, v) in values.iter().enumerate() {
                     matchers.push(compile_matcher(v, &format!("{here}[{i}]"))?);
                 }
-                Field::Leaf(matchers)
+                Field::Leaf { matchers }
             }
             other => {
                 return Err(err(
@@ -226,6 +238,15 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
         };
         obj.fields.push((key.clone(), field));
     }
+    obj.positive = obj.fields.iter().any(|(_, f)| match f {
+        Field::Nested(inner) => inner.positive,
+        Field::Leaf { matchers } => matchers
+            .iter()
+            .any(|m| !matches!(m, Matcher::Exists(false))),
+    }) || obj
+        .ors
+        .iter()
+        .any(|alts| alts.iter().any(|alt| alt.positive));
     Ok(obj)
 }
 
@@ -269,14 +290,14 @@ fn compile_matcher(v: &Value, path: &str) -> Result<Matcher, PatternError> {
     Ok(match op.as_str() {
         "prefix" => match affix(arg, &here, "prefix")? {
             (s, false) => Matcher::Prefix(s),
-            (s, true) => Matcher::PrefixIgnoreCase(s.to_lowercase()),
+            (s, true) => Matcher::PrefixIgnoreCase(fold(&s)),
         },
         "suffix" => match affix(arg, &here, "suffix")? {
             (s, false) => Matcher::Suffix(s),
-            (s, true) => Matcher::SuffixIgnoreCase(s.to_lowercase()),
+            (s, true) => Matcher::SuffixIgnoreCase(fold(&s)),
         },
         "equals-ignore-case" => {
-            Matcher::EqualsIgnoreCase(string_arg(arg, &here, "equals-ignore-case")?.to_lowercase())
+            Matcher::EqualsIgnoreCase(fold(string_arg(arg, &here, "equals-ignore-case")?))
         }
         "wildcard" => Matcher::Wildcard(Wildcard::compile(
             string_arg(arg, &here, "wildcard")?,
@@ -324,7 +345,7 @@ fn compile_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternE
                 "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(
                     strings(v, &here, "equals-ignore-case")?
                         .into_iter()
-                        .map(|s| s.to_lowercase())
+                        .map(|s| fold(&s))
                         .collect(),
                 )),
                 "wildcard" => Ok(AnythingBut::Wildcard(
@@ -535,7 +556,11 @@ impl Cidr {
 fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
     match value {
         Some(Value::Array(items)) if !items.is_empty() => {
-            items.iter().any(|i| match_obj(obj, Some(i)))
+            if obj.positive {
+                items.iter().any(|i| match_obj(obj, Some(i)))
+            } else {
+                items.iter().all(|i| match_obj(obj, Some(i)))
+            }
         }
         // An empty array holds nothing: the fields below it are absent.
         Some(Value::Array(_)) => match_obj(obj, None),
@@ -561,7 +586,7 @@ fn lookup<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a Value> {
 fn match_field(field: &Field, value: Option<&Value>) -> bool {
     match field {
         Field::Nested(obj) => match_obj(obj, value),
-        Field::Leaf(matchers) => {
+        Field::Leaf { matchers } => {
             if !has_leaf(value) {
                 return matchers.iter().any(|m| matches!(m, Matcher::Exists(false)));
             }
@@ -590,9 +615,47 @@ fn any_leaf(value: Option<&Value>, f: &dyn Fn(&Value) -> bool) -> bool {
 
 fn same_value(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Number(x), Value::Number(y)) => same_number(x, y),
         _ => a == b,
     }
+}
+
+/// Numbers are equal when their values are, exactly: integers as integers (2^53 + 1 is not
+/// 2^53), an integer and a float only when the float is that integer, floats as floats
+/// (parsed with correct rounding: serde_json's `float_roundtrip`).
+fn same_number(x: &serde_json::Number, y: &serde_json::Number) -> bool {
+    fn integer(n: &serde_json::Number) -> Option<i128> {
+        n.as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from))
+    }
+    match (integer(x), integer(y)) {
+        (Some(a), Some(b)) => a == b,
+        (Some(i), None) | (None, Some(i)) => {
+            let f = if integer(x).is_some() { y } else { x };
+            f.as_f64()
+                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 1.7e38 && f as i128 == i)
+        }
+        (None, None) => x.as_f64() == y.as_f64(),
+    }
+}
+
+/// `text` case-folded one character at a time, as Java's `equalsIgnoreCase` compares:
+/// upper case, then lower case, so that `µ`/`Μ`, `ſ`/`S` and `ς`/`Σ` are one letter. A
+/// character whose upper case is several (`ß` → `SS`) keeps its own lower case.
+pub(crate) fn fold(text: &str) -> String {
+    if text.is_ascii() {
+        return text.to_ascii_lowercase();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let mut upper = c.to_uppercase();
+        match (upper.next(), upper.next()) {
+            (Some(u), None) => out.extend(u.to_lowercase()),
+            _ => out.extend(c.to_lowercase()),
+        }
+    }
+    out
 }
 
 fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
@@ -600,14 +663,10 @@ fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
     match m {
         Matcher::Exact(v) => same_value(v, leaf),
         Matcher::Prefix(p) => text.is_some_and(|s| s.starts_with(p.as_str())),
-        Matcher::PrefixIgnoreCase(p) => {
-            text.is_some_and(|s| s.to_lowercase().starts_with(p.as_str()))
-        }
+        Matcher::PrefixIgnoreCase(p) => text.is_some_and(|s| fold(s).starts_with(p.as_str())),
         Matcher::Suffix(p) => text.is_some_and(|s| s.ends_with(p.as_str())),
-        Matcher::SuffixIgnoreCase(p) => {
-            text.is_some_and(|s| s.to_lowercase().ends_with(p.as_str()))
-        }
-        Matcher::EqualsIgnoreCase(p) => text.is_some_and(|s| s.to_lowercase() == *p),
+        Matcher::SuffixIgnoreCase(p) => text.is_some_and(|s| fold(s).ends_with(p.as_str())),
+        Matcher::EqualsIgnoreCase(p) => text.is_some_and(|s| fold(s) == *p),
         Matcher::Wildcard(w) => text.is_some_and(|s| w.matches(s)),
         Matcher::Exists(present) => *present,
         Matcher::Cidr(c) => text.is_some_and(|s| c.contains(s)),
@@ -620,19 +679,21 @@ fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
                 Cmp::Ge => n >= *bound,
             })
         }),
+        // "Anything but" what is given: a number, null or boolean is not a string with that
+        // prefix (suffix, spelling, shape), so it matches.
         Matcher::AnythingBut(ab) => match ab {
             AnythingBut::Values(values) => !values.iter().any(|v| same_value(v, leaf)),
             AnythingBut::Prefix(ps) => {
-                text.is_some_and(|s| !ps.iter().any(|p| s.starts_with(p.as_str())))
+                text.is_none_or(|s| !ps.iter().any(|p| s.starts_with(p.as_str())))
             }
             AnythingBut::Suffix(ps) => {
-                text.is_some_and(|s| !ps.iter().any(|p| s.ends_with(p.as_str())))
+                text.is_none_or(|s| !ps.iter().any(|p| s.ends_with(p.as_str())))
             }
-            AnythingBut::EqualsIgnoreCase(values) => text.is_some_and(|s| {
-                let lower = s.to_lowercase();
-                !values.contains(&lower)
+            AnythingBut::EqualsIgnoreCase(values) => text.is_none_or(|s| {
+                let folded = fold(s);
+                !values.contains(&folded)
             }),
-            AnythingBut::Wildcard(ws) => text.is_some_and(|s| !ws.iter().any(|w| w.matches(s))),
+            AnythingBut::Wildcard(ws) => text.is_none_or(|s| !ws.iter().any(|w| w.matches(s))),
         },
     }
 }
@@ -657,7 +718,7 @@ fn first_mismatch(obj: &Obj, value: Option<&Value>, path: &str) -> Option<String
         }
         return match field {
             Field::Nested(inner) => first_mismatch(inner, v, &here).or(Some(here)),
-            Field::Leaf(_) => Some(match v {
+            Field::Leaf { .. } => Some(match v {
                 None => format!("{here} (absent)"),
                 Some(v) => format!("{here} (value {v})"),
             }),

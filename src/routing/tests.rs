@@ -156,6 +156,176 @@ fn fields_in_arrays_of_objects_match_within_one_element() {
 }
 
 /// Refused as EventBridge refuses them, with the path inside the pattern.
+/// Where tugboat and aws/event-ruler disagreed, event-ruler follows EventBridge's
+/// documentation; these are tugboat's own cases for each group (issue 17).
+#[test]
+fn anything_but_forms_match_numbers_null_and_booleans() {
+    // "Anything except what's provided": a value that is not a string is not a string with
+    // that prefix, suffix, spelling or shape.
+    for op in [
+        json!({"prefix": "init"}),
+        json!({"suffix": ".png"}),
+        json!({"equals-ignore-case": "on"}),
+        json!({"wildcard": "a*z"}),
+        json!({"prefix": ["x", "y"]}),
+    ] {
+        for value in [
+            json!(5),
+            json!(-1.5),
+            json!(null),
+            json!(true),
+            json!(false),
+        ] {
+            check(
+                json!({"a": [{"anything-but": op}]}),
+                json!({"a": value}),
+                true,
+            );
+        }
+        // Still nothing for an absent field, and still a match for another string.
+        check(json!({"a": [{"anything-but": op}]}), json!({"b": 1}), false);
+        check(
+            json!({"a": [{"anything-but": op}]}),
+            json!({"a": "qqq"}),
+            true,
+        );
+    }
+    check(
+        json!({"a": [{"anything-but": {"prefix": "init"}}]}),
+        json!({"a": "initial"}),
+        false,
+    );
+    check(
+        json!({"a": [{"anything-but": {"equals-ignore-case": "ON"}}]}),
+        json!({"a": "on"}),
+        false,
+    );
+    // In an array, one element that is not excluded is enough.
+    check(
+        json!({"a": [{"anything-but": {"prefix": "x"}}]}),
+        json!({"a": ["xa", 3]}),
+        true,
+    );
+}
+
+#[test]
+fn exists_false_alone_needs_every_element_of_an_array_to_lack_the_field() {
+    let absent = json!({"a": {"b": [{"exists": false}]}});
+    // b exists in the event (in one element): no match, though another element lacks it.
+    check(absent.clone(), json!({"a": [{"b": 1}, {}]}), false);
+    check(absent.clone(), json!({"a": [{}, {"c": 1}]}), true);
+    check(absent.clone(), json!({"a": []}), true);
+    check(absent.clone(), json!({"x": 1}), true);
+    // Deeper: a.x.b anywhere below arrays.
+    let deep = json!({"a": {"x": {"b": [{"exists": false}]}}});
+    check(
+        deep.clone(),
+        json!({"a": [{"x": {}}, {"x": [{"b": "y"}]}]}),
+        false,
+    );
+    check(deep, json!({"a": [{"x": {}}, {"x": [{"c": "y"}]}]}), true);
+    // With a field that picks an element, the absence is that element's (array
+    // consistency, as event-ruler's own employees case has it).
+    let both = json!({"a": {"b": [{"exists": false}], "c": ["x"]}});
+    check(both.clone(), json!({"a": [{"c": "x"}, {"b": 1}]}), true);
+    check(
+        both.clone(),
+        json!({"a": [{"c": "x", "b": 2}, {"b": 1}]}),
+        false,
+    );
+    check(both, json!({"a": [{"c": "y"}, {"d": 1}]}), false);
+    // Under $or too.
+    let or = json!({"$or": [{"a": {"b": [{"exists": false}]}}, {"z": [1]}]});
+    check(or.clone(), json!({"a": [{"b": 1}, {}]}), false);
+    check(or, json!({"a": [{"b": 1}, {}], "z": 1}), true);
+    // exists:true is unchanged: any element.
+    check(
+        json!({"a": {"b": [{"exists": true}]}}),
+        json!({"a": [{"b": 1}, {}]}),
+        true,
+    );
+}
+
+#[test]
+fn numbers_are_compared_exactly() {
+    check(
+        json!({"n": [9007199254740993_u64]}),
+        json!({"n": 9007199254740992_u64}),
+        false,
+    );
+    check(
+        json!({"n": [9007199254740993_u64]}),
+        json!({"n": 9007199254740993_u64}),
+        true,
+    );
+    let event: Value = serde_json::from_str(r#"{"n": 1054446031.0000001}"#).unwrap();
+    check(json!({"n": [1054446031]}), event.clone(), false);
+    check(json!({"n": [{"anything-but": [1054446031]}]}), event, true);
+    // By value, whatever the spelling: 5, 5.0 and 5e0 are one number.
+    for text in ["5", "5.0", "5e0", "0.5e1"] {
+        let event: Value = serde_json::from_str(&format!(r#"{{"n": {text}}}"#)).unwrap();
+        check(json!({"n": [5]}), event, true);
+    }
+    check(json!({"n": [-3]}), json!({"n": -3.0}), true);
+    check(json!({"n": [u64::MAX]}), json!({"n": -1}), false);
+    check(json!({"n": [0.1]}), json!({"n": 0.1}), true);
+    check(
+        json!({"n": [0.1]}),
+        json!({"n": 0.10000000000000002}),
+        false,
+    );
+}
+
+#[test]
+fn case_insensitive_operators_fold_unicode_cases() {
+    for (pattern, event) in [
+        ("µ", "Μ"),
+        ("Μ", "µ"),
+        ("ſ", "S"),
+        ("s", "ſ"),
+        ("ς", "Σ"),
+        ("σ", "ς"),
+        ("ÉTÉ", "été"),
+    ] {
+        check(
+            json!({"a": [{"equals-ignore-case": pattern}]}),
+            json!({"a": event}),
+            true,
+        );
+        check(
+            json!({"a": [{"prefix": {"equals-ignore-case": pattern}}]}),
+            json!({"a": format!("{event}xyz")}),
+            true,
+        );
+        check(
+            json!({"a": [{"suffix": {"equals-ignore-case": pattern}}]}),
+            json!({"a": format!("xyz{event}")}),
+            true,
+        );
+        check(
+            json!({"a": [{"anything-but": {"equals-ignore-case": pattern}}]}),
+            json!({"a": event}),
+            false,
+        );
+    }
+    check(
+        json!({"a": [{"equals-ignore-case": "µ"}]}),
+        json!({"a": "m"}),
+        false,
+    );
+    // A character whose upper case is several keeps its own: ß is not ss.
+    check(
+        json!({"a": [{"equals-ignore-case": "ß"}]}),
+        json!({"a": "ss"}),
+        false,
+    );
+    check(
+        json!({"a": [{"equals-ignore-case": "ß"}]}),
+        json!({"a": "ß"}),
+        true,
+    );
+}
+
 #[test]
 fn invalid_patterns_are_refused_naming_the_path() {
     for (pattern, path, part) in [
