@@ -1,6 +1,8 @@
 //! Benchmark: events per second on one core, matching a realistic mix of the shared sample
 //! events against 100 routes, JSON parsing and envelope decoding included. Two rule sets, as
-//! aws/event-ruler reports them: exact/prefix/suffix rules, and numeric rules.
+//! aws/event-ruler reports them: exact/prefix/suffix rules, and numeric rules; then 1 000
+//! routes of mixed kinds over 20 sources, against the samples and against a stream where
+//! most events match no route (nine in ten come from a source no route names).
 //!
 //!     cargo bench --bench routing [-- --event-bytes 900]
 
@@ -88,6 +90,63 @@ fn numeric_routes() -> Vec<Route> {
         .collect()
 }
 
+/// 1 000 routes of every kind over 20 sources (the samples' among them): exact values,
+/// prefixes, suffixes, equals-ignore-case, wildcards, anything-but, numeric ranges, exists,
+/// cidr and `$or`, on top-level and detail fields.
+fn mixed_routes() -> Vec<Route> {
+    let sources: Vec<String> = [
+        "aws.ec2",
+        "aws.ecs",
+        "aws.s3",
+        "aws.health",
+        "aws.autoscaling",
+        "aws.ec2spotfleet",
+        "aws.rds",
+        "aws.lambda",
+        "aws.sns",
+        "aws.events",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain((0..10).map(|i| format!("custom.service{i}")))
+    .collect();
+    (0..1000)
+        .map(|i| {
+            let source = &sources[i % sources.len()];
+            let p = match i % 10 {
+                0 => json!({"source": [source], "detail-type": [format!("Type {i}"), "EC2 Instance State-change Notification"]}),
+                1 => json!({"source": [source], "detail": {"state": [{"prefix": format!("run{}", i % 7)}]}}),
+                2 => json!({"source": [source], "resources": [{"suffix": format!("{:02}", i % 100)}]}),
+                3 => json!({"source": [source], "detail-type": [{"equals-ignore-case": "ecs task state change"}]}),
+                4 => json!({"source": [source], "detail": {"clusterArn": [{"wildcard": format!("arn:aws:ecs:*:cluster/*{}", i % 10)}]}}),
+                5 => json!({"source": [source], "detail": {"lastStatus": [{"anything-but": ["RUNNING", "PENDING"]}]}}),
+                6 => json!({"source": [source], "detail": {"version": [{"numeric": [">=", i % 50, "<", i % 50 + 5]}]}}),
+                7 => json!({"source": [source], "detail": {"instance-id": [{"exists": true}], "state": [format!("s{i}")]}}),
+                8 => json!({"source": [source], "detail": {"sourceIPAddress": [{"cidr": format!("10.{}.0.0/16", i % 256)}]}}),
+                _ => json!({"source": [source], "$or": [{"detail-type": [format!("T{i}")]}, {"detail": {"eventTypeCategory": ["issue"]}}]}),
+            };
+            route(i, p)
+        })
+        .collect()
+}
+
+/// The samples, nine in ten moved to a source no route names.
+fn mostly_unmatched(samples: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for round in 0..10 {
+        for body in samples {
+            if round == 0 {
+                out.push(body.clone());
+                continue;
+            }
+            let mut v: Value = serde_json::from_str(body).unwrap();
+            v["source"] = json!(format!("other.producer{round}"));
+            out.push(v.to_string());
+        }
+    }
+    out
+}
+
 fn run(router: &Router, samples: &[String], secs: f64) -> (f64, usize) {
     let start = Instant::now();
     let (mut n, mut matched) = (0usize, 0usize);
@@ -122,5 +181,12 @@ fn main() {
         println!(
             "100 {name:<20} routes: {rate:>9.0} events/s (parse + decode + match; {matched} matches)"
         );
+    }
+    let router = Router::new(mixed_routes());
+    let unmatched = mostly_unmatched(&samples);
+    for (name, events) in [("the samples", &samples), ("mostly unmatched", &unmatched)] {
+        let _ = run(&router, events, 0.5);
+        let (rate, matched) = run(&router, events, 3.0);
+        println!("1000 mixed routes, {name:<17}: {rate:>9.0} events/s ({matched} matches)");
     }
 }

@@ -184,6 +184,37 @@ impl ApiError {
     }
 }
 
+impl From<crate::engine::dispatcher::CancelError> for ApiError {
+    fn from(e: crate::engine::dispatcher::CancelError) -> ApiError {
+        use crate::engine::dispatcher::CancelError;
+        let status = match e {
+            CancelError::NotFound => StatusCode::NOT_FOUND,
+            CancelError::NotNow(_) => StatusCode::CONFLICT,
+            CancelError::Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<crate::operate::RetryError> for ApiError {
+    fn from(e: crate::operate::RetryError) -> ApiError {
+        use crate::operate::RetryError;
+        let status = match e {
+            RetryError::NotFound => StatusCode::NOT_FOUND,
+            RetryError::NotNow(_) => StatusCode::CONFLICT,
+            // The queue refused the retry message.
+            RetryError::Failed(_) => StatusCode::BAD_GATEWAY,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
 /// Whether the client asked for a page (a browser's `Accept`) rather than JSON.
 fn wants_html(headers: &HeaderMap) -> bool {
     headers
@@ -402,16 +433,8 @@ async fn cancel(
 ) -> Response {
     let back = instance_path(&id);
     act(&s, &headers, &body, back, async |_| {
-        use crate::engine::dispatcher::CancelError;
-        match s.dispatcher.cancel(&id, &who(&headers)).await {
-            Ok(done) => Ok(done.describe()),
-            Err(CancelError::NotFound) => Err(ApiError::not_found(format!("no workflow {id}"))),
-            Err(e @ CancelError::NotNow(_)) => Err(ApiError::conflict(e.to_string())),
-            Err(e @ CancelError::Journal(_)) => Err(ApiError {
-                status: StatusCode::INTERNAL_SERVER_ERROR,
-                message: e.to_string(),
-            }),
-        }
+        let done = s.dispatcher.cancel(&id, &who(&headers)).await?;
+        Ok(done.describe())
     })
     .await
 }
@@ -424,7 +447,6 @@ async fn retry(
 ) -> Response {
     let back = instance_path(&id);
     act(&s, &headers, &body, back, async |_| {
-        use crate::operate::RetryError;
         let record = match s.journal.get(&id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Err(ApiError::not_found(format!("no workflow {id}"))),
@@ -436,19 +458,12 @@ async fn retry(
                 record.queue
             )));
         };
-        match crate::operate::retry(s.journal.as_ref(), q.queue.as_ref(), &id).await {
-            Ok(message_id) => Ok(format!(
-                "retry sent to {} (message {message_id}): run {} starts when it is received",
-                record.queue,
-                record.generation + 1
-            )),
-            Err(RetryError::NotFound) => Err(ApiError::not_found(format!("no workflow {id}"))),
-            Err(e @ RetryError::NotNow(_)) => Err(ApiError::conflict(e.to_string())),
-            Err(e @ RetryError::Failed(_)) => Err(ApiError {
-                status: StatusCode::BAD_GATEWAY,
-                message: e.to_string(),
-            }),
-        }
+        let message_id = crate::operate::retry(s.journal.as_ref(), q.queue.as_ref(), &id).await?;
+        Ok(format!(
+            "retry sent to {} (message {message_id}): run {} starts when it is received",
+            record.queue,
+            record.generation + 1
+        ))
     })
     .await
 }
