@@ -59,10 +59,10 @@ enum Field {
 enum Matcher {
     Exact(Value),
     Prefix(String),
-    PrefixIgnoreCase(String),
+    PrefixIgnoreCase(Caseless),
     Suffix(String),
-    SuffixIgnoreCase(String),
-    EqualsIgnoreCase(String),
+    SuffixIgnoreCase(Caseless),
+    EqualsIgnoreCase(Caseless),
     Wildcard(Wildcard),
     AnythingBut(AnythingBut),
     Numeric(Vec<(Cmp, f64)>),
@@ -75,7 +75,7 @@ enum AnythingBut {
     Values(Vec<Value>),
     Prefix(Vec<String>),
     Suffix(Vec<String>),
-    EqualsIgnoreCase(Vec<String>),
+    EqualsIgnoreCase(Vec<Caseless>),
     Wildcard(Vec<Wildcard>),
 }
 
@@ -290,14 +290,14 @@ fn compile_matcher(v: &Value, path: &str) -> Result<Matcher, PatternError> {
     Ok(match op.as_str() {
         "prefix" => match affix(arg, &here, "prefix")? {
             (s, false) => Matcher::Prefix(s),
-            (s, true) => Matcher::PrefixIgnoreCase(fold(&s)),
+            (s, true) => Matcher::PrefixIgnoreCase(Caseless::new(&s)),
         },
         "suffix" => match affix(arg, &here, "suffix")? {
             (s, false) => Matcher::Suffix(s),
-            (s, true) => Matcher::SuffixIgnoreCase(fold(&s)),
+            (s, true) => Matcher::SuffixIgnoreCase(Caseless::new(&s)),
         },
         "equals-ignore-case" => {
-            Matcher::EqualsIgnoreCase(fold(string_arg(arg, &here, "equals-ignore-case")?))
+            Matcher::EqualsIgnoreCase(Caseless::new(string_arg(arg, &here, "equals-ignore-case")?))
         }
         "wildcard" => Matcher::Wildcard(Wildcard::compile(
             string_arg(arg, &here, "wildcard")?,
@@ -345,7 +345,7 @@ fn compile_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternE
                 "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(
                     strings(v, &here, "equals-ignore-case")?
                         .into_iter()
-                        .map(|s| fold(&s))
+                        .map(|s| Caseless::new(&s))
                         .collect(),
                 )),
                 "wildcard" => Ok(AnythingBut::Wildcard(
@@ -640,22 +640,93 @@ fn same_number(x: &serde_json::Number, y: &serde_json::Number) -> bool {
     }
 }
 
-/// `text` case-folded one character at a time, as Java's `equalsIgnoreCase` compares:
-/// upper case, then lower case, so that `µ`/`Μ`, `ſ`/`S` and `ς`/`Σ` are one letter. A
-/// character whose upper case is several (`ß` → `SS`) keeps its own lower case.
-pub(crate) fn fold(text: &str) -> String {
-    if text.is_ascii() {
-        return text.to_ascii_lowercase();
-    }
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        let mut upper = c.to_uppercase();
-        match (upper.next(), upper.next()) {
-            (Some(u), None) => out.extend(u.to_lowercase()),
-            _ => out.extend(c.to_lowercase()),
+/// A string matched ignoring case as aws/event-ruler matches it: each character of the
+/// pattern may stand in the event as its lower-case or its upper-case form (Unicode,
+/// locale-neutral, whole mappings), so `µ` matches `µ` and `Μ`, `ſ` matches `ſ` and `S`, `ς`
+/// matches `Σ`, and `ß` matches `ß` and `SS` — the event's text is not transformed, so `Μ`
+/// (whose lower case is `μ`, not `µ`) does not match `µ`. An ASCII pattern is an ASCII
+/// comparison.
+#[derive(Debug, Clone, PartialEq)]
+struct Caseless {
+    text: String,
+    /// Per character: its lower and upper case forms (`None` for an ASCII pattern).
+    forms: Option<Vec<[String; 2]>>,
+}
+
+impl Caseless {
+    fn new(text: &str) -> Caseless {
+        let forms = (!text.is_ascii()).then(|| {
+            text.chars()
+                .map(|c| [c.to_lowercase().collect(), c.to_uppercase().collect()])
+                .collect()
+        });
+        Caseless {
+            text: text.to_owned(),
+            forms,
         }
     }
-    out
+
+    fn equals(&self, s: &str) -> bool {
+        match &self.forms {
+            None => s.eq_ignore_ascii_case(&self.text),
+            Some(forms) => ends(forms, s, false).contains(&s.len()),
+        }
+    }
+
+    fn is_prefix_of(&self, s: &str) -> bool {
+        match &self.forms {
+            None => s
+                .as_bytes()
+                .get(..self.text.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(self.text.as_bytes())),
+            Some(forms) => !ends(forms, s, false).is_empty(),
+        }
+    }
+
+    fn is_suffix_of(&self, s: &str) -> bool {
+        match &self.forms {
+            None => s
+                .len()
+                .checked_sub(self.text.len())
+                .and_then(|at| s.as_bytes().get(at..))
+                .is_some_and(|tail| tail.eq_ignore_ascii_case(self.text.as_bytes())),
+            Some(forms) => !ends(forms, s, true).is_empty(),
+        }
+    }
+}
+
+/// The byte offsets of `s` where the characters' forms, read one after another from the
+/// start (or, `backwards`, from the end), can end. At most a few offsets are alive at once:
+/// a character's two forms differ in length only for a handful of letters.
+fn ends(forms: &[[String; 2]], s: &str, backwards: bool) -> Vec<usize> {
+    let mut at = vec![if backwards { s.len() } else { 0 }];
+    let chars: Box<dyn Iterator<Item = &[String; 2]>> = if backwards {
+        Box::new(forms.iter().rev())
+    } else {
+        Box::new(forms.iter())
+    };
+    for pair in chars {
+        let mut next = Vec::with_capacity(2);
+        for &o in &at {
+            for form in pair {
+                let reached = if backwards {
+                    s[..o].ends_with(form.as_str()).then(|| o - form.len())
+                } else {
+                    s[o..].starts_with(form.as_str()).then(|| o + form.len())
+                };
+                if let Some(r) = reached
+                    && !next.contains(&r)
+                {
+                    next.push(r);
+                }
+            }
+        }
+        if next.is_empty() {
+            return next;
+        }
+        at = next;
+    }
+    at
 }
 
 fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
@@ -663,10 +734,10 @@ fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
     match m {
         Matcher::Exact(v) => same_value(v, leaf),
         Matcher::Prefix(p) => text.is_some_and(|s| s.starts_with(p.as_str())),
-        Matcher::PrefixIgnoreCase(p) => text.is_some_and(|s| fold(s).starts_with(p.as_str())),
+        Matcher::PrefixIgnoreCase(p) => text.is_some_and(|s| p.is_prefix_of(s)),
         Matcher::Suffix(p) => text.is_some_and(|s| s.ends_with(p.as_str())),
-        Matcher::SuffixIgnoreCase(p) => text.is_some_and(|s| fold(s).ends_with(p.as_str())),
-        Matcher::EqualsIgnoreCase(p) => text.is_some_and(|s| fold(s) == *p),
+        Matcher::SuffixIgnoreCase(p) => text.is_some_and(|s| p.is_suffix_of(s)),
+        Matcher::EqualsIgnoreCase(p) => text.is_some_and(|s| p.equals(s)),
         Matcher::Wildcard(w) => text.is_some_and(|s| w.matches(s)),
         Matcher::Exists(present) => *present,
         Matcher::Cidr(c) => text.is_some_and(|s| c.contains(s)),
@@ -689,10 +760,9 @@ fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
             AnythingBut::Suffix(ps) => {
                 text.is_none_or(|s| !ps.iter().any(|p| s.ends_with(p.as_str())))
             }
-            AnythingBut::EqualsIgnoreCase(values) => text.is_none_or(|s| {
-                let folded = fold(s);
-                !values.contains(&folded)
-            }),
+            AnythingBut::EqualsIgnoreCase(values) => {
+                text.is_none_or(|s| !values.iter().any(|v| v.equals(s)))
+            }
             AnythingBut::Wildcard(ws) => text.is_none_or(|s| !ws.iter().any(|w| w.matches(s))),
         },
     }

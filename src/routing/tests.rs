@@ -277,52 +277,60 @@ fn numbers_are_compared_exactly() {
 }
 
 #[test]
-fn case_insensitive_operators_fold_unicode_cases() {
-    for (pattern, event) in [
-        ("µ", "Μ"),
-        ("Μ", "µ"),
-        ("ſ", "S"),
-        ("s", "ſ"),
-        ("ς", "Σ"),
-        ("σ", "ς"),
-        ("ÉTÉ", "été"),
+fn case_insensitive_operators_take_each_letter_in_either_case_as_event_ruler_does() {
+    // Each character of the pattern in its lower or upper case form; the event's text as is.
+    for (pattern, event, expected) in [
+        ("µ", "Μ", true),
+        ("µ", "µ", true),
+        ("ſ", "S", true),
+        ("ſ", "ſ", true),
+        ("ς", "Σ", true),
+        ("σ", "Σ", true),
+        ("ÉTÉ", "été", true),
+        ("été", "ÉTÉ", true),
+        ("ß", "SS", true),
+        ("ß", "ß", true),
+        ("Straße", "STRASSE", true),
+        // Not folded: the forms of Μ are μ and Μ, not µ; of s, s and S, not ſ.
+        ("Μ", "µ", false),
+        ("s", "ſ", false),
+        ("ß", "ss", false),
+        ("µ", "m", false),
+        ("abc", "ABC", true),
+        ("abc", "ABD", false),
+        ("k", "\u{212a}", false),
     ] {
         check(
             json!({"a": [{"equals-ignore-case": pattern}]}),
             json!({"a": event}),
-            true,
+            expected,
         );
         check(
             json!({"a": [{"prefix": {"equals-ignore-case": pattern}}]}),
             json!({"a": format!("{event}xyz")}),
-            true,
+            expected,
         );
         check(
             json!({"a": [{"suffix": {"equals-ignore-case": pattern}}]}),
             json!({"a": format!("xyz{event}")}),
-            true,
+            expected,
         );
         check(
             json!({"a": [{"anything-but": {"equals-ignore-case": pattern}}]}),
             json!({"a": event}),
-            false,
+            !expected,
         );
     }
+    // A prefix or suffix longer than the value is no match.
     check(
-        json!({"a": [{"equals-ignore-case": "µ"}]}),
-        json!({"a": "m"}),
-        false,
-    );
-    // A character whose upper case is several keeps its own: ß is not ss.
-    check(
-        json!({"a": [{"equals-ignore-case": "ß"}]}),
-        json!({"a": "ss"}),
+        json!({"a": [{"prefix": {"equals-ignore-case": "abcd"}}]}),
+        json!({"a": "ab"}),
         false,
     );
     check(
-        json!({"a": [{"equals-ignore-case": "ß"}]}),
-        json!({"a": "ß"}),
-        true,
+        json!({"a": [{"suffix": {"equals-ignore-case": "ééé"}}]}),
+        json!({"a": "é"}),
+        false,
     );
 }
 
