@@ -37,13 +37,17 @@ struct Obj {
     fields: Vec<(String, Field)>,
     /// Each `$or` is a list of alternatives; one of them must match.
     ors: Vec<Vec<Obj>>,
-    /// Whether anything in it asks for a value (anything but `exists: false`). Matched
-    /// against an array of objects, such a pattern picks an element (array consistency);
-    /// one that only asks for absences picks none, so every element must lack the field:
-    /// `{"a":{"b":[{"exists":false}]}}` does not match `{"a":[{"b":1},{}]}`, as in
-    /// aws/event-ruler, while `{"a":{"n":["x"],"b":[{"exists":false}]}}` matches
-    /// `{"a":[{"b":1},{"n":"x"}]}` (the element with `n` lacks `b`).
+    /// Whether anything in it asks for a value (anything but `exists: false`).
     positive: bool,
+    /// The fields that only ask for absences and come, in key order, before every field
+    /// that asks for a value. Matched against an array of objects they are the array's
+    /// absences, not one element's: no element may have them. aws/event-ruler walks an
+    /// event's fields in key order and an element is chosen (array consistency) only by a
+    /// field that matched a value, so `{"a":{"b":[{"exists":false}]}}` does not match
+    /// `{"a":[{"b":1},{}]}`, nor does `{"a":{"b":[{"exists":false}],"c":["x"]}}` match
+    /// `{"a":[{"c":"x"},{"b":1}]}`, while `{"a":{"c":["x"],"z":[{"exists":false}]}}` matches
+    /// `{"a":[{"c":"x"},{"z":1}]}` (the element with `c` lacks `z`).
+    array_absences: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +187,7 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
         fields: Vec::new(),
         ors: Vec::new(),
         positive: false,
+        array_absences: Vec::new(),
     };
     for (key, value) in map {
         let here = join(path, key);
@@ -247,6 +252,25 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
         .ors
         .iter()
         .any(|alts| alts.iter().any(|alt| alt.positive));
+    let field_positive = |f: &Field| match f {
+        Field::Nested(inner) => inner.positive,
+        Field::Leaf { matchers } => matchers
+            .iter()
+            .any(|m| !matches!(m, Matcher::Exists(false))),
+    };
+    let first_positive = obj
+        .fields
+        .iter()
+        .filter(|(_, f)| field_positive(f))
+        .map(|(k, _)| k.as_str())
+        .min();
+    obj.array_absences = obj
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, (k, f))| !field_positive(f) && first_positive.is_none_or(|p| k.as_str() < p))
+        .map(|(i, _)| i)
+        .collect();
     Ok(obj)
 }
 
@@ -556,18 +580,31 @@ impl Cidr {
 fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
     match value {
         Some(Value::Array(items)) if !items.is_empty() => {
-            if obj.positive {
-                items.iter().any(|i| match_obj(obj, Some(i)))
-            } else {
-                items.iter().all(|i| match_obj(obj, Some(i)))
-            }
+            // The array's absences hold in every element; the rest in one element.
+            obj.array_absences.iter().all(|&f| {
+                let (key, field) = &obj.fields[f];
+                items
+                    .iter()
+                    .all(|i| match_field(field, lookup(Some(i), key)))
+            }) && items.iter().any(|i| match_fields(obj, Some(i), true))
         }
         // An empty array holds nothing: the fields below it are absent.
         Some(Value::Array(_)) => match_obj(obj, None),
+        _ => match_fields(obj, value, false),
+    }
+}
+
+/// The object's fields and `$or`s against one value (an element of an array when
+/// `in_array`: then the array's absences were checked already).
+fn match_fields(obj: &Obj, value: Option<&Value>, in_array: bool) -> bool {
+    match value {
+        Some(Value::Array(_)) => match_obj(obj, value),
         _ => {
             obj.fields
                 .iter()
-                .all(|(key, field)| match_field(field, lookup(value, key)))
+                .enumerate()
+                .filter(|(i, _)| !in_array || !obj.array_absences.contains(i))
+                .all(|(_, (key, field))| match_field(field, lookup(value, key)))
                 && obj
                     .ors
                     .iter()
