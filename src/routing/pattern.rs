@@ -48,6 +48,10 @@ struct Obj {
     /// `{"a":[{"c":"x"},{"b":1}]}`, while `{"a":{"c":["x"],"z":[{"exists":false}]}}` matches
     /// `{"a":[{"c":"x"},{"z":1}]}` (the element with `c` lacks `z`).
     array_absences: Vec<usize>,
+    /// The fields that ask for a value or an absence (`[{"exists": false}, "x"]`) with no
+    /// field asking for a value before them in key order: in an element of an array, their
+    /// absence counts only if no element has them (the same rule, for the absence half).
+    unanchored_absences: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -188,6 +192,7 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
         ors: Vec::new(),
         positive: false,
         array_absences: Vec::new(),
+        unanchored_absences: Vec::new(),
     };
     for (key, value) in map {
         let here = join(path, key);
@@ -269,6 +274,22 @@ fn compile_obj(map: &Map<String, Value>, path: &str) -> Result<Obj, PatternError
         .iter()
         .enumerate()
         .filter(|(_, (k, f))| !field_positive(f) && first_positive.is_none_or(|p| k.as_str() < p))
+        .map(|(i, _)| i)
+        .collect();
+    let positive_before = |key: &str| {
+        obj.fields
+            .iter()
+            .any(|(k, f)| k.as_str() < key && field_positive(f))
+    };
+    obj.unanchored_absences = obj
+        .fields
+        .iter()
+        .enumerate()
+        .filter(|(_, (k, f))| {
+            field_positive(f)
+                && matches!(f, Field::Leaf { matchers } if matchers.iter().any(|m| matches!(m, Matcher::Exists(false))))
+                && !positive_before(k)
+        })
         .map(|(i, _)| i)
         .collect();
     Ok(obj)
@@ -586,25 +607,35 @@ fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
                 items
                     .iter()
                     .all(|i| match_field(field, lookup(Some(i), key)))
-            }) && items.iter().any(|i| match_fields(obj, Some(i), true))
+            }) && items
+                .iter()
+                .any(|i| match_fields(obj, Some(i), Some(items)))
         }
         // An empty array holds nothing: the fields below it are absent.
         Some(Value::Array(_)) => match_obj(obj, None),
-        _ => match_fields(obj, value, false),
+        _ => match_fields(obj, value, None),
     }
 }
 
-/// The object's fields and `$or`s against one value (an element of an array when
-/// `in_array`: then the array's absences were checked already).
-fn match_fields(obj: &Obj, value: Option<&Value>, in_array: bool) -> bool {
+/// The object's fields and `$or`s against one value (an element of `array` when given: then
+/// the array's absences were checked already, and an unanchored absence is the array's).
+fn match_fields(obj: &Obj, value: Option<&Value>, array: Option<&[Value]>) -> bool {
     match value {
         Some(Value::Array(_)) => match_obj(obj, value),
         _ => {
             obj.fields
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| !in_array || !obj.array_absences.contains(i))
-                .all(|(_, (key, field))| match_field(field, lookup(value, key)))
+                .filter(|(i, _)| array.is_none() || !obj.array_absences.contains(i))
+                .all(|(i, (key, field))| {
+                    let here = lookup(value, key);
+                    match array {
+                        Some(items) if !has_leaf(here) && obj.unanchored_absences.contains(&i) => {
+                            items.iter().all(|e| !has_leaf(lookup(Some(e), key)))
+                        }
+                        _ => match_field(field, here),
+                    }
+                })
                 && obj
                     .ors
                     .iter()
