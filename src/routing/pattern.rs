@@ -600,6 +600,13 @@ impl Cidr {
 
 fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
     match value {
+        Some(Value::Array(items))
+            if !items.is_empty()
+                && obj.array_absences.is_empty()
+                && obj.unanchored_absences.is_empty() =>
+        {
+            items.iter().any(|i| match_obj(obj, Some(i)))
+        }
         Some(Value::Array(items)) if !items.is_empty() => {
             // The array's absences hold in every element; the rest in one element.
             obj.array_absences.iter().all(|&f| {
@@ -613,12 +620,20 @@ fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
         }
         // An empty array holds nothing: the fields below it are absent.
         Some(Value::Array(_)) => match_obj(obj, None),
-        _ => match_fields(obj, value, None),
+        _ => {
+            obj.fields
+                .iter()
+                .all(|(key, field)| match_field(field, lookup(value, key)))
+                && obj
+                    .ors
+                    .iter()
+                    .all(|alts| alts.iter().any(|alt| match_obj(alt, value)))
+        }
     }
 }
 
-/// The object's fields and `$or`s against one value (an element of `array` when given: then
-/// the array's absences were checked already, and an unanchored absence is the array's).
+/// The object's fields and `$or`s against one element of `array` (whose absences were
+/// checked already; an unanchored absence is the array's).
 fn match_fields(obj: &Obj, value: Option<&Value>, array: Option<&[Value]>) -> bool {
     match value {
         Some(Value::Array(_)) => match_obj(obj, value),
