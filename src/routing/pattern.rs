@@ -365,6 +365,24 @@ fn compile_matcher(v: &Value, path: &str) -> Result<Matcher, PatternError> {
 }
 
 fn compile_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternError> {
+    // A number must be exactly a double (EventBridge compares them as doubles; aws/event-ruler
+    // refuses 2^53 + 1: "Cannot compare number").
+    let values = match arg {
+        Value::Array(values) => values.as_slice(),
+        other => std::slice::from_ref(other),
+    };
+    let inexact = values.iter().find(|v| {
+        let exact = |i: i128| (i as f64) as i128 == i;
+        v.as_i64().is_some_and(|i| !exact(i.into())) || v.as_u64().is_some_and(|u| !exact(u.into()))
+    });
+    if let Some(n) = inexact {
+        return Err(err(
+            path,
+            format!(
+                "anything-but number {n} is not exactly a double (EventBridge compares numbers as doubles)"
+            ),
+        ));
+    }
     match arg {
         Value::String(_) | Value::Number(_) => Ok(AnythingBut::Values(vec![arg.clone()])),
         Value::Array(values) => {

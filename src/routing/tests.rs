@@ -251,6 +251,28 @@ fn exists_false_alone_needs_every_element_of_an_array_to_lack_the_field() {
 }
 
 #[test]
+fn anything_but_numbers_that_are_not_exactly_doubles_are_refused_as_eventbridge_refuses_them() {
+    for p in [
+        json!({"n": [{"anything-but": 9007199254740993_u64}]}),
+        json!({"n": [{"anything-but": [7, 9007199254740995_u64]}]}),
+        json!({"n": [{"anything-but": [-9007199254740993_i64]}]}),
+    ] {
+        let e = Pattern::compile(&p).unwrap_err();
+        assert!(e.message.contains("not exactly a double"), "{p}: {e}");
+    }
+    check(
+        json!({"n": [{"anything-but": [9007199254740992_u64, 6e9]}]}),
+        json!({"n": 1}),
+        true,
+    );
+    check(
+        json!({"n": [{"anything-but": [9007199254740992_u64]}]}),
+        json!({"n": 9007199254740992_u64}),
+        false,
+    );
+}
+
+#[test]
 fn numbers_are_compared_exactly() {
     check(
         json!({"n": [9007199254740993_u64]}),
