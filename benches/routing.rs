@@ -50,6 +50,18 @@ fn route(i: usize, pattern: Value) -> Route {
 
 /// 100 routes on source, detail-type and detail fields: exact values, prefixes, suffixes.
 fn string_routes() -> Vec<Route> {
+    routes(string_patterns())
+}
+
+fn routes(patterns: Vec<Value>) -> Vec<Route> {
+    patterns
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| route(i, p))
+        .collect()
+}
+
+fn string_patterns() -> Vec<Value> {
     let sources = [
         "aws.ec2",
         "aws.ecs",
@@ -65,27 +77,29 @@ fn string_routes() -> Vec<Route> {
     (0..100)
         .map(|i| {
             let source = sources[i % sources.len()];
-            let p = match i % 4 {
+            match i % 4 {
                 0 => json!({"source": [source], "detail-type": [format!("Type {i}"), "EC2 Spot Instance Interruption Warning"]}),
                 1 => json!({"source": [source], "detail": {"state": [{"prefix": format!("run{i}")}, "terminated"]}}),
                 2 => json!({"source": [{"prefix": source}], "resources": [{"suffix": format!("/i-{i:04}")}]}),
                 _ => json!({"source": [source], "detail-type": [{"prefix": "EC2 "}], "detail": {"instance-id": [format!("i-{i:017}")]}}),
-            };
-            route(i, p)
+            }
         })
         .collect()
 }
 
 /// 100 numeric routes (ranges and equality on detail fields).
 fn numeric_routes() -> Vec<Route> {
+    routes(numeric_patterns())
+}
+
+fn numeric_patterns() -> Vec<Value> {
     (0..100)
         .map(|i| {
-            let p = match i % 3 {
+            match i % 3 {
                 0 => json!({"detail": {"version": [{"numeric": [">=", i, "<", i + 10]}]}}),
                 1 => json!({"source": ["aws.ecs", "aws.ec2"], "detail": {"cpu": [{"numeric": [">", i * 10]}]}}),
                 _ => json!({"detail": {"ec2InstanceId": [{"exists": true}], "memory": [{"numeric": ["=", i]}]}}),
-            };
-            route(i, p)
+            }
         })
         .collect()
 }
@@ -94,6 +108,10 @@ fn numeric_routes() -> Vec<Route> {
 /// prefixes, suffixes, equals-ignore-case, wildcards, anything-but, numeric ranges, exists,
 /// cidr and `$or`, on top-level and detail fields.
 fn mixed_routes() -> Vec<Route> {
+    routes(mixed_patterns())
+}
+
+fn mixed_patterns() -> Vec<Value> {
     let sources: Vec<String> = [
         "aws.ec2",
         "aws.ecs",
@@ -113,7 +131,7 @@ fn mixed_routes() -> Vec<Route> {
     (0..1000)
         .map(|i| {
             let source = &sources[i % sources.len()];
-            let p = match i % 10 {
+            match i % 10 {
                 0 => json!({"source": [source], "detail-type": [format!("Type {i}"), "EC2 Instance State-change Notification"]}),
                 1 => json!({"source": [source], "detail": {"state": [{"prefix": format!("run{}", i % 7)}]}}),
                 2 => json!({"source": [source], "resources": [{"suffix": format!("{:02}", i % 100)}]}),
@@ -124,8 +142,7 @@ fn mixed_routes() -> Vec<Route> {
                 7 => json!({"source": [source], "detail": {"instance-id": [{"exists": true}], "state": [format!("s{i}")]}}),
                 8 => json!({"source": [source], "detail": {"sourceIPAddress": [{"cidr": format!("10.{}.0.0/16", i % 256)}]}}),
                 _ => json!({"source": [source], "$or": [{"detail-type": [format!("T{i}")]}, {"detail": {"eventTypeCategory": ["issue"]}}]}),
-            };
-            route(i, p)
+            }
         })
         .collect()
 }
@@ -164,8 +181,43 @@ fn run(router: &Router, samples: &[String], secs: f64) -> (f64, usize) {
     (n as f64 / start.elapsed().as_secs_f64(), matched)
 }
 
+/// Writes the events and each case's patterns as JSON lines into `dir`, for running another
+/// matcher on exactly the same input (`--dump DIR`).
+fn dump(dir: &Path, samples: &[String], cases: &[(&str, Vec<Value>)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("events.jsonl"), samples.join("\n") + "\n").unwrap();
+    let unmatched = mostly_unmatched(samples);
+    std::fs::write(
+        dir.join("events-mostly-unmatched.jsonl"),
+        unmatched.join("\n") + "\n",
+    )
+    .unwrap();
+    for (name, patterns) in cases {
+        let text: Vec<String> = patterns.iter().map(Value::to_string).collect();
+        std::fs::write(
+            dir.join(format!("routes-{name}.jsonl")),
+            text.join("\n") + "\n",
+        )
+        .unwrap();
+    }
+    println!("wrote {}", dir.display());
+}
+
 fn main() {
     let samples = samples(common::arg("--event-bytes", 900));
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(dir) = args
+        .iter()
+        .position(|a| a == "--dump")
+        .and_then(|i| args.get(i + 1))
+    {
+        let cases = [
+            ("string", string_patterns()),
+            ("numeric", numeric_patterns()),
+            ("mixed", mixed_patterns()),
+        ];
+        return dump(Path::new(dir), &samples, &cases);
+    }
     let avg = samples.iter().map(String::len).sum::<usize>() / samples.len();
     println!("machine: {} (one thread used)", common::machine());
     println!("{} sample events, average {avg} bytes", samples.len());
