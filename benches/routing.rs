@@ -178,7 +178,9 @@ fn run(router: &Router, samples: &[String], secs: f64) -> (f64, usize) {
         }
     }
     black_box(matched);
-    (n as f64 / start.elapsed().as_secs_f64(), matched)
+    // Matches in one pass over the events (the same count another matcher must find).
+    let passes = (n / samples.len()).max(1);
+    (n as f64 / start.elapsed().as_secs_f64(), matched / passes)
 }
 
 /// Writes the events and each case's patterns as JSON lines into `dir`, for running another
@@ -231,7 +233,7 @@ fn main() {
         let _ = run(&router, &samples, 0.5);
         let (rate, matched) = run(&router, &samples, 3.0);
         println!(
-            "100 {name:<20} routes: {rate:>9.0} events/s (parse + decode + match; {matched} matches)"
+            "100 {name:<20} routes: {rate:>9.0} events/s (parse + decode + match; {matched} matches a pass)"
         );
     }
     let router = Router::new(mixed_routes());
@@ -239,6 +241,6 @@ fn main() {
     for (name, events) in [("the samples", &samples), ("mostly unmatched", &unmatched)] {
         let _ = run(&router, events, 0.5);
         let (rate, matched) = run(&router, events, 3.0);
-        println!("1000 mixed routes, {name:<17}: {rate:>9.0} events/s ({matched} matches)");
+        println!("1000 mixed routes, {name:<17}: {rate:>9.0} events/s ({matched} matches a pass)");
     }
 }
