@@ -49,7 +49,8 @@ pub const GRANTS: &[Grant] = &[
         by: "engine",
         scope: Scope::Queues,
         // Receive, settle (delete, release, refresh as a fresh copy), DLQ handoff, and
-        // reading the redrive policy at start. Batch calls are authorised by these.
+        // reading the redrive policy at start; the console reads and redrives the DLQ and
+        // sends retry messages to the work queue. Batch calls are authorised by these.
         actions: &[
             "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
