@@ -17,6 +17,8 @@
 //!
 //! Anything else is a [`DecodeError`] with the reason, and goes to the DLQ.
 
+pub mod peek;
+
 use serde_json::{Map, Value, json};
 
 /// SQS's largest message body; a larger body cannot have come from SQS and is refused.

@@ -272,6 +272,15 @@ impl Intake {
 
     /// Decodes, routes and dispatches one message; says what to do with it.
     async fn decode_and_dispatch(&self, message: &ReceivedMessage) -> Disposition {
+        // A plain EventBridge event no route matches is settled from the fields the routes
+        // read, without the full parse (a retry names its instance: it is not routed).
+        if attributes::retry_of(message).is_none()
+            && self
+                .router
+                .matches_nothing(&self.config.queue, &message.body)
+        {
+            return self.unmatched();
+        }
         let decoded = match events::decode(&message.body, attributes::origin_id(message)) {
             Ok(d) => d,
             Err(e) => {
@@ -337,20 +346,25 @@ impl Intake {
             };
         }
         if starts.is_empty() {
-            bump(&self.stats.unmatched);
-            return match self.config.unmatched {
-                UnmatchedPolicy::Acknowledge => Disposition::Delete,
-                UnmatchedPolicy::DeadLetter => Disposition::DeadLetter {
-                    reason: "no route matched".into(),
-                    failures: vec![],
-                },
-            };
+            return self.unmatched();
         }
         combine(futures::future::join_all(starts).await)
     }
 }
 
 impl Intake {
+    /// A message whose events matched no route, as `[unmatched]` says.
+    fn unmatched(&self) -> Disposition {
+        bump(&self.stats.unmatched);
+        match self.config.unmatched {
+            UnmatchedPolicy::Acknowledge => Disposition::Delete,
+            UnmatchedPolicy::DeadLetter => Disposition::DeadLetter {
+                reason: "no route matched".into(),
+                failures: vec![],
+            },
+        }
+    }
+
     /// The start of a retry of instance `id`: its journaled route, workflow, params and
     /// event. A retry of an instance the journal does not have is a dead letter.
     async fn retried(

@@ -46,6 +46,8 @@ pub struct Router {
     by_source: std::collections::HashMap<String, Vec<usize>>,
     /// The routes that do not require an exact `source`.
     unindexed: Vec<usize>,
+    /// Every field path some route reads: what [`Router::matches_nothing`] parses.
+    paths: crate::events::peek::Paths,
 }
 
 impl Router {
@@ -72,16 +74,32 @@ impl Router {
             list.sort_unstable();
             list.dedup();
         }
+        let mut paths = crate::events::peek::Paths::default();
+        for r in &routes {
+            for p in r.pattern.paths() {
+                paths.add(&p);
+            }
+        }
         Router {
             routes,
             by_source,
             unindexed,
+            paths,
         }
     }
 
     /// Every route, in configuration order.
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+
+    /// Whether the message `body` certainly starts nothing on `queue`: it is a plain
+    /// EventBridge event (as `events::decode` takes it) and no route matches it, judged from
+    /// only the fields the routes read ([`crate::events::peek`]), without parsing the rest.
+    /// `false` when not certain: then decode and route it whole.
+    pub fn matches_nothing(&self, queue: &str, body: &str) -> bool {
+        crate::events::peek::peek(body, &self.paths)
+            .is_some_and(|event| self.matching(queue, &event).next().is_none())
     }
 
     /// The routes on `queue` whose pattern matches `event`, in configuration order.

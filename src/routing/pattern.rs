@@ -180,6 +180,27 @@ impl Pattern {
             .collect()
     }
 
+    /// Every field path the pattern reads (`["detail", "state"]`), `$or` alternatives
+    /// included: nothing else of an event can change whether it matches.
+    pub fn paths(&self) -> Vec<Vec<String>> {
+        fn walk(obj: &Obj, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+            for (key, field) in &obj.fields {
+                prefix.push(key.clone());
+                match field {
+                    Field::Nested(inner) => walk(inner, prefix, out),
+                    Field::Leaf { .. } => out.push(prefix.clone()),
+                }
+                prefix.pop();
+            }
+            for alt in obj.ors.iter().flatten() {
+                walk(alt, prefix, out);
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut Vec::new(), &mut out);
+        out
+    }
+
     /// `None` if `event` matches, else the path of the first pattern field that did not.
     pub fn first_mismatch(&self, event: &Value) -> Option<String> {
         first_mismatch(&self.root, Some(event), "")

@@ -563,6 +563,124 @@ proptest! {
     }
 }
 
+/// `event` as a well-formed EventBridge event (what `peek` reads without `decode`).
+fn eventbridge(mut event: Value) -> Value {
+    if let Value::Object(m) = &mut event {
+        m.insert("source".into(), json!("s"));
+        m.insert("detail-type".into(), json!("t"));
+        m.remove("detail");
+        m.remove("id");
+    }
+    event
+}
+
+proptest! {
+    #[test]
+    fn a_pattern_matches_the_pruned_event_exactly_when_it_matches_the_whole(
+        p in event(),
+        e in prop::collection::btree_map("[a-z]{1,4}", event(), 1..5),
+    ) {
+        let Ok(pattern) = Pattern::compile(&p) else { return Ok(()) };
+        let e = eventbridge(Value::Object(e.into_iter().collect()));
+        let router = Router::new(vec![Route::new("r", pattern.clone(), "log")]);
+        let mut paths = crate::events::peek::Paths::default();
+        for path in pattern.paths() {
+            paths.add(&path);
+        }
+        let pruned = crate::events::peek::peek(&e.to_string(), &paths);
+        prop_assert!(pruned.is_some(), "a well-formed EventBridge event is peeked: {}", e);
+        prop_assert_eq!(pattern.matches(pruned.as_ref().unwrap()), pattern.matches(&e), "pattern {} event {}", p, e);
+        prop_assert_eq!(router.matches_nothing("q", &e.to_string()), !pattern.matches(&e));
+    }
+
+    #[test]
+    fn a_pattern_built_from_an_event_matches_its_pruned_form(e in event()) {
+        let Value::Object(_) = &e else { return Ok(()) };
+        let e = eventbridge(e);
+        if let Some(p) = pattern_of(&e) {
+            let router = Router::new(vec![Route::new("r", Pattern::compile(&p).unwrap(), "log")]);
+            prop_assert!(!router.matches_nothing("q", &e.to_string()), "pattern {} event {}", p, e);
+        }
+    }
+}
+
+#[test]
+fn the_shared_cases_agree_on_pruned_events() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/patterns/cases.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut peeked = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let case: Value = serde_json::from_str(line).unwrap();
+        let Ok(pattern) = Pattern::compile(&case["pattern"]) else {
+            continue;
+        };
+        let mut paths = crate::events::peek::Paths::default();
+        for p in pattern.paths() {
+            paths.add(&p);
+        }
+        // Made an EventBridge event where that cannot change the result: the envelope's
+        // fields added only where the pattern does not read them.
+        let mut event = case["event"].clone();
+        let read: Vec<String> = pattern.paths().iter().map(|p| p[0].clone()).collect();
+        if let Value::Object(m) = &mut event {
+            for key in ["source", "detail-type"] {
+                if !m.contains_key(key) && !read.iter().any(|r| r == key) {
+                    m.insert(key.into(), json!("x"));
+                }
+            }
+        }
+        if let Some(pruned) = crate::events::peek::peek(&event.to_string(), &paths) {
+            peeked += 1;
+            assert_eq!(pattern.matches(&pruned), pattern.matches(&event), "{line}");
+            assert_eq!(
+                pattern.matches(&event),
+                case["match"].as_bool().unwrap(),
+                "{line}"
+            );
+        }
+    }
+    assert!(
+        peeked > 150,
+        "only {peeked} shared cases are EventBridge events"
+    );
+}
+
+#[test]
+fn peek_leaves_other_shapes_and_malformed_events_to_decode() {
+    use crate::events::peek::{Paths, peek};
+    let paths = Paths::default();
+    for body in [
+        r#"{"Records": [], "source": "s", "detail-type": "t"}"#,
+        r#"{"Type": "Notification", "TopicArn": "x", "source": "s", "detail-type": "t"}"#,
+        r#"{"Event": "s3:TestEvent", "source": "s", "detail-type": "t"}"#,
+        r#"{"source": 5, "detail-type": "t"}"#,
+        r#"{"source": "s", "detail-type": "t", "detail": "x"}"#,
+        r#"{"source": "s", "detail-type": "t", "id": ""}"#,
+        r#"{"source": "s"}"#,
+        r#"{"detail": {}}"#,
+        r#"[{"Source": "s", "DetailType": "t"}]"#,
+        r#"{"source": "s", "detail-type": "t"} trailing"#,
+        r#"{"source": "s", "detail-type": "t", "x": [1, 2"#,
+        "not json",
+    ] {
+        assert!(peek(body, &paths).is_none(), "{body}");
+    }
+    let big = format!(
+        r#"{{"source": "s", "detail-type": "t", "pad": "{}"}}"#,
+        "x".repeat(300_000)
+    );
+    assert!(peek(&big, &paths).is_none(), "over the size limit");
+    let v = peek(
+        r#"{"source": "s", "detail-type": "t", "detail": {"a": [1, {"b": 2}]}, "id": "e"}"#,
+        &paths,
+    )
+    .unwrap();
+    assert_eq!(
+        v,
+        json!({"source": "s", "detail-type": "t", "detail": {}, "id": "e"})
+    );
+}
+
 fn naive_glob(p: &[u8], s: &[u8]) -> bool {
     match (p.first(), s.first()) {
         (None, None) => true,
