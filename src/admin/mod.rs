@@ -203,7 +203,6 @@ impl From<crate::operate::RetryError> for ApiError {
     fn from(e: crate::operate::RetryError) -> ApiError {
         use crate::operate::RetryError;
         let status = match e {
-            RetryError::NotFound => StatusCode::NOT_FOUND,
             RetryError::NotNow(_) => StatusCode::CONFLICT,
             // The queue refused the retry message.
             RetryError::Failed(_) => StatusCode::BAD_GATEWAY,
@@ -418,11 +417,22 @@ fn who(headers: &HeaderMap) -> String {
 }
 
 fn instance_path(id: &str) -> String {
-    let encoded = serde_urlencoded::to_string([("", id)]).unwrap_or_default();
-    format!(
-        "/workflows/{}",
-        encoded.trim_start_matches('=').replace('+', "%20")
-    )
+    format!("/workflows/{}", encode(id))
+}
+
+/// `text` percent-encoded for a path segment or a query value (the console's links and the
+/// CLI's requests to it).
+pub fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 async fn cancel(
@@ -458,7 +468,7 @@ async fn retry(
                 record.queue
             )));
         };
-        let message_id = crate::operate::retry(s.journal.as_ref(), q.queue.as_ref(), &id).await?;
+        let message_id = crate::operate::retry(&record, q.queue.as_ref()).await?;
         Ok(format!(
             "retry sent to {} (message {message_id}): run {} starts when it is received",
             record.queue,

@@ -12,8 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::Console;
 use super::views::{CostsView, DeadLettersView, InstanceView, RouteView, WorkflowsView};
+use super::{Console, encode};
 use crate::journal::Status;
 use crate::workflows::spot_drain::history::History;
 
@@ -71,22 +71,6 @@ pub fn esc(text: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A path segment or query value, percent-encoded.
-fn enc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                out.push(b as char)
-            }
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
         }
     }
     out
@@ -228,7 +212,7 @@ fn instance_row(out: &mut String, s: &crate::journal::Summary) {
         "<tr data-id=\"{id}\"><td><a href=\"/workflows/{href}\">{id}</a></td><td>{kind}</td><td>{route}</td>\
          <td>{status}</td><td>{step}</td><td class=\"num\">{steps}</td><td>{updated}</td><td class=\"detail\">{detail}</td></tr>",
         id = esc(&s.id),
-        href = enc(&s.id),
+        href = encode(&s.id),
         kind = esc(&s.workflow),
         route = esc(&s.route),
         status = status_badge(&s.status),
@@ -268,7 +252,7 @@ pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
         ("q", &q.q),
     ] {
         if let Some(val) = val {
-            base.push(format!("{k}={}", enc(val)));
+            base.push(format!("{k}={}", encode(val)));
         }
     }
     let link = |status: Option<&str>| {
@@ -336,7 +320,7 @@ pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
         ("kind", &q.kind),
     ] {
         if let Some(val) = val {
-            follow.push(format!("{k}={}", enc(val)));
+            follow.push(format!("{k}={}", encode(val)));
         }
     }
     let _ = write!(
@@ -422,11 +406,11 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
         _ => {}
     }
     body.push_str("</dl>");
-    let back = format!("/workflows/{}", enc(&r.id));
+    let back = format!("/workflows/{}", encode(&r.id));
     if v.can_cancel {
         body.push_str(&action(
             console,
-            &format!("/workflows/{}/cancel", enc(&r.id)),
+            &format!("/workflows/{}/cancel", encode(&r.id)),
             "Cancel",
             Some("Cancel this instance? Its compensation runs, then it ends as cancelled."),
             &[],
@@ -436,7 +420,7 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
     if v.can_retry {
         body.push_str(&action(
             console,
-            &format!("/workflows/{}/retry", enc(&r.id)),
+            &format!("/workflows/{}/retry", encode(&r.id)),
             "Retry",
             Some("Retry this instance? Its event runs again as a new run, with new idempotency keys."),
             &[],
@@ -453,7 +437,7 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
         time_of(t.start_ms),
         time_of(t.end_ms),
         took(t.end_ms.saturating_sub(t.start_ms)),
-        esc(&enc(&r.id)),
+        esc(&encode(&r.id)),
         crate::journal::now_ms(),
     );
     for row in &t.rows {
@@ -496,7 +480,7 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
             row.attempts,
             state = row.state,
             name = esc(&row.name),
-            anchor = esc(&enc(&row.name)),
+            anchor = esc(&encode(&row.name)),
         );
     }
     body.push_str("</tbody></table>");
@@ -513,7 +497,7 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
         let _ = write!(
             body,
             "<details id=\"step-{}\" class=\"step-detail\"><summary>{}{} — {} attempt(s), key <code>{}</code></summary>",
-            esc(&enc(&s.name)),
+            esc(&encode(&s.name)),
             esc(&s.name),
             if s.compensation {
                 " (compensation)"
@@ -570,7 +554,7 @@ pub fn routes(v: &[RouteView], console: &Console, note: Option<&str>) -> String 
         let act = if r.paused {
             action(
                 console,
-                &format!("/routes/{}/resume", enc(&r.name)),
+                &format!("/routes/{}/resume", encode(&r.name)),
                 "Resume",
                 None,
                 &[],
@@ -579,7 +563,7 @@ pub fn routes(v: &[RouteView], console: &Console, note: Option<&str>) -> String 
         } else {
             action(
                 console,
-                &format!("/routes/{}/pause", enc(&r.name)),
+                &format!("/routes/{}/pause", encode(&r.name)),
                 "Pause",
                 Some("Pause this route? Its events wait in the queue until it is resumed."),
                 &[],
@@ -627,7 +611,7 @@ pub fn dead_letters(v: &DeadLettersView, console: &Console) -> String {
         if !q.letters.is_empty() {
             body.push_str(&action(
                 console,
-                &format!("/dead-letters/{}/redrive", enc(&q.queue)),
+                &format!("/dead-letters/{}/redrive", encode(&q.queue)),
                 "Redrive all",
                 Some(&format!(
                     "Move every dead letter of {dlq} back to {}?",
@@ -642,7 +626,7 @@ pub fn dead_letters(v: &DeadLettersView, console: &Console) -> String {
             let workflow = match &l.workflow_id {
                 Some(id) => format!(
                     "<a href=\"/workflows/{}\">{}</a><br><span class=\"meta\">{} · route {} · run {}</span>",
-                    enc(id),
+                    encode(id),
                     esc(id),
                     esc(l.workflow.as_deref().unwrap_or("")),
                     esc(l.route.as_deref().unwrap_or("")),
@@ -652,7 +636,7 @@ pub fn dead_letters(v: &DeadLettersView, console: &Console) -> String {
             };
             let redrive_one = action(
                 console,
-                &format!("/dead-letters/{}/redrive", enc(&q.queue)),
+                &format!("/dead-letters/{}/redrive", encode(&q.queue)),
                 "Redrive",
                 Some("Move this message back to its queue?"),
                 &[("message_id", &l.message_id)],
@@ -847,7 +831,7 @@ mod tests {
             esc("<script>alert('x')</script> & \"y\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
         );
-        assert_eq!(enc("r:a b/c"), "r:a%20b%2Fc");
+        assert_eq!(encode("r:a b/c"), "r:a%20b%2Fc");
     }
 
     #[test]

@@ -84,18 +84,6 @@ pub(super) async fn post(config: &Config, path: &str) -> Result<String, CliError
     }
 }
 
-/// A path segment, percent-encoded.
-pub(super) fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[derive(Debug, Deserialize, serde::Serialize)]
 struct RouteState {
     name: String,
@@ -139,13 +127,21 @@ pub(super) async fn routes(config: &Path, command: RouteCommand) -> Result<(), C
         RouteCommand::Pause { name } => {
             println!(
                 "{}",
-                post(&config, &format!("/routes/{}/pause", segment(&name))).await?
+                post(
+                    &config,
+                    &format!("/routes/{}/pause", crate::admin::encode(&name))
+                )
+                .await?
             );
         }
         RouteCommand::Resume { name } => {
             println!(
                 "{}",
-                post(&config, &format!("/routes/{}/resume", segment(&name))).await?
+                post(
+                    &config,
+                    &format!("/routes/{}/resume", crate::admin::encode(&name))
+                )
+                .await?
             );
         }
     }

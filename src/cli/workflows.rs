@@ -71,11 +71,11 @@ pub async fn run(config: &Path, args: WorkflowsArgs) -> Result<(), CliError> {
         // Answered above, before the configuration was needed.
         WorkflowsCommand::Kinds => {}
         WorkflowsCommand::Cancel { id } => {
-            let path = format!("/workflows/{}/cancel", super::act::segment(&id));
+            let path = format!("/workflows/{}/cancel", crate::admin::encode(&id));
             println!("{}", super::act::post(&config, &path).await?);
         }
         WorkflowsCommand::Retry { id } => {
-            let path = format!("/workflows/{}/retry", super::act::segment(&id));
+            let path = format!("/workflows/{}/retry", crate::admin::encode(&id));
             println!("{}", super::act::post(&config, &path).await?);
         }
         WorkflowsCommand::List {
@@ -223,7 +223,7 @@ async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Summary>, CliE
         query.push_str(&format!("&status={s}"));
     }
     if let Some(r) = &filter.route {
-        query.push_str(&format!("&route={}", urlencode(r)));
+        query.push_str(&format!("&route={}", crate::admin::encode(r)));
     }
     if let Some(answer) = from_service::<Listed>(config, &query).await? {
         return Ok(answer.map(|l| l.instances).unwrap_or_default());
@@ -238,7 +238,7 @@ async fn list(config: &Config, filter: &ListFilter) -> Result<Vec<Summary>, CliE
 
 async fn get(config: &Config, id: &str) -> Result<Option<Record>, CliError> {
     if let Some(answer) =
-        from_service::<Shown>(config, &format!("/workflows/{}", urlencode(id))).await?
+        from_service::<Shown>(config, &format!("/workflows/{}", crate::admin::encode(id))).await?
     {
         return Ok(answer.map(|s| s.record));
     }
@@ -247,17 +247,6 @@ async fn get(config: &Config, id: &str) -> Result<Option<Record>, CliError> {
         .get(id)
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn time_of(ms: u64) -> String {

@@ -7,35 +7,24 @@
 pub mod dead_letters;
 
 use crate::intake::attributes;
-use crate::journal::{Journal, Status};
+use crate::journal::{Record, Status};
 use crate::ports::{OutgoingMessage, Queue};
 
 /// Why a retry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RetryError {
-    #[error("no such instance")]
-    NotFound,
     #[error("cannot retry: {0}")]
     NotNow(String),
     #[error("{0}")]
     Failed(String),
 }
 
-/// Retries instance `id`, which was dead-lettered or cancelled: sends its journaled event to
-/// its queue as a retry message (`tugboat-retry-of`), which starts its next generation (new
-/// idempotency keys, the earlier run kept) wherever it is received, as a redrive does. The
-/// work is then held by a message like any other: nothing is lost if this process stops.
-/// `queue` is the instance's queue (`Record::queue`). Returns the message id.
-pub async fn retry(
-    journal: &dyn Journal,
-    queue: &dyn Queue,
-    id: &str,
-) -> Result<String, RetryError> {
-    let record = match journal.get(id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return Err(RetryError::NotFound),
-        Err(e) => return Err(RetryError::Failed(format!("journal: {e}"))),
-    };
+/// Retries the instance `record` holds, which was dead-lettered or cancelled: sends its
+/// journaled event to its queue as a retry message (`tugboat-retry-of`), which starts its next
+/// generation (new idempotency keys, the earlier run kept) wherever it is received, as a
+/// redrive does. The work is then held by a message like any other: nothing is lost if this
+/// process stops. `queue` is the instance's queue (`Record::queue`). Returns the message id.
+pub async fn retry(record: &Record, queue: &dyn Queue) -> Result<String, RetryError> {
     match &record.status {
         Status::DeadLettered { .. } | Status::Cancelled { .. } => {}
         Status::Failed { .. } => {
@@ -53,7 +42,7 @@ pub async fn retry(
     }
     let message = OutgoingMessage {
         body: record.input.to_string(),
-        attributes: attributes::retry(id, record.generation, &record.message_id),
+        attributes: attributes::retry(&record.id, record.generation, &record.message_id),
         ..Default::default()
     };
     queue
