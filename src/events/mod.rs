@@ -17,6 +17,7 @@
 //!
 //! Anything else is a [`DecodeError`] with the reason, and goes to the DLQ.
 
+pub mod doc;
 pub mod peek;
 
 use serde_json::{Map, Value, json};

@@ -1,21 +1,27 @@
 //! Reading only what routing needs: when a message body is an EventBridge event, the fields
-//! some route names are parsed into a pruned event (objects keep only those fields, arrays
-//! keep every element, pruned alike) and everything else is skipped unbuilt. A pattern reads
-//! nothing else, so it matches the pruned event exactly when it matches the whole one
-//! (arrays and absences included); a message that matches no route is then settled without
-//! the full parse. Anything `decode` would not accept as a plain EventBridge event (another
-//! envelope, a field of the wrong type, too big, not JSON) is left to `decode`.
+//! some route names are read into a pruned event (objects keep only those fields, arrays
+//! keep every element, pruned alike; strings borrow the body's text unless escaped) and
+//! everything else is skipped unbuilt, in one pass over the bytes. A pattern reads nothing
+//! else, so it matches the pruned event exactly when it matches the whole one (arrays and
+//! absences included); a message that matches no route is then settled without the full
+//! parse.
+//!
+//! The pass checks the whole body as strictly as `serde_json` does (structure, escapes,
+//! surrogate pairs, control characters, numbers out of range), so a body it takes is one
+//! `decode` takes too. Anything `decode` would not take as a plain EventBridge event
+//! (another envelope, a field of the wrong type, too big, too deep, not JSON) is left to
+//! `decode`: then nothing is decided here.
 
-use std::collections::HashMap;
-use std::fmt;
+use std::borrow::Cow;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use super::doc::{Doc, Leaf, Num};
 
-/// The field paths to keep, as a tree of keys.
-#[derive(Debug, Clone, Default)]
+/// The field paths to keep, as a tree of keys: those that tell `decode` which shape a body
+/// has and whether an EventBridge event is well formed ([`Paths::new`]), and the routes'.
+#[derive(Debug, Clone)]
 pub struct Paths {
-    children: HashMap<String, Paths>,
+    /// Few in practice, so searched in order (a length check rejects most at once).
+    children: Vec<(Box<str>, Paths)>,
     /// Keep the whole value here.
     whole: bool,
 }
@@ -25,14 +31,47 @@ impl Paths {
     pub fn add(&mut self, path: &[String]) {
         match path.split_first() {
             None => self.whole = true,
-            Some((key, rest)) => self.children.entry(key.clone()).or_default().add(rest),
+            Some((key, rest)) => self.child_or_default(key).add(rest),
         }
     }
 
+    fn child_or_default(&mut self, key: &str) -> &mut Paths {
+        let at = match self.children.iter().position(|(k, _)| &**k == key) {
+            Some(at) => at,
+            None => {
+                self.children.push((key.into(), Paths::empty()));
+                self.children.len() - 1
+            }
+        };
+        &mut self.children[at].1
+    }
+
+    fn empty() -> Paths {
+        Paths {
+            children: Vec::new(),
+            whole: false,
+        }
+    }
+
+    fn child(&self, key: &str) -> Option<&Paths> {
+        self.children
+            .iter()
+            .find(|(k, _)| k.len() == key.len() && &**k == key)
+            .map(|(_, p)| p)
+    }
+}
+
+impl Default for Paths {
+    fn default() -> Paths {
+        Paths::new()
+    }
+}
+
+impl Paths {
     /// The paths that tell `decode` which shape a body has and whether an EventBridge event
-    /// is well formed, besides the routes'.
-    fn with_shape(&self) -> Paths {
-        let mut p = self.clone();
+    /// is well formed; the routes' are added to them.
+    pub fn new() -> Paths {
+        let mut p = Paths::empty();
         for key in [
             "source",
             "detail-type",
@@ -45,103 +84,520 @@ impl Paths {
             p.add(&[key.to_owned()]);
         }
         // `detail` must be an object: its type is kept even if no route looks inside.
-        p.children.entry("detail".to_owned()).or_default();
+        p.child_or_default("detail");
         p
     }
 }
 
-/// The pruned event of `body` when `decode` would take it as one EventBridge event as it
-/// is; `None` when only `decode` can say (then nothing is decided here).
-pub fn peek(body: &str, paths: &Paths) -> Option<Value> {
+/// A pruned JSON value: what [`peek`] keeps of a body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Peeked<'a> {
+    Null,
+    Bool(bool),
+    Num(Num),
+    Str(Cow<'a, str>),
+    Array(Vec<Peeked<'a>>),
+    /// The kept fields, each once (a repeated key keeps its last value, as `serde_json`).
+    Object(Vec<(Cow<'a, str>, Peeked<'a>)>),
+}
+
+impl From<&Peeked<'_>> for serde_json::Value {
+    /// The pruned event as `serde_json` would hold it (for showing and comparing).
+    fn from(p: &Peeked<'_>) -> serde_json::Value {
+        use serde_json::Value;
+        match p {
+            Peeked::Null => Value::Null,
+            Peeked::Bool(b) => Value::Bool(*b),
+            Peeked::Num(Num::Pos(u)) => (*u).into(),
+            Peeked::Num(Num::Neg(i)) => (*i).into(),
+            Peeked::Num(Num::Float(f)) => (*f).into(),
+            Peeked::Str(s) => Value::String(s.to_string()),
+            Peeked::Array(items) => items.iter().map(Value::from).collect(),
+            Peeked::Object(fields) => fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(v)))
+                .collect(),
+        }
+    }
+}
+
+impl Doc for Peeked<'_> {
+    fn leaf(&self) -> Option<Leaf<'_>> {
+        Some(match self {
+            Peeked::Null => Leaf::Null,
+            Peeked::Bool(b) => Leaf::Bool(*b),
+            Peeked::Num(n) => Leaf::Num(*n),
+            Peeked::Str(s) => Leaf::Str(s),
+            Peeked::Array(_) | Peeked::Object(_) => return None,
+        })
+    }
+
+    fn items(&self) -> Option<&[Self]> {
+        match self {
+            Peeked::Array(items) => Some(items),
+            _ => None,
+        }
+    }
+
+    fn field(&self, key: &str) -> Option<&Self> {
+        match self {
+            Peeked::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+}
+
+/// The pruned event of `body`, keeping `keep` (made with [`Paths::new`]), when `decode` would take it as one EventBridge event as it is; `None` when only `decode`
+/// can say.
+pub fn peek<'a>(body: &'a str, keep: &Paths) -> Option<Peeked<'a>> {
     if body.len() > super::MAX_BODY_BYTES {
         return None;
     }
-    let keep = paths.with_shape();
-    let mut de = serde_json::Deserializer::from_str(body);
-    let value = Prune(&keep).deserialize(&mut de).ok()?;
-    de.end().ok()?;
-    let object = value.as_object()?;
-    // Other shapes (S3's test event and records, SNS envelopes) are `decode`'s.
+    let mut scan = Scanner {
+        s: body.as_bytes(),
+        i: 0,
+        depth: 0,
+    };
+    scan.ws();
+    let event = scan.build(keep).ok()?;
+    scan.ws();
+    if scan.i != scan.s.len() {
+        return None;
+    }
+    // Other shapes (S3's test event and records, SNS envelopes, PutEvents entries) are
+    // `decode`'s.
+    let Peeked::Object(_) = event else {
+        return None;
+    };
     if ["Event", "Records", "Type"]
         .iter()
-        .any(|k| object.contains_key(*k))
+        .any(|k| event.field(k).is_some())
     {
         return None;
     }
-    if !(object.contains_key("source") || object.contains_key("detail-type")) {
+    let (source, detail_type) = (event.field("source"), event.field("detail-type"));
+    if source.is_none() && detail_type.is_none() {
         return None;
     }
     // What `decode` checks of an EventBridge event; a failure is its to report.
-    let well_formed = object.get("source").is_some_and(Value::is_string)
-        && object.get("detail-type").is_some_and(Value::is_string)
-        && object.get("detail").is_none_or(Value::is_object)
-        && object
-            .get("id")
-            .is_none_or(|id| id.as_str().is_some_and(|s| !s.is_empty()));
-    well_formed.then_some(value)
+    let is_str = |v: Option<&Peeked>| matches!(v, Some(Peeked::Str(_)));
+    let well_formed = is_str(source)
+        && is_str(detail_type)
+        && event
+            .field("detail")
+            .is_none_or(|d| matches!(d, Peeked::Object(_)))
+        && event
+            .field("id")
+            .is_none_or(|id| matches!(id, Peeked::Str(s) if !s.is_empty()));
+    well_formed.then_some(event)
 }
 
-struct Prune<'a>(&'a Paths);
+/// Why the scan stopped: the body is not JSON as `serde_json` takes it, or is too deep to
+/// judge here. Either way `decode` decides.
+struct Refused;
 
-impl<'de> DeserializeSeed<'de> for Prune<'_> {
-    type Value = Value;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
-        if self.0.whole {
-            return serde::Deserialize::deserialize(d);
-        }
-        d.deserialize_any(PruneVisitor(self.0))
-    }
+type Scanned<T> = Result<T, Refused>;
+
+/// How deep arrays and objects may nest here; `serde_json` refuses a little deeper (128).
+const MAX_DEPTH: u32 = 100;
+
+struct Scanner<'a> {
+    s: &'a [u8],
+    i: usize,
+    depth: u32,
 }
 
-struct PruneVisitor<'a>(&'a Paths);
-
-impl<'de> Visitor<'de> for PruneVisitor<'_> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(v) = seq.next_element_seed(Prune(self.0))? {
-            out.push(v);
+impl<'a> Scanner<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.s.get(self.i) {
+            self.i += 1;
         }
-        Ok(Value::Array(out))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut out = Map::new();
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match self.0.children.get(key.as_ref()) {
-                Some(below) => {
-                    let v = map.next_value_seed(Prune(below))?;
-                    out.insert(key.into_owned(), v);
+
+    fn byte(&self) -> Scanned<u8> {
+        self.s.get(self.i).copied().ok_or(Refused)
+    }
+
+    fn expect(&mut self, b: u8) -> Scanned<()> {
+        if self.byte()? != b {
+            return Err(Refused);
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    fn nest(&mut self) -> Scanned<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(Refused);
+        }
+        self.i += 1;
+        Ok(())
+    }
+
+    /// The value here, keeping what `keep` names.
+    fn build(&mut self, keep: &Paths) -> Scanned<Peeked<'a>> {
+        Ok(match self.byte()? {
+            b'{' => {
+                self.nest()?;
+                let mut fields: Vec<(Cow<'a, str>, Peeked<'a>)> = Vec::new();
+                self.ws();
+                if self.byte()? == b'}' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.expect(b'"')?;
+                        let key = self.string()?;
+                        self.ws();
+                        self.expect(b':')?;
+                        self.ws();
+                        let below = if keep.whole {
+                            Some(keep)
+                        } else {
+                            keep.child(&key)
+                        };
+                        match below {
+                            Some(below) => {
+                                let value = self.build(below)?;
+                                match fields.iter_mut().find(|(k, _)| *k == key) {
+                                    Some(field) => field.1 = value,
+                                    None => fields.push((key, value)),
+                                }
+                            }
+                            None => self.skip()?,
+                        }
+                        if self.after_member(b'}')? {
+                            break;
+                        }
+                        self.ws();
+                    }
                 }
-                None => {
-                    map.next_value::<IgnoredAny>()?;
+                self.depth -= 1;
+                Peeked::Object(fields)
+            }
+            b'[' => {
+                self.nest()?;
+                let mut items = Vec::new();
+                self.ws();
+                if self.byte()? == b']' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        items.push(self.build(keep)?);
+                        if self.after_member(b']')? {
+                            break;
+                        }
+                        self.ws();
+                    }
                 }
+                self.depth -= 1;
+                Peeked::Array(items)
+            }
+            b'"' => {
+                self.i += 1;
+                Peeked::Str(self.string()?)
+            }
+            b'-' | b'0'..=b'9' => Peeked::Num(self.number(true)?.ok_or(Refused)?),
+            _ => self.literal()?,
+        })
+    }
+
+    /// Past the value here, checking it.
+    fn skip(&mut self) -> Scanned<()> {
+        match self.byte()? {
+            b'{' => {
+                self.nest()?;
+                self.ws();
+                if self.byte()? == b'}' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.expect(b'"')?;
+                        self.skip_string()?;
+                        self.ws();
+                        self.expect(b':')?;
+                        self.ws();
+                        self.skip()?;
+                        if self.after_member(b'}')? {
+                            break;
+                        }
+                        self.ws();
+                    }
+                }
+                self.depth -= 1;
+            }
+            b'[' => {
+                self.nest()?;
+                self.ws();
+                if self.byte()? == b']' {
+                    self.i += 1;
+                } else {
+                    loop {
+                        self.skip()?;
+                        if self.after_member(b']')? {
+                            break;
+                        }
+                        self.ws();
+                    }
+                }
+                self.depth -= 1;
+            }
+            b'"' => {
+                self.i += 1;
+                self.skip_string()?;
+            }
+            b'-' | b'0'..=b'9' => {
+                self.number(false)?;
+            }
+            _ => {
+                self.literal()?;
             }
         }
-        Ok(Value::Object(out))
+        Ok(())
     }
+
+    /// After a member of an array or object: `true` at its `close`, `false` after a comma.
+    fn after_member(&mut self, close: u8) -> Scanned<bool> {
+        self.ws();
+        let b = self.byte()?;
+        self.i += 1;
+        if b == close {
+            Ok(true)
+        } else if b == b',' {
+            Ok(false)
+        } else {
+            Err(Refused)
+        }
+    }
+
+    fn literal(&mut self) -> Scanned<Peeked<'a>> {
+        let rest = &self.s[self.i..];
+        let (value, len) = if rest.starts_with(b"true") {
+            (Peeked::Bool(true), 4)
+        } else if rest.starts_with(b"false") {
+            (Peeked::Bool(false), 5)
+        } else if rest.starts_with(b"null") {
+            (Peeked::Null, 4)
+        } else {
+            return Err(Refused);
+        };
+        self.i += len;
+        Ok(value)
+    }
+
+    /// A number as JSON spells it; its value (as `serde_json` holds it) when `value`.
+    /// Refused when out of `f64`'s range, as `serde_json` refuses it.
+    fn number(&mut self, value: bool) -> Scanned<Option<Num>> {
+        let start = self.i;
+        let negative = self.s[self.i] == b'-';
+        if negative {
+            self.i += 1;
+        }
+        let digits = self.i;
+        let mut magnitude: u64 = 0;
+        let mut overflow = false;
+        match self.byte()? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                while let Some(&d @ b'0'..=b'9') = self.s.get(self.i) {
+                    match magnitude
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(u64::from(d - b'0')))
+                    {
+                        Some(m) => magnitude = m,
+                        None => overflow = true,
+                    }
+                    self.i += 1;
+                }
+            }
+            _ => return Err(Refused),
+        }
+        let integer_digits = self.i - digits;
+        let mut float = false;
+        if self.s.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            self.digits()?;
+            float = true;
+        }
+        let mut exponent = false;
+        if let Some(b'e' | b'E') = self.s.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.s.get(self.i) {
+                self.i += 1;
+            }
+            self.digits()?;
+            exponent = true;
+        }
+        if !(float || exponent || overflow) {
+            // serde_json's integers: -0 and negatives below i64's range are floats.
+            return Ok(value.then(|| {
+                if !negative {
+                    Num::Pos(magnitude)
+                } else {
+                    let n = (magnitude as i64).wrapping_neg();
+                    if n < 0 {
+                        Num::Neg(n)
+                    } else {
+                        Num::Float(-(magnitude as f64))
+                    }
+                }
+            }));
+        }
+        // Only an exponent or a long integer part can leave f64's range.
+        if value || exponent || integer_digits > 300 {
+            // The text is ASCII digits and signs: a str.
+            let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| Refused)?;
+            let f: f64 = text.parse().map_err(|_| Refused)?;
+            if !f.is_finite() {
+                return Err(Refused);
+            }
+            return Ok(Some(Num::Float(f)));
+        }
+        Ok(None)
+    }
+
+    fn digits(&mut self) -> Scanned<()> {
+        let start = self.i;
+        while let Some(b'0'..=b'9') = self.s.get(self.i) {
+            self.i += 1;
+        }
+        if self.i == start {
+            return Err(Refused);
+        }
+        Ok(())
+    }
+
+    /// The string whose opening quote was just read, unescaped; borrowed when it has no
+    /// escapes.
+    fn string(&mut self) -> Scanned<Cow<'a, str>> {
+        let start = self.i;
+        let at = special(self.s, self.i);
+        match self.s.get(at) {
+            Some(b'"') => {
+                self.i = at + 1;
+                Ok(Cow::Borrowed(self.text(start, at)?))
+            }
+            Some(b'\\') => {
+                let mut out = self.text(start, at)?.to_owned();
+                self.i = at;
+                loop {
+                    match self.byte()? {
+                        b'"' => {
+                            self.i += 1;
+                            return Ok(Cow::Owned(out));
+                        }
+                        b'\\' => {
+                            self.i += 1;
+                            out.push(self.escape()?);
+                        }
+                        _ => {
+                            let to = special(self.s, self.i);
+                            if !matches!(self.s.get(to), Some(b'"' | b'\\')) {
+                                return Err(Refused);
+                            }
+                            out.push_str(self.text(self.i, to)?);
+                            self.i = to;
+                        }
+                    }
+                }
+            }
+            // A control character, or the end.
+            _ => Err(Refused),
+        }
+    }
+
+    fn skip_string(&mut self) -> Scanned<()> {
+        loop {
+            let at = special(self.s, self.i);
+            match self.s.get(at) {
+                Some(b'"') => {
+                    self.i = at + 1;
+                    return Ok(());
+                }
+                Some(b'\\') => {
+                    self.i = at + 1;
+                    self.escape()?;
+                }
+                _ => return Err(Refused),
+            }
+        }
+    }
+
+    fn text(&self, from: usize, to: usize) -> Scanned<&'a str> {
+        // The body is a str and `from`, `to` are at ASCII bytes: never fails in practice.
+        std::str::from_utf8(&self.s[from..to]).map_err(|_| Refused)
+    }
+
+    /// The character of the escape whose backslash was just read; a `\u` surrogate must
+    /// be half of a pair, as `serde_json` requires of a string.
+    fn escape(&mut self) -> Scanned<char> {
+        let b = self.byte()?;
+        self.i += 1;
+        Ok(match b {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => {
+                let first = self.hex4()?;
+                match first {
+                    0xD800..=0xDBFF => {
+                        if !self.s[self.i..].starts_with(b"\\u") {
+                            return Err(Refused);
+                        }
+                        self.i += 2;
+                        let second = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&second) {
+                            return Err(Refused);
+                        }
+                        let c = 0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00);
+                        char::from_u32(c).ok_or(Refused)?
+                    }
+                    0xDC00..=0xDFFF => return Err(Refused),
+                    c => char::from_u32(c).ok_or(Refused)?,
+                }
+            }
+            _ => return Err(Refused),
+        })
+    }
+
+    fn hex4(&mut self) -> Scanned<u32> {
+        let digits = self.s.get(self.i..self.i + 4).ok_or(Refused)?;
+        let mut n = 0;
+        for &d in digits {
+            n = n * 16 + (d as char).to_digit(16).ok_or(Refused)?;
+        }
+        self.i += 4;
+        Ok(n)
+    }
+}
+
+/// The index of the first byte at or after `i` that ends a plain run of string text: a
+/// quote, a backslash or a control character (`s.len()` if none). Eight bytes at a time.
+fn special(s: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Bytes where `w`'s byte is zero have their high bit set; the lowest such is exact.
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    while let Some(chunk) = s.get(i..i + 8) {
+        let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+        let hits = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if hits != 0 {
+            return i + (hits.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while let Some(&b) = s.get(i) {
+        if b == b'"' || b == b'\\' || b < 0x20 {
+            return i;
+        }
+        i += 1;
+    }
+    i
 }

@@ -7,7 +7,9 @@ pub mod pattern;
 
 use serde_json::Value;
 
-pub use pattern::{Pattern, PatternError};
+use crate::events::doc::{Doc, Leaf};
+
+pub use pattern::{Check, Pattern, PatternError};
 
 /// A compiled route.
 #[derive(Debug, Clone)]
@@ -46,7 +48,15 @@ pub struct Router {
     by_source: std::collections::HashMap<String, Vec<usize>>,
     /// The routes that do not require an exact `source`.
     unindexed: Vec<usize>,
-    /// Every field path some route reads: what [`Router::matches_nothing`] parses.
+    /// Every route's index, in order.
+    everything: Vec<usize>,
+    /// Each route's pattern as checks on single paths (indices into `slots`), when it is a
+    /// plain conjunction ([`Pattern::checks`]); `None` for one with `$or`.
+    checks: Vec<Option<Vec<(usize, Check)>>>,
+    /// The paths the checks read: each looked up at most once per event.
+    slots: Vec<Vec<String>>,
+    /// Every field path some route reads, and those that tell an event's shape: what
+    /// [`Router::matches_nothing`] parses.
     paths: crate::events::peek::Paths,
 }
 
@@ -74,13 +84,38 @@ impl Router {
             list.sort_unstable();
             list.dedup();
         }
-        let mut paths = crate::events::peek::Paths::default();
+        let mut paths = crate::events::peek::Paths::new();
         for r in &routes {
             for p in r.pattern.paths() {
                 paths.add(&p);
             }
         }
+        let mut slots: Vec<Vec<String>> = Vec::new();
+        let checks = routes
+            .iter()
+            .map(|r| {
+                let checks = r.pattern.checks()?;
+                Some(
+                    checks
+                        .into_iter()
+                        .map(|(path, check)| {
+                            let slot = match slots.iter().position(|p| *p == path) {
+                                Some(at) => at,
+                                None => {
+                                    slots.push(path);
+                                    slots.len() - 1
+                                }
+                            };
+                            (slot, check)
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
         Router {
+            everything: (0..routes.len()).collect(),
+            checks,
+            slots,
             routes,
             by_source,
             unindexed,
@@ -102,28 +137,98 @@ impl Router {
             .is_some_and(|event| self.matching(queue, &event).next().is_none())
     }
 
+    /// The routes on `queue` that the message `body` matches, judged from only the fields
+    /// the routes read, when it is a plain EventBridge event (as `events::decode` takes
+    /// it); `None` when not certain: then decode and route it whole. The event itself is
+    /// not built: a workflow that starts parses it.
+    pub fn matching_body(&self, queue: &str, body: &str) -> Option<Vec<&Route>> {
+        let event = crate::events::peek::peek(body, &self.paths)?;
+        Some(self.matching(queue, &event).collect())
+    }
+
     /// The routes on `queue` whose pattern matches `event`, in configuration order.
-    pub fn matching<'a>(
+    pub fn matching<'a: 'e, 'e, D: Doc>(
         &'a self,
-        queue: &'a str,
-        event: &'a Value,
-    ) -> impl Iterator<Item = &'a Route> + 'a {
+        queue: &'e str,
+        event: &'e D,
+    ) -> impl Iterator<Item = &'a Route> + 'e {
         // Only the routes that can match this event's source are evaluated. An event whose
         // source is not a string (an array, say) is checked against every route.
-        let candidates: Box<dyn Iterator<Item = usize> + 'a> = match event.get("source") {
-            Some(Value::String(s)) => match self.by_source.get(s) {
-                Some(list) => Box::new(list.iter().copied()),
-                None => Box::new(self.unindexed.iter().copied()),
+        let candidates: &'a [usize] = match event.field("source").map(|s| (s.leaf(), s)) {
+            Some((Some(Leaf::Str(s)), _)) => match self.by_source.get(s) {
+                Some(list) => list,
+                None => &self.unindexed,
             },
-            None => Box::new(self.unindexed.iter().copied()),
-            Some(_) => Box::new(0..self.routes.len()),
+            None => &self.unindexed,
+            Some(_) => &self.everything,
         };
-        candidates.map(|i| &self.routes[i]).filter(move |r| {
-            r.queues
+        let mut found: Vec<Option<Slot<'e, D>>> = vec![None; self.slots.len()];
+        candidates.iter().filter_map(move |&i| {
+            let r = &self.routes[i];
+            let on_queue = r
+                .queues
                 .as_ref()
-                .is_none_or(|qs| qs.iter().any(|q| q == queue))
-                && r.pattern.matches(event)
+                .is_none_or(|qs| qs.iter().any(|q| q == queue));
+            (on_queue && self.route_matches(i, event, &mut found)).then_some(r)
         })
+    }
+
+    /// Whether route `i` matches `event`: by its checks, each path looked up once per event
+    /// (`found`), unless an array lies on the way to one; then by its whole pattern.
+    fn route_matches<'e, D: Doc>(
+        &self,
+        i: usize,
+        event: &'e D,
+        found: &mut [Option<Slot<'e, D>>],
+    ) -> bool {
+        let Some(checks) = &self.checks[i] else {
+            return self.routes[i].pattern.matches(event);
+        };
+        for (slot, check) in checks {
+            let value = *found[*slot].get_or_insert_with(|| Slot::find(event, &self.slots[*slot]));
+            let passes = match value {
+                Slot::Absent => check.matches::<D>(None),
+                Slot::At(v) => check.matches(Some(v)),
+                Slot::Crossed => return self.routes[i].pattern.matches(event),
+            };
+            if !passes {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// What is at a path of an event.
+enum Slot<'e, D> {
+    /// Nothing: a key is missing, or a value on the way is not an object.
+    Absent,
+    At(&'e D),
+    /// An array on the way: the path's value depends on the element (array consistency).
+    Crossed,
+}
+
+impl<D> Clone for Slot<'_, D> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<D> Copy for Slot<'_, D> {}
+
+impl<'e, D: Doc> Slot<'e, D> {
+    fn find(event: &'e D, path: &[String]) -> Slot<'e, D> {
+        let mut at = event;
+        for key in path {
+            if at.items().is_some() {
+                return Slot::Crossed;
+            }
+            match at.field(key) {
+                Some(v) => at = v,
+                None => return Slot::Absent,
+            }
+        }
+        Slot::At(at)
     }
 }
 

@@ -15,6 +15,8 @@ use std::net::IpAddr;
 
 use serde_json::{Map, Value};
 
+use crate::events::doc::{Doc, Leaf, Num};
+
 /// EventBridge refuses patterns longer than this (characters of the JSON text).
 pub const MAX_PATTERN_LEN: usize = 4096;
 
@@ -52,6 +54,18 @@ struct Obj {
     /// field asking for a value before them in key order: in an element of an array, their
     /// absence counts only if no element has them (the same rule, for the absence half).
     unanchored_absences: Vec<usize>,
+}
+
+/// What a pattern asks of the value at one path ([`Pattern::checks`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check(Field);
+
+impl Check {
+    /// Whether the value at the path (`None`: absent, or not reached through objects)
+    /// passes.
+    pub fn matches<D: Doc>(&self, value: Option<&D>) -> bool {
+        match_field(&self.0, value)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -159,7 +173,7 @@ impl Pattern {
     }
 
     /// Whether `event` matches.
-    pub fn matches(&self, event: &Value) -> bool {
+    pub fn matches<D: Doc>(&self, event: &D) -> bool {
         match_obj(&self.root, Some(event))
     }
 
@@ -199,6 +213,34 @@ impl Pattern {
         let mut out = Vec::new();
         walk(&self.root, &mut Vec::new(), &mut out);
         out
+    }
+
+    /// The pattern as checks of the values at single paths, when it is a plain conjunction
+    /// (no `$or`): on an event with no array on the way to any of those paths (the value
+    /// at a path may be one), it matches exactly when every check does. The router matches
+    /// many routes this way, each path looked up once per event.
+    pub fn checks(&self) -> Option<Vec<(Vec<String>, Check)>> {
+        fn walk(
+            obj: &Obj,
+            prefix: &mut Vec<String>,
+            out: &mut Vec<(Vec<String>, Check)>,
+        ) -> Option<()> {
+            if !obj.ors.is_empty() {
+                return None;
+            }
+            for (key, field) in &obj.fields {
+                prefix.push(key.clone());
+                match field {
+                    Field::Nested(inner) => walk(inner, prefix, out)?,
+                    Field::Leaf { .. } => out.push((prefix.clone(), Check(field.clone()))),
+                }
+                prefix.pop();
+            }
+            Some(())
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &mut Vec::new(), &mut out)?;
+        Some(out)
     }
 
     /// `None` if `event` matches, else the path of the first pattern field that did not.
@@ -637,16 +679,16 @@ impl Cidr {
 
 // ---- matching ----
 
-fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
-    match value {
-        Some(Value::Array(items))
+fn match_obj<D: Doc>(obj: &Obj, value: Option<&D>) -> bool {
+    match value.and_then(D::items) {
+        Some(items)
             if !items.is_empty()
                 && obj.array_absences.is_empty()
                 && obj.unanchored_absences.is_empty() =>
         {
             items.iter().any(|i| match_obj(obj, Some(i)))
         }
-        Some(Value::Array(items)) if !items.is_empty() => {
+        Some(items) if !items.is_empty() => {
             // The array's absences hold in every element; the rest in one element.
             obj.array_absences.iter().all(|&f| {
                 let (key, field) = &obj.fields[f];
@@ -658,8 +700,8 @@ fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
                 .any(|i| match_fields(obj, Some(i), Some(items)))
         }
         // An empty array holds nothing: the fields below it are absent.
-        Some(Value::Array(_)) => match_obj(obj, None),
-        _ => {
+        Some(_) => match_obj::<D>(obj, None),
+        None => {
             obj.fields
                 .iter()
                 .all(|(key, field)| match_field(field, lookup(value, key)))
@@ -673,39 +715,34 @@ fn match_obj(obj: &Obj, value: Option<&Value>) -> bool {
 
 /// The object's fields and `$or`s against one element of `array` (whose absences were
 /// checked already; an unanchored absence is the array's).
-fn match_fields(obj: &Obj, value: Option<&Value>, array: Option<&[Value]>) -> bool {
-    match value {
-        Some(Value::Array(_)) => match_obj(obj, value),
-        _ => {
-            obj.fields
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| array.is_none() || !obj.array_absences.contains(i))
-                .all(|(i, (key, field))| {
-                    let here = lookup(value, key);
-                    match array {
-                        Some(items) if !has_leaf(here) && obj.unanchored_absences.contains(&i) => {
-                            items.iter().all(|e| !has_leaf(lookup(Some(e), key)))
-                        }
-                        _ => match_field(field, here),
-                    }
-                })
-                && obj
-                    .ors
-                    .iter()
-                    .all(|alts| alts.iter().any(|alt| match_obj(alt, value)))
-        }
+fn match_fields<D: Doc>(obj: &Obj, value: Option<&D>, array: Option<&[D]>) -> bool {
+    if value.and_then(D::items).is_some() {
+        return match_obj(obj, value);
     }
+    obj.fields
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| array.is_none() || !obj.array_absences.contains(i))
+        .all(|(i, (key, field))| {
+            let here = lookup(value, key);
+            match array {
+                Some(items) if !has_leaf(here) && obj.unanchored_absences.contains(&i) => {
+                    items.iter().all(|e| !has_leaf(lookup(Some(e), key)))
+                }
+                _ => match_field(field, here),
+            }
+        })
+        && obj
+            .ors
+            .iter()
+            .all(|alts| alts.iter().any(|alt| match_obj(alt, value)))
 }
 
-fn lookup<'a>(value: Option<&'a Value>, key: &str) -> Option<&'a Value> {
-    match value {
-        Some(Value::Object(m)) => m.get(key),
-        _ => None,
-    }
+fn lookup<'a, D: Doc>(value: Option<&'a D>, key: &str) -> Option<&'a D> {
+    value?.field(key)
 }
 
-fn match_field(field: &Field, value: Option<&Value>) -> bool {
+fn match_field<D: Doc>(field: &Field, value: Option<&D>) -> bool {
     match field {
         Field::Nested(obj) => match_obj(obj, value),
         Field::Leaf { matchers } => {
@@ -718,47 +755,36 @@ fn match_field(field: &Field, value: Option<&Value>) -> bool {
 }
 
 /// Whether there is a leaf value at a field: the value itself, or one inside its arrays.
-fn has_leaf(value: Option<&Value>) -> bool {
-    match value {
-        None | Some(Value::Object(_)) => false,
-        Some(Value::Array(items)) => items.iter().any(|i| has_leaf(Some(i))),
-        Some(_) => true,
+fn has_leaf<D: Doc>(value: Option<&D>) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
+    match value.items() {
+        Some(items) => items.iter().any(|i| has_leaf(Some(i))),
+        None => value.leaf().is_some(),
     }
 }
 
 /// Whether `f` holds for any leaf at a field (arrays, nested ones too, are looked into).
-fn any_leaf(value: Option<&Value>, f: &dyn Fn(&Value) -> bool) -> bool {
-    match value {
-        None | Some(Value::Object(_)) => false,
-        Some(Value::Array(items)) => items.iter().any(|i| any_leaf(Some(i), f)),
-        Some(leaf) => f(leaf),
+fn any_leaf<D: Doc>(value: Option<&D>, f: &dyn Fn(Leaf) -> bool) -> bool {
+    let Some(value) = value else {
+        return false;
+    };
+    match value.items() {
+        Some(items) => items.iter().any(|i| any_leaf(Some(i), f)),
+        None => value.leaf().is_some_and(f),
     }
 }
 
-fn same_value(a: &Value, b: &Value) -> bool {
+/// Whether a pattern's value (a scalar) is the event's leaf; numbers compare exactly
+/// ([`Num::same`]).
+fn same_value(a: &Value, b: Leaf) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => same_number(x, y),
-        _ => a == b,
-    }
-}
-
-/// Numbers are equal when their values are, exactly: integers as integers (2^53 + 1 is not
-/// 2^53), an integer and a float only when the float is that integer, floats as floats
-/// (parsed with correct rounding: serde_json's `float_roundtrip`).
-fn same_number(x: &serde_json::Number, y: &serde_json::Number) -> bool {
-    fn integer(n: &serde_json::Number) -> Option<i128> {
-        n.as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-    }
-    match (integer(x), integer(y)) {
-        (Some(a), Some(b)) => a == b,
-        (Some(i), None) | (None, Some(i)) => {
-            let f = if integer(x).is_some() { y } else { x };
-            f.as_f64()
-                .is_some_and(|f| f.fract() == 0.0 && f.abs() < 1.7e38 && f as i128 == i)
-        }
-        (None, None) => x.as_f64() == y.as_f64(),
+        (Value::String(x), Leaf::Str(y)) => x == y,
+        (Value::Number(x), Leaf::Num(y)) => Num::from(x).same(y),
+        (Value::Bool(x), Leaf::Bool(y)) => *x == y,
+        (Value::Null, Leaf::Null) => true,
+        _ => false,
     }
 }
 
@@ -851,8 +877,18 @@ fn ends(forms: &[[String; 2]], s: &str, backwards: bool) -> Vec<usize> {
     at
 }
 
-fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
-    let text = leaf.as_str();
+fn number(leaf: Leaf) -> Option<f64> {
+    match leaf {
+        Leaf::Num(n) => Some(n.as_f64()),
+        _ => None,
+    }
+}
+
+fn match_leaf(m: &Matcher, leaf: Leaf) -> bool {
+    let text = match leaf {
+        Leaf::Str(s) => Some(s),
+        _ => None,
+    };
     match m {
         Matcher::Exact(v) => same_value(v, leaf),
         Matcher::Prefix(p) => text.is_some_and(|s| s.starts_with(p.as_str())),
@@ -863,7 +899,7 @@ fn match_leaf(m: &Matcher, leaf: &Value) -> bool {
         Matcher::Wildcard(w) => text.is_some_and(|s| w.matches(s)),
         Matcher::Exists(present) => *present,
         Matcher::Cidr(c) => text.is_some_and(|s| c.contains(s)),
-        Matcher::Numeric(cmps) => leaf.as_f64().is_some_and(|n| {
+        Matcher::Numeric(cmps) => number(leaf).is_some_and(|n| {
             cmps.iter().all(|(op, bound)| match op {
                 Cmp::Eq => n == *bound,
                 Cmp::Lt => n < *bound,

@@ -583,11 +583,12 @@ proptest! {
         let Ok(pattern) = Pattern::compile(&p) else { return Ok(()) };
         let e = eventbridge(Value::Object(e.into_iter().collect()));
         let router = Router::new(vec![Route::new("r", pattern.clone(), "log")]);
-        let mut paths = crate::events::peek::Paths::default();
+        let mut paths = crate::events::peek::Paths::new();
         for path in pattern.paths() {
             paths.add(&path);
         }
-        let pruned = crate::events::peek::peek(&e.to_string(), &paths);
+        let body = e.to_string();
+        let pruned = crate::events::peek::peek(&body, &paths);
         prop_assert!(pruned.is_some(), "a well-formed EventBridge event is peeked: {}", e);
         prop_assert_eq!(pattern.matches(pruned.as_ref().unwrap()), pattern.matches(&e), "pattern {} event {}", p, e);
         prop_assert_eq!(router.matches_nothing("q", &e.to_string()), !pattern.matches(&e));
@@ -614,7 +615,7 @@ fn the_shared_cases_agree_on_pruned_events() {
         let Ok(pattern) = Pattern::compile(&case["pattern"]) else {
             continue;
         };
-        let mut paths = crate::events::peek::Paths::default();
+        let mut paths = crate::events::peek::Paths::new();
         for p in pattern.paths() {
             paths.add(&p);
         }
@@ -629,7 +630,8 @@ fn the_shared_cases_agree_on_pruned_events() {
                 }
             }
         }
-        if let Some(pruned) = crate::events::peek::peek(&event.to_string(), &paths) {
+        let body = event.to_string();
+        if let Some(pruned) = crate::events::peek::peek(&body, &paths) {
             peeked += 1;
             assert_eq!(pattern.matches(&pruned), pattern.matches(&event), "{line}");
             assert_eq!(
@@ -648,7 +650,7 @@ fn the_shared_cases_agree_on_pruned_events() {
 #[test]
 fn peek_leaves_other_shapes_and_malformed_events_to_decode() {
     use crate::events::peek::{Paths, peek};
-    let paths = Paths::default();
+    let paths = Paths::new();
     for body in [
         r#"{"Records": [], "source": "s", "detail-type": "t"}"#,
         r#"{"Type": "Notification", "TopicArn": "x", "source": "s", "detail-type": "t"}"#,
@@ -676,7 +678,7 @@ fn peek_leaves_other_shapes_and_malformed_events_to_decode() {
     )
     .unwrap();
     assert_eq!(
-        v,
+        Value::from(&v),
         json!({"source": "s", "detail-type": "t", "detail": {}, "id": "e"})
     );
 }
@@ -731,4 +733,170 @@ fn the_router_index_changes_no_result() {
             .collect();
         assert_eq!(indexed, all, "{e}");
     }
+}
+
+/// Small events over few keys and values, so that patterns built from one often meet others.
+fn small_event() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(json!(1)),
+        Just(json!(2.0)),
+        Just(json!("x")),
+        Just(json!("y")),
+        Just(Value::Null),
+        Just(json!(true)),
+    ];
+    leaf.prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+            prop::collection::btree_map("[ab]", inner, 1..3)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `v` with some of its objects moved into arrays: `[o]`, `[o, {}]` or kept, by `wrap`.
+fn arrayify(v: &Value, wrap: &[u8], i: &mut usize) -> Value {
+    match v {
+        Value::Object(m) => {
+            let inner: serde_json::Map<String, Value> = m
+                .iter()
+                .map(|(k, x)| {
+                    let x = arrayify(x, wrap, i);
+                    let how = wrap.get(*i).copied().unwrap_or(0);
+                    *i += 1;
+                    let x = match (&x, how) {
+                        (Value::Object(_), 1) => json!([x]),
+                        (Value::Object(_), 2) => json!([{}, x, {"a": "y"}]),
+                        _ => x,
+                    };
+                    (k.clone(), x)
+                })
+                .collect();
+            Value::Object(inner)
+        }
+        other => other.clone(),
+    }
+}
+
+/// A pattern from `event`'s values, with some leaves asking for an absence instead.
+fn some_pattern(event: &Value, absent: &[bool]) -> Option<Value> {
+    let mut p = pattern_of(event)?;
+    fn flip(p: &mut Value, absent: &[bool], i: &mut usize) {
+        if let Value::Object(m) = p {
+            for v in m.values_mut() {
+                if v.is_array() {
+                    if absent.get(*i).copied().unwrap_or(false) {
+                        *v = json!([{"exists": false}]);
+                    }
+                    *i += 1;
+                } else {
+                    flip(v, absent, i);
+                }
+            }
+        }
+    }
+    flip(&mut p, absent, &mut 0);
+    Some(p)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The router's per-path checks (and its source index) give exactly the routes whose
+    /// whole pattern matches, from the event or from the body.
+    #[test]
+    fn the_router_finds_exactly_the_routes_whose_patterns_match(
+        sources in prop::collection::vec(event(), 4),
+        shapes in prop::collection::vec(small_event(), 4),
+        absent in prop::collection::vec(any::<bool>(), 8),
+        ors in any::<bool>(),
+        wrap in prop::collection::vec(0..3u8, 8),
+        other in small_event(),
+        own in any::<bool>(),
+    ) {
+        // The event: one the patterns were built from, its objects put in arrays here and
+        // there (where array consistency and absences decide), or another.
+        let e = if own { arrayify(&shapes[0], &wrap, &mut 0) } else { other };
+        let mut patterns = Vec::new();
+        for s in shapes.iter().chain(&sources) {
+            let Value::Object(_) = s else { continue };
+            if let Some(p) = some_pattern(s, &absent) {
+                patterns.push(p);
+            }
+        }
+        if ors && patterns.len() >= 2 {
+            let either = json!({"$or": [patterns[0].clone(), patterns[1].clone()]});
+            patterns.push(either);
+        }
+        let routes: Vec<Route> = patterns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some(Route::new(&format!("r{i}"), Pattern::compile(p).ok()?, "log")))
+            .collect();
+        let Value::Object(_) = &e else { return Ok(()) };
+        let event = eventbridge(e);
+        let router = Router::new(routes.clone());
+        let expected: Vec<&str> = routes
+            .iter()
+            .filter(|r| r.pattern().matches(&event))
+            .map(|r| r.name.as_str())
+            .collect();
+        let from_event: Vec<&str> = router.matching("q", &event).map(|r| r.name.as_str()).collect();
+        prop_assert_eq!(&from_event, &expected, "event {}", event);
+        let body = event.to_string();
+        let from_body: Vec<&str> = router
+            .matching_body("q", &body)
+            .expect("a well-formed EventBridge event is judged from its body")
+            .into_iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        prop_assert_eq!(&from_body, &expected, "event {}", event);
+    }
+}
+
+/// The shared cases' patterns as one router: for each case's event, the routes found are
+/// those whose pattern matches it whole (arrays, absences, `$or` and all).
+#[test]
+fn the_shared_cases_as_one_router_agree_with_each_pattern() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/patterns/cases.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let cases: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let routes: Vec<Route> = cases
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            Some(Route::new(
+                &format!("r{i}"),
+                Pattern::compile(&c["pattern"]).ok()?,
+                "log",
+            ))
+        })
+        .collect();
+    assert!(routes.len() > 200, "{} patterns compile", routes.len());
+    let router = Router::new(routes.clone());
+    let mut matched = 0;
+    for case in &cases {
+        let event = &case["event"];
+        let expected: Vec<&str> = routes
+            .iter()
+            .filter(|r| r.pattern().matches(event))
+            .map(|r| r.name.as_str())
+            .collect();
+        matched += expected.len();
+        let found: Vec<&str> = router
+            .matching("q", event)
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(found, expected, "{event}");
+        let body = event.to_string();
+        if let Some(from_body) = router.matching_body("q", &body) {
+            let names: Vec<&str> = from_body.iter().map(|r| r.name.as_str()).collect();
+            assert_eq!(names, expected, "{event}");
+        }
+    }
+    assert!(matched > 200, "only {matched} matches over all cases");
 }
