@@ -7,7 +7,7 @@
 //! does), as the intake does (plus the full parse of a body that matched, for the workflow
 //! it starts), and the old way (every body parsed whole first).
 //!
-//!     cargo bench --bench routing [-- --event-bytes 900]
+//!     cargo bench --bench routing [-- --event-bytes 900] [--case TEXT] [--how body|intake|whole] [--dump DIR]
 
 #[path = "common.rs"]
 mod common;
@@ -168,7 +168,7 @@ fn mostly_unmatched(samples: &[String]) -> Vec<String> {
 }
 
 /// How a body is routed.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum How {
     /// Routes from the body (`Router::matching_body`, which reads only the fields routes
     /// name; a body it cannot judge is decoded whole): what another matcher does.
@@ -273,13 +273,31 @@ fn main() {
             &unmatched,
         ),
     ];
+    // `--case TEXT` runs only the cases whose name contains it (for profiling one).
+    let only = args
+        .iter()
+        .position(|a| a == "--case")
+        .and_then(|i| args.get(i + 1));
     for (name, router, events) in &cases {
+        if only.is_some_and(|o| !name.contains(o.as_str())) {
+            continue;
+        }
         println!("{name}:");
         for (how, label) in [
             (How::Body, "routes from the body"),
             (How::Intake, "+ full parse of matched"),
             (How::Whole, "every event parsed first"),
         ] {
+            // `--how body|intake|whole` runs only that way.
+            let way = args
+                .iter()
+                .position(|a| a == "--how")
+                .and_then(|i| args.get(i + 1));
+            if way.is_some_and(|w| {
+                !label.contains(w.as_str()) && !format!("{how:?}").eq_ignore_ascii_case(w)
+            }) {
+                continue;
+            }
             let _ = run(router, events, 0.5, how);
             let mut runs: Vec<(f64, usize)> =
                 (0..3).map(|_| run(router, events, 2.0, how)).collect();

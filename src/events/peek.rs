@@ -56,7 +56,7 @@ impl Paths {
     fn child(&self, key: &str) -> Option<&Paths> {
         self.children
             .iter()
-            .find(|(k, _)| k.len() == key.len() && &**k == key)
+            .find(|(k, _)| same_key(k, key))
             .map(|(_, p)| p)
     }
 }
@@ -141,7 +141,10 @@ impl Doc for Peeked<'_> {
 
     fn field(&self, key: &str) -> Option<&Self> {
         match self {
-            Peeked::Object(fields) => fields.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+            Peeked::Object(fields) => fields
+                .iter()
+                .find(|(k, _)| same_key(k, key))
+                .map(|(_, v)| v),
             _ => None,
         }
     }
@@ -154,6 +157,7 @@ pub fn peek<'a>(body: &'a str, keep: &Paths) -> Option<Peeked<'a>> {
         return None;
     }
     let mut scan = Scanner {
+        text: body,
         s: body.as_bytes(),
         i: 0,
         depth: 0,
@@ -202,6 +206,7 @@ type Scanned<T> = Result<T, Refused>;
 const MAX_DEPTH: u32 = 100;
 
 struct Scanner<'a> {
+    text: &'a str,
     s: &'a [u8],
     i: usize,
     depth: u32,
@@ -240,7 +245,8 @@ impl<'a> Scanner<'a> {
         Ok(match self.byte()? {
             b'{' => {
                 self.nest()?;
-                let mut fields: Vec<(Cow<'a, str>, Peeked<'a>)> = Vec::new();
+                let mut fields: Vec<(Cow<'a, str>, Peeked<'a>)> =
+                    Vec::with_capacity(if keep.whole { 4 } else { keep.children.len() });
                 self.ws();
                 if self.byte()? == b'}' {
                     self.i += 1;
@@ -259,7 +265,7 @@ impl<'a> Scanner<'a> {
                         match below {
                             Some(below) => {
                                 let value = self.build(below)?;
-                                match fields.iter_mut().find(|(k, _)| *k == key) {
+                                match fields.iter_mut().find(|(k, _)| same_key(k, &key)) {
                                     Some(field) => field.1 = value,
                                     None => fields.push((key, value)),
                                 }
@@ -445,8 +451,7 @@ impl<'a> Scanner<'a> {
         }
         // Only an exponent or a long integer part can leave f64's range.
         if value || exponent || integer_digits > 300 {
-            // The text is ASCII digits and signs: a str.
-            let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| Refused)?;
+            let text = self.text(start, self.i)?;
             let f: f64 = text.parse().map_err(|_| Refused)?;
             if !f.is_finite() {
                 return Err(Refused);
@@ -524,8 +529,9 @@ impl<'a> Scanner<'a> {
     }
 
     fn text(&self, from: usize, to: usize) -> Scanned<&'a str> {
-        // The body is a str and `from`, `to` are at ASCII bytes: never fails in practice.
-        std::str::from_utf8(&self.s[from..to]).map_err(|_| Refused)
+        // `from` and `to` are next to ASCII bytes (quotes, backslashes), so on characters'
+        // boundaries: a slice of the body's text, not checked again.
+        self.text.get(from..to).ok_or(Refused)
     }
 
     /// The character of the escape whose backslash was just read; a `\u` surrogate must
@@ -576,13 +582,23 @@ impl<'a> Scanner<'a> {
     }
 }
 
+/// Whether two keys are equal: keys are short and most differ in length or first byte,
+/// which are compared before the bytes.
+#[inline]
+fn same_key(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.as_bytes().first() == b.as_bytes().first() && a == b
+}
+
 /// The index of the first byte at or after `i` that ends a plain run of string text: a
-/// quote, a backslash or a control character (`s.len()` if none). Eight bytes at a time.
+/// quote, a backslash or a control character (`s.len()` if none). Short runs eight bytes at
+/// a time; past 32 bytes (a long text, an embedded document) `memchr`'s vector search for
+/// the quote or backslash, then a vectorised check of the run for control characters.
 fn special(s: &[u8], mut i: usize) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     // Bytes where `w`'s byte is zero have their high bit set; the lowest such is exact.
     let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let start = i;
     while let Some(chunk) = s.get(i..i + 8) {
         let w = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         let hits = zero(w ^ (ONES * u64::from(b'"')))
@@ -592,6 +608,9 @@ fn special(s: &[u8], mut i: usize) -> usize {
             return i + (hits.trailing_zeros() / 8) as usize;
         }
         i += 8;
+        if i - start >= 32 {
+            return special_long(s, i);
+        }
     }
     while let Some(&b) = s.get(i) {
         if b == b'"' || b == b'\\' || b < 0x20 {
@@ -600,4 +619,19 @@ fn special(s: &[u8], mut i: usize) -> usize {
         i += 1;
     }
     i
+}
+
+fn special_long(s: &[u8], i: usize) -> usize {
+    let end = memchr::memchr2(b'"', b'\\', &s[i..]).map_or(s.len(), |at| i + at);
+    let run = &s[i..end];
+    // Whole blocks folded without branching (vectorised); the block with a control
+    // character, if any, searched byte by byte.
+    let mut at = 0;
+    for block in run.chunks(64) {
+        if block.iter().fold(0u8, |any, &b| any | u8::from(b < 0x20)) != 0 {
+            return i + at + block.iter().position(|&b| b < 0x20).expect("found");
+        }
+        at += block.len();
+    }
+    end
 }

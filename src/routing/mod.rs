@@ -53,6 +53,9 @@ pub struct Router {
     /// Each route's pattern as checks on single paths (indices into `slots`), when it is a
     /// plain conjunction ([`Pattern::checks`]); `None` for one with `$or`.
     checks: Vec<Option<Vec<(usize, Check)>>>,
+    /// For a route indexed by `source`: which of its checks is the `source` one, passed
+    /// already when the route was found through the index.
+    source_check: Vec<Option<usize>>,
     /// The paths the checks read: each looked up at most once per event.
     slots: Vec<Vec<String>>,
     /// Every field path some route reads, and those that tell an event's shape: what
@@ -112,9 +115,24 @@ impl Router {
                 )
             })
             .collect();
+        let source_check = routes
+            .iter()
+            .zip(&checks)
+            .map(|(r, checks): (&Route, &Option<Vec<(usize, Check)>>)| {
+                r.pattern.required_strings("source")?;
+                let source = slots
+                    .iter()
+                    .position(|p| p.len() == 1 && p[0] == "source")?;
+                checks
+                    .as_ref()?
+                    .iter()
+                    .position(|(slot, _)| *slot == source)
+            })
+            .collect();
         Router {
             everything: (0..routes.len()).collect(),
             checks,
+            source_check,
             slots,
             routes,
             by_source,
@@ -154,14 +172,16 @@ impl Router {
     ) -> impl Iterator<Item = &'a Route> + 'e {
         // Only the routes that can match this event's source are evaluated. An event whose
         // source is not a string (an array, say) is checked against every route.
-        let candidates: &'a [usize] = match event.field("source").map(|s| (s.leaf(), s)) {
-            Some((Some(Leaf::Str(s)), _)) => match self.by_source.get(s) {
-                Some(list) => list,
-                None => &self.unindexed,
-            },
-            None => &self.unindexed,
-            Some(_) => &self.everything,
-        };
+        // Found through the index, a route's `source` check has passed.
+        let (candidates, source_known): (&'a [usize], bool) =
+            match event.field("source").map(|s| (s.leaf(), s)) {
+                Some((Some(Leaf::Str(s)), _)) => match self.by_source.get(s) {
+                    Some(list) => (list, true),
+                    None => (&self.unindexed, false),
+                },
+                None => (&self.unindexed, false),
+                Some(_) => (&self.everything, false),
+            };
         let mut found: Vec<Option<Slot<'e, D>>> = vec![None; self.slots.len()];
         candidates.iter().filter_map(move |&i| {
             let r = &self.routes[i];
@@ -169,7 +189,7 @@ impl Router {
                 .queues
                 .as_ref()
                 .is_none_or(|qs| qs.iter().any(|q| q == queue));
-            (on_queue && self.route_matches(i, event, &mut found)).then_some(r)
+            (on_queue && self.route_matches(i, event, source_known, &mut found)).then_some(r)
         })
     }
 
@@ -179,12 +199,21 @@ impl Router {
         &self,
         i: usize,
         event: &'e D,
+        source_known: bool,
         found: &mut [Option<Slot<'e, D>>],
     ) -> bool {
         let Some(checks) = &self.checks[i] else {
             return self.routes[i].pattern.matches(event);
         };
-        for (slot, check) in checks {
+        let passed = if source_known {
+            self.source_check[i]
+        } else {
+            None
+        };
+        for (n, (slot, check)) in checks.iter().enumerate() {
+            if passed == Some(n) {
+                continue;
+            }
             let value = *found[*slot].get_or_insert_with(|| Slot::find(event, &self.slots[*slot]));
             let passes = match value {
                 Slot::Absent => check.matches::<D>(None),

@@ -746,6 +746,10 @@ fn match_field<D: Doc>(field: &Field, value: Option<&D>) -> bool {
     match field {
         Field::Nested(obj) => match_obj(obj, value),
         Field::Leaf { matchers } => {
+            // The common case: one value, not an array.
+            if let Some(leaf) = value.and_then(D::leaf) {
+                return matchers.iter().any(|m| match_leaf(m, leaf));
+            }
             if !has_leaf(value) {
                 return matchers.iter().any(|m| matches!(m, Matcher::Exists(false)));
             }
