@@ -881,11 +881,38 @@ fn ends(forms: &[[String; 2]], s: &str, backwards: bool) -> Vec<usize> {
     at
 }
 
+/// The value a `numeric` matcher compares: the number as a double, when aws/event-ruler
+/// can compare it. It refuses ("Cannot compare number") a number that is not exactly the
+/// shortest decimal reading back as its double, so `2^53 + 1` and `2^60` match no `numeric`
+/// there, while `2^53` and `2^54` do; tugboat follows it for integers. (A float written with
+/// more digits than its double holds is taken as that double: `serde_json` keeps no text.)
 fn number(leaf: Leaf) -> Option<f64> {
-    match leaf {
-        Leaf::Num(n) => Some(n.as_f64()),
-        _ => None,
+    let Leaf::Num(n) = leaf else {
+        return None;
+    };
+    match n.integer() {
+        Some(i) if i.unsigned_abs() > 1 << 53 && !shortest_is_exact(i) => None,
+        _ => Some(n.as_f64()),
     }
+}
+
+/// Whether the shortest decimal that reads back as `i`'s nearest double is `i` itself.
+fn shortest_is_exact(i: i128) -> bool {
+    let text = format!("{:e}", i as f64);
+    let Some((mantissa, exponent)) = text.split_once('e') else {
+        return false;
+    };
+    let (Ok(exponent), negative) = (exponent.parse::<i32>(), mantissa.starts_with('-')) else {
+        return false;
+    };
+    let decimals = mantissa.split_once('.').map_or(0, |(_, f)| f.len()) as i32;
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let value = u32::try_from(exponent - decimals)
+        .ok()
+        .and_then(|shift| 10i128.checked_pow(shift))
+        .zip(digits.parse::<i128>().ok())
+        .and_then(|(scale, m)| m.checked_mul(scale));
+    value.map(|v| if negative { -v } else { v }) == Some(i)
 }
 
 fn match_leaf(m: &Matcher, leaf: Leaf) -> bool {

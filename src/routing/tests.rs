@@ -272,6 +272,26 @@ fn anything_but_numbers_that_are_not_exactly_doubles_are_refused_as_eventbridge_
     );
 }
 
+/// aws/event-ruler cannot compare a number that is not exactly the shortest decimal of its
+/// double ("Cannot compare number"); such an event value matches no `numeric` matcher there,
+/// nor here. Each case was run through event-ruler 337e8d9.
+#[test]
+fn numeric_matchers_skip_integers_event_ruler_cannot_compare() {
+    let p = json!({"c": [{"numeric": [">", 5]}]});
+    for (value, expected) in [
+        (json!(9007199254740992u64), true),      // 2^53
+        (json!(9007199254740993u64), false),     // 2^53 + 1: not a double
+        (json!(18014398509481984u64), true),     // 2^54: shortest decimal exact
+        (json!(1152921504606846976u64), false),  // 2^60: a double, shortest decimal not it
+        (json!(18446744073709551615u64), false), // u64::MAX
+        (json!(-9007199254740993i64), false),
+        (json!(100000000000000000000.0), true), // past u64: a float
+        (json!(1054446031.0000001), true),
+    ] {
+        check(p.clone(), json!({"c": value}), expected);
+    }
+}
+
 #[test]
 fn numbers_are_compared_exactly() {
     check(
