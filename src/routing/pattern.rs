@@ -466,8 +466,18 @@ fn compile_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternE
             let (op, v) = m.iter().next().expect("one entry");
             let here = format!("{path}.{op}");
             match op.as_str() {
-                "prefix" => Ok(AnythingBut::Prefix(strings(v, &here, "prefix")?)),
-                "suffix" => Ok(AnythingBut::Suffix(strings(v, &here, "suffix")?)),
+                // An empty prefix or suffix would exclude everything; event-ruler refuses it.
+                "prefix" | "suffix" => {
+                    let affixes = strings(v, &here, op)?;
+                    if affixes.iter().any(String::is_empty) {
+                        return Err(err(&here, format!("anything-but {op} cannot be empty")));
+                    }
+                    Ok(if op == "prefix" {
+                        AnythingBut::Prefix(affixes)
+                    } else {
+                        AnythingBut::Suffix(affixes)
+                    })
+                }
                 "equals-ignore-case" => Ok(AnythingBut::EqualsIgnoreCase(
                     strings(v, &here, "equals-ignore-case")?
                         .into_iter()
@@ -639,24 +649,24 @@ impl Wildcard {
 }
 
 impl Cidr {
+    /// An address and a prefix length, as aws/event-ruler takes them: one `/` required,
+    /// the length below the address's width (`/32` of an IPv4 address is refused there).
     fn parse(text: &str, path: &str) -> Result<Cidr, PatternError> {
-        let (addr, bits) = match text.split_once('/') {
-            Some((a, b)) => (a, Some(b)),
-            None => (text, None),
+        let malformed = |why: String| err(path, format!("cidr {text:?}: {why}"));
+        let Some((addr, bits)) = text.split_once('/') else {
+            return Err(malformed(
+                "an address, a '/' and a prefix length are needed".into(),
+            ));
         };
         let network: IpAddr = addr
             .parse()
             .map_err(|_| err(path, format!("cidr {text:?} is not an IP network")))?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let bits = match bits {
-            None => max,
-            Some(b) => b.parse::<u8>().ok().filter(|b| *b <= max).ok_or_else(|| {
-                err(
-                    path,
-                    format!("cidr {text:?}: the prefix length must be 0 to {max}"),
-                )
-            })?,
-        };
+        let width = if network.is_ipv4() { 32 } else { 128 };
+        let bits = bits
+            .parse::<u8>()
+            .ok()
+            .filter(|b| *b < width)
+            .ok_or_else(|| malformed(format!("the prefix length must be 0 to {}", width - 1)))?;
         Ok(Cidr { network, bits })
     }
 

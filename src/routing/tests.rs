@@ -434,9 +434,32 @@ fn invalid_patterns_are_refused_naming_the_path() {
             "prefix length",
         ),
         (
-            json!({"s":[{"cidr":"not-an-ip"}]}),
+            json!({"s":[{"cidr":"not-an-ip/8"}]}),
             "s[0].cidr",
             "not an IP",
+        ),
+        // As aws/event-ruler refuses them: no prefix length, a full-width one, an empty
+        // anything-but prefix or suffix.
+        (json!({"s":[{"cidr":"10.0.0.1"}]}), "s[0].cidr", "a '/'"),
+        (
+            json!({"s":[{"cidr":"10.0.0.1/32"}]}),
+            "s[0].cidr",
+            "0 to 31",
+        ),
+        (
+            json!({"s":[{"cidr":"2001:db8::1/128"}]}),
+            "s[0].cidr",
+            "0 to 127",
+        ),
+        (
+            json!({"s":[{"anything-but":{"prefix":""}}]}),
+            "s[0].anything-but.prefix",
+            "cannot be empty",
+        ),
+        (
+            json!({"s":[{"anything-but":{"suffix":["a", ""]}}]}),
+            "s[0].anything-but.suffix",
+            "cannot be empty",
         ),
         (
             json!({"s":[{"wildcard":"a**b"}]}),
