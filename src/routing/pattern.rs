@@ -555,13 +555,18 @@ fn compile_numeric(arg: &Value, path: &str) -> Result<Vec<(Cmp, f64)>, PatternEr
                 ));
             }
         };
-        let Some(n) = pair.get(1).and_then(Value::as_f64) else {
+        let Some(Value::Number(bound)) = pair.get(1) else {
             return Err(err(path, format!("numeric {} needs a number", pair[0])));
         };
-        // EventBridge's numeric matching covers -5e9 to 5e9.
-        if !(-5.0e9..=5.0e9).contains(&n) {
-            return Err(err(path, format!("numeric value {n} is outside -5e9..5e9")));
-        }
+        // Any double, as aws/event-ruler takes it (its README: "the same precision and range
+        // as Java's double"); a bound that is not exactly one it refuses ("Cannot compare
+        // number").
+        let Some(n) = number(Leaf::Num(bound.into())) else {
+            return Err(err(
+                path,
+                format!("numeric value {bound} is not exactly a double"),
+            ));
+        };
         out.push((op, n));
     }
     if out.len() == 2 {

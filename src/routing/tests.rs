@@ -290,6 +290,17 @@ fn numeric_matchers_skip_integers_event_ruler_cannot_compare() {
     ] {
         check(p.clone(), json!({"c": value}), expected);
     }
+    // Bounds anywhere in a double's range, as event-ruler takes them.
+    check(
+        json!({"c": [{"numeric": [">", 1e10]}]}),
+        json!({"c": 2e10}),
+        true,
+    );
+    check(
+        json!({"c": [{"numeric": ["<", -1e300]}]}),
+        json!({"c": -2e300}),
+        true,
+    );
 }
 
 #[test]
@@ -441,6 +452,16 @@ fn invalid_patterns_are_refused_naming_the_path() {
         // As aws/event-ruler refuses them: no prefix length, a full-width one, an empty
         // anything-but prefix or suffix.
         (json!({"s":[{"cidr":"10.0.0.1"}]}), "s[0].cidr", "a '/'"),
+        (
+            json!({"s":[{"numeric":[">", 9007199254740993u64]}]}),
+            "s[0].numeric",
+            "not exactly a double",
+        ),
+        (
+            json!({"s":[{"numeric":[">", 1152921504606846976u64]}]}),
+            "s[0].numeric",
+            "not exactly a double",
+        ),
         (
             json!({"s":[{"cidr":"10.0.0.1/32"}]}),
             "s[0].cidr",
