@@ -244,59 +244,33 @@ impl<'a> Scanner<'a> {
     fn build(&mut self, keep: &Paths) -> Scanned<Peeked<'a>> {
         Ok(match self.byte()? {
             b'{' => {
-                self.nest()?;
                 let mut fields: Vec<(Cow<'a, str>, Peeked<'a>)> =
                     Vec::with_capacity(if keep.whole { 4 } else { keep.children.len() });
-                self.ws();
-                if self.byte()? == b'}' {
-                    self.i += 1;
-                } else {
-                    loop {
-                        self.expect(b'"')?;
-                        let key = self.string()?;
-                        self.ws();
-                        self.expect(b':')?;
-                        self.ws();
-                        let below = if keep.whole {
-                            Some(keep)
-                        } else {
-                            keep.child(&key)
-                        };
-                        match below {
-                            Some(below) => {
-                                let value = self.build(below)?;
-                                match fields.iter_mut().find(|(k, _)| same_key(k, &key)) {
-                                    Some(field) => field.1 = value,
-                                    None => fields.push((key, value)),
-                                }
-                            }
-                            None => self.skip()?,
-                        }
-                        if self.after_member(b'}')? {
-                            break;
-                        }
-                        self.ws();
+                self.members(b'}', |scan| {
+                    let key = scan.key()?;
+                    let below = if keep.whole {
+                        Some(keep)
+                    } else {
+                        keep.child(&key)
+                    };
+                    let Some(below) = below else {
+                        return scan.skip();
+                    };
+                    let value = scan.build(below)?;
+                    match fields.iter_mut().find(|(k, _)| same_key(k, &key)) {
+                        Some(field) => field.1 = value,
+                        None => fields.push((key, value)),
                     }
-                }
-                self.depth -= 1;
+                    Ok(())
+                })?;
                 Peeked::Object(fields)
             }
             b'[' => {
-                self.nest()?;
                 let mut items = Vec::new();
-                self.ws();
-                if self.byte()? == b']' {
-                    self.i += 1;
-                } else {
-                    loop {
-                        items.push(self.build(keep)?);
-                        if self.after_member(b']')? {
-                            break;
-                        }
-                        self.ws();
-                    }
-                }
-                self.depth -= 1;
+                self.members(b']', |scan| {
+                    items.push(scan.build(keep)?);
+                    Ok(())
+                })?;
                 Peeked::Array(items)
             }
             b'"' => {
@@ -311,54 +285,58 @@ impl<'a> Scanner<'a> {
     /// Past the value here, checking it.
     fn skip(&mut self) -> Scanned<()> {
         match self.byte()? {
-            b'{' => {
-                self.nest()?;
-                self.ws();
-                if self.byte()? == b'}' {
-                    self.i += 1;
-                } else {
-                    loop {
-                        self.expect(b'"')?;
-                        self.skip_string()?;
-                        self.ws();
-                        self.expect(b':')?;
-                        self.ws();
-                        self.skip()?;
-                        if self.after_member(b'}')? {
-                            break;
-                        }
-                        self.ws();
-                    }
-                }
-                self.depth -= 1;
-            }
-            b'[' => {
-                self.nest()?;
-                self.ws();
-                if self.byte()? == b']' {
-                    self.i += 1;
-                } else {
-                    loop {
-                        self.skip()?;
-                        if self.after_member(b']')? {
-                            break;
-                        }
-                        self.ws();
-                    }
-                }
-                self.depth -= 1;
-            }
+            b'{' => self.members(b'}', |scan| {
+                scan.expect(b'"')?;
+                scan.skip_string()?;
+                scan.colon()?;
+                scan.skip()
+            }),
+            b'[' => self.members(b']', Scanner::skip),
             b'"' => {
                 self.i += 1;
-                self.skip_string()?;
+                self.skip_string()
             }
-            b'-' | b'0'..=b'9' => {
-                self.number(false)?;
-            }
-            _ => {
-                self.literal()?;
+            b'-' | b'0'..=b'9' => self.number(false).map(drop),
+            _ => self.literal().map(drop),
+        }
+    }
+
+    /// The members of the array or object opening here, each read by `member`, through its
+    /// `close`.
+    fn members(
+        &mut self,
+        close: u8,
+        mut member: impl FnMut(&mut Self) -> Scanned<()>,
+    ) -> Scanned<()> {
+        self.nest()?;
+        self.ws();
+        if self.byte()? == close {
+            self.i += 1;
+        } else {
+            loop {
+                member(self)?;
+                if self.after_member(close)? {
+                    break;
+                }
+                self.ws();
             }
         }
+        self.depth -= 1;
+        Ok(())
+    }
+
+    /// An object member's key, unescaped, and the colon after it.
+    fn key(&mut self) -> Scanned<Cow<'a, str>> {
+        self.expect(b'"')?;
+        let key = self.string()?;
+        self.colon()?;
+        Ok(key)
+    }
+
+    fn colon(&mut self) -> Scanned<()> {
+        self.ws();
+        self.expect(b':')?;
+        self.ws();
         Ok(())
     }
 
