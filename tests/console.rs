@@ -229,13 +229,26 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
         true,
         "the page reloaded"
     );
-    // The counts at the top moved too.
-    let succeeded: u64 = browser
-        .text("[data-count=\"succeeded\"]")
-        .trim()
-        .parse()
-        .unwrap();
+    // The counts at the top move too, once the new instance has finished (its row shows
+    // as soon as it starts; under load it may still be running here).
+    let counted = Instant::now();
+    let succeeded = loop {
+        let n: u64 = browser
+            .text("[data-count=\"succeeded\"]")
+            .trim()
+            .parse()
+            .unwrap();
+        if n >= 4 || counted.elapsed() > Duration::from_secs(10) {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(succeeded >= 4, "succeeded count {succeeded}");
+    assert_eq!(
+        browser.eval("window.__sameDocument === true"),
+        true,
+        "the page reloaded"
+    );
     browser.screenshot("workflows");
 
     // The instance page of an ecs_start shows every step of its run.
