@@ -233,18 +233,13 @@ fn dump(dir: &Path, samples: &[String], cases: &[(&str, Vec<Value>)]) {
 
 fn main() {
     let samples = samples(common::arg("--event-bytes", 900));
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(dir) = args
-        .iter()
-        .position(|a| a == "--dump")
-        .and_then(|i| args.get(i + 1))
-    {
+    if let Some(dir) = common::arg_text("--dump") {
         let cases = [
             ("string", string_patterns()),
             ("numeric", numeric_patterns()),
             ("mixed", mixed_patterns()),
         ];
-        return dump(Path::new(dir), &samples, &cases);
+        return dump(Path::new(&dir), &samples, &cases);
     }
     let avg = samples.iter().map(String::len).sum::<usize>() / samples.len();
     println!("machine: {} (one thread used)", common::machine());
@@ -273,13 +268,12 @@ fn main() {
             &unmatched,
         ),
     ];
-    // `--case TEXT` runs only the cases whose name contains it (for profiling one).
-    let only = args
-        .iter()
-        .position(|a| a == "--case")
-        .and_then(|i| args.get(i + 1));
+    // `--case TEXT` runs only the cases whose name contains it, `--how body|intake|whole`
+    // only that way (for profiling one).
+    let only = common::arg_text("--case");
+    let way = common::arg_text("--how");
     for (name, router, events) in &cases {
-        if only.is_some_and(|o| !name.contains(o.as_str())) {
+        if only.as_ref().is_some_and(|o| !name.contains(o.as_str())) {
             continue;
         }
         println!("{name}:");
@@ -288,14 +282,10 @@ fn main() {
             (How::Intake, "+ full parse of matched"),
             (How::Whole, "every event parsed first"),
         ] {
-            // `--how body|intake|whole` runs only that way.
-            let way = args
-                .iter()
-                .position(|a| a == "--how")
-                .and_then(|i| args.get(i + 1));
-            if way.is_some_and(|w| {
-                !label.contains(w.as_str()) && !format!("{how:?}").eq_ignore_ascii_case(w)
-            }) {
+            if way
+                .as_ref()
+                .is_some_and(|w| !format!("{how:?}").eq_ignore_ascii_case(w))
+            {
                 continue;
             }
             let _ = run(router, events, 0.5, how);

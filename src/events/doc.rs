@@ -54,17 +54,11 @@ impl Num {
     /// Whether two numbers are equal exactly: integers as integers (2^53 + 1 is not 2^53),
     /// an integer and a float only when the float is that integer, floats as floats.
     pub fn same(self, other: Num) -> bool {
+        let is = |f: f64, i: i128| f.fract() == 0.0 && f.abs() < 1.7e38 && f as i128 == i;
         match (self.integer(), other.integer()) {
             (Some(a), Some(b)) => a == b,
-            (Some(i), None) | (None, Some(i)) => {
-                let f = if self.integer().is_some() {
-                    other
-                } else {
-                    self
-                }
-                .as_f64();
-                f.fract() == 0.0 && f.abs() < 1.7e38 && f as i128 == i
-            }
+            (Some(i), None) => is(other.as_f64(), i),
+            (None, Some(i)) => is(self.as_f64(), i),
             (None, None) => self.as_f64() == other.as_f64(),
         }
     }

@@ -67,20 +67,19 @@ impl Default for Paths {
     }
 }
 
+/// Top-level keys that make a body another shape than a plain EventBridge event (S3's test
+/// event and records, SNS envelopes): such a body is `decode`'s.
+const OTHER_SHAPES: [&str; 3] = ["Event", "Records", "Type"];
+
 impl Paths {
     /// The paths that tell `decode` which shape a body has and whether an EventBridge event
     /// is well formed; the routes' are added to them.
     pub fn new() -> Paths {
         let mut p = Paths::empty();
-        for key in [
-            "source",
-            "detail-type",
-            "id",
-            "Event",
-            "Records",
-            "Type",
-            "TopicArn",
-        ] {
+        for key in ["source", "detail-type", "id"]
+            .into_iter()
+            .chain(OTHER_SHAPES)
+        {
             p.add(&[key.to_owned()]);
         }
         // `detail` must be an object: its type is kept even if no route looks inside.
@@ -150,8 +149,8 @@ impl Doc for Peeked<'_> {
     }
 }
 
-/// The pruned event of `body`, keeping `keep` (made with [`Paths::new`]), when `decode` would take it as one EventBridge event as it is; `None` when only `decode`
-/// can say.
+/// The pruned event of `body`, keeping `keep` (made with [`Paths::new`]), when `decode`
+/// would take it as one EventBridge event as it is; `None` when only `decode` can say.
 pub fn peek<'a>(body: &'a str, keep: &Paths) -> Option<Peeked<'a>> {
     if body.len() > super::MAX_BODY_BYTES {
         return None;
@@ -168,15 +167,11 @@ pub fn peek<'a>(body: &'a str, keep: &Paths) -> Option<Peeked<'a>> {
     if scan.i != scan.s.len() {
         return None;
     }
-    // Other shapes (S3's test event and records, SNS envelopes, PutEvents entries) are
-    // `decode`'s.
+    // Other shapes (PutEvents entries are an array) are `decode`'s.
     let Peeked::Object(_) = event else {
         return None;
     };
-    if ["Event", "Records", "Type"]
-        .iter()
-        .any(|k| event.field(k).is_some())
-    {
+    if OTHER_SHAPES.iter().any(|k| event.field(k).is_some()) {
         return None;
     }
     let (source, detail_type) = (event.field("source"), event.field("detail-type"));

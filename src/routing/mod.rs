@@ -115,18 +115,16 @@ impl Router {
                 )
             })
             .collect();
+        let source = slots.iter().position(|p| p.len() == 1 && p[0] == "source");
         let source_check = routes
             .iter()
             .zip(&checks)
             .map(|(r, checks): (&Route, &Option<Vec<(usize, Check)>>)| {
                 r.pattern.required_strings("source")?;
-                let source = slots
-                    .iter()
-                    .position(|p| p.len() == 1 && p[0] == "source")?;
                 checks
                     .as_ref()?
                     .iter()
-                    .position(|(slot, _)| *slot == source)
+                    .position(|(slot, _)| Some(*slot) == source)
             })
             .collect();
         Router {
@@ -174,8 +172,8 @@ impl Router {
         // source is not a string (an array, say) is checked against every route.
         // Found through the index, a route's `source` check has passed.
         let (candidates, source_known): (&'a [usize], bool) =
-            match event.field("source").map(|s| (s.leaf(), s)) {
-                Some((Some(Leaf::Str(s)), _)) => match self.by_source.get(s) {
+            match event.field("source").map(Doc::leaf) {
+                Some(Some(Leaf::Str(s))) => match self.by_source.get(s) {
                     Some(list) => (list, true),
                     None => (&self.unindexed, false),
                 },

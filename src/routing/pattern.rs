@@ -197,21 +197,10 @@ impl Pattern {
     /// Every field path the pattern reads (`["detail", "state"]`), `$or` alternatives
     /// included: nothing else of an event can change whether it matches.
     pub fn paths(&self) -> Vec<Vec<String>> {
-        fn walk(obj: &Obj, prefix: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
-            for (key, field) in &obj.fields {
-                prefix.push(key.clone());
-                match field {
-                    Field::Nested(inner) => walk(inner, prefix, out),
-                    Field::Leaf { .. } => out.push(prefix.clone()),
-                }
-                prefix.pop();
-            }
-            for alt in obj.ors.iter().flatten() {
-                walk(alt, prefix, out);
-            }
-        }
         let mut out = Vec::new();
-        walk(&self.root, &mut Vec::new(), &mut out);
+        each_leaf(&self.root, &mut Vec::new(), &mut |path, _| {
+            out.push(path.to_vec())
+        });
         out
     }
 
@@ -220,32 +209,42 @@ impl Pattern {
     /// at a path may be one), it matches exactly when every check does. The router matches
     /// many routes this way, each path looked up once per event.
     pub fn checks(&self) -> Option<Vec<(Vec<String>, Check)>> {
-        fn walk(
-            obj: &Obj,
-            prefix: &mut Vec<String>,
-            out: &mut Vec<(Vec<String>, Check)>,
-        ) -> Option<()> {
-            if !obj.ors.is_empty() {
-                return None;
-            }
-            for (key, field) in &obj.fields {
-                prefix.push(key.clone());
-                match field {
-                    Field::Nested(inner) => walk(inner, prefix, out)?,
-                    Field::Leaf { .. } => out.push((prefix.clone(), Check(field.clone()))),
-                }
-                prefix.pop();
-            }
-            Some(())
+        fn has_or(obj: &Obj) -> bool {
+            !obj.ors.is_empty()
+                || obj.fields.iter().any(|(_, f)| match f {
+                    Field::Nested(inner) => has_or(inner),
+                    Field::Leaf { .. } => false,
+                })
+        }
+        if has_or(&self.root) {
+            return None;
         }
         let mut out = Vec::new();
-        walk(&self.root, &mut Vec::new(), &mut out)?;
+        each_leaf(&self.root, &mut Vec::new(), &mut |path, field| {
+            out.push((path.to_vec(), Check(field.clone())))
+        });
         Some(out)
     }
 
     /// `None` if `event` matches, else the path of the first pattern field that did not.
     pub fn first_mismatch(&self, event: &Value) -> Option<String> {
         first_mismatch(&self.root, Some(event), "")
+    }
+}
+
+/// Calls `visit` with the path (from the pattern's top) and field of every leaf below `obj`:
+/// its fields in key order, then its `$or` alternatives'.
+fn each_leaf(obj: &Obj, prefix: &mut Vec<String>, visit: &mut dyn FnMut(&[String], &Field)) {
+    for (key, field) in &obj.fields {
+        prefix.push(key.clone());
+        match field {
+            Field::Nested(inner) => each_leaf(inner, prefix, visit),
+            Field::Leaf { .. } => visit(prefix, field),
+        }
+        prefix.pop();
+    }
+    for alt in obj.ors.iter().flatten() {
+        each_leaf(alt, prefix, visit);
     }
 }
 
