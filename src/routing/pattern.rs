@@ -427,15 +427,15 @@ fn compile_matcher(v: &Value, path: &str) -> Result<Matcher, PatternError> {
 }
 
 fn compile_anything_but(arg: &Value, path: &str) -> Result<AnythingBut, PatternError> {
-    // A number must be exactly a double (EventBridge compares them as doubles; aws/event-ruler
-    // refuses 2^53 + 1: "Cannot compare number").
+    // A number must be one a `numeric` matcher could compare: aws/event-ruler turns both into
+    // its ComparableNumber and refuses 2^53 + 1 and 2^60 alike ("Cannot compare number").
     let values = match arg {
         Value::Array(values) => values.as_slice(),
         other => std::slice::from_ref(other),
     };
-    let inexact = values.iter().find(|v| {
-        let exact = |i: i128| (i as f64) as i128 == i;
-        v.as_i64().is_some_and(|i| !exact(i.into())) || v.as_u64().is_some_and(|u| !exact(u.into()))
+    let inexact = values.iter().find(|v| match v {
+        Value::Number(n) => number(Leaf::Num(n.into())).is_none(),
+        _ => false,
     });
     if let Some(n) = inexact {
         return Err(err(

@@ -256,6 +256,10 @@ fn anything_but_numbers_that_are_not_exactly_doubles_are_refused_as_eventbridge_
         json!({"n": [{"anything-but": 9007199254740993_u64}]}),
         json!({"n": [{"anything-but": [7, 9007199254740995_u64]}]}),
         json!({"n": [{"anything-but": [-9007199254740993_i64]}]}),
+        // 2^60 is a double, but not the shortest decimal of one: refused as `numeric` refuses
+        // it (event-ruler 337e8d9 runs both through ComparableNumber.generate).
+        json!({"n": [{"anything-but": 1152921504606846976_u64}]}),
+        json!({"n": [{"anything-but": [1, -1152921504606846976_i64]}]}),
     ] {
         let e = Pattern::compile(&p).unwrap_err();
         assert!(e.message.contains("not exactly a double"), "{p}: {e}");
@@ -270,6 +274,13 @@ fn anything_but_numbers_that_are_not_exactly_doubles_are_refused_as_eventbridge_
         json!({"n": 9007199254740992_u64}),
         false,
     );
+    // 2^54 is the shortest decimal of its double: taken, as by `numeric`.
+    check(
+        json!({"n": [{"anything-but": 18014398509481984_u64}]}),
+        json!({"n": 18014398509481984_u64}),
+        false,
+    );
+    assert!(Pattern::compile(&json!({"n": [{"numeric": [">", 18014398509481984_u64]}]})).is_ok());
 }
 
 /// aws/event-ruler cannot compare a number that is not exactly the shortest decimal of its
