@@ -400,6 +400,19 @@ impl AgentConfig {
                 }
             }
         }
+        if let Some(api) = &c.api {
+            let api_key = |k: String| k.replacen("aws.", "api.", 1);
+            api.check_timeouts()
+                .map_err(|(k, m)| format!("{}: {m}", api_key(k)))?;
+            // A peer queue is long-polled 20 s at a time, one attempt each.
+            let peer_queue = c.peer.as_ref().is_some_and(|p| p.queue.is_some());
+            if peer_queue && api.attempt_timeout < std::time::Duration::from_secs(25) {
+                return Err(format!(
+                    "api.attempt_timeout: must be at least 25s with peer.queue (its long polls take 20s), got {}",
+                    humantime::format_duration(api.attempt_timeout)
+                ));
+            }
+        }
         if c.report.is_some() && c.api.is_none() {
             return Err("report.queue: needs an [api] section (its region)".into());
         }
@@ -628,6 +641,18 @@ mod tests {
                 "peer: give either",
             ),
             ("state_file = \"s\"\n[peer]\nqueue = \"q\"\n", "peer.queue"),
+            (
+                "state_file = \"s\"\n[api]\nregion = \"r\"\ncall_timeout = \"5s\"\n",
+                "api.call_timeout: must be at least attempt_timeout",
+            ),
+            (
+                "state_file = \"s\"\n[api]\nregion = \"r\"\nattempt_timeout = \"0s\"\n",
+                "api.attempt_timeout: must be at least 1s",
+            ),
+            (
+                "state_file = \"s\"\n[peer]\nqueue = \"q\"\n[api]\nregion = \"r\"\nattempt_timeout = \"20s\"\n",
+                "api.attempt_timeout: must be at least 25s with peer.queue",
+            ),
             (
                 "state_file = \"s\"\n[report]\nqueue = \"q\"\n",
                 "report.queue",

@@ -18,6 +18,9 @@ pub mod s3;
 pub mod sns;
 pub mod sqs;
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
@@ -80,6 +83,16 @@ async fn sdk_config(settings: &AwsSettings) -> SdkConfig {
     if let Some(url) = &settings.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    // Without these an endpoint that accepts a connection and never answers holds the call
+    // forever (the SDK sets only a connect timeout by default); a timed-out call is classified
+    // `Timeout`, retryable, like any other transient failure.
+    loader = loader.timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_millis(3100))
+            .operation_attempt_timeout(settings.attempt_timeout)
+            .operation_timeout(settings.call_timeout)
+            .build(),
+    );
     if let Some(creds) = &settings.credentials {
         loader = loader.credentials_provider(Credentials::from_keys(
             creds.access_key_id.clone(),
@@ -137,13 +150,13 @@ const THROTTLING_CODES: &[&str] = &[
     "KMSThrottlingException",
 ];
 
-/// Classifies any SDK error: the one place where retryable and permanent are decided.
 /// Whether a DynamoDB write was refused by its condition expression (not a failure: the
 /// answer to "only if …").
 pub(crate) fn condition_failed<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// Classifies any SDK error: the one place where retryable and permanent are decided.
 pub fn classify<E>(operation: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -270,4 +283,84 @@ pub fn chain(err: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::StaticCredentials;
+
+    /// An endpoint that accepts connections and never answers: counts them, holds them open.
+    async fn silent_endpoint() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                held.push(socket);
+            }
+        });
+        (url, accepted)
+    }
+
+    fn settings(endpoint: String, attempt: Duration, call: Duration) -> AwsSettings {
+        AwsSettings {
+            region: "us-east-1".into(),
+            endpoint_url: Some(endpoint),
+            credentials: Some(StaticCredentials {
+                access_key_id: "test".into(),
+                secret_access_key: "test".to_owned().into(),
+            }),
+            attempt_timeout: attempt,
+            call_timeout: call,
+        }
+    }
+
+    async fn get_queue_url(settings: &AwsSettings) -> AwsError {
+        let clients = Clients::new(settings).await;
+        let call = clients.sqs.get_queue_url().queue_name("q").send();
+        // A regression would hang here: fail instead.
+        match tokio::time::timeout(Duration::from_secs(60), call).await {
+            Err(_) => panic!("the call outlived its timeouts"),
+            Ok(Ok(answer)) => panic!("a silent endpoint answered: {answer:?}"),
+            Ok(Err(e)) => classify("GetQueueUrl", e),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_to_an_endpoint_that_never_answers_is_retried_then_fails_retryable() {
+        let (endpoint, accepted) = silent_endpoint().await;
+        let s = settings(
+            endpoint,
+            Duration::from_millis(200),
+            Duration::from_secs(30),
+        );
+        let e = get_queue_url(&s).await;
+        assert_eq!(e.code, "Timeout", "{e}");
+        assert!(e.retryable(), "{e}");
+        // Each attempt timed out on its own connection; the standard retry makes three.
+        assert_eq!(accepted.load(Ordering::SeqCst), 3, "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_call_timeout_bounds_the_call_retries_included() {
+        let (endpoint, accepted) = silent_endpoint().await;
+        let s = settings(
+            endpoint,
+            Duration::from_secs(20),
+            Duration::from_millis(500),
+        );
+        let e = get_queue_url(&s).await;
+        assert_eq!(e.code, "Timeout", "{e}");
+        assert!(e.retryable(), "{e}");
+        // Cut inside the first attempt: no retry.
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "{e}");
+    }
 }

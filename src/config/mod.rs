@@ -89,6 +89,52 @@ pub struct AwsSettings {
     /// credentials are used. Default: none (the SDK's default chain).
     #[serde(default)]
     pub credentials: Option<StaticCredentials>,
+    /// How long one attempt of an AWS call may take before the SDK abandons it and tries again
+    /// (its standard retry: three attempts). A call to an endpoint that accepts the connection
+    /// and never answers would otherwise hold its step, or a queue's intake, forever. It must
+    /// outlast every queue's `receive_wait` by 5 s (a long poll is one attempt). Default `"30s"`.
+    #[serde(default = "default_attempt_timeout", with = "humantime_serde")]
+    pub attempt_timeout: Duration,
+    /// How long one AWS call may take, its retries included. Past it the call fails as a
+    /// retryable `Timeout`: the step's own retry policy (or the intake's next receive) takes
+    /// over. At least `attempt_timeout`. Default `"90s"`.
+    #[serde(default = "default_call_timeout", with = "humantime_serde")]
+    pub call_timeout: Duration,
+}
+
+fn default_attempt_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_call_timeout() -> Duration {
+    Duration::from_secs(90)
+}
+
+impl AwsSettings {
+    /// The timeouts' own bounds, as `(key, message)` under `aws.` (the agent's `[api]` reuses
+    /// them under its own name).
+    pub fn check_timeouts(&self) -> Result<(), (String, String)> {
+        if self.attempt_timeout < Duration::from_secs(1) {
+            return Err((
+                "aws.attempt_timeout".into(),
+                format!(
+                    "must be at least 1s, got {}",
+                    humantime::format_duration(self.attempt_timeout)
+                ),
+            ));
+        }
+        if self.call_timeout < self.attempt_timeout {
+            return Err((
+                "aws.call_timeout".into(),
+                format!(
+                    "must be at least attempt_timeout ({}), got {}",
+                    humantime::format_duration(self.attempt_timeout),
+                    humantime::format_duration(self.call_timeout)
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl fmt::Debug for AwsSettings {
@@ -96,6 +142,8 @@ impl fmt::Debug for AwsSettings {
         f.debug_struct("AwsSettings")
             .field("region", &self.region)
             .field("endpoint_url", &self.endpoint_url)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("call_timeout", &self.call_timeout)
             .field(
                 "credentials",
                 &self.credentials.as_ref().map(|_| "[redacted]"),
@@ -564,6 +612,7 @@ impl Config {
                 format!("must start with http:// or https://, got {url:?}"),
             ));
         }
+        self.aws.check_timeouts()?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, q) in self.queues.iter().enumerate() {
             let key = |field: &str| format!("queues[{i}].{field}");
@@ -588,6 +637,17 @@ impl Config {
                     format!(
                         "must be 0s to 20s (SQS's longest poll), got {}",
                         humantime::format_duration(q.receive_wait)
+                    ),
+                ));
+            }
+            // A long poll is one attempt of one call: it must finish inside it.
+            if q.receive_wait + Duration::from_secs(5) > self.aws.attempt_timeout {
+                return Err((
+                    "aws.attempt_timeout".into(),
+                    format!(
+                        "must be at least 5s longer than queues[{i}].receive_wait ({}), got {}",
+                        humantime::format_duration(q.receive_wait),
+                        humantime::format_duration(self.aws.attempt_timeout)
                     ),
                 ));
             }

@@ -53,6 +53,57 @@ fn minimal_config_loads_with_documented_defaults() {
     assert_eq!(c.engine.workflow_concurrency, 64);
     assert_eq!(c.engine.max_in_process_wait, Duration::from_secs(20));
     assert_eq!(c.engine.max_panics, 3);
+    assert_eq!(c.aws.attempt_timeout, Duration::from_secs(30));
+    assert_eq!(c.aws.call_timeout, Duration::from_secs(90));
+}
+
+#[test]
+fn aws_timeouts_are_checked_against_each_other_and_the_long_polls() {
+    let with = |aws: &str, queue: &str| {
+        MINIMAL
+            .replace(
+                "region = \"us-east-1\"",
+                &format!("region = \"us-east-1\"\n{aws}"),
+            )
+            .replace("name = \"q\"", &format!("name = \"q\"\n{queue}"))
+    };
+    let c = load(&with(
+        "attempt_timeout = \"10s\"\ncall_timeout = \"1m\"",
+        "receive_wait = \"5s\"",
+    ))
+    .unwrap();
+    assert_eq!(c.aws.attempt_timeout, Duration::from_secs(10));
+    assert_eq!(c.aws.call_timeout, Duration::from_secs(60));
+    for (aws, queue, key, message) in [
+        (
+            "attempt_timeout = \"24s\"",
+            "",
+            "aws.attempt_timeout",
+            "5s longer than queues[0].receive_wait (20s)",
+        ),
+        (
+            "attempt_timeout = \"9s\"",
+            "receive_wait = \"5s\"",
+            "aws.attempt_timeout",
+            "got 9s",
+        ),
+        (
+            "attempt_timeout = \"500ms\"",
+            "receive_wait = \"0s\"",
+            "aws.attempt_timeout",
+            "at least 1s",
+        ),
+        (
+            "call_timeout = \"29s\"",
+            "",
+            "aws.call_timeout",
+            "at least attempt_timeout (30s)",
+        ),
+        ("call_timeout = 90", "", "aws.call_timeout", ""),
+        ("attempt_timeout = \"soon\"", "", "aws.attempt_timeout", ""),
+    ] {
+        check_error(&with(aws, queue), &[], key, message);
+    }
 }
 
 #[test]

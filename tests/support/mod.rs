@@ -129,6 +129,8 @@ pub fn aws_settings() -> AwsSettings {
             access_key_id: "test".into(),
             secret_access_key: "test".to_owned().into(),
         }),
+        attempt_timeout: std::time::Duration::from_secs(30),
+        call_timeout: std::time::Duration::from_secs(90),
     }
 }
 
