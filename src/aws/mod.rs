@@ -286,7 +286,7 @@ pub fn chain(err: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
@@ -310,7 +310,7 @@ mod tests {
         (url, accepted)
     }
 
-    fn settings(endpoint: String, attempt: Duration, call: Duration) -> AwsSettings {
+    pub(crate) fn settings(endpoint: String, attempt: Duration, call: Duration) -> AwsSettings {
         AwsSettings {
             region: "us-east-1".into(),
             endpoint_url: Some(endpoint),

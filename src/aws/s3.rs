@@ -143,3 +143,83 @@ impl Read for ChannelReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::aws::Clients;
+    use crate::aws::tests::settings;
+
+    /// An S3 endpoint that answers every request with the headers of a 1 000-byte object and
+    /// its first 10 bytes, then sends nothing more and keeps the connection open.
+    async fn stalling_s3() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n";
+                let _ = socket.write_all(head.as_bytes()).await;
+                let _ = socket.write_all(&[b'x'; 10]).await;
+                held.push(socket);
+            }
+        });
+        url
+    }
+
+    async fn objects() -> S3Objects {
+        // The call itself is answered at once: only the body stalls.
+        let s = settings(
+            stalling_s3().await,
+            Duration::from_secs(20),
+            Duration::from_secs(20),
+        );
+        S3Objects::new(Clients::new(&s).await.s3)
+    }
+
+    fn retryable_stall(e: &StepError) {
+        assert!(e.retryable, "{e:?}");
+        assert!(e.message.contains("s3://b/k: body:"), "{e:?}");
+    }
+
+    /// The SDK bounds a call until its response headers (`[aws] attempt_timeout`); a body that
+    /// stops after them is cut by the SDK's stalled-stream protection (on by default: under
+    /// 1 B/s after a 5 s grace period). This keeps that true: a stalled report download is a
+    /// retryable incomplete read, never a step held forever.
+    #[tokio::test]
+    async fn a_body_that_stops_sending_is_given_up_as_a_retryable_incomplete_read() {
+        let objects = objects().await;
+        let got = tokio::time::timeout(Duration::from_secs(30), objects.get("b", "k", 1 << 20))
+            .await
+            .expect("the stalled body held the read");
+        retryable_stall(&got.unwrap_err());
+
+        let consumed = tokio::time::timeout(
+            Duration::from_secs(30),
+            objects.read_with(
+                "b",
+                "k",
+                Box::new(|input| {
+                    let mut all = Vec::new();
+                    input.read_to_end(&mut all).map_err(|e| e.to_string())?;
+                    Ok(Value::from(all.len()))
+                }),
+            ),
+        )
+        .await
+        .expect("the stalled stream held the read");
+        retryable_stall(&consumed.unwrap_err());
+    }
+}
