@@ -57,6 +57,9 @@ impl Ecs for TimedEcs {
         let _ = self.drained.send((Instant::now(), find));
         self.inner.drain(c, arns).await
     }
+    async fn tasks_left(&self, c: &str, cis: &[String]) -> Result<u32, StepError> {
+        self.inner.tasks_left(c, cis).await
+    }
     async fn task_ips(&self, c: &str, ci: &str) -> Result<Vec<String>, StepError> {
         self.inner.task_ips(c, ci).await
     }

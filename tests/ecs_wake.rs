@@ -60,6 +60,9 @@ impl Ecs for SlowEcs {
     async fn drain(&self, _c: &str, _arns: &[String]) -> Result<(), StepError> {
         Ok(())
     }
+    async fn tasks_left(&self, _c: &str, _cis: &[String]) -> Result<u32, StepError> {
+        Ok(0)
+    }
     async fn task_ips(&self, _c: &str, _ci: &str) -> Result<Vec<String>, StepError> {
         Ok(vec![])
     }

@@ -238,7 +238,8 @@ async fn a_spot_warning_and_the_agents_notice_of_it_run_one_drain_with_handlers_
             ("first", "ok"),
             ("second", "ok"),
             ("slow", "failed"),
-            ("after", "ok")
+            ("after", "ok"),
+            ("wait-drained", "ok")
         ]
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
     );
@@ -355,9 +356,39 @@ async fn what_cannot_start_before_the_deadline_is_skipped_and_a_fargate_spot_sto
 
 #[tokio::test]
 async fn a_terminate_lifecycle_action_is_heartbeated_drained_and_completed() {
-    let r = rig("").await;
+    let r = rig("drain_poll = \"300ms\"\n").await;
     let instance = support::ec2_instance();
     let drained = container_instance(&r.cluster, &instance).await;
+    // A standalone task on it: a drain does not move it; the hook must wait until it stops.
+    let family = unique("standalone");
+    let c = clients().await;
+    c.ecs
+        .register_task_definition()
+        .family(&family)
+        .network_mode(aws_sdk_ecs::types::NetworkMode::Bridge)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("public.ecr.aws/nginx/nginx:latest")
+                .memory(128)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let task = c
+        .ecs
+        .start_task()
+        .cluster(&r.cluster)
+        .task_definition(&family)
+        .container_instances(&drained)
+        .send()
+        .await
+        .unwrap()
+        .tasks()[0]
+        .task_arn()
+        .unwrap()
+        .to_owned();
     let p = unique("asg");
     let image = {
         let out = support::run(support::aws_cli().args([
@@ -417,13 +448,43 @@ async fn a_terminate_lifecycle_action_is_heartbeated_drained_and_completed() {
             "EC2InstanceId": instance, "LifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING"}});
     // The route takes aws.autoscaling too.
     send(&r.queue_url, &event.to_string()).await;
+    // Drained, and waiting: the hook is not completed while the task runs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while status_of(&r.cluster, &drained).await != "DRAINING" {
+        assert!(std::time::Instant::now() < deadline, "never drained");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let completed_early = support::emulator_calls("autoscaling:CompleteLifecycleAction")
+        .into_iter()
+        .any(|c| c["token"] == token.as_str());
+    assert!(!completed_early, "completed while a task was still running");
+    c.ecs
+        .stop_task()
+        .cluster(&r.cluster)
+        .task(&task)
+        .send()
+        .await
+        .unwrap();
     let report = reports(&r.inbox, 1).await.remove(0);
+    let wait = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "wait-drained")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        wait["detail"]["polls"].as_u64().unwrap_or(0) >= 3,
+        "{report}"
+    );
     assert_eq!(
         outcomes(&report),
         [
             ("heartbeat", "ok"),
             ("drain", "ok"),
             ("deregister", "ok"),
+            ("wait-drained", "ok"),
             ("complete-lifecycle", "ok")
         ]
         .map(|(a, b)| (a.to_owned(), b.to_owned())),

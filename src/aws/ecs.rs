@@ -229,6 +229,29 @@ impl Ecs for EcsClient {
         Ok(())
     }
 
+    async fn tasks_left(
+        &self,
+        cluster: &str,
+        container_instances: &[String],
+    ) -> Result<u32, StepError> {
+        let mut left = 0;
+        // At most 100 per call; one that is gone comes back in `failures` (MISSING): no tasks.
+        for chunk in container_instances.chunks(100) {
+            let out = self
+                .client
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("DescribeContainerInstances", e))?;
+            for ci in out.container_instances() {
+                left += (ci.running_tasks_count() + ci.pending_tasks_count()).max(0) as u32;
+            }
+        }
+        Ok(left)
+    }
+
     async fn task_ips(
         &self,
         cluster: &str,

@@ -61,6 +61,13 @@ pub trait Ecs: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<ContainerInstance>, StepError>;
     /// Sets the container instances DRAINING, so that ECS moves their tasks elsewhere.
     async fn drain(&self, cluster: &str, container_instances: &[String]) -> Result<(), StepError>;
+    /// How many tasks are running or pending on these container instances of `cluster` (a
+    /// container instance ECS no longer knows has none).
+    async fn tasks_left(
+        &self,
+        cluster: &str,
+        container_instances: &[String],
+    ) -> Result<u32, StepError>;
     /// The private IPs of the awsvpc tasks running on a container instance.
     async fn task_ips(
         &self,

@@ -414,6 +414,9 @@ struct EcsState {
     tasks: BTreeMap<String, (String, u32)>,
     /// (cluster, container instance), and the IPs of the tasks on each.
     container_instances: Vec<(String, ContainerInstance, Vec<String>)>,
+    /// Container instances whose tasks stay when drained (standalone tasks), by ARN, with
+    /// how many; every other one's tasks leave at the drain, as a service's tasks do.
+    staying: HashMap<String, u32>,
     /// Every call, in order, as "Operation cluster arg".
     calls: Vec<String>,
 }
@@ -438,6 +441,35 @@ impl MemoryEcs {
         };
         let ips = task_ips.iter().map(|s| s.to_string()).collect();
         s.container_instances.push((cluster.to_owned(), ci, ips));
+    }
+
+    /// Makes the tasks on `ec2_instance`'s container instances stay when it is drained (as
+    /// standalone tasks do), `count` of them, until [`MemoryEcs::tasks_leave`].
+    pub fn tasks_stay(&self, ec2_instance: &str, count: u32) {
+        let mut s = self.lock();
+        let arns: Vec<String> = s
+            .container_instances
+            .iter()
+            .filter(|(_, ci, _)| ci.ec2_instance == ec2_instance)
+            .map(|(_, ci, _)| ci.arn.clone())
+            .collect();
+        for arn in arns {
+            s.staying.insert(arn, count);
+        }
+    }
+
+    /// The tasks that stayed on `ec2_instance` stop.
+    pub fn tasks_leave(&self, ec2_instance: &str) {
+        let mut s = self.lock();
+        let arns: Vec<String> = s
+            .container_instances
+            .iter()
+            .filter(|(_, ci, _)| ci.ec2_instance == ec2_instance)
+            .map(|(_, ci, _)| ci.arn.clone())
+            .collect();
+        for arn in arns {
+            s.staying.remove(&arn);
+        }
     }
 
     /// The container instances with their status.
@@ -538,6 +570,29 @@ impl Ecs for MemoryEcs {
             }
         }
         Ok(())
+    }
+
+    async fn tasks_left(
+        &self,
+        cluster: &str,
+        container_instances: &[String],
+    ) -> Result<u32, StepError> {
+        let mut s = self.lock();
+        s.calls.push(format!(
+            "DescribeContainerInstances {cluster} {}",
+            container_instances.join(",")
+        ));
+        let mut left = 0;
+        for (c, ci, ips) in &s.container_instances {
+            if c == cluster && container_instances.contains(&ci.arn) {
+                left += match s.staying.get(&ci.arn) {
+                    Some(n) => *n,
+                    None if ci.status == "DRAINING" => 0,
+                    None => ips.len() as u32,
+                };
+            }
+        }
+        Ok(left)
     }
 
     async fn task_ips(

@@ -7,6 +7,10 @@
 //! window = "2m"                       # the deadline of notices that carry none (rebalance,
 //!                                     # lifecycle actions, the agent's without one)
 //! margin = "10s"                      # kept free before the deadline
+//! drain_wait = true                   # wait (until the deadline) for the drained container
+//!                                     # instances' tasks to leave before completing a
+//!                                     # lifecycle action and reporting; default true
+//! drain_poll = "5s"                   # how often ECS is asked while waiting; default 5s
 //!
 //! [[spot.handlers]]                   # run in priority order, equal priorities together
 //! name = "pager"
@@ -65,6 +69,18 @@ pub struct SpotSettings {
     pub margin: Duration,
     #[serde(default)]
     pub handlers: Vec<HandlerSettings>,
+    #[serde(default = "default_drain_wait")]
+    pub drain_wait: bool,
+    #[serde(default = "default_drain_poll", with = "humantime_serde")]
+    pub drain_poll: Duration,
+}
+
+fn default_drain_wait() -> bool {
+    true
+}
+
+fn default_drain_poll() -> Duration {
+    Duration::from_secs(5)
 }
 
 fn default_window() -> Duration {
@@ -130,6 +146,15 @@ pub fn parse(value: &toml::Value) -> Result<SpotSettings, (String, String)> {
     if s.window.is_zero() {
         return Err((format!("{NAME}.window"), "must be more than 0s".into()));
     }
+    if s.drain_poll < Duration::from_millis(100) {
+        return Err((
+            format!("{NAME}.drain_poll"),
+            format!(
+                "must be at least 100ms, got {}",
+                humantime::format_duration(s.drain_poll)
+            ),
+        ));
+    }
     let mut names = std::collections::BTreeSet::new();
     for (i, h) in s.handlers.iter().enumerate() {
         let key = |field: &str| format!("{NAME}.handlers.{i}.{field}");
@@ -169,11 +194,16 @@ mod tests {
         .unwrap();
         assert_eq!(s.window, Duration::from_secs(120));
         assert_eq!(s.margin, Duration::from_secs(10));
+        assert!(s.drain_wait);
+        assert_eq!(s.drain_poll, Duration::from_secs(5));
         assert_eq!(s.handlers[0].timeout, Duration::from_secs(10));
         for (text, key) in [
             ("[spot]\nclusters = \"c\"\n", "spot.clusters"),
             ("[spot]\nwindow = \"soon\"\n", "spot.window"),
             ("[spot]\nwindow = \"0s\"\n", "spot.window"),
+            ("[spot]\ndrain_wait = \"yes\"\n", "spot.drain_wait"),
+            ("[spot]\ndrain_poll = \"10ms\"\n", "spot.drain_poll"),
+            ("[spot]\ndrain_poll = 5\n", "spot.drain_poll"),
             ("[spot]\nextra = 1\n", "spot"),
             (
                 "[spot]\n[[spot.handlers]]\nname = \"h\"\ntype = \"pigeon\"\n",

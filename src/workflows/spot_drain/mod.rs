@@ -13,12 +13,18 @@
 //! 3. `handlers#P`: the `[[spot.handlers]]` of priority P (HTTP destinations, MQTT brokers,
 //!    SNS topics, SQS queues), together, each bounded by its own
 //!    timeout and by the deadline, retried within them; one per priority, lowest first.
-//! 4. `complete-lifecycle` (Auto Scaling terminate lifecycle actions): `CompleteLifecycleAction`
+//! 4. `wait-drained` (when `drain` set container instances DRAINING and `[spot].drain_wait`):
+//!    ECS is asked every `[spot].drain_poll` how many tasks are still running or pending on
+//!    them, until none are or the deadline comes (then it fails saying how many were left:
+//!    standalone `RunTask` tasks are not moved by a drain). After the handlers, so that nobody
+//!    hears later for it; before `complete-lifecycle`, so that the instance goes only once its
+//!    tasks have.
+//! 5. `complete-lifecycle` (Auto Scaling terminate lifecycle actions): `CompleteLifecycleAction`
 //!    with CONTINUE once the drain and the handlers are done, so the instance goes without
 //!    waiting out the hook; a `heartbeat` (`RecordLifecycleActionHeartbeat`) before the drain
 //!    extends the hook while the work runs. Completion is not skipped past the deadline: the
 //!    hook waits for it either way.
-//! 5. `report`: the outcome of every step and handler and the time left, on the success topic
+//! 6. `report`: the outcome of every step and handler and the time left, on the success topic
 //!    (attributes `type` = `spot-drain`, `instance`).
 //!
 //! One notice is one instance (`<kind>:<instance>@<minute>`), whichever source sent it
@@ -143,6 +149,17 @@ pub struct State {
     pub outcomes: Vec<Outcome>,
     /// The event, for the handlers' templates.
     pub event: Value,
+    /// The container instances `drain` set DRAINING, which `wait-drained` watches. (Absent
+    /// from records journaled before it existed: nothing to wait for.)
+    #[serde(default)]
+    pub drained: Vec<Drained>,
+}
+
+/// A container instance set DRAINING.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Drained {
+    pub cluster: String,
+    pub container_instance: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -164,6 +181,12 @@ pub enum Step {
         deadline_ms: u64,
         notice: Box<Notice>,
         event: Value,
+    },
+    /// Result: `{"tasks_left": 0, "polls": n, "left_ms": …}`; an error naming the tasks left
+    /// when the deadline came first.
+    WaitDrained {
+        drained: Vec<Drained>,
+        deadline_ms: u64,
     },
     CompleteLifecycle {
         action: LifecycleAction,
@@ -238,6 +261,22 @@ impl SpotDrain {
                     },
                 )
                 .retry(RetryPolicy::never()),
+            );
+        }
+        if s.mode == Mode::Drain
+            && self.settings.drain_wait
+            && !s.drained.is_empty()
+            && !done("wait-drained")
+        {
+            return Next::Run(
+                Act::handler(
+                    "wait-drained",
+                    Step::WaitDrained {
+                        drained: s.drained.clone(),
+                        deadline_ms: s.deadline_ms,
+                    },
+                )
+                .retry(retry),
             );
         }
         if let Some(action) = &s.notice.lifecycle
@@ -320,6 +359,7 @@ impl Flow for SpotDrain {
             priorities,
             outcomes: vec![],
             event: event.clone(),
+            drained: vec![],
         };
         let next = self.next(&state);
         Ok((state, next))
@@ -337,6 +377,7 @@ impl Flow for SpotDrain {
             Step::Drain { .. } => "drain".to_string(),
             Step::Deregister { .. } => "deregister".to_string(),
             Step::Handlers { priority, .. } => format!("handlers#{priority}"),
+            Step::WaitDrained { .. } => "wait-drained".to_string(),
             Step::Report => "report".to_string(),
         };
         match (step, outcome) {
@@ -352,6 +393,13 @@ impl Flow for SpotDrain {
             }
             (step, Ok(value)) => {
                 if matches!(step, Step::Drain { .. }) {
+                    let drained = value["drained"].as_array().into_iter().flatten();
+                    s.drained.extend(drained.filter_map(|d| {
+                        Some(Drained {
+                            cluster: d["cluster"].as_str()?.to_owned(),
+                            container_instance: d["container_instance"].as_str()?.to_owned(),
+                        })
+                    }));
                     for ip in value["task_ips"].as_array().into_iter().flatten() {
                         if let Some(ip) = ip.as_str()
                             && !s.targets.iter().any(|t| t == ip)
@@ -377,6 +425,10 @@ impl Flow for SpotDrain {
                 targets,
                 deadline_ms,
             } => self.deregister(targets, *deadline_ms).await,
+            Step::WaitDrained {
+                drained,
+                deadline_ms,
+            } => self.wait_drained(drained, *deadline_ms).await,
             Step::Handlers {
                 priority,
                 deadline_ms,
@@ -468,6 +520,43 @@ impl SpotDrain {
             }
         }
         Ok(json!({"drained": drained, "task_ips": ips, "left_ms": self.left_ms(deadline_ms)}))
+    }
+
+    /// Polls until no task runs or waits on the drained container instances, or the deadline.
+    async fn wait_drained(
+        &self,
+        drained: &[Drained],
+        deadline_ms: u64,
+    ) -> Result<Value, StepError> {
+        if let Some(skip) = self.skipped(deadline_ms) {
+            return Ok(skip);
+        }
+        let mut by_cluster: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for d in drained {
+            by_cluster
+                .entry(d.cluster.as_str())
+                .or_default()
+                .push(d.container_instance.clone());
+        }
+        let mut polls = 0u32;
+        loop {
+            polls += 1;
+            let mut left = 0;
+            for (cluster, arns) in &by_cluster {
+                left += self.ecs.tasks_left(cluster, arns).await?;
+            }
+            let time_left = self.left_ms(deadline_ms);
+            if left == 0 {
+                return Ok(json!({"tasks_left": 0, "polls": polls, "left_ms": time_left}));
+            }
+            if time_left <= 0 {
+                return Err(StepError::permanent(format!(
+                    "{left} task(s) still running or pending on the drained container instances at the deadline (after {polls} polls; a drain moves service tasks, not standalone ones)"
+                )));
+            }
+            let pause = self.settings.drain_poll.min(Duration::from_millis(time_left as u64));
+            self.clock.sleep(pause).await;
+        }
     }
 
     async fn deregister(&self, targets: &[String], deadline_ms: u64) -> Result<Value, StepError> {

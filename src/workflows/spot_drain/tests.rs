@@ -186,7 +186,7 @@ async fn a_warning_drains_the_container_instance_deregisters_its_targets_and_tel
     let event = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), now_ms());
     let (end, steps, report) = run(&w, &event, json!({})).await;
     assert!(matches!(end, Next::Complete(_)), "{end:?}");
-    assert_eq!(steps, ["drain", "deregister", "handlers#1", "handlers#2", "report"]);
+    assert_eq!(steps, ["drain", "deregister", "handlers#1", "handlers#2", "wait-drained", "report"]);
     let states: Vec<String> = rig.ecs.container_instance_states().into_iter().map(|c| c.status).collect();
     assert_eq!(states, ["DRAINING", "ACTIVE"]);
     let left: Vec<String> = rig.targets.registered().into_iter().map(|(_, ip, _)| ip).collect();
@@ -203,7 +203,12 @@ async fn a_warning_drains_the_container_instance_deregisters_its_targets_and_tel
         .iter()
         .map(|s| (s["name"].as_str().unwrap(), s["outcome"].as_str().unwrap()))
         .collect();
-    assert_eq!(outcomes, [("drain", "ok"), ("deregister", "ok"), ("first", "ok"), ("late", "ok")]);
+    assert_eq!(
+        outcomes,
+        [("drain", "ok"), ("deregister", "ok"), ("first", "ok"), ("late", "ok"), ("wait-drained", "ok")]
+    );
+    // The drained instance's tasks left with the drain (a service's tasks do): one poll.
+    assert_eq!(report["steps"][4]["detail"]["polls"], 1, "{report}");
     let left_ms = report["left_ms"].as_i64().unwrap();
     assert!(left_ms > 100_000 && left_ms <= 115_000, "{left_ms}");
 }
@@ -271,13 +276,14 @@ async fn a_lifecycle_action_is_heartbeated_before_the_drain_and_completed_after_
     assert!(matches!(end, Next::Complete(_)));
     assert_eq!(
         steps,
-        ["heartbeat", "drain", "deregister", "handlers#1", "handlers#2", "complete-lifecycle", "report"]
+        ["heartbeat", "drain", "deregister", "handlers#1", "handlers#2", "wait-drained", "complete-lifecycle", "report"]
     );
     let token = "0befcbdb-6ecd-498a-9ff7-ae9b54447cd6";
     assert_eq!(rig.lifecycle.calls(), [format!("heartbeat {token}"), format!("complete {token}")]);
     let report = report.unwrap();
     assert_eq!(report["lifecycle_action"]["token"], token);
-    assert_eq!(report["steps"][5]["outcome"], "ok", "{report}");
+    assert_eq!(report["steps"][6]["name"], "complete-lifecycle", "{report}");
+    assert_eq!(report["steps"][6]["outcome"], "ok", "{report}");
     // The window (2 min) less the margin (5 s) is the deadline of a notice without one.
     let left = report["left_ms"].as_i64().unwrap();
     assert!(left > 100_000 && left <= 115_000, "{left}");
@@ -371,4 +377,73 @@ fn history_counts_pools_and_hours_and_recommends_where_one_pool_dominates() {
     // Spread over pools: no recommendation.
     let spread = history::summarize(&all[2..], 0);
     assert_eq!(spread.recommendation, None);
+}
+
+/// `[spot]` with a short poll, for the waits below.
+const SPOT_POLLING: &str = "[spot]\nclusters = [\"prod\"]\nmargin = \"5s\"\ndrain_poll = \"100ms\"\n";
+
+#[tokio::test]
+async fn a_lifecycle_action_is_completed_only_once_the_drained_tasks_have_left() {
+    let (w, rig) = workflow(SPOT_POLLING).await;
+    let instance = "i-0633ac2b0d9769723";
+    rig.ecs.add_container_instance("prod", instance, &["10.0.0.5", "10.0.0.6"]);
+    rig.ecs.tasks_stay(instance, 2);
+    let event = at(fixture("autoscaling-ec2-instance-terminate-lifecycle-action.nth.json"), now_ms());
+    let ecs = rig.ecs.clone();
+    let lifecycle = rig.lifecycle.clone();
+    let leave = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        // Not completed while the tasks are still there.
+        let completed_before = lifecycle.calls().iter().any(|c| c.starts_with("complete"));
+        ecs.tasks_leave(instance);
+        completed_before
+    });
+    let (end, steps, report) = run(&w, &event, json!({})).await;
+    assert!(!leave.await.unwrap(), "the lifecycle action was completed with tasks still running");
+    assert!(matches!(end, Next::Complete(_)));
+    assert_eq!(steps, ["heartbeat", "drain", "deregister", "wait-drained", "complete-lifecycle", "report"]);
+    let report = report.unwrap();
+    let wait = &report["steps"][3];
+    assert_eq!(wait["name"], "wait-drained", "{report}");
+    assert_eq!(wait["outcome"], "ok", "{report}");
+    assert_eq!(wait["detail"]["tasks_left"], 0, "{report}");
+    assert!(wait["detail"]["polls"].as_u64().unwrap() >= 3, "{report}");
+    assert_eq!(report["steps"][4]["outcome"], "ok", "{report}");
+}
+
+#[tokio::test]
+async fn tasks_that_never_leave_end_the_wait_at_the_deadline_and_the_drain_goes_on() {
+    let (w, rig) = workflow(SPOT_POLLING).await;
+    let instance = "i-0633ac2b0d9769723";
+    rig.ecs.add_container_instance("prod", instance, &["10.0.0.5"]);
+    rig.ecs.tasks_stay(instance, 3);
+    // Noticed so long ago that the deadline (2 min window less 5 s) is about a second away.
+    let event = at(
+        fixture("autoscaling-ec2-instance-terminate-lifecycle-action.nth.json"),
+        now_ms() - 114_000,
+    );
+    let (end, steps, report) = run(&w, &event, json!({})).await;
+    assert!(matches!(end, Next::Complete(_)));
+    assert_eq!(steps, ["heartbeat", "drain", "deregister", "wait-drained", "complete-lifecycle", "report"]);
+    let report = report.unwrap();
+    let wait = &report["steps"][3];
+    assert_eq!(wait["outcome"], "failed", "{report}");
+    let reason = wait["reason"].as_str().unwrap();
+    assert!(reason.contains("3 task(s) still running or pending") && reason.contains("at the deadline"), "{reason}");
+    // The hook is completed all the same: the instance goes at the deadline either way.
+    assert_eq!(report["steps"][4]["name"], "complete-lifecycle", "{report}");
+    assert_eq!(report["steps"][4]["outcome"], "ok", "{report}");
+}
+
+#[tokio::test]
+async fn drain_wait_false_or_notify_mode_does_not_wait() {
+    let (w, rig) = workflow(&format!("{SPOT_POLLING}drain_wait = false\n")).await;
+    rig.ecs.add_container_instance("prod", "i-0b662ef9931388ba0", &["10.0.0.5"]);
+    rig.ecs.tasks_stay("i-0b662ef9931388ba0", 1);
+    let event = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), now_ms());
+    let (_, steps, _) = run(&w, &event, json!({})).await;
+    assert_eq!(steps, ["drain", "deregister", "report"]);
+    let (w, _) = workflow(SPOT_POLLING).await;
+    let (_, steps, _) = run(&w, &event, json!({"mode": "notify"})).await;
+    assert_eq!(steps, ["report"]);
 }
