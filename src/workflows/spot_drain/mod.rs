@@ -16,8 +16,8 @@
 //! 4. `wait-drained` (when `drain` set container instances DRAINING and `[spot].drain_wait`):
 //!    ECS is asked every `[spot].drain_poll` how many tasks are still running or pending on
 //!    them, until none are or the deadline comes (then it fails saying how many were left:
-//!    standalone `RunTask` tasks are not moved by a drain). After the handlers, so that nobody
-//!    hears later for it; before `complete-lifecycle`, so that the instance goes only once its
+//!    standalone `RunTask` tasks are not moved by a drain). After the handlers, so that the wait
+//!    delays nobody's notice; before `complete-lifecycle`, so that the instance goes only once its
 //!    tasks have.
 //! 5. `complete-lifecycle` (Auto Scaling terminate lifecycle actions): `CompleteLifecycleAction`
 //!    with CONTINUE once the drain and the handlers are done, so the instance goes without
