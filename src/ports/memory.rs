@@ -421,6 +421,17 @@ struct EcsState {
     calls: Vec<String>,
 }
 
+impl EcsState {
+    /// The ARNs of the container instances on EC2 instance `ec2_instance`.
+    fn container_instances_on(&self, ec2_instance: &str) -> Vec<String> {
+        self.container_instances
+            .iter()
+            .filter(|(_, ci, _)| ci.ec2_instance == ec2_instance)
+            .map(|(_, ci, _)| ci.arn.clone())
+            .collect()
+    }
+}
+
 impl MemoryEcs {
     fn lock(&self) -> std::sync::MutexGuard<'_, EcsState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -447,13 +458,7 @@ impl MemoryEcs {
     /// standalone tasks do), `count` of them, until [`MemoryEcs::tasks_leave`].
     pub fn tasks_stay(&self, ec2_instance: &str, count: u32) {
         let mut s = self.lock();
-        let arns: Vec<String> = s
-            .container_instances
-            .iter()
-            .filter(|(_, ci, _)| ci.ec2_instance == ec2_instance)
-            .map(|(_, ci, _)| ci.arn.clone())
-            .collect();
-        for arn in arns {
+        for arn in s.container_instances_on(ec2_instance) {
             s.staying.insert(arn, count);
         }
     }
@@ -461,13 +466,7 @@ impl MemoryEcs {
     /// The tasks that stayed on `ec2_instance` stop.
     pub fn tasks_leave(&self, ec2_instance: &str) {
         let mut s = self.lock();
-        let arns: Vec<String> = s
-            .container_instances
-            .iter()
-            .filter(|(_, ci, _)| ci.ec2_instance == ec2_instance)
-            .map(|(_, ci, _)| ci.arn.clone())
-            .collect();
-        for arn in arns {
+        for arn in s.container_instances_on(ec2_instance) {
             s.staying.remove(&arn);
         }
     }
