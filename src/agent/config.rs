@@ -401,14 +401,15 @@ impl AgentConfig {
             }
         }
         if let Some(api) = &c.api {
-            let api_key = |k: String| k.replacen("aws.", "api.", 1);
-            api.check_timeouts()
-                .map_err(|(k, m)| format!("{}: {m}", api_key(k)))?;
-            // A peer queue is long-polled 20 s at a time, one attempt each.
+            api.check_timeouts("api")
+                .map_err(|(k, m)| format!("{k}: {m}"))?;
             let peer_queue = c.peer.as_ref().is_some_and(|p| p.queue.is_some());
-            if peer_queue && api.attempt_timeout < std::time::Duration::from_secs(25) {
+            let least = super::peer::QUEUE_WAIT + crate::config::LONG_POLL_MARGIN;
+            if peer_queue && api.attempt_timeout < least {
                 return Err(format!(
-                    "api.attempt_timeout: must be at least 25s with peer.queue (its long polls take 20s), got {}",
+                    "api.attempt_timeout: must be at least {} with peer.queue (its long polls take {}), got {}",
+                    humantime::format_duration(least),
+                    humantime::format_duration(super::peer::QUEUE_WAIT),
                     humantime::format_duration(api.attempt_timeout)
                 ));
             }

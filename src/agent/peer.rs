@@ -11,6 +11,9 @@ use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Found;
+
+/// How long each receive from a peer queue waits (SQS's longest long poll).
+pub const QUEUE_WAIT: Duration = Duration::from_secs(20);
 use super::notice::Notice;
 use crate::workflows::spot_drain::notice::Notice as Interruption;
 
@@ -115,10 +118,7 @@ pub async fn watch_queue(
         }
     };
     loop {
-        let batch = match q
-            .receive(10, Duration::from_secs(20), Duration::from_secs(30))
-            .await
-        {
+        let batch = match q.receive(10, QUEUE_WAIT, Duration::from_secs(30)).await {
             Ok(b) => b,
             Err(e) => {
                 if found

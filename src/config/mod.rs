@@ -110,13 +110,17 @@ fn default_call_timeout() -> Duration {
     Duration::from_secs(90)
 }
 
+/// How much longer than a long poll's wait one attempt of an AWS call must be allowed (the
+/// answer's way back): a long poll is one attempt of one call.
+pub const LONG_POLL_MARGIN: Duration = Duration::from_secs(5);
+
 impl AwsSettings {
-    /// The timeouts' own bounds, as `(key, message)` under `aws.` (the agent's `[api]` reuses
-    /// them under its own name).
-    pub fn check_timeouts(&self) -> Result<(), (String, String)> {
+    /// The timeouts' own bounds, as `(key, message)` with keys under `section` (`aws`, or the
+    /// agent's `api`).
+    pub fn check_timeouts(&self, section: &str) -> Result<(), (String, String)> {
         if self.attempt_timeout < Duration::from_secs(1) {
             return Err((
-                "aws.attempt_timeout".into(),
+                format!("{section}.attempt_timeout"),
                 format!(
                     "must be at least 1s, got {}",
                     humantime::format_duration(self.attempt_timeout)
@@ -125,7 +129,7 @@ impl AwsSettings {
         }
         if self.call_timeout < self.attempt_timeout {
             return Err((
-                "aws.call_timeout".into(),
+                format!("{section}.call_timeout"),
                 format!(
                     "must be at least attempt_timeout ({}), got {}",
                     humantime::format_duration(self.attempt_timeout),
@@ -612,7 +616,7 @@ impl Config {
                 format!("must start with http:// or https://, got {url:?}"),
             ));
         }
-        self.aws.check_timeouts()?;
+        self.aws.check_timeouts("aws")?;
         let mut seen = std::collections::BTreeSet::new();
         for (i, q) in self.queues.iter().enumerate() {
             let key = |field: &str| format!("queues[{i}].{field}");
@@ -640,12 +644,12 @@ impl Config {
                     ),
                 ));
             }
-            // A long poll is one attempt of one call: it must finish inside it.
-            if q.receive_wait + Duration::from_secs(5) > self.aws.attempt_timeout {
+            if q.receive_wait + LONG_POLL_MARGIN > self.aws.attempt_timeout {
                 return Err((
                     "aws.attempt_timeout".into(),
                     format!(
-                        "must be at least 5s longer than queues[{i}].receive_wait ({}), got {}",
+                        "must be at least {} longer than queues[{i}].receive_wait ({}), got {}",
+                        humantime::format_duration(LONG_POLL_MARGIN),
                         humantime::format_duration(q.receive_wait),
                         humantime::format_duration(self.aws.attempt_timeout)
                     ),
