@@ -216,6 +216,7 @@ impl App {
                     shutdown_deadline: config.shutdown.deadline,
                     pause_recheck: config.engine.pause_recheck,
                     max_receive_count,
+                    trust: crate::intake::trust::Trust::new(&config.security, q),
                 },
                 queue,
                 dlq,
@@ -327,10 +328,13 @@ impl App {
         let mut admin_shutdown = self.shutdown.clone();
         let listener = self.listener;
         let admin = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, admin::router(state)).with_graceful_shutdown(async move {
-                    let _ = admin_shutdown.wait_for(|s| *s).await;
-                });
+            let serve = axum::serve(
+                listener,
+                admin::router(state).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = admin_shutdown.wait_for(|s| *s).await;
+            });
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "admin listener failed");
             }

@@ -19,6 +19,8 @@
 //! - [`admin`] is the admin listener: health, metrics, and the operators' console and its
 //!   JSON API; [`operate`] holds what operators do (dead letters, retries) for the console
 //!   and the CLI alike.
+//! - [`signing`] signs and checks what only tugboat or its agent may say (control attributes,
+//!   agent and peer notices).
 
 pub mod actors;
 pub mod admin;
@@ -40,5 +42,6 @@ pub mod mqtt;
 pub mod operate;
 pub mod ports;
 pub mod routing;
+pub mod signing;
 pub mod telemetry;
 pub mod workflows;

@@ -392,3 +392,45 @@ async fn a_timeout_is_retried_and_attempts_are_bounded() {
     );
     h.app.stop().await;
 }
+
+/// Answers every request with a redirect to `location`.
+async fn redirector(location: String) -> u16 {
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let location = location.clone();
+            async move { (StatusCode::TEMPORARY_REDIRECT, [("location", location)], "") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+#[actix_rt::test]
+async fn a_redirect_is_not_followed_and_the_credentials_stay_home() {
+    // The attack: a destination (or whoever controls its host) answers 307 to another host.
+    // reqwest's default policy would follow it, carrying the API key there.
+    let (target, target_port) = receiver().await;
+    let port = redirector(format!("http://127.0.0.1:{target_port}/hook")).await;
+    let auth = r#"auth = { type = "api_key", header = "x-api-key", value = "k-secret" }"#;
+    let h = start_http(&config(port, auth)).await;
+    h.send(&test_event(30)).await;
+    until("dead-lettered", 10, || {
+        h.dlq.len() == 1 && h.queue.deleted() == 1
+    })
+    .await;
+    assert!(
+        target.seen().is_empty(),
+        "a request reached the redirect's target: {:?}",
+        target.seen()
+    );
+    let dead = h.dlq.messages().remove(0);
+    assert!(
+        dead.attributes["tugboat-error"].contains("HTTP 307"),
+        "{}",
+        dead.attributes["tugboat-error"]
+    );
+    h.app.stop().await;
+}

@@ -402,3 +402,82 @@ async fn a_username_and_password_are_used_and_a_wrong_one_keeps_the_message() {
     assert!(h.dlq.is_empty());
     h.app.stop().await;
 }
+
+/// The attack: an instance id with a `/` (or a NUL) in a forged interruption notice. Filled
+/// into `spot_drain`'s mqtt handler topic, a `/` would add a level (a subscriber to
+/// `…/instances/+/spot-interruption` misses it, one to `…/instances/i-a/#` hears a notice about
+/// no instance), and a NUL would make the broker drop the connection every route shares. Both
+/// are refused; the next notice is heard on its topic over the same connection.
+#[actix_rt::test]
+async fn spot_drain_topic_values_cannot_add_levels_or_break_the_connection() {
+    let broker = Broker::shared();
+    let heard = subscribe(broker.port, &["tugboat-spot/#"], false).await;
+    let spot = r#"
+[[routes]]
+name = "spot-notify"
+pattern = { source = ["aws.ec2"], detail-type = ["EC2 Spot Instance Interruption Warning"] }
+workflow = "spot_drain"
+params = { mode = "notify" }
+
+[spot]
+[[spot.handlers]]
+name = "fluxer"
+type = "mqtt"
+broker = "fluxer"
+topic = "tugboat-spot/{instance}/spot-interruption"
+"#;
+    let config = config(&broker.section("fluxer"), "")
+        .replace("[[routes]]\nname = \"spot-interruption\"", "[[routes]]\nname = \"unused\"")
+        .replace(
+            "detail-type = [\"EC2 Spot Instance Interruption Warning\"] }\nworkflow = \"mqtt_publish\"",
+            "detail-type = [\"unused\"] }\nworkflow = \"mqtt_publish\"",
+        );
+    let h = start_mqtt(&format!("{config}\n{spot}")).await;
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let warning = |id: &str, instance: &str| {
+        json!({"version": "0", "id": id, "source": "aws.ec2", "detail-type": "EC2 Spot Instance Interruption Warning",
+            "time": now, "region": "us-east-1", "resources": [],
+            "detail": {"instance-id": instance, "instance-action": "terminate"}})
+        .to_string()
+    };
+    h.send(&warning("slash", "i-a/b")).await;
+    h.send(&warning("nul", "i-n\u{0}ul")).await;
+    until("both forged notices are settled", 15, || {
+        h.queue.deleted() == 2
+    })
+    .await;
+    let records = {
+        use futures::FutureExt;
+        h.app
+            .journal
+            .list(&tugboat::journal::ListFilter::default())
+            .now_or_never()
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(records.len(), 2);
+    for record in &records {
+        let text = record.output.clone().unwrap_or_default().to_string();
+        assert!(
+            text.contains("would change the topic's levels"),
+            "{}: the handler is refused with the reason: {text}",
+            record.id
+        );
+    }
+    h.send(&warning("ok", "i-0abc")).await;
+    until("the next notice is heard on its own topic", 15, || {
+        topics(&heard).contains("tugboat-spot/i-0abc/spot-interruption")
+    })
+    .await;
+    let all = topics(&heard);
+    assert_eq!(
+        all,
+        BTreeSet::from(["tugboat-spot/i-0abc/spot-interruption".to_owned()]),
+        "no forged topic level was published"
+    );
+    h.app.stop().await;
+}

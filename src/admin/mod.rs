@@ -5,6 +5,11 @@
 //! live updates over server-sent events (`/events`), and the actions (cancel, retry, pause,
 //! resume, redrive): POSTs that carry the console's token, refused unless
 //! `[admin] allow_actions = true`.
+//!
+//! Every route but `/healthz`, `/readyz` and `/metrics` answers only under a `Host` of this
+//! console and from its own `Origin` ([`guard`]): a page of another site, DNS-rebound to the
+//! listener, reads nothing. The token is handed only to clients on loopback, or to everyone
+//! when `[admin] proxy_authenticates` says a proxy in front authenticated them.
 
 mod health;
 mod live;
@@ -18,8 +23,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -65,6 +71,10 @@ pub struct Console {
     /// `/api/session`): a page of another site cannot read it, so cannot act.
     pub token: String,
     pub allow_actions: bool,
+    /// `[admin] proxy_authenticates`: every client was authenticated by a proxy in front.
+    pub proxy_authenticates: bool,
+    /// `[security] signing_key`, which signs retries and redrives.
+    pub signing_key: Option<crate::signing::SigningKey>,
     /// `Host` values an action may come under: the listen address, loopback names, and
     /// `[admin] hosts`.
     pub hosts: Vec<String>,
@@ -93,6 +103,8 @@ impl Console {
         Console {
             token: hex::encode(rand::random::<[u8; 16]>()),
             allow_actions: config.admin.allow_actions,
+            proxy_authenticates: config.admin.proxy_authenticates,
+            signing_key: config.security.signing_key.clone(),
             hosts,
             trace_url: config.admin.trace_url.clone(),
             queues,
@@ -109,6 +121,75 @@ impl Console {
     fn queue(&self, name: &str) -> Option<&QueueHandles> {
         self.queues.iter().find(|q| q.name == name)
     }
+
+    /// The token a page embeds: empty unless the client being answered may hold it.
+    fn token_for_page(&self) -> &str {
+        if token_shown() { &self.token } else { "" }
+    }
+
+    /// Whether `token` is this console's, compared in constant time (a timing difference
+    /// must not tell an attacker how many leading characters were right).
+    fn is_token(&self, token: &str) -> bool {
+        use subtle::ConstantTimeEq;
+        self.token.len() == token.len() && bool::from(self.token.as_bytes().ct_eq(token.as_bytes()))
+    }
+}
+
+tokio::task_local! {
+    /// Whether the client of the request being answered may be handed the action token; set
+    /// by [`guard`] around every handler, read where a page embeds the token.
+    static SHOWS_TOKEN: bool;
+}
+
+fn token_shown() -> bool {
+    SHOWS_TOKEN.try_with(|shown| *shown).unwrap_or(false)
+}
+
+/// Refuses a request under a `Host` that is not this console's (a DNS-rebound name) or from
+/// another site's `Origin`, and decides whether its client may see the token: a peer on
+/// loopback, or any when a proxy authenticates. Health and metrics carry no instance data
+/// or token and answer under any host (load balancers and scrapers reach them by address).
+async fn guard(State(s): State<AdminState>, request: Request, next: Next) -> Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    if let Err(e) = same_site(&s.console, request.headers()) {
+        return e.respond(wants_html(request.headers()));
+    }
+    // Without the peer's address (a router served without connect info) nobody sees it.
+    let on_loopback = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .is_some_and(|ConnectInfo(peer)| peer.ip().to_canonical().is_loopback());
+    SHOWS_TOKEN
+        .scope(
+            on_loopback || s.console.proxy_authenticates,
+            next.run(request),
+        )
+        .await
+}
+
+/// The request comes under a host of this console (not a rebound DNS name), from this
+/// console's origin if it names one.
+fn same_site(console: &Console, headers: &HeaderMap) -> Result<(), ApiError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !console.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
+        return Err(ApiError::forbidden(format!(
+            "requests under host {host:?} are refused; add it to [admin] hosts if the console is reached through a proxy under that name"
+        )));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
+        if !origin_host.eq_ignore_ascii_case(host) {
+            return Err(ApiError::forbidden(format!(
+                "a request from {origin:?} may not use this console"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn router(state: AdminState) -> axum::Router {
@@ -133,6 +214,7 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/interruptions", get(interruptions))
         .route("/spot/history", get(interruptions))
         .route("/costs", get(costs))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
 
@@ -236,7 +318,14 @@ fn answer<T: Serialize>(
     }
 }
 
+/// The token, for the CLI: only to a client that may hold it (see [`guard`]).
 async fn session(State(s): State<AdminState>) -> Response {
+    if !token_shown() {
+        return ApiError::forbidden(
+            "the action token is handed only to clients on loopback (or, with [admin] proxy_authenticates = true, to those a proxy authenticated)".into(),
+        )
+        .respond(false);
+    }
     Json(json!({"token": s.console.token, "actions": s.console.allow_actions})).into_response()
 }
 
@@ -325,34 +414,20 @@ struct ActionForm {
 
 /// Refuses an action unless actions are on, it comes under a host of this console (not a
 /// rebound DNS name), from this console's origin if it names one, with the token.
+/// ([`guard`] checked the host and origin already; checked again so that an action is never
+/// one layer away from being open.)
 fn allowed(console: &Console, headers: &HeaderMap, form: &ActionForm) -> Result<(), ApiError> {
     if !console.allow_actions {
         return Err(ApiError::forbidden(
             "actions are off: set [admin] allow_actions = true to cancel, retry, pause or redrive from the console and the CLI".into(),
         ));
     }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    if !console.hosts.iter().any(|h| h.eq_ignore_ascii_case(host)) {
-        return Err(ApiError::forbidden(format!(
-            "actions are refused under host {host:?}; add it to [admin] hosts if the console is reached through a proxy under that name"
-        )));
-    }
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-        let origin_host = origin.split("://").nth(1).unwrap_or(origin);
-        if !origin_host.eq_ignore_ascii_case(host) {
-            return Err(ApiError::forbidden(format!(
-                "a request from {origin:?} may not act on this console"
-            )));
-        }
-    }
+    same_site(console, headers)?;
     let token = headers
         .get("x-tugboat-token")
         .and_then(|t| t.to_str().ok())
         .or(form.token.as_deref());
-    if token != Some(console.token.as_str()) {
+    if !token.is_some_and(|t| console.is_token(t)) {
         return Err(ApiError::forbidden(
             "missing or wrong token (reload the page; the CLI reads it from /api/session)".into(),
         ));
@@ -468,7 +543,9 @@ async fn retry(
                 record.queue
             )));
         };
-        let message_id = crate::operate::retry(&record, q.queue.as_ref()).await?;
+        let message_id =
+            crate::operate::retry(&record, q.queue.as_ref(), s.console.signing_key.as_ref())
+                .await?;
         Ok(format!(
             "retry sent to {} (message {message_id}): run {} starts when it is received",
             record.queue,
@@ -541,13 +618,18 @@ async fn redrive(
             )));
         };
         let only = form.message_id.as_deref().filter(|m| !m.is_empty());
-        let done =
-            crate::operate::dead_letters::redrive(q.queue.as_ref(), dlq.as_ref(), only, 10_000)
-                .await
-                .map_err(|e| ApiError {
-                    status: StatusCode::BAD_GATEWAY,
-                    message: e,
-                })?;
+        let done = crate::operate::dead_letters::redrive(
+            q.queue.as_ref(),
+            dlq.as_ref(),
+            only,
+            10_000,
+            s.console.signing_key.as_ref(),
+        )
+        .await
+        .map_err(|e| ApiError {
+            status: StatusCode::BAD_GATEWAY,
+            message: e,
+        })?;
         if only.is_some() && done.moved == 0 && done.not_moved.is_empty() {
             return Err(ApiError::not_found(format!(
                 "message {} is not in {} (redriven already?)",
@@ -567,4 +649,152 @@ async fn redrive(
         Ok(message)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    //! The console's boundary, through the real router with the peer address a test chooses
+    //! (no socket: a non-loopback peer cannot be reached from a test's loopback).
+    use super::*;
+    use crate::engine::{Engine, EngineOptions, dispatcher::TaskSpawn};
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    fn state(config: &str) -> AdminState {
+        let catalog = crate::workflows::Catalog::builtin();
+        let config = crate::config::Config::from_toml_str(
+            config,
+            std::path::Path::new("t.toml"),
+            std::iter::empty(),
+            &catalog,
+        )
+        .unwrap();
+        let journal: Arc<dyn Journal> = Arc::new(crate::journal::memory::MemoryJournal::default());
+        let (_tx, shutdown) = watch::channel(false);
+        let engine = Arc::new(Engine::new(
+            journal.clone(),
+            crate::workflows::Registry::default(),
+            Arc::new(crate::ports::memory::MemoryNotifier::default()),
+            EngineOptions::default(),
+            shutdown.clone(),
+        ));
+        let listen: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        AdminState {
+            journal,
+            intakes: vec![],
+            dispatcher: Dispatcher::new(engine, Arc::new(TaskSpawn)),
+            shutdown,
+            metrics: Arc::new(prometheus_client::registry::Registry::default()),
+            console: Arc::new(Console::new(&config, listen, vec![], None)),
+        }
+    }
+
+    const CONFIG: &str = "[aws]\nregion = \"us-east-1\"\n[[queues]]\nname = \"q\"\n\
+        [[routes]]\nname = \"r\"\npattern = { source = [\"a\"] }\nworkflow = \"log\"\n\
+        [admin]\nallow_actions = true\n";
+
+    async fn get(s: &AdminState, path: &str, host: &str, peer: &str) -> (StatusCode, String) {
+        let mut request = axum::http::Request::get(path)
+            .header(header::HOST, host)
+            .header(header::ACCEPT, "text/html")
+            .body(Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+        let response = router(s.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_dns_rebound_host_reads_nothing() {
+        // The attack: a page of evil.example rebinds its name to 127.0.0.1 and reads the
+        // console from the victim's browser (a loopback peer, under the attacker's Host).
+        let s = state(CONFIG);
+        for path in [
+            "/workflows",
+            "/dead-letters",
+            "/routes",
+            "/api/session",
+            "/costs",
+        ] {
+            let (status, body) = get(&s, path, "evil.example:9090", "127.0.0.1:50000").await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
+            assert!(!body.contains(&s.console.token), "{path} leaked the token");
+        }
+        // Health and metrics answer under any host (load balancers use the address).
+        let (status, _) = get(&s, "/healthz", "10.1.2.3:9090", "10.9.9.9:4000").await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = get(&s, "/workflows", "127.0.0.1:9090", "127.0.0.1:50000").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains(&s.console.token),
+            "a loopback client's page carries it"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_token_goes_only_to_loopback_clients_unless_a_proxy_authenticates() {
+        // The attack: a client on the network (a console listening beyond loopback, read-only)
+        // asks for the token, or reads it from a page.
+        let s = state(&CONFIG.replace(
+            "allow_actions = true",
+            "listen = \"0.0.0.0:9090\"\nhosts = [\"console.internal:9090\"]",
+        ));
+        let (status, body) = get(
+            &s,
+            "/api/session",
+            "console.internal:9090",
+            "192.0.2.7:41000",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert!(!body.contains(&s.console.token));
+        let (status, body) =
+            get(&s, "/workflows", "console.internal:9090", "192.0.2.7:41000").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains(&s.console.token),
+            "the page carries no token"
+        );
+        let (status, body) = get(
+            &s,
+            "/api/session",
+            "127.0.0.1:9090",
+            "[::ffff:127.0.0.1]:41000",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(&s.console.token));
+        // Behind a proxy that authenticates, its clients get it.
+        let s = state(&CONFIG.replace(
+            "allow_actions = true",
+            "listen = \"0.0.0.0:9090\"\nallow_actions = true\nproxy_authenticates = true\nhosts = [\"console.internal:9090\"]",
+        ));
+        let (status, body) = get(
+            &s,
+            "/api/session",
+            "console.internal:9090",
+            "192.0.2.7:41000",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.contains(&s.console.token));
+    }
+
+    #[test]
+    fn the_token_is_compared_whole() {
+        let s = state(CONFIG);
+        let token = s.console.token.clone();
+        assert!(s.console.is_token(&token));
+        assert!(!s.console.is_token(&token[..31]));
+        assert!(!s.console.is_token(""));
+        let mut wrong = token.clone().into_bytes();
+        wrong[31] = if wrong[31] == b'0' { b'1' } else { b'0' };
+        assert!(!s.console.is_token(std::str::from_utf8(&wrong).unwrap()));
+    }
 }

@@ -133,7 +133,7 @@ fn layout(title: &str, active: &str, console: &Console, body: &str) -> String {
          <script src=\"/assets/console.js\" defer></script></head>\
          <body><header><a class=\"brand\" href=\"/workflows\">tugboat</a><nav>{nav}</nav>{mode}</header>\
          <main>{body}</main></body></html>\n",
-        token = esc(&console.token),
+        token = esc(console.token_for_page()),
         title = esc(title),
     )
 }
@@ -175,7 +175,7 @@ fn action(
     }
     let mut hidden = format!(
         "<input type=\"hidden\" name=\"token\" value=\"{}\"><input type=\"hidden\" name=\"back\" value=\"{}\">",
-        esc(&console.token),
+        esc(console.token_for_page()),
         esc(back)
     );
     for (k, v) in fields {

@@ -39,6 +39,22 @@ pub struct AgentConfig {
     pub api: Option<crate::config::AwsSettings>,
     #[serde(default)]
     pub handlers: Vec<HandlerConfig>,
+    /// The key the service's `[security] signing_key` holds: the `publish` handler signs
+    /// notices with it (the service believes no unsigned one), peer notices are checked and
+    /// signed with it. Keep `agent.toml` readable by the agent's user alone (0600). Or set
+    /// `TUGBOAT_AGENT_SIGNING_KEY`.
+    #[serde(default)]
+    pub signing_key: Option<crate::signing::SigningKey>,
+    /// How old a signed peer notice may be. Default 5 minutes.
+    #[serde(default = "default_notice_max_age", with = "humantime_serde")]
+    pub notice_max_age: Duration,
+}
+
+/// The environment variable that gives the agent its signing key.
+pub const SIGNING_KEY_ENV: &str = "TUGBOAT_AGENT_SIGNING_KEY";
+
+fn default_notice_max_age() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,8 +195,9 @@ pub struct NetworkWatch {
 }
 
 /// Another instance of the group is being interrupted: its notices arrive on an MQTT topic
-/// (what the forwarding workflow or another agent's `mqtt` handler publishes) or an SQS
-/// queue, and run the `peer` handlers.
+/// (what another agent's `mqtt` handler publishes, signed with the shared `signing_key`) or
+/// an SQS queue, and run the `peer` handlers. An unsigned or stale notice is logged and
+/// ignored.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PeerSource {
@@ -189,9 +206,71 @@ pub struct PeerSource {
     pub broker: Option<String>,
     #[serde(default)]
     pub topic: Option<String>,
+    /// The broker's credentials (give the agents an account that may only read the peer
+    /// topic and publish to its own). The password is never logged.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<secrecy::SecretString>,
+    /// TLS (a build with `--features mqtt-tls`), verified against the system's roots or
+    /// `ca_file`.
+    #[serde(default)]
+    pub tls: bool,
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Or an SQS queue's name or URL (through `[api]`).
     #[serde(default)]
     pub queue: Option<String>,
+    /// One peer's notices of one kind run the handlers at most once in this long. Default
+    /// 10 minutes.
+    #[serde(default = "default_peer_interval", with = "humantime_serde")]
+    pub min_interval: Duration,
+}
+
+fn default_peer_interval() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl PeerSource {
+    pub fn auth(&self) -> MqttAuth {
+        MqttAuth {
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls: self.tls,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+}
+
+/// How the agent logs in to an MQTT broker (the peer source's or an `mqtt` handler's keys).
+#[derive(Debug, Clone, Default)]
+pub struct MqttAuth {
+    pub username: Option<String>,
+    pub password: Option<secrecy::SecretString>,
+    pub tls: bool,
+    pub ca_file: Option<String>,
+}
+
+impl MqttAuth {
+    /// Settings for the broker at `address` (`host:port`), as this agent's client `client_id`.
+    pub fn broker(
+        &self,
+        address: &str,
+        client_id: String,
+    ) -> Result<crate::ports::mqtt::BrokerSettings, String> {
+        let (host, port) = host_port(address)?;
+        Ok(crate::ports::mqtt::BrokerSettings {
+            host,
+            port: Some(port),
+            client_id: Some(client_id),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            tls: self.tls,
+            ca_file: self.ca_file.clone(),
+            keep_alive: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(10),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -255,6 +334,14 @@ pub enum HandlerKind {
         broker: String,
         /// A template over the notice: `{instance}`, `{kind}`, `{provider}`.
         topic: String,
+        #[serde(default)]
+        username: Option<String>,
+        #[serde(default)]
+        password: Option<secrecy::SecretString>,
+        #[serde(default)]
+        tls: bool,
+        #[serde(default)]
+        ca_file: Option<String>,
     },
     /// A request to a local endpoint (the application's checkpoint URL), retried on 429, 5xx
     /// and connection errors within the timeout.
@@ -343,7 +430,18 @@ impl AgentConfig {
     /// Reads and checks `path`; errors name the file and the key.
     pub fn load(path: &std::path::Path) -> Result<AgentConfig, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        AgentConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+        let mut c = AgentConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        // The key may come from the environment (a systemd credential, a secrets manager)
+        // rather than the file.
+        if let Ok(text) = std::env::var(SIGNING_KEY_ENV)
+            && !text.is_empty()
+        {
+            c.signing_key = Some(
+                crate::signing::SigningKey::parse(&text)
+                    .map_err(|e| format!("{SIGNING_KEY_ENV}: {e}"))?,
+            );
+        }
+        Ok(c)
     }
 
     pub fn parse(text: &str) -> Result<AgentConfig, String> {
@@ -452,7 +550,7 @@ impl AgentConfig {
                         ));
                     }
                 }
-                HandlerKind::Mqtt { broker, topic } => {
+                HandlerKind::Mqtt { broker, topic, .. } => {
                     host_port(broker).map_err(|e| format!("handlers.{i}.broker: {e}"))?;
                     if topic.is_empty() || topic.contains(['+', '#']) {
                         return Err(format!(

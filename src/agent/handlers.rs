@@ -78,10 +78,29 @@ async fn run_one(
             } => redis_handler(address, password.as_ref(), mode).await,
             HandlerKind::Postgres { url } => postgres_handler(url).await,
             HandlerKind::Mysql { url } => mysql_handler(url).await,
-            HandlerKind::Mqtt { broker, topic } => mqtt_handler(broker, topic, notice, extra).await,
-            HandlerKind::Publish { queue } => match &config.api {
-                Some(api) => publish_handler(queue, api, notice, extra).await,
-                None => Err("no [api] section".into()),
+            HandlerKind::Mqtt {
+                broker,
+                topic,
+                username,
+                password,
+                tls,
+                ca_file,
+            } => {
+                let auth = super::config::MqttAuth {
+                    username: username.clone(),
+                    password: password.clone(),
+                    tls: *tls,
+                    ca_file: ca_file.clone(),
+                };
+                mqtt_handler(broker, &auth, topic, config.signing_key.as_ref(), notice, extra).await
+            }
+            HandlerKind::Publish { queue } => match (&config.api, &config.signing_key) {
+                (Some(api), Some(key)) => publish_handler(queue, api, key, notice, extra).await,
+                (None, _) => Err("no [api] section".into()),
+                (_, None) => Err(
+                    "no signing_key: tugboat refuses an unsigned agent notice (set signing_key, the service's [security] signing_key)"
+                        .into(),
+                ),
             },
         }
     };
@@ -256,18 +275,21 @@ async fn redis_handler(
 
 /// The notice to the central queue, for `spot_drain` (which takes it and EventBridge's copy
 /// as one drain).
+/// The body is signed (`tugboat-signature`) with the key the service shares: the service
+/// believes no other `tugboat.agent` event.
 async fn publish_handler(
     queue: &str,
     api: &crate::config::AwsSettings,
+    key: &crate::signing::SigningKey,
     notice: &Notice,
     extra: &Value,
 ) -> Result<Value, String> {
-    let event = notice.event(
-        now_ms(),
-        extra["instance_type"].as_str(),
-        extra["zone"].as_str(),
-    );
-    let id = super::send_to_queue(api, queue, event.to_string()).await?;
+    let now = now_ms();
+    let event = notice.event(now, extra["instance_type"].as_str(), extra["zone"].as_str());
+    let body = event.to_string();
+    let signature = crate::intake::trust::sign_notice(&body, key, now);
+    let attributes = [(crate::intake::attributes::SIGNATURE.to_owned(), signature)].into();
+    let id = super::send_to_queue(api, queue, body, attributes).await?;
     Ok(json!({"message_id": id}))
 }
 
@@ -323,42 +345,35 @@ async fn mysql_handler(url: &secrecy::SecretString) -> Result<Value, String> {
     done
 }
 
-/// The notice as the event peers (and `spot_drain`) read, to `topic` on `broker`, QoS 1:
-/// done when the broker acknowledges it.
+/// The notice as the event peers (and `spot_drain`) read, signed for the peers with the
+/// group's key, to `topic` on `broker`, QoS 1: done when the broker acknowledges it.
 async fn mqtt_handler(
     broker: &str,
+    auth: &super::config::MqttAuth,
     topic: &str,
+    key: Option<&crate::signing::SigningKey>,
     notice: &Notice,
     extra: &Value,
 ) -> Result<Value, String> {
-    use crate::ports::mqtt::{BrokerSettings, Mqtt, Publication, Qos};
-    let (host, port) = super::config::host_port(broker)?;
+    use crate::ports::mqtt::{Mqtt, Publication, Qos};
+    let key = key.ok_or(
+        "no signing_key: peers believe no unsigned notice (set signing_key, the group's shared key)",
+    )?;
     let topic = topic
         .replace("{instance}", &notice.instance)
         .replace("{kind}", &notice.kind)
         .replace("{provider}", &notice.provider);
-    let settings = BrokerSettings {
-        host,
-        port: Some(port),
-        client_id: Some(format!(
-            "tugboat-agent-{}-{}-pub",
-            notice.instance,
-            std::process::id()
-        )),
-        username: None,
-        password: None,
-        tls: false,
-        ca_file: None,
-        keep_alive: Duration::from_secs(30),
-        ack_timeout: Duration::from_secs(10),
-    };
+    let client_id = format!(
+        "tugboat-agent-{}-{}-pub",
+        notice.instance,
+        std::process::id()
+    );
+    let settings = auth.broker(broker, client_id)?;
     let connector = crate::mqtt::MqttConnector::default();
     let b = connector.broker(broker, &settings)?;
-    let event = notice.event(
-        now_ms(),
-        extra["instance_type"].as_str(),
-        extra["zone"].as_str(),
-    );
+    let now = now_ms();
+    let event = notice.event(now, extra["instance_type"].as_str(), extra["zone"].as_str());
+    let event = super::peer::sign(event, key, now);
     let publication = Publication {
         topic: topic.clone(),
         payload: event.to_string(),

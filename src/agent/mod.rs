@@ -63,10 +63,22 @@ impl State {
             std::fs::create_dir_all(folder).map_err(|e| format!("{}: {e}", folder.display()))?;
         }
         let seen = match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str::<Value>(&text)
+            Ok(text) => match serde_json::from_str::<Value>(&text)
                 .ok()
-                .and_then(|v| serde_json::from_value(v["seen"].clone()).ok())
-                .ok_or_else(|| format!("{}: not an agent state file", path.display()))?,
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v["seen"].clone()).ok())
+            {
+                Some(seen) => seen,
+                // A damaged file (a crash of an older build mid-write, a full disk) must not
+                // keep the agent from watching: it is kept aside for a look, and the agent
+                // starts afresh (a notice seen before may run its handlers once more).
+                None => {
+                    let aside = path.with_extension(format!("damaged-{}", now_ms()));
+                    std::fs::rename(path, &aside)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    tracing::warn!(state = %path.display(), moved_to = %aside.display(), "the agent state file was damaged: moved aside, starting afresh");
+                    Vec::new()
+                }
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
@@ -99,12 +111,27 @@ impl State {
         self.write()
     }
 
+    /// Written to a new file (readable by the agent's user alone), synced, renamed over the
+    /// old one, and the folder synced: a power loss leaves the old file or the new one.
     fn write(&self) -> Result<(), String> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let text = json!({"seen": self.seen}).to_string();
         let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+        let written = (|| {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            let folder = self.path.parent().filter(|p| !p.as_os_str().is_empty());
+            std::fs::File::open(folder.unwrap_or(Path::new(".")))?.sync_all()
+        })();
+        written.map_err(|e| format!("{}: {e}", self.path.display()))
     }
 }
 
@@ -289,15 +316,20 @@ fn start_sources(
         let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
         match (&p.broker, &p.topic, &p.queue, &config.api) {
             (Some(b), Some(t), _, _) => {
-                let broker = config::host_port(b)?;
+                let broker = p.auth().broker(
+                    b,
+                    format!("tugboat-agent-{instance}-{}", std::process::id()),
+                )?;
                 let topic = t.clone();
-                tokio::spawn(async move { peer::watch_mqtt(broker, &topic, &i, f).await });
+                let trust = peer_trust(config);
+                tokio::spawn(async move { peer::watch_mqtt(broker, &topic, &i, trust, f).await });
             }
             (_, _, Some(q), Some(_)) => {
                 let q = q.clone();
+                let trust = peer_trust(config);
                 tokio::spawn(async move {
                     if let Some(api) = &c.api {
-                        peer::watch_queue(api, &q, &i, f).await
+                        peer::watch_queue(api, &q, &i, trust, f).await
                     }
                 });
             }
@@ -305,6 +337,16 @@ fn start_sources(
         }
     }
     Ok(())
+}
+
+fn peer_trust(config: &AgentConfig) -> peer::PeerTrust {
+    if config.signing_key.is_none() {
+        tracing::warn!("no signing_key: every peer notice will be ignored (peers sign theirs)");
+    }
+    peer::PeerTrust {
+        key: config.signing_key.clone(),
+        window: config.notice_max_age,
+    }
 }
 
 /// The handlers for one notice, then its report: printed, published if configured, and an
@@ -324,7 +366,8 @@ async fn act(config: Arc<AgentConfig>, n: Notice, extra: Value) {
     }
     println!("{report}");
     if let (Some(target), Some(api)) = (&config.report, &config.api)
-        && let Err(e) = send_to_queue(api, &target.queue, report.to_string()).await
+        && let Err(e) =
+            send_to_queue(api, &target.queue, report.to_string(), Default::default()).await
     {
         tracing::warn!(error = %e, queue = %target.queue, "publishing the report");
     }
@@ -335,6 +378,7 @@ pub(crate) async fn send_to_queue(
     api: &crate::config::AwsSettings,
     queue: &str,
     body: String,
+    attributes: std::collections::BTreeMap<String, String>,
 ) -> Result<String, String> {
     use crate::ports::QueueSource;
     let clients = crate::aws::Clients::new(api).await;
@@ -344,6 +388,7 @@ pub(crate) async fn send_to_queue(
         .map_err(|e| e.message)?;
     q.send(&crate::ports::OutgoingMessage {
         body,
+        attributes,
         ..Default::default()
     })
     .await
@@ -368,6 +413,12 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     drop(found);
     tracing::info!(instance = %instance, provider, "agent watching");
     let mut runs = tokio::task::JoinSet::new();
+    let mut peers = peer::Limiter::new(
+        config
+            .peer
+            .as_ref()
+            .map_or(Duration::ZERO, |p| p.min_interval),
+    );
     let mut stop = Box::pin(shutdown_signal());
     loop {
         let next = tokio::select! {
@@ -377,6 +428,11 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
         };
         match next {
             Some(Found::Notice(n)) if state.seen(&n.id) => {}
+            Some(Found::Notice(n))
+                if n.provider == "peer" && !peers.admit(&n, std::time::Instant::now()) =>
+            {
+                tracing::warn!(notice = %n.id, peer = %n.instance, "a peer notice of a kind its handlers ran for within peer.min_interval: not run again");
+            }
             Some(Found::Notice(n)) => {
                 // Remembered first: a crash while the handlers run does not run them twice
                 // (at most once, as a checkpoint wants).
@@ -426,15 +482,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_state_file_remembers_across_opens_and_refuses_a_foreign_file() {
+    fn the_state_file_remembers_across_opens_and_a_damaged_one_is_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new/folder/state.json");
         let mut s = State::open(&path).unwrap();
         assert!(!s.seen("a"));
         s.remember("a").unwrap();
         assert!(State::open(&path).unwrap().seen("a"));
-        std::fs::write(&path, "[1, 2]").unwrap();
-        let e = State::open(&path).err().unwrap();
-        assert!(e.contains("not an agent state file"), "{e}");
+        // A damaged file is moved aside, and the agent starts afresh.
+        std::fs::write(&path, "{\"seen\": [\"a\", ").unwrap();
+        let s = State::open(&path).unwrap();
+        assert!(!s.seen("a"));
+        let aside: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with("state.damaged-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        // What it writes is its user's alone.
+        let mut s = s;
+        s.remember("b").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 }

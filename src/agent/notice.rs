@@ -271,7 +271,7 @@ mod tests {
         assert_eq!(e["source"], "tugboat.agent");
         assert_eq!(e["detail"]["deadline"], "2017-09-18T08:22:00Z");
         let n = crate::workflows::spot_drain::notice::Notice::read(&e).unwrap();
-        assert_eq!(n.identity(), "i-1:2017-09-18T08:20");
+        assert_eq!(n.identity(), "i-1:spot-interruption:2017-09-18T08:20");
     }
 
     #[test]

@@ -142,6 +142,7 @@ impl Queue for SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_system_attribute_names(MessageSystemAttributeName::SenderId)
             .send()
             .await
             .map_err(|e| classify("ReceiveMessage", e))?;
@@ -172,6 +173,7 @@ impl Queue for SqsQueue {
                     sent_ms: system
                         .get(&MessageSystemAttributeName::SentTimestamp)
                         .and_then(|v| v.parse().ok()),
+                    sender_id: system.get(&MessageSystemAttributeName::SenderId).cloned(),
                 })
             })
             .collect();

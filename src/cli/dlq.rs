@@ -12,6 +12,7 @@ use crate::aws::Clients;
 use crate::aws::sqs::SqsQueue;
 use crate::operate::dead_letters;
 use crate::ports::Queue;
+use crate::signing::SigningKey;
 
 #[derive(Debug, Args)]
 pub struct DlqArgs {
@@ -40,7 +41,11 @@ pub enum DlqCommand {
     },
 }
 
-async fn queues(config: &Path, name: &str) -> Result<(SqsQueue, SqsQueue), CliError> {
+/// The queue `name` and its DLQ, with the signing key redriven copies are signed with.
+async fn queues(
+    config: &Path,
+    name: &str,
+) -> Result<(SqsQueue, SqsQueue, Option<SigningKey>), CliError> {
     let config = load_config(config)?;
     let q = config.queue(name).map_err(CliError::Usage)?;
     let dlq_name = q
@@ -54,13 +59,13 @@ async fn queues(config: &Path, name: &str) -> Result<(SqsQueue, SqsQueue), CliEr
     let dlq = SqsQueue::resolve(&clients.sqs, dlq_name)
         .await
         .map_err(|e| CliError::Runtime(format!("dlq {dlq_name}: {e}")))?;
-    Ok((source, dlq))
+    Ok((source, dlq, config.security.signing_key.clone()))
 }
 
 pub async fn run(config: &Path, args: DlqArgs) -> Result<(), CliError> {
     match args.command {
         DlqCommand::List { queue, max } => {
-            let (_, dlq) = queues(config, &queue).await?;
+            let (_, dlq, _) = queues(config, &queue).await?;
             let letters = dead_letters::list(&dlq, max)
                 .await
                 .map_err(CliError::Runtime)?;
@@ -70,8 +75,11 @@ pub async fn run(config: &Path, args: DlqArgs) -> Result<(), CliError> {
             println!("{} dead letter(s) in {}", letters.len(), dlq.name());
         }
         DlqCommand::Redrive { queue, max } => {
-            let (source, dlq) = queues(config, &queue).await?;
-            let done = dead_letters::redrive(&source, &dlq, None, max)
+            let (source, dlq, key) = queues(config, &queue).await?;
+            if key.is_none() {
+                return Err(CliError::Usage(crate::operate::NO_KEY.into()));
+            }
+            let done = dead_letters::redrive(&source, &dlq, None, max, key.as_ref())
                 .await
                 .map_err(CliError::Runtime)?;
             for why in &done.not_moved {

@@ -68,6 +68,10 @@ pub struct Config {
     /// What to do with an event that matches no route.
     #[serde(default)]
     pub unmatched: UnmatchedPolicy,
+    /// Who is believed: the key that signs tugboat's control attributes and the agent's
+    /// notices, and how old a signature may be (docs/security.md).
+    #[serde(default)]
+    pub security: SecurityConfig,
     /// The top-level sections that workflows own (such as `[services]`), as read (environment
     /// overrides applied) and already checked by their owner at load; the owner parses its
     /// own with [`Config::section`].
@@ -191,6 +195,58 @@ pub struct QueueConfig {
     /// faster shutdowns and more (cheap) receive calls. Default `"20s"`.
     #[serde(default = "default_receive_wait", with = "humantime_serde")]
     pub receive_wait: Duration,
+    /// The event sources this queue may carry, such as `["tugboat.agent"]` for the queue the
+    /// agents send to: an event of another source is dead-lettered, naming it, so that
+    /// whoever may send to this queue cannot forge `aws.ec2` or `aws.ecs` events. Default:
+    /// any source.
+    #[serde(default)]
+    pub sources: Option<Vec<String>>,
+    /// Believe a `tugboat.agent` notice about instance X only when SQS names X's role session
+    /// as its sender (`SenderId` `AROA…:X`: the credentials of an EC2 instance profile name the
+    /// instance as the session), so that an instance holding the signing key still cannot
+    /// speak for another. Default false.
+    #[serde(default)]
+    pub agent_sender_is_instance: bool,
+}
+
+/// `[security]`: the signing key and the freshness windows.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// The shared secret (at least 32 bytes) that signs `tugboat workflows retry`'s and
+    /// `tugboat dlq redrive`'s control attributes and that agents sign their notices with.
+    /// Set it through `TUGBOAT__SECURITY__SIGNING_KEY` (an ECS task definition's `secrets`
+    /// take it from SSM Parameter Store or Secrets Manager); it is never logged. Without it,
+    /// retries, redrives and agent notices are refused, saying so. Default: none.
+    #[serde(default)]
+    pub signing_key: Option<crate::signing::SigningKey>,
+    /// How old a signed control attribute may be. Default 14 days (SQS's longest retention:
+    /// the signature binds the marker to the message's body and the run it brings back, so
+    /// a replay cannot bring back a later run).
+    #[serde(default = "default_control_max_age", with = "humantime_serde")]
+    pub control_max_age: Duration,
+    /// How old a signed agent notice may be when it is read. Default 5 minutes (a spot
+    /// warning gives two).
+    #[serde(default = "default_notice_max_age", with = "humantime_serde")]
+    pub notice_max_age: Duration,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            signing_key: None,
+            control_max_age: default_control_max_age(),
+            notice_max_age: default_notice_max_age(),
+        }
+    }
+}
+
+fn default_control_max_age() -> Duration {
+    Duration::from_secs(14 * 24 * 3600)
+}
+
+fn default_notice_max_age() -> Duration {
+    Duration::from_secs(300)
 }
 
 fn default_receive_wait() -> Duration {
@@ -387,6 +443,12 @@ pub struct AdminConfig {
     /// An action whose `Host` is none of them is refused (a DNS-rebinding page cannot act).
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Set when the listener is reached only through a proxy that authenticates every user
+    /// (an ALB with OIDC, an SSO proxy). Only then may a non-loopback `listen` take
+    /// `allow_actions = true`, and only then is the action token handed to clients that are not
+    /// on loopback (the proxy is their peer). Default false.
+    #[serde(default)]
+    pub proxy_authenticates: bool,
     /// A link to a trace viewer, with `{trace_id}` where the id goes
     /// (`"https://jaeger.example/trace/{trace_id}"`); without it the console shows the id.
     #[serde(default)]
@@ -399,6 +461,7 @@ impl Default for AdminConfig {
             listen: default_admin_listen(),
             allow_actions: false,
             hosts: Vec::new(),
+            proxy_authenticates: false,
             trace_url: None,
         }
     }
@@ -738,6 +801,37 @@ impl Config {
                 "admin.hosts".into(),
                 format!(
                     "{h:?} is not a host name (as in `console.example.com` or `console.example.com:8443`)"
+                ),
+            ));
+        }
+        for (key, window) in [
+            ("security.control_max_age", self.security.control_max_age),
+            ("security.notice_max_age", self.security.notice_max_age),
+        ] {
+            if window < Duration::from_secs(1) || window > default_control_max_age() {
+                return Err((key.into(), "must be between 1s and 14d".into()));
+            }
+        }
+        if let Some((i, _)) = self.queues.iter().enumerate().find(|(_, q)| {
+            q.sources
+                .as_ref()
+                .is_some_and(|s| s.is_empty() || s.iter().any(String::is_empty))
+        }) {
+            return Err((
+                format!("queues[{i}].sources"),
+                "must name at least one event source, none empty (leave it out to take any)".into(),
+            ));
+        }
+        if self.admin.allow_actions
+            && !self.admin.listen.ip().is_loopback()
+            && !self.admin.proxy_authenticates
+        {
+            return Err((
+                "admin.allow_actions".into(),
+                format!(
+                    "refused with admin.listen = {} (not loopback): anyone who reaches that port could cancel, retry and redrive; \
+                     listen on loopback, or put a proxy that authenticates every user in front and set admin.proxy_authenticates = true",
+                    self.admin.listen
                 ),
             ));
         }

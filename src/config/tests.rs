@@ -200,6 +200,29 @@ fn console_and_pause_settings_of_the_wrong_shape_are_refused() {
         "admin.hosts",
         "invalid type",
     );
+    // Actions on a listener anyone on the network reaches: refused unless a proxy in front
+    // authenticates every user, said by name.
+    check_error(
+        &format!("{MINIMAL}\n[admin]\nlisten = \"0.0.0.0:9090\"\nallow_actions = true"),
+        &[],
+        "admin.allow_actions",
+        "admin.proxy_authenticates = true",
+    );
+    check_error(
+        &format!("{MINIMAL}\n[admin]\nproxy_authenticates = \"yes\""),
+        &[],
+        "admin.proxy_authenticates",
+        "invalid type",
+    );
+    let c = load(&format!(
+        "{MINIMAL}\n[admin]\nlisten = \"0.0.0.0:9090\"\nallow_actions = true\nproxy_authenticates = true"
+    ))
+    .unwrap();
+    assert!(c.admin.allow_actions && c.admin.proxy_authenticates);
+    assert!(
+        load(&format!("{MINIMAL}\n[admin]\nlisten = \"0.0.0.0:9090\"")).is_ok(),
+        "a read-only console may listen anywhere"
+    );
     check_error(
         &format!("{MINIMAL}\n[engine]\npause_recheck = \"100ms\""),
         &[],

@@ -206,9 +206,10 @@ pub trait Workflow: Send + Sync {
     /// What makes two events one instance, when it is not the event's own id: `spot_drain`
     /// says "this instance, this notice", so that the notice EventBridge sends and the one the
     /// instance's agent sends run one drain. The instance id is then `<kind>:<identity>`,
-    /// whatever the route or source. `None` (the default): the event's id, per route.
-    fn identity(&self, event: &Value) -> Option<String> {
-        let _ = event;
+    /// whatever the route or source. `None` (the default): the event's id, per route. The
+    /// route's params are given so that runs that do different things stay apart.
+    fn identity(&self, event: &Value, params: &Value) -> Option<String> {
+        let _ = (event, params);
         None
     }
 

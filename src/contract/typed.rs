@@ -128,7 +128,7 @@ pub trait Flow: Send + Sync + 'static {
     ) -> Result<(Self::State, Decision<Self::Step>), String>;
 
     /// See [`crate::contract::Workflow::identity`].
-    fn identity(&self, _event: &Value) -> Option<String> {
+    fn identity(&self, _event: &Value, _params: &Value) -> Option<String> {
         None
     }
 
@@ -181,8 +181,8 @@ impl<F: Flow> Workflow for Typed<F> {
         F::KIND
     }
 
-    fn identity(&self, event: &Value) -> Option<String> {
-        self.0.identity(event)
+    fn identity(&self, event: &Value, params: &Value) -> Option<String> {
+        self.0.identity(event, params)
     }
 
     fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {

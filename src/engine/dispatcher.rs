@@ -180,8 +180,8 @@ impl Dispatcher {
 
     /// Starts, resumes or attaches to the instance for `req`, and waits for its result.
     pub async fn start(self: &Arc<Self>, req: StartRequest) -> RunResult {
-        let own =
-            (self.engine.registry.get(&req.workflow)).and_then(|w| w.identity(&req.event.body));
+        let own = (self.engine.registry.get(&req.workflow))
+            .and_then(|w| w.identity(&req.event.body, &req.params));
         let id = match (&req.instance, own) {
             (Some(id), _) => id.clone(),
             (None, Some(identity)) => workflow_id(&req.workflow, &identity),

@@ -4,7 +4,7 @@
 //! The limiter hands out evenly spaced send times (`1 / rate` apart, no burst: a token bucket
 //! of one token), and a caller waits for its time with an async sleep, so that waiting holds
 //! no thread. Secrets (auth, and the URL itself — a Slack webhook URL is a credential) are
-//! never logged: errors carry reqwest's message without the URL.
+//! never logged: errors carry reqwest's message without the URL. Redirects are never followed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -35,6 +35,11 @@ impl HttpConnector {
         let client = reqwest::Client::builder()
             .user_agent(concat!("tugboat/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(60))
+            // Never follow a redirect: reqwest's default would carry the API key and custom
+            // headers to the new host (https→http included), and a destination could point
+            // tugboat at the task metadata endpoint or an internal host. A 3xx is answered as
+            // it is, and `http_deliver` makes it a permanent failure (docs/security.md).
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(HttpConnector {

@@ -1,12 +1,17 @@
 //! The message attributes tugboat puts on the copies it makes of a message: a DLQ copy says
 //! why its work failed; a redriven copy says which run it brings back; every copy names the
 //! message that first carried the event.
+//!
+//! The control attributes (a retry's instance, a redrive's marker, the origin they carry) are
+//! believed only with tugboat's signature over them and the body ([`SIGNATURE`]): whoever may
+//! send to a queue cannot re-run a cancelled or dead-lettered instance by writing them.
 
 use std::collections::BTreeMap;
 
 use crate::engine::Failure;
 use crate::engine::dispatcher::Redrive;
 use crate::ports::ReceivedMessage;
+use crate::signing::{Purpose, SigningKey};
 
 /// Marks a message brought back by `tugboat dlq redrive`; its value is
 /// [`Redrive::value`] of the run that was dead-lettered.
@@ -25,6 +30,11 @@ pub const GENERATION: &str = "tugboat-generation";
 /// and params.
 pub const RETRY: &str = "tugboat-retry-of";
 
+/// Tugboat's signature over the control attributes and the body
+/// ([`crate::signing::Purpose::Control`]), or over an agent notice's body
+/// ([`crate::signing::Purpose::AgentNotice`]).
+pub const SIGNATURE: &str = "tugboat-signature";
+
 /// SQS's limit of message attributes per message.
 pub const MAX_ATTRIBUTES: usize = 10;
 
@@ -35,6 +45,55 @@ pub fn origin_id(message: &ReceivedMessage) -> &str {
         .get(ORIGIN)
         .map(String::as_str)
         .unwrap_or(&message.message_id)
+}
+
+/// What a control signature covers: the control attributes (absent ones as empty) and the
+/// body.
+fn control_parts<'a>(attributes: &'a BTreeMap<String, String>, body: &'a str) -> [&'a [u8]; 4] {
+    let get = |k: &str| attributes.get(k).map_or(&b""[..], |v| v.as_bytes());
+    [get(RETRY), get(REDRIVE), get(ORIGIN), body.as_bytes()]
+}
+
+/// Signs the control attributes of a message tugboat sends (a retry, a redriven copy).
+pub fn sign_control(
+    attributes: &mut BTreeMap<String, String>,
+    body: &str,
+    key: &SigningKey,
+    now_ms: u64,
+) {
+    let signature = key.sign(Purpose::Control, &control_parts(attributes, body), now_ms);
+    attributes.insert(SIGNATURE.to_owned(), signature);
+}
+
+/// Whether the message carries control attributes (a retry or a redrive marker).
+pub fn has_control(message: &ReceivedMessage) -> bool {
+    message.attributes.contains_key(RETRY) || message.attributes.contains_key(REDRIVE)
+}
+
+/// Checks the signature over a message's control attributes; `Ok` for a message without
+/// any. The error is the DLQ reason.
+pub fn verify_control(
+    message: &ReceivedMessage,
+    key: Option<&SigningKey>,
+    window: std::time::Duration,
+    now_ms: u64,
+) -> Result<(), String> {
+    if !has_control(message) {
+        return Ok(());
+    }
+    let refused = |e: crate::signing::Refusal| {
+        format!("refused: its {RETRY}/{REDRIVE} attributes are not believed: {e}")
+    };
+    let key = crate::signing::require(key, "security.signing_key").map_err(refused)?;
+    key.verify(
+        Purpose::Control,
+        &control_parts(&message.attributes, &message.body),
+        message.attributes.get(SIGNATURE).map(String::as_str),
+        now_ms,
+        window,
+    )
+    .map(|_| ())
+    .map_err(refused)
 }
 
 /// The redrive a message asks for, if it is a redriven copy.
@@ -165,6 +224,7 @@ mod tests {
             receive_count: 1,
             trace_header: None,
             sent_ms: None,
+            sender_id: None,
         }
     }
 
@@ -213,6 +273,50 @@ mod tests {
         let m = message(&[(REDRIVE, "g2")]);
         assert_eq!(redrive(&m), Some(Redrive::Of(2)));
         assert_eq!(redrive(&message(&[])), None);
+    }
+
+    #[test]
+    fn control_attributes_are_believed_only_signed_fresh_and_unchanged() {
+        let key = SigningKey::parse(&"k".repeat(32)).unwrap();
+        let window = std::time::Duration::from_secs(3600);
+        let now = 1_796_032_800_000;
+        let mut a = retry("r:e-1", 1, "m-0");
+        sign_control(&mut a, "{}", &key, now);
+        let pairs: Vec<(&str, &str)> = a.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let signed = message(&pairs);
+        assert_eq!(
+            verify_control(&signed, Some(&key), window, now + 1000),
+            Ok(())
+        );
+        // Forged: written by a sender without the key.
+        let forged = message(&[(RETRY, "r:e-1"), (REDRIVE, "g1"), (ORIGIN, "m-0")]);
+        let e = verify_control(&forged, Some(&key), window, now).unwrap_err();
+        assert!(e.contains("carries no signature"), "{e}");
+        // Another instance under a real signature.
+        let mut other = signed.clone();
+        other.attributes.insert(RETRY.into(), "r:e-2".into());
+        assert!(
+            verify_control(&other, Some(&key), window, now)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        // Another body under a real signature.
+        let mut body = signed.clone();
+        body.body = "{\"x\":1}".into();
+        assert!(
+            verify_control(&body, Some(&key), window, now)
+                .unwrap_err()
+                .contains("does not match")
+        );
+        // Replayed after the window.
+        let e = verify_control(&signed, Some(&key), window, now + 3_700_000).unwrap_err();
+        assert!(e.contains("freshness window"), "{e}");
+        // No key: nothing is believed, and the reason names the key to set.
+        let e = verify_control(&signed, None, window, now).unwrap_err();
+        assert!(e.contains("security.signing_key"), "{e}");
+        // A message without control attributes needs no signature.
+        assert_eq!(verify_control(&message(&[]), None, window, now), Ok(()));
+        assert!(a.len() <= MAX_ATTRIBUTES);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 pub mod attributes;
 mod polling;
 mod settling;
+pub mod trust;
 mod visibility;
 
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct IntakeConfig {
     /// next receive would reach it is released as a fresh copy, so that SQS's redrive never
     /// takes a message whose workflow is alive. `None`: no redrive policy.
     pub max_receive_count: Option<u32>,
+    /// What a message must show before its events run (signatures, sources).
+    pub trust: trust::Trust,
 }
 
 /// Counters, for `/readyz`, metrics and tests.
@@ -65,6 +68,9 @@ pub struct IntakeStats {
     pub unmatched: AtomicU64,
     pub ignored: AtomicU64,
     pub decode_errors: AtomicU64,
+    /// Dead-lettered because a trust rule refused them (an unsigned control attribute or
+    /// agent notice, a source the queue does not carry).
+    pub refused: AtomicU64,
     pub visibility_extensions: AtomicU64,
     pub polling: AtomicBool,
     /// The last receive from the queue failed (cleared by the next that works).
@@ -272,6 +278,10 @@ impl Intake {
 
     /// Decodes, routes and dispatches one message; says what to do with it.
     async fn decode_and_dispatch(&self, message: &ReceivedMessage) -> Disposition {
+        let now = crate::journal::now_ms();
+        if let Err(reason) = self.config.trust.control(message, now) {
+            return self.refuse(message, reason);
+        }
         // A plain EventBridge event no route matches is settled from the fields the routes
         // read, without the full parse (a retry names its instance: it is not routed).
         if attributes::retry_of(message).is_none()
@@ -300,6 +310,12 @@ impl Intake {
             }
             Decoded::Events(events) => events,
         };
+        if let Some(reason) = events
+            .iter()
+            .find_map(|e| self.config.trust.event(message, &e.body, now).err())
+        {
+            return self.refuse(message, reason);
+        }
         let trace = message.attributes.get("traceparent").cloned();
         let redrive = attributes::redrive(message);
         let paused = &self.dispatcher.engine().paused;
@@ -353,6 +369,16 @@ impl Intake {
 }
 
 impl Intake {
+    /// A message a trust rule refused: to the DLQ with the reason, and counted.
+    fn refuse(&self, message: &ReceivedMessage, reason: String) -> Disposition {
+        bump(&self.stats.refused);
+        tracing::warn!(queue = %self.config.queue, message_id = %message.message_id, reason = %reason, "message refused");
+        Disposition::DeadLetter {
+            reason,
+            failures: vec![],
+        }
+    }
+
     /// A message whose events matched no route, as `[unmatched]` says.
     fn unmatched(&self) -> Disposition {
         bump(&self.stats.unmatched);

@@ -60,7 +60,8 @@ impl Mqtt for MqttConnector {
     }
 }
 
-fn options(name: &str, s: &BrokerSettings) -> Result<MqttOptions, String> {
+/// The client options for broker `name` (also the agent's peer watcher's).
+pub(crate) fn options(name: &str, s: &BrokerSettings) -> Result<MqttOptions, String> {
     let client_id = s
         .client_id
         .clone()
@@ -170,6 +171,17 @@ impl Broker for Connection {
                 message: format!(
                     "broker {}: a publish of {size} bytes is over the {MAX_PACKET}-byte packet limit",
                     self.name
+                ),
+                retryable: false,
+            });
+        }
+        // A topic name a broker refuses (MQTT 3.1.1 §4.7.3: no wildcards, no NUL, not empty)
+        // makes it close the connection every route on this broker shares: refused here.
+        if p.topic.is_empty() || p.topic.contains(['\0', '+', '#']) {
+            return Err(MqttError {
+                message: format!(
+                    "broker {}: {:?} is not a topic name a publish may use (empty, or a wildcard or NUL in it)",
+                    self.name, p.topic
                 ),
                 retryable: false,
             });

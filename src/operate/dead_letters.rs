@@ -96,12 +96,15 @@ pub struct Redriven {
 
 /// Moves up to `max` dead letters of `dlq` back to `source` — only message `only` when
 /// given (the others read on the way are made visible again).
+/// Each copy's marker is signed with `key` (`[security] signing_key`).
 pub async fn redrive(
     source: &dyn Queue,
     dlq: &dyn Queue,
     only: Option<&str>,
     max: usize,
+    key: Option<&crate::signing::SigningKey>,
 ) -> Result<Redriven, String> {
+    let key = key.ok_or_else(|| super::NO_KEY.to_owned())?;
     let mut done = Redriven::default();
     let mut passed_over = Vec::new();
     let mut seen = BTreeSet::new();
@@ -133,12 +136,22 @@ pub async fn redrive(
             }
             let outgoing: Vec<OutgoingMessage> = chosen
                 .iter()
-                .map(|m| OutgoingMessage {
+                .map(|m| {
                     // Marked with the run that failed, so that a duplicate of this copy
-                    // cannot start the instance a second time.
-                    body: m.body.clone(),
-                    attributes: attributes::redriven(&m.attributes, &m.message_id),
-                    ..Default::default()
+                    // cannot start the instance a second time; signed, so that the intake
+                    // believes the marker.
+                    let mut attributes = attributes::redriven(&m.attributes, &m.message_id);
+                    attributes::sign_control(
+                        &mut attributes,
+                        &m.body,
+                        key,
+                        crate::journal::now_ms(),
+                    );
+                    OutgoingMessage {
+                        body: m.body.clone(),
+                        attributes,
+                        ..Default::default()
+                    }
                 })
                 .collect();
             let results = source

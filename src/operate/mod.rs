@@ -9,6 +9,10 @@ pub mod dead_letters;
 use crate::intake::attributes;
 use crate::journal::{Record, Status};
 use crate::ports::{OutgoingMessage, Queue};
+use crate::signing::SigningKey;
+
+/// Why a retry or a redrive cannot be sent without a key.
+pub const NO_KEY: &str = "retries and redrives carry tugboat's signature, and [security] signing_key is not set (TUGBOAT__SECURITY__SIGNING_KEY)";
 
 /// Why a retry was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -23,8 +27,15 @@ pub enum RetryError {
 /// journaled event to its queue as a retry message (`tugboat-retry-of`), which starts its next
 /// generation (new idempotency keys, the earlier run kept) wherever it is received, as a
 /// redrive does. The work is then held by a message like any other: nothing is lost if this
-/// process stops. `queue` is the instance's queue (`Record::queue`). Returns the message id.
-pub async fn retry(record: &Record, queue: &dyn Queue) -> Result<String, RetryError> {
+/// process stops. `queue` is the instance's queue (`Record::queue`). The retry's attributes
+/// are signed with `key` (`[security] signing_key`): the intake believes nothing else.
+/// Returns the message id.
+pub async fn retry(
+    record: &Record,
+    queue: &dyn Queue,
+    key: Option<&SigningKey>,
+) -> Result<String, RetryError> {
+    let key = key.ok_or_else(|| RetryError::NotNow(NO_KEY.into()))?;
     match &record.status {
         Status::DeadLettered { .. } | Status::Cancelled { .. } => {}
         Status::Failed { .. } => {
@@ -40,9 +51,12 @@ pub async fn retry(record: &Record, queue: &dyn Queue) -> Result<String, RetryEr
             )));
         }
     }
+    let body = record.input.to_string();
+    let mut attributes = attributes::retry(&record.id, record.generation, &record.message_id);
+    attributes::sign_control(&mut attributes, &body, key, crate::journal::now_ms());
     let message = OutgoingMessage {
-        body: record.input.to_string(),
-        attributes: attributes::retry(&record.id, record.generation, &record.message_id),
+        body,
+        attributes,
         ..Default::default()
     };
     queue

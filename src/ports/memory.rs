@@ -219,6 +219,7 @@ impl Queue for MemoryQueue {
                             receive_count: m.receive_count,
                             trace_header: None,
                             sent_ms: None,
+                            sender_id: None,
                         });
                     }
                 }

@@ -23,6 +23,9 @@ pub struct ReceivedMessage {
     pub trace_header: Option<String>,
     /// When SQS accepted the message (`SentTimestamp`), ms since the epoch.
     pub sent_ms: Option<u64>,
+    /// Who sent it, as SQS tells (`SenderId`: an IAM user id, or `role-id:session-name` for
+    /// assumed-role credentials such as an instance profile's, whose session is the instance).
+    pub sender_id: Option<String>,
 }
 
 /// A message to send.

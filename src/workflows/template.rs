@@ -298,6 +298,23 @@ impl BodyTemplate {
     }
 }
 
+/// A value filled into an MQTT topic may not add levels or wildcards, nor hold a NUL (MQTT
+/// 3.1.1 §4.7; a NUL makes the broker drop the connection every route shares): the check
+/// `mqtt_publish` and `spot_drain`'s mqtt handlers pass to [`Template::render_with`].
+pub fn topic_level(hole: &str, value: String) -> Result<String, String> {
+    if value.is_empty() {
+        return Err(format!(
+            "{{{hole}}} is empty, which would leave an empty topic level"
+        ));
+    }
+    if let Some(c) = value.chars().find(|c| matches!(c, '/' | '+' | '#' | '\0')) {
+        return Err(format!(
+            "{{{hole}}} is {value:?}; its {c:?} would change the topic's levels"
+        ));
+    }
+    Ok(value)
+}
+
 /// The value maps of a route's params (`params.maps`), checked.
 pub fn maps_param(params: &Value) -> Result<Maps, String> {
     match params.get("maps") {

@@ -18,6 +18,7 @@ impl Agent {
             .args(["agent", "--config"])
             .arg(config)
             .env_remove("TUGBOAT_CONFIG")
+            .env("TUGBOAT_AGENT_SIGNING_KEY", super::SIGNING_KEY)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

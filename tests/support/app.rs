@@ -28,7 +28,7 @@ pub async fn emulator_deps(config: &str, journal: &Path) -> Dependencies {
     let config = Config::from_toml_str(
         config,
         Path::new("bench.toml"),
-        std::iter::empty(),
+        signing_env(config),
         &catalog,
     )
     .unwrap();
@@ -39,12 +39,26 @@ pub async fn emulator_deps(config: &str, journal: &Path) -> Dependencies {
     deps
 }
 
+/// The signing key every test service and agent shares (`[security] signing_key`, given
+/// through the environment as an operator would): retries, redrives and agent notices are
+/// signed with it. Tests of what happens without it, or with another, say so.
+pub const SIGNING_KEY: &str = "tugboat-tests-signing-key-0123456789abcdef";
+
+/// The test signing key as an operator gives it (`TUGBOAT__SECURITY__SIGNING_KEY`), unless
+/// the configuration has a `[security]` section of its own.
+fn signing_env(config: &str) -> Vec<(String, String)> {
+    if config.contains("[security]") {
+        return vec![];
+    }
+    vec![("TUGBOAT__SECURITY__SIGNING_KEY".into(), SIGNING_KEY.into())]
+}
+
 /// Loads `config` (TOML) against the dependencies' catalog, builds the service and runs it.
 pub async fn spawn_app(config: &str, deps: Dependencies) -> TestApp {
     let config = Config::from_toml_str(
         config,
         Path::new("test.toml"),
-        std::iter::empty(),
+        signing_env(config),
         &deps.catalog,
     )
     .unwrap_or_else(|e| panic!("test config: {e}"));

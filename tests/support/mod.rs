@@ -170,6 +170,7 @@ pub fn tugboat(config: &Path) -> Command {
     }
     cmd.env("AWS_EC2_METADATA_DISABLED", "true")
         .env("TUGBOAT__AWS__ENDPOINT_URL", &emulator().endpoint)
+        .env("TUGBOAT__SECURITY__SIGNING_KEY", SIGNING_KEY)
         .arg("--config")
         .arg(config)
         .current_dir(root());
@@ -360,6 +361,8 @@ pub async fn fargate_task_definition(family: &str, container: &str) {
         .await
         .unwrap();
 }
+
+pub use app::SIGNING_KEY;
 
 /// The `[aws]` section of a configuration for the emulator (static credentials, region,
 /// endpoint), ending in a blank line.

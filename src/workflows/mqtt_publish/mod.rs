@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 use super::Registration;
 use super::params::{configured_name, only_known};
-use super::template::{BodyTemplate, Maps, Template, maps_param};
+use super::template::{BodyTemplate, Maps, Template, maps_param, topic_level};
 use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
 use crate::ports::Broker;
 use crate::ports::mqtt::{Publication, Qos};
@@ -131,19 +131,6 @@ impl Params {
             retry,
         })
     }
-}
-
-/// A filled topic level may not add levels or wildcards (MQTT 3.1.1 §4.7).
-fn topic_level(hole: &str, value: String) -> Result<String, String> {
-    if value.is_empty() {
-        return Err(format!("{{{hole}}} is empty, which would leave an empty topic level"));
-    }
-    if let Some(c) = value.chars().find(|c| matches!(c, '/' | '+' | '#' | '\0')) {
-        return Err(format!(
-            "{{{hole}}} is {value:?}; its {c:?} would change the topic's levels"
-        ));
-    }
-    Ok(value)
 }
 
 /// The default body: what a subscriber needs to know without the whole envelope.

@@ -18,7 +18,7 @@ use crate::ports::{
     Broker, BrokerSettings, Destination, DestinationSettings, Notifier, OutgoingMessage, Ports,
     Queue,
 };
-use crate::workflows::template::{BodyTemplate, Maps, Template};
+use crate::workflows::template::{BodyTemplate, Maps, Template, topic_level};
 
 /// The first pause between attempts of a handler; it doubles up to [`MAX_PAUSE`].
 const FIRST_PAUSE: Duration = Duration::from_millis(100);
@@ -239,7 +239,12 @@ impl Handler {
                 }
             }
             Target::Mqtt { broker, topic, qos } => {
-                let topic = topic.render(view, &Maps::new()).map_err(permanent)?;
+                // A value from the event (an instance id, a kind) fills one topic level: a
+                // `/` or a wildcard would add levels, a NUL would make the broker drop the
+                // connection every route shares.
+                let topic = topic
+                    .render_with(view, &Maps::new(), topic_level)
+                    .map_err(permanent)?;
                 let payload = view.to_string();
                 broker
                     .publish(Publication {

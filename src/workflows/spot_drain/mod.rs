@@ -27,7 +27,8 @@
 //! 6. `report`: the outcome of every step and handler and the time left, on the success topic
 //!    (attributes `type` = `spot-drain`, `instance`).
 //!
-//! One notice is one instance (`<kind>:<instance>@<minute>`), whichever source sent it
+//! One notice is one instance (`spot_drain:<instance>:<kind>:<minute>`, `:notify` added for a
+//! notify-mode route), whichever source sent it
 //! ([`Flow::identity`]). Route params: `mode = "drain"` (default) or `"notify"` (handlers and
 //! report only: for rebalance recommendations, say).
 
@@ -333,8 +334,15 @@ impl Flow for SpotDrain {
     type State = State;
     type Step = Step;
 
-    fn identity(&self, event: &Value) -> Option<String> {
-        Notice::read(event).ok().map(|n| n.identity())
+    /// The notice's identity (instance, kind, minute); a `notify`-mode route's run is another
+    /// instance than a draining one's, so that a notify-only run can never stand in for the
+    /// drain of the same notice.
+    fn identity(&self, event: &Value, params: &Value) -> Option<String> {
+        let identity = Notice::read(event).ok()?.identity();
+        match Mode::parse(params) {
+            Ok(Mode::Notify) => Some(format!("{identity}:notify")),
+            _ => Some(identity),
+        }
     }
 
     fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {

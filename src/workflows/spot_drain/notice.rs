@@ -9,10 +9,11 @@
 //! | `aws.ecs` / ECS Task State Change, `stopCode` `SpotInterruption` (or the older `TerminationNotice`) | the task's IP | event time + 2 min |
 //! | `tugboat.agent` / Interruption Notice (`tugboat agent` on the instance) | `detail.instance-id` | `detail.deadline`, else event time + the window |
 //!
-//! The identity of a notice is its instance and the minute it was given (for a spot warning
-//! seen by the agent that is the termination time less two minutes, which is what EventBridge
-//! stamps on its event), so the same interruption from EventBridge and from the agent, or
-//! redelivered, is one drain.
+//! The identity of a notice is its instance, its kind and the minute it was given (for a spot
+//! warning seen by the agent that is the termination time less two minutes, which is what
+//! EventBridge stamps on its event), so the same interruption from EventBridge and from the
+//! agent, or redelivered, is one drain, while a rebalance recommendation in the same minute as
+//! the warning is another: it cannot make the warning a duplicate and swallow its drain.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -188,7 +189,7 @@ impl Notice {
         Ok(notice)
     }
 
-    /// What makes two notices one drain: instance (or task) and the minute of the notice.
+    /// What makes two notices one drain: instance (or task), kind and the minute of the notice.
     pub fn identity(&self) -> String {
         let what = match (&self.task, self.instances.first()) {
             (Some(t), _) => t.arn.rsplit('/').next().unwrap_or(&t.arn).to_owned(),
@@ -196,7 +197,11 @@ impl Notice {
             (None, None) => "none".into(),
         };
         let minute = rfc3339(self.noticed_ms / 60_000 * 60_000);
-        format!("{what}:{}", minute.get(..16).unwrap_or(&minute))
+        format!(
+            "{what}:{}:{}",
+            self.kind.as_str(),
+            minute.get(..16).unwrap_or(&minute)
+        )
     }
 }
 

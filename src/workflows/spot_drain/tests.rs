@@ -166,12 +166,12 @@ async fn the_same_interruption_from_eventbridge_and_from_the_agent_is_one_identi
         "detail": {"instance-id": "i-0b662ef9931388ba0", "kind": "spot-interruption",
             "deadline": notice::rfc3339(noticed + 120_000), "instance-type": "m5.large"}});
     let (w, _) = workflow(SPOT).await;
-    let a = Flow::identity(&w.0, &bridge).unwrap();
-    assert_eq!(Some(a.clone()), Flow::identity(&w.0, &agent));
-    assert_eq!(a, "i-0b662ef9931388ba0:2025-11-29T10:00");
+    let a = Flow::identity(&w.0, &bridge, &json!({})).unwrap();
+    assert_eq!(Some(a.clone()), Flow::identity(&w.0, &agent, &json!({})));
+    assert_eq!(a, "i-0b662ef9931388ba0:spot-interruption:2025-11-29T10:00");
     // Another instance, or the next notice of the same one, is another drain.
     let other = at(fixture("ec2-spot-instance-interruption-warning.nth.json"), noticed + 3_600_000);
-    assert_ne!(Some(a), Flow::identity(&w.0, &other));
+    assert_ne!(Some(a), Flow::identity(&w.0, &other, &json!({})));
 }
 
 #[tokio::test]
