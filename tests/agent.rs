@@ -375,6 +375,7 @@ fn simulate_runs_the_handlers_against_a_made_up_notice_and_prints_the_report() {
             .args(["agent", "--config"])
             .arg(&config)
             .args(["simulate", "rebalance", "--in", "90s"])
+            .env("TUGBOAT_AGENT_SIGNING_KEY", support::SIGNING_KEY)
             .env_remove("TUGBOAT_CONFIG"),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -409,8 +410,16 @@ fn the_shipped_agent_config_systemd_unit_and_daemon_task_agree_with_the_agent() 
     assert_eq!(container["command"][0], "agent");
     assert_eq!(container["command"][2], "/etc/tugboat/agent.toml");
     let unit = std::fs::read_to_string(root.join("tugboat-agent.service")).unwrap();
+    // The agent runs as its own user; the 0600 config reaches it as a systemd credential.
+    assert!(unit.contains("LoadCredential=agent.toml:/etc/tugboat/agent.toml"));
+    assert!(unit.contains(
+        "ExecStart=/usr/local/bin/tugboat agent --config ${CREDENTIALS_DIRECTORY}/agent.toml"
+    ));
+    assert!(unit.contains("DynamicUser=yes") && !unit.contains("User=root\n"));
+    assert!(unit.contains("install -m 0600 agent.toml"));
     assert!(
-        unit.contains("ExecStart=/usr/local/bin/tugboat agent --config /etc/tugboat/agent.toml")
+        config.signing_key.is_some(),
+        "the example shows the signing key"
     );
     // The unit's state directory is where the example keeps its state.
     assert!(unit.contains("StateDirectory=tugboat-agent"));

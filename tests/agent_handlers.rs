@@ -24,6 +24,7 @@ fn simulate(dir: &std::path::Path, config: &str) -> (Value, String) {
         .args(["agent", "--config"])
         .arg(&path)
         .args(["simulate", "spot", "--in", "60s"])
+        .env("TUGBOAT_AGENT_SIGNING_KEY", support::SIGNING_KEY)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -406,3 +406,53 @@ fn anomalies_on_the_koku_sample() {
         );
     }
 }
+
+/// A gzip bomb: a report whose second row opens a quote that never closes, followed by
+/// `mib` MiB of one byte — about a kilobyte of gzip per MiB (one member per MiB, which
+/// MultiGzDecoder reads as one stream, as `gzip -dc` does).
+fn gzip_bomb(path: &Path, mib: usize) {
+    use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
+    let member = |bytes: &[u8]| {
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let mut file = std::fs::File::create(path).unwrap();
+    let head = "bill/PayerAccountId,lineItem/UsageAccountId,lineItem/UsageStartDate,lineItem/ProductCode,lineItem/UnblendedCost,lineItem/LineItemDescription\n\
+        111,111,2024-01-01T00:00:00Z,AmazonEC2,1,\"";
+    file.write_all(&member(head.as_bytes())).unwrap();
+    let chunk = member(&vec![b'x'; 1 << 20]);
+    for _ in 0..mib {
+        file.write_all(&chunk).unwrap();
+    }
+}
+
+/// The attack: a ~1 MB gzip object that inflates to one 1 GiB row. The reader refuses the row
+/// at 1 MiB (`cur.max_row_bytes`) with a named error, and its memory stays bounded: the
+/// command runs under a 1 GiB address-space limit (`ulimit -v`), which a row buffer grown to
+/// the whole row would break (an allocation failure aborts the process instead of this
+/// error).
+#[test]
+fn a_gzip_bomb_is_refused_with_a_named_error_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = dir.path().join("bomb.csv.gz");
+    gzip_bomb(&bomb, 1024);
+    let size = std::fs::metadata(&bomb).unwrap().len();
+    assert!(size < 4 << 20, "the bomb is small: {size} bytes");
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -v 1048576 && exec \"$0\" cur summarize \"$1\"",
+        ])
+        .arg(env!("CARGO_BIN_EXE_tugboat"))
+        .arg(&bomb)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 2") && stderr.contains("cur.max_row_bytes"),
+        "{stderr}"
+    );
+}

@@ -333,6 +333,33 @@ fn the_task_role_grants_exactly_the_actions_the_code_lists_scoped_where_aws_allo
         let value = piece.split(['}', ']']).next().unwrap_or_default();
         assert!(!value.contains('*'), "a wildcard action: {value}");
     }
+    // RunTask: the named families only, into the workload cluster only.
+    let run = statements
+        .iter()
+        .find(|s| s["Sid"] == "EcsRunTask")
+        .unwrap();
+    let resource = run["Resource"].to_string();
+    assert!(
+        resource.contains("TaskDefinitionFamilies") && !resource.contains("task-definition/*"),
+        "RunTask on the named families' task definitions: {resource}"
+    );
+    assert!(
+        run["Condition"]["ArnEquals"]["ecs:cluster"]
+            .to_string()
+            .contains("cluster/${WorkloadClusterName}"),
+        "RunTask only into the workload cluster: {run}"
+    );
+    // The report bucket: read anything, write only under the curated prefix.
+    let put = statements
+        .iter()
+        .find(|s| s["Sid"] == "CuratedSummaries")
+        .unwrap();
+    assert!(
+        put["Resource"]
+            .to_string()
+            .contains("${CurBucketName}/${CuratedPrefix}/*"),
+        "{put}"
+    );
     // PassRole: only the roles tasks are started with, only to ECS tasks.
     let pass = statements
         .iter()

@@ -21,6 +21,9 @@ struct Ecs {
     queue: String,
     queue_url: String,
     dlq_url: String,
+    family: String,
+    subnet: String,
+    security_group: String,
 }
 
 async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -> Ecs {
@@ -61,6 +64,9 @@ async fn setup(target_group_override: Option<&str>, failpoint_safe_poll: &str) -
         queue,
         queue_url,
         dlq_url,
+        family,
+        subnet,
+        security_group: sg,
     }
 }
 
@@ -525,5 +531,85 @@ async fn a_redriven_start_starts_a_new_task() {
     let new_key = &w["steps"][0]["key"];
     assert_eq!(w["steps"][0]["name"], "run-task");
     assert_ne!(old_key, new_key, "the run-task step's clientToken changed");
+    assert_eq!(service.terminate().0, 0);
+}
+
+/// The attack: anyone who may put events on the bus asks for a start with `LD_PRELOAD` (their
+/// library runs with the task's role, registered in the production target group). The mapping
+/// allows no environment key: dead-lettered with the reason, and no task is started.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_start_with_an_environment_key_the_mapping_does_not_allow_starts_nothing() {
+    let env = setup(None, "1s").await;
+    let service = Service::start(&env.config, None);
+    let forged = json!({"source": "custom.app", "detail-type": "Start ECS Task",
+        "detail": {"service": "svc", "environment": {"LD_PRELOAD": "/tmp/evil.so"}}});
+    send_with_cli(&env.queue_url, &forged.to_string());
+    until("the DLQ has it", Duration::from_secs(20), async || {
+        depth(&env.dlq_url).await.0 == 1
+    })
+    .await;
+    let dead = drain(&env.dlq_url).await;
+    let error = &dead[0].1["tugboat-error"];
+    assert!(
+        error.contains("detail.environment.LD_PRELOAD: environment key not allowed"),
+        "{error}"
+    );
+    assert!(
+        task_arns(&env.cluster).await.is_empty(),
+        "RunTask was not called"
+    );
+    assert_eq!(service.terminate().0, 0);
+}
+
+/// The attack: a Stop event naming a task tugboat did not start (another team's, in the same
+/// cluster). Refused with the reason; the task keeps running and stays registered.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_of_a_task_tugboat_did_not_start_is_refused() {
+    let env = setup(None, "1s").await;
+    let c = clients().await;
+    use aws_sdk_ecs::types::{AwsVpcConfiguration, LaunchType, NetworkConfiguration};
+    let run = c
+        .ecs
+        .run_task()
+        .cluster(&env.cluster)
+        .task_definition(&env.family)
+        .launch_type(LaunchType::Fargate)
+        .started_by("another-team")
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder()
+                        .subnets(&env.subnet)
+                        .security_groups(&env.security_group)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let foreign = run.tasks()[0].task_arn().unwrap().to_owned();
+    let service = Service::start(&env.config, None);
+    let id = foreign.rsplit('/').next().unwrap();
+    let stop = json!({"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"service": "svc", "task": id}});
+    send_with_cli(&env.queue_url, &stop.to_string());
+    until("the DLQ has it", Duration::from_secs(20), async || {
+        depth(&env.dlq_url).await.0 == 1
+    })
+    .await;
+    let dead = drain(&env.dlq_url).await;
+    let error = &dead[0].1["tugboat-error"];
+    assert!(
+        error.contains("was not started by tugboat for service svc"),
+        "{error}"
+    );
+    assert_eq!(
+        support::stop_task_calls(&foreign) + support::stop_task_calls(id),
+        0,
+        "StopTask was not called"
+    );
+    let (_, status, _) = the_task(&env.cluster).await;
+    assert_eq!(status, "RUNNING");
     assert_eq!(service.terminate().0, 0);
 }

@@ -45,6 +45,7 @@ impl Ecs for SlowEcs {
             stop_code: None,
             container_reasons: vec![],
             private_ip: running.then(|| "10.0.0.5".to_owned()),
+            started_by: Some("tugboat/auth/ev".into()),
         })
     }
     async fn stop_task(&self, _c: &str, _t: &str, _r: &str) -> Result<(), StepError> {

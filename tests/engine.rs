@@ -446,8 +446,10 @@ async fn exhausted_retries_dead_letter_and_a_redrive_is_a_new_generation() {
     // The fix: the port works again. `tugboat dlq redrive` sends the copy back marked with
     // the run that failed; it starts the instance's next generation under new keys.
     h.effect.set(2, Behaviour::FailRetryable(0));
-    let back = attributes::redriven(&dead.attributes, "dlq-message-1");
+    let mut back = attributes::redriven(&dead.attributes, "dlq-message-1");
     assert_eq!(back[REDRIVE], "g0");
+    let key = tugboat::signing::SigningKey::parse(support::SIGNING_KEY).unwrap();
+    attributes::sign_control(&mut back, &dead.body, &key, tugboat::journal::now_ms());
     h.send_with(&dead.body, back.clone()).await;
     h.until("the redriven message is deleted", |h| {
         h.queue.deleted() == 2

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
-use support::service::{Service, create_queue, depth, drain, send, topic_into, until};
+use support::service::{
+    Service, create_queue, depth, drain, send, send_agent_notice, topic_into, until,
+};
 use support::{clients, unique};
 
 /// Requests as the receiver saw them: (path, when, body).
@@ -311,7 +313,7 @@ async fn what_cannot_start_before_the_deadline_is_skipped_and_a_fargate_spot_sto
         "detail-type": "Interruption Notice", "time": now_rfc3339(Duration::ZERO, true),
         "detail": {"instance-id": instance, "kind": "rebalance-recommendation",
             "deadline": now_rfc3339(Duration::from_secs(3), true)}});
-    send(&r.queue_url, &agent.to_string()).await;
+    send_agent_notice(&r.queue_url, &agent.to_string()).await;
     let report = reports(&r.inbox, 1).await.remove(0);
     let steps = outcomes(&report);
     assert_eq!(

@@ -138,6 +138,7 @@ impl Ecs for EcsClient {
                 })
                 .collect(),
             private_ip,
+            started_by: t.started_by().map(str::to_owned),
         })
     }
 

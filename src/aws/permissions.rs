@@ -13,9 +13,12 @@ pub enum Scope {
     Queues,
     /// The success, error and anomaly topics.
     Topics,
-    /// The ECS clusters tugboat starts tasks in or drains (their tasks, container instances
-    /// and the task definitions it runs).
+    /// The ECS clusters tugboat starts tasks in or drains (their tasks and container
+    /// instances).
     Clusters,
+    /// The task definition families `ecs_start` runs, into the workload cluster only (an
+    /// `ecs:cluster` condition).
+    TaskDefinitions,
     /// The target groups tasks are registered in.
     TargetGroups,
     /// The roles tasks are started with (`iam:PassRole`).
@@ -24,8 +27,10 @@ pub enum Scope {
     CostTable,
     /// The shared journal's table (`[journal] kind = "dynamodb"`).
     JournalTable,
-    /// The bucket Cost and Usage Reports arrive in (and summaries go to).
+    /// The bucket Cost and Usage Reports arrive in.
     ReportBucket,
+    /// The prefix of that bucket summaries are written under (`[cur] curated_prefix`).
+    CuratedPrefix,
     /// The Auto Scaling groups whose terminate lifecycle actions `spot_drain` completes.
     AutoScalingGroups,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
@@ -89,10 +94,15 @@ pub const GRANTS: &[Grant] = &[
             "ecs:DescribeTasks",
             "ecs:ListContainerInstances",
             "ecs:ListTasks",
-            "ecs:RunTask",
             "ecs:StopTask",
             "ecs:UpdateContainerInstancesState",
         ],
+    },
+    Grant {
+        sid: "EcsRunTask",
+        by: "ecs_start",
+        scope: Scope::TaskDefinitions,
+        actions: &["ecs:RunTask"],
     },
     Grant {
         sid: "PassTaskRoles",
@@ -132,7 +142,13 @@ pub const GRANTS: &[Grant] = &[
         sid: "CostReports",
         by: "cur_ingest",
         scope: Scope::ReportBucket,
-        actions: &["s3:GetObject", "s3:PutObject"],
+        actions: &["s3:GetObject"],
+    },
+    Grant {
+        sid: "CuratedSummaries",
+        by: "cur_ingest",
+        scope: Scope::CuratedPrefix,
+        actions: &["s3:PutObject"],
     },
     Grant {
         sid: "LifecycleActions",

@@ -41,6 +41,9 @@ pub struct TaskStatus {
     pub container_reasons: Vec<String>,
     /// From the task's `ElasticNetworkInterface` attachment.
     pub private_ip: Option<String>,
+    /// Who started it (`startedBy`): `tugboat/<service>/…` for the tasks `ecs_start` started.
+    #[serde(default)]
+    pub started_by: Option<String>,
 }
 
 #[async_trait]

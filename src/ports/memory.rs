@@ -413,6 +413,8 @@ struct EcsState {
     by_token: HashMap<String, String>,
     /// task ARN → (last status, stop calls).
     tasks: BTreeMap<String, (String, u32)>,
+    /// Each task's `startedBy`.
+    started_by: HashMap<String, String>,
     /// (cluster, container instance), and the IPs of the tasks on each.
     container_instances: Vec<(String, ContainerInstance, Vec<String>)>,
     /// Container instances whose tasks stay when drained (standalone tasks), by ARN, with
@@ -511,6 +513,7 @@ impl Ecs for MemoryEcs {
         );
         s.by_token.insert(request.client_token.clone(), arn.clone());
         s.tasks.insert(arn.clone(), ("RUNNING".into(), 0));
+        s.started_by.insert(arn.clone(), request.started_by.clone());
         Ok(arn)
     }
 
@@ -527,6 +530,7 @@ impl Ecs for MemoryEcs {
             stop_code: None,
             container_reasons: vec![],
             private_ip: (status == "RUNNING").then(|| format!("10.0.0.{}", n + 1)),
+            started_by: s.started_by.get(task).cloned(),
         })
     }
 

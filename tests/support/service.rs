@@ -53,6 +53,34 @@ pub async fn send(url: &str, body: &str) {
         .unwrap();
 }
 
+/// Sends `body`, a `tugboat.agent` notice, signed with the tests' key as `tugboat agent`
+/// signs it (the service believes no unsigned one).
+pub async fn send_agent_notice(url: &str, body: &str) {
+    let key = tugboat::signing::SigningKey::parse(super::SIGNING_KEY).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let signature = tugboat::intake::trust::sign_notice(body, &key, now);
+    clients()
+        .await
+        .sqs
+        .send_message()
+        .queue_url(url)
+        .message_body(body)
+        .message_attributes(
+            tugboat::intake::attributes::SIGNATURE,
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(signature)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 /// Visible plus in-flight messages.
 pub async fn depth(url: &str) -> (u32, u32) {
     let a = clients()

@@ -8,6 +8,10 @@
 //! anomaly_k = 3.0                # spreads above the median that count as unusual
 //! anomaly_floor = 10.0           # the smallest excess worth an alert, in the report's currency
 //!
+//! max_row_bytes = 1048576        # the longest row read; default 1 MiB
+//! max_report_bytes = 68719476736 # the most one report may inflate to; default 64 GiB
+//! max_keys = 1000000             # the most distinct daily sums a delivery may hold
+//!
 //! [cur.budgets]                  # monthly budget per account: a forecast above it alerts
 //! "111122223333" = 1000.0
 //! ```
@@ -40,6 +44,33 @@ pub struct CurSettings {
     pub anomaly_floor: f64,
     #[serde(default)]
     pub budgets: BTreeMap<String, f64>,
+    /// A report is input from a bucket: each bound, reached, is a permanent error naming it.
+    #[serde(default = "default_max_row")]
+    pub max_row_bytes: usize,
+    #[serde(default = "default_max_report")]
+    pub max_report_bytes: u64,
+    #[serde(default = "default_max_keys")]
+    pub max_keys: usize,
+}
+
+impl CurSettings {
+    pub fn limits(&self) -> super::report::Limits {
+        super::report::Limits {
+            max_row_bytes: self.max_row_bytes,
+            max_report_bytes: self.max_report_bytes,
+            max_keys: self.max_keys,
+        }
+    }
+}
+
+fn default_max_row() -> usize {
+    super::report::Limits::default().max_row_bytes
+}
+fn default_max_report() -> u64 {
+    super::report::Limits::default().max_report_bytes
+}
+fn default_max_keys() -> usize {
+    super::report::Limits::default().max_keys
 }
 
 fn default_prefix() -> String {
@@ -67,6 +98,15 @@ pub fn parse(value: &toml::Value) -> Result<CurSettings, (String, String)> {
     }
     if !s.anomaly_floor.is_finite() || s.anomaly_floor < 0.0 {
         return Err((key("anomaly_floor"), format!("must be 0 or more, got {}", s.anomaly_floor)));
+    }
+    if !(64 << 10..=1 << 30).contains(&s.max_row_bytes) {
+        return Err((key("max_row_bytes"), format!("must be 64 KiB to 1 GiB, got {}", s.max_row_bytes)));
+    }
+    if s.max_report_bytes < 1 << 20 {
+        return Err((key("max_report_bytes"), format!("must be at least 1 MiB, got {}", s.max_report_bytes)));
+    }
+    if s.max_keys == 0 {
+        return Err((key("max_keys"), "must be at least 1".into()));
     }
     for (account, budget) in &s.budgets {
         if !budget.is_finite() || *budget <= 0.0 {

@@ -278,12 +278,67 @@ pub struct Key {
     pub currency: String,
 }
 
+/// How much of a report is read before it is refused: a report comes from a bucket others
+/// may write to, and a small gzip file can inflate to any size. Each limit, reached, is a
+/// permanent error that names its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The longest row (`cur.max_row_bytes`). Default 1 MiB.
+    pub max_row_bytes: usize,
+    /// The most bytes one report inflates to (`cur.max_report_bytes`). Default 64 GiB.
+    pub max_report_bytes: u64,
+    /// The most distinct (day, payer, account, service, region, currency) sums
+    /// (`cur.max_keys`). Default 1 000 000.
+    pub max_keys: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_row_bytes: super::rows::MAX_ROW,
+            max_report_bytes: 64 << 30,
+            max_keys: 1_000_000,
+        }
+    }
+}
+
+/// Reads at most `left` bytes, then fails naming the limit.
+struct Bounded<R> {
+    input: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // One more byte tells a report of exactly the limit from a longer one.
+            let mut probe = [0u8; 1];
+            return match self.input.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the report is larger than {} bytes (inflated); the limit is cur.max_report_bytes",
+                        self.limit
+                    ),
+                )),
+            };
+        }
+        let want = buf.len().min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.input.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Costs summed per [`Key`], over one or more reports.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
     pub totals: BTreeMap<Key, Cost>,
     /// Line items read.
     pub rows: u64,
+    pub limits: Limits,
 }
 
 impl Summary {
@@ -300,7 +355,13 @@ impl Summary {
         input: impl Read + Send,
         report: &str,
     ) -> Result<Layout, String> {
-        let mut rows = Rows::new(input);
+        let limits = self.limits;
+        let input = Bounded {
+            input,
+            left: limits.max_report_bytes,
+            limit: limits.max_report_bytes,
+        };
+        let mut rows = Rows::new(input).max_row(limits.max_row_bytes);
         let read_failed =
             |line: u64, e: std::io::Error| format!("{report}: line {line}: reading failed: {e}");
         let header = match rows.next_row() {
@@ -420,6 +481,12 @@ impl Summary {
                         },
                     ];
                     *sums.entry(key).or_default() += cost;
+                    if sums.len() > limits.max_keys {
+                        return Err(format!(
+                            "{report}: line {line}: more than {} distinct (day, payer, account, service, region, currency) sums; the limit is cur.max_keys",
+                            limits.max_keys
+                        ));
+                    }
                     rows_read += 1;
                 }
             }
@@ -436,6 +503,12 @@ impl Summary {
                 currency: name(5),
             };
             *self.totals.entry(key).or_default() += cost;
+        }
+        if self.totals.len() > limits.max_keys {
+            return Err(format!(
+                "{report}: more than {} distinct sums over the reports read; the limit is cur.max_keys",
+                limits.max_keys
+            ));
         }
         self.rows += rows_read;
         Ok(columns.layout)
@@ -683,6 +756,38 @@ e,111,333,Usage,2024-01-02T00:00:00Z,AmazonS3,2,USD,eu-west-1,x\r\n";
                 ),
             ]
         );
+    }
+
+    /// The attacks a report from a shared bucket can make: one endless row (an unclosed
+    /// quote, from a small gzip file), an endless report, endless distinct keys.
+    #[test]
+    fn a_report_past_a_limit_is_refused_naming_the_limit() {
+        // 8 MiB of one unclosed quote, against the 1 MiB default: refused before the buffer
+        // grows past the limit.
+        let header = LEGACY.lines().next().unwrap();
+        let endless = format!("{header}\na,111,222,Usage,2024-01-01T00:00:00Z,AmazonEC2,1,USD,us-east-1,\"{}", "x".repeat(8 << 20));
+        let mut s = Summary::default();
+        let e = s.add_report(endless.as_bytes(), "bomb.csv").unwrap_err();
+        assert!(e.contains("bomb.csv: line 2") && e.contains("cur.max_row_bytes"), "{e}");
+        // The whole report.
+        let mut s = Summary {
+            limits: Limits { max_report_bytes: 300, ..Limits::default() },
+            ..Summary::default()
+        };
+        let e = s.add_report(LEGACY.as_bytes(), "big.csv").unwrap_err();
+        assert!(e.contains("larger than 300 bytes") && e.contains("cur.max_report_bytes"), "{e}");
+        let mut s = Summary {
+            limits: Limits { max_report_bytes: LEGACY.len() as u64, ..Limits::default() },
+            ..Summary::default()
+        };
+        assert!(s.add_report(LEGACY.as_bytes(), "exact.csv").is_ok(), "exactly the limit is read");
+        // Distinct keys: the legacy sample has three sums.
+        let mut s = Summary {
+            limits: Limits { max_keys: 2, ..Limits::default() },
+            ..Summary::default()
+        };
+        let e = s.add_report(LEGACY.as_bytes(), "keys.csv").unwrap_err();
+        assert!(e.contains("more than 2 distinct") && e.contains("cur.max_keys"), "{e}");
     }
 
     #[test]

@@ -11,13 +11,19 @@
 //! What it accepts is what cost reports write and what the `csv` crate reads: quoted fields
 //! with commas, doubled quotes and line breaks; CRLF or LF; a last line without a line end;
 //! blank lines (skipped). A field is handed out trimmed of spaces and its surrounding quotes,
-//! with doubled quotes undone. Memory is one buffer (256 KiB, larger only for a longer row).
+//! with doubled quotes undone. Memory is one buffer (256 KiB, larger only for a longer row, up
+//! to [`Rows::max_row`]: a report is input from a bucket, and one unclosed quote would make
+//! the rest of a file one row).
 
 use std::borrow::Cow;
 use std::io::{self, Read};
 
 const BUFFER: usize = 256 << 10;
 const BLOCK: usize = 64;
+
+/// The longest row read unless [`Rows::max_row`] says otherwise: 1 MiB (a cost report's line
+/// item is about a kilobyte).
+pub const MAX_ROW: usize = 1 << 20;
 
 pub struct Rows<R> {
     input: R,
@@ -51,6 +57,8 @@ pub struct Rows<R> {
     /// The line the next row starts on (1-based), and the line of the row handed out last.
     next_line: u64,
     row_line: u64,
+    /// The longest row the buffer grows for.
+    max_row: usize,
 }
 
 /// One row: its first line's number and its fields.
@@ -121,7 +129,15 @@ impl<R: Read> Rows<R> {
             row_breaks: 0,
             next_line: 1,
             row_line: 0,
+            max_row: MAX_ROW,
         }
+    }
+
+    /// A row longer than `bytes` is an error (`InvalidData`), not a buffer that grows
+    /// without bound. Default [`MAX_ROW`].
+    pub fn max_row(mut self, bytes: usize) -> Rows<R> {
+        self.max_row = bytes;
+        self
     }
 
     /// From the next row on, reads only `columns` (others read as empty): the fields between
@@ -296,7 +312,17 @@ impl<R: Read> Rows<R> {
             }
         }
         if self.filled + BLOCK > self.buf.len() {
-            let grown = self.buf.len() * 2;
+            // The buffer is full of one unfinished row.
+            if self.filled - self.row_start >= self.max_row {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "a row of more than {} bytes (an unclosed quote?); the limit is cur.max_row_bytes",
+                        self.max_row
+                    ),
+                ));
+            }
+            let grown = (self.buf.len() * 2).min(self.max_row + BUFFER);
             self.buf.resize(grown, 0);
         }
         while self.filled - self.scan < BLOCK && !self.eof {

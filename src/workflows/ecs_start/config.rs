@@ -11,6 +11,15 @@
 //! subnets = ["subnet-0abc"]
 //! security_groups = ["sg-0abc"]   # default: none (the VPC's default group)
 //! assign_public_ip = false        # default false
+//!
+//! # What a Start event may change (anyone who may put events on the bus could otherwise run
+//! # code of their choosing with the task's role): nothing unless listed.
+//! allow_environment = ["LOG_LEVEL"]   # variables an event may set, by name; default none
+//! allow_command = false               # may an event replace the command; default false
+//! allow_revisions = [3, 4]            # task definition revisions an event may ask for
+//! allow_tags = ["team"]               # tag keys an event may set (never `tugboat:…`)
+//! max_count = 1                       # most tasks one event may start, 1 to 10; default 1
+//! stop_any_task = false               # may a Stop event stop a task tugboat did not start
 //! ```
 
 use std::collections::BTreeMap;
@@ -56,6 +65,31 @@ pub struct ServiceMapping {
     /// Give the task a public IP. Default false.
     #[serde(default)]
     pub assign_public_ip: bool,
+    /// The environment variables a Start event may set, by name. Default: none (an event
+    /// setting any other, `LD_PRELOAD` say, is refused and dead-lettered).
+    #[serde(default)]
+    pub allow_environment: Vec<String>,
+    /// Whether a Start event may replace the container's command. Default false.
+    #[serde(default)]
+    pub allow_command: bool,
+    /// The task definition revisions a Start event may ask for. Default: none (the
+    /// configured `task_definition` only).
+    #[serde(default)]
+    pub allow_revisions: Vec<u64>,
+    /// The tag keys a Start event may set; tugboat's own `tugboat:` keys never. Default: none.
+    #[serde(default)]
+    pub allow_tags: Vec<String>,
+    /// The most tasks one Start event may ask for (`detail.count`), 1 to 10. Default 1.
+    #[serde(default = "one")]
+    pub max_count: u32,
+    /// Whether a Stop event may stop a task that tugboat did not start for this service (one
+    /// whose `startedBy` is not `tugboat/<service>/…`). Default false.
+    #[serde(default)]
+    pub stop_any_task: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// What both ECS workflows are built from: the services (target groups resolved to ARNs) and
@@ -97,6 +131,21 @@ pub fn parse(value: &toml::Value) -> Result<Services, (String, String)> {
         }
         if s.subnets.is_empty() {
             return Err((key("subnets"), "needs at least one subnet id".into()));
+        }
+        if !(1..=10).contains(&s.max_count) {
+            return Err((
+                key("max_count"),
+                format!("must be 1 to 10 (RunTask's limit), got {}", s.max_count),
+            ));
+        }
+        if let Some(t) = s.allow_tags.iter().find(|t| t.starts_with("tugboat:")) {
+            return Err((
+                key("allow_tags"),
+                format!("{t:?}: the tugboat: tags are tugboat's own"),
+            ));
+        }
+        if s.allow_revisions.contains(&0) {
+            return Err((key("allow_revisions"), "revisions start at 1".into()));
         }
     }
     Ok(services)

@@ -7,7 +7,10 @@
 //! (list of strings), `revision` (task definition revision), `tags` (object of strings),
 //! `count` (1 to 10 tasks, default 1: each gets its own `RunTask` step, and so its own
 //! `clientToken`, and is taken through the steps below in turn; steps of the second and later
-//! tasks carry `@N` in their names, such as `wait-running@2#1`).
+//! tasks carry `@N` in their names, such as `wait-running@2#1`). Each override is refused
+//! (the event dead-lettered with the reason) unless the service's mapping allows it by name
+//! (`allow_environment`, `allow_command`, `allow_revisions`, `allow_tags`, `max_count`):
+//! whoever may put events on the bus must not choose the code that runs with the task's role.
 //!
 //! Params: `poll_interval` (default `"5s"`), `running_timeout` and `healthy_timeout` (default
 //! `"5m"` each; the seed plan's figures). Waits are bounded by a number of polls, so the logic
@@ -149,10 +152,18 @@ impl EcsStart {
                 }
             )
         })?;
+        let allowed = |what: &str| format!("services.{service}.{what}");
         let count = match detail.get("count") {
             None => 1,
             Some(c) => match c.as_u64() {
-                Some(n @ 1..=10) => n as u32,
+                Some(n @ 1..=10) if n as u32 <= mapping.max_count => n as u32,
+                Some(n @ 1..=10) => {
+                    return Err(format!(
+                        "detail.count {n}: more tasks than one event may start ({} = {})",
+                        allowed("max_count"),
+                        mapping.max_count
+                    ));
+                }
                 _ => {
                     return Err(format!(
                         "detail.count must be 1 to 10 (RunTask's limit), got {c}"
@@ -178,9 +189,21 @@ impl EcsStart {
                 ));
             }
         };
+        if command.is_some() && !mapping.allow_command {
+            return Err(format!(
+                "detail.command: an event may not replace the container's command ({} is false)",
+                allowed("allow_command")
+            ));
+        }
         let task_definition = match detail.get("revision") {
             None => mapping.task_definition.clone(),
             Some(r) => match r.as_u64() {
+                Some(n) if n > 0 && !mapping.allow_revisions.contains(&n) => {
+                    return Err(format!(
+                        "detail.revision {n}: revision not allowed ({} lists the revisions an event may ask for)",
+                        allowed("allow_revisions")
+                    ));
+                }
                 Some(n) if n > 0 => with_revision(&mapping.task_definition, n),
                 _ => {
                     return Err(format!(
@@ -189,8 +212,28 @@ impl EcsStart {
                 }
             },
         };
+        let environment = string_map(&detail, "environment")?;
+        if let Some((k, _)) = environment
+            .iter()
+            .find(|(k, _)| !mapping.allow_environment.contains(k))
+        {
+            return Err(format!(
+                "detail.environment.{k}: environment key not allowed ({} lists the keys an event may set)",
+                allowed("allow_environment")
+            ));
+        }
+        let asked_tags = string_map(&detail, "tags")?;
+        if let Some((k, _)) = asked_tags
+            .iter()
+            .find(|(k, _)| k.starts_with("tugboat:") || !mapping.allow_tags.contains(k))
+        {
+            return Err(format!(
+                "detail.tags.{k}: tag key not allowed ({} lists the keys an event may set; tugboat: keys are tugboat's own)",
+                allowed("allow_tags")
+            ));
+        }
         let mut tags = vec![("tugboat:service".to_owned(), service.clone())];
-        tags.extend(string_map(&detail, "tags")?);
+        tags.extend(asked_tags);
         let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
         let running = duration_param(params, "running_timeout", Duration::from_secs(300))?;
         let healthy = duration_param(params, "healthy_timeout", Duration::from_secs(300))?;
@@ -206,7 +249,7 @@ impl EcsStart {
                 security_groups: mapping.security_groups.clone(),
                 assign_public_ip: mapping.assign_public_ip,
                 container_name: mapping.container_name.clone(),
-                environment: string_map(&detail, "environment")?,
+                environment,
                 command,
                 // ECS shows startedBy (at most 128 characters); the event id ties it to the run.
                 started_by: format!("tugboat/{service}/{event_id}")

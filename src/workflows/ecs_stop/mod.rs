@@ -55,6 +55,9 @@ pub struct State {
     ip: Option<String>,
     deregistered: bool,
     already_stopped: bool,
+    /// The service's `stop_any_task` (journaled with the decision, so a resume decides alike).
+    #[serde(default)]
+    stop_any_task: bool,
 }
 
 /// The steps and their requests; results as in `ecs_start`'s steps.
@@ -188,17 +191,32 @@ impl EcsStop {
         s.cluster = mapping.cluster.clone();
         s.target_group = mapping.target_group.clone();
         s.port = mapping.container_port;
+        s.stop_any_task = mapping.stop_any_task;
         s.task = task.to_owned();
         s.describe()
     }
 }
 
-/// The task was described: deregister its IP, or stop it (or only report, when stopped).
+/// The task as ECS describes it: refused unless tugboat started it for this service (or the
+/// mapping says any task may be stopped); then deregistered and stopped.
 fn on_described(s: &mut State, value: Value) -> Decision<Step> {
     let status: TaskStatus = match output(value) {
         Ok(t) => t,
         Err(e) => return Next::Fail(e),
     };
+    let ours = format!("tugboat/{}/", s.service);
+    if !s.stop_any_task
+        && !status
+            .started_by
+            .as_deref()
+            .is_some_and(|by| by.starts_with(&ours))
+    {
+        return Next::Fail(format!(
+            "refused: task {} was not started by tugboat for service {} (its startedBy is {:?}); \
+             set services.{}.stop_any_task = true to stop tasks tugboat did not start",
+            status.task_arn, s.service, status.started_by, s.service
+        ));
+    }
     s.task = status.task_arn;
     s.already_stopped = status.last_status == "STOPPED";
     match status.private_ip {
@@ -257,6 +275,7 @@ impl Flow for EcsStop {
             ip: None,
             deregistered: false,
             already_stopped: false,
+            stop_any_task: false,
         };
         let next = match (text("service"), text("task"), text("workflow_id")) {
             (Some(service), Some(task), _) => {
@@ -268,6 +287,7 @@ impl Flow for EcsStop {
                 state.cluster = mapping.cluster.clone();
                 state.target_group = mapping.target_group.clone();
                 state.port = mapping.container_port;
+                state.stop_any_task = mapping.stop_any_task;
                 state.service = service;
                 state.task = task;
                 state.describe()
@@ -358,6 +378,12 @@ mod tests {
             subnets: vec!["s".into()],
             security_groups: vec![],
             assign_public_ip: false,
+            allow_environment: vec![],
+            allow_command: false,
+            allow_revisions: vec![],
+            allow_tags: vec![],
+            max_count: 1,
+            stop_any_task: false,
         };
         let ports = Ports::memory();
         EcsStop(EcsParts {
@@ -385,7 +411,7 @@ mod tests {
     }
 
     fn status(last: &str, ip: Option<&str>) -> Value {
-        json!({"task_arn": "arn:task/apps/t1", "last_status": last, "stopped_reason": null, "stop_code": null, "container_reasons": [], "private_ip": ip})
+        json!({"task_arn": "arn:task/apps/t1", "last_status": last, "stopped_reason": null, "stop_code": null, "container_reasons": [], "private_ip": ip, "started_by": "tugboat/auth/ev-1"})
     }
 
     #[test]
@@ -456,5 +482,38 @@ mod tests {
             .unwrap_err()
             .contains("unknown service")
         );
+    }
+
+    #[test]
+    fn a_task_tugboat_did_not_start_is_not_stopped() {
+        // The attack: a Stop event naming any task id in the service's cluster.
+        let w = workflow();
+        let start = w
+            .start(&json!({"detail": {"service": "auth", "task": "t9"}}), &json!({}))
+            .unwrap();
+        for started_by in [json!(null), json!("ecs-svc/1234"), json!("tugboat/billing/ev-2")] {
+            let mut answer = status("RUNNING", Some("10.0.0.9"));
+            answer["started_by"] = started_by.clone();
+            let (steps, end) = drive(&w, start.clone(), |_| answer.clone());
+            assert_eq!(steps, ["describe-task"], "{started_by}");
+            let Next::Fail(reason) = end else {
+                panic!("{started_by}: {end:?}")
+            };
+            assert!(
+                reason.contains("was not started by tugboat for service auth")
+                    && reason.contains("services.auth.stop_any_task"),
+                "{reason}"
+            );
+        }
+        // Unless the mapping says so.
+        let mut w = w;
+        w.0.services.get_mut("auth").unwrap().stop_any_task = true;
+        let start = w
+            .start(&json!({"detail": {"service": "auth", "task": "t9"}}), &json!({}))
+            .unwrap();
+        let mut answer = status("STOPPED", None);
+        answer["started_by"] = json!(null);
+        let (steps, _) = drive(&w, start, |_| answer.clone());
+        assert!(steps.contains(&"notify".to_owned()), "{steps:?}");
     }
 }
