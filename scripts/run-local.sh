@@ -20,6 +20,9 @@ scripts/local-aws.sh stop >/dev/null 2>&1 || true
 endpoint="$(scripts/local-aws.sh start)"
 echo "== emulator at $endpoint"
 export TUGBOAT_CONFIG=config/local.toml
+# The key retries, redrives and agent notices are signed with ([security] signing_key): one of
+# this run's own, never written to a file.
+export TUGBOAT__SECURITY__SIGNING_KEY="${TUGBOAT__SECURITY__SIGNING_KEY:-$(python3 -c 'import secrets; print(secrets.token_hex(32))')}"
 export TUGBOAT__AWS__ENDPOINT_URL="$endpoint"
 export AWS_EC2_METADATA_DISABLED=true
 

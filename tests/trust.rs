@@ -160,15 +160,24 @@ async fn a_forged_retry_attribute_is_refused_and_a_signed_one_is_believed() {
     until("the forgery is dead-lettered", 10, || h.dlq.len() == 2).await;
     let dead = h.dlq.messages().remove(1);
     assert!(
-        dead.attributes["tugboat-error"].contains("tugboat-retry-of/tugboat-redrive attributes are not believed: it carries no signature"),
+        dead.attributes["tugboat-error"].contains(
+            "tugboat-retry-of/tugboat-redrive attributes are not believed: it carries no signature"
+        ),
         "{:?}",
         dead.attributes
     );
-    assert_eq!(h.app.record(id).generation, 0, "the instance did not run again");
+    assert_eq!(
+        h.app.record(id).generation,
+        0,
+        "the instance did not run again"
+    );
     // Signed as tugboat signs a retry: believed (the next generation runs, and fails again).
     let mut signed = attributes::retry(id, 0, "m-0");
     attributes::sign_control(&mut signed, &event, &key(), tugboat::journal::now_ms());
-    let signed: Vec<(&str, String)> = signed.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let signed: Vec<(&str, String)> = signed
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .collect();
     send_with(&h, &event, &signed).await;
     until("the retry ran", 10, || h.app.record(id).generation == 1).await;
     h.app.stop().await;
@@ -185,7 +194,9 @@ async fn forged_and_replayed_agent_notices_drain_nothing() {
     ecs.add_container_instance("prod", "i-0victim", &["10.0.0.5"]);
     let h = spawn_memory_app(FORGERIES, |deps| deps.ports.ecs = ecs.clone()).await;
     let notice = |minute: u8| {
-        let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap();
         let deadline = now + time::Duration::minutes(2);
         let f = &time::format_description::well_known::Rfc3339;
         json!({"version": "0", "id": format!("n-{minute}"), "source": "tugboat.agent", "detail-type": "Interruption Notice",
@@ -197,18 +208,41 @@ async fn forged_and_replayed_agent_notices_drain_nothing() {
     h.send(&forged).await;
     until("the forgery is dead-lettered", 10, || h.dlq.len() == 1).await;
     let reason = h.dlq.messages()[0].attributes["tugboat-error"].clone();
-    assert!(reason.contains("an agent notice not believed: it carries no signature"), "{reason}");
+    assert!(
+        reason.contains("an agent notice not believed: it carries no signature"),
+        "{reason}"
+    );
     // A real notice, signed an hour ago, sent again now.
     let replayed = notice(2);
     let an_hour_ago = tugboat::journal::now_ms() - 3_600_000;
-    send_with(&h, &replayed, &[(SIGNATURE, sign_notice(&replayed, &key(), an_hour_ago))]).await;
+    send_with(
+        &h,
+        &replayed,
+        &[(SIGNATURE, sign_notice(&replayed, &key(), an_hour_ago))],
+    )
+    .await;
     until("the replay is dead-lettered", 10, || h.dlq.len() == 2).await;
     let reason = h.dlq.messages()[1].attributes["tugboat-error"].clone();
     assert!(reason.contains("freshness window"), "{reason}");
-    assert_eq!(ecs.container_instance_states()[0].status, "ACTIVE", "nothing was drained");
+    assert_eq!(
+        ecs.container_instance_states()[0].status,
+        "ACTIVE",
+        "nothing was drained"
+    );
     // The agent's own, signed now: drained.
     let real = notice(3);
-    send_with(&h, &real, &[(SIGNATURE, sign_notice(&real, &key(), tugboat::journal::now_ms()))]).await;
-    until("drained", 10, || ecs.container_instance_states()[0].status == "DRAINING").await;
+    send_with(
+        &h,
+        &real,
+        &[(
+            SIGNATURE,
+            sign_notice(&real, &key(), tugboat::journal::now_ms()),
+        )],
+    )
+    .await;
+    until("drained", 10, || {
+        ecs.container_instance_states()[0].status == "DRAINING"
+    })
+    .await;
     h.app.stop().await;
 }
