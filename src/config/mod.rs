@@ -72,6 +72,10 @@ pub struct Config {
     /// notices, and how old a signature may be (docs/security.md).
     #[serde(default)]
     pub security: SecurityConfig,
+    /// Values `http_deliver` bodies name as `"{secret:NAME}"`; set them from the environment
+    /// (`TUGBOAT__SECRETS__NAME`). Never journaled, logged or shown. Default: none.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, secrecy::SecretString>,
     /// The top-level sections that workflows own (such as `[services]`), as read (environment
     /// overrides applied) and already checked by their owner at load; the owner parses its
     /// own with [`Config::section`].

@@ -243,29 +243,91 @@ pub enum BodyTemplate {
     Object(Vec<(String, BodyTemplate)>),
     /// Numbers, booleans and null, as written.
     Literal(Value),
+    /// `"{secret:NAME}"`, a whole string value: `[secrets] NAME`, put in only when the body is
+    /// sent ([`fill_secrets`]), so that neither the journal nor the console ever holds it.
+    Secret(String),
+}
+
+/// What a secret's place holds until the body is sent.
+pub fn secret_placeholder(name: &str) -> String {
+    format!("[secret {name}]")
+}
+
+/// Puts each secret (`(JSON pointer, name)`, from [`BodyTemplate::secrets`]) into `body`,
+/// from `values`. The places come from the route's template, never from the event, so an
+/// event cannot ask for a secret.
+pub fn fill_secrets(
+    body: &mut Value,
+    places: &[(String, String)],
+    values: &BTreeMap<String, secrecy::SecretString>,
+) -> Result<(), String> {
+    use secrecy::ExposeSecret;
+    for (pointer, name) in places {
+        let value = values
+            .get(name)
+            .ok_or_else(|| format!("secret {name:?} is not configured ([secrets] {name})"))?;
+        let slot = body
+            .pointer_mut(pointer)
+            .ok_or_else(|| format!("the body has no {pointer} for secret {name:?}"))?;
+        *slot = Value::String(value.expose_secret().to_owned());
+    }
+    Ok(())
 }
 
 impl BodyTemplate {
     /// Parses every string leaf of `body` as a template; errors name the leaf (`body.text`).
     pub fn parse(body: &Value, maps: &Maps) -> Result<BodyTemplate, String> {
-        Self::parse_at(body, maps, "body")
+        Self::parse_at(body, maps, "body", false)
     }
 
-    fn parse_at(body: &Value, maps: &Maps, at: &str) -> Result<BodyTemplate, String> {
+    /// [`BodyTemplate::parse`], taking `"{secret:NAME}"` values (for a sender that puts them in
+    /// with [`fill_secrets`] as it sends).
+    pub fn parse_with_secrets(body: &Value, maps: &Maps) -> Result<BodyTemplate, String> {
+        Self::parse_at(body, maps, "body", true)
+    }
+
+    fn parse_at(
+        body: &Value,
+        maps: &Maps,
+        at: &str,
+        secrets: bool,
+    ) -> Result<BodyTemplate, String> {
         Ok(match body {
             Value::String(s) => {
-                BodyTemplate::Text(Template::parse(s, maps).map_err(|e| format!("{at}: {e}"))?)
+                match s.strip_prefix("{secret:").and_then(|r| r.strip_suffix('}')) {
+                    Some(name) if secrets && !name.is_empty() && !name.contains(['{', '}']) => {
+                        BodyTemplate::Secret(name.to_owned())
+                    }
+                    Some(_) if !secrets => {
+                        return Err(format!(
+                            "{at}: secrets (\"{{secret:NAME}}\") are taken in http_deliver bodies only"
+                        ));
+                    }
+                    _ if s.contains("{secret:") => {
+                        return Err(format!(
+                            "{at}: a secret is a whole value, \"{{secret:NAME}}\", not part of a text"
+                        ));
+                    }
+                    _ => BodyTemplate::Text(
+                        Template::parse(s, maps).map_err(|e| format!("{at}: {e}"))?,
+                    ),
+                }
             }
             Value::Array(items) => BodyTemplate::Array(
                 items
                     .iter()
                     .enumerate()
-                    .map(|(i, v)| Self::parse_at(v, maps, &format!("{at}[{i}]")))
+                    .map(|(i, v)| Self::parse_at(v, maps, &format!("{at}[{i}]"), secrets))
                     .collect::<Result<_, _>>()?,
             ),
             Value::Object(m) => BodyTemplate::Object(
                 m.iter()
-                    .map(|(k, v)| Ok((k.clone(), Self::parse_at(v, maps, &format!("{at}.{k}"))?)))
+                    .map(|(k, v)| {
+                        Ok((
+                            k.clone(),
+                            Self::parse_at(v, maps, &format!("{at}.{k}"), secrets)?,
+                        ))
+                    })
                     .collect::<Result<_, String>>()?,
             ),
             other => BodyTemplate::Literal(other.clone()),
@@ -294,7 +356,33 @@ impl BodyTemplate {
                     .collect::<Result<_, String>>()?,
             ),
             BodyTemplate::Literal(v) => v.clone(),
+            BodyTemplate::Secret(name) => Value::String(secret_placeholder(name)),
         })
+    }
+
+    /// Where the rendered body holds secrets: (JSON pointer, secret name).
+    pub fn secrets(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        self.collect_secrets(String::new(), &mut out);
+        out
+    }
+
+    fn collect_secrets(&self, at: String, out: &mut Vec<(String, String)>) {
+        let escape = |k: &str| k.replace('~', "~0").replace('/', "~1");
+        match self {
+            BodyTemplate::Secret(name) => out.push((at, name.clone())),
+            BodyTemplate::Array(items) => {
+                for (i, t) in items.iter().enumerate() {
+                    t.collect_secrets(format!("{at}/{i}"), out);
+                }
+            }
+            BodyTemplate::Object(fields) => {
+                for (k, t) in fields {
+                    t.collect_secrets(format!("{at}/{}", escape(k)), out);
+                }
+            }
+            BodyTemplate::Text(_) | BodyTemplate::Literal(_) => {}
+        }
     }
 }
 

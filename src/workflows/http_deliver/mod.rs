@@ -12,6 +12,11 @@
 //! - `body`: a JSON template over the event (a Slack webhook: `{ text = "Task {detail.taskArn}
 //!   stopped: {detail.stoppedReason}" }`); default the event itself.
 //! - `maps`: value maps for `|map:NAME` filters.
+//!
+//! A body value `"{secret:NAME}"` is `[secrets] NAME` (set it from the environment,
+//! `TUGBOAT__SECRETS__NAME`): the journal and the console hold `[secret NAME]` in its place, and
+//! the value is put in only as the request is sent. (Auth and headers belong in the
+//! destination, which is never journaled.)
 
 pub mod config;
 #[cfg(test)]
@@ -52,7 +57,30 @@ pub fn registration() -> Registration {
                     },
                 );
             }
-            Ok(Arc::new(Typed(HttpDeliver { destinations })) as Arc<dyn crate::contract::Workflow>)
+            // A route's body naming a secret that is not configured stops the start here, not
+            // at the first event.
+            for (i, route) in setup.config.routes.iter().enumerate() {
+                if route.workflow != KIND {
+                    continue;
+                }
+                let params = serde_json::to_value(&route.params)
+                    .map_err(|e| format!("routes[{i}].params: {e}"))?;
+                if let Some(body) = params.get("body") {
+                    let maps = maps_param(&params).map_err(|e| format!("routes[{i}].{e}"))?;
+                    let t = BodyTemplate::parse_with_secrets(body, &maps)
+                        .map_err(|e| format!("routes[{i}].params.{e}"))?;
+                    if let Some((_, name)) =
+                        t.secrets().into_iter().find(|(_, n)| !setup.config.secrets.contains_key(n))
+                    {
+                        return Err(format!(
+                            "routes[{i}].params.body: secret {name:?} is not configured (set [secrets] {name}, e.g. TUGBOAT__SECRETS__{})",
+                            name.to_ascii_uppercase()
+                        ));
+                    }
+                }
+            }
+            let secrets = Arc::new(setup.config.secrets.clone());
+            Ok(Arc::new(Typed(HttpDeliver { destinations, secrets })) as Arc<dyn crate::contract::Workflow>)
         })
     })
     .with_params_check(|params, sections| {
@@ -68,10 +96,11 @@ pub struct Target {
     pub retry: RetryPolicy,
 }
 
-/// The workflow: the configured destinations.
+/// The workflow: the configured destinations and `[secrets]`.
 #[derive(Debug, Clone)]
 pub struct HttpDeliver {
     pub destinations: BTreeMap<String, Target>,
+    pub secrets: Arc<BTreeMap<String, secrecy::SecretString>>,
 }
 
 /// EventBridge-like retries: exponential back-off with full jitter from 1 s, capped at 15 min
@@ -101,7 +130,9 @@ impl Params {
         let maps = maps_param(params)?;
         let body = match params.get("body") {
             None => None,
-            Some(b) => Some(BodyTemplate::parse(b, &maps).map_err(|e| format!("params.{e}"))?),
+            Some(b) => Some(
+                BodyTemplate::parse_with_secrets(b, &maps).map_err(|e| format!("params.{e}"))?,
+            ),
         };
         Ok(Params {
             destination,
@@ -120,7 +151,13 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    Deliver { destination: String, body: Value },
+    /// `body` holds `[secret NAME]` where each of `secrets` (JSON pointer, name) goes.
+    Deliver {
+        destination: String,
+        body: Value,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        secrets: Vec<(String, String)>,
+    },
 }
 
 /// What an answer means for the delivery: 2xx delivered; 429 and 5xx worth another attempt
@@ -159,6 +196,7 @@ impl Flow for HttpDeliver {
         let step = Step::Deliver {
             destination: p.destination.clone(),
             body,
+            secrets: p.body.as_ref().map(BodyTemplate::secrets).unwrap_or_default(),
         };
         let state = State {
             destination: p.destination,
@@ -174,12 +212,26 @@ impl Flow for HttpDeliver {
     }
 
     async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
-        let Step::Deliver { destination, body } = step;
+        let Step::Deliver {
+            destination,
+            body,
+            secrets,
+        } = step;
         let target = self.destinations.get(destination).ok_or_else(|| {
             StepError::permanent(format!(
                 "destination {destination:?} is no longer configured (the event was started under an earlier configuration)"
             ))
         })?;
+        let filled;
+        let body = if secrets.is_empty() {
+            body
+        } else {
+            let mut b = body.clone();
+            super::template::fill_secrets(&mut b, secrets, &self.secrets)
+                .map_err(StepError::permanent)?;
+            filled = b;
+            &filled
+        };
         match target.endpoint.send(body).await {
             Ok(response) => classify(&response),
             Err(e) => Err(StepError::retryable(e.0)),

@@ -20,6 +20,10 @@ fn workflow(http: &MemoryHttp) -> HttpDeliver {
                 retry: retry_policy(settings.max_attempts, settings.max_age),
             },
         )]),
+        secrets: Arc::new(BTreeMap::from([(
+            "slack_token".to_owned(),
+            secrecy::SecretString::from("xoxb-secret-value"),
+        )])),
     }
 }
 
@@ -57,7 +61,10 @@ fn the_event_is_the_default_body_and_a_template_shapes_a_slack_message() {
     assert_eq!(act.call, Call::Handler);
     assert_eq!(act.retry.max_attempts, 185);
     assert_eq!(act.retry.deadline, Some(Duration::from_secs(86_400)));
-    assert_eq!(act.step, Step::Deliver { destination: "alerts".into(), body: event.clone() });
+    assert_eq!(
+        act.step,
+        Step::Deliver { destination: "alerts".into(), body: event.clone(), secrets: vec![] }
+    );
     let params = json!({"body": {"text": "Task {detail.taskArn|basename} in {detail.clusterArn|basename} stopped: {detail.stoppedReason}"}});
     let (_, next) = w.start(&event, &params).unwrap();
     let Next::Run(act) = next else { panic!() };
@@ -109,4 +116,36 @@ async fn the_handler_sends_once_per_attempt_and_reports_what_came_back() {
     let done = w.advance(t.state, &action, Ok(ok));
     assert_eq!(done.next, Next::Complete(json!({"destination": "alerts", "status": 200})));
     assert_eq!(http.sent().len(), 4);
+}
+
+/// The attack: a secret written in a body template, read back from the journal or the console
+/// by anyone who may read them. A `{secret:NAME}` value is journaled as a placeholder and put
+/// in only as the request is sent; an event cannot ask for it.
+#[tokio::test]
+async fn a_secret_in_a_body_is_never_journaled_and_is_sent() {
+    let http = MemoryHttp::default();
+    let w = workflow(&http);
+    let event = json!({"detail": {"note": "{secret:slack_token}"}});
+    let params = json!({"body": {"token": "{secret:slack_token}", "text": "{detail.note}", "list": ["{secret:slack_token}"]}});
+    let (_, next) = w.start(&event, &params).unwrap();
+    let Next::Run(act) = next else { panic!() };
+    let journaled = serde_json::to_string(&act.step).unwrap();
+    assert!(!journaled.contains("xoxb"), "{journaled}");
+    assert!(journaled.contains("[secret slack_token]"), "{journaled}");
+    let ctx = StepContext { workflow_id: "w", step: "deliver", attempt: 1, generation: 0 };
+    Flow::perform(&w, ctx, &act.step).await.unwrap();
+    let sent = http.sent();
+    assert_eq!(sent[0].1["token"], "xoxb-secret-value");
+    assert_eq!(sent[0].1["list"][0], "xoxb-secret-value");
+    assert_eq!(sent[0].1["text"], "{secret:slack_token}", "an event's text is never a secret's place");
+    // A secret that is not configured fails for good, naming it; a secret inside a text, or in
+    // another workflow's template, is refused at load.
+    let (_, next) = w.start(&event, &json!({"body": {"t": "{secret:other}"}})).unwrap();
+    let Next::Run(act) = next else { panic!() };
+    let e = Flow::perform(&w, ctx, &act.step).await.unwrap_err();
+    assert!(!e.retryable && e.message.contains("[secrets] other"), "{}", e.message);
+    let e = Params::parse(&json!({"body": {"t": "Bearer {secret:x}"}}), &["alerts".into()]).err().unwrap();
+    assert!(e.contains("a secret is a whole value"), "{e}");
+    let e = crate::workflows::template::BodyTemplate::parse(&json!({"t": "{secret:x}"}), &Default::default()).unwrap_err();
+    assert!(e.contains("http_deliver bodies only"), "{e}");
 }
