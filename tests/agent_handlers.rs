@@ -252,6 +252,22 @@ fn a_notice_published_by_one_agent_runs_the_peer_handlers_of_another() {
     until("the watcher subscribes", Duration::from_secs(10), || {
         agent.saw("watching peers")
     });
+    // The attack: any client of the broker says the primary is going. Unsigned, it is logged
+    // and ignored: no handler runs (the count below is the signed notice's run alone).
+    let forged = serde_json::json!({"version": "0", "id": "forged", "source": "aws.ec2",
+        "detail-type": "EC2 Spot Instance Interruption Warning", "time": "2026-12-06T10:00:00Z",
+        "resources": [], "detail": {"instance-id": "i-0primary", "instance-action": "terminate"}});
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(support::broker::publish(
+            broker.port,
+            &format!("{group}/i-0primary/notice"),
+            &forged.to_string(),
+        ));
+    until("the forgery is refused", Duration::from_secs(10), || {
+        agent.saw("not believed: it carries no signature")
+    });
+    assert!(agent.reports().is_empty(), "no handler ran for it");
     let primary = tempfile::tempdir().unwrap();
     let (report, _) = simulate(
         primary.path(),

@@ -220,3 +220,24 @@ fn rand_suffix() -> u32 {
     static N: AtomicU32 = AtomicU32::new(0);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// Publishes `payload` to `topic` at QoS 1 as a client of its own, and waits for the PUBACK.
+pub async fn publish(port: u16, topic: &str, payload: &str) {
+    let id = format!("test-pub-{}-{}", std::process::id(), rand_suffix());
+    let options = MqttOptions::new(id, "127.0.0.1", port);
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
+        .await
+        .unwrap();
+    let acked = async {
+        loop {
+            if let Ok(Event::Incoming(Packet::PubAck(_))) = eventloop.poll().await {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), acked)
+        .await
+        .expect("no PUBACK");
+}
