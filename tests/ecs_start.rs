@@ -92,6 +92,15 @@ fn send_with_cli(queue_url: &str, body: &str) {
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
 
+/// Waits (up to `secs`) for the one DLQ entry and returns its attributes.
+async fn dead_letter(env: &Ecs, secs: u64) -> std::collections::HashMap<String, String> {
+    until("the DLQ has it", Duration::from_secs(secs), async || {
+        depth(&env.dlq_url).await.0 == 1
+    })
+    .await;
+    drain(&env.dlq_url).await.remove(0).1
+}
+
 async fn task_arns(cluster: &str) -> Vec<String> {
     let c = clients().await;
     let mut all = Vec::new();
@@ -203,18 +212,14 @@ async fn an_unknown_service_goes_to_the_dlq_with_the_reason_and_starts_nothing()
     let env = setup(None, "1s").await;
     let service = Service::start(&env.config, None);
     send_with_cli(&env.queue_url, &start_event(None, "billing"));
-    until("the DLQ has it", Duration::from_secs(20), async || {
-        depth(&env.dlq_url).await.0 == 1
-    })
-    .await;
-    let dead = drain(&env.dlq_url).await;
-    let error = &dead[0].1["tugboat-error"];
+    let dead = dead_letter(&env, 20).await;
+    let error = &dead["tugboat-error"];
     assert!(
         error.contains("unknown service \"billing\"; configured services: svc"),
         "{error}"
     );
     assert_eq!(
-        dead[0].1["tugboat-attempts"], "0",
+        dead["tugboat-attempts"], "0",
         "refused at start, not retried"
     );
     assert!(task_arns(&env.cluster).await.is_empty());
@@ -228,12 +233,7 @@ async fn a_missing_target_group_is_compensated_by_stopping_the_task() {
     let env = setup(Some(missing), "1s").await;
     let service = Service::start(&env.config, None);
     send_with_cli(&env.queue_url, &start_event(None, "svc"));
-    until("the DLQ has it", Duration::from_secs(30), async || {
-        depth(&env.dlq_url).await.0 == 1
-    })
-    .await;
-    let dead = drain(&env.dlq_url).await;
-    let attrs = &dead[0].1;
+    let attrs = &dead_letter(&env, 30).await;
     assert_eq!(attrs["tugboat-step"], "register-target");
     assert!(
         attrs["tugboat-error"].contains("TargetGroupNotFound"),
@@ -544,12 +544,7 @@ async fn a_start_with_an_environment_key_the_mapping_does_not_allow_starts_nothi
     let forged = json!({"source": "custom.app", "detail-type": "Start ECS Task",
         "detail": {"service": "svc", "environment": {"LD_PRELOAD": "/tmp/evil.so"}}});
     send_with_cli(&env.queue_url, &forged.to_string());
-    until("the DLQ has it", Duration::from_secs(20), async || {
-        depth(&env.dlq_url).await.0 == 1
-    })
-    .await;
-    let dead = drain(&env.dlq_url).await;
-    let error = &dead[0].1["tugboat-error"];
+    let error = &dead_letter(&env, 20).await["tugboat-error"];
     assert!(
         error.contains("detail.environment.LD_PRELOAD: environment key not allowed"),
         "{error}"
@@ -594,12 +589,7 @@ async fn a_stop_of_a_task_tugboat_did_not_start_is_refused() {
     let id = foreign.rsplit('/').next().unwrap();
     let stop = json!({"source": "custom.app", "detail-type": "Stop ECS Task", "detail": {"service": "svc", "task": id}});
     send_with_cli(&env.queue_url, &stop.to_string());
-    until("the DLQ has it", Duration::from_secs(20), async || {
-        depth(&env.dlq_url).await.0 == 1
-    })
-    .await;
-    let dead = drain(&env.dlq_url).await;
-    let error = &dead[0].1["tugboat-error"];
+    let error = &dead_letter(&env, 20).await["tugboat-error"];
     assert!(
         error.contains("was not started by tugboat for service svc"),
         "{error}"

@@ -13,6 +13,16 @@ use tugboat::ports::memory::MemoryEcs;
 
 use support::eventbridge as fixture;
 
+/// The service's configuration around `routes` (and the sections they need): the in-memory
+/// queue `work` and its DLQ.
+fn config(routes: &str) -> String {
+    format!(
+        "unmatched = \"acknowledge\"\n[aws]\nregion = \"us-east-1\"\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[shutdown]\ndeadline = \"2s\"\n\
+         [[queues]]\nname = \"work\"\ndlq = \"work-dlq\"\nreceive_wait = \"100ms\"\n{routes}"
+    )
+}
+
 /// An event from a fixture, its time `second` seconds into the current minute.
 fn at(name: &str, second: u8) -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -29,16 +39,7 @@ fn at(name: &str, second: u8) -> String {
     e.to_string()
 }
 
-const SPOT: &str = r#"unmatched = "acknowledge"
-
-[aws]
-region = "us-east-1"
-
-[[queues]]
-name = "work"
-dlq = "work-dlq"
-receive_wait = "100ms"
-
+const SPOT: &str = r#"
 [[routes]]
 name = "rebalance"
 pattern = { source = ["aws.ec2"], detail-type = ["EC2 Instance Rebalance Recommendation"] }
@@ -53,12 +54,6 @@ workflow = "spot_drain"
 [spot]
 clusters = ["prod"]
 drain_wait = false
-
-[admin]
-listen = "127.0.0.1:0"
-
-[shutdown]
-deadline = "2s"
 "#;
 
 /// The attack: a `notify`-mode rebalance recommendation sent in the same minute as the spot
@@ -68,7 +63,7 @@ deadline = "2s"
 async fn a_rebalance_in_the_same_minute_does_not_swallow_the_warnings_drain() {
     let ecs = Arc::new(MemoryEcs::default());
     ecs.add_container_instance("prod", "i-0b662ef9931388ba0", &["10.0.0.5"]);
-    let h: MemoryApp = spawn_memory_app(SPOT, |deps| deps.ports.ecs = ecs.clone()).await;
+    let h: MemoryApp = spawn_memory_app(&config(SPOT), |deps| deps.ports.ecs = ecs.clone()).await;
     h.send(&at("ec2-instance-rebalance-recommendation.nth.json", 1))
         .await;
     until("the rebalance is settled", 10, || h.queue.deleted() == 1).await;
@@ -88,16 +83,7 @@ async fn a_rebalance_in_the_same_minute_does_not_swallow_the_warnings_drain() {
     h.app.stop().await;
 }
 
-const FORGERIES: &str = r#"unmatched = "acknowledge"
-
-[aws]
-region = "us-east-1"
-
-[[queues]]
-name = "work"
-dlq = "work-dlq"
-receive_wait = "100ms"
-
+const FORGERIES: &str = r#"
 [[routes]]
 name = "start"
 pattern = { source = ["custom.app"] }
@@ -111,12 +97,6 @@ workflow = "spot_drain"
 [spot]
 clusters = ["prod"]
 drain_wait = false
-
-[admin]
-listen = "127.0.0.1:0"
-
-[shutdown]
-deadline = "2s"
 "#;
 
 async fn send_with(h: &MemoryApp, body: &str, attributes: &[(&str, String)]) {
@@ -143,7 +123,7 @@ fn key() -> tugboat::signing::SigningKey {
 #[actix_rt::test]
 async fn a_forged_retry_attribute_is_refused_and_a_signed_one_is_believed() {
     use tugboat::intake::attributes::{self, ORIGIN, REDRIVE, RETRY};
-    let h = spawn_memory_app(FORGERIES, |_| {}).await;
+    let h = spawn_memory_app(&config(FORGERIES), |_| {}).await;
     let event = json!({"version": "0", "id": "ev-1", "source": "custom.app",
         "detail-type": "Start ECS Task", "detail": {"service": "billing"}})
     .to_string();
@@ -192,7 +172,7 @@ async fn forged_and_replayed_agent_notices_drain_nothing() {
     use tugboat::intake::trust::sign_notice;
     let ecs = Arc::new(MemoryEcs::default());
     ecs.add_container_instance("prod", "i-0victim", &["10.0.0.5"]);
-    let h = spawn_memory_app(FORGERIES, |deps| deps.ports.ecs = ecs.clone()).await;
+    let h = spawn_memory_app(&config(FORGERIES), |deps| deps.ports.ecs = ecs.clone()).await;
     let notice = |minute: u8| {
         let now = time::OffsetDateTime::now_utc()
             .replace_nanosecond(0)

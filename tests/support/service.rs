@@ -42,15 +42,28 @@ pub async fn queue_arn(url: &str) -> String {
 }
 
 pub async fn send(url: &str, body: &str) {
-    clients()
+    send_with(url, body, &[]).await
+}
+
+/// Sends `body` with string message attributes.
+pub async fn send_with(url: &str, body: &str, attributes: &[(&str, String)]) {
+    let mut request = clients()
         .await
         .sqs
         .send_message()
         .queue_url(url)
-        .message_body(body)
-        .send()
-        .await
-        .unwrap();
+        .message_body(body);
+    for (name, value) in attributes {
+        request = request.message_attributes(
+            *name,
+            aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .unwrap(),
+        );
+    }
+    request.send().await.unwrap();
 }
 
 /// Sends `body`, a `tugboat.agent` notice, signed with the tests' key as `tugboat agent`
@@ -62,23 +75,12 @@ pub async fn send_agent_notice(url: &str, body: &str) {
         .unwrap()
         .as_millis() as u64;
     let signature = tugboat::intake::trust::sign_notice(body, &key, now);
-    clients()
-        .await
-        .sqs
-        .send_message()
-        .queue_url(url)
-        .message_body(body)
-        .message_attributes(
-            tugboat::intake::attributes::SIGNATURE,
-            aws_sdk_sqs::types::MessageAttributeValue::builder()
-                .data_type("String")
-                .string_value(signature)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    send_with(
+        url,
+        body,
+        &[(tugboat::intake::attributes::SIGNATURE, signature)],
+    )
+    .await
 }
 
 /// Visible plus in-flight messages.
