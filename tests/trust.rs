@@ -209,6 +209,12 @@ async fn forged_and_replayed_agent_notices_drain_nothing() {
         "ACTIVE",
         "nothing was drained"
     );
+    let refused = &h.app.stats("work").refused;
+    assert_eq!(
+        refused.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "counted"
+    );
     // The agent's own, signed now: drained.
     let real = notice(3);
     send_with(

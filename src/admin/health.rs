@@ -93,7 +93,7 @@ impl crate::metrics::Collector for Scraped {
         use prometheus_client::metrics::counter::ConstCounter;
         use prometheus_client::metrics::gauge::ConstGauge;
         type Read = fn(&IntakeStats) -> u64;
-        let counters: [(&str, &str, Read); 9] = [
+        let counters: [(&str, &str, Read); 10] = [
             ("messages_received", "Messages received from SQS", |s| {
                 s.received.load(Ordering::Relaxed)
             }),
@@ -125,6 +125,11 @@ impl crate::metrics::Collector for Scraped {
             ("decode_errors", "Messages that could not be decoded", |s| {
                 s.decode_errors.load(Ordering::Relaxed)
             }),
+            (
+                "messages_refused",
+                "Messages dead-lettered by a trust rule (an unsigned control attribute or agent notice, a source the queue does not carry)",
+                |s| s.refused.load(Ordering::Relaxed),
+            ),
             (
                 "messages_refreshed",
                 "Messages released as a fresh copy to stay clear of the queue's maxReceiveCount",
