@@ -145,6 +145,15 @@ echo "== tugboat dlq list --queue tugboat-events"
 $tugboat dlq list --queue tugboat-events
 echo "== metrics"
 curl -fsS http://127.0.0.1:9090/metrics | grep -v '^#' | grep -v ' 0$' || true
+if $keep; then
+  trap - EXIT
+  echo "== left running (--keep): tugboat (pid $pid, log in $log), the emulator at $endpoint"
+  echo "console: http://127.0.0.1:9090/   stop: kill $pid; scripts/local-aws.sh stop"
+  # This run's own key (the emulator's, nothing else's), for `tugboat dlq redrive` and retries.
+  echo "the CLI from another shell: export TUGBOAT_CONFIG=$TUGBOAT_CONFIG TUGBOAT__AWS__ENDPOINT_URL=$endpoint \\"
+  echo "  TUGBOAT__SECURITY__SIGNING_KEY=$TUGBOAT__SECURITY__SIGNING_KEY"
+  exit 0
+fi
 echo "== stopping tugboat (SIGTERM)"
 kill -TERM "$pid"
 wait "$pid" && echo "tugboat exited with 0"

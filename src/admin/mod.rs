@@ -637,12 +637,7 @@ async fn redrive(
                 dlq.name()
             )));
         }
-        let mut message = format!(
-            "redrove {} message(s) from {} to {}",
-            done.moved,
-            dlq.name(),
-            q.queue.name()
-        );
+        let mut message = done.summary(dlq.name(), q.queue.name());
         if !done.not_moved.is_empty() {
             message.push_str(&format!("; not moved: {}", done.not_moved.join("; ")));
         }

@@ -94,12 +94,7 @@ pub async fn run(config: &Path, args: DlqArgs) -> Result<(), CliError> {
             if done.moved == 0 && !done.not_moved.is_empty() {
                 return Err(CliError::Runtime("no message could be moved".into()));
             }
-            println!(
-                "redrove {} message(s) from {} to {}",
-                done.moved,
-                dlq.name(),
-                source.name()
-            );
+            println!("{}", done.summary(dlq.name(), source.name()));
         }
     }
     Ok(())

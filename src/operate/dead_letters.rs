@@ -92,6 +92,23 @@ pub struct Redriven {
     /// Copies sent back that could not be deleted from the DLQ (a later redrive sends them
     /// again; the journal acknowledges the duplicate).
     pub not_deleted: usize,
+    /// Moved copies that failed again and were back in the DLQ before the redrive ended:
+    /// left there, not moved again.
+    pub came_back: usize,
+}
+
+impl Redriven {
+    /// What happened, in a line: moved, and those that failed again at once.
+    pub fn summary(&self, dlq: &str, queue: &str) -> String {
+        let mut line = format!("redrove {} message(s) from {dlq} to {queue}", self.moved);
+        if self.came_back > 0 {
+            line.push_str(&format!(
+                "; {} failed again while the redrive ran and stay in {dlq} (see their reasons)",
+                self.came_back
+            ));
+        }
+        line
+    }
 }
 
 /// Moves up to `max` dead letters of `dlq` back to `source` — only message `only` when
@@ -108,6 +125,11 @@ pub async fn redrive(
     let mut done = Redriven::default();
     let mut passed_over = Vec::new();
     let mut seen = BTreeSet::new();
+    // What this redrive moved, by the message that first carried each event: a copy that
+    // failed again while the redrive went on (a running service dead-letters a bad body in
+    // milliseconds) is back in the DLQ under a new id, and is left there rather than moved
+    // round and round until `max`.
+    let mut moved = BTreeSet::new();
     let result = async {
         while done.moved < max {
             let want = (max - done.moved).min(10) as u32;
@@ -122,7 +144,10 @@ pub async fn redrive(
             let mut fresh = false;
             for m in batch {
                 fresh |= seen.insert(m.message_id.clone());
-                if only.is_none_or(|id| id == m.message_id) {
+                if moved.contains(attributes::origin_id(&m)) {
+                    done.came_back += 1;
+                    passed_over.push(m.receipt_handle);
+                } else if only.is_none_or(|id| id == m.message_id) {
                     chosen.push(m);
                 } else {
                     passed_over.push(m.receipt_handle);
@@ -159,9 +184,12 @@ pub async fn redrive(
                 .await
                 .map_err(|e| format!("queue {}: {e}", source.name()))?;
             let mut sent = Vec::new();
-            for (m, r) in chosen.iter().zip(&results) {
+            for ((m, r), out) in chosen.iter().zip(&results).zip(&outgoing) {
                 match r {
-                    Ok(_) => sent.push(m.receipt_handle.clone()),
+                    Ok(_) => {
+                        sent.push(m.receipt_handle.clone());
+                        moved.insert(out.attributes[attributes::ORIGIN].clone());
+                    }
                     Err(f) => {
                         done.not_moved
                             .push(format!("{}: {}: {}", m.message_id, f.code, f.message));
@@ -184,4 +212,39 @@ pub async fn redrive(
     .await;
     release(dlq, &passed_over).await;
     result.map(|()| done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::memory::MemoryQueue;
+
+    /// A copy that fails again as soon as it is moved (a running service dead-letters a bad
+    /// body in milliseconds) is back in the DLQ under a new id: the redrive moves each dead
+    /// letter once, however fast they come back, instead of round and round until `max`.
+    /// (The DLQ as its own source is that loop at its fastest: every copy lands back at once.)
+    #[tokio::test]
+    async fn a_redrive_moves_each_dead_letter_once_even_when_it_fails_again_at_once() {
+        let key = crate::signing::SigningKey::parse(&"k".repeat(32)).unwrap();
+        let dlq = MemoryQueue::new("dlq");
+        for body in ["{\"a\":1}", "{\"b\":2}"] {
+            let m = OutgoingMessage {
+                body: body.into(),
+                ..Default::default()
+            };
+            dlq.send(&m).await.unwrap();
+        }
+        let done = redrive(&dlq, &dlq, None, 1000, Some(&key)).await.unwrap();
+        assert_eq!(done.moved, 2, "{done:?}");
+        assert_eq!(done.came_back, 2, "{done:?}");
+        assert_eq!(dlq.messages().len(), 2, "the copies stay in the DLQ");
+        assert!(
+            done.summary("dlq", "q").contains("2 failed again"),
+            "{}",
+            done.summary("dlq", "q")
+        );
+        // Without a key nothing is moved, and the reason names the key.
+        let e = redrive(&dlq, &dlq, None, 10, None).await.unwrap_err();
+        assert!(e.contains("signing_key"), "{e}");
+    }
 }
