@@ -232,3 +232,25 @@ async fn forged_and_replayed_agent_notices_drain_nothing() {
     .await;
     h.app.stop().await;
 }
+
+/// On a queue that carries only the agents' notices, an `aws.ec2` event (which whoever holds an
+/// instance role could forge there) is dead-lettered naming the rule, whether or not a route
+/// would take it.
+#[actix_rt::test]
+async fn a_queue_refuses_sources_it_does_not_carry() {
+    let routes = format!("sources = [\"tugboat.agent\"]\n{FORGERIES}");
+    let h = spawn_memory_app(&config(&routes), |_| {}).await;
+    let warning = at("ec2-spot-instance-interruption-warning.nth.json", 0);
+    h.send(&warning).await;
+    let state_change = fixture("ec2-instance-state-change-pending.nth.json");
+    h.send(&state_change).await;
+    until("both are dead-lettered", 10, || h.dlq.len() == 2).await;
+    for dead in h.dlq.messages() {
+        let reason = &dead.attributes["tugboat-error"];
+        assert!(
+            reason.contains("source \"aws.ec2\" is not one this queue carries"),
+            "{reason}"
+        );
+    }
+    h.app.stop().await;
+}

@@ -283,8 +283,11 @@ impl Intake {
             return self.refuse(message, reason);
         }
         // A plain EventBridge event no route matches is settled from the fields the routes
-        // read, without the full parse (a retry names its instance: it is not routed).
+        // read, without the full parse (a retry names its instance: it is not routed; on a
+        // queue that takes only some sources, an event of another is refused with the
+        // reason, not settled as unmatched).
         if attributes::retry_of(message).is_none()
+            && self.config.trust.sources.is_none()
             && self
                 .router
                 .matches_nothing(&self.config.queue, &message.body)

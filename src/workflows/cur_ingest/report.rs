@@ -574,17 +574,31 @@ struct Interner {
     days: HashMap<[u8; 10], u32, Fnv>,
 }
 
-/// FNV-1a: the keys here are short and not chosen by an attacker (a report is the account's
-/// own), so a fast hash beats SipHash's protection.
-type Fnv = std::hash::BuildHasherDefault<FnvHasher>;
+/// FNV-1a from a random starting value: the keys here are short, so a fast hash beats
+/// SipHash, but they are a report's field values, which whoever writes to the bucket chooses;
+/// a starting value of each map's own keeps collisions worked out in advance from
+/// colliding here (and `cur.max_keys` bounds how many keys there can be).
+#[derive(Clone, Copy)]
+struct Fnv {
+    basis: u64,
+}
 
-struct FnvHasher(u64);
-
-impl Default for FnvHasher {
+impl Default for Fnv {
     fn default() -> Self {
-        FnvHasher(0xcbf2_9ce4_8422_2325)
+        Fnv {
+            basis: rand::random(),
+        }
     }
 }
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(self.basis)
+    }
+}
+
+struct FnvHasher(u64);
 
 impl std::hash::Hasher for FnvHasher {
     fn write(&mut self, bytes: &[u8]) {
