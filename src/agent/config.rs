@@ -225,6 +225,11 @@ pub struct PeerSource {
     /// 10 minutes.
     #[serde(default = "default_peer_interval", with = "humantime_serde")]
     pub min_interval: Duration,
+    /// Take notices without a signature too: only where the queue's policy (or the broker's
+    /// ACL) lets nothing but trusted senders publish, such as an EventBridge rule delivering
+    /// spot warnings to the peer queue. A signed notice is still checked. Default false.
+    #[serde(default)]
+    pub accept_unsigned: bool,
 }
 
 fn default_peer_interval() -> Duration {

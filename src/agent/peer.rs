@@ -38,6 +38,10 @@ pub struct PeerTrust {
     pub key: Option<SigningKey>,
     /// The agent's `notice_max_age`.
     pub window: Duration,
+    /// `[peer] accept_unsigned`: the queue's policy (or the broker's ACL) lets only trusted
+    /// senders publish, EventBridge say, whose notices carry no signature of ours. A signed
+    /// notice is still checked.
+    pub accept_unsigned: bool,
 }
 
 /// `event` with the group's signature (what the agent's `mqtt` handler publishes).
@@ -54,11 +58,14 @@ pub fn sign(mut event: Value, key: &SigningKey, now_ms: u64) -> Value {
 
 /// Checks and removes the signature of a peer notice.
 fn verify(event: &mut Value, trust: &PeerTrust, now_ms: u64) -> Result<(), Refusal> {
-    let key = crate::signing::require(trust.key.as_ref(), "signing_key")?;
     let signature = event
         .as_object_mut()
         .and_then(|o| o.remove(SIGNATURE_FIELD))
         .and_then(|v| v.as_str().map(str::to_owned));
+    if signature.is_none() && trust.accept_unsigned {
+        return Ok(());
+    }
+    let key = crate::signing::require(trust.key.as_ref(), "signing_key")?;
     key.verify(
         Purpose::PeerNotice,
         &[canonical(event).as_bytes()],
@@ -284,6 +291,7 @@ mod tests {
         PeerTrust {
             key: Some(SigningKey::parse("the-group-key-long-enough-for-tests-00").unwrap()),
             window: Duration::from_secs(300),
+            accept_unsigned: false,
         }
     }
 
@@ -373,6 +381,15 @@ mod tests {
         };
         let e = read("i-replica", &body, &keyless, NOW).unwrap_err();
         assert!(e.contains("signing_key"), "{e}");
+        // Where the operator says only trusted senders reach the source (accept_unsigned), an
+        // unsigned notice is taken; a signed one is still checked.
+        let open = PeerTrust {
+            accept_unsigned: true,
+            ..trust()
+        };
+        assert!(read("i-replica", &forged, &open, NOW).unwrap().is_some());
+        let e = read("i-replica", &body, &open, NOW + 3_600_000).unwrap_err();
+        assert!(e.contains("freshness window"), "{e}");
     }
 
     #[test]
