@@ -75,8 +75,8 @@ pub struct Console {
     pub proxy_authenticates: bool,
     /// `[security] signing_key`, which signs retries and redrives.
     pub signing_key: Option<crate::signing::SigningKey>,
-    /// `Host` values an action may come under: the listen address, loopback names, and
-    /// `[admin] hosts`.
+    /// `Host` values a request may come under (every route but health and metrics): the
+    /// listen address, loopback names, and `[admin] hosts`.
     pub hosts: Vec<String>,
     pub trace_url: Option<String>,
     pub queues: Vec<QueueHandles>,
@@ -131,7 +131,8 @@ impl Console {
     /// must not tell an attacker how many leading characters were right).
     fn is_token(&self, token: &str) -> bool {
         use subtle::ConstantTimeEq;
-        self.token.len() == token.len() && bool::from(self.token.as_bytes().ct_eq(token.as_bytes()))
+        // Slices of different lengths compare unequal.
+        bool::from(self.token.as_bytes().ct_eq(token.as_bytes()))
     }
 }
 

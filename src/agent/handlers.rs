@@ -273,9 +273,8 @@ async fn redis_handler(
     }
 }
 
-/// The notice to the central queue, for `spot_drain` (which takes it and EventBridge's copy
-/// as one drain).
-/// The body is signed (`tugboat-signature`) with the key the service shares: the service
+/// The notice to the agents' queue, for `spot_drain` (which takes it and EventBridge's copy
+/// as one drain), signed (`tugboat-signature`) with the key the service shares: the service
 /// believes no other `tugboat.agent` event.
 async fn publish_handler(
     queue: &str,

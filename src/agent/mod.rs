@@ -340,14 +340,14 @@ fn start_sources(
 }
 
 fn peer_trust(config: &AgentConfig) -> peer::PeerTrust {
-    let unsigned = config.peer.as_ref().is_some_and(|p| p.accept_unsigned);
-    if config.signing_key.is_none() && !unsigned {
+    let accept_unsigned = config.peer.as_ref().is_some_and(|p| p.accept_unsigned);
+    if config.signing_key.is_none() && !accept_unsigned {
         tracing::warn!("no signing_key: every peer notice will be ignored (peers sign theirs)");
     }
     peer::PeerTrust {
         key: config.signing_key.clone(),
         window: config.notice_max_age,
-        accept_unsigned: config.peer.as_ref().is_some_and(|p| p.accept_unsigned),
+        accept_unsigned,
     }
 }
 

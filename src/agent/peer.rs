@@ -11,10 +11,8 @@
 //! [`Limiter`] lets one peer's notices of one kind run the handlers at most once per
 //! `peer.min_interval`, however the notices vary.
 
-use std::time::Duration;
-
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::Value;
@@ -65,15 +63,15 @@ fn verify(event: &mut Value, trust: &PeerTrust, now_ms: u64) -> Result<(), Refus
     if signature.is_none() && trust.accept_unsigned {
         return Ok(());
     }
-    let key = crate::signing::require(trust.key.as_ref(), "signing_key")?;
-    key.verify(
-        Purpose::PeerNotice,
-        &[canonical(event).as_bytes()],
-        signature.as_deref(),
-        now_ms,
-        trust.window,
-    )
-    .map(|_| ())
+    crate::signing::require(trust.key.as_ref(), "signing_key")?
+        .verify(
+            Purpose::PeerNotice,
+            &[canonical(event).as_bytes()],
+            signature.as_deref(),
+            now_ms,
+            trust.window,
+        )
+        .map(|_| ())
 }
 
 /// JSON with every object's keys in order, whatever order they came in: the signed text of

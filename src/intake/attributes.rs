@@ -84,16 +84,18 @@ pub fn verify_control(
     let refused = |e: crate::signing::Refusal| {
         format!("refused: its {RETRY}/{REDRIVE} attributes are not believed: {e}")
     };
-    let key = crate::signing::require(key, "security.signing_key").map_err(refused)?;
-    key.verify(
-        Purpose::Control,
-        &control_parts(&message.attributes, &message.body),
-        message.attributes.get(SIGNATURE).map(String::as_str),
-        now_ms,
-        window,
-    )
-    .map(|_| ())
-    .map_err(refused)
+    crate::signing::require(key, "security.signing_key")
+        .and_then(|key| {
+            key.verify(
+                Purpose::Control,
+                &control_parts(&message.attributes, &message.body),
+                message.attributes.get(SIGNATURE).map(String::as_str),
+                now_ms,
+                window,
+            )
+        })
+        .map(|_| ())
+        .map_err(refused)
 }
 
 /// The redrive a message asks for, if it is a redriven copy.

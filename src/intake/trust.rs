@@ -68,21 +68,20 @@ impl Trust {
         if source != AGENT_SOURCE {
             return Ok(());
         }
-        let refused =
-            |e: crate::signing::Refusal| format!("refused: an agent notice not believed: {e}");
-        let key =
-            crate::signing::require(self.key.as_ref(), "security.signing_key").map_err(refused)?;
-        key.verify(
-            Purpose::AgentNotice,
-            &[message.body.as_bytes()],
-            message
-                .attributes
-                .get(attributes::SIGNATURE)
-                .map(String::as_str),
-            now_ms,
-            self.notice_max_age,
-        )
-        .map_err(refused)?;
+        crate::signing::require(self.key.as_ref(), "security.signing_key")
+            .and_then(|key| {
+                key.verify(
+                    Purpose::AgentNotice,
+                    &[message.body.as_bytes()],
+                    message
+                        .attributes
+                        .get(attributes::SIGNATURE)
+                        .map(String::as_str),
+                    now_ms,
+                    self.notice_max_age,
+                )
+            })
+            .map_err(|e| format!("refused: an agent notice not believed: {e}"))?;
         if self.agent_sender_is_instance {
             let instance = event
                 .pointer("/detail/instance-id")

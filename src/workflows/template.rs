@@ -249,7 +249,7 @@ pub enum BodyTemplate {
 }
 
 /// What a secret's place holds until the body is sent.
-pub fn secret_placeholder(name: &str) -> String {
+fn secret_placeholder(name: &str) -> String {
     format!("[secret {name}]")
 }
 

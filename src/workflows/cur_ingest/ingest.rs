@@ -45,7 +45,10 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
     // Parts are read one by one on the store's blocking thread; the sums stay small (at most
     // `max_keys`).
     let limits = settings.limits();
-    let summary = Arc::new(Mutex::new(Summary::default()));
+    let summary = Arc::new(Mutex::new(Summary {
+        limits,
+        ..Summary::default()
+    }));
     for key in parts {
         let name = format!("s3://{bucket}/{key}");
         let into = summary.clone();
@@ -61,16 +64,7 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
                     };
                     read_part(input, &name, &mut part)?;
                     let mut all = into.lock().map_err(|_| "a part's reader panicked".to_string())?;
-                    for (k, c) in part.totals {
-                        *all.totals.entry(k).or_default() += c;
-                    }
-                    if all.totals.len() > limits.max_keys {
-                        return Err(format!(
-                            "{name}: more than {} distinct sums over the delivery's parts; the limit is cur.max_keys",
-                            limits.max_keys
-                        ));
-                    }
-                    all.rows += part.rows;
+                    all.merge(part, &name)?;
                     Ok(json!({}))
                 }),
             )

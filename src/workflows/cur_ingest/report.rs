@@ -504,14 +504,29 @@ impl Summary {
             };
             *self.totals.entry(key).or_default() += cost;
         }
-        if self.totals.len() > limits.max_keys {
+        self.rows += rows_read;
+        self.within_keys(report)?;
+        Ok(columns.layout)
+    }
+
+    /// Adds `part`'s sums and line items (another part of one delivery, read on its own).
+    pub fn merge(&mut self, part: Summary, name: &str) -> Result<(), String> {
+        for (k, c) in part.totals {
+            *self.totals.entry(k).or_default() += c;
+        }
+        self.rows += part.rows;
+        self.within_keys(name)
+    }
+
+    /// The sums held so far are within `cur.max_keys`.
+    fn within_keys(&self, name: &str) -> Result<(), String> {
+        if self.totals.len() > self.limits.max_keys {
             return Err(format!(
-                "{report}: more than {} distinct sums over the reports read; the limit is cur.max_keys",
-                limits.max_keys
+                "{name}: more than {} distinct sums over the reports read; the limit is cur.max_keys",
+                self.limits.max_keys
             ));
         }
-        self.rows += rows_read;
-        Ok(columns.layout)
+        Ok(())
     }
 }
 

@@ -58,25 +58,23 @@ pub fn registration() -> Registration {
                 );
             }
             // A route's body naming a secret that is not configured stops the start here, not
-            // at the first event.
+            // at the first event. (Its params were checked at load: parsed again, they parse.)
+            let names: Vec<String> = destinations.keys().cloned().collect();
             for (i, route) in setup.config.routes.iter().enumerate() {
                 if route.workflow != KIND {
                     continue;
                 }
                 let params = serde_json::to_value(&route.params)
                     .map_err(|e| format!("routes[{i}].params: {e}"))?;
-                if let Some(body) = params.get("body") {
-                    let maps = maps_param(&params).map_err(|e| format!("routes[{i}].{e}"))?;
-                    let t = BodyTemplate::parse_with_secrets(body, &maps)
-                        .map_err(|e| format!("routes[{i}].params.{e}"))?;
-                    if let Some((_, name)) =
-                        t.secrets().into_iter().find(|(_, n)| !setup.config.secrets.contains_key(n))
-                    {
-                        return Err(format!(
-                            "routes[{i}].params.body: secret {name:?} is not configured (set [secrets] {name}, e.g. TUGBOAT__SECRETS__{})",
-                            name.to_ascii_uppercase()
-                        ));
-                    }
+                let p = Params::parse(&params, &names).map_err(|e| format!("routes[{i}].{e}"))?;
+                let places = p.body.as_ref().map(BodyTemplate::secrets).unwrap_or_default();
+                if let Some((_, name)) =
+                    places.into_iter().find(|(_, n)| !setup.config.secrets.contains_key(n))
+                {
+                    return Err(format!(
+                        "routes[{i}].params.body: secret {name:?} is not configured (set [secrets] {name}, e.g. TUGBOAT__SECRETS__{})",
+                        name.to_ascii_uppercase()
+                    ));
                 }
             }
             let secrets = Arc::new(setup.config.secrets.clone());
@@ -222,17 +220,15 @@ impl Flow for HttpDeliver {
                 "destination {destination:?} is no longer configured (the event was started under an earlier configuration)"
             ))
         })?;
-        let filled;
         let body = if secrets.is_empty() {
-            body
+            std::borrow::Cow::Borrowed(body)
         } else {
-            let mut b = body.clone();
-            super::template::fill_secrets(&mut b, secrets, &self.secrets)
+            let mut filled = body.clone();
+            super::template::fill_secrets(&mut filled, secrets, &self.secrets)
                 .map_err(StepError::permanent)?;
-            filled = b;
-            &filled
+            std::borrow::Cow::Owned(filled)
         };
-        match target.endpoint.send(body).await {
+        match target.endpoint.send(&body).await {
             Ok(response) => classify(&response),
             Err(e) => Err(StepError::retryable(e.0)),
         }
