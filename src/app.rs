@@ -169,17 +169,20 @@ impl App {
         let registry = deps.catalog.build(setup).await.map_err(startup)?;
         let router = Arc::new(Router::new(config.compiled_routes().map_err(startup)?));
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let engine = Arc::new(Engine::new(
-            journal.clone(),
-            registry,
-            deps.ports.notifier.clone(),
-            EngineOptions {
-                max_in_process_wait: config.engine.max_in_process_wait,
-                max_panics: config.engine.max_panics,
-                per_kind_concurrency: config.engine.workflow_concurrency,
-            },
-            shutdown.clone(),
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                journal.clone(),
+                registry,
+                deps.ports.notifier.clone(),
+                EngineOptions {
+                    max_in_process_wait: config.engine.max_in_process_wait,
+                    max_panics: config.engine.max_panics,
+                    per_kind_concurrency: config.engine.workflow_concurrency,
+                },
+                shutdown.clone(),
+            )
+            .with_clock(deps.ports.clock.clone()),
+        );
         let dispatcher = Dispatcher::new(engine, deps.spawn);
 
         let mut intakes = Vec::new();

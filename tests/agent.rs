@@ -86,7 +86,11 @@ fn a_notice_runs_the_handlers_once_across_polls_restarts_token_expiry_and_bad_an
 
     // A restart remembers the notice: no second run.
     let agent = Agent::start(&config);
-    std::thread::sleep(Duration::from_millis(1_000));
+    until(
+        "the restarted agent sees the notice",
+        Duration::from_secs(10),
+        || agent.saw("notice already acted on"),
+    );
     assert!(agent.reports().is_empty(), "{:?}", agent.reports());
 
     // A notice whose deadline has passed: every handler skipped, and said so.

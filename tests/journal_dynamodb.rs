@@ -159,12 +159,14 @@ async fn a_record_over_the_item_limit_is_refused_naming_its_biggest_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_lease_is_renewed_while_its_process_lives() {
     let t = table().await;
-    let a = journal(&t, "process-a", Duration::from_secs(3)).await;
-    let b = journal(&t, "process-b", Duration::from_secs(3)).await;
+    let lease = Duration::from_secs(1);
+    let a = journal(&t, "process-a", lease).await;
+    let b = journal(&t, "process-b", lease).await;
     a.claim("r:long").await.unwrap();
     a.put(&record("r:long", "r")).await.unwrap();
-    // Two lease lengths later, a still owns it (renewed every second).
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // Two lease lengths later, a still owns it (renewed every third of a lease). The one
+    // wait that is the point of the test: time must pass for a lease to run out.
+    tokio::time::sleep(lease * 2).await;
     assert!(matches!(
         b.claim("r:long").await.unwrap(),
         Claim::HeldBy { .. }
@@ -172,6 +174,12 @@ async fn a_held_lease_is_renewed_while_its_process_lives() {
     a.put(&record("r:long", "r")).await.unwrap();
     // a gone (its renewals stop): b takes over once the lease runs out.
     drop(a);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    assert_eq!(b.claim("r:long").await.unwrap(), Claim::Granted);
+    let gone = std::time::Instant::now();
+    loop {
+        if b.claim("r:long").await.unwrap() == Claim::Granted {
+            break;
+        }
+        assert!(gone.elapsed() < lease * 10, "b never took the lease over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

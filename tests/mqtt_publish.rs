@@ -7,7 +7,6 @@ mod support;
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -243,7 +242,19 @@ async fn a_broker_stopped_and_restarted_mid_stream_loses_nothing() {
     for n in 10..20 {
         h.send(&event(n)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Each of the ten was tried against the down broker (and failed) before the check.
+    until(
+        "the ten sent while the broker is down were tried",
+        20,
+        || {
+            (10..20).all(|n| {
+                h.app
+                    .try_record(&format!("instance-state:ev-{n}"))
+                    .is_some_and(|r| r.steps.iter().any(|s| s.last_error.is_some()))
+            })
+        },
+    )
+    .await;
     assert_eq!(
         h.queue.deleted(),
         10,

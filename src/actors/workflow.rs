@@ -15,7 +15,7 @@ use actix::{
 };
 
 use crate::engine::Spawn;
-use crate::engine::dispatcher::{Dispatcher, Supervised as Outcome};
+use crate::engine::dispatcher::Dispatcher;
 
 /// Starts every instance as a supervised [`WorkflowActor`]. Must be used on an actix arbiter
 /// (the service's intakes run there).
@@ -47,7 +47,7 @@ impl Actor for WorkflowActor {
         let (id, kind) = (self.id.clone(), self.kind.clone());
         let run = async move { dispatcher.run_supervised(&id, &kind).await };
         ctx.spawn(run.into_actor(self).map(|outcome, act, ctx| {
-            if let Outcome::Done(result) = outcome {
+            if let Some(result) = outcome {
                 act.dispatcher.finish(&act.id, result);
             }
             // After `finish` no address is left, so the supervisor lets the actor go; after a

@@ -422,6 +422,9 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
             .map_or(Duration::ZERO, |p| p.min_interval),
     );
     let mut stop = Box::pin(shutdown_signal());
+    // The remembered notices seen again by this process, said once each (a notice stays up
+    // for every poll until the instance goes).
+    let mut said = std::collections::HashSet::new();
     loop {
         let next = tokio::select! {
             f = incoming.recv() => f,
@@ -429,7 +432,11 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
             _ = &mut stop => break,
         };
         match next {
-            Some(Found::Notice(n)) if state.seen(&n.id) => {}
+            Some(Found::Notice(n)) if state.seen(&n.id) => {
+                if said.insert(n.id.clone()) {
+                    tracing::info!(notice = %n.id, "notice already acted on (the state file remembers it): not run again");
+                }
+            }
             Some(Found::Notice(n))
                 if n.provider == "peer" && !peers.admit(&n, std::time::Instant::now()) =>
             {

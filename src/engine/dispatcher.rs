@@ -19,10 +19,11 @@ use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
 
 use super::Engine;
-use super::runner::{self, Failure, RunResult};
-use crate::contract::Next;
+pub use super::lifecycle::Redrive;
+use super::lifecycle::{self, Arrival, Delivery, Lifecycle, Started};
+use super::runner::{self, RunResult};
 use crate::events::Event;
-use crate::journal::{JournalError, Origin, Record, Status, now_ms};
+use crate::journal::{Origin, Record, Status};
 
 /// Everything needed to start (or find) one workflow instance.
 #[derive(Debug, Clone)]
@@ -43,39 +44,6 @@ pub struct StartRequest {
     pub instance: Option<String>,
 }
 
-/// Which dead-lettered run a redriven message brings back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Redrive {
-    /// The run of this generation (`g<N>`, from the DLQ copy's attributes): a duplicate of an
-    /// older redrive does not start the instance again.
-    Of(u32),
-    /// Whichever run was dead-lettered last (a copy SQS's own redrive moved, without
-    /// tugboat's attributes).
-    Any,
-}
-
-impl Redrive {
-    /// Reads the redrive attribute's value: `g<N>`, anything else is [`Redrive::Any`].
-    pub fn parse(value: &str) -> Redrive {
-        value
-            .strip_prefix('g')
-            .and_then(|n| n.parse().ok())
-            .map_or(Redrive::Any, Redrive::Of)
-    }
-
-    /// The attribute's value for a run of `generation`.
-    pub fn value(generation: u32) -> String {
-        format!("g{generation}")
-    }
-
-    fn brings_back(self, generation: u32) -> bool {
-        match self {
-            Redrive::Of(g) => g == generation,
-            Redrive::Any => true,
-        }
-    }
-}
-
 /// The instance id for an event on a route: `route:identity`, or `route:h-<sha256>` when the
 /// identity is long or has characters that do not belong in an id.
 pub fn workflow_id(route: &str, identity: &str) -> String {
@@ -92,8 +60,7 @@ pub fn workflow_id(route: &str, identity: &str) -> String {
 }
 
 /// Gives one instance's run its lifecycle: call [`Dispatcher::run_supervised`] until it is
-/// done (again after a panic, which it reports as [`Supervised::Restart`]), then
-/// [`Dispatcher::finish`]. The handle returned is held while the instance runs.
+/// done (again after a panic, which it reports as `None`), then [`Dispatcher::finish`]. The handle returned is held while the instance runs.
 pub trait Spawn: Send + Sync {
     fn spawn(&self, dispatcher: Arc<Dispatcher>, id: String, kind: String) -> Box<dyn Any + Send>;
 }
@@ -108,8 +75,8 @@ impl Spawn for TaskSpawn {
         Box::new(tokio::spawn(async move {
             loop {
                 match dispatcher.run_supervised(&id, &kind).await {
-                    Supervised::Done(result) => break dispatcher.finish(&id, result),
-                    Supervised::Restart => {
+                    Some(result) => break dispatcher.finish(&id, result),
+                    None => {
                         tracing::warn!(workflow_id = %id, "restarting the instance from the journal")
                     }
                 }
@@ -127,21 +94,6 @@ struct Running {
     /// The record `prepare` just wrote with its first attempt journaled, for the first run
     /// to start from (no read, no second write); a restart after a panic reads the journal.
     fresh: Option<Box<Record>>,
-}
-
-/// What `prepare` found.
-enum Prepared {
-    /// Nothing to run: this is the result.
-    Done(RunResult),
-    /// Run the instance; from this record (its first attempt journaled) when given.
-    Run(Option<Box<Record>>),
-}
-
-/// What one supervised run of an instance came to.
-pub enum Supervised {
-    Done(RunResult),
-    /// It panicked and may run again: run it again from the journal.
-    Restart,
 }
 
 pub struct Dispatcher {
@@ -217,8 +169,9 @@ impl Dispatcher {
             Ok(crate::journal::Claim::Granted) => {}
             Ok(crate::journal::Claim::HeldBy { owner, until_ms }) => {
                 tracing::info!(workflow_id = %id, %owner, "running in another process; released until its lease ends");
-                let wait = Duration::from_millis(until_ms.saturating_sub(now_ms()))
-                    .max(Duration::from_secs(1));
+                let now = self.engine.clock.now_ms();
+                let wait =
+                    Duration::from_millis(until_ms.saturating_sub(now)).max(Duration::from_secs(1));
                 self.finish_unclaimed(&id, RunResult::RetryLater(wait));
                 return rx.await.unwrap_or(RunResult::Released);
             }
@@ -242,8 +195,8 @@ impl Dispatcher {
         }
         use tracing::Instrument;
         match self.prepare(&id, &req).instrument(span).await {
-            Prepared::Done(result) => self.finish(&id, result),
-            Prepared::Run(fresh) => {
+            Err(result) => self.finish(&id, result),
+            Ok(fresh) => {
                 if let Some(r) = self.running().get_mut(&id) {
                     r.fresh = fresh;
                 }
@@ -258,22 +211,19 @@ impl Dispatcher {
         rx.await.unwrap_or(RunResult::Released)
     }
 
-    /// Finds or creates the journal record, and says whether there is anything to run.
-    async fn prepare(&self, id: &str, req: &StartRequest) -> Prepared {
+    /// Finds or creates the journal record, and says whether there is anything to run:
+    /// `Ok(record)` to run (from this record, its first attempt journaled, when given),
+    /// `Err(result)` when the delivery is answered without a run.
+    async fn prepare(
+        &self,
+        id: &str,
+        req: &StartRequest,
+    ) -> Result<Option<Box<Record>>, RunResult> {
         let origin = Origin {
             route: req.route.clone(),
             queue: req.queue.clone(),
             message_id: req.message_id.clone(),
             trace: req.trace.clone(),
-        };
-        let fresh = || {
-            Record::new(
-                id,
-                &req.workflow,
-                origin.clone(),
-                req.event.body.clone(),
-                req.params.clone(),
-            )
         };
         let found = self.engine.journal.get(id).await;
         // This run continues one that an earlier process (or delivery) began: link to it.
@@ -286,105 +236,43 @@ impl Dispatcher {
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             tracing::Span::current().add_link(earlier);
         }
-        let mut record = match found {
-            Ok(None) => fresh(),
-            Ok(Some(mut r)) => match &r.status {
-                Status::Succeeded => return Prepared::Done(RunResult::Succeeded),
-                Status::Failed { reason } => {
-                    return Prepared::Done(RunResult::Failed(Failure::from_record(&r, reason)));
-                }
-                Status::DeadLettered { .. } | Status::Cancelled { .. }
-                    if req.redrive.is_some_and(|d| d.brings_back(r.generation)) =>
-                {
-                    // A new run: new idempotency keys, the earlier run kept in the record.
-                    r.next_generation();
-                    r.message_id = req.message_id.clone();
-                    r.input = req.event.body.clone();
-                    r.params = req.params.clone();
-                    r.trace = req.trace.clone();
-                    r
-                }
-                Status::DeadLettered { .. } => return Prepared::Done(RunResult::DeadLettered),
-                Status::Cancelled { .. } => return Prepared::Done(RunResult::Cancelled),
-                Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {
-                    return Prepared::Run(None);
-                }
-            },
-            // A record this build cannot read (another schema version, damage): it is not
-            // misread. The event goes to the DLQ with the reason; a redrive starts afresh,
-            // as generation 1 so that its keys differ from the first run's.
-            Err(JournalError::Corrupt { .. }) if req.redrive.is_some() => {
-                let mut r = fresh();
-                r.generation = 1;
-                r
-            }
-            Err(e @ JournalError::Corrupt { .. }) => {
-                return Prepared::Done(RunResult::Failed(Failure {
-                    workflow_id: id.to_owned(),
-                    workflow: req.workflow.clone(),
-                    route: req.route.clone(),
-                    reason: format!("{e}; `tugboat dlq redrive` starts the instance afresh"),
-                    step: None,
-                    attempts: 0,
-                    generation: 0,
-                    compensation: vec![],
-                }));
-            }
-            Err(e) => return Prepared::Done(RunResult::JournalError(e.to_string())),
+        let arrival = Arrival {
+            message_id: &req.message_id,
+            input: &req.event.body,
+            params: &req.params,
+            trace: req.trace.as_ref(),
+            redrive: req.redrive,
         };
-        let Some(logic) = self.engine.registry.get(&req.workflow) else {
-            return Prepared::Done(RunResult::Failed(Failure {
-                workflow_id: id.to_owned(),
-                workflow: req.workflow.clone(),
-                route: req.route.clone(),
-                reason: format!("workflow kind {:?} is not in this build", req.workflow),
-                step: None,
-                attempts: 0,
-                generation: record.generation,
-                compensation: vec![],
-            }));
+        let fresh = || {
+            Record::new(
+                id,
+                &req.workflow,
+                origin,
+                req.event.body.clone(),
+                req.params.clone(),
+            )
         };
-        let mut first_attempt = false;
-        match logic.start(&req.event.body, &req.params) {
-            Err(reason) => {
-                record.status = Status::Failed {
-                    reason: format!("cannot start: {reason}"),
-                };
-                record.last_error = Some(reason);
-            }
-            Ok(t) => {
-                record.state = t.state;
-                match t.next {
-                    Next::Run(action) => {
-                        // The first attempt is journaled with the instance (one write, not two).
-                        first_attempt =
-                            runner::begin_attempt(&mut record, &action, &self.engine.options);
-                        record.pending = Some(action);
-                    }
-                    Next::Complete(output) => {
-                        record.output = Some(output);
-                        record.status = Status::Succeeded;
-                    }
-                    Next::Fail(reason) => {
-                        record.last_error = Some(reason.clone());
-                        record.status = Status::Failed { reason };
-                    }
-                }
-            }
+        let now = self.engine.clock.now_ms();
+        let mut record = match lifecycle::arrive(found, arrival, fresh, now) {
+            Delivery::Ended(result) => return Err(result),
+            Delivery::Resume => return Ok(None),
+            Delivery::Start(record) => record,
+        };
+        let logic = self.engine.registry.get(&req.workflow);
+        let mut lifecycle = Lifecycle::new(logic.map(|l| l.as_ref()), &self.engine.options);
+        let started = lifecycle.start(&mut record, now);
+        if let Started::Ended(result) = started {
+            return Err(result);
         }
-        record.updated_ms = now_ms();
         record.run_span = crate::telemetry::propagation::current().or(record.run_span);
         if let Err(e) = self.engine.commit(&record).await {
-            return Prepared::Done(RunResult::JournalError(e.to_string()));
+            return Err(RunResult::JournalError(e.to_string()));
         }
         // Only a new instance, or a new generation of a redriven one, gets this far.
         self.engine.metrics.started(&req.route, &req.workflow);
-        match &record.status {
-            Status::Succeeded => Prepared::Done(RunResult::Succeeded),
-            Status::Failed { reason } => {
-                Prepared::Done(RunResult::Failed(Failure::from_record(&record, reason)))
-            }
-            _ => Prepared::Run(first_attempt.then(|| Box::new(record))),
+        match started {
+            Started::Run { fresh } => Ok(fresh.then_some(record)),
+            Started::Journal(result) | Started::Ended(result) => Err(result),
         }
     }
 
@@ -403,15 +291,7 @@ impl Dispatcher {
     fn finish_unclaimed(&self, id: &str, result: RunResult) {
         let entry = self.running().remove(id);
         if let Some(entry) = entry {
-            let outcome = match &result {
-                RunResult::Succeeded => "succeeded",
-                RunResult::DeadLettered => "dead_lettered",
-                RunResult::Cancelled => "cancelled",
-                RunResult::Failed(_) => "failed",
-                RunResult::RetryLater(_) => "retry_later",
-                RunResult::Released => "released",
-                RunResult::JournalError(_) => "journal_error",
-            };
+            let outcome = result.name();
             entry.span.record("outcome", outcome);
             if matches!(result, RunResult::Failed(_) | RunResult::JournalError(_)) {
                 entry.span.record("otel.status_code", "ERROR");
@@ -423,10 +303,9 @@ impl Dispatcher {
     }
 
     /// One supervised run of instance `id`: within its kind's concurrency limit, catching a
-    /// panic and counting it in the journal. After `max_panics` the instance is failed; it
-    /// still compensates (a panic in a compensating step skips that step), so that a
-    /// panicking workflow does not leave a started task behind.
-    pub async fn run_supervised(&self, id: &str, kind: &str) -> Supervised {
+    /// panic and counting it in the journal (the lifecycle decides when panics are too
+    /// many). `None`: it panicked and may run again, from the journal.
+    pub async fn run_supervised(&self, id: &str, kind: &str) -> Option<RunResult> {
         let _permit = match self.engine.limit(kind) {
             Some(limit) => limit.acquire_owned().await.ok(),
             None => None,
@@ -446,72 +325,28 @@ impl Dispatcher {
             .instrument(span)
             .await
         {
-            Ok(result) => return Supervised::Done(result),
+            Ok(result) => return Some(result),
             Err(panic) => panic_message(panic.as_ref()),
         };
         let mut record = match self.engine.journal.get(id).await {
             Ok(Some(r)) => r,
-            Ok(None) => {
-                return Supervised::Done(RunResult::JournalError(format!("no record for {id}")));
-            }
-            Err(e) => return Supervised::Done(RunResult::JournalError(e.to_string())),
+            Ok(None) => return Some(RunResult::JournalError(format!("no record for {id}"))),
+            Err(e) => return Some(RunResult::JournalError(e.to_string())),
         };
-        record.panics += 1;
-        record.last_error = Some(format!("panicked: {panic}"));
-        // The attempt the panic cut short is journaled; it says why it has no outcome.
-        if let Some(p) = record.pending.clone() {
-            record.step_mut(&p.name).last_error = Some(format!("panicked: {panic}"));
-        }
-        record.updated_ms = now_ms();
-        let give_up = record.panics >= self.engine.options.max_panics;
+        let logic = self.engine.registry.get(kind);
+        let lifecycle = Lifecycle::new(logic.map(|l| l.as_ref()), &self.engine.options);
+        let panics = record.panics + 1;
+        let result = lifecycle.panicked(&mut record, &panic, self.engine.clock.now_ms());
         tracing::error!(
             workflow_id = id,
-            panics = record.panics,
-            give_up,
+            panics,
+            give_up = result.is_some(),
             "workflow panicked: {panic}"
         );
-        if give_up {
-            let reason = format!("panicked {} times; last: {panic}", record.panics);
-            record.panics = 0;
-            match (&record.status, self.engine.registry.get(kind)) {
-                (Status::Compensating { .. }, _) => {
-                    if let Some(p) = record.pending.clone() {
-                        let step = record.step_mut(&p.name);
-                        step.compensation = true;
-                        step.finished_ms = Some(now_ms());
-                        step.last_error = Some(reason);
-                    }
-                    runner::next_undo(&mut record);
-                }
-                (_, Some(logic)) => {
-                    // The workflow's own compensation list may panic too: then it fails bare.
-                    let mut attempt = record.clone();
-                    let listed = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        runner::begin_compensation(logic.as_ref(), &mut attempt, reason.clone())
-                    }));
-                    match listed {
-                        Ok(()) => record = attempt,
-                        Err(_) => {
-                            record.status = Status::Failed { reason };
-                            record.pending = None;
-                        }
-                    }
-                }
-                (_, None) => {
-                    record.status = Status::Failed { reason };
-                    record.pending = None;
-                }
-            }
-        }
         if let Err(e) = self.engine.commit(&record).await {
-            return Supervised::Done(RunResult::JournalError(e.to_string()));
+            return Some(RunResult::JournalError(e.to_string()));
         }
-        match &record.status {
-            Status::Failed { reason } => {
-                Supervised::Done(RunResult::Failed(Failure::from_record(&record, reason)))
-            }
-            _ => Supervised::Restart,
-        }
+        result
     }
 
     /// An operator cancels instance `id`: its compensation runs, then it ends `cancelled`
@@ -522,7 +357,7 @@ impl Dispatcher {
     pub async fn cancel(self: &Arc<Self>, id: &str, by: &str) -> Result<Cancelled, CancelError> {
         let request = crate::journal::Cancel {
             by: by.to_owned(),
-            at_ms: now_ms(),
+            at_ms: self.engine.clock.now_ms(),
         };
         let record = self.cancellable(id).await?;
         // Claimed before any await, as `start` does, so that a delivery of its message now
@@ -564,8 +399,7 @@ impl Dispatcher {
         // Read again under the claim: it may have moved on since.
         let journaled = async {
             let mut record = self.cancellable(id).await?;
-            record.cancel = Some(request);
-            record.updated_ms = now_ms();
+            lifecycle::cancel_requested(&mut record, request, self.engine.clock.now_ms());
             self.engine
                 .commit(&record)
                 .await
@@ -624,10 +458,7 @@ impl Dispatcher {
             let Some(mut record) = journal.get(id).await.map_err(|e| e.to_string())? else {
                 return Ok(());
             };
-            record.status = Status::DeadLettered {
-                reason: reason.to_owned(),
-            };
-            record.updated_ms = now_ms();
+            lifecycle::dead_lettered(&mut record, reason, self.engine.clock.now_ms());
             self.engine.commit(&record).await.map_err(|e| e.to_string())
         }
         .await;

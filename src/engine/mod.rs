@@ -8,6 +8,7 @@
 //! implements with plain tokio tasks, so that the engine is tested without an actor system.
 
 pub mod dispatcher;
+pub mod lifecycle;
 pub mod runner;
 
 use std::collections::HashMap;
@@ -17,10 +18,11 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 pub use dispatcher::{Dispatcher, Spawn, StartRequest, TaskSpawn};
-pub use runner::{Failure, RunResult};
+pub use lifecycle::{Failure, RunResult};
 
 use crate::journal::{Journal, Record};
 use crate::ports::Notifier;
+use crate::ports::clock::{Clock, SystemClock};
 use crate::workflows::Registry;
 
 /// Tunables of the engine, with their defaults.
@@ -65,6 +67,9 @@ pub struct Engine {
     pub updates: tokio::sync::broadcast::Sender<Arc<crate::journal::Summary>>,
     /// Counters and histograms of what the engine does (`/metrics`).
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The time every decision is taken at, and what sleeps and back-offs wait on: the
+    /// system's, or a virtual one in tests ([`Engine::with_clock`]).
+    pub clock: Arc<dyn Clock>,
     limits: HashMap<&'static str, Arc<Semaphore>>,
 }
 
@@ -106,8 +111,15 @@ impl Engine {
             paused: Paused::default(),
             updates: tokio::sync::broadcast::channel(4096).0,
             metrics: Arc::default(),
+            clock: Arc::new(SystemClock),
             limits,
         }
+    }
+
+    /// The same engine on `clock` (the service passes its ports' clock, tests a virtual one).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Engine {
+        self.clock = clock;
+        self
     }
 
     pub fn shutting_down(&self) -> bool {

@@ -1,5 +1,6 @@
 //! The engine without an actor system: the dispatcher with [`TaskSpawn`], an in-memory
-//! journal and notifier, and a small workflow whose handler scripts its outcomes.
+//! journal and notifier, and a small workflow whose handler scripts its outcomes. Time is
+//! tokio's paused clock, which the engine's clock follows: back-offs take no real time.
 
 use std::sync::{Arc, Mutex};
 
@@ -169,13 +170,16 @@ async fn dispatcher_with(
     // Kept for the test's lifetime: a closed channel reads as shutdown, which would cut
     // short an in-process back-off.
     Box::leak(Box::new(tx));
-    let engine = Arc::new(Engine::new(
-        journal.clone(),
-        registry,
-        Arc::new(MemoryNotifier::default()),
-        options,
-        shutdown,
-    ));
+    let engine = Arc::new(
+        Engine::new(
+            journal.clone(),
+            registry,
+            Arc::new(MemoryNotifier::default()),
+            options,
+            shutdown,
+        )
+        .with_clock(ports.clock.clone()),
+    );
     (Dispatcher::new(engine, Arc::new(TaskSpawn)), journal)
 }
 
@@ -196,7 +200,7 @@ fn request(redrive: Option<Redrive>) -> StartRequest {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_instance_runs_to_success_on_plain_tokio_tasks() {
     let two = Arc::new(Typed(Two::new(vec![])));
     let (d, journal) = dispatcher(two.clone()).await;
@@ -209,7 +213,7 @@ async fn an_instance_runs_to_success_on_plain_tokio_tasks() {
     assert_eq!(two.0.keys.lock().unwrap().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn each_step_costs_one_durable_write_and_each_attempt_is_journaled_before_its_call() {
     let two = Arc::new(Typed(Two::new(vec![
         Err(StepError::retryable("busy")),
@@ -261,7 +265,7 @@ impl crate::metrics::Collector for NoMore {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failure_compensates_in_journaled_steps_and_a_redrive_is_a_new_generation() {
     let two = Arc::new(Typed(Two::new(vec![Err(StepError::permanent("no"))])));
     let (d, journal) = dispatcher(two.clone()).await;
@@ -302,7 +306,7 @@ async fn a_failure_compensates_in_journaled_steps_and_a_redrive_is_a_new_generat
     assert_eq!(two.0.keys.lock().unwrap().len(), keys.len());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_panicking_step_is_restarted_by_the_task_spawner_and_compensated_after_too_many() {
     let two = Arc::new(Typed(Two::new(vec![])));
     *two.0.panic_in_b.lock().unwrap() = 1;
@@ -333,7 +337,7 @@ async fn until(journal: &Arc<dyn Journal>, id: &str, ok: impl Fn(&crate::journal
     panic!("{id} never got there: {:?}", journal.get(id).await);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_cancel_ends_a_back_off_at_once_compensates_and_ends_cancelled() {
     let busy = (0..50).map(|_| Err(StepError::retryable("busy"))).collect();
     let two = Arc::new(Typed(Two::new(busy)));
@@ -346,7 +350,8 @@ async fn a_cancel_ends_a_back_off_at_once_compensates_and_ends_cancelled() {
         r.step("b").is_some_and(|b| b.attempts >= 1)
     })
     .await;
-    let asked = std::time::Instant::now();
+    // On the engine's clock (virtual time: a back-off left to run would move it on).
+    let asked = tokio::time::Instant::now();
     assert_eq!(
         d.cancel("r:e-1", "test").await,
         Ok(super::dispatcher::Cancelled::Requested)
@@ -383,7 +388,7 @@ async fn a_cancel_ends_a_back_off_at_once_compensates_and_ends_cancelled() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_waiting_instance_is_cancelled_now_and_a_retry_starts_its_next_generation() {
     // Back-offs longer than this release the message: the instance waits with nobody
     // running it.
@@ -427,7 +432,7 @@ async fn a_waiting_instance_is_cancelled_now_and_a_retry_starts_its_next_generat
     assert_eq!(journal.get("r:e-1").await.unwrap().unwrap().generation, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn paused_routes_are_kept_in_the_journal() {
     let journal: Arc<dyn Journal> = Arc::new(MemoryJournal::default());
     let paused = Paused::default();

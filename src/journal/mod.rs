@@ -307,12 +307,16 @@ impl Record {
         }
     }
 
-    /// The record of step `name`, created on first use.
+    /// The record of step `name`, created on first use (now, by the system clock).
     pub fn step_mut(&mut self, name: &str) -> &mut StepRecord {
+        self.step_at(name, now_ms())
+    }
+
+    /// The record of step `name`, created on first use at `now` (Unix ms).
+    pub fn step_at(&mut self, name: &str, now: u64) -> &mut StepRecord {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             return &mut self.steps[i];
         }
-        let now = now_ms();
         let key = crate::contract::idempotency_key(&self.id, self.generation, name);
         self.steps.push(StepRecord {
             name: name.to_owned(),
@@ -347,7 +351,8 @@ impl Record {
 
     /// Ends this run and makes the record the start of the next generation: the steps, keys
     /// and outcome of this run move to `earlier`.
-    pub fn next_generation(&mut self) {
+    /// `now`: when this run ended (Unix ms).
+    pub fn next_generation(&mut self, now: u64) {
         let ended = match &self.status {
             Status::DeadLettered { reason }
             | Status::Failed { reason }
@@ -361,7 +366,7 @@ impl Record {
             ended,
             steps: std::mem::take(&mut self.steps),
             output: self.output.take(),
-            ended_ms: now_ms(),
+            ended_ms: now,
         });
         self.generation += 1;
         self.status = Status::Running;

@@ -31,3 +31,60 @@ impl Clock for SystemClock {
         tokio::time::sleep(duration).await;
     }
 }
+
+/// Wall time that follows tokio's timer: it starts at the system's time and moves as
+/// `tokio::time::Instant` does. Under a paused runtime (`#[tokio::test(start_paused = true)]`)
+/// that is virtual time, which jumps to the next timer whenever every task waits, so that
+/// the engine's back-offs, a drain's deadline or a lease run in no real time and the time
+/// every decision is taken at agrees with the timers.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    base_ms: u64,
+    base: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock reading the system's time now.
+    pub fn new() -> TokioClock {
+        TokioClock::starting_at(SystemClock.now_ms())
+    }
+
+    /// A clock reading `ms` (Unix ms) now.
+    pub fn starting_at(ms: u64) -> TokioClock {
+        TokioClock {
+            base_ms: ms,
+            base: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        TokioClock::new()
+    }
+}
+
+#[async_trait]
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.base_ms + self.base.elapsed().as_millis() as u64
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tokio_clock_moves_with_paused_time_and_nothing_else() {
+        let clock = TokioClock::starting_at(1_000);
+        assert_eq!(clock.now_ms(), 1_000);
+        // An hour of virtual time (in real time the test would not end).
+        clock.sleep(Duration::from_secs(3600)).await;
+        assert_eq!(clock.now_ms(), 1_000 + 3_600_000);
+    }
+}

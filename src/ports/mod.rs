@@ -69,7 +69,7 @@ impl Ports {
             http: Arc::new(memory::MemoryHttp::default()),
             objects: Arc::new(memory::MemoryObjects::default()),
             costs: Arc::new(memory::MemoryCosts::default()),
-            clock: Arc::new(clock::SystemClock),
+            clock: Arc::new(clock::TokioClock::new()),
             lifecycle: Arc::new(memory::MemoryLifecycle::default()),
             queues: Arc::new(memory::MemoryQueues::default()),
         }
