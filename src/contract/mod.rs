@@ -236,22 +236,113 @@ pub fn poll_count(timeout: Duration, interval: Duration) -> u32 {
         .max(1.0) as u32
 }
 
-/// A duration parameter such as `"5s"`, or `default` when it is absent.
-pub fn duration_param(params: &Value, name: &str, default: Duration) -> Result<Duration, String> {
-    match params.get(name) {
-        None => Ok(default),
-        Some(Value::String(s)) => {
-            humantime::parse_duration(s).map_err(|e| format!("params.{name} {s:?}: {e}"))
-        }
-        Some(other) => Err(format!(
-            "params.{name} must be a duration such as \"5s\", got {other}"
-        )),
+/// Reads `value` (an event's `detail`, a route's `params`) as `T`: one `deserialize` at the
+/// edge, its error naming the field in JSON's words, `what` first: `detail.command must be a
+/// list, got string "serve"`, `detail.service is required`.
+pub fn decode<T: serde::de::DeserializeOwned>(value: &Value, what: &str) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." {
+            what.to_owned()
+        } else {
+            format!("{what}.{path}")
+        };
+        describe(&field, &e.inner().to_string())
+    })
+}
+
+/// A route's params as `decode` takes them: a route without params has `null`, read as `{}`.
+pub fn params_or_empty(params: &Value) -> &Value {
+    static EMPTY: std::sync::LazyLock<Value> =
+        std::sync::LazyLock::new(|| Value::Object(Default::default()));
+    if params.is_null() { &EMPTY } else { params }
+}
+
+/// serde's message about `field`, said as a person reading JSON would.
+fn describe(field: &str, message: &str) -> String {
+    let json_words = |s: &str| {
+        s.replace("a sequence", "a list")
+            .replace("a map", "an object")
+            .replace("a borrowed string", "a string")
+            .replace("u64", "a whole number")
+            .replace("u32", "a whole number")
+            .replace("u16", "a whole number")
+            .replace("u8", "a whole number")
+    };
+    if let Some(name) = message
+        .strip_prefix("missing field `")
+        .and_then(|r| r.strip_suffix('`'))
+    {
+        return format!("{field}.{name} is required");
     }
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((got, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|r| r.split_once(", expected "))
+        {
+            return format!("{field} must be {}, got {got}", json_words(expected));
+        }
+    }
+    if let Some((_, known)) = message
+        .strip_prefix("unknown field `")
+        .and_then(|r| r.split_once("`, "))
+    {
+        return format!("{field} is not known here ({known})");
+    }
+    format!("{field}: {message}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, expecting = "an object")]
+    #[allow(dead_code, reason = "read by the decoder only")]
+    struct Sample {
+        service: String,
+        count: Option<u32>,
+        #[serde(default)]
+        command: Vec<String>,
+        #[serde(default)]
+        environment: std::collections::BTreeMap<String, String>,
+    }
+
+    #[test]
+    fn decode_errors_name_the_field_in_json_words() {
+        let err = |v: Value| decode::<Sample>(&v, "detail").unwrap_err();
+        assert_eq!(err(serde_json::json!({})), "detail.service is required");
+        assert_eq!(
+            err(serde_json::json!(null)),
+            "detail must be an object, got null"
+        );
+        assert_eq!(
+            err(serde_json::json!({"service": 5})),
+            "detail.service must be a string, got integer `5`"
+        );
+        assert_eq!(
+            err(serde_json::json!({"service": "a", "command": "serve"})),
+            "detail.command must be a list, got string \"serve\""
+        );
+        assert_eq!(
+            err(serde_json::json!({"service": "a", "command": ["x", 1]})),
+            "detail.command[1] must be a string, got integer `1`"
+        );
+        assert_eq!(
+            err(serde_json::json!({"service": "a", "environment": {"A": true}})),
+            "detail.environment.A must be a string, got boolean `true`"
+        );
+        assert_eq!(
+            err(serde_json::json!({"service": "a", "count": -1})),
+            "detail.count must be a whole number, got integer `-1`"
+        );
+        assert_eq!(
+            err(serde_json::json!({"service": "a", "cuont": 1})),
+            "detail.cuont is not known here (expected one of `service`, `count`, `command`, `environment`)"
+        );
+        let ok: Sample = decode(&serde_json::json!({"service": "a"}), "detail").unwrap();
+        assert_eq!((ok.service.as_str(), ok.count), ("a", None));
+    }
 
     #[test]
     fn keys_are_stable_per_step_and_new_per_generation() {
@@ -289,16 +380,21 @@ mod tests {
 
     #[test]
     fn durations_and_poll_counts() {
-        let p = serde_json::json!({"a": "5s", "b": 5});
+        #[derive(Debug, Deserialize)]
+        struct Durations {
+            #[serde(default, with = "humantime_serde")]
+            a: Option<Duration>,
+        }
+        let read = |v| decode::<Durations>(&v, "params").map(|d| d.a);
         assert_eq!(
-            duration_param(&p, "a", Duration::ZERO),
-            Ok(Duration::from_secs(5))
+            read(serde_json::json!({"a": "5s"})),
+            Ok(Some(Duration::from_secs(5)))
         );
-        assert!(duration_param(&p, "b", Duration::ZERO).is_err());
-        assert_eq!(
-            duration_param(&p, "c", Duration::from_secs(1)),
-            Ok(Duration::from_secs(1))
-        );
+        assert_eq!(read(serde_json::json!({})), Ok(None));
+        let five = read(serde_json::json!({"a": 5})).unwrap_err();
+        assert!(five.starts_with("params.a must be "), "{five}");
+        let soon = read(serde_json::json!({"a": "soon"})).unwrap_err();
+        assert!(soon.starts_with("params.a"), "{soon}");
         assert_eq!(
             poll_count(Duration::from_secs(300), Duration::from_secs(5)),
             60

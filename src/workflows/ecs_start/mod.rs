@@ -37,8 +37,8 @@ use self::config::EcsParts;
 use self::steps::{Started, Step, Target};
 use super::Registration;
 use crate::contract::{
-    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param, output,
-    poll_count, to_output,
+    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, params_or_empty, poll_count,
+    to_output,
 };
 use crate::ports::{RunTaskRequest, TargetHealth, TaskStatus};
 
@@ -106,20 +106,39 @@ fn name(s: &State, base: &str) -> String {
     }
 }
 
-fn string_map(detail: &Value, field: &str) -> Result<Vec<(String, String)>, String> {
-    match detail.get(field) {
-        None => Ok(vec![]),
-        Some(Value::Object(m)) => m
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => Ok((k.clone(), s.clone())),
-                other => Err(format!("detail.{field}.{k} must be a string, got {other}")),
-            })
-            .collect(),
-        Some(other) => Err(format!(
-            "detail.{field} must be an object of strings, got {other}"
-        )),
-    }
+/// What an event asks of `ecs_start`: its `detail`, each override then checked against the
+/// service's mapping. Fields it does not know are left alone (an event may carry more).
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an object")]
+struct Detail {
+    service: String,
+    count: Option<u64>,
+    command: Option<Vec<String>>,
+    revision: Option<u64>,
+    #[serde(default)]
+    environment: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
+}
+
+/// A route's params.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an object")]
+struct Params {
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    poll_interval: Duration,
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    running_timeout: Duration,
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    healthy_timeout: Duration,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
 }
 
 /// `family:7` or `arn:…:task-definition/family:7` with the revision replaced.
@@ -135,12 +154,9 @@ fn with_revision(task_definition: &str, revision: u64) -> String {
 
 impl EcsStart {
     fn first(&self, event: &Value, params: &Value) -> Result<State, String> {
-        let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-        let service = detail
-            .get("service")
-            .and_then(Value::as_str)
-            .ok_or("detail.service (a string naming a configured service) is missing")?
-            .to_owned();
+        let detail: Detail = decode(event.get("detail").unwrap_or(&Value::Null), "detail")?;
+        let params: Params = decode(params_or_empty(params), "params")?;
+        let service = detail.service;
         let mapping = self.0.services.get(&service).ok_or_else(|| {
             let known: Vec<&str> = self.0.services.keys().map(String::as_str).collect();
             format!(
@@ -153,66 +169,45 @@ impl EcsStart {
             )
         })?;
         let allowed = |what: &str| format!("services.{service}.{what}");
-        let count = match detail.get("count") {
+        let count = match detail.count {
             None => 1,
-            Some(c) => match c.as_u64() {
-                Some(n @ 1..=10) if n as u32 <= mapping.max_count => n as u32,
-                Some(n @ 1..=10) => {
-                    return Err(format!(
-                        "detail.count {n}: more tasks than one event may start ({} = {})",
-                        allowed("max_count"),
-                        mapping.max_count
-                    ));
-                }
-                _ => {
-                    return Err(format!(
-                        "detail.count must be 1 to 10 (RunTask's limit), got {c}"
-                    ));
-                }
-            },
-        };
-        let command = match detail.get("command") {
-            None => None,
-            Some(Value::Array(items)) => Some(
-                items
-                    .iter()
-                    .map(|i| {
-                        i.as_str().map(str::to_owned).ok_or_else(|| {
-                            format!("detail.command must be a list of strings, got {i}")
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            Some(other) => {
+            Some(n @ 1..=10) if n as u32 <= mapping.max_count => n as u32,
+            Some(n @ 1..=10) => {
                 return Err(format!(
-                    "detail.command must be a list of strings, got {other}"
+                    "detail.count {n}: more tasks than one event may start ({} = {})",
+                    allowed("max_count"),
+                    mapping.max_count
+                ));
+            }
+            Some(n) => {
+                return Err(format!(
+                    "detail.count must be 1 to 10 (RunTask's limit), got {n}"
                 ));
             }
         };
+        let command = detail.command;
         if command.is_some() && !mapping.allow_command {
             return Err(format!(
                 "detail.command: an event may not replace the container's command ({} is false)",
                 allowed("allow_command")
             ));
         }
-        let task_definition = match detail.get("revision") {
+        let task_definition = match detail.revision {
             None => mapping.task_definition.clone(),
-            Some(r) => match r.as_u64() {
-                Some(n) if n > 0 && !mapping.allow_revisions.contains(&n) => {
-                    return Err(format!(
-                        "detail.revision {n}: revision not allowed ({} lists the revisions an event may ask for)",
-                        allowed("allow_revisions")
-                    ));
-                }
-                Some(n) if n > 0 => with_revision(&mapping.task_definition, n),
-                _ => {
-                    return Err(format!(
-                        "detail.revision must be a positive integer, got {r}"
-                    ));
-                }
-            },
+            Some(n) if n > 0 && !mapping.allow_revisions.contains(&n) => {
+                return Err(format!(
+                    "detail.revision {n}: revision not allowed ({} lists the revisions an event may ask for)",
+                    allowed("allow_revisions")
+                ));
+            }
+            Some(n) if n > 0 => with_revision(&mapping.task_definition, n),
+            Some(n) => {
+                return Err(format!(
+                    "detail.revision must be a positive integer, got {n}"
+                ));
+            }
         };
-        let environment = string_map(&detail, "environment")?;
+        let environment: Vec<(String, String)> = detail.environment.into_iter().collect();
         if let Some((k, _)) = environment
             .iter()
             .find(|(k, _)| !mapping.allow_environment.contains(k))
@@ -222,7 +217,7 @@ impl EcsStart {
                 allowed("allow_environment")
             ));
         }
-        let asked_tags = string_map(&detail, "tags")?;
+        let asked_tags: Vec<(String, String)> = detail.tags.into_iter().collect();
         if let Some((k, _)) = asked_tags
             .iter()
             .find(|(k, _)| k.starts_with("tugboat:") || !mapping.allow_tags.contains(k))
@@ -234,9 +229,11 @@ impl EcsStart {
         }
         let mut tags = vec![("tugboat:service".to_owned(), service.clone())];
         tags.extend(asked_tags);
-        let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
-        let running = duration_param(params, "running_timeout", Duration::from_secs(300))?;
-        let healthy = duration_param(params, "healthy_timeout", Duration::from_secs(300))?;
+        let Params {
+            poll_interval,
+            running_timeout: running,
+            healthy_timeout: healthy,
+        } = params;
         let event_id = event.get("id").and_then(Value::as_str).unwrap_or("");
         Ok(State {
             cluster: mapping.cluster.clone(),

@@ -22,7 +22,7 @@ use super::Registration;
 use super::ecs_start::config::{self, EcsParts};
 use super::ecs_start::steps::Target;
 use crate::contract::{
-    Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param, output,
+    Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, params_or_empty, output,
     poll_count, to_output,
 };
 use crate::ports::{TargetHealth, TaskStatus};
@@ -252,6 +252,34 @@ fn on_target(s: &mut State, value: Value) -> Decision<Step> {
     }
 }
 
+/// What an event asks of `ecs_stop`: a service's task, or the task an `ecs_start` instance
+/// started (its workflow id).
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an object")]
+struct StopDetail {
+    service: Option<String>,
+    task: Option<String>,
+    workflow_id: Option<String>,
+}
+
+/// A route's params.
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an object")]
+struct StopParams {
+    #[serde(default = "five_seconds", with = "humantime_serde")]
+    poll_interval: Duration,
+    #[serde(default = "five_minutes", with = "humantime_serde")]
+    deregistration_timeout: Duration,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn five_minutes() -> Duration {
+    Duration::from_secs(300)
+}
+
 #[async_trait]
 impl Flow for EcsStop {
     const KIND: &'static str = "ecs_stop";
@@ -259,10 +287,11 @@ impl Flow for EcsStop {
     type Step = Step;
 
     fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
-        let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-        let text = |name: &str| detail.get(name).and_then(Value::as_str).map(str::to_owned);
-        let poll_interval = duration_param(params, "poll_interval", Duration::from_secs(5))?;
-        let timeout = duration_param(params, "deregistration_timeout", Duration::from_secs(300))?;
+        let detail: StopDetail = decode(event.get("detail").unwrap_or(&Value::Null), "detail")?;
+        let StopParams {
+            poll_interval,
+            deregistration_timeout: timeout,
+        } = decode(params_or_empty(params), "params")?;
         let mut state = State {
             service: String::new(),
             cluster: String::new(),
@@ -277,7 +306,7 @@ impl Flow for EcsStop {
             already_stopped: false,
             stop_any_task: false,
         };
-        let next = match (text("service"), text("task"), text("workflow_id")) {
+        let next = match (detail.service, detail.task, detail.workflow_id) {
             (Some(service), Some(task), _) => {
                 let mapping = self
                     .0

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use super::Registration;
 use crate::contract::{
-    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, duration_param,
+    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, params_or_empty,
 };
 
 pub fn registration() -> Registration {
@@ -57,6 +57,16 @@ fn notify(s: &State) -> Decision<Step> {
     ))
 }
 
+/// A route's params: a message to log instead of "event received", and a pause before the
+/// notification (`"2s"`), which tests use to hold an instance mid-run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "an object")]
+struct LogParams {
+    message: Option<String>,
+    #[serde(with = "humantime_serde")]
+    delay: Option<Duration>,
+}
+
 #[async_trait]
 impl Flow for Log {
     const KIND: &'static str = "log";
@@ -64,15 +74,7 @@ impl Flow for Log {
     type Step = Step;
 
     fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
-        let message = match params.get("message") {
-            None => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => return Err(format!("params.message must be a string, got {other}")),
-        };
-        let delay = match params.get("delay") {
-            None => None,
-            Some(_) => Some(duration_param(params, "delay", Duration::ZERO)?),
-        };
+        let LogParams { message, delay } = decode(params_or_empty(params), "params")?;
         let summary = json!({
             "source": event.get("source"),
             "detail-type": event.get("detail-type"),

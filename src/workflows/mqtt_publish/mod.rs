@@ -32,7 +32,10 @@ use serde_json::{Value, json};
 use super::Registration;
 use super::params::{configured_name, only_known};
 use super::template::{BodyTemplate, Maps, Template, maps_param, topic_level};
-use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
+use crate::contract::{
+    Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed, decode,
+    params_or_empty,
+};
 use crate::ports::Broker;
 use crate::ports::mqtt::{Publication, Qos};
 
@@ -89,38 +92,46 @@ pub fn default_retry() -> RetryPolicy {
 
 const KNOWN: [&str; 7] = ["broker", "topic", "maps", "body", "qos", "retain", "retry"];
 
+/// The params as they are written, before the templates are parsed (`broker` and `maps` are
+/// read on their own: a broker must be a configured one, maps feed the templates).
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an object")]
+struct RawParams {
+    topic: Option<Value>,
+    body: Option<Value>,
+    #[serde(default = "at_least_once")]
+    qos: Qos,
+    #[serde(default)]
+    retain: bool,
+    #[serde(default = "default_retry")]
+    retry: RetryPolicy,
+}
+
+fn at_least_once() -> Qos {
+    Qos::AtLeastOnce
+}
+
 impl Params {
     /// `brokers` are the configured broker names.
     fn parse(params: &Value, brokers: &[String]) -> Result<Params, String> {
         only_known(params, KIND, &KNOWN)?;
         let broker = configured_name(params, "broker", brokers, "brokers")?;
         let maps = maps_param(params)?;
-        let topic = match params.get("topic") {
+        let raw: RawParams = decode(params_or_empty(params), "params")?;
+        let topic = match raw.topic {
             Some(Value::String(t)) => {
-                Template::parse(t, &maps).map_err(|e| format!("params.topic: {e}"))?
+                Template::parse(&t, &maps).map_err(|e| format!("params.topic: {e}"))?
             }
             Some(other) => return Err(format!("params.topic must be a text, got {other}")),
             None => return Err("params.topic is required (a template such as \"fluxer/aws/instances/{detail.instance-id}/{detail.state}\")".into()),
         };
-        let body = match params.get("body") {
+        let body = match &raw.body {
             None => None,
             Some(b) => Some(BodyTemplate::parse(b, &maps).map_err(|e| format!("params.{e}"))?),
         };
-        let qos = match params.get("qos") {
-            None => Qos::AtLeastOnce,
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("params.qos: {e}"))?,
-        };
-        let retain = match params.get("retain") {
-            None => false,
-            Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(format!("params.retain must be true or false, got {other}")),
-        };
-        let retry = match params.get("retry") {
-            None => default_retry(),
-            Some(v) => {
-                serde_json::from_value(v.clone()).map_err(|e| format!("params.retry: {e}"))?
-            }
-        };
+        let RawParams {
+            qos, retain, retry, ..
+        } = raw;
         Ok(Params {
             broker,
             topic,
