@@ -89,14 +89,16 @@ impl Dependencies {
                 )),
                 queues,
             },
-            journal: match config.journal.kind.as_str() {
-                "dynamodb" => Some(crate::aws::journal::DynamoJournal::new(
-                    clients.dynamodb.clone(),
-                    &config.journal.table,
-                    &process_owner(),
-                    config.journal.lease,
-                )),
-                _ => None,
+            journal: match config.journal.kind {
+                crate::config::JournalKind::Dynamodb => {
+                    Some(crate::aws::journal::DynamoJournal::new(
+                        clients.dynamodb.clone(),
+                        &config.journal.table,
+                        &process_owner(),
+                        config.journal.lease,
+                    ))
+                }
+                crate::config::JournalKind::Sled => None,
             },
             catalog: Catalog::builtin(),
             spawn: Arc::new(ActorSpawn),

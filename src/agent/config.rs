@@ -13,8 +13,8 @@ use serde::Deserialize;
 pub struct AgentConfig {
     /// Where interruption notices come from: `aws`, `azure`, `gcp`, `auto` (the one whose
     /// metadata service answers) or `none` (local sources and peers only).
-    #[serde(default = "default_provider")]
-    pub provider: String,
+    #[serde(default)]
+    pub provider: Provider,
     #[serde(default)]
     pub instance_id: Option<String>,
     pub state_file: PathBuf,
@@ -373,8 +373,49 @@ impl HandlerConfig {
     }
 }
 
-fn default_provider() -> String {
-    "aws".into()
+/// Which metadata service the agent watches (`provider`). Default `aws`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Provider {
+    #[default]
+    Aws,
+    Azure,
+    Gcp,
+    /// Whichever answers first.
+    Auto,
+    /// No metadata service: only the local and peer sources.
+    None,
+}
+
+impl Provider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Aws => "aws",
+            Provider::Azure => "azure",
+            Provider::Gcp => "gcp",
+            Provider::Auto => "auto",
+            Provider::None => "none",
+        }
+    }
+}
+
+impl TryFrom<String> for Provider {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<Provider, String> {
+        Ok(match name.as_str() {
+            "aws" => Provider::Aws,
+            "azure" => Provider::Azure,
+            "gcp" => Provider::Gcp,
+            "auto" => Provider::Auto,
+            "none" => Provider::None,
+            _ => {
+                return Err(format!(
+                    "must be \"aws\", \"azure\", \"gcp\", \"auto\" or \"none\", got {name:?}"
+                ));
+            }
+        })
+    }
 }
 fn yes() -> bool {
     true
@@ -462,12 +503,6 @@ impl AgentConfig {
         {
             return Err("aws.token_ttl: must be between 1s and 6h (IMDSv2's limits)".into());
         }
-        if !["aws", "azure", "gcp", "auto", "none"].contains(&c.provider.as_str()) {
-            return Err(format!(
-                "provider: must be \"aws\", \"azure\", \"gcp\", \"auto\" or \"none\", got {:?}",
-                c.provider
-            ));
-        }
         if c.azure.poll_interval.is_zero() || c.azure.poll_interval > Duration::from_secs(60) {
             return Err("azure.poll_interval: must be more than 0s and at most 60s".into());
         }
@@ -504,8 +539,7 @@ impl AgentConfig {
             }
         }
         if let Some(api) = &c.api {
-            api.check_timeouts("api")
-                .map_err(|(k, m)| format!("{k}: {m}"))?;
+            api.check_timeouts("api").map_err(|b| b.to_string())?;
             let peer_queue = c.peer.as_ref().is_some_and(|p| p.queue.is_some());
             let least = super::peer::QUEUE_WAIT + crate::config::LONG_POLL_MARGIN;
             if peer_queue && api.attempt_timeout < least {

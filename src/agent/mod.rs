@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 use crate::journal::now_ms;
-use config::AgentConfig;
+use config::{AgentConfig, Provider};
 pub use handlers::run_handlers;
 use notice::Notice;
 
@@ -187,7 +187,7 @@ pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Res
 
 /// `auto`: the provider whose metadata service answers (AWS, then Azure, then GCP when more
 /// than one would), asked together, each within 2 s; tried again a few times before giving up.
-async fn probe(config: &AgentConfig) -> Result<&'static str, String> {
+async fn probe(config: &AgentConfig) -> Result<Provider, String> {
     let bound = Duration::from_secs(2);
     for attempt in 1..=5 {
         let aws = async {
@@ -201,7 +201,7 @@ async fn probe(config: &AgentConfig) -> Result<&'static str, String> {
                 .await
                 .ok()?
                 .ok()?
-                .map(|_| "aws")
+                .map(|_| Provider::Aws)
         };
         let azure = async {
             let a = azure::Azure::new(&config.azure.base_url).ok()?;
@@ -209,7 +209,7 @@ async fn probe(config: &AgentConfig) -> Result<&'static str, String> {
                 .await
                 .ok()?
                 .ok()
-                .map(|_| "azure")
+                .map(|_| Provider::Azure)
         };
         let gcp = async {
             let g = gcp::Gcp::new(&config.gcp.base_url, config.gcp.wait).ok()?;
@@ -217,7 +217,7 @@ async fn probe(config: &AgentConfig) -> Result<&'static str, String> {
                 .await
                 .ok()?
                 .ok()
-                .map(|_| "gcp")
+                .map(|_| Provider::Gcp)
         };
         let (a, b, c) = futures::future::join3(aws, azure, gcp).await;
         if let Some(p) = a.or(b).or(c) {
@@ -234,13 +234,13 @@ async fn probe(config: &AgentConfig) -> Result<&'static str, String> {
 
 /// The instance's name as the provider knows it (retried while the service is not up), and
 /// what a published notice may say about it.
-async fn identify(config: &AgentConfig, provider: &str) -> Result<(String, Value), String> {
+async fn identify(config: &AgentConfig, provider: Provider) -> Result<(String, Value), String> {
     let mut extra = json!({});
     let mut attempts = 0;
     let instance = loop {
         let answer: Result<String, String> = match (&config.instance_id, provider) {
             (Some(i), _) => Ok(i.clone()),
-            (None, "aws") => {
+            (None, Provider::Aws) => {
                 let mut m = imds::Imds::new(
                     &config.aws.base_url,
                     config.aws.token_ttl,
@@ -258,12 +258,12 @@ async fn identify(config: &AgentConfig, provider: &str) -> Result<(String, Value
                     Err(e) => Err(e),
                 }
             }
-            (None, "azure") => {
+            (None, Provider::Azure) => {
                 azure::Azure::new(&config.azure.base_url)?
                     .instance_name()
                     .await
             }
-            (None, "gcp") => gcp::Gcp::new(&config.gcp.base_url, config.gcp.wait)?
+            (None, Provider::Gcp) => gcp::Gcp::new(&config.gcp.base_url, config.gcp.wait)?
                 .get("name", None)
                 .await
                 .map(|(name, _)| name),
@@ -287,21 +287,21 @@ async fn identify(config: &AgentConfig, provider: &str) -> Result<(String, Value
 /// Starts the configured sources; each sends to `found` until the loop goes away.
 fn start_sources(
     config: &Arc<AgentConfig>,
-    provider: &str,
+    provider: Provider,
     instance: &str,
     found: &UnboundedSender<Found>,
 ) -> Result<(), String> {
     let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
     match provider {
-        "aws" => {
+        Provider::Aws => {
             let mut m = imds::Imds::new(&c.aws.base_url, c.aws.token_ttl, c.aws.imdsv1_fallback)?;
             tokio::spawn(async move { imds::watch(&mut m, &i, c.aws.poll_interval, f).await });
         }
-        "azure" => {
+        Provider::Azure => {
             let a = azure::Azure::new(&c.azure.base_url)?;
             tokio::spawn(async move { azure::watch(&a, &i, c.azure.poll_interval, f).await });
         }
-        "gcp" => {
+        Provider::Gcp => {
             let g = gcp::Gcp::new(&c.gcp.base_url, c.gcp.wait)?;
             tokio::spawn(async move { gcp::watch_all(&g, &i, &c.gcp, f).await });
         }
@@ -402,18 +402,15 @@ pub(crate) async fn send_to_queue(
 pub async fn run(config: AgentConfig) -> Result<(), String> {
     let config = Arc::new(config);
     let mut state = State::open(&config.state_file)?;
-    let provider = match config.provider.as_str() {
-        "auto" => probe(&config).await?,
-        "aws" => "aws",
-        "azure" => "azure",
-        "gcp" => "gcp",
-        _ => "none",
+    let provider = match config.provider {
+        Provider::Auto => probe(&config).await?,
+        other => other,
     };
     let (instance, extra) = identify(&config, provider).await?;
     let (found, mut incoming) = unbounded_channel();
     start_sources(&config, provider, &instance, &found)?;
     drop(found);
-    tracing::info!(instance = %instance, provider, "agent watching");
+    tracing::info!(instance = %instance, provider = provider.as_str(), "agent watching");
     let mut runs = tokio::task::JoinSet::new();
     let mut peers = peer::Limiter::new(
         config

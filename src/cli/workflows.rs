@@ -180,7 +180,7 @@ pub(super) async fn from_service<T: serde::de::DeserializeOwned>(
 pub(super) async fn open_journal(
     config: &Config,
 ) -> Result<std::sync::Arc<dyn crate::journal::Journal>, CliError> {
-    if config.journal.kind == "dynamodb" {
+    if config.journal.kind == crate::config::JournalKind::Dynamodb {
         let clients = crate::aws::Clients::new(&config.aws).await;
         return Ok(crate::aws::journal::DynamoJournal::new(
             clients.dynamodb,

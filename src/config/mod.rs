@@ -125,9 +125,9 @@ pub const LONG_POLL_MARGIN: Duration = Duration::from_secs(5);
 impl AwsSettings {
     /// The timeouts' own bounds, as `(key, message)` with keys under `section` (`aws`, or the
     /// agent's `api`).
-    pub fn check_timeouts(&self, section: &str) -> Result<(), (String, String)> {
+    pub fn check_timeouts(&self, section: &str) -> Result<(), BadKey> {
         if self.attempt_timeout < Duration::from_secs(1) {
-            return Err((
+            return Err(BadKey::at(
                 format!("{section}.attempt_timeout"),
                 format!(
                     "must be at least 1s, got {}",
@@ -136,7 +136,7 @@ impl AwsSettings {
             ));
         }
         if self.call_timeout < self.attempt_timeout {
-            return Err((
+            return Err(BadKey::at(
                 format!("{section}.call_timeout"),
                 format!(
                     "must be at least attempt_timeout ({}), got {}",
@@ -367,8 +367,8 @@ pub struct NotifyConfig {
 pub struct JournalConfig {
     /// `sled` (embedded, on the task's disk: one consumer per queue) or `dynamodb` (shared:
     /// several processes on one queue, leases and fencing). Default `sled`.
-    #[serde(default = "default_journal_kind")]
-    pub kind: String,
+    #[serde(default)]
+    pub kind: JournalKind,
     /// Directory of the sled journal. Default `tugboat-journal` (relative to the working dir).
     #[serde(default = "default_journal_path")]
     pub path: PathBuf,
@@ -385,7 +385,7 @@ pub struct JournalConfig {
 impl Default for JournalConfig {
     fn default() -> Self {
         Self {
-            kind: default_journal_kind(),
+            kind: JournalKind::default(),
             path: default_journal_path(),
             table: default_journal_table(),
             lease: default_lease(),
@@ -393,8 +393,42 @@ impl Default for JournalConfig {
     }
 }
 
-fn default_journal_kind() -> String {
-    "sled".into()
+/// What is wrong with one key of the configuration (the file is added where it is loaded): the key path (`services.auth.subnets`,
+/// `routes[2].params`) and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct BadKey {
+    pub key: String,
+    pub message: String,
+}
+
+impl BadKey {
+    pub fn at(key: String, message: String) -> BadKey {
+        BadKey { key, message }
+    }
+}
+
+/// Where the journal is kept (`journal.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum JournalKind {
+    /// Embedded, on the task's disk: one consumer per queue.
+    #[default]
+    Sled,
+    /// A DynamoDB table shared by several processes on one queue (leases, fencing).
+    Dynamodb,
+}
+
+impl TryFrom<String> for JournalKind {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<JournalKind, String> {
+        match name.as_str() {
+            "sled" => Ok(JournalKind::Sled),
+            "dynamodb" => Ok(JournalKind::Dynamodb),
+            _ => Err(format!("must be \"sled\" or \"dynamodb\", got {name:?}")),
+        }
+    }
 }
 
 fn default_journal_table() -> String {
@@ -540,12 +574,8 @@ pub trait Catalog {
     fn is_known(&self, kind: &str) -> bool;
     fn names(&self) -> Vec<&'static str>;
     /// Checks the top-level section `name` if a workflow owns it (`None` when none does):
-    /// `Err((key path, message))`.
-    fn check_section(
-        &self,
-        name: &str,
-        value: &toml::Value,
-    ) -> Option<Result<(), (String, String)>>;
+    /// the key path and what is wrong.
+    fn check_section(&self, name: &str, value: &toml::Value) -> Option<Result<(), BadKey>>;
     /// Checks a route's params for workflow `kind` while the configuration loads (a topic
     /// template that does not parse, a broker that is not configured), given the sections
     /// workflows own. `Err` says what is wrong, under `routes[i].params`.
@@ -559,10 +589,7 @@ pub trait Catalog {
 
 /// Parses the top-level section `name` as its owner's type `T`; errors name the key path
 /// inside the file (`services.auth.subnets`).
-pub fn parse_section<T: DeserializeOwned>(
-    name: &str,
-    value: &toml::Value,
-) -> Result<T, (String, String)> {
+pub fn parse_section<T: DeserializeOwned>(name: &str, value: &toml::Value) -> Result<T, BadKey> {
     serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let path = e.path().to_string();
         let key = if path == "." || path.is_empty() {
@@ -570,7 +597,7 @@ pub fn parse_section<T: DeserializeOwned>(
         } else {
             format!("{name}.{path}")
         };
-        (key, first_line(&e.inner().to_string()))
+        BadKey::at(key, first_line(&e.inner().to_string()))
     })
 }
 
@@ -646,39 +673,32 @@ impl Config {
         let mut config: Config = serde_path_to_error::deserialize(value)
             .map_err(|e| blame(e.path().to_string(), first_line(&e.inner().to_string())))?;
         for (name, v) in &sections {
-            if let Some(Err((key, message))) = workflows.check_section(name, v) {
+            if let Some(Err(BadKey { key, message })) = workflows.check_section(name, v) {
                 return Err(blame(key, message));
             }
         }
         config.sections = sections;
-        config.validate(workflows).map_err(|(k, m)| err(k, m))?;
+        config
+            .validate(workflows)
+            .map_err(|b| err(b.key, b.message))?;
         Ok(config)
     }
 
     /// Cross-field checks that the types alone cannot express.
-    fn validate(&self, workflows: &dyn Catalog) -> Result<(), (String, String)> {
-        if self.journal.kind != "sled" && self.journal.kind != "dynamodb" {
-            return Err((
-                "journal.kind".into(),
-                format!(
-                    "must be \"sled\" or \"dynamodb\", got {:?}",
-                    self.journal.kind
-                ),
-            ));
-        }
+    fn validate(&self, workflows: &dyn Catalog) -> Result<(), BadKey> {
         if self.journal.lease < std::time::Duration::from_secs(3) {
-            return Err((
+            return Err(BadKey::at(
                 "journal.lease".into(),
                 "must be at least 3s (it is renewed every third of it)".into(),
             ));
         }
         if self.aws.region.trim().is_empty() {
-            return Err(("aws.region".into(), "must not be empty".into()));
+            return Err(BadKey::at("aws.region".into(), "must not be empty".into()));
         }
         if let Some(url) = &self.aws.endpoint_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
-            return Err((
+            return Err(BadKey::at(
                 "aws.endpoint_url".into(),
                 format!("must start with http:// or https://, got {url:?}"),
             ));
@@ -688,22 +708,22 @@ impl Config {
         for (i, q) in self.queues.iter().enumerate() {
             let key = |field: &str| format!("queues[{i}].{field}");
             if q.name.trim().is_empty() {
-                return Err((key("name"), "must not be empty".into()));
+                return Err(BadKey::at(key("name"), "must not be empty".into()));
             }
             if !seen.insert(q.name.as_str()) {
-                return Err((
+                return Err(BadKey::at(
                     key("name"),
                     format!("queue {:?} is configured twice", q.name),
                 ));
             }
             if !(1..=1000).contains(&q.concurrency) {
-                return Err((
+                return Err(BadKey::at(
                     key("concurrency"),
                     format!("must be 1 to 1000, got {}", q.concurrency),
                 ));
             }
             if q.receive_wait > Duration::from_secs(20) {
-                return Err((
+                return Err(BadKey::at(
                     key("receive_wait"),
                     format!(
                         "must be 0s to 20s (SQS's longest poll), got {}",
@@ -712,7 +732,7 @@ impl Config {
                 ));
             }
             if q.receive_wait + LONG_POLL_MARGIN > self.aws.attempt_timeout {
-                return Err((
+                return Err(BadKey::at(
                     "aws.attempt_timeout".into(),
                     format!(
                         "must be at least {} longer than queues[{i}].receive_wait ({}), got {}",
@@ -724,7 +744,7 @@ impl Config {
             }
             let vt = q.visibility_timeout;
             if vt < Duration::from_secs(1) || vt > Duration::from_secs(12 * 3600) {
-                return Err((
+                return Err(BadKey::at(
                     key("visibility_timeout"),
                     format!(
                         "must be 1s to 12h (SQS's limits), got {}",
@@ -737,16 +757,16 @@ impl Config {
         for (i, r) in self.routes.iter().enumerate() {
             let key = |field: &str| format!("routes[{i}].{field}");
             if r.name.trim().is_empty() {
-                return Err((key("name"), "must not be empty".into()));
+                return Err(BadKey::at(key("name"), "must not be empty".into()));
             }
             if !route_names.insert(r.name.as_str()) {
-                return Err((
+                return Err(BadKey::at(
                     key("name"),
                     format!("route {:?} is configured twice", r.name),
                 ));
             }
             if !workflows.is_known(&r.workflow) {
-                return Err((
+                return Err(BadKey::at(
                     key("workflow"),
                     format!(
                         "route {:?} names unknown workflow {:?}; known workflows: {}",
@@ -756,14 +776,14 @@ impl Config {
                     ),
                 ));
             }
-            let params =
-                serde_json::to_value(&r.params).map_err(|e| (key("params"), e.to_string()))?;
+            let params = serde_json::to_value(&r.params)
+                .map_err(|e| BadKey::at(key("params"), e.to_string()))?;
             workflows
                 .check_params(&r.workflow, &params, &self.sections)
-                .map_err(|e| (key("params"), format!("route {:?}: {e}", r.name)))?;
+                .map_err(|e| BadKey::at(key("params"), format!("route {:?}: {e}", r.name)))?;
             for q in r.queues.iter().flatten() {
                 if !seen.contains(q.as_str()) {
-                    return Err((
+                    return Err(BadKey::at(
                         key("queues"),
                         format!("route {:?} names unknown queue {q:?}", r.name),
                     ));
@@ -771,18 +791,21 @@ impl Config {
             }
         }
         if self.engine.workflow_concurrency == 0 {
-            return Err((
+            return Err(BadKey::at(
                 "engine.workflow_concurrency".into(),
                 "must be at least 1".into(),
             ));
         }
         if self.engine.max_panics == 0 {
-            return Err(("engine.max_panics".into(), "must be at least 1".into()));
+            return Err(BadKey::at(
+                "engine.max_panics".into(),
+                "must be at least 1".into(),
+            ));
         }
         if self.engine.pause_recheck < Duration::from_secs(1)
             || self.engine.pause_recheck > Duration::from_secs(12 * 3600)
         {
-            return Err((
+            return Err(BadKey::at(
                 "engine.pause_recheck".into(),
                 "must be between 1s and 12h (SQS's longest visibility timeout)".into(),
             ));
@@ -790,7 +813,7 @@ impl Config {
         if let Some(url) = &self.admin.trace_url
             && !url.contains("{trace_id}")
         {
-            return Err((
+            return Err(BadKey::at(
                 "admin.trace_url".into(),
                 format!("{url:?} has no {{trace_id}} where the trace id goes"),
             ));
@@ -801,7 +824,7 @@ impl Config {
             .iter()
             .find(|h| h.is_empty() || h.contains('/') || h.chars().any(char::is_whitespace))
         {
-            return Err((
+            return Err(BadKey::at(
                 "admin.hosts".into(),
                 format!(
                     "{h:?} is not a host name (as in `console.example.com` or `console.example.com:8443`)"
@@ -813,7 +836,7 @@ impl Config {
             ("security.notice_max_age", self.security.notice_max_age),
         ] {
             if window < Duration::from_secs(1) || window > default_control_max_age() {
-                return Err((key.into(), "must be between 1s and 14d".into()));
+                return Err(BadKey::at(key.into(), "must be between 1s and 14d".into()));
             }
         }
         if let Some((i, _)) = self.queues.iter().enumerate().find(|(_, q)| {
@@ -821,7 +844,7 @@ impl Config {
                 .as_ref()
                 .is_some_and(|s| s.is_empty() || s.iter().any(String::is_empty))
         }) {
-            return Err((
+            return Err(BadKey::at(
                 format!("queues[{i}].sources"),
                 "must name at least one event source, none empty (leave it out to take any)".into(),
             ));
@@ -830,7 +853,7 @@ impl Config {
             && !self.admin.listen.ip().is_loopback()
             && !self.admin.proxy_authenticates
         {
-            return Err((
+            return Err(BadKey::at(
                 "admin.allow_actions".into(),
                 format!(
                     "refused with admin.listen = {} (not loopback): anyone who reaches that port could cancel, retry and redrive; \
@@ -840,7 +863,7 @@ impl Config {
             ));
         }
         if self.shutdown.deadline > Duration::from_secs(120) {
-            return Err((
+            return Err(BadKey::at(
                 "shutdown.deadline".into(),
                 "must be at most 120s (ECS stopTimeout's maximum)".into(),
             ));
@@ -850,10 +873,7 @@ impl Config {
 
     /// The section `name` that a workflow owns, parsed as its type; `T::default()` when the
     /// file has none. Errors name the key path.
-    pub fn section<T: DeserializeOwned + Default>(
-        &self,
-        name: &str,
-    ) -> Result<T, (String, String)> {
+    pub fn section<T: DeserializeOwned + Default>(&self, name: &str) -> Result<T, BadKey> {
         match self.sections.get(name) {
             Some(v) => parse_section(name, v),
             None => Ok(T::default()),

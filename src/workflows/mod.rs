@@ -7,6 +7,7 @@
 //! nothing else (no tokio, actix, SDK, `std::fs` or `std::net` in a folder —
 //! `tests/architecture.rs` checks it). The contract they implement is in [`crate::contract`].
 
+use crate::config::BadKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -73,8 +74,8 @@ pub type ParamsCheck = fn(&serde_json::Value, &BTreeMap<String, toml::Value>) ->
 #[derive(Clone, Copy)]
 pub struct Section {
     pub name: &'static str,
-    /// `Err((key path, message))` when the section is malformed.
-    pub check: fn(&toml::Value) -> Result<(), (String, String)>,
+    /// `Err(BadKey::at(key path, message))` when the section is malformed.
+    pub check: fn(&toml::Value) -> Result<(), BadKey>,
 }
 
 #[derive(Clone)]
@@ -180,11 +181,7 @@ impl crate::config::Catalog for Catalog {
         self.registrations.iter().map(|r| r.kind).collect()
     }
 
-    fn check_section(
-        &self,
-        name: &str,
-        value: &toml::Value,
-    ) -> Option<Result<(), (String, String)>> {
+    fn check_section(&self, name: &str, value: &toml::Value) -> Option<Result<(), BadKey>> {
         self.registrations
             .iter()
             .filter_map(|r| r.section)

@@ -16,6 +16,7 @@
 //! "111122223333" = 1000.0
 //! ```
 
+use crate::config::BadKey;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
@@ -84,33 +85,33 @@ fn default_floor() -> f64 {
 }
 
 /// Parses and checks the section; errors name the key (`cur.anomaly_k`).
-pub fn parse(value: &toml::Value) -> Result<CurSettings, (String, String)> {
+pub fn parse(value: &toml::Value) -> Result<CurSettings, BadKey> {
     let s: CurSettings = parse_section(NAME, value)?;
     let key = |field: &str| format!("{NAME}.{field}");
     if s.table.trim().is_empty() {
-        return Err((key("table"), "must not be empty".into()));
+        return Err(BadKey::at(key("table"), "must not be empty".into()));
     }
     if s.curated_prefix.starts_with('/') || s.curated_prefix.is_empty() {
-        return Err((key("curated_prefix"), "must be a key prefix such as \"curated\"".into()));
+        return Err(BadKey::at(key("curated_prefix"), "must be a key prefix such as \"curated\"".into()));
     }
     if !s.anomaly_k.is_finite() || s.anomaly_k <= 0.0 {
-        return Err((key("anomaly_k"), format!("must be above 0, got {}", s.anomaly_k)));
+        return Err(BadKey::at(key("anomaly_k"), format!("must be above 0, got {}", s.anomaly_k)));
     }
     if !s.anomaly_floor.is_finite() || s.anomaly_floor < 0.0 {
-        return Err((key("anomaly_floor"), format!("must be 0 or more, got {}", s.anomaly_floor)));
+        return Err(BadKey::at(key("anomaly_floor"), format!("must be 0 or more, got {}", s.anomaly_floor)));
     }
     if !(64 << 10..=1 << 30).contains(&s.max_row_bytes) {
-        return Err((key("max_row_bytes"), format!("must be 64 KiB to 1 GiB, got {}", s.max_row_bytes)));
+        return Err(BadKey::at(key("max_row_bytes"), format!("must be 64 KiB to 1 GiB, got {}", s.max_row_bytes)));
     }
     if s.max_report_bytes < 1 << 20 {
-        return Err((key("max_report_bytes"), format!("must be at least 1 MiB, got {}", s.max_report_bytes)));
+        return Err(BadKey::at(key("max_report_bytes"), format!("must be at least 1 MiB, got {}", s.max_report_bytes)));
     }
     if s.max_keys == 0 {
-        return Err((key("max_keys"), "must be at least 1".into()));
+        return Err(BadKey::at(key("max_keys"), "must be at least 1".into()));
     }
     for (account, budget) in &s.budgets {
         if !budget.is_finite() || *budget <= 0.0 {
-            return Err((format!("{NAME}.budgets.{account}"), format!("must be above 0, got {budget}")));
+            return Err(BadKey::at(format!("{NAME}.budgets.{account}"), format!("must be above 0, got {budget}")));
         }
     }
     Ok(s)
@@ -120,7 +121,7 @@ pub fn parse(value: &toml::Value) -> Result<CurSettings, (String, String)> {
 mod tests {
     use super::*;
 
-    fn parsed(text: &str) -> Result<CurSettings, (String, String)> {
+    fn parsed(text: &str) -> Result<CurSettings, BadKey> {
         parse(&toml::from_str::<toml::Table>(text).unwrap()["cur"])
     }
 
@@ -138,7 +139,7 @@ mod tests {
             ("[cur]\ntable = \"t\"\n[cur.budgets]\n\"111\" = -5", "cur.budgets.111"),
             ("[cur]\ntable = \"t\"\ntabel = \"u\"", "cur.tabel"),
         ] {
-            let (k, m) = parsed(text).unwrap_err();
+            let BadKey { key: k, message: m } = parsed(text).unwrap_err();
             assert_eq!(k, key, "{text}: {m}");
         }
     }

@@ -61,7 +61,7 @@ pub fn registration() -> Registration {
             // Without a [cur] section no route may name this workflow (the params check), so
             // the service still starts.
             let settings = match setup.config.sections.get(config::NAME) {
-                Some(v) => Some(config::parse(v).map_err(|(k, m)| format!("{k}: {m}"))?),
+                Some(v) => Some(config::parse(v).map_err(|b| b.to_string())?),
                 None => None,
             };
             Ok(Arc::new(Typed(CurIngest {

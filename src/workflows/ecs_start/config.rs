@@ -22,6 +22,7 @@
 //! stop_any_task = false               # may a Stop event stop a task tugboat did not start
 //! ```
 
+use crate::config::BadKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -112,7 +113,7 @@ impl EcsParts {
 }
 
 /// Parses and checks the section; errors name the key (`services.auth.subnets`).
-pub fn parse(value: &toml::Value) -> Result<Services, (String, String)> {
+pub fn parse(value: &toml::Value) -> Result<Services, BadKey> {
     let services: Services = parse_section(NAME, value)?;
     for (name, s) in &services {
         let key = |field: &str| format!("{NAME}.{name}.{field}");
@@ -123,29 +124,29 @@ pub fn parse(value: &toml::Value) -> Result<Services, (String, String)> {
             ("container_name", &s.container_name),
         ] {
             if v.trim().is_empty() {
-                return Err((key(field), "must not be empty".into()));
+                return Err(BadKey::at(key(field), "must not be empty".into()));
             }
         }
         if s.container_port == 0 {
-            return Err((key("container_port"), "must be 1 to 65535, got 0".into()));
+            return Err(BadKey::at(key("container_port"), "must be 1 to 65535, got 0".into()));
         }
         if s.subnets.is_empty() {
-            return Err((key("subnets"), "needs at least one subnet id".into()));
+            return Err(BadKey::at(key("subnets"), "needs at least one subnet id".into()));
         }
         if !(1..=10).contains(&s.max_count) {
-            return Err((
+            return Err(BadKey::at(
                 key("max_count"),
                 format!("must be 1 to 10 (RunTask's limit), got {}", s.max_count),
             ));
         }
         if let Some(t) = s.allow_tags.iter().find(|t| t.starts_with("tugboat:")) {
-            return Err((
+            return Err(BadKey::at(
                 key("allow_tags"),
                 format!("{t:?}: the tugboat: tags are tugboat's own"),
             ));
         }
         if s.allow_revisions.contains(&0) {
-            return Err((key("allow_revisions"), "revisions start at 1".into()));
+            return Err(BadKey::at(key("allow_revisions"), "revisions start at 1".into()));
         }
     }
     Ok(services)
@@ -156,7 +157,7 @@ pub fn parse(value: &toml::Value) -> Result<Services, (String, String)> {
 pub async fn resolved(config: &Config, targets: &dyn TargetGroups) -> Result<Services, String> {
     let mut services: Services = config
         .section(NAME)
-        .map_err(|(key, message)| format!("{key}: {message}"))?;
+        .map_err(|b| b.to_string())?;
     for (name, mapping) in services.iter_mut() {
         mapping.target_group = targets
             .resolve(&mapping.target_group)
@@ -236,7 +237,7 @@ subnets = ["subnet-1"]
             ),
         ];
         for (text, key, message) in cases {
-            let (k, m) = parse(&section(&text)).unwrap_err();
+            let BadKey { key: k, message: m } = parse(&section(&text)).unwrap_err();
             assert_eq!(k, key, "{m}");
             assert!(m.contains(message), "{k}: {m}");
         }

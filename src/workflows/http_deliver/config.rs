@@ -18,6 +18,7 @@
 //! # Secrets come from the environment: TUGBOAT__DESTINATIONS__ALERTS__AUTH__PASSWORD=…
 //! ```
 
+use crate::config::BadKey;
 use std::collections::BTreeMap;
 
 use crate::config::parse_section;
@@ -37,35 +38,35 @@ pub type Destinations = BTreeMap<String, DestinationSettings>;
 const METHODS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
 /// Parses and checks the section; errors name the key (`destinations.alerts.url`).
-pub fn parse(value: &toml::Value) -> Result<Destinations, (String, String)> {
+pub fn parse(value: &toml::Value) -> Result<Destinations, BadKey> {
     let destinations: Destinations = parse_section(NAME, value)?;
     for (name, d) in &destinations {
         let key = |field: &str| format!("{NAME}.{name}.{field}");
-        check_url(&d.url).map_err(|m| (key("url"), m))?;
+        check_url(&d.url).map_err(|m| BadKey::at(key("url"), m))?;
         if !METHODS.contains(&d.method.as_str()) {
-            return Err((
+            return Err(BadKey::at(
                 key("method"),
                 format!("must be one of {}, got {:?}", METHODS.join(", "), d.method),
             ));
         }
         if !d.rate_limit_per_second.is_finite() || d.rate_limit_per_second < 0.0 {
-            return Err((
+            return Err(BadKey::at(
                 key("rate_limit_per_second"),
                 format!("must be 0 (unlimited) or more, got {}", d.rate_limit_per_second),
             ));
         }
         if d.timeout.is_zero() || d.timeout.as_secs() > 300 {
-            return Err((key("timeout"), "must be more than 0s and at most 300s".into()));
+            return Err(BadKey::at(key("timeout"), "must be more than 0s and at most 300s".into()));
         }
         if d.max_attempts == 0 {
-            return Err((key("max_attempts"), "must be at least 1".into()));
+            return Err(BadKey::at(key("max_attempts"), "must be at least 1".into()));
         }
         if d.max_age.is_zero() {
-            return Err((key("max_age"), "must be more than 0s".into()));
+            return Err(BadKey::at(key("max_age"), "must be more than 0s".into()));
         }
         for header in d.headers.keys() {
             if header.is_empty() || !header.bytes().all(is_token_byte) {
-                return Err((
+                return Err(BadKey::at(
                     format!("{NAME}.{name}.headers"),
                     format!("{header:?} is not a valid header name"),
                 ));
@@ -73,16 +74,16 @@ pub fn parse(value: &toml::Value) -> Result<Destinations, (String, String)> {
         }
         match &d.auth {
             Some(Auth::Basic { username, .. }) if username.contains(':') || username.is_empty() => {
-                return Err((
+                return Err(BadKey::at(
                     key("auth.username"),
                     "must be non-empty and without ':' (RFC 7617)".into(),
                 ));
             }
             Some(Auth::ApiKey { header, .. }) if header.is_empty() || !header.bytes().all(is_token_byte) => {
-                return Err((key("auth.header"), format!("{header:?} is not a valid header name")));
+                return Err(BadKey::at(key("auth.header"), format!("{header:?} is not a valid header name")));
             }
             Some(Auth::OauthClientCredentials { token_url, .. }) => {
-                check_url(token_url).map_err(|m| (key("auth.token_url"), m))?;
+                check_url(token_url).map_err(|m| BadKey::at(key("auth.token_url"), m))?;
             }
             _ => {}
         }
@@ -109,7 +110,7 @@ fn is_token_byte(b: u8) -> bool {
 pub fn from_sections(sections: &BTreeMap<String, toml::Value>) -> Result<Destinations, String> {
     match sections.get(NAME) {
         None => Ok(Destinations::new()),
-        Some(v) => parse(v).map_err(|(k, m)| format!("{k}: {m}")),
+        Some(v) => parse(v).map_err(|b| b.to_string()),
     }
 }
 
@@ -117,7 +118,7 @@ pub fn from_sections(sections: &BTreeMap<String, toml::Value>) -> Result<Destina
 mod tests {
     use super::*;
 
-    fn parsed(text: &str) -> Result<Destinations, (String, String)> {
+    fn parsed(text: &str) -> Result<Destinations, BadKey> {
         parse(&toml::from_str::<toml::Table>(text).unwrap()["destinations"])
     }
 
@@ -157,7 +158,7 @@ mod tests {
             ("[destinations.a]\nurl = \"http://h\"\nauth = { type = \"oauth_client_credentials\", token_url = \"x\", client_id = \"c\", client_secret = \"s\" }", "destinations.a.auth.token_url"),
             ("[destinations.a]\nurl = \"http://h\"\nretries = 3", "destinations.a.retries"),
         ] {
-            let (k, m) = parsed(text).unwrap_err();
+            let BadKey { key: k, message: m } = parsed(text).unwrap_err();
             assert_eq!(k, key, "{text}: {m}");
         }
     }

@@ -45,7 +45,7 @@ pub fn registration() -> Registration {
             let settings = setup
                 .config
                 .section::<config::Destinations>(config::NAME)
-                .map_err(|(key, message)| format!("{key}: {message}"))?;
+                .map_err(|b| b.to_string())?;
             let mut destinations = BTreeMap::new();
             for (name, s) in &settings {
                 let endpoint = setup.ports.http.destination(name, s)?;

@@ -13,6 +13,7 @@
 //! ack_timeout = "10s"        # no PUBACK by then: the publish is retried
 //! ```
 
+use crate::config::BadKey;
 use std::collections::BTreeMap;
 
 use crate::config::parse_section;
@@ -30,30 +31,30 @@ pub const SECTION: Section = Section {
 pub type Brokers = BTreeMap<String, BrokerSettings>;
 
 /// Parses and checks the section; errors name the key (`brokers.local.host`).
-pub fn parse(value: &toml::Value) -> Result<Brokers, (String, String)> {
+pub fn parse(value: &toml::Value) -> Result<Brokers, BadKey> {
     let brokers: Brokers = parse_section(NAME, value)?;
     for (name, b) in &brokers {
         let key = |field: &str| format!("{NAME}.{name}.{field}");
         if b.host.trim().is_empty() {
-            return Err((key("host"), "must not be empty".into()));
+            return Err(BadKey::at(key("host"), "must not be empty".into()));
         }
         if b.port == Some(0) {
-            return Err((key("port"), "must be 1 to 65535, got 0".into()));
+            return Err(BadKey::at(key("port"), "must be 1 to 65535, got 0".into()));
         }
         if b.client_id.as_deref().is_some_and(|c| c.is_empty() || c.len() > 65535) {
-            return Err((key("client_id"), "must be 1 to 65535 bytes".into()));
+            return Err(BadKey::at(key("client_id"), "must be 1 to 65535 bytes".into()));
         }
         if b.ca_file.is_some() && !b.tls {
-            return Err((key("ca_file"), "only means something with tls = true".into()));
+            return Err(BadKey::at(key("ca_file"), "only means something with tls = true".into()));
         }
         if b.password.is_some() && b.username.is_none() {
-            return Err((key("password"), "needs a username (MQTT 3.1.1 §3.1.2.9)".into()));
+            return Err(BadKey::at(key("password"), "needs a username (MQTT 3.1.1 §3.1.2.9)".into()));
         }
         if b.keep_alive.as_secs() < 5 || b.keep_alive.as_secs() > 65535 {
-            return Err((key("keep_alive"), "must be 5s to 65535s".into()));
+            return Err(BadKey::at(key("keep_alive"), "must be 5s to 65535s".into()));
         }
         if b.ack_timeout.is_zero() {
-            return Err((key("ack_timeout"), "must be more than 0s".into()));
+            return Err(BadKey::at(key("ack_timeout"), "must be more than 0s".into()));
         }
     }
     Ok(brokers)
@@ -63,7 +64,7 @@ pub fn parse(value: &toml::Value) -> Result<Brokers, (String, String)> {
 pub fn from_sections(sections: &BTreeMap<String, toml::Value>) -> Result<Brokers, String> {
     match sections.get(NAME) {
         None => Ok(Brokers::new()),
-        Some(v) => parse(v).map_err(|(k, m)| format!("{k}: {m}")),
+        Some(v) => parse(v).map_err(|b| b.to_string()),
     }
 }
 
@@ -71,7 +72,7 @@ pub fn from_sections(sections: &BTreeMap<String, toml::Value>) -> Result<Brokers
 mod tests {
     use super::*;
 
-    fn parsed(text: &str) -> Result<Brokers, (String, String)> {
+    fn parsed(text: &str) -> Result<Brokers, BadKey> {
         parse(&toml::from_str::<toml::Table>(text).unwrap()["brokers"])
     }
 
@@ -101,7 +102,7 @@ mod tests {
             ("[brokers.a]\nhost = \"h\"\nack_timeout = \"soon\"", "brokers.a.ack_timeout"),
             ("[brokers.a]\nhost = \"h\"\nclient_id = \"\"", "brokers.a.client_id"),
         ] {
-            let (k, m) = parsed(text).unwrap_err();
+            let BadKey { key: k, message: m } = parsed(text).unwrap_err();
             assert_eq!(k, key, "{text}: {m}");
         }
     }

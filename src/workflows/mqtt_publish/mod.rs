@@ -47,7 +47,7 @@ pub fn registration() -> Registration {
             let settings = setup
                 .config
                 .section::<config::Brokers>(config::NAME)
-                .map_err(|(key, message)| format!("{key}: {message}"))?;
+                .map_err(|b| b.to_string())?;
             let mut brokers = BTreeMap::new();
             for (name, s) in &settings {
                 brokers.insert(name.clone(), setup.ports.mqtt.broker(name, s)?);

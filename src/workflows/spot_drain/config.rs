@@ -41,6 +41,7 @@
 //! Templates are filled from the notice: `instance`, `kind`, `deadline` (RFC 3339), `left_s`,
 //! `source`, `action`, `zone`, `event` (the whole event: `{event.detail.instance-id}`).
 
+use crate::config::BadKey;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -141,13 +142,13 @@ pub enum HandlerKind {
 }
 
 /// Parses and checks the section; errors name the key (`spot.handlers.0.timeout`).
-pub fn parse(value: &toml::Value) -> Result<SpotSettings, (String, String)> {
+pub fn parse(value: &toml::Value) -> Result<SpotSettings, BadKey> {
     let s: SpotSettings = parse_section(NAME, value)?;
     if s.window.is_zero() {
-        return Err((format!("{NAME}.window"), "must be more than 0s".into()));
+        return Err(BadKey::at(format!("{NAME}.window"), "must be more than 0s".into()));
     }
     if s.drain_poll < Duration::from_millis(100) {
-        return Err((
+        return Err(BadKey::at(
             format!("{NAME}.drain_poll"),
             format!(
                 "must be at least 100ms, got {}",
@@ -159,17 +160,17 @@ pub fn parse(value: &toml::Value) -> Result<SpotSettings, (String, String)> {
     for (i, h) in s.handlers.iter().enumerate() {
         let key = |field: &str| format!("{NAME}.handlers.{i}.{field}");
         if h.name.is_empty() || !names.insert(h.name.clone()) {
-            return Err((key("name"), format!("must be unique and not empty, got {:?}", h.name)));
+            return Err(BadKey::at(key("name"), format!("must be unique and not empty, got {:?}", h.name)));
         }
         if h.timeout.is_zero() {
-            return Err((key("timeout"), "must be more than 0s".into()));
+            return Err(BadKey::at(key("timeout"), "must be more than 0s".into()));
         }
         match &h.kind {
             HandlerKind::Mqtt { qos, .. } if *qos > 1 => {
-                return Err((key("qos"), format!("must be 0 or 1, got {qos}")));
+                return Err(BadKey::at(key("qos"), format!("must be 0 or 1, got {qos}")));
             }
             HandlerKind::Sns { topic, .. } if !topic.starts_with("arn:") => {
-                return Err((key("topic"), format!("must be a topic ARN, got {topic:?}")));
+                return Err(BadKey::at(key("topic"), format!("must be a topic ARN, got {topic:?}")));
             }
             _ => {}
         }
@@ -230,7 +231,7 @@ mod tests {
                 "spot.handlers.1.name",
             ),
         ] {
-            let (k, m) = parse(&section(text)).unwrap_err();
+            let BadKey { key: k, message: m } = parse(&section(text)).unwrap_err();
             assert!(k.starts_with(key), "{text}: {k}: {m}");
         }
     }

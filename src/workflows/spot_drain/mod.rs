@@ -62,18 +62,18 @@ pub fn registration() -> Registration {
     Registration::new(KIND, Some(config::SECTION), |setup| {
         Box::pin(async move {
             let settings = match setup.config.sections.get(config::NAME) {
-                Some(v) => config::parse(v).map_err(|(k, m)| format!("{k}: {m}"))?,
+                Some(v) => config::parse(v).map_err(|b| b.to_string())?,
                 None => config::parse(&toml::Value::Table(Default::default()))
-                    .map_err(|(k, m)| format!("{k}: {m}"))?,
+                    .map_err(|b| b.to_string())?,
             };
             let destinations = setup
                 .config
                 .section::<BTreeMap<String, DestinationSettings>>("destinations")
-                .map_err(|(k, m)| format!("{k}: {m}"))?;
+                .map_err(|b| b.to_string())?;
             let brokers = setup
                 .config
                 .section::<BTreeMap<String, BrokerSettings>>("brokers")
-                .map_err(|(k, m)| format!("{k}: {m}"))?;
+                .map_err(|b| b.to_string())?;
             let handlers =
                 Handlers::build(&settings.handlers, &destinations, &brokers, setup.ports).await?;
             Ok(Arc::new(Typed(SpotDrain {
