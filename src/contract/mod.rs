@@ -144,6 +144,11 @@ pub enum Next<A = Action> {
     /// Failed for good: the engine journals the decision, runs [`Workflow::compensation`] as
     /// ordinary steps, and dead-letters the event.
     Fail(String),
+    /// Continue as new: this run's step history is done with; the instance goes on from its
+    /// current state with this action, in a fresh history (new idempotency keys, no record
+    /// of the steps before but their count). A workflow that never ends (a schedule, a
+    /// poller) continues as new every so often, so that its journal record stays small.
+    Continue(A),
 }
 
 impl<A> Next<A> {
@@ -169,6 +174,8 @@ pub struct StepContext<'a> {
     pub attempt: u32,
     /// The run of the instance: 0 for the first, one more for each redrive.
     pub generation: u32,
+    /// How many times this run has continued as new ([`Next::Continue`]): 0 until then.
+    pub continued: u32,
 }
 
 impl StepContext<'_> {
@@ -177,7 +184,7 @@ impl StepContext<'_> {
     /// instance (generation 1 and later) gets new keys, so that a step it runs again is a new
     /// request (a new task, not the one its earlier compensation stopped).
     pub fn idempotency_key(&self) -> String {
-        idempotency_key(self.workflow_id, self.generation, self.step)
+        run_key(self.workflow_id, self.generation, self.continued, self.step)
     }
 }
 
@@ -189,6 +196,17 @@ pub fn idempotency_key(workflow_id: &str, generation: u32, step: &str) -> String
     } else {
         format!("{workflow_id}\ng{generation}\n{step}")
     };
+    hex::encode(&Sha256::digest(text)[..16])
+}
+
+/// The key of `step` in a run that has continued as new `continued` times: the plain
+/// [`idempotency_key`] until it has, so that the keys of every record written before
+/// continuations existed stay what they were.
+pub fn run_key(workflow_id: &str, generation: u32, continued: u32, step: &str) -> String {
+    if continued == 0 {
+        return idempotency_key(workflow_id, generation, step);
+    }
+    let text = format!("{workflow_id}\ng{generation}\nc{continued}\n{step}");
     hex::encode(&Sha256::digest(text)[..16])
 }
 
@@ -354,6 +372,17 @@ mod tests {
         assert_ne!(first, idempotency_key("r:e-1", 1, "run-task"));
         assert_ne!(first, idempotency_key("r:e-1", 0, "stop-task"));
         assert_ne!(first, idempotency_key("r:e-2", 0, "run-task"));
+        // A continued run: new keys, the plain ones until the first continuation.
+        assert_eq!(run_key("r:e-1", 0, 0, "run-task"), first);
+        assert_ne!(run_key("r:e-1", 0, 1, "run-task"), first);
+        assert_ne!(
+            run_key("r:e-1", 0, 1, "run-task"),
+            run_key("r:e-1", 0, 2, "run-task")
+        );
+        assert_ne!(
+            run_key("r:e-1", 1, 1, "run-task"),
+            run_key("r:e-1", 0, 1, "run-task")
+        );
     }
 
     #[test]

@@ -166,6 +166,10 @@ fn erase<S: Serialize>(next: Decision<S>) -> Next {
             Ok(a) => Next::Run(a),
             Err(e) => Next::Fail(e),
         },
+        Next::Continue(act) => match act.erase() {
+            Ok(a) => Next::Continue(a),
+            Err(e) => Next::Fail(e),
+        },
         Next::Complete(v) => Next::Complete(v),
         Next::Fail(reason) => Next::Fail(reason),
     }

@@ -267,7 +267,8 @@ impl<'a> Lifecycle<'a> {
             Ok(Transition { state, next }) => {
                 record.state = state;
                 match next {
-                    Next::Run(action) => {
+                    // A first decision has no history to leave behind: a continuation runs.
+                    Next::Run(action) | Next::Continue(action) => {
                         let fresh = begin_attempt(record, &action, self.options, now);
                         record.pending = Some(action);
                         return Started::Run { fresh };
@@ -561,6 +562,18 @@ impl<'a> Lifecycle<'a> {
         let checkpoint = match transition.next {
             Next::Run(next) => {
                 // The next step's first attempt is journaled with this decision.
+                if begin_attempt(r, &next, self.options, now) {
+                    self.journaled = Some(next.name.clone());
+                }
+                r.pending = Some(next);
+                Checkpoint::Transition
+            }
+            Next::Continue(next) => {
+                // Continue as new: the history so far is dropped in the same write that
+                // journals the next step (new keys from here on), so that the record of an
+                // instance that never ends stays bounded.
+                r.continued += 1;
+                r.steps.clear();
                 if begin_attempt(r, &next, self.options, now) {
                     self.journaled = Some(next.name.clone());
                 }

@@ -182,6 +182,7 @@ async fn attempt_call(
         step: &action.name,
         attempt,
         generation: record.generation,
+        continued: record.continued,
     };
     let span = tracing::info_span!(
         "step",

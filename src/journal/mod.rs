@@ -188,6 +188,10 @@ pub struct Record {
     /// Which run this is: 0 for the first; a redrive after dead-lettering starts the next,
     /// with new idempotency keys.
     pub generation: u32,
+    /// How many times this run has continued as new (its step history cleared, its keys
+    /// new): a long-lived instance's record stays small.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub continued: u32,
     /// The runs before this one, oldest first, with their steps and keys.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub earlier: Vec<EarlierRun>,
@@ -299,6 +303,7 @@ impl Record {
             last_error: None,
             panics: 0,
             generation: 0,
+            continued: 0,
             earlier: Vec::new(),
             trace: origin.trace,
             run_span: None,
@@ -317,7 +322,7 @@ impl Record {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             return &mut self.steps[i];
         }
-        let key = crate::contract::idempotency_key(&self.id, self.generation, name);
+        let key = crate::contract::run_key(&self.id, self.generation, self.continued, name);
         self.steps.push(StepRecord {
             name: name.to_owned(),
             key,
@@ -369,6 +374,7 @@ impl Record {
             ended_ms: now,
         });
         self.generation += 1;
+        self.continued = 0;
         self.status = Status::Running;
         self.pending = None;
         self.cancel = None;
@@ -377,6 +383,10 @@ impl Record {
         self.panics = 0;
         self.state = Value::Null;
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Milliseconds since the Unix epoch.

@@ -447,3 +447,76 @@ fn an_unknown_kind_fails_without_running_anything() {
         ]
     ));
 }
+
+/// Ticks for ever in spirit: `tick`, and after every third one it continues as new; it ends
+/// after `last` ticks.
+struct Ticker {
+    last: u32,
+}
+
+#[async_trait::async_trait]
+impl Flow for Ticker {
+    const KIND: &'static str = "ticker";
+    type State = u32;
+    type Step = ();
+
+    fn start(&self, _e: &Value, _p: &Value) -> Result<(u32, Decision<()>), String> {
+        Ok((0, Next::Run(Act::handler("tick", ()))))
+    }
+
+    fn advance(&self, ticks: &mut u32, _: (), _: Result<Value, StepError>) -> Decision<()> {
+        *ticks += 1;
+        if *ticks == self.last {
+            return Next::Complete(json!({"ticks": *ticks}));
+        }
+        let next = Act::handler(format!("tick#{}", *ticks % 3), ());
+        if (*ticks).is_multiple_of(3) {
+            Next::Continue(next)
+        } else {
+            Next::Run(next)
+        }
+    }
+
+    fn compensation(&self, _: &u32) -> Vec<Act<()>> {
+        vec![]
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, _step: &()) -> Result<Value, StepError> {
+        unreachable!("the test performs nothing")
+    }
+}
+
+#[test]
+fn a_run_that_continues_as_new_keeps_a_bounded_history_with_new_keys() {
+    let logic = Typed(Ticker { last: 20 });
+    let options = EngineOptions::default();
+    let mut record = Record::new("r:1", "ticker", Origin::default(), json!({}), json!({}));
+    let mut lifecycle = Lifecycle::seeded(Some(&logic), &options, 1);
+    lifecycle.start(&mut record, 0);
+    lifecycle.resume_fresh(&record);
+    let mut keys = std::collections::BTreeSet::new();
+    let mut input = Input::TURN;
+    let mut most = 0;
+    let result = loop {
+        let effects = lifecycle.apply(&mut record, input, 1);
+        most = most.max(record.steps.len());
+        input = match effects.last() {
+            Some(Effect::Perform { action, .. }) => {
+                let key = record.step(&action.name).unwrap().key.clone();
+                assert!(keys.insert(key), "a key used twice: {}", action.name);
+                Input::Outcome(Ok(json!({})))
+            }
+            Some(Effect::Turn) => Input::TURN,
+            Some(Effect::Stop(r)) => break r.clone(),
+            other => panic!("unexpected {other:?}"),
+        };
+    };
+    assert_eq!(result, RunResult::Succeeded);
+    assert_eq!(record.output, Some(json!({"ticks": 20})));
+    assert_eq!(keys.len(), 20, "one new key a tick");
+    assert_eq!(record.continued, 6, "ticks 3, 6, … 18 continued");
+    assert!(most <= 3, "the history grew to {most} steps");
+    // Read back by a later build (or after a crash): the count survives the journal's JSON.
+    let again: Record = serde_json::from_value(serde_json::to_value(&record).unwrap()).unwrap();
+    assert_eq!(again.continued, 6);
+}

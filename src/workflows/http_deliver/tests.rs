@@ -100,7 +100,7 @@ async fn the_handler_sends_once_per_attempt_and_reports_what_came_back() {
     let w = Typed(workflow(&http));
     let t = w.start(&json!({"id": "e-1"}), &json!({})).unwrap();
     let Next::Run(action) = t.next else { panic!() };
-    let ctx = StepContext { workflow_id: "r:e-1", step: "deliver", attempt: 1, generation: 0 };
+    let ctx = StepContext { workflow_id: "r:e-1", step: "deliver", attempt: 1, generation: 0, continued: 0 };
     http.fail("connection refused");
     http.answer(503, Some(Duration::from_secs(2)), "");
     http.answer(400, None, "{\"error\":\"bad field\"}");
@@ -132,7 +132,7 @@ async fn a_secret_in_a_body_is_never_journaled_and_is_sent() {
     let journaled = serde_json::to_string(&act.step).unwrap();
     assert!(!journaled.contains("xoxb"), "{journaled}");
     assert!(journaled.contains("[secret slack_token]"), "{journaled}");
-    let ctx = StepContext { workflow_id: "w", step: "deliver", attempt: 1, generation: 0 };
+    let ctx = StepContext { workflow_id: "w", step: "deliver", attempt: 1, generation: 0, continued: 0 };
     Flow::perform(&w, ctx, &act.step).await.unwrap();
     let sent = http.sent();
     assert_eq!(sent[0].1["token"], "xoxb-secret-value");

@@ -156,7 +156,7 @@ async fn a_publish_counts_once_acknowledged_and_a_broker_down_is_retryable() {
         workflow_id: "r:e",
         step: "publish",
         attempt: 1,
-        generation: 0,
+        generation: 0, continued: 0,
     };
     mqtt.set_down(true);
     let e = w.perform(ctx, &action.step).await.unwrap_err();
