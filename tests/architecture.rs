@@ -181,6 +181,15 @@ fn the_contract_imports_nothing_of_the_crate() {
 }
 
 #[test]
+fn every_status_change_is_the_lifecycles() {
+    let (line, except) = invariant("every status change is the lifecycle's");
+    check(
+        &line,
+        offenders("src/", &[".status = Status::", "status: Status::"], &except),
+    );
+}
+
+#[test]
 fn only_settling_and_the_dlq_command_delete_or_release_messages() {
     let (line, except) = invariant("only `src/intake/settling.rs`");
     check(
