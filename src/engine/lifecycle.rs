@@ -212,8 +212,9 @@ pub struct Lifecycle<'a> {
     /// The step whose attempt the last journal write recorded and nobody performed yet:
     /// the call follows at once, with no write of its own.
     journaled: Option<String>,
-    /// For the back-offs' jitter.
-    rng: rand::rngs::StdRng,
+    /// For the back-offs' jitter: seeded when a test asks, else made at the first back-off
+    /// (most runs never back off; seeding one from the OS per run is not free).
+    rng: Option<rand::rngs::StdRng>,
 }
 
 impl<'a> Lifecycle<'a> {
@@ -223,14 +224,14 @@ impl<'a> Lifecycle<'a> {
             logic,
             options,
             journaled: None,
-            rng: rand::rngs::StdRng::from_rng(&mut rand::rng()),
+            rng: None,
         }
     }
 
     /// The same, with back-offs jittered from `seed` (tests).
     pub fn seeded(logic: Option<&'a dyn Workflow>, options: &'a EngineOptions, seed: u64) -> Self {
         Lifecycle {
-            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            rng: Some(rand::rngs::StdRng::seed_from_u64(seed)),
             ..Lifecycle::new(logic, options)
         }
     }
@@ -496,8 +497,11 @@ impl<'a> Lifecycle<'a> {
             );
         }
         // The other side's `Retry-After` is a floor under the back-off, never a ceiling.
+        let rng = self
+            .rng
+            .get_or_insert_with(|| rand::rngs::StdRng::from_rng(&mut rand::rng()));
         let delay = policy
-            .backoff(attempts, &mut self.rng)
+            .backoff(attempts, rng)
             .max(error.retry_after.unwrap_or_default());
         fx.push(Effect::Note(Note::Retrying {
             step: action.name.clone(),
