@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::Found;
 use super::notice::Notice;
-use crate::journal::now_ms;
+use crate::ports::clock::system_ms as now_ms;
 
 pub struct Gcp {
     client: reqwest::Client,

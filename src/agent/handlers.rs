@@ -11,7 +11,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::config::{AgentConfig, HandlerConfig, HandlerKind};
 use super::notice::{self, Notice};
-use crate::journal::now_ms;
+use crate::ports::clock::system_ms as now_ms;
 
 /// Runs the handlers for `notice`; the report.
 pub async fn run_handlers(config: &AgentConfig, notice: &Notice, extra: &Value) -> Value {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use crate::journal::now_ms;
+use crate::ports::clock::system_ms as now_ms;
 use config::{AgentConfig, Provider};
 pub use handlers::run_handlers;
 use notice::Notice;

@@ -190,7 +190,12 @@ pub async fn watch_mqtt(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let body = String::from_utf8_lossy(&p.payload);
-                match read(own_instance, &body, &trust, crate::journal::now_ms()) {
+                match read(
+                    own_instance,
+                    &body,
+                    &trust,
+                    crate::ports::clock::system_ms(),
+                ) {
                     Ok(n) => n.map(Found::Notice),
                     Err(e) => Some(Found::Problem(format!("peer message on {}: {e}", p.topic))),
                 }
@@ -254,7 +259,12 @@ pub async fn watch_queue(
         };
         let mut handles = Vec::new();
         for m in batch {
-            let message = match read(own_instance, &m.body, &trust, crate::journal::now_ms()) {
+            let message = match read(
+                own_instance,
+                &m.body,
+                &trust,
+                crate::ports::clock::system_ms(),
+            ) {
                 Ok(n) => n.map(Found::Notice),
                 Err(e) => Some(Found::Problem(format!(
                     "peer message {}: {e}",

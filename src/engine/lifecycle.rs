@@ -393,19 +393,8 @@ impl<'a> Lifecycle<'a> {
         let elapsed = Duration::from_millis(now.saturating_sub(step.first_started_ms));
         if step.attempts > 0 && !policy.allows_another(step.attempts, elapsed) {
             // Attempts ran out before a restart (or a release) brought the instance back.
-            let message = format!(
-                "gave up after {} attempts: {}",
-                step.attempts,
-                step.last_error.clone().unwrap_or_default()
-            );
-            return self.settle(
-                r,
-                &action,
-                undoing,
-                Err(StepError::permanent(message)),
-                now,
-                fx,
-            );
+            let error = gave_up(step.attempts, step.last_error.clone().unwrap_or_default());
+            return self.settle(r, &action, undoing, Err(error), now, fx);
         }
         // A long sleep is a release, not a wait: the message comes back when it is due.
         if let Call::Sleep { duration, .. } = &action.call
@@ -482,19 +471,12 @@ impl<'a> Lifecycle<'a> {
         let attempts = step.attempts;
         let elapsed = Duration::from_millis(now.saturating_sub(step.first_started_ms));
         if !error.retryable || !policy.allows_another(attempts, elapsed) {
-            let message = if error.retryable {
-                format!("gave up after {attempts} attempts: {}", error.message)
+            let error = if error.retryable {
+                gave_up(attempts, error.message)
             } else {
-                error.message
+                error
             };
-            return self.settle(
-                r,
-                &action,
-                undoing,
-                Err(StepError::permanent(message)),
-                now,
-                fx,
-            );
+            return self.settle(r, &action, undoing, Err(error), now, fx);
         }
         // The other side's `Retry-After` is a floor under the back-off, never a ceiling.
         let rng = self
@@ -794,6 +776,11 @@ fn ended(r: &Record) -> Option<RunResult> {
         Status::Failed { reason } => RunResult::Failed(Failure::from_record(r, reason)),
         Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => return None,
     })
+}
+
+/// The permanent failure of a step whose attempts (or time) ran out.
+fn gave_up(attempts: u32, last: String) -> StepError {
+    StepError::permanent(format!("gave up after {attempts} attempts: {last}"))
 }
 
 /// Journals the record (now), then `then`.

@@ -14,6 +14,12 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
     async fn sleep(&self, duration: Duration);
 }
 
+/// Milliseconds since the Unix epoch by the system's clock, for code that has no `Clock` of
+/// its own to ask (the agent's notices).
+pub fn system_ms() -> u64 {
+    SystemClock.now_ms()
+}
+
 /// The system's clock and tokio's timer.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

@@ -1,7 +1,20 @@
 //! Checks shared by the workflows whose route params name things (`mqtt_publish`'s broker,
 //! `http_deliver`'s destination): unknown params, and a name that must be one configured.
 
+use std::time::Duration;
+
 use serde_json::Value;
+
+/// The default `poll_interval` of the ECS workflows' waits (5 s).
+pub fn default_poll_interval() -> Duration {
+    Duration::from_secs(5)
+}
+
+/// The default bound of an ECS wait (`running_timeout`, `healthy_timeout`,
+/// `deregistration_timeout`): 5 minutes, the seed plan's figure.
+pub fn default_wait_timeout() -> Duration {
+    Duration::from_secs(300)
+}
 
 /// Refuses a param that `kind` does not take (a typo would otherwise be silently ignored).
 pub fn only_known(params: &Value, kind: &str, known: &[&str]) -> Result<(), String> {

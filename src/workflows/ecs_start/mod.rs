@@ -125,21 +125,14 @@ struct Detail {
 #[derive(Debug, Deserialize)]
 #[serde(expecting = "an object")]
 struct Params {
-    #[serde(default = "five_seconds", with = "humantime_serde")]
+    #[serde(default = "super::params::default_poll_interval", with = "humantime_serde")]
     poll_interval: Duration,
-    #[serde(default = "five_minutes", with = "humantime_serde")]
+    #[serde(default = "super::params::default_wait_timeout", with = "humantime_serde")]
     running_timeout: Duration,
-    #[serde(default = "five_minutes", with = "humantime_serde")]
+    #[serde(default = "super::params::default_wait_timeout", with = "humantime_serde")]
     healthy_timeout: Duration,
 }
 
-fn five_seconds() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn five_minutes() -> Duration {
-    Duration::from_secs(300)
-}
 
 /// `family:7` or `arn:…:task-definition/family:7` with the revision replaced.
 fn with_revision(task_definition: &str, revision: u64) -> String {

@@ -266,19 +266,12 @@ struct StopDetail {
 #[derive(Debug, Deserialize)]
 #[serde(expecting = "an object")]
 struct StopParams {
-    #[serde(default = "five_seconds", with = "humantime_serde")]
+    #[serde(default = "super::params::default_poll_interval", with = "humantime_serde")]
     poll_interval: Duration,
-    #[serde(default = "five_minutes", with = "humantime_serde")]
+    #[serde(default = "super::params::default_wait_timeout", with = "humantime_serde")]
     deregistration_timeout: Duration,
 }
 
-fn five_seconds() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn five_minutes() -> Duration {
-    Duration::from_secs(300)
-}
 
 #[async_trait]
 impl Flow for EcsStop {
