@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::future::{Either, join_all, select};
 use serde_json::{Value, json};
 
-use super::Outcome;
+use super::{Outcome, Verdict};
 use super::config::{HandlerKind, HandlerSettings};
 use super::notice::{Notice, rfc3339};
 use crate::ports::clock::Clock;
@@ -158,16 +158,16 @@ impl Handlers {
 impl Handler {
     async fn run(&self, deadline_ms: u64, notice: &Notice, event: &Value, clock: &dyn Clock) -> Outcome {
         let left = deadline_ms as i64 - clock.now_ms() as i64;
-        let outcome = |outcome: &str, reason: Option<String>, detail: Value, left_ms: i64| Outcome {
+        let outcome = |outcome: Verdict, reason: Option<String>, detail: Value, left_ms: i64| Outcome {
             name: self.name.clone(),
-            outcome: outcome.into(),
+            outcome,
             reason,
             detail,
             left_ms: Some(left_ms),
         };
         if left <= 0 {
             return outcome(
-                "skipped",
+                Verdict::Skipped,
                 Some(format!("the deadline passed {} ms before it could start", -left)),
                 Value::Null,
                 left,
@@ -213,9 +213,9 @@ impl Handler {
                 if let (Some(d), Some(t)) = (detail.as_object_mut(), took.as_object()) {
                     d.extend(t.clone());
                 }
-                outcome("ok", None, detail, left)
+                outcome(Verdict::Ok, None, detail, left)
             }
-            Err(reason) => outcome("failed", Some(reason), took, left),
+            Err(reason) => outcome(Verdict::Failed, Some(reason), took, left),
         }
     }
 

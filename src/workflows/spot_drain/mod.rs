@@ -122,12 +122,21 @@ impl Mode {
     }
 }
 
+/// How a step or handler ended: `ok`, `failed` or `skipped` in the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Ok,
+    Failed,
+    /// Not run: the deadline left no room, or there was nothing to do.
+    Skipped,
+}
+
 /// How one step or handler went, for the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     pub name: String,
-    /// `ok`, `failed` or `skipped`.
-    pub outcome: String,
+    pub outcome: Verdict,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -468,14 +477,14 @@ fn from_value(name: &str, value: Value) -> Outcome {
     match value.get("skipped").and_then(Value::as_str) {
         Some(reason) => Outcome {
             name: name.into(),
-            outcome: "skipped".into(),
+            outcome: Verdict::Skipped,
             reason: Some(reason.into()),
             detail: Value::Null,
             left_ms,
         },
         None => Outcome {
             name: name.into(),
-            outcome: "ok".into(),
+            outcome: Verdict::Ok,
             reason: None,
             detail: value,
             left_ms,
@@ -486,7 +495,7 @@ fn from_value(name: &str, value: Value) -> Outcome {
 fn failed(name: &str, e: StepError) -> Outcome {
     Outcome {
         name: name.into(),
-        outcome: "failed".into(),
+        outcome: Verdict::Failed,
         reason: Some(e.message),
         detail: Value::Null,
         left_ms: None,
