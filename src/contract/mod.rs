@@ -293,7 +293,7 @@ fn describe(field: &str, message: &str) -> String {
     {
         return format!("{field}.{name} is required");
     }
-    for prefix in ["invalid type: ", "invalid value: "] {
+    for prefix in ["invalid type: ", "invalid value: ", "unknown variant "] {
         if let Some((got, expected)) = message
             .strip_prefix(prefix)
             .and_then(|r| r.split_once(", expected "))
@@ -358,6 +358,21 @@ mod tests {
             err(serde_json::json!({"service": "a", "cuont": 1})),
             "detail.cuont is not known here (expected one of `service`, `count`, `command`, `environment`)"
         );
+        #[derive(Debug, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Mode {
+            Drain,
+            Notify,
+        }
+        assert_eq!(
+            decode::<Mode>(&serde_json::json!("sleep"), "params.mode").unwrap_err(),
+            "params.mode must be `drain` or `notify`, got `sleep`"
+        );
+        assert!(matches!(
+            decode::<Mode>(&serde_json::json!("notify"), "params.mode"),
+            Ok(Mode::Notify)
+        ));
+        let _ = Mode::Drain;
         let ok: Sample = decode(&serde_json::json!({"service": "a"}), "detail").unwrap();
         assert_eq!((ok.service.as_str(), ok.count), ("a", None));
     }

@@ -48,7 +48,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Registration;
-use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Topic, Typed};
+use crate::contract::{
+    Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Topic, Typed, decode,
+    params_or_empty,
+};
 use crate::ports::clock::Clock;
 use crate::ports::lifecycle::{Lifecycle, LifecycleAction};
 use crate::ports::{BrokerSettings, DestinationSettings, Ecs, TargetGroups};
@@ -101,24 +104,26 @@ pub struct SpotDrain {
 }
 
 /// What a route asks of a notice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    #[default]
     Drain,
     Notify,
+}
+
+/// A route's params.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, expecting = "an object")]
+struct Params {
+    mode: Mode,
 }
 
 impl Mode {
     fn parse(params: &Value) -> Result<Mode, String> {
         super::params::only_known(params, KIND, &["mode"])?;
-        match params.get("mode") {
-            None => Ok(Mode::Drain),
-            Some(Value::String(m)) if m == "drain" => Ok(Mode::Drain),
-            Some(Value::String(m)) if m == "notify" => Ok(Mode::Notify),
-            Some(other) => Err(format!(
-                "params.mode must be \"drain\" or \"notify\", got {other}"
-            )),
-        }
+        let Params { mode } = decode(params_or_empty(params), "params")?;
+        Ok(mode)
     }
 }
 
