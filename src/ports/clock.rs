@@ -45,21 +45,29 @@ impl Clock for SystemClock {
 /// every decision is taken at agrees with the timers.
 #[derive(Debug, Clone, Copy)]
 pub struct TokioClock {
-    base_ms: u64,
-    base: tokio::time::Instant,
+    /// The wall time at `start`, to the nanosecond: rounded to milliseconds once, on reading,
+    /// so that the clock never reads behind the system's (two roundings could, by 1 ms).
+    base: Duration,
+    start: tokio::time::Instant,
 }
 
 impl TokioClock {
     /// A clock reading the system's time now.
     pub fn new() -> TokioClock {
-        TokioClock::starting_at(SystemClock.now_ms())
+        // The instant first: the wall time taken after it can only be later, so the clock
+        // runs at most a few microseconds ahead of the system's, never behind.
+        let start = tokio::time::Instant::now();
+        let base = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        TokioClock { base, start }
     }
 
     /// A clock reading `ms` (Unix ms) now.
     pub fn starting_at(ms: u64) -> TokioClock {
         TokioClock {
-            base_ms: ms,
-            base: tokio::time::Instant::now(),
+            base: Duration::from_millis(ms),
+            start: tokio::time::Instant::now(),
         }
     }
 }
@@ -73,7 +81,7 @@ impl Default for TokioClock {
 #[async_trait]
 impl Clock for TokioClock {
     fn now_ms(&self) -> u64 {
-        self.base_ms + self.base.elapsed().as_millis() as u64
+        (self.base + self.start.elapsed()).as_millis() as u64
     }
 
     async fn sleep(&self, duration: Duration) {
@@ -92,5 +100,14 @@ mod tests {
         // An hour of virtual time (in real time the test would not end).
         clock.sleep(Duration::from_secs(3600)).await;
         assert_eq!(clock.now_ms(), 1_000 + 3_600_000);
+    }
+
+    #[tokio::test]
+    async fn a_tokio_clock_never_reads_behind_the_system_clock() {
+        for _ in 0..1_000 {
+            let clock = TokioClock::new();
+            let system = SystemClock.now_ms();
+            assert!(clock.now_ms() >= system, "behind the system clock");
+        }
     }
 }
