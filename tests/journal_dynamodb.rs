@@ -164,9 +164,24 @@ async fn a_held_lease_is_renewed_while_its_process_lives() {
     let b = journal(&t, "process-b", lease).await;
     a.claim("r:long").await.unwrap();
     a.put(&record("r:long", "r")).await.unwrap();
-    // Two lease lengths later, a still owns it (renewed every third of a lease). The one
-    // wait that is the point of the test: time must pass for a lease to run out.
-    tokio::time::sleep(lease * 2).await;
+    // Two lease lengths later, a still owns it (renewed every third of a lease): b is told
+    // so at every look until its own clock is past the end of a's first lease by a whole
+    // lease; a claim granted on the way fails the test at once.
+    let Claim::HeldBy {
+        until_ms: first, ..
+    } = b.claim("r:long").await.unwrap()
+    else {
+        panic!("b was granted what a holds")
+    };
+    let looked = std::time::Instant::now();
+    while tugboat::journal::now_ms() <= first + lease.as_millis() as u64 {
+        assert!(
+            matches!(b.claim("r:long").await.unwrap(), Claim::HeldBy { .. }),
+            "b took over while a lived"
+        );
+        assert!(looked.elapsed() < lease * 10, "the lease test ran too long");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(matches!(
         b.claim("r:long").await.unwrap(),
         Claim::HeldBy { .. }

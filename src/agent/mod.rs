@@ -420,7 +420,7 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
     );
     let mut stop = Box::pin(shutdown_signal());
     // The remembered notices seen again by this process, said once each (a notice stays up
-    // for every poll until the instance goes).
+    // for every poll until the instance goes; a cleared one is forgotten here too).
     let mut said = std::collections::HashSet::new();
     loop {
         let next = tokio::select! {
@@ -447,6 +447,7 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
                 runs.spawn(act(config.clone(), n, extra.clone()));
             }
             Some(Found::Cleared(id)) => {
+                said.remove(&id);
                 if state.forget(&id)? {
                     tracing::info!(notice = %id, "condition cleared");
                 }

@@ -714,21 +714,25 @@ pub fn arrive(
     let redriven = |generation| arrival.redrive.is_some_and(|d| d.brings_back(generation));
     match found {
         Ok(None) => Delivery::Start(Box::new(fresh())),
-        Ok(Some(mut r)) => match &r.status {
-            Status::DeadLettered { .. } | Status::Cancelled { .. } if redriven(r.generation) => {
+        Ok(Some(mut r)) => {
+            let redrivable = matches!(
+                r.status,
+                Status::DeadLettered { .. } | Status::Cancelled { .. }
+            );
+            if redrivable && redriven(r.generation) {
                 // A new run: new idempotency keys, the earlier run kept in the record.
                 r.next_generation(now);
                 r.message_id = arrival.message_id.to_owned();
                 r.input = arrival.input.clone();
                 r.params = arrival.params.clone();
                 r.trace = arrival.trace.cloned();
-                Delivery::Start(Box::new(r))
+                return Delivery::Start(Box::new(r));
             }
-            Status::Running | Status::Waiting { .. } | Status::Compensating { .. } => {
-                Delivery::Resume
+            match ended(&r) {
+                Some(result) => Delivery::Ended(result),
+                None => Delivery::Resume,
             }
-            _ => Delivery::Ended(ended(&r).unwrap_or(RunResult::Succeeded)),
-        },
+        }
         // A record this build cannot read (another schema version, damage): it is not
         // misread. The event goes to the DLQ with the reason; a redrive starts afresh, as
         // generation 1 so that its keys differ from the first run's.

@@ -174,24 +174,6 @@ pub type Heard = Arc<Mutex<Vec<(String, String)>>>;
 /// outlives a broker restart (clean session off, a fixed client id), so that messages
 /// published before it reconnects are kept for it.
 pub async fn subscribe(port: u16, filters: &[&str], persistent: bool) -> Heard {
-    subscribe_watched(port, filters, persistent).await.0
-}
-
-/// The subscriber's connection as it saw it: connections made (CONNACKs) and lost.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Link {
-    pub connected: u32,
-    pub lost: u32,
-}
-
-/// [`subscribe`], also telling how its connection goes, so that a test restarting the broker
-/// can wait until the subscriber has seen it go and come back.
-pub async fn subscribe_watched(
-    port: u16,
-    filters: &[&str],
-    persistent: bool,
-) -> (Heard, tokio::sync::watch::Receiver<Link>) {
-    let (link_tx, link) = tokio::sync::watch::channel(Link::default());
     let heard: Heard = Arc::default();
     let id = format!("test-sub-{}-{}", std::process::id(), rand_suffix());
     let mut options = MqttOptions::new(id, "127.0.0.1", port);
@@ -206,7 +188,6 @@ pub async fn subscribe_watched(
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                    link_tx.send_modify(|l| l.connected += 1);
                     if !ack.session_present {
                         let many = filters
                             .iter()
@@ -228,10 +209,7 @@ pub async fn subscribe_watched(
                     ));
                 }
                 Ok(_) => {}
-                Err(_) => {
-                    link_tx.send_modify(|l| l.lost += 1);
-                    tokio::time::sleep(Duration::from_millis(100)).await
-                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     });
@@ -239,7 +217,7 @@ pub async fn subscribe_watched(
         .await
         .expect("the subscriber did not get its SUBACK")
         .unwrap();
-    (heard, link)
+    heard
 }
 
 fn rand_suffix() -> u32 {
