@@ -62,33 +62,10 @@ impl Dependencies {
     /// (an unknown topic stops the start), a sled journal, supervised actors.
     pub async fn aws(config: &Config) -> Result<Dependencies, AppError> {
         let clients = Clients::new(&config.aws).await;
-        let notifier = SnsNotifier::resolve(
-            clients.sns.clone(),
-            config.notify.success_topic.as_deref(),
-            config.notify.error_topic.as_deref(),
-            config.notify.anomaly_topic.as_deref(),
-        )
-        .await
-        .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
-        let queues: Arc<dyn QueueSource> = Arc::new(SqsQueues::new(clients.sqs.clone()));
+        let ports = aws_ports(&clients, config, true).await?;
         Ok(Dependencies {
-            queues: queues.clone(),
-            ports: Ports {
-                notifier: Arc::new(notifier),
-                ecs: Arc::new(EcsClient::new(clients.ecs.clone())),
-                targets: Arc::new(ElbTargets::new(clients.elbv2.clone())),
-                mqtt: Arc::new(crate::mqtt::MqttConnector::default()),
-                http: Arc::new(crate::http::HttpConnector::new().map_err(AppError::Startup)?),
-                objects: Arc::new(crate::aws::s3::S3Objects::new(clients.s3.clone())),
-                costs: Arc::new(crate::aws::dynamodb::DynamoCosts::new(
-                    clients.dynamodb.clone(),
-                )),
-                clock: Arc::new(crate::ports::clock::SystemClock),
-                lifecycle: Arc::new(crate::aws::autoscaling::AutoScalingLifecycle::new(
-                    clients.autoscaling.clone(),
-                )),
-                queues,
-            },
+            queues: ports.queues.clone(),
+            ports,
             journal: match config.journal.kind {
                 crate::config::JournalKind::Dynamodb => {
                     Some(crate::aws::journal::DynamoJournal::new(
@@ -103,6 +80,12 @@ impl Dependencies {
             catalog: Catalog::builtin(),
             spawn: Arc::new(ActorSpawn),
         })
+    }
+
+    /// The AWS ports without the notification topics (nothing publishes): what the CLI builds
+    /// a workflow's page with when no service runs. Makes no call until a port is used.
+    pub async fn aws_ports_for_reading(config: &Config) -> Result<Ports, AppError> {
+        aws_ports(&Clients::new(&config.aws).await, config, false).await
     }
 
     /// In-memory ports over `queues`, a sled journal at `journal.path` unless one is given,
@@ -131,6 +114,36 @@ impl Stopper {
     }
 }
 
+/// The ports over AWS clients; the notification topics resolved (an unknown one is an error)
+/// when `notify`.
+async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<Ports, AppError> {
+    let topics = |t: &Option<String>| if notify { t.clone() } else { None };
+    let notifier = SnsNotifier::resolve(
+        clients.sns.clone(),
+        topics(&config.notify.success_topic).as_deref(),
+        topics(&config.notify.error_topic).as_deref(),
+        topics(&config.notify.anomaly_topic).as_deref(),
+    )
+    .await
+    .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
+    Ok(Ports {
+        notifier: Arc::new(notifier),
+        ecs: Arc::new(EcsClient::new(clients.ecs.clone())),
+        targets: Arc::new(ElbTargets::new(clients.elbv2.clone())),
+        mqtt: Arc::new(crate::mqtt::MqttConnector::default()),
+        http: Arc::new(crate::http::HttpConnector::new().map_err(AppError::Startup)?),
+        objects: Arc::new(crate::aws::s3::S3Objects::new(clients.s3.clone())),
+        costs: Arc::new(crate::aws::dynamodb::DynamoCosts::new(
+            clients.dynamodb.clone(),
+        )),
+        clock: Arc::new(crate::ports::clock::SystemClock),
+        lifecycle: Arc::new(crate::aws::autoscaling::AutoScalingLifecycle::new(
+            clients.autoscaling.clone(),
+        )),
+        queues: Arc::new(SqsQueues::new(clients.sqs.clone())),
+    })
+}
+
 /// A built service, not yet running.
 pub struct App {
     config: Config,
@@ -139,8 +152,8 @@ pub struct App {
     intakes: Vec<Arc<Intake>>,
     listener: tokio::net::TcpListener,
     admin_addr: SocketAddr,
-    /// Where the console reads costs from (`cur_ingest`'s table), when configured.
-    costs: Option<admin::Costs>,
+    /// The pages the workflows add to the console.
+    pages: Vec<crate::workflows::BuiltPage>,
     stopper: Stopper,
     shutdown: watch::Receiver<bool>,
 }
@@ -243,16 +256,10 @@ impl App {
             .load(journal.as_ref())
             .await
             .map_err(|e| startup(format!("paused routes: {e}")))?;
-        let costs = config
-            .sections
-            .get(crate::workflows::cur_ingest::config::NAME)
-            .and_then(|v| crate::workflows::cur_ingest::config::parse(v).ok())
-            .map(|s| admin::Costs {
-                store: deps.ports.costs.clone(),
-                table: s.table,
-            });
+        // The pages the workflows add to the console (interruptions, costs).
+        let pages = deps.catalog.pages(setup);
         Ok(App {
-            costs,
+            pages,
             config,
             journal,
             dispatcher,
@@ -303,7 +310,7 @@ impl App {
             })
             .collect();
         let console =
-            admin::Console::new(&self.config, self.admin_addr, queues, self.costs.clone());
+            admin::Console::new(&self.config, self.admin_addr, queues, self.pages.clone());
         let state = AdminState {
             journal: self.journal.clone(),
             intakes: self.stats(),

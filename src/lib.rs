@@ -33,6 +33,7 @@ pub mod contract;
 pub mod engine;
 pub mod events;
 pub mod failpoint;
+pub mod html;
 pub mod http;
 pub mod intake;
 pub mod journal;

@@ -22,6 +22,9 @@ fn help_is_useful_to_a_newcomer() {
         "dlq",
         "pattern",
         "route",
+        // The commands workflows register with themselves (spot_drain, cur_ingest).
+        "spot",
+        "cur",
         "Exit codes",
         "TUGBOAT__",
     ] {
@@ -39,10 +42,46 @@ fn help_is_useful_to_a_newcomer() {
         "dlq",
         "pattern",
         "route",
+        "spot",
+        "cur",
     ] {
         let out = run(tugboat().args([sub, "--help"]));
         assert_eq!(out.code, 0, "{sub}");
         assert!(out.stdout.contains("Usage: tugboat"), "{}", out.stdout);
+    }
+    // A workflow's command lists its pages' subcommands and its tool's, with their options.
+    let out = run(tugboat().args(["cur", "--help"]));
+    for word in ["costs", "summarize", "anomalies"] {
+        assert!(
+            out.stdout.contains(word),
+            "{word} missing from:\n{}",
+            out.stdout
+        );
+    }
+    let out = run(tugboat().args(["cur", "costs", "--help"]));
+    assert_eq!(out.code, 0);
+    for word in ["--period", "--account", "--json"] {
+        assert!(
+            out.stdout.contains(word),
+            "{word} missing from:\n{}",
+            out.stdout
+        );
+    }
+    let out = run(tugboat().args(["spot", "history", "--help"]));
+    assert!(out.stdout.contains("--since"), "{}", out.stdout);
+}
+
+#[test]
+fn a_workflow_command_refuses_what_it_does_not_have() {
+    for args in [
+        &["spot"][..],
+        &["spot", "costs"],
+        &["cur", "history"],
+        &["spot", "history", "--period", "2026-11"],
+        &["cur", "costs", "--since", "30d"],
+    ] {
+        let out = run(tugboat().args(args));
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
     }
 }
 

@@ -283,17 +283,15 @@ impl Harness {
             .unwrap();
     }
 
-    /// Waits until `done` holds, for at most 10 s.
+    /// Waits until `done` holds, for at most 10 s; a failure shows the journal.
     async fn until(&self, what: &str, done: impl Fn(&Harness) -> bool) {
-        let start = Instant::now();
-        while !done(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "timed out waiting until {what}; journal: {:?}",
-                self.app.statuses()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        support::wait::until_explained(
+            what,
+            Duration::from_secs(10),
+            async || done(self),
+            || format!("journal: {:?}", self.app.statuses()),
+        )
+        .await
     }
 
     fn stat(

@@ -18,6 +18,7 @@ pub mod views;
 
 pub use health::Scraped;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -36,7 +37,7 @@ use crate::engine::Dispatcher;
 use crate::intake::IntakeStats;
 use crate::journal::{Journal, JournalError};
 use crate::ports::Queue;
-use crate::ports::costs::CostStore;
+use crate::workflows::BuiltPage;
 
 #[derive(Clone)]
 pub struct AdminState {
@@ -57,13 +58,6 @@ pub struct QueueHandles {
     pub dlq: Option<Arc<dyn Queue>>,
 }
 
-/// Where `cur_ingest` keeps its costs (the costs page reads them).
-#[derive(Debug, Clone)]
-pub struct Costs {
-    pub store: Arc<dyn CostStore>,
-    pub table: String,
-}
-
 /// What the console knows beyond the engine.
 #[derive(Debug)]
 pub struct Console {
@@ -82,7 +76,8 @@ pub struct Console {
     pub queues: Vec<QueueHandles>,
     /// (name, workflow) of every route, in configuration order.
     pub routes: Vec<(String, String)>,
-    pub costs: Option<Costs>,
+    /// The pages workflows add (interruptions, costs), in the navigation after the console's.
+    pub pages: Vec<BuiltPage>,
     pub index: views::Index,
 }
 
@@ -91,7 +86,7 @@ impl Console {
         config: &crate::config::Config,
         listen: SocketAddr,
         queues: Vec<QueueHandles>,
-        costs: Option<Costs>,
+        pages: Vec<BuiltPage>,
     ) -> Console {
         let mut hosts = vec![
             listen.to_string(),
@@ -113,7 +108,7 @@ impl Console {
                 .iter()
                 .map(|r| (r.name.clone(), r.workflow.clone()))
                 .collect(),
-            costs,
+            pages,
             index: views::Index::default(),
         }
     }
@@ -194,7 +189,23 @@ fn same_site(console: &Console, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 pub fn router(state: AdminState) -> axum::Router {
-    axum::Router::new()
+    let mut router = axum::Router::new();
+    for page in &state.console.pages {
+        for path in std::iter::once(page.spec.path).chain(page.spec.also.iter().copied()) {
+            let page = page.clone();
+            router = router.route(
+                path,
+                get(
+                    move |State(s): State<AdminState>,
+                          headers: HeaderMap,
+                          Query(query): Query<BTreeMap<String, String>>| async move {
+                        workflow_page(s, headers, page, query).await
+                    },
+                ),
+            );
+        }
+    }
+    router
         .route("/", get(|| async { Redirect::to("/workflows") }))
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(health::readyz))
@@ -212,9 +223,6 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/routes/{name}/resume", post(resume))
         .route("/dead-letters", get(dead_letters))
         .route("/dead-letters/{queue}/redrive", post(redrive))
-        .route("/interruptions", get(interruptions))
-        .route("/spot/history", get(interruptions))
-        .route("/costs", get(costs))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
         .with_state(state)
 }
@@ -371,30 +379,18 @@ async fn dead_letters(
     answer(&headers, view, |v| pages::dead_letters(v, &s.console))
 }
 
-#[derive(Debug, Deserialize)]
-struct SinceQuery {
-    /// Interruptions noticed at or after this (ms since the epoch); default: all.
-    since_ms: Option<u64>,
-}
-
-/// `spot_drain`'s interruption history from the journal (what `tugboat spot history` prints,
-/// from `/spot/history`, the same handler).
-async fn interruptions(
-    State(s): State<AdminState>,
+/// A page a workflow adds: its view from the instances of its kind and the query, in the
+/// console's layout for a browser.
+async fn workflow_page(
+    s: AdminState,
     headers: HeaderMap,
-    Query(q): Query<SinceQuery>,
+    page: BuiltPage,
+    query: BTreeMap<String, String>,
 ) -> Response {
-    let view = views::interruptions(&s, q.since_ms.unwrap_or(0)).await;
-    answer(&headers, view, |v| pages::interruptions(v, &s.console))
-}
-
-async fn costs(
-    State(s): State<AdminState>,
-    headers: HeaderMap,
-    Query(q): Query<views::CostsQuery>,
-) -> Response {
-    let view = views::costs(&s, q).await;
-    answer(&headers, view, |v| pages::costs(v, &s.console))
+    let view = views::workflow_page(&s, &page, &query).await;
+    answer(&headers, view, |v| {
+        pages::workflow_page(v, &page, &s.console)
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -675,13 +671,18 @@ mod tests {
             shutdown.clone(),
         ));
         let listen: SocketAddr = "127.0.0.1:9090".parse().unwrap();
+        let ports = crate::ports::Ports::memory();
+        let pages = catalog.pages(crate::workflows::Setup {
+            config: &config,
+            ports: &ports,
+        });
         AdminState {
             journal,
             intakes: vec![],
             dispatcher: Dispatcher::new(engine, Arc::new(TaskSpawn)),
             shutdown,
             metrics: Arc::new(prometheus_client::registry::Registry::default()),
-            console: Arc::new(Console::new(&config, listen, vec![], None)),
+            console: Arc::new(Console::new(&config, listen, vec![], pages)),
         }
     }
 
@@ -717,6 +718,8 @@ mod tests {
             "/routes",
             "/api/session",
             "/costs",
+            "/interruptions",
+            "/spot/history",
         ] {
             let (status, body) = get(&s, path, "evil.example:9090", "127.0.0.1:50000").await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");

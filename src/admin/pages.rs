@@ -12,10 +12,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::views::{CostsView, DeadLettersView, InstanceView, RouteView, WorkflowsView};
+use super::views::{DeadLettersView, InstanceView, RouteView, WorkflowsView};
 use super::{Console, encode};
 use crate::journal::Status;
-use crate::workflows::spot_drain::history::History;
+use crate::workflows::BuiltPage;
 
 const CSS: &str = include_str!("console.css");
 const JS: &str = include_str!("console.js");
@@ -60,21 +60,8 @@ pub fn html(page: String) -> Response {
         .into_response()
 }
 
-/// `text` made safe anywhere in HTML: content and quoted attribute values.
-pub fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::html::esc;
+use crate::html::select;
 
 fn time_of(ms: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
@@ -105,13 +92,13 @@ fn took(ms: u64) -> String {
 /// The page around `body`: navigation, the action token, the stylesheet and the script.
 fn layout(title: &str, active: &str, console: &Console, body: &str) -> String {
     let mut nav = String::new();
-    for (path, name) in [
+    let own = [
         ("/workflows", "Workflows"),
         ("/dead-letters", "Dead letters"),
         ("/routes", "Routes"),
-        ("/interruptions", "Interruptions"),
-        ("/costs", "Costs"),
-    ] {
+    ];
+    let workflows = console.pages.iter().map(|p| (p.spec.path, p.spec.title));
+    for (path, name) in own.into_iter().chain(workflows) {
         let current = if name == active {
             " aria-current=\"page\""
         } else {
@@ -221,20 +208,6 @@ fn instance_row(out: &mut String, s: &crate::journal::Summary) {
         updated = time_of(s.updated_ms),
         detail = esc(detail),
     );
-}
-
-fn select(name: &str, label: &str, current: Option<&str>, options: &[String]) -> String {
-    let mut out = format!("<label>{label} <select name=\"{name}\"><option value=\"\">any</option>");
-    for o in options {
-        let selected = if current == Some(o.as_str()) {
-            " selected"
-        } else {
-            ""
-        };
-        let _ = write!(out, "<option{selected}>{}</option>", esc(o));
-    }
-    out.push_str("</select></label>");
-    out
 }
 
 pub fn workflows(v: &WorkflowsView, console: &Console) -> String {
@@ -664,161 +637,13 @@ pub fn dead_letters(v: &DeadLettersView, console: &Console) -> String {
     layout("Dead letters", "Dead letters", console, &body)
 }
 
-pub fn interruptions(h: &History, console: &Console) -> String {
-    let mut body = String::from("<h1>Interruptions</h1>");
-    let _ = write!(
-        body,
-        "<p class=\"meta\">{} interruption warning(s), {} other notice(s), from the <code>spot_drain</code> instances in the journal.</p>",
-        h.interruptions, h.other_notices
-    );
-    if let Some(r) = &h.recommendation {
-        let _ = write!(body, "<p class=\"notice\">{}</p>", esc(r));
-    }
-    body.push_str("<h2>Per instance type and zone</h2><table id=\"pools\"><thead><tr><th>instance type</th><th>zone</th><th>interruptions</th></tr></thead><tbody>");
-    for p in &h.pools {
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
-            esc(&p.instance_type),
-            esc(&p.zone),
-            p.interruptions
-        );
-    }
-    body.push_str("</tbody></table><h2>Per hour of day (UTC)</h2>");
-    let max = h.by_hour.iter().copied().max().unwrap_or(0).max(1) as f64;
-    body.push_str("<svg class=\"chart\" viewBox=\"0 0 960 140\" role=\"img\" aria-label=\"interruptions per hour of day\">");
-    for (hour, n) in h.by_hour.iter().enumerate() {
-        let height = *n as f64 / max * 110.0;
-        let _ = write!(
-            body,
-            "<rect class=\"s0\" x=\"{}\" y=\"{:.1}\" width=\"34\" height=\"{:.1}\"><title>{hour:02}:00 {n}</title></rect><text x=\"{}\" y=\"135\">{hour:02}</text>",
-            hour * 40 + 3,
-            115.0 - height,
-            height,
-            hour * 40 + 8
-        );
-    }
-    body.push_str("</svg>");
-    layout("Interruptions", "Interruptions", console, &body)
-}
-
-pub fn costs(v: &CostsView, console: &Console) -> String {
-    let mut body = String::from("<h1>Costs</h1>");
-    let Some(table) = &v.table else {
-        body.push_str("<p class=\"empty\">No <code>[cur]</code> section: <code>cur_ingest</code> is not set up, so there are no costs to show.</p>");
-        return layout("Costs", "Costs", console, &body);
+/// A page a workflow adds, in the console's layout.
+pub fn workflow_page(view: &Value, page: &BuiltPage, console: &Console) -> String {
+    let body = match (page.spec.body)(view) {
+        Ok(body) => body,
+        Err(e) => format!("<p class=\"error\">{}</p>", esc(&e)),
     };
-    if let Some(e) = &v.error {
-        let _ = write!(body, "<p class=\"error\">{}</p>", esc(e));
-    }
-    let Some(period) = &v.period else {
-        let _ = write!(
-            body,
-            "<p class=\"empty\">No cost report has been ingested into <code>{}</code> yet.</p>",
-            esc(table)
-        );
-        return layout("Costs", "Costs", console, &body);
-    };
-    let _ = write!(
-        body,
-        "<form class=\"filters\" method=\"get\" action=\"/costs\">{}{}<button type=\"submit\">Show</button></form>",
-        select("period", "period", Some(period), &v.periods),
-        select(
-            "account",
-            "account",
-            v.query.account.as_deref(),
-            &v.accounts
-        ),
-    );
-    let currency = esc(v.currency.as_deref().unwrap_or(""));
-    let _ = write!(
-        body,
-        "<p class=\"meta\">{period}: <b id=\"total\">{:.2}</b> {currency} over {} day(s), from <code>{}</code>.</p>",
-        v.total,
-        v.days.len(),
-        esc(table),
-        period = esc(period),
-    );
-    // Daily cost, stacked by service.
-    let max = v
-        .days
-        .iter()
-        .map(|d| d.total)
-        .fold(0.0_f64, f64::max)
-        .max(f64::MIN_POSITIVE);
-    let width = 960.0 / v.days.len().max(1) as f64;
-    body.push_str("<svg class=\"chart\" id=\"daily\" viewBox=\"0 0 960 220\" role=\"img\" aria-label=\"daily cost by service\">");
-    for (i, d) in v.days.iter().enumerate() {
-        let mut y = 200.0;
-        for (j, cost) in d.services.iter().enumerate() {
-            if *cost <= 0.0 {
-                continue;
-            }
-            let h = cost / max * 190.0;
-            y -= h;
-            let _ = write!(
-                body,
-                "<rect class=\"s{}\" x=\"{:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\"><title>{} {}: {cost:.2}</title></rect>",
-                j % 9,
-                i as f64 * width + 1.0,
-                (width - 2.0).max(1.0),
-                esc(&d.day),
-                esc(&v.services[j]),
-            );
-        }
-        let _ = write!(
-            body,
-            "<rect class=\"hit\" x=\"{:.1}\" y=\"0\" width=\"{width:.1}\" height=\"200\"><title>{}: {:.2}</title></rect>",
-            i as f64 * width,
-            esc(&d.day),
-            d.total
-        );
-        // The day of the month under its bar.
-        let _ = write!(
-            body,
-            "<text x=\"{:.1}\" y=\"215\">{}</text>",
-            i as f64 * width + width / 2.0 - 6.0,
-            esc(d.day.get(8..10).unwrap_or(&d.day))
-        );
-    }
-    let _ = write!(body, "<text x=\"4\" y=\"12\">{max:.2} {currency}</text>");
-    body.push_str("</svg><ul class=\"legend\">");
-    for (j, s) in v.services.iter().enumerate() {
-        let _ = write!(
-            body,
-            "<li><svg viewBox=\"0 0 10 10\" class=\"swatch\"><rect class=\"s{}\" width=\"10\" height=\"10\"/></svg>{}</li>",
-            j % 9,
-            esc(s)
-        );
-    }
-    body.push_str("</ul><h2>Anomalies</h2>");
-    if v.anomalies.is_empty() {
-        body.push_str("<p class=\"empty\">None found.</p>");
-    } else {
-        body.push_str("<table id=\"anomalies\"><thead><tr><th>day</th><th>account</th><th>service</th><th>cost</th><th>expected</th><th>impact</th></tr></thead><tbody>");
-        for a in &v.anomalies {
-            let text = |k: &str| esc(a.get(k).and_then(Value::as_str).unwrap_or(""));
-            let num = |k: &str| {
-                a.get(k)
-                    .and_then(Value::as_f64)
-                    .map(|n| format!("{n:.2}"))
-                    .unwrap_or_default()
-            };
-            let _ = write!(
-                body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({}%)</td></tr>",
-                text("day"),
-                text("account"),
-                text("service"),
-                num("cost"),
-                num("expected"),
-                num("impact"),
-                num("impact_percent"),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    layout("Costs", "Costs", console, &body)
+    layout(page.spec.title, page.spec.title, console, &body)
 }
 
 #[cfg(test)]

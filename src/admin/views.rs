@@ -1,7 +1,7 @@
 //! What each console page shows, as data: the JSON API answers with these, and
 //! [`super::pages`] renders the same values as HTML.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use super::{AdminState, ApiError};
 use crate::journal::{ListFilter, Record, Status, Summary, now_ms};
+use crate::workflows::BuiltPage;
+use crate::workflows::surface::{Instance, PageInput};
 
 /// The filters of the workflows page (all optional).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -535,193 +537,30 @@ pub async fn dead_letters(state: &AdminState, notice: Option<String>) -> DeadLet
     }
 }
 
-pub async fn interruptions(
+/// The view of a page a workflow adds: built from every instance of its kind in the journal.
+pub async fn workflow_page(
     state: &AdminState,
-    since_ms: u64,
-) -> Result<crate::workflows::spot_drain::history::History, ApiError> {
+    page: &BuiltPage,
+    query: &BTreeMap<String, String>,
+) -> Result<Value, ApiError> {
     let records = state
         .journal
         .list(&ListFilter::default())
         .await
         .map_err(ApiError::journal)?;
-    Ok(crate::workflows::spot_drain::history::from_states(
-        records
+    let input = PageInput {
+        instances: records
             .iter()
-            .filter(|r| r.workflow == crate::workflows::spot_drain::KIND)
-            .map(|r| &r.state),
-        since_ms,
-    ))
-}
-
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-pub struct CostsQuery {
-    /// Only this account's costs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub account: Option<String>,
-    /// This billing period (`YYYY-MM`); default: the latest ingested.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub period: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Day {
-    pub day: String,
-    pub total: f64,
-    /// Cost per service that day, in the order of `CostsView::services`.
-    pub services: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CostsView {
-    /// Where the costs are read from (`[cur] table`); `None` when `cur_ingest` is not set up.
-    pub table: Option<String>,
-    pub periods: Vec<String>,
-    pub period: Option<String>,
-    pub accounts: Vec<String>,
-    pub currency: Option<String>,
-    /// Most expensive first.
-    pub services: Vec<String>,
-    pub days: Vec<Day>,
-    pub total: f64,
-    /// The anomalies the ingests found (newest ingest first), as they were published.
-    pub anomalies: Vec<Value>,
-    pub query: CostsQuery,
-    pub error: Option<String>,
-}
-
-/// Services shown apart in the chart; the rest are summed as "other".
-const SERVICES_SHOWN: usize = 8;
-
-pub async fn costs(state: &AdminState, query: CostsQuery) -> Result<CostsView, ApiError> {
-    let mut view = CostsView {
-        table: state.console.costs.as_ref().map(|c| c.table.clone()),
-        periods: vec![],
-        period: None,
-        accounts: vec![],
-        currency: None,
-        services: vec![],
-        days: vec![],
-        total: 0.0,
-        anomalies: vec![],
-        query: query.clone(),
-        error: None,
+            .filter(|r| r.workflow == page.kind)
+            .map(|r| Instance {
+                state: &r.state,
+                output: r.output.as_ref(),
+            })
+            .collect(),
+        query,
+        now_ms: state.dispatcher.engine().clock.now_ms(),
     };
-    let Some(costs) = &state.console.costs else {
-        return Ok(view);
-    };
-    let records = state
-        .journal
-        .list(&ListFilter::default())
-        .await
-        .map_err(ApiError::journal)?;
-    // (period, payer) pairs the ingests wrote, and their anomalies.
-    let mut payers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.workflow == crate::workflows::cur_ingest::KIND)
-    {
-        let ingested = r.output.as_ref().and_then(|o| o.get("ingested"));
-        for p in ingested
-            .and_then(|i| i.get("payers"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(payer), Some(period)) = (
-                p.get("payer").and_then(Value::as_str),
-                p.get("period").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            payers
-                .entry(period.to_owned())
-                .or_default()
-                .insert(payer.to_owned());
-            view.anomalies.extend(
-                p.get("anomalies")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
-        }
-    }
-    view.periods = payers.keys().rev().cloned().collect();
-    let period = match &query.period {
-        Some(p) if !p.is_empty() => p.clone(),
-        _ => match view.periods.first() {
-            Some(p) => p.clone(),
-            None => return Ok(view),
-        },
-    };
-    let mut rows = Vec::new();
-    for payer in payers.get(&period).into_iter().flatten() {
-        match costs.store.period(&costs.table, payer, &period).await {
-            Ok(r) => rows.extend(r),
-            Err(e) => view.error = Some(format!("{}: {}", costs.table, e.message)),
-        }
-    }
-    view.accounts = rows
-        .iter()
-        .map(|r| r.account.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let account = query.account.as_deref().filter(|a| !a.is_empty());
-    let rows: Vec<_> = rows
-        .into_iter()
-        .filter(|r| account.is_none_or(|a| a == r.account))
-        .collect();
-    view.currency = rows.first().map(|r| r.currency.clone());
-    let mut per_service: HashMap<&str, f64> = HashMap::new();
-    let mut per_day: BTreeMap<&str, HashMap<&str, f64>> = BTreeMap::new();
-    for r in &rows {
-        let cost: f64 = r.cost.parse().unwrap_or(0.0);
-        *per_service.entry(&r.service).or_default() += cost;
-        *per_day
-            .entry(&r.day)
-            .or_default()
-            .entry(&r.service)
-            .or_default() += cost;
-    }
-    let mut services: Vec<(&str, f64)> = per_service.into_iter().collect();
-    services.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    let shown: Vec<&str> = services.iter().take(SERVICES_SHOWN).map(|s| s.0).collect();
-    let other = services.len() > SERVICES_SHOWN;
-    view.services = shown.iter().map(|s| s.to_string()).collect();
-    if other {
-        view.services.push("other".into());
-    }
-    for (day, by_service) in per_day {
-        let mut values: Vec<f64> = shown
-            .iter()
-            .map(|s| by_service.get(s).copied().unwrap_or(0.0))
-            .collect();
-        if other {
-            values.push(
-                by_service
-                    .iter()
-                    .filter(|(s, _)| !shown.contains(s))
-                    .map(|(_, c)| c)
-                    .sum(),
-            );
-        }
-        let total = values.iter().sum();
-        view.total += total;
-        view.days.push(Day {
-            day: day.to_owned(),
-            total,
-            services: values,
-        });
-    }
-    view.anomalies.retain(|a| {
-        account.is_none_or(|acc| a.get("account").and_then(Value::as_str) == Some(acc))
-            && a.get("day")
-                .and_then(Value::as_str)
-                .is_none_or(|d| d.starts_with(&period))
-    });
-    view.period = Some(period);
-    Ok(view)
+    page.view.view(input).await.map_err(ApiError::bad_request)
 }
 
 /// How long the console waits between checks for changes by other processes of a shared

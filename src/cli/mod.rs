@@ -3,7 +3,6 @@
 //! Exit codes: 0 success, 1 runtime failure, 2 bad usage or configuration.
 
 mod act;
-mod cur;
 mod dlq;
 mod healthcheck;
 mod journal;
@@ -11,13 +10,13 @@ mod migrate;
 mod pattern;
 mod send;
 mod serve;
-mod spot;
+mod surface;
 mod workflows;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::{CONFIG_ENV, Config, ConfigError};
 
@@ -95,13 +94,13 @@ pub enum Command {
     Pattern(pattern::PatternArgs),
     /// Explain which configured routes an event would start.
     Route(pattern::RouteArgs),
-    /// Read Cost and Usage Reports on local disk (no configuration needed).
-    Cur(cur::CurArgs),
-    /// Spot interruptions the service has handled (`spot_drain`).
-    Spot(spot::SpotArgs),
     /// Run on an instance: watch the metadata service for interruption notices and run the
     /// local handlers (`--config agent.toml`; see the README's agent section).
     Agent(AgentArgs),
+    /// A workflow's own command (`tugboat spot history`, `tugboat cur summarize`): its
+    /// registration declares it, so it is added to the parser at run time.
+    #[command(skip)]
+    Workflow(surface::WorkflowCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -152,7 +151,7 @@ impl CliError {
 
 /// Parses the command line and runs it; the whole of `main`.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let json = match cli.log_format {
         LogFormat::Auto => {
             use std::io::IsTerminal;
@@ -213,6 +212,36 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The command line, with the commands the workflows declare (`spot`, `cur`) beside the
+/// service's own; exits with clap's usage message when it does not parse.
+fn parse() -> Cli {
+    let commands = crate::workflows::Catalog::builtin().commands();
+    let mut parser = Cli::command();
+    for c in &commands {
+        parser = parser.subcommand(c.clap());
+    }
+    let matches = parser.get_matches();
+    if let Some((name, sub)) = matches.subcommand()
+        && let Some(spec) = commands.into_iter().find(|c| c.name == name)
+    {
+        return Cli {
+            config: matches
+                .get_one::<PathBuf>("config")
+                .cloned()
+                .unwrap_or_else(|| PathBuf::from("tugboat.toml")),
+            log_format: matches
+                .get_one::<LogFormat>("log_format")
+                .copied()
+                .unwrap_or(LogFormat::Auto),
+            command: Command::Workflow(surface::WorkflowCommand {
+                spec,
+                matches: sub.clone(),
+            }),
+        };
+    }
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn run_agent(config: &std::path::Path, args: &AgentArgs) -> ExitCode {
     let result = crate::agent::config::AgentConfig::load(config)
         .map_err(CliError::Usage)
@@ -258,8 +287,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pattern(args) => pattern::test(args).await,
         Command::Route(args) => pattern::explain(&cli.config, args).await,
         Command::Send(args) => send::run(&cli.config, args).await,
-        Command::Cur(args) => cur::run(args),
-        Command::Spot(args) => spot::run(&cli.config, args).await,
+        Command::Workflow(command) => surface::run(&cli.config, command).await,
         // `main` runs the agent on a runtime of its own before this is reached.
         Command::Agent(_) => Err(CliError::Usage(
             "the agent runs on a runtime of its own (run_agent)".into(),

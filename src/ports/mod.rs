@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod costs;
 pub mod ecs;
+pub mod files;
 pub mod http;
 pub mod lifecycle;
 pub mod memory;

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use crate::config::Config;
 use crate::contract::Workflow;
 use crate::ports::Ports;
+use surface::{CommandSpec, PageSpec, PageView, Tool};
 
 /// Declares each workflow folder as a module and lists its `registration()` in [`builtin`].
 macro_rules! workflows {
@@ -42,6 +43,7 @@ workflows! {
 }
 
 pub mod params;
+pub mod surface;
 pub mod template;
 
 /// A shared EventBridge sample from `tests/fixtures/events/eventbridge/`, for workflow tests.
@@ -92,6 +94,10 @@ pub struct Registration {
     pub section: Option<Section>,
     params: Option<ParamsCheck>,
     builder: Builder,
+    /// Its CLI command's name and help, when it has pages or a tool.
+    command: Option<(&'static str, &'static str)>,
+    pages: Vec<PageSpec>,
+    tool: Option<Tool>,
 }
 
 impl std::fmt::Debug for Registration {
@@ -110,12 +116,34 @@ impl Registration {
             section,
             params: None,
             builder: Builder::Build(build),
+            command: None,
+            pages: Vec::new(),
+            tool: None,
         }
     }
 
     /// This registration with its route params checked while the configuration loads.
     pub fn with_params_check(mut self, check: ParamsCheck) -> Registration {
         self.params = Some(check);
+        self
+    }
+
+    /// This registration with a CLI command of its own, `tugboat <name>`, which holds its
+    /// pages' subcommands and its tool's.
+    pub fn with_command(mut self, name: &'static str, about: &'static str) -> Registration {
+        self.command = Some((name, about));
+        self
+    }
+
+    /// This registration with a console page (also a subcommand of its command).
+    pub fn with_page(mut self, page: PageSpec) -> Registration {
+        self.pages.push(page);
+        self
+    }
+
+    /// This registration with a tool: subcommands on the operator's files.
+    pub fn with_tool(mut self, tool: Tool) -> Registration {
+        self.tool = Some(tool);
         self
     }
 
@@ -126,6 +154,9 @@ impl Registration {
             section: None,
             params: None,
             builder: Builder::Ready(workflow),
+            command: None,
+            pages: Vec::new(),
+            tool: None,
         }
     }
 }
@@ -169,6 +200,55 @@ impl Catalog {
             kinds.insert(r.kind, workflow);
         }
         Ok(Registry { kinds })
+    }
+
+    /// Every workflow's pages, built (in catalog order).
+    pub fn pages(&self, setup: Setup<'_>) -> Vec<BuiltPage> {
+        self.registrations
+            .iter()
+            .flat_map(|r| {
+                r.pages.iter().map(move |spec| BuiltPage {
+                    kind: r.kind,
+                    spec: *spec,
+                    view: (spec.build)(setup),
+                })
+            })
+            .collect()
+    }
+
+    /// Every workflow's CLI command.
+    pub fn commands(&self) -> Vec<CommandSpec> {
+        self.registrations
+            .iter()
+            .filter_map(|r| {
+                let (name, about) = r.command?;
+                Some(CommandSpec {
+                    name,
+                    about,
+                    kind: r.kind,
+                    pages: r.pages.clone(),
+                    tool: r.tool,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A workflow's page as the console serves it.
+#[derive(Clone)]
+pub struct BuiltPage {
+    /// The workflow whose instances it reads.
+    pub kind: &'static str,
+    pub spec: PageSpec,
+    pub view: Arc<dyn PageView>,
+}
+
+impl std::fmt::Debug for BuiltPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuiltPage")
+            .field("kind", &self.kind)
+            .field("path", &self.spec.path)
+            .finish()
     }
 }
 

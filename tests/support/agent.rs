@@ -3,7 +3,6 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -72,13 +71,8 @@ impl Drop for Agent {
     }
 }
 
-pub fn until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+#[allow(unused_imports)] // Not every test binary waits.
+pub use super::wait::until_blocking as until;
 
 pub fn later(secs: i64) -> String {
     (time::OffsetDateTime::now_utc() + time::Duration::seconds(secs))

@@ -5,9 +5,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tugboat::app::{App, AppError, Dependencies, Stopper};
+
+// By path, so that the benches that include this file alone get it too.
+#[path = "wait.rs"]
+pub mod wait;
 use tugboat::config::Config;
 use tugboat::intake::IntakeStats;
 use tugboat::journal::{Journal, ListFilter, Record};
@@ -117,17 +121,15 @@ impl TestApp {
             .collect()
     }
 
-    /// Waits until `done` holds, for at most `secs` seconds.
+    /// Waits until `done` holds, for at most `secs` seconds; a failure shows the journal.
     pub async fn until(&self, what: &str, secs: u64, done: impl Fn(&TestApp) -> bool) {
-        let start = Instant::now();
-        while !done(self) {
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "timed out waiting until {what}; journal: {:?}",
-                self.statuses()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait::until_explained(
+            what,
+            Duration::from_secs(secs),
+            async || done(self),
+            || format!("journal: {:?}", self.statuses()),
+        )
+        .await
     }
 
     /// Stops the service as SIGTERM does and waits until it has shut down.
@@ -188,12 +190,5 @@ impl MemoryApp {
 
 /// Waits until `done` holds, for at most `secs` seconds.
 pub async fn until(what: &str, secs: u64, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait::until(what, Duration::from_secs(secs), async || done()).await
 }

@@ -18,6 +18,10 @@ pub mod imds;
 pub mod otlp;
 pub mod service;
 
+/// The one way tests wait (in `app.rs`'s folder; `app.rs` includes it, as benches include
+/// `app.rs` alone).
+pub use app::wait;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};

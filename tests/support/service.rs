@@ -285,13 +285,8 @@ impl Drop for Service {
     }
 }
 
-pub async fn until(what: &str, timeout: Duration, mut done: impl AsyncFnMut() -> bool) {
-    let start = Instant::now();
-    while !done().await {
-        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[allow(unused_imports)] // Not every test binary waits.
+pub use super::wait::until;
 
 pub fn succeeded(s: &Service) -> usize {
     s.workflows()

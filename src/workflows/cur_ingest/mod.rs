@@ -32,8 +32,10 @@ pub mod anomaly;
 pub mod config;
 mod ingest;
 pub mod manifest;
+pub mod page;
 pub mod report;
 mod rows;
+pub mod tool;
 #[cfg(test)]
 mod tests;
 
@@ -77,6 +79,12 @@ pub fn registration() -> Registration {
         }
         super::params::only_known(params, KIND, &[])
     })
+    .with_command(
+        "cur",
+        "Cost and Usage Reports: the costs the service ingested, and reports on local disk (no configuration needed for those).",
+    )
+    .with_page(crate::workflows::surface::page::<page::CostsPage>())
+    .with_tool(tool::TOOL)
 }
 
 /// The workflow: its settings and the stores it reads and writes.

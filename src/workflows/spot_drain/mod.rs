@@ -90,6 +90,11 @@ pub fn registration() -> Registration {
         })
     })
     .with_params_check(|params, _sections| Mode::parse(params).map(|_| ()))
+    .with_command(
+        "spot",
+        "Spot interruptions the service has handled (`spot_drain`).",
+    )
+    .with_page(crate::workflows::surface::page::<history::InterruptionsPage>())
 }
 
 /// The workflow: its settings and the ports its steps call.

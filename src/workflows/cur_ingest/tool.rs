@@ -1,25 +1,31 @@
-//! `tugboat cur summarize`: cost reports on local disk, read and summed exactly as the
-//! `cur_ingest` workflow will read them (the same parser and aggregation).
+//! `tugboat cur summarize|anomalies`: cost reports on the operator's disk, read and summed
+//! exactly as the workflow reads them (the same parser and aggregation), through the
+//! [`LocalFiles`] port a [`Desk`] carries.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{FromArgMatches, Subcommand, ValueEnum};
 
-use super::CliError;
-use crate::workflows::cur_ingest::manifest::Manifest;
-use crate::workflows::cur_ingest::report::{CSV_HEADER, Gunzip, Summary, csv_record, is_gzip};
+use super::manifest::Manifest;
+use super::report::{CSV_HEADER, Gunzip, Summary, csv_record, is_gzip};
+use crate::ports::files::{Entry, LocalFiles};
+use crate::workflows::surface::{Desk, Tool};
 
-#[derive(Debug, Args)]
-pub struct CurArgs {
-    #[command(subcommand)]
-    pub command: CurCommand,
-}
+/// The tool `tugboat cur` carries beside its pages.
+pub const TOOL: Tool = Tool {
+    subcommands: || {
+        CurCommand::augment_subcommands(clap::Command::new("cur"))
+            .get_subcommands()
+            .cloned()
+            .collect()
+    },
+    run,
+};
 
 #[derive(Debug, Subcommand)]
-pub enum CurCommand {
+enum CurCommand {
     /// Sum cost reports per day, payer, account, service, region and currency. PATHs are
     /// reports (`.csv`, `.csv.gz`: gzip is recognised by its bytes), manifests
     /// (`*-Manifest.json`: every part once) or folders (their manifests, or their reports when
@@ -71,29 +77,32 @@ pub enum Format {
     Csv,
 }
 
-pub fn run(args: CurArgs) -> Result<(), CliError> {
-    match args.command {
-        CurCommand::Summarize { paths, format } => summarize(&paths, format),
-        CurCommand::Anomalies { paths, k, floor } => anomalies(&paths, k, floor),
+fn run(matches: &clap::ArgMatches, desk: &mut Desk<'_>) -> Result<(), String> {
+    match CurCommand::from_arg_matches(matches).map_err(|e| e.to_string())? {
+        CurCommand::Summarize { paths, format } => summarize(desk, &paths, format),
+        CurCommand::Anomalies { paths, k, floor } => anomalies(desk, &paths, k, floor),
     }
 }
 
 /// Reads every report `paths` stand for; returns how many.
-fn read_all(paths: &[PathBuf]) -> Result<(Summary, usize), CliError> {
+fn read_all(desk: &Desk<'_>, paths: &[PathBuf]) -> Result<(Summary, usize), String> {
+    let files = desk.files;
     let mut reports = Vec::new();
     for path in paths {
-        reports_in(path, &mut reports)?;
+        reports_in(files, path, &mut reports)?;
     }
     // A part named by two manifests (a report re-delivered under another folder) counts once.
     let mut seen = BTreeSet::new();
-    reports.retain(|p| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())));
+    reports.retain(|p| seen.insert(files.canonical(p)));
     let mut summary = Summary::default();
     // Progress for a person watching: one line per report, only on a terminal.
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     for (i, report) in reports.iter().enumerate() {
         let name = report.display().to_string();
-        if progress {
-            let size = std::fs::metadata(report).map(|m| m.len()).unwrap_or(0);
+        if desk.progress {
+            let size = match files.entry(report) {
+                Ok(Entry::File(size)) => size,
+                _ => 0,
+            };
             eprintln!(
                 "[{}/{}] {name} ({:.1} MB)",
                 i + 1,
@@ -101,20 +110,20 @@ fn read_all(paths: &[PathBuf]) -> Result<(Summary, usize), CliError> {
                 size as f64 / 1e6
             );
         }
-        let input = open(report).map_err(CliError::Runtime)?;
+        let input = open(files, report)?;
         summary
             .add_report(input, &name)
-            .map_err(CliError::Runtime)?;
+            ?;
     }
     Ok((summary, reports.len()))
 }
 
-fn anomalies(paths: &[PathBuf], k: f64, floor: f64) -> Result<(), CliError> {
-    use crate::workflows::cur_ingest::anomaly::{self, Series, Settings};
-    let (summary, _) = read_all(paths)?;
+fn anomalies(desk: &mut Desk<'_>, paths: &[PathBuf], k: f64, floor: f64) -> Result<(), String> {
+    use super::anomaly::{self, Series, Settings};
+    let (summary, _) = read_all(desk, paths)?;
     let mut series = Series::new();
     for (key, cost) in &summary.totals {
-        let day = anomaly::day(&key.day).map_err(CliError::Runtime)?;
+        let day = anomaly::day(&key.day)?;
         let cost: f64 = cost.to_string().parse().unwrap_or(0.0);
         *series
             .entry((key.account.clone(), key.service.clone()))
@@ -128,7 +137,7 @@ fn anomalies(paths: &[PathBuf], k: f64, floor: f64) -> Result<(), CliError> {
         ..Settings::default()
     };
     let found = anomaly::detect(&series, &settings, None);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = std::io::BufWriter::new(&mut *desk.out);
     for a in &found {
         let line = serde_json::json!({
             "account": a.account, "service": a.service, "day": a.day.to_string(),
@@ -143,10 +152,9 @@ fn anomalies(paths: &[PathBuf], k: f64, floor: f64) -> Result<(), CliError> {
     Ok(())
 }
 
-fn summarize(paths: &[PathBuf], format: Format) -> Result<(), CliError> {
-    let (summary, reports) = read_all(paths)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+fn summarize(desk: &mut Desk<'_>, paths: &[PathBuf], format: Format) -> Result<(), String> {
+    let (summary, reports) = read_all(desk, paths)?;
+    let mut out = std::io::BufWriter::new(&mut *desk.out);
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
         if format == Format::Csv {
             writeln!(out, "{CSV_HEADER}")?;
@@ -186,7 +194,7 @@ fn summarize(paths: &[PathBuf], format: Format) -> Result<(), CliError> {
         Ok(()) => {}
         // `| head` closing the pipe is not a failure.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        Err(e) => return Err(CliError::Runtime(format!("writing the summary: {e}"))),
+        Err(e) => return Err(format!("writing the summary: {e}")),
     }
     eprintln!(
         "{} report(s), {} line items, {} sums",
@@ -204,26 +212,27 @@ fn json(text: &str) -> String {
 }
 
 /// The report files `path` stands for, appended to `out`.
-fn reports_in(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
-    if meta.is_dir() {
+fn reports_in(files: &dyn LocalFiles, path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let entry = files
+        .entry(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if entry == Entry::Dir {
         let mut manifests = Vec::new();
-        let mut files = Vec::new();
-        walk(path, &mut |p| {
+        let mut found = Vec::new();
+        walk(files, path, &mut |p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             if Manifest::is_manifest_key(name) {
                 manifests.push(p.to_path_buf());
             } else if name.ends_with(".csv") || name.ends_with(".csv.gz") {
-                files.push(p.to_path_buf());
+                found.push(p.to_path_buf());
             }
         })
-        .map_err(|e| CliError::Runtime(format!("{}: {e}", path.display())))?;
+        .map_err(|e| format!("{}: {e}", path.display()))?;
         if manifests.is_empty() {
-            out.extend(files);
+            out.extend(found);
         } else {
             for m in manifests {
-                parts(&m, out)?;
+                parts(files, &m, out)?;
             }
         }
         return Ok(());
@@ -233,7 +242,7 @@ fn reports_in(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     if Manifest::is_manifest_key(name) {
-        parts(path, out)
+        parts(files, path, out)
     } else {
         out.push(path.to_path_buf());
         Ok(())
@@ -241,13 +250,14 @@ fn reports_in(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
 }
 
 /// Every file below `dir`, in name order.
-fn walk(dir: &Path, found: &mut dyn FnMut(&Path)) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.collect::<Result<_, _>>()?;
-    entries.sort_by_key(|e| e.path());
-    for e in entries {
-        let p = e.path();
-        if e.file_type()?.is_dir() {
-            walk(&p, found)?;
+fn walk(
+    files: &dyn LocalFiles,
+    dir: &Path,
+    found: &mut dyn FnMut(&Path),
+) -> std::io::Result<()> {
+    for (p, entry) in files.list(dir)? {
+        if entry == Entry::Dir {
+            walk(files, &p, found)?;
         } else {
             found(&p);
         }
@@ -257,20 +267,20 @@ fn walk(dir: &Path, found: &mut dyn FnMut(&Path)) -> std::io::Result<()> {
 
 /// The parts of manifest `path`: each key is looked for below the manifest's folder and each
 /// folder above it (the manifest sits inside the bucket the keys are relative to).
-fn parts(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+fn parts(files: &dyn LocalFiles, path: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     let name = path.display().to_string();
-    let text = std::fs::read(path).map_err(|e| CliError::Runtime(format!("{name}: {e}")))?;
-    let manifest = Manifest::parse(&text, &name).map_err(CliError::Runtime)?;
+    let text = files.read(path).map_err(|e| format!("{name}: {e}"))?;
+    let manifest = Manifest::parse(&text, &name)?;
     for key in manifest.keys() {
         let found = path
             .ancestors()
             .skip(1)
             .map(|dir| dir.join(key))
-            .find(|p| p.is_file())
+            .find(|p| matches!(files.entry(p), Ok(Entry::File(_))))
             .ok_or_else(|| {
-                CliError::Runtime(format!(
+                format!(
                     "{name}: the manifest names a part {key:?} that is not in any folder above it"
-                ))
+                )
             })?;
         out.push(found);
     }
@@ -278,10 +288,9 @@ fn parts(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
 }
 
 /// A report's text: gunzipped when its first bytes are gzip's.
-fn open(path: &Path) -> Result<Box<dyn Read + Send>, String> {
+fn open(files: &dyn LocalFiles, path: &Path) -> Result<Box<dyn Read + Send>, String> {
     let name = path.display();
-    let file = File::open(path).map_err(|e| format!("{name}: {e}"))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let mut reader = files.open(path).map_err(|e| format!("{name}: {e}"))?;
     let head = reader.fill_buf().map_err(|e| format!("{name}: {e}"))?;
     if is_gzip(head) {
         Ok(Box::new(Pipelined::start(Gunzip::new(reader))))
