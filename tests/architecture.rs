@@ -168,6 +168,26 @@ fn workflow_folders_do_no_io_of_their_own() {
 }
 
 #[test]
+fn a_workflow_is_known_only_by_its_folder_and_registration() {
+    let (line, except) = invariant("a workflow is known only by its folder and its registration");
+    let folders: Vec<String> = std::fs::read_dir(root().join("src/workflows"))
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            e.file_type()
+                .unwrap()
+                .is_dir()
+                .then(|| format!("workflows::{}::", e.file_name().to_str().unwrap()))
+        })
+        .collect();
+    assert!(folders.len() >= 8, "{folders:?}");
+    let needles: Vec<&str> = folders.iter().map(String::as_str).collect();
+    let mut except = except;
+    except.push("src/workflows/".into());
+    check(&line, offenders("src/", &needles, &except));
+}
+
+#[test]
 fn the_engine_knows_no_actor_system() {
     let (line, _) = invariant("the engine knows no actor system");
     check(&line, offenders("src/engine/", &["actix"], &[]));
@@ -331,6 +351,8 @@ fn the_checks_find_what_they_look_for() {
         "{found:?}"
     );
     let found = offenders("src/actors/", &["actix"], &[]);
+    assert!(!found.is_empty());
+    let found = offenders("src/agent/", &["workflows::spot_drain::"], &[]);
     assert!(!found.is_empty());
     assert_eq!(module_of("src/engine/runner.rs"), "engine");
     assert_eq!(module_of("src/app.rs"), "app");
