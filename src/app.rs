@@ -154,6 +154,8 @@ pub struct App {
     admin_addr: SocketAddr,
     /// The pages the workflows add to the console.
     pages: Vec<crate::workflows::BuiltPage>,
+    /// The configured schedules, compiled.
+    schedules: Vec<crate::schedule::Schedule>,
     stopper: Stopper,
     shutdown: watch::Receiver<bool>,
 }
@@ -258,8 +260,12 @@ impl App {
             .map_err(|e| startup(format!("paused routes: {e}")))?;
         // The pages the workflows add to the console (interruptions, costs).
         let pages = deps.catalog.pages(setup);
+        let schedules = config
+            .compiled_schedules()
+            .map_err(|e| startup(e.to_string()))?;
         Ok(App {
             pages,
+            schedules,
             config,
             journal,
             dispatcher,
@@ -337,6 +343,19 @@ impl App {
                 }
             });
         }
+        // The schedules: each tick an event on its queue.
+        let scheduler = crate::schedule::runner::Scheduler {
+            schedules: self.schedules.clone(),
+            queues: self
+                .intakes
+                .iter()
+                .map(|i| (i.config.queue.clone(), i.queue.clone()))
+                .collect(),
+            journal: self.journal.clone(),
+            clock: self.dispatcher.engine().clock.clone(),
+            region: self.config.aws.region.clone(),
+        };
+        let schedules = tokio::spawn(scheduler.run(self.shutdown.clone()));
         let mut admin_shutdown = self.shutdown.clone();
         let listener = self.listener;
         let admin = tokio::spawn(async move {
@@ -367,6 +386,7 @@ impl App {
         }
         // Every intake has settled or released its messages; the actors may go.
         drop(actors);
+        let _ = schedules.await;
         self.journal
             .flush()
             .map_err(|e| AppError::Runtime(format!("final journal flush: {e}")))?;

@@ -43,6 +43,7 @@ pub mod mqtt;
 pub mod operate;
 pub mod ports;
 pub mod routing;
+pub mod schedule;
 pub mod signing;
 pub mod telemetry;
 pub mod workflows;

@@ -51,6 +51,9 @@ pub struct Config {
     /// Routes: an EventBridge pattern and the workflow every matching event starts.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Schedules: a cron or rate expression whose every tick sends an event to a queue.
+    #[serde(default)]
+    pub schedules: Vec<crate::schedule::ScheduleConfig>,
     /// SNS topics that workflows notify.
     #[serde(default)]
     pub notify: NotifyConfig,
@@ -790,6 +793,7 @@ impl Config {
                 }
             }
         }
+        self.compiled_schedules()?;
         if self.engine.workflow_concurrency == 0 {
             return Err(BadKey::at(
                 "engine.workflow_concurrency".into(),
@@ -883,6 +887,26 @@ impl Config {
     /// The compiled routes, in configuration order.
     pub fn compiled_routes(&self) -> Result<Vec<Route>, String> {
         self.routes.iter().map(RouteConfig::route).collect()
+    }
+
+    /// The schedules, compiled; `Err` names the key of the first wrong one
+    /// (`schedules[0].cron`).
+    pub fn compiled_schedules(&self) -> Result<Vec<crate::schedule::Schedule>, BadKey> {
+        let queues: Vec<&str> = self.queues.iter().map(|q| q.name.as_str()).collect();
+        let mut names = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, c) in self.schedules.iter().enumerate() {
+            let s = crate::schedule::Schedule::compile(c, &queues)
+                .map_err(|(field, e)| BadKey::at(format!("schedules[{i}].{field}"), e))?;
+            if !names.insert(s.name.clone()) {
+                return Err(BadKey::at(
+                    format!("schedules[{i}].name"),
+                    format!("schedule {:?} is configured twice", s.name),
+                ));
+            }
+            out.push(s);
+        }
+        Ok(out)
     }
 
     /// The configured queue called `name`, or an error listing the configured ones.
