@@ -315,8 +315,9 @@ impl App {
                 dlq: i.dlq.clone(),
             })
             .collect();
-        let console =
+        let mut console =
             admin::Console::new(&self.config, self.admin_addr, queues, self.pages.clone());
+        console.schedules = self.schedules.clone();
         let state = AdminState {
             journal: self.journal.clone(),
             intakes: self.stats(),

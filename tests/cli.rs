@@ -349,3 +349,69 @@ fn route_explain_lists_matches_and_the_first_failing_field() {
     assert_eq!(bad.code, 2);
     assert!(bad.stderr.contains("unknown event shape"), "{}", bad.stderr);
 }
+
+/// `tugboat schedule test` prints the next fire times from the configuration alone, in UTC
+/// and in the schedule's zone, across a daylight-saving change; `list` works without a
+/// service or a journal; a schedule that is not configured, or one configured wrongly, is a
+/// usage error naming it.
+#[test]
+fn schedule_test_prints_fire_times_across_daylight_saving_and_refuses_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("t.toml");
+    let write = |schedule: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[aws]\nregion = \"us-east-1\"\n[[queues]]\nname = \"q\"\n[journal]\npath = \"{}\"\n[admin]\nlisten = \"127.0.0.1:1\"\n\
+                 [[schedules]]\nname = \"ny\"\n{schedule}\n[schedules.event]\nsource = \"a\"\ndetail-type = \"b\"\n",
+                dir.path().join("journal").display()
+            ),
+        )
+        .unwrap();
+    };
+    write("cron = \"30 2 ? * * *\"\ntimezone = \"America/New_York\"");
+    let c = config.to_str().unwrap();
+    let out = run(tugboat().args([
+        "-c",
+        c,
+        "schedule",
+        "test",
+        "ny",
+        "--next",
+        "3",
+        "--from",
+        "2026-03-07T00:00:00Z",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "2026-03-07T07:30:00Z  (2026-03-07 02:30 EST)\n\
+         2026-03-09T06:30:00Z  (2026-03-09 02:30 EDT)\n\
+         2026-03-10T06:30:00Z  (2026-03-10 02:30 EDT)\n"
+    );
+    let out = run(tugboat().args(["-c", c, "schedule", "list"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("ny  cron(30 2 ? * * *)  America/New_York  -> q  running  next: "),
+        "{}",
+        out.stdout
+    );
+    for args in [
+        &["schedule", "test", "nope"][..],
+        &["schedule", "test", "ny", "--next", "0"],
+        &["schedule", "test", "ny", "--from", "yesterday"],
+        &["schedule", "pause", "nope"],
+    ] {
+        let out = run(tugboat().args(["-c", c]).args(args));
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+    write("cron = \"30 2 ? * * *\"\ntimezone = \"Atlantis/Capital\"");
+    let out = run(tugboat().args(["-c", c, "schedule", "list"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("schedules[0].timezone"),
+        "{}",
+        out.stderr
+    );
+}

@@ -78,6 +78,8 @@ pub struct Console {
     pub routes: Vec<(String, String)>,
     /// The pages workflows add (interruptions, costs), in the navigation after the console's.
     pub pages: Vec<BuiltPage>,
+    /// The configured schedules (the routes page lists them, with pause and resume).
+    pub schedules: Vec<crate::schedule::Schedule>,
     pub index: views::Index,
 }
 
@@ -109,6 +111,7 @@ impl Console {
                 .map(|r| (r.name.clone(), r.workflow.clone()))
                 .collect(),
             pages,
+            schedules: Vec::new(),
             index: views::Index::default(),
         }
     }
@@ -221,6 +224,9 @@ pub fn router(state: AdminState) -> axum::Router {
         .route("/routes", get(routes))
         .route("/routes/{name}/pause", post(pause))
         .route("/routes/{name}/resume", post(resume))
+        .route("/schedules", get(schedules))
+        .route("/schedules/{name}/pause", post(pause_schedule))
+        .route("/schedules/{name}/resume", post(resume_schedule))
         .route("/dead-letters", get(dead_letters))
         .route("/dead-letters/{queue}/redrive", post(redrive))
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -365,9 +371,78 @@ async fn routes(
     Query(notice): Query<Notice>,
 ) -> Response {
     let view: Result<_, ApiError> = Ok(views::routes(&s));
+    let schedules = views::schedules(&s).await;
     answer(&headers, view, |v| {
-        pages::routes(v, &s.console, notice.notice.as_deref())
+        pages::routes(v, &schedules, &s.console, notice.notice.as_deref())
     })
+}
+
+/// The schedules, with their next fire times (also on the routes page).
+async fn schedules(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Query(notice): Query<Notice>,
+) -> Response {
+    let view: Result<_, ApiError> = views::schedules(&s).await;
+    let routes = views::routes(&s);
+    answer(&headers, view, |v| {
+        pages::routes(
+            &routes,
+            &Ok(v.clone()),
+            &s.console,
+            notice.notice.as_deref(),
+        )
+    })
+}
+
+async fn pause_schedule(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_schedule_paused(s, headers, name, body, true).await
+}
+
+async fn resume_schedule(
+    State(s): State<AdminState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_schedule_paused(s, headers, name, body, false).await
+}
+
+async fn set_schedule_paused(
+    s: AdminState,
+    headers: HeaderMap,
+    name: String,
+    body: Bytes,
+    paused: bool,
+) -> Response {
+    act(&s, &headers, &body, "/routes".into(), async |_| {
+        let Some(schedule) = s.console.schedules.iter().find(|x| x.name == name) else {
+            return Err(ApiError::not_found(format!(
+                "no schedule {name:?} is configured"
+            )));
+        };
+        let engine = s.dispatcher.engine();
+        crate::schedule::runner::set_paused(
+            engine.journal.as_ref(),
+            schedule,
+            paused,
+            engine.clock.now_ms() as i64,
+        )
+        .await
+        .map_err(ApiError::journal)?;
+        tracing::info!(schedule = %name, paused, "schedule {} from the admin listener", if paused { "paused" } else { "resumed" });
+        Ok(if paused {
+            format!("schedule {name} paused: it fires nothing until resumed")
+        } else {
+            format!("schedule {name} resumed: its next tick fires (the paused ones do not)")
+        })
+    })
+    .await
 }
 
 async fn dead_letters(

@@ -13,8 +13,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::views::{DeadLettersView, InstanceView, RouteView, WorkflowsView};
-use super::{Console, encode};
+use super::{ApiError, Console, encode};
 use crate::journal::Status;
+use crate::schedule::runner::ScheduleView;
 use crate::workflows::BuiltPage;
 
 const CSS: &str = include_str!("console.css");
@@ -519,7 +520,12 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
     layout(&r.id, "Workflows", console, &body)
 }
 
-pub fn routes(v: &[RouteView], console: &Console, note: Option<&str>) -> String {
+pub fn routes(
+    v: &[RouteView],
+    schedules: &Result<Vec<ScheduleView>, ApiError>,
+    console: &Console,
+    note: Option<&str>,
+) -> String {
     let mut body = notice(note);
     body.push_str("<h1>Routes</h1><p class=\"meta\">A paused route's events wait in their queue (put back and looked at again every <code>[engine] pause_recheck</code>); a resume runs them.</p>");
     body.push_str("<table id=\"routes\"><thead><tr><th>route</th><th>workflow</th><th>state</th><th></th></tr></thead><tbody>");
@@ -556,7 +562,70 @@ pub fn routes(v: &[RouteView], console: &Console, note: Option<&str>) -> String 
         );
     }
     body.push_str("</tbody></table>");
+    schedules_section(&mut body, schedules, console);
     layout("Routes", "Routes", console, &body)
+}
+
+/// The schedules under the routes: expression, zone, queue, next fires, pause and resume.
+fn schedules_section(
+    body: &mut String,
+    schedules: &Result<Vec<ScheduleView>, ApiError>,
+    console: &Console,
+) {
+    body.push_str("<h2>Schedules</h2>");
+    let list = match schedules {
+        Ok(list) if list.is_empty() => {
+            body.push_str("<p class=\"empty\">No <code>[[schedules]]</code> configured.</p>");
+            return;
+        }
+        Ok(list) => list,
+        Err(e) => {
+            let _ = write!(body, "<p class=\"error\">{}</p>", esc(&e.message));
+            return;
+        }
+    };
+    body.push_str("<p class=\"meta\">Every tick sends an event to the schedule's queue; a paused schedule fires nothing, and a resume does not fire the ticks it passed over.</p>");
+    body.push_str("<table id=\"schedules\"><thead><tr><th>schedule</th><th>expression</th><th>zone</th><th>queue</th><th>next</th><th>state</th><th></th></tr></thead><tbody>");
+    for s in list {
+        let act = if !s.enabled {
+            String::new()
+        } else if s.paused {
+            action(
+                console,
+                &format!("/schedules/{}/resume", encode(&s.name)),
+                "Resume",
+                None,
+                &[],
+                "/routes",
+            )
+        } else {
+            action(
+                console,
+                &format!("/schedules/{}/pause", encode(&s.name)),
+                "Pause",
+                Some("Pause this schedule? It fires nothing until resumed."),
+                &[],
+                "/routes",
+            )
+        };
+        let state = if !s.enabled {
+            "<span class=\"status\">disabled</span>"
+        } else if s.paused {
+            "<span class=\"status paused\">paused</span>"
+        } else {
+            "running"
+        };
+        let _ = write!(
+            body,
+            "<tr data-schedule=\"{name}\"><td>{name}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{state}</td><td>{act}</td></tr>",
+            esc(&s.expression),
+            esc(&s.timezone),
+            esc(&s.queue),
+            esc(&s.next.join(", ")),
+            name = esc(&s.name),
+        );
+    }
+    body.push_str("</tbody></table>");
 }
 
 pub fn dead_letters(v: &DeadLettersView, console: &Console) -> String {

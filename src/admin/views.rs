@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::{AdminState, ApiError};
 use crate::journal::{ListFilter, Record, Status, Summary, now_ms};
+use crate::schedule::runner::ScheduleView;
 use crate::workflows::BuiltPage;
 use crate::workflows::surface::{Instance, PageInput};
 
@@ -284,6 +285,20 @@ pub fn routes(state: &AdminState) -> Vec<RouteView> {
             paused: paused.contains(name),
         })
         .collect()
+}
+
+/// Every configured schedule with its state in the journal and its next fire times.
+pub async fn schedules(state: &AdminState) -> Result<Vec<ScheduleView>, ApiError> {
+    let engine = state.dispatcher.engine();
+    let now = engine.clock.now_ms() as i64;
+    let mut out = Vec::new();
+    for s in &state.console.schedules {
+        let (st, _) = crate::schedule::runner::state_of(engine.journal.as_ref(), s, now)
+            .await
+            .map_err(ApiError::journal)?;
+        out.push(crate::schedule::runner::view(s, &st));
+    }
+    Ok(out)
 }
 
 /// One attempt on the timeline, placed as a share of the instance's life.

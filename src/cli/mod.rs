@@ -8,6 +8,7 @@ mod healthcheck;
 mod journal;
 mod migrate;
 mod pattern;
+mod schedule;
 mod send;
 mod serve;
 mod surface;
@@ -94,6 +95,9 @@ pub enum Command {
     Pattern(pattern::PatternArgs),
     /// Explain which configured routes an event would start.
     Route(pattern::RouteArgs),
+    /// The configured schedules: list them with their next fire times, test one, pause or
+    /// resume one in the running service.
+    Schedule(schedule::ScheduleArgs),
     /// Run on an instance: watch the metadata service for interruption notices and run the
     /// local handlers (`--config agent.toml`; see the README's agent section).
     Agent(AgentArgs),
@@ -286,6 +290,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Dlq(args) => dlq::run(&cli.config, args).await,
         Command::Pattern(args) => pattern::test(args).await,
         Command::Route(args) => pattern::explain(&cli.config, args).await,
+        Command::Schedule(args) => schedule::run(&cli.config, args).await,
         Command::Send(args) => send::run(&cli.config, args).await,
         Command::Workflow(command) => surface::run(&cli.config, command).await,
         // `main` runs the agent on a runtime of its own before this is reached.

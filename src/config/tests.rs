@@ -506,3 +506,64 @@ fn patterns_as_json_strings_and_tables_agree() {
     let b = load(MINIMAL).unwrap().routes[0].pattern.json().clone();
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_wrong_schedule_is_refused_naming_its_key() {
+    let with = |schedule: &str| {
+        format!(
+            "{MINIMAL}\n[[schedules]]\nname = \"s\"\n{schedule}\n[schedules.event]\nsource = \"a\"\ndetail-type = \"b\"\n"
+        )
+    };
+    let ok = load(&with(
+        "cron = \"0 8 ? * MON-FRI *\"\ntimezone = \"Europe/Berlin\"",
+    ))
+    .unwrap();
+    assert_eq!(ok.compiled_schedules().unwrap()[0].queue, "q");
+    for (schedule, key, says) in [
+        (
+            "cron = \"0 8 ? * 0 *\"",
+            "schedules[0].cron",
+            "day-of-week must be 1 to 7, got 0",
+        ),
+        ("rate = \"often\"", "schedules[0].rate", "value unit"),
+        ("", "schedules[0].cron", "one of cron and rate"),
+        (
+            "rate = \"1 hour\"\ntimezone = \"CEST\"",
+            "schedules[0].timezone",
+            "not a time zone",
+        ),
+        (
+            "rate = \"1 hour\"\nqueue = \"nope\"",
+            "schedules[0].queue",
+            "unknown queue",
+        ),
+        (
+            "rate = \"1 hour\"\ncatch_up = \"twice\"",
+            "schedules[0].catch_up",
+            "unknown variant",
+        ),
+        (
+            "rate = \"1 hour\"\nflexible_window = \"soon\"",
+            "schedules[0].flexible_window",
+            "",
+        ),
+        (
+            "rate = \"1 hour\"\nenabled = \"yes\"",
+            "schedules[0].enabled",
+            "expected a boolean",
+        ),
+        (
+            "rate = \"1 hour\"\nstart = \"monday\"",
+            "schedules[0].start",
+            "RFC 3339",
+        ),
+    ] {
+        check_error(&with(schedule), &[], key, says);
+    }
+    // Two of one name.
+    let twice = format!(
+        "{}\n[[schedules]]\nname = \"s\"\nrate = \"1 day\"\n[schedules.event]\nsource = \"a\"\ndetail-type = \"b\"\n",
+        with("rate = \"1 hour\"")
+    );
+    check_error(&twice, &[], "schedules[1].name", "configured twice");
+}

@@ -345,9 +345,7 @@ impl Schedule {
     /// The event of tick `tick_ms`: its id is the same wherever and however often it is
     /// made, so that a tick sent twice starts each route's instance once.
     pub fn event(&self, tick_ms: i64, region: &str) -> Value {
-        let time = Timestamp::from_millisecond(tick_ms)
-            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
-            .unwrap_or_default();
+        let time = runner::rfc3339(tick_ms);
         json!({
             "version": "0",
             "id": tick_id(&self.name, tick_ms),

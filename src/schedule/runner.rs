@@ -194,3 +194,189 @@ impl Scheduler {
         Ok(())
     }
 }
+
+/// A schedule's state as the journal holds it, or as it would be first seen at `now_ms`.
+pub async fn state_of(
+    journal: &dyn Journal,
+    s: &Schedule,
+    now_ms: i64,
+) -> Result<(State, bool), JournalError> {
+    let found = journal
+        .setting(&state_key(&s.name))
+        .await?
+        .and_then(|v| serde_json::from_value::<State>(v).ok());
+    Ok(match found {
+        Some(state) => (state, true),
+        None => (s.first_state(now_ms), false),
+    })
+}
+
+/// Pauses or resumes a schedule (an operator's action). A resume owes nothing of the paused
+/// time: the ticks it passed over are not fired (as a disabled EventBridge schedule's are
+/// not), the next one is.
+pub async fn set_paused(
+    journal: &dyn Journal,
+    s: &Schedule,
+    paused: bool,
+    now_ms: i64,
+) -> Result<State, JournalError> {
+    let (mut state, _) = state_of(journal, s, now_ms).await?;
+    if state.paused == paused {
+        return Ok(state);
+    }
+    state.paused = paused;
+    if !paused {
+        state.last_ms = state.last_ms.max(now_ms);
+    }
+    let value = serde_json::to_value(state).map_err(|e| JournalError::Corrupt {
+        id: state_key(&s.name),
+        message: e.to_string(),
+    })?;
+    journal.put_setting(&state_key(&s.name), &value).await?;
+    Ok(state)
+}
+
+/// What `/schedules` and `tugboat schedule list` show of one schedule.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ScheduleView {
+    pub name: String,
+    pub expression: String,
+    pub timezone: String,
+    pub queue: String,
+    pub enabled: bool,
+    pub paused: bool,
+    pub catch_up: super::CatchUp,
+    /// Ticks up to this time are settled (fired or passed over); RFC 3339.
+    pub through: Option<String>,
+    /// The next fire times (at most three), RFC 3339 in UTC.
+    pub next: Vec<String>,
+}
+
+/// The view of `s` in `state`.
+pub fn view(s: &Schedule, state: &State) -> ScheduleView {
+    let mut next = Vec::new();
+    let mut after = *state;
+    if s.enabled && !state.paused {
+        while next.len() < 3 {
+            let Some(t) = s.next_after(after.last_ms, after.anchor_ms) else {
+                break;
+            };
+            next.push(rfc3339(t + s.offset_ms(t)));
+            after.last_ms = t;
+        }
+    }
+    ScheduleView {
+        name: s.name.clone(),
+        expression: s.expression_text.clone(),
+        timezone: s.timezone_name.clone(),
+        queue: s.queue.clone(),
+        enabled: s.enabled,
+        paused: state.paused,
+        catch_up: s.catch_up,
+        through: Some(rfc3339(state.last_ms)),
+        next,
+    }
+}
+
+/// `ms` as RFC 3339 in UTC, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::memory::MemoryJournal;
+    use crate::ports::clock::TokioClock;
+    use crate::ports::memory::MemoryQueue;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn scheduler(journal: Arc<MemoryJournal>, queue: Arc<MemoryQueue>) -> (Scheduler, Schedule) {
+        let config: super::super::ScheduleConfig = toml::from_str(
+            "name = \"hourly\"\nrate = \"1 hour\"\ncatch_up = \"all\"\n[event]\nsource = \"s\"\ndetail-type = \"t\"\n",
+        )
+        .unwrap();
+        let schedule = Schedule::compile(&config, &["q"]).unwrap();
+        let scheduler = Scheduler {
+            schedules: vec![schedule.clone()],
+            queues: BTreeMap::from([("q".to_owned(), queue as Arc<dyn Queue>)]),
+            journal,
+            // 2026-12-07T10:00:00Z, on tokio's paused time.
+            clock: Arc::new(TokioClock::starting_at(1_796_637_600_000)),
+            region: "us-east-1".into(),
+        };
+        (scheduler, schedule)
+    }
+
+    fn times(queue: &MemoryQueue) -> Vec<String> {
+        let mut t: Vec<String> = queue
+            .messages()
+            .iter()
+            .map(|m| {
+                let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                v["time"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        t.sort();
+        t
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_schedule_fires_nothing_and_a_resume_owes_nothing_of_the_pause() {
+        let journal = Arc::new(MemoryJournal::default());
+        let queue = Arc::new(MemoryQueue::new("q"));
+        let (sched, s) = scheduler(journal.clone(), queue.clone());
+        // New: a rate fires at once, then waits an hour.
+        assert!(matches!(sched.look(&s).await, Ok(Looked::Fired { .. })));
+        assert!(matches!(sched.look(&s).await, Ok(Looked::Waiting { .. })));
+        assert_eq!(times(&queue), ["2026-12-07T10:00:00Z"]);
+
+        let now = || sched.clock.now_ms() as i64;
+        set_paused(journal.as_ref(), &s, true, now()).await.unwrap();
+        tokio::time::advance(3 * HOUR).await;
+        assert_eq!(sched.look(&s).await, Ok(Looked::Paused));
+        assert_eq!(queue.len(), 1, "a paused schedule fired");
+
+        // Resumed after three hours: the three ticks of the pause are not owed (catch_up =
+        // all notwithstanding); the next one, at 14:00, fires.
+        set_paused(journal.as_ref(), &s, false, now())
+            .await
+            .unwrap();
+        assert!(matches!(sched.look(&s).await, Ok(Looked::Waiting { .. })));
+        assert_eq!(queue.len(), 1);
+        tokio::time::advance(HOUR).await;
+        sched.look(&s).await.unwrap();
+        assert_eq!(
+            times(&queue),
+            ["2026-12-07T10:00:00Z", "2026-12-07T14:00:00Z"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_loop_fires_on_time_on_the_clock_and_stops_at_shutdown() {
+        let journal = Arc::new(MemoryJournal::default());
+        let queue = Arc::new(MemoryQueue::new("q"));
+        let (sched, _) = scheduler(journal.clone(), queue.clone());
+        let (stop, shutdown) = watch::channel(false);
+        let running = tokio::spawn(sched.run(shutdown));
+        // Three hours of virtual time: the tick at once and one each hour.
+        for _ in 0..3 {
+            tokio::time::sleep(HOUR).await;
+        }
+        tokio::task::yield_now().await;
+        assert_eq!(
+            times(&queue),
+            [
+                "2026-12-07T10:00:00Z",
+                "2026-12-07T11:00:00Z",
+                "2026-12-07T12:00:00Z",
+                "2026-12-07T13:00:00Z"
+            ]
+        );
+        stop.send(true).unwrap();
+        running.await.unwrap();
+    }
+}
