@@ -9,8 +9,9 @@
 //!   day matches either (Unix). `L` (last day of the month, or `nL`, the last weekday n of
 //!   it), `W` (`15W`: the weekday nearest the 15th, within the month; `LW`) and `#`
 //!   (`2#1`: the first Monday) as EventBridge has them.
-//! - `rate(value unit)`: every `value` minutes, hours or days, counted as fixed durations from
-//!   the schedule's start (a "day" is 24 hours, across a daylight-saving change too).
+//! - `rate(value unit)`: every `value` minutes, hours or days (or seconds: tugboat's, not
+//!   EventBridge's), counted as fixed durations from the schedule's start (a "day" is 24
+//!   hours, across a daylight-saving change too).
 //!
 //! Fire times are computed in the schedule's time zone (IANA names) as EventBridge Scheduler
 //! does across daylight-saving changes: a time the clocks skip (spring forward) does not
@@ -113,7 +114,7 @@ pub fn parse_rate(text: &str) -> Result<Duration, ParseError> {
     let mut words = text.split_whitespace();
     let (Some(value), Some(unit), None) = (words.next(), words.next(), words.next()) else {
         return Err(format!(
-            "rate must be `value unit` (5 minutes, 1 hour, 2 days), got {text:?}"
+            "rate must be `value unit` (30 seconds, 5 minutes, 1 hour, 2 days), got {text:?}"
         ));
     };
     let value: u64 = value
@@ -122,12 +123,14 @@ pub fn parse_rate(text: &str) -> Result<Duration, ParseError> {
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("rate's value must be a whole number above 0, got {value:?}"))?;
     let unit_secs = match unit {
+        // Not EventBridge's (its least is a minute): tugboat's, for frequent checks.
+        "second" | "seconds" => 1,
         "minute" | "minutes" => 60,
         "hour" | "hours" => 3_600,
         "day" | "days" => 86_400,
         other => {
             return Err(format!(
-                "rate's unit must be minutes, hours or days, got {other:?}"
+                "rate's unit must be seconds, minutes, hours or days, got {other:?}"
             ));
         }
     };

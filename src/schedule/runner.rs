@@ -91,22 +91,17 @@ impl Scheduler {
         }
         let key = state_key(&s.name);
         let now = self.clock.now_ms() as i64;
-        let state = match self.state(s, now).await.map_err(|e| e.to_string())? {
-            Some(state) => state,
-            None => {
-                let state = s.first_state(now);
-                self.save(&key, &state).await?;
-                state
-            }
-        };
-        if state.paused {
+        let found = self.state(s).await.map_err(|e| e.to_string())?;
+        let seen = found.unwrap_or_else(|| s.first_state(now));
+        if seen.paused {
             return Ok(Looked::Paused);
         }
-        let next = s.next_fire(&state);
-        if next.is_none_or(|n| n > now) {
+        let next = s.next_fire(&seen);
+        if found.is_some() && next.is_none_or(|n| n > now) {
             return Ok(Looked::Waiting { next });
         }
-        // Something is due: only the holder of the schedule's lease fires it.
+        // A tick is due, or the schedule is new (its anchor is written once, by one process):
+        // only the holder of the schedule's lease acts.
         if self.journal.is_shared() {
             match self.journal.claim(&key).await.map_err(|e| e.to_string())? {
                 Claim::Granted => {}
@@ -118,11 +113,17 @@ impl Scheduler {
             }
         }
         // Read again under the lease: another process may have fired it meanwhile.
-        let state = self
-            .state(s, now)
-            .await
-            .map_err(|e| e.to_string())?
-            .unwrap_or(state);
+        let state = match self.state(s).await.map_err(|e| e.to_string())? {
+            Some(state) => state,
+            None => {
+                let state = s.first_state(now);
+                self.save(&key, &state).await?;
+                state
+            }
+        };
+        if state.paused {
+            return Ok(Looked::Paused);
+        }
         let due = s.due(&state, now);
         if !due.fire.is_empty() {
             self.send(s, &due.fire).await?;
@@ -144,7 +145,7 @@ impl Scheduler {
         })
     }
 
-    async fn state(&self, s: &Schedule, _now: i64) -> Result<Option<State>, JournalError> {
+    async fn state(&self, s: &Schedule) -> Result<Option<State>, JournalError> {
         Ok(self
             .journal
             .setting(&state_key(&s.name))

@@ -36,7 +36,11 @@ fn a_schedule_is_compiled_and_a_bad_field_is_named() {
             "not both",
         ),
         ("cron = \"0 8 * *\"", "cron", "6 fields"),
-        ("rate = \"5 weeks\"", "rate", "minutes, hours or days"),
+        (
+            "rate = \"5 weeks\"",
+            "rate",
+            "seconds, minutes, hours or days",
+        ),
         (
             "rate = \"1 minute\"\ntimezone = \"Mars/Olympus\"",
             "timezone",

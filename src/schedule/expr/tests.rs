@@ -44,11 +44,12 @@ fn rates_are_minutes_hours_or_days() {
         Ok(Expression::Rate(Duration::from_secs(3600)))
     );
     assert_eq!(parse_rate("2 days"), Ok(Duration::from_secs(172_800)));
+    assert_eq!(parse_rate("30 seconds"), Ok(Duration::from_secs(30)));
     for (bad, says) in [
         ("0 minutes", "above 0"),
         ("-1 minutes", "above 0"),
         ("five minutes", "above 0"),
-        ("5 weeks", "minutes, hours or days"),
+        ("5 weeks", "seconds, minutes, hours or days"),
         ("5", "value unit"),
         ("5 minutes please", "value unit"),
         ("99999999 days", "ten years"),
