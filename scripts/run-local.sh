@@ -5,7 +5,8 @@
 #   3. finds an MQTT broker (127.0.0.1:1883, or starts Mosquitto) with a subscriber on
 #      fluxer/aws/#, and starts a local HTTP receiver (scripts/receiver.py);
 #   4. starts `tugboat serve` with config/local.toml;
-#   5. sends the sample events in samples/ (and one that cannot be decoded);
+#   5. sends the sample events in samples/ (and one that cannot be decoded); a schedule
+#      (config/local.toml's heartbeat) fires its first tick as the service starts;
 #   6. shows what happened: the journal, the notifications, the MQTT messages, the HTTP
 #      deliveries, the dead letters;
 #   7. stops tugboat with SIGTERM (a graceful shutdown) and the emulator.
@@ -134,6 +135,9 @@ if [ -n "$start" ]; then
     "$(aws elbv2 describe-target-groups --names tugboat-auth --query 'TargetGroups[0].TargetGroupArn' --output text)" \
     --query 'TargetHealthDescriptions[].[Target.Id, Target.Port, TargetHealth.State]' --output text
 fi
+echo "== tugboat schedule list   (the heartbeat schedule's first tick ran as the service started)"
+$tugboat schedule list
+$tugboat workflows list --route scheduled
 echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"
 scripts/local-aws.sh aws sqs receive-message --queue-url "$endpoint/123456789012/tugboat-notifications" \
   --max-number-of-messages 10 --query 'Messages[].Body' --output text || true

@@ -55,7 +55,8 @@ pub const GRANTS: &[Grant] = &[
         scope: Scope::Queues,
         // Receive, settle (delete, release, refresh as a fresh copy), DLQ handoff, and
         // reading the redrive policy at start; the console reads and redrives the DLQ and
-        // sends retry messages to the work queue. Batch calls are authorised by these.
+        // sends retry messages to the work queue; the schedules send their ticks to it. Batch
+        // calls are authorised by these.
         actions: &[
             "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
