@@ -156,6 +156,8 @@ pub struct App {
     pages: Vec<crate::workflows::BuiltPage>,
     /// The configured schedules, compiled.
     schedules: Vec<crate::schedule::Schedule>,
+    /// The ingress's listener and the queue it puts events on, when `[ingress]` is set.
+    ingress: Option<(tokio::net::TcpListener, String)>,
     stopper: Stopper,
     shutdown: watch::Receiver<bool>,
 }
@@ -263,9 +265,23 @@ impl App {
         let schedules = config
             .compiled_schedules()
             .map_err(|e| startup(e.to_string()))?;
+        let ingress = match &config.ingress {
+            Some(i) => {
+                let queues: Vec<&str> = config.queues.iter().map(|q| q.name.as_str()).collect();
+                let queue = i
+                    .check(&queues)
+                    .map_err(|(f, e)| startup(format!("ingress.{f}: {e}")))?;
+                let listener = tokio::net::TcpListener::bind(i.listen)
+                    .await
+                    .map_err(|e| startup(format!("ingress listener on {}: {e}", i.listen)))?;
+                Some((listener, queue))
+            }
+            None => None,
+        };
         Ok(App {
             pages,
             schedules,
+            ingress,
             config,
             journal,
             dispatcher,
@@ -357,6 +373,24 @@ impl App {
             region: self.config.aws.region.clone(),
         };
         let schedules = tokio::spawn(scheduler.run(self.shutdown.clone()));
+        // The ingress: events from applications onto a queue.
+        if let (Some((listener, queue)), Some(settings)) = (self.ingress, &self.config.ingress) {
+            let queue = self
+                .intakes
+                .iter()
+                .find(|i| i.config.queue == queue)
+                .map(|i| i.queue.clone())
+                .ok_or_else(|| AppError::Startup(format!("ingress queue {queue} is not open")))?;
+            let addr = listener.local_addr().ok();
+            let ingress = crate::ingress::Ingress::new(
+                settings.clone(),
+                queue,
+                self.dispatcher.engine().clock.clone(),
+                self.config.aws.region.clone(),
+            );
+            tracing::info!(ingress = ?addr, "ingress listening");
+            tokio::spawn(ingress.serve(listener, self.shutdown.clone()));
+        }
         let mut admin_shutdown = self.shutdown.clone();
         let listener = self.listener;
         let admin = tokio::spawn(async move {

@@ -35,6 +35,7 @@ pub mod events;
 pub mod failpoint;
 pub mod html;
 pub mod http;
+pub mod ingress;
 pub mod intake;
 pub mod journal;
 pub mod metrics;

@@ -54,6 +54,9 @@ pub struct Config {
     /// Schedules: a cron or rate expression whose every tick sends an event to a queue.
     #[serde(default)]
     pub schedules: Vec<crate::schedule::ScheduleConfig>,
+    /// The HTTP ingress (EventBridge `PutEvents` and `POST /events`). Default: none.
+    #[serde(default)]
+    pub ingress: Option<crate::ingress::IngressConfig>,
     /// SNS topics that workflows notify.
     #[serde(default)]
     pub notify: NotifyConfig,
@@ -794,6 +797,12 @@ impl Config {
             }
         }
         self.compiled_schedules()?;
+        if let Some(ingress) = &self.ingress {
+            let queues: Vec<&str> = self.queues.iter().map(|q| q.name.as_str()).collect();
+            ingress
+                .check(&queues)
+                .map_err(|(field, e)| BadKey::at(format!("ingress.{field}"), e))?;
+        }
         if self.engine.workflow_concurrency == 0 {
             return Err(BadKey::at(
                 "engine.workflow_concurrency".into(),
