@@ -3,7 +3,7 @@
 //! plain `SendMessageBatch` loop of 10 on the same emulator, same concurrency, in one run.
 //! moto bounds both; the ratio speaks about the ingress.
 //!
-//!     cargo bench --bench ingress -- --events 2000 --concurrency 4
+//!     cargo bench --bench ingress -- --events 500 --concurrency 4 --rounds 4
 
 #[path = "common.rs"]
 mod common;
@@ -53,7 +53,9 @@ where
     (requests * 10) as f64 / start.elapsed().as_secs_f64()
 }
 
-async fn bench(events: usize, concurrency: usize) {
+/// One round: `events` through the ingress onto a fresh queue, and `events` by a plain loop
+/// onto another fresh queue; (ingress, plain) events/s. `plain_first` alternates the order.
+async fn round(events: usize, concurrency: usize, plain_first: bool) -> (f64, f64) {
     let clients = support::clients().await;
     let plain_name = support::unique("bench-plain");
     let ingress_name = support::unique("bench-ingress");
@@ -80,7 +82,7 @@ async fn bench(events: usize, concurrency: usize) {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (_stop, shutdown) = tokio::sync::watch::channel(false);
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
     let ingress = Ingress::new(
         config,
         target.clone() as Arc<dyn Queue>,
@@ -90,51 +92,80 @@ async fn bench(events: usize, concurrency: usize) {
     tokio::spawn(ingress.serve(listener, shutdown));
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let url = format!("http://{addr}/");
-
-    let ingress_rate = run(requests, concurrency, move |i| {
+    let through_ingress = || {
         let http = http.clone();
         let url = url.clone();
-        async move {
-            let body = json!({"Entries": (0..10).map(|k| event(i * 10 + k)).collect::<Vec<_>>()});
-            let r = http
-                .post(&url)
-                .header("x-amz-target", "AWSEvents.PutEvents")
-                .header("authorization", format!("Bearer {TOKEN}"))
-                .header("content-type", "application/x-amz-json-1.1")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            assert!(r.status().is_success(), "{}", r.status());
-        }
-    })
-    .await;
-    let plain_rate = run(requests, concurrency, move |i| {
+        run(requests, concurrency, move |i| {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                let body =
+                    json!({"Entries": (0..10).map(|k| event(i * 10 + k)).collect::<Vec<_>>()});
+                let r = http
+                    .post(&url)
+                    .header("x-amz-target", "AWSEvents.PutEvents")
+                    .header("authorization", format!("Bearer {TOKEN}"))
+                    .header("content-type", "application/x-amz-json-1.1")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(r.status().is_success(), "{}", r.status());
+            }
+        })
+    };
+    let plain_loop = || {
         let plain = plain.clone();
-        async move {
-            let messages: Vec<OutgoingMessage> = (0..10)
-                .map(|k| OutgoingMessage {
-                    body: event(i * 10 + k).to_string(),
-                    ..Default::default()
-                })
-                .collect();
-            plain.send_batch(&messages).await.unwrap();
-        }
-    })
-    .await;
-    println!("{events} events, batches of 10, {concurrency} at a time, same emulator:");
-    println!("  plain SendMessageBatch loop:     {plain_rate:>8.1} events/s");
-    println!("  through the ingress (PutEvents): {ingress_rate:>8.1} events/s");
+        run(requests, concurrency, move |i| {
+            let plain = plain.clone();
+            async move {
+                let messages: Vec<OutgoingMessage> = (0..10)
+                    .map(|k| OutgoingMessage {
+                        body: event(i * 10 + k).to_string(),
+                        ..Default::default()
+                    })
+                    .collect();
+                plain.send_batch(&messages).await.unwrap();
+            }
+        })
+    };
+    let rates = if plain_first {
+        let p = plain_loop().await;
+        (through_ingress().await, p)
+    } else {
+        let i = through_ingress().await;
+        (i, plain_loop().await)
+    };
+    let _ = stop.send(true);
+    rates
+}
+
+async fn bench(events: usize, concurrency: usize, rounds: usize) {
     println!(
-        "  ratio ingress / plain:           {:>8.2}",
-        ingress_rate / plain_rate
+        "{events} events a round, batches of 10, {concurrency} at a time, same emulator, fresh queues each round, the order alternating:"
+    );
+    let (mut sum_i, mut sum_p) = (0.0, 0.0);
+    for r in 0..rounds {
+        let (i, p) = round(events, concurrency, r % 2 == 1).await;
+        println!(
+            "  round {}: ingress {i:>7.1} events/s, plain SendMessageBatch {p:>7.1} events/s, ratio {:.2}",
+            r + 1,
+            i / p
+        );
+        sum_i += i;
+        sum_p += p;
+    }
+    println!(
+        "  ratio of the means, ingress / plain: {:.2}",
+        sum_i / sum_p
     );
 }
 
 fn main() {
-    let events = common::arg("--events", 2000);
+    let events = common::arg("--events", 500);
     let concurrency = common::arg("--concurrency", 4);
+    let rounds = common::arg("--rounds", 4);
     println!("machine: {}", common::machine());
     support::emulator();
-    common::in_system(bench(events, concurrency));
+    common::in_system(bench(events, concurrency, rounds));
 }

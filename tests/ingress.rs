@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::service::{Service, create_queue, until};
+use support::service::{Service, create_queue};
 use support::{REGION, root, run, unique};
 
 const KEY: &str = "AKIDTUGBOATINGRESS";
@@ -49,7 +49,9 @@ async fn the_aws_cli_and_boto3_put_events_to_tugboat_and_the_events_run_their_wo
         "[[queues]]\nname = \"{queue}\"\nreceive_wait = \"1s\"\n\n\
          [[routes]]\nname = \"orders\"\npattern = {{ source = [\"my.app\"] }}\nworkflow = \"log\"\n\n\
          [admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"3s\"\n\n\
-         [ingress]\nlisten = \"127.0.0.1:{port}\"\n\n[ingress.access_keys]\n{KEY} = \"{SECRET}\"\n"
+         [journal]\npath = \"{journal}\"\n\n\
+         [ingress]\nlisten = \"127.0.0.1:{port}\"\n\n[ingress.access_keys]\n{KEY} = \"{SECRET}\"\n",
+        journal = dir.path().join("journal").display()
     );
     let config = support::write_config(dir.path(), &[], &extra);
     let service = Service::start(&config, None);
@@ -80,14 +82,25 @@ async fn the_aws_cli_and_boto3_put_events_to_tugboat_and_the_events_run_their_wo
     assert_eq!(answer["FailedEntryCount"], 0, "{answer}");
 
     // Both accepted events run their route's workflow.
-    until("both events ran", Duration::from_secs(30), async || {
-        service
-            .workflows()
-            .iter()
-            .filter(|w| w["route"] == "orders" && w["status"] == "succeeded")
-            .count()
-            == 2
-    })
+    support::wait::until_explained(
+        "both events ran",
+        Duration::from_secs(30),
+        async || {
+            service
+                .workflows()
+                .iter()
+                .filter(|w| w["queue"] == queue.as_str() && w["status"] == "succeeded")
+                .count()
+                == 2
+        },
+        || {
+            format!(
+                "workflows: {:?}\ntugboat said:\n{}",
+                service.workflows(),
+                service.lines().join("\n")
+            )
+        },
+    )
     .await;
 
     // A wrong secret: refused as EventBridge refuses it.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use serde_json::json;
-use support::service::{Service, create_journal_table, create_queue, depth};
+use support::service::{Service, create_journal_table, create_queue, depth, scan_items};
 use support::{clients, unique};
 
 /// One run of a step: the process, and when it started and ended (µs).
@@ -26,34 +26,17 @@ fn now_us() -> u128 {
 }
 
 async fn succeeded(table: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = clients()
-            .await
-            .dynamodb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .unwrap();
-        for item in page.items.unwrap_or_default() {
-            if item
-                .get("status")
+    scan_items(table)
+        .await
+        .iter()
+        .filter(|item| {
+            item.get("status")
                 .and_then(|s| s.as_s().ok())
                 .map(String::as_str)
                 == Some("succeeded")
-            {
-                out.push(item["id"].as_s().unwrap().clone());
-            }
-        }
-        match page.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return out,
-        }
-    }
+        })
+        .map(|item| item["id"].as_s().unwrap().clone())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

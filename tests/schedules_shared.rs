@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::service::{Service, create_journal_table, create_queue};
-use support::{clients, unique};
+use support::service::{Service, create_journal_table, create_queue, scan_items};
+use support::unique;
 
 const EVERY_MS: i64 = 2_000;
 
@@ -35,34 +35,18 @@ fn fired(processes: &[(u32, Vec<String>)]) -> Vec<(i64, u32)> {
 
 /// The records of the journal: (event id, status) of each.
 async fn records(table: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    loop {
-        let page = clients()
-            .await
-            .dynamodb
-            .scan()
-            .table_name(table)
-            .consistent_read(true)
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .unwrap();
-        for item in page.items.unwrap_or_default() {
-            let Some(record) = item.get("record").and_then(|r| r.as_s().ok()) else {
-                continue;
-            };
+    scan_items(table)
+        .await
+        .iter()
+        .filter_map(|item| item.get("record").and_then(|r| r.as_s().ok()))
+        .map(|record| {
             let r: Value = serde_json::from_str(record).unwrap();
-            out.push((
+            (
                 r["input"]["id"].as_str().unwrap_or_default().to_owned(),
                 r["status"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-        match page.last_evaluated_key {
-            Some(k) if !k.is_empty() => start = Some(k),
-            _ => return out,
-        }
-    }
+            )
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -179,6 +179,32 @@ impl Ingress {
         }
     }
 
+    /// What every request passes first: its credentials (SigV4 where `sigv4` allows it, or
+    /// a token), then the rate limit. `Ok(caller)`, or the answer that refuses it.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refusal is the response, made once"
+    )]
+    fn gate(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+        sigv4: bool,
+    ) -> Result<String, Response> {
+        let caller = authenticate(self, method, uri, headers, body, sigv4)
+            .map_err(IntoResponse::into_response)?;
+        if !self.admit() {
+            return Err(aws_error(
+                StatusCode::BAD_REQUEST,
+                "ThrottlingException",
+                "Rate exceeded",
+            ));
+        }
+        Ok(caller)
+    }
+
     /// Whether `presented` is one of the configured tokens (compared in constant time).
     fn token_ok(&self, presented: &str) -> bool {
         self.config.tokens.iter().fold(false, |ok, t| {
@@ -316,17 +342,10 @@ async fn put_events(
             &format!("this endpoint takes AWSEvents.PutEvents only, not {target:?}"),
         );
     }
-    let caller = match authenticate(&ingress, &method, &uri, &headers, &body, true) {
+    let caller = match ingress.gate(&method, &uri, &headers, &body, true) {
         Ok(c) => c,
-        Err(refusal) => return refusal.into_response(),
+        Err(refusal) => return refusal,
     };
-    if !ingress.admit() {
-        return aws_error(
-            StatusCode::BAD_REQUEST,
-            "ThrottlingException",
-            "Rate exceeded",
-        );
-    }
     let request: PutEventsRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -401,15 +420,8 @@ async fn one_event(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refusal) = authenticate(&ingress, &method, &uri, &headers, &body, false) {
-        return refusal.into_response();
-    }
-    if !ingress.admit() {
-        return aws_error(
-            StatusCode::BAD_REQUEST,
-            "ThrottlingException",
-            "Rate exceeded",
-        );
+    if let Err(refusal) = ingress.gate(&method, &uri, &headers, &body, false) {
+        return refusal;
     }
     let event: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
