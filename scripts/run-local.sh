@@ -5,7 +5,8 @@
 #   3. finds an MQTT broker (127.0.0.1:1883, or starts Mosquitto) with a subscriber on
 #      fluxer/aws/#, and starts a local HTTP receiver (scripts/receiver.py);
 #   4. starts `tugboat serve` with config/local.toml;
-#   5. sends the sample events in samples/ (and one that cannot be decoded); a schedule
+#   5. sends the sample events in samples/ (and one that cannot be decoded), and one event
+#      with `aws events put-events` to tugboat's HTTP ingress; a schedule
 #      (config/local.toml's heartbeat) fires its first tick as the service starts;
 #   6. shows what happened: the journal, the notifications, the MQTT messages, the HTTP
 #      deliveries, the dead letters;
@@ -92,6 +93,9 @@ export TUGBOAT__DESTINATIONS__ALERTS__AUTH__PASSWORD="local-demo"
 for _ in $(seq 1 50); do answers "$http_port" && break; sleep 0.1; done
 echo "scripts/receiver.py on 127.0.0.1:$http_port"
 
+ingress_port="$(free_port)"
+export TUGBOAT__INGRESS__LISTEN="127.0.0.1:$ingress_port"
+
 log=target/local/serve.log
 echo "== tugboat serve (log in $log)"
 $tugboat serve 2>"$log" &
@@ -114,6 +118,11 @@ for f in samples/*.json; do
 done
 echo "-- a body that is not an event (goes to the DLQ with the reason)"
 echo '{"hello":"world"}' | $tugboat send --queue tugboat-events -
+
+echo "== aws events put-events against tugboat's ingress (127.0.0.1:$ingress_port, the demo key)"
+AWS_ACCESS_KEY_ID=localdemo AWS_SECRET_ACCESS_KEY=local-demo-secret AWS_DEFAULT_REGION=us-east-1 \
+  AWS_EC2_METADATA_DISABLED=true .venv/bin/aws events put-events --endpoint-url "http://127.0.0.1:$ingress_port" \
+  --entries '[{"Source":"custom.app","DetailType":"Ingress Demo","Detail":"{\"from\":\"aws events put-events\"}"}]'
 
 # Wait until every message has been settled.
 for _ in $(seq 1 100); do
@@ -138,6 +147,8 @@ fi
 echo "== tugboat schedule list   (the heartbeat schedule's first tick ran as the service started)"
 $tugboat schedule list
 $tugboat workflows list --route scheduled
+echo "== the event sent through the ingress"
+$tugboat workflows list --route ingress-demo
 echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"
 scripts/local-aws.sh aws sqs receive-message --queue-url "$endpoint/123456789012/tugboat-notifications" \
   --max-number-of-messages 10 --query 'Messages[].Body' --output text || true

@@ -757,8 +757,75 @@ mod tests {
             dispatcher: Dispatcher::new(engine, Arc::new(TaskSpawn)),
             shutdown,
             metrics: Arc::new(prometheus_client::registry::Registry::default()),
-            console: Arc::new(Console::new(&config, listen, vec![], pages)),
+            console: Arc::new({
+                let mut console = Console::new(&config, listen, vec![], pages);
+                console.schedules = config.compiled_schedules().unwrap();
+                console
+            }),
         }
+    }
+
+    async fn post(s: &AdminState, path: &str, token: Option<&str>) -> (StatusCode, String) {
+        let mut request = axum::http::Request::post(path)
+            .header(header::HOST, "127.0.0.1:9090")
+            .header(header::ACCEPT, "application/json");
+        if let Some(t) = token {
+            request = request.header("x-tugboat-token", t);
+        }
+        let mut request = request.body(Body::empty()).unwrap();
+        request.extensions_mut().insert(ConnectInfo(
+            "127.0.0.1:50000".parse::<SocketAddr>().unwrap(),
+        ));
+        let response = router(s.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn the_routes_page_lists_the_schedules_and_pausing_one_needs_the_token() {
+        let s = state(&format!(
+            "{CONFIG}[[schedules]]\nname = \"nightly\"\ncron = \"0 2 ? * * *\"\n\
+             [schedules.event]\nsource = \"a\"\ndetail-type = \"b\"\n"
+        ));
+        let (status, page) = get(&s, "/routes", "127.0.0.1:9090", "127.0.0.1:50000").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(page.contains("data-schedule=\"nightly\""), "{page}");
+        assert!(page.contains("/schedules/nightly/pause"), "{page}");
+        // Without the token: refused, and nothing changes.
+        let (status, _) = post(&s, "/schedules/nightly/pause", None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            s.journal
+                .setting("schedule:nightly")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let (status, body) = post(&s, "/schedules/nope/pause", Some(&s.console.token)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        let (status, body) = post(&s, "/schedules/nightly/pause", Some(&s.console.token)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let state = s
+            .journal
+            .setting("schedule:nightly")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state["paused"], true);
+        let (_, page) = get(&s, "/routes", "127.0.0.1:9090", "127.0.0.1:50000").await;
+        assert!(page.contains("/schedules/nightly/resume"), "{page}");
+        let (status, _) = post(&s, "/schedules/nightly/resume", Some(&s.console.token)).await;
+        assert_eq!(status, StatusCode::OK);
+        let state = s
+            .journal
+            .setting("schedule:nightly")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(state["paused"], false);
     }
 
     const CONFIG: &str = "[aws]\nregion = \"us-east-1\"\n[[queues]]\nname = \"q\"\n\

@@ -296,7 +296,7 @@ pub async fn schedules(state: &AdminState) -> Result<Vec<ScheduleView>, ApiError
         let (st, _) = crate::schedule::runner::state_of(engine.journal.as_ref(), s, now)
             .await
             .map_err(ApiError::journal)?;
-        out.push(crate::schedule::runner::view(s, &st));
+        out.push(crate::schedule::runner::view(s, &st, now));
     }
     Ok(out)
 }

@@ -74,7 +74,7 @@ pub async fn run(config: &Path, args: ScheduleArgs) -> Result<(), CliError> {
                     let now = crate::ports::clock::system_ms() as i64;
                     schedules
                         .iter()
-                        .map(|s| view(s, &s.first_state(now)))
+                        .map(|s| view(s, &s.first_state(now), now))
                         .collect()
                 }
                 None => {
@@ -85,7 +85,7 @@ pub async fn run(config: &Path, args: ScheduleArgs) -> Result<(), CliError> {
                         let (state, _) = state_of(journal.as_ref(), s, now)
                             .await
                             .map_err(|e| CliError::Runtime(e.to_string()))?;
-                        views.push(view(s, &state));
+                        views.push(view(s, &state, now));
                     }
                     views
                 }

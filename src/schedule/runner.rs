@@ -253,10 +253,12 @@ pub struct ScheduleView {
     pub next: Vec<String>,
 }
 
-/// The view of `s` in `state`.
-pub fn view(s: &Schedule, state: &State) -> ScheduleView {
+/// The view of `s` in `state` at `now_ms`: the next fire times are those to come (a tick
+/// owed from before now is fired at once by the running service, as `catch_up` says).
+pub fn view(s: &Schedule, state: &State, now_ms: i64) -> ScheduleView {
     let mut next = Vec::new();
     let mut after = *state;
+    after.last_ms = after.last_ms.max(now_ms - 1);
     if s.enabled && !state.paused {
         while next.len() < 3 {
             let Some(t) = s.next_after(after.last_ms, after.anchor_ms) else {
