@@ -95,6 +95,8 @@ async fn setup(allow_actions: bool) -> Setup {
          [[routes]]\nname = \"hostile\"\npattern = {{ source = [\"custom.hostile\"] }}\nworkflow = \"log\"\n\n\
          [[routes]]\nname = \"pausable\"\npattern = {{ source = [\"custom.pausable\"] }}\nworkflow = \"log\"\n\n\
          [[routes]]\nname = \"fragile\"\npattern = {{ source = [\"custom.fragile\"] }}\nworkflow = \"http_deliver\"\nparams = {{ destination = \"fragile\" }}\n\n\
+         [[schedules]]\nname = \"nightly\"\ncron = \"0 2 ? * * *\"\ntimezone = \"Europe/Berlin\"\n\n\
+         [schedules.event]\nsource = \"custom.nightly\"\ndetail-type = \"Nightly\"\n\n\
          [destinations.fragile]\nurl = \"http://127.0.0.1:{hook}/hook\"\n\n\
          {}{}\
          [engine]\npause_recheck = \"30s\"\n\n\
@@ -483,6 +485,25 @@ async fn the_console_shows_follows_and_operates_the_service_in_a_browser() {
         "{}",
         out.stdout
     );
+
+    // A schedule is listed under the routes, and paused and resumed from the same page.
+    browser.goto(&format!("{base}/routes"));
+    browser.expect(
+        "tr[data-schedule=\"nightly\"]",
+        Some("cron(0 2 ? * * *)"),
+        5000,
+    );
+    browser.click("tr[data-schedule=\"nightly\"] form.action button");
+    browser.expect("tr[data-schedule=\"nightly\"] .status.paused", None, 5000);
+    assert_eq!(api(&service, "/schedules")[0]["paused"], true);
+    browser.screenshot("routes-schedule-paused");
+    browser.click("tr[data-schedule=\"nightly\"] form.action button");
+    browser.expect(
+        "tr[data-schedule=\"nightly\"] form.action[action$=\"/pause\"]",
+        None,
+        5000,
+    );
+    assert_eq!(api(&service, "/schedules")[0]["paused"], false);
 
     // Every status of this run on one page (the README's picture).
     browser.goto(&format!("{base}/workflows"));
