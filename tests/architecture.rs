@@ -359,3 +359,31 @@ fn the_checks_find_what_they_look_for() {
     let (_, paths) = invariant("only `src/aws/` names AWS SDK types");
     assert_eq!(paths, ["src/aws/"]);
 }
+
+/// Every test that starts `tugboat serve` names its own journal: without `[journal]` the
+/// service opens `tugboat-journal` in the repository root, which every such run would share
+/// (a second run then sees the first's instances, and two at once cannot both open it).
+#[test]
+fn every_service_test_names_its_own_journal() {
+    let dir = root().join("tests");
+    let mut missing = Vec::new();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.contains("Service::start") {
+            checked += 1;
+            if !text.contains("[journal]") {
+                missing.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(checked >= 10, "only {checked} service tests found");
+    assert!(
+        missing.is_empty(),
+        "these start tugboat serve on the default journal path: {missing:?}"
+    );
+}
