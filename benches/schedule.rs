@@ -43,6 +43,7 @@ async fn main() {
         journal,
         clock: Arc::new(SystemClock),
         region: "us-east-1".into(),
+        metrics: Arc::new(tugboat::metrics::Metrics::default()),
     };
     let (stop, shutdown) = watch::channel(false);
     let running = tokio::spawn(scheduler.run(shutdown));

@@ -371,6 +371,7 @@ impl App {
             journal: self.journal.clone(),
             clock: self.dispatcher.engine().clock.clone(),
             region: self.config.aws.region.clone(),
+            metrics: self.dispatcher.engine().metrics.clone(),
         };
         let schedules = tokio::spawn(scheduler.run(self.shutdown.clone()));
         // The ingress: events from applications onto a queue.
@@ -387,7 +388,8 @@ impl App {
                 queue,
                 self.dispatcher.engine().clock.clone(),
                 self.config.aws.region.clone(),
-            );
+            )
+            .with_metrics(self.dispatcher.engine().metrics.clone());
             tracing::info!(ingress = ?addr, "ingress listening");
             tokio::spawn(ingress.serve(listener, self.shutdown.clone()));
         }

@@ -50,6 +50,20 @@ pub struct QueueLabels {
     pub queue: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduleLabels {
+    pub schedule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngressLabels {
+    /// `put_events` or `events`.
+    pub api: String,
+    /// `ok`, `refused` (credentials or a malformed request), `throttled`, `failed` (the
+    /// queue).
+    pub outcome: String,
+}
+
 /// Histograms of one kind of duration, with buckets fit for it.
 #[derive(Clone, Copy, Debug)]
 pub struct Buckets {
@@ -100,6 +114,12 @@ pub struct Metrics {
     pub journal_commit_seconds: Histogram,
     pub message_age_seconds: Family<QueueLabels, Histogram, Buckets>,
     pub queue_lag_seconds: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    pub schedule_fires: Family<ScheduleLabels, Counter>,
+    pub schedule_skipped: Family<ScheduleLabels, Counter>,
+    pub schedule_lateness_seconds: Family<ScheduleLabels, Histogram, Buckets>,
+    pub ingress_requests: Family<IngressLabels, Counter>,
+    pub ingress_entries_failed: Counter,
+    pub ingress_entries_accepted: Counter,
 }
 
 impl Default for Metrics {
@@ -114,6 +134,12 @@ impl Default for Metrics {
             journal_commit_seconds: COMMIT.new_metric(),
             message_age_seconds: Family::new_with_constructor(AGE),
             queue_lag_seconds: Family::default(),
+            schedule_fires: Family::default(),
+            schedule_skipped: Family::default(),
+            schedule_lateness_seconds: Family::new_with_constructor(STEP),
+            ingress_requests: Family::default(),
+            ingress_entries_failed: Counter::default(),
+            ingress_entries_accepted: Counter::default(),
         }
     }
 }
@@ -211,6 +237,36 @@ impl Metrics {
         }
     }
 
+    /// A schedule's tick sent, `late` after its fire time.
+    pub fn fired(&self, schedule: &str, late: Duration) {
+        let labels = ScheduleLabels {
+            schedule: schedule.into(),
+        };
+        self.schedule_fires.get_or_create(&labels).inc();
+        self.schedule_lateness_seconds
+            .get_or_create(&labels)
+            .observe(late.as_secs_f64());
+    }
+
+    /// Ticks of a schedule passed over (missed, by its `catch_up`).
+    pub fn skipped(&self, schedule: &str, n: u64) {
+        self.schedule_skipped
+            .get_or_create(&ScheduleLabels {
+                schedule: schedule.into(),
+            })
+            .inc_by(n);
+    }
+
+    /// An ingress request's outcome.
+    pub fn ingress(&self, api: &str, outcome: &str) {
+        self.ingress_requests
+            .get_or_create(&IngressLabels {
+                api: api.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
     /// Registers every metric (under the `tugboat` prefix), and `collector`'s.
     pub fn registry(self: &Arc<Self>, collector: Box<dyn Collector>) -> Registry {
         let mut r = Registry::with_prefix("tugboat");
@@ -258,6 +314,36 @@ impl Metrics {
             "queue_lag_seconds",
             "The age of the oldest message of the last batch received from the queue",
             self.queue_lag_seconds.clone(),
+        );
+        r.register(
+            "schedule_fires",
+            "Schedule ticks whose event was sent to the schedule's queue, by schedule",
+            self.schedule_fires.clone(),
+        );
+        r.register(
+            "schedule_skipped",
+            "Schedule ticks passed over (missed while no process ran; catch_up one or none), by schedule",
+            self.schedule_skipped.clone(),
+        );
+        r.register(
+            "schedule_lateness_seconds",
+            "How late after its fire time a tick's event was sent, by schedule",
+            self.schedule_lateness_seconds.clone(),
+        );
+        r.register(
+            "ingress_requests",
+            "Requests to the HTTP ingress, by api (put_events, events) and outcome (ok, refused, throttled, failed)",
+            self.ingress_requests.clone(),
+        );
+        r.register(
+            "ingress_entries_accepted",
+            "Events the ingress put on its queue",
+            self.ingress_entries_accepted.clone(),
+        );
+        r.register(
+            "ingress_entries_failed",
+            "PutEvents entries refused one by one (malformed, too large, an aws.* source, or the queue refusing that entry)",
+            self.ingress_entries_failed.clone(),
         );
         r.register_collector(collector);
         r

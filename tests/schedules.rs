@@ -116,6 +116,25 @@ async fn a_new_rate_fires_at_once_and_its_tick_runs_the_route_s_workflow() {
     .await;
     let st = state(&journal).await;
     assert!(st.last_ms >= st.anchor_ms, "{st:?}");
+    // The fire is counted where Prometheus scrapes.
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://{}/metrics", s.app.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tugboat_schedule_fires_total{schedule=\"every-minute\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tugboat_schedule_lateness_seconds_count{schedule=\"every-minute\"} 1")
+    );
     s.app.stop().await;
 }
 

@@ -107,6 +107,7 @@ pub struct Ingress {
     pub clock: Arc<dyn Clock>,
     pub region: String,
     limiter: Arc<Mutex<Bucket>>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A token bucket of `rate` a second, holding a second's worth.
@@ -133,7 +134,14 @@ impl Ingress {
             queue,
             clock,
             region,
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         }
+    }
+
+    /// The ingress counting its requests and entries in `metrics` (the service's).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Ingress {
+        self.metrics = metrics;
+        self
     }
 
     /// The ingress's routes.
@@ -193,9 +201,13 @@ impl Ingress {
         body: &[u8],
         sigv4: bool,
     ) -> Result<String, Response> {
-        let caller = authenticate(self, method, uri, headers, body, sigv4)
-            .map_err(IntoResponse::into_response)?;
+        let api = if sigv4 { "put_events" } else { "events" };
+        let caller = authenticate(self, method, uri, headers, body, sigv4).map_err(|r| {
+            self.metrics.ingress(api, "refused");
+            r.into_response()
+        })?;
         if !self.admit() {
+            self.metrics.ingress(api, "throttled");
             return Err(aws_error(
                 StatusCode::BAD_REQUEST,
                 "ThrottlingException",
@@ -336,6 +348,7 @@ async fn put_events(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if target != "AWSEvents.PutEvents" {
+        ingress.metrics.ingress("put_events", "refused");
         return aws_error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",
@@ -349,6 +362,7 @@ async fn put_events(
     let request: PutEventsRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
+            ingress.metrics.ingress("put_events", "refused");
             return aws_error(
                 StatusCode::BAD_REQUEST,
                 "SerializationException",
@@ -357,6 +371,7 @@ async fn put_events(
         }
     };
     if request.entries.is_empty() || request.entries.len() > put_events::MAX_ENTRIES {
+        ingress.metrics.ingress("put_events", "refused");
         return aws_error(
             StatusCode::BAD_REQUEST,
             "ValidationException",
@@ -391,6 +406,7 @@ async fn put_events(
                 }
             }
             Err(e) => {
+                ingress.metrics.ingress("put_events", "failed");
                 tracing::warn!(error = %e, "ingress: the queue refused the events; answered 500");
                 return aws_error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -400,6 +416,13 @@ async fn put_events(
             }
         }
     }
+    let failed = results.iter().filter(|r| r.error_code.is_some()).count() as u64;
+    ingress.metrics.ingress_entries_failed.inc_by(failed);
+    ingress
+        .metrics
+        .ingress_entries_accepted
+        .inc_by(results.len() as u64 - failed);
+    ingress.metrics.ingress("put_events", "ok");
     let answer = put_events::answer(&results);
     tracing::info!(caller = %caller, entries = results.len(), failed = %answer["FailedEntryCount"],
         "ingress: PutEvents");
@@ -426,6 +449,7 @@ async fn one_event(
     let event: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
+            ingress.metrics.ingress("events", "refused");
             return aws_error(
                 StatusCode::BAD_REQUEST,
                 "SerializationException",
@@ -445,18 +469,24 @@ async fn one_event(
     let event = match put_events::event_of(&entry, &id, &ingress.region, &ingress.now_text()) {
         Ok(e) => e,
         Err((code, message)) => {
+            ingress.metrics.ingress("events", "refused");
             return aws_error(StatusCode::BAD_REQUEST, code, &message);
         }
     };
     match ingress.enqueue(std::slice::from_ref(&event)).await {
         Ok(sent) if sent.iter().all(Result::is_ok) => {
+            ingress.metrics.ingress("events", "ok");
+            ingress.metrics.ingress_entries_accepted.inc();
             (StatusCode::OK, axum::Json(json!({"id": id}))).into_response()
         }
-        Ok(_) | Err(_) => aws_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "InternalException",
-            "the event could not be put on the queue; nothing was accepted: retry",
-        ),
+        Ok(_) | Err(_) => {
+            ingress.metrics.ingress("events", "failed");
+            aws_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalException",
+                "the event could not be put on the queue; nothing was accepted: retry",
+            )
+        }
     }
 }
 

@@ -208,6 +208,15 @@ async fn every_refusal_is_answered_as_eventbridge_does_and_enqueues_nothing() {
         "{answer}"
     );
     assert_eq!(queue.len(), 0, "a refused request reached the queue");
+    let refused = i
+        .metrics
+        .ingress_requests
+        .get_or_create(&crate::metrics::IngressLabels {
+            api: "put_events".into(),
+            outcome: "refused".into(),
+        })
+        .get();
+    assert_eq!(refused, 7, "each refusal is counted");
 
     let (s, answer) = call(
         &i,

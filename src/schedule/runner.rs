@@ -28,6 +28,8 @@ pub struct Scheduler {
     pub clock: Arc<dyn Clock>,
     /// The region events name.
     pub region: String,
+    /// Fires, lateness, ticks passed over.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What happened to a schedule at one look.
@@ -129,6 +131,7 @@ impl Scheduler {
             self.send(s, &due.fire).await?;
         }
         if due.skipped > 0 {
+            self.metrics.skipped(&s.name, due.skipped as u64);
             tracing::warn!(schedule = %s.name, skipped = due.skipped, catch_up = ?s.catch_up,
                 "schedule: ticks missed while no process ran were passed over");
         }
@@ -188,6 +191,8 @@ impl Scheduler {
                 return Err(format!("sending to {}: {f:?}", s.queue));
             }
             for t in chunk {
+                let late = (now - (t + s.offset_ms(*t))).max(0) as u64;
+                self.metrics.fired(&s.name, Duration::from_millis(late));
                 tracing::info!(schedule = %s.name, tick_ms = t, late_ms = now - t, queue = %s.queue,
                     "schedule: fired");
             }
@@ -310,6 +315,7 @@ mod tests {
             // 2026-12-07T10:00:00Z, on tokio's paused time.
             clock: Arc::new(TokioClock::starting_at(1_796_637_600_000)),
             region: "us-east-1".into(),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
         };
         (scheduler, schedule)
     }
