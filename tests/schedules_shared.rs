@@ -6,10 +6,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
-use support::service::{Service, create_journal_table, create_queue, scan_items};
+use support::service::{Service, create_journal_table, create_queue, scan_items, until};
 use support::unique;
 
 const EVERY_MS: i64 = 2_000;
@@ -73,18 +73,11 @@ async fn three_processes_fire_each_tick_once_and_take_over_from_a_killed_leader(
     };
 
     // Three ticks fired; the process that fired the last is the leader.
-    let started = Instant::now();
-    let leader = loop {
-        let f = fired(&lines(&processes, &[]));
-        if f.len() >= 3 {
-            break f.last().unwrap().1;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no ticks fired: {f:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    until("three ticks fired", Duration::from_secs(60), async || {
+        fired(&lines(&processes, &[])).len() >= 3
+    })
+    .await;
+    let leader = fired(&lines(&processes, &[])).last().unwrap().1;
     let at = processes.iter().position(|s| s.pid() == leader).unwrap();
     let victim = processes.remove(at);
     let dead = vec![(victim.pid(), victim.lines())];
@@ -93,18 +86,16 @@ async fn three_processes_fire_each_tick_once_and_take_over_from_a_killed_leader(
 
     // Another process takes over once the lease ends, and fires what is owed: wait for ticks
     // well past the kill.
-    let started = Instant::now();
-    loop {
-        let f = fired(&lines(&processes, &dead));
-        if f.iter().any(|(t, _)| *t > killed_ms + 4 * EVERY_MS) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "nobody took over from the killed leader: {f:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(
+        "another process took over from the killed leader",
+        Duration::from_secs(60),
+        async || {
+            fired(&lines(&processes, &dead))
+                .iter()
+                .any(|(t, _)| *t > killed_ms + 4 * EVERY_MS)
+        },
+    )
+    .await;
     let all = lines(&processes, &dead);
     let f = fired(&all);
     let ticks: BTreeSet<i64> = f.iter().map(|(t, _)| *t).collect();
@@ -128,28 +119,25 @@ async fn three_processes_fire_each_tick_once_and_take_over_from_a_killed_leader(
 
     // Every tick's event ran its route's workflow exactly once (the killed one's ticks too,
     // by the survivors: their messages come back) — one instance per tick.
-    let started = Instant::now();
-    loop {
+    let runs = async || {
         let mut runs: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (event, status) in records(&table).await {
             runs.entry(event).or_default().push(status);
         }
-        let settled = ticks.iter().all(|t| {
+        runs
+    };
+    until("every tick ran", Duration::from_secs(90), async || {
+        let runs = runs().await;
+        ticks.iter().all(|t| {
             runs.get(&tugboat::schedule::tick_id(&p, *t))
                 .is_some_and(|s| s.iter().all(|s| s == "succeeded"))
-        });
-        if settled {
-            for t in &ticks {
-                let r = &runs[&tugboat::schedule::tick_id(&p, *t)];
-                assert_eq!(r.len(), 1, "tick {t} ran {} times", r.len());
-            }
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "not every tick ran: {runs:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        })
+    })
+    .await;
+    let runs = runs().await;
+    for t in &ticks {
+        let r = &runs[&tugboat::schedule::tick_id(&p, *t)];
+        assert_eq!(r.len(), 1, "tick {t} ran {} times", r.len());
     }
     for s in processes {
         s.kill9();

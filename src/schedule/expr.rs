@@ -66,7 +66,7 @@ struct Days {
 #[derive(Debug, Clone, PartialEq)]
 enum MonthDays {
     Set(Bits),
-    /// `L`, or `L-n` is not EventBridge's; `L` only.
+    /// `L`: the last day of the month.
     Last,
     /// `nW`: the weekday nearest day n.
     NearestWeekday(i8),
@@ -88,8 +88,7 @@ enum WeekDays {
 pub type ParseError = String;
 
 impl Expression {
-    /// Parses `cron(...)`, `rate(...)`, or a bare cron expression (five or six fields) or
-    /// rate (`5 minutes`).
+    /// Parses `cron(...)` or `rate(...)`.
     pub fn parse(text: &str) -> Result<Expression, ParseError> {
         let text = text.trim();
         if let Some(inner) = text.strip_prefix("rate(").and_then(|t| t.strip_suffix(')')) {

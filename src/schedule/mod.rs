@@ -164,17 +164,10 @@ impl Schedule {
             (Some(_), Some(_)) => return Err(("cron", "give cron or rate, not both".into())),
             (None, None) => return Err(("cron", "one of cron and rate is required".into())),
         };
+        let inner = strip(text, field);
         let expression = if field == "cron" {
-            let inner = text
-                .strip_prefix("cron(")
-                .and_then(|t| t.strip_suffix(')'))
-                .unwrap_or(text);
             expr::Cron::parse(inner).map(Expression::Cron)
         } else {
-            let inner = text
-                .strip_prefix("rate(")
-                .and_then(|t| t.strip_suffix(')'))
-                .unwrap_or(text);
             expr::parse_rate(inner).map(Expression::Rate)
         }
         .map_err(|e| (field, e))?;
@@ -233,7 +226,7 @@ impl Schedule {
         Ok(Schedule {
             name: c.name.clone(),
             expression,
-            expression_text: format!("{field}({})", strip(text, field)),
+            expression_text: format!("{field}({inner})"),
             timezone,
             timezone_name: c.timezone.clone(),
             start_ms,

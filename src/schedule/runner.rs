@@ -149,11 +149,7 @@ impl Scheduler {
     }
 
     async fn state(&self, s: &Schedule) -> Result<Option<State>, JournalError> {
-        Ok(self
-            .journal
-            .setting(&state_key(&s.name))
-            .await?
-            .and_then(|v| serde_json::from_value(v).ok()))
+        read_state(self.journal.as_ref(), s).await
     }
 
     async fn save(&self, key: &str, state: &State) -> Result<(), String> {
@@ -201,17 +197,22 @@ impl Scheduler {
     }
 }
 
+/// A schedule's state as the journal holds it (`None`: never seen, or unreadable — then it
+/// starts again as new).
+async fn read_state(journal: &dyn Journal, s: &Schedule) -> Result<Option<State>, JournalError> {
+    Ok(journal
+        .setting(&state_key(&s.name))
+        .await?
+        .and_then(|v| serde_json::from_value(v).ok()))
+}
+
 /// A schedule's state as the journal holds it, or as it would be first seen at `now_ms`.
 pub async fn state_of(
     journal: &dyn Journal,
     s: &Schedule,
     now_ms: i64,
 ) -> Result<(State, bool), JournalError> {
-    let found = journal
-        .setting(&state_key(&s.name))
-        .await?
-        .and_then(|v| serde_json::from_value::<State>(v).ok());
-    Ok(match found {
+    Ok(match read_state(journal, s).await? {
         Some(state) => (state, true),
         None => (s.first_state(now_ms), false),
     })
