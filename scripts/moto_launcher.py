@@ -73,6 +73,23 @@ def record_stop_task_calls() -> None:
     EC2ContainerServiceResponse.stop_task = stop_task
 
 
+def record_describe_container_instances_calls() -> None:
+    """Writes one line per ECS DescribeContainerInstances call to stderr:
+    `TUGBOAT_CALL {"call": "ecs:DescribeContainerInstances", "cluster": ...}`. A drain's wait
+    polls with it, so a test can wait for polls to have happened (rather than sleep) before it
+    checks that the wait has not ended. The call itself is moto's, unchanged."""
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    original = EC2ContainerServiceResponse.describe_container_instances
+
+    def describe_container_instances(self):  # type: ignore[no-untyped-def]
+        line = {"call": "ecs:DescribeContainerInstances", "cluster": self._get_param("cluster")}
+        print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+        return original(self)
+
+    EC2ContainerServiceResponse.describe_container_instances = describe_container_instances
+
+
 def restore_lifecycle_actions() -> None:
     """moto 5.2.5 keeps lifecycle hooks but has no lifecycle actions: CompleteLifecycleAction
     and RecordLifecycleActionHeartbeat are not implemented. As the AWS API reference describes
@@ -192,6 +209,7 @@ def main() -> None:
 
     honour_run_task_client_token()
     record_stop_task_calls()
+    record_describe_container_instances_calls()
     restore_lifecycle_actions()
     restore_initial_health()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

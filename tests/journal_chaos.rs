@@ -97,14 +97,20 @@ async fn three_processes_killed_over_and_over_run_every_event_once_and_never_a_s
         old.kill9();
         deaths.insert(pid, now_us());
     }
-    let mut done = Vec::new();
-    while started.elapsed() < Duration::from_secs(240) {
-        done = succeeded(&table).await;
-        if done.len() == events {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let left = Duration::from_secs(240).saturating_sub(started.elapsed());
+    let finished = std::sync::Mutex::new(0);
+    support::wait::until_explained(
+        "every event succeeded in the journal",
+        left,
+        async || {
+            let n = succeeded(&table).await.len();
+            *finished.lock().unwrap() = n;
+            n >= events
+        },
+        || format!("{} of {events} succeeded", finished.lock().unwrap()),
+    )
+    .await;
+    let done = succeeded(&table).await;
     assert_eq!(
         done.len(),
         events,
@@ -116,14 +122,10 @@ async fn three_processes_killed_over_and_over_run_every_event_once_and_never_a_s
     assert_eq!(ids.len(), events);
     // Nothing lost or dead-lettered: the DLQ is empty, the queue drains.
     assert_eq!(depth(&dlq_url).await, (0, 0), "nothing dead-lettered");
-    let drained = Instant::now();
-    while depth(&queue_url).await != (0, 0) {
-        assert!(
-            drained.elapsed() < Duration::from_secs(60),
-            "the queue does not drain"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    support::wait::until("the queue drains", Duration::from_secs(60), async || {
+        depth(&queue_url).await == (0, 0)
+    })
+    .await;
     for p in &processes {
         deaths.insert(p.pid(), now_us());
     }

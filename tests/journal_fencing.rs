@@ -98,8 +98,8 @@ async fn a_paused_owner_does_not_write_over_the_process_that_took_its_instance()
 
     // The first resumes: its sleep has ended, its next write is refused.
     signal(first.pid(), "-CONT");
+    // "fenced off" is logged once its write was refused: the record is looked at after it.
     first.wait_for_line(|l| l.contains("fenced off"), Duration::from_secs(30));
-    tokio::time::sleep(Duration::from_secs(1)).await;
     let after = item(&table, id).await.unwrap();
     assert_eq!(after["status"].as_s().unwrap(), "succeeded");
     assert_eq!(

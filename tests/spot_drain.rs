@@ -456,7 +456,26 @@ async fn a_terminate_lifecycle_action_is_heartbeated_drained_and_completed() {
         assert!(std::time::Instant::now() < deadline, "never drained");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The wait polls the drained instance's tasks inside one attempt: two more polls after
+    // the drain, with the task still running, and the hook must still be open.
+    let polls = || {
+        support::emulator_calls("ecs:DescribeContainerInstances")
+            .into_iter()
+            .filter(|c| {
+                c["cluster"]
+                    .as_str()
+                    .is_some_and(|n| n == r.cluster || n.ends_with(&format!("/{}", r.cluster)))
+            })
+            .count()
+    };
+    let drained_at = polls();
+    support::wait::until_explained(
+        "the drain's wait polled twice while the task ran",
+        Duration::from_secs(30),
+        async || polls() >= drained_at + 2,
+        || format!("{} polls", polls() - drained_at),
+    )
+    .await;
     let completed_early = support::emulator_calls("autoscaling:CompleteLifecycleAction")
         .into_iter()
         .any(|c| c["token"] == token.as_str());

@@ -48,6 +48,30 @@ pub struct AgentConfig {
     /// How old a signed peer notice may be. Default 5 minutes.
     #[serde(default = "default_notice_max_age", with = "humantime_serde")]
     pub notice_max_age: Duration,
+    /// The agent's one clock: every time the agent decides by (a notice's deadline,
+    /// `left_ms`, how long the network has been down, the peer limit, a signature's time)
+    /// reads it; its waits are on tokio's timer, which this clock follows. Not configured:
+    /// [`crate::ports::clock::TokioClock`] (the system's time, moving with tokio's timer, so
+    /// that a test on paused time moves both at once).
+    #[serde(skip)]
+    pub clock: AgentClock,
+}
+
+/// The clock an agent reads (see [`AgentConfig::clock`]).
+#[derive(Debug, Clone)]
+pub struct AgentClock(pub std::sync::Arc<dyn crate::ports::clock::Clock>);
+
+impl Default for AgentClock {
+    fn default() -> Self {
+        AgentClock(std::sync::Arc::new(crate::ports::clock::TokioClock::new()))
+    }
+}
+
+impl std::ops::Deref for AgentClock {
+    type Target = dyn crate::ports::clock::Clock;
+    fn deref(&self) -> &Self::Target {
+        self.0.as_ref()
+    }
 }
 
 /// The environment variable that gives the agent its signing key.

@@ -10,7 +10,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::Found;
 use super::notice::Notice;
-use crate::ports::clock::system_ms as now_ms;
+use super::config::AgentClock;
 
 pub struct Gcp {
     client: reqwest::Client,
@@ -121,13 +121,14 @@ pub async fn watch_all(
     gcp: &Gcp,
     instance: &str,
     config: &super::config::GcpSource,
+    clock: &AgentClock,
     found: UnboundedSender<Found>,
 ) {
     let preempted = watch(gcp, "preempted", &found, |value, etag| match value {
         "TRUE" => Ok(Some(Notice::from_gcp_preempted(
             instance,
             etag,
-            now_ms(),
+            clock.now_ms(),
             config.preemption_notice.as_millis() as u64,
         ))),
         "FALSE" => Ok(None),
@@ -143,7 +144,7 @@ pub async fn watch_all(
                 instance,
                 other,
                 etag,
-                now_ms(),
+                clock.now_ms(),
                 config.maintenance_notice.as_millis() as u64,
             )
             .map(Some),

@@ -11,7 +11,6 @@ use tokio::io::AsyncWriteExt;
 
 use super::config::{AgentConfig, HandlerConfig, HandlerKind};
 use super::notice::{self, Notice};
-use crate::ports::clock::system_ms as now_ms;
 
 /// Runs the handlers for `notice`; the report.
 pub async fn run_handlers(config: &AgentConfig, notice: &Notice, extra: &Value) -> Value {
@@ -39,7 +38,7 @@ pub async fn run_handlers(config: &AgentConfig, notice: &Notice, extra: &Value) 
         "notice": notice,
         "deadline": deadline.map(notice::rfc3339),
         "handlers": outcomes,
-        "left_ms": deadline.map(|d| d as i64 - now_ms() as i64),
+        "left_ms": deadline.map(|d| d as i64 - config.clock.now_ms() as i64),
     })
 }
 
@@ -50,7 +49,7 @@ async fn run_one(
     deadline: Option<u64>,
     extra: &Value,
 ) -> Value {
-    let started = now_ms();
+    let started = config.clock.now_ms();
     let left = deadline.map(|d| d as i64 - started as i64);
     if let Some(left) = left
         && left <= 0
@@ -92,10 +91,15 @@ async fn run_one(
                     tls: *tls,
                     ca_file: ca_file.clone(),
                 };
-                mqtt_handler(broker, &auth, topic, config.signing_key.as_ref(), notice, extra).await
+                let now = config.clock.now_ms();
+                mqtt_handler(broker, &auth, topic, config.signing_key.as_ref(), notice, extra, now)
+                    .await
             }
             HandlerKind::Publish { queue } => match (&config.api, &config.signing_key) {
-                (Some(api), Some(key)) => publish_handler(queue, api, key, notice, extra).await,
+                (Some(api), Some(key)) => {
+                    let now = config.clock.now_ms();
+                    publish_handler(queue, api, key, notice, extra, now).await
+                }
                 (None, _) => Err("no [api] section".into()),
                 (_, None) => Err(
                     "no signing_key: tugboat refuses an unsigned agent notice (set signing_key, the service's [security] signing_key)"
@@ -108,7 +112,7 @@ async fn run_one(
         Ok(r) => r,
         Err(_) => Err(format!("cut off after {} ms", bound.as_millis())),
     };
-    let took = now_ms().saturating_sub(started);
+    let took = config.clock.now_ms().saturating_sub(started);
     match result {
         Ok(detail) => json!({"name": h.name, "outcome": "ok", "detail": detail, "took_ms": took}),
         Err(reason) => {
@@ -128,7 +132,7 @@ async fn command_handler(
     cmd.args(&command[1..])
         .envs(env)
         .env("TUGBOAT_NOTICE_ID", &notice.id)
-        .env("TUGBOAT_NOTICE_PROVIDER", &notice.provider)
+        .env("TUGBOAT_NOTICE_PROVIDER", notice.provider.as_str())
         .env("TUGBOAT_NOTICE_KIND", &notice.kind)
         .env("TUGBOAT_NOTICE_INSTANCE", &notice.instance)
         .env(
@@ -254,8 +258,9 @@ async fn redis_handler(
         return Ok(json!({"saved": "SAVE", "lastsave": at}));
     }
     let before = lastsave(call(&mut conn, &["LASTSAVE"]).await?)?;
-    // LASTSAVE counts seconds: a save in the same second as the last would not show.
-    while now_ms() / 1000 <= before {
+    // LASTSAVE counts seconds of the server's wall clock (the system's, not the agent's):
+    // a save in the same second as the last would not show.
+    while crate::ports::clock::system_ms() / 1000 <= before {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     match call(&mut conn, &["BGSAVE"]).await {
@@ -282,8 +287,8 @@ async fn publish_handler(
     key: &crate::signing::SigningKey,
     notice: &Notice,
     extra: &Value,
+    now: u64,
 ) -> Result<Value, String> {
-    let now = now_ms();
     let event = notice.event(now, extra["instance_type"].as_str(), extra["zone"].as_str());
     let body = event.to_string();
     let signature = crate::intake::trust::sign_notice(&body, key, now);
@@ -353,6 +358,7 @@ async fn mqtt_handler(
     key: Option<&crate::signing::SigningKey>,
     notice: &Notice,
     extra: &Value,
+    now: u64,
 ) -> Result<Value, String> {
     use crate::ports::mqtt::{Mqtt, Publication, Qos};
     let key = key.ok_or(
@@ -361,7 +367,7 @@ async fn mqtt_handler(
     let topic = topic
         .replace("{instance}", &notice.instance)
         .replace("{kind}", &notice.kind)
-        .replace("{provider}", &notice.provider);
+        .replace("{provider}", notice.provider.as_str());
     let client_id = format!(
         "tugboat-agent-{}-{}-pub",
         notice.instance,
@@ -370,7 +376,6 @@ async fn mqtt_handler(
     let settings = auth.broker(broker, client_id)?;
     let connector = crate::mqtt::MqttConnector::default();
     let b = connector.broker(broker, &settings)?;
-    let now = now_ms();
     let event = notice.event(now, extra["instance_type"].as_str(), extra["zone"].as_str());
     let event = super::peer::sign(event, key, now);
     let publication = Publication {

@@ -4,7 +4,11 @@
 //! and `events/maintenance/scheduled`. Plain IMDSv1 GETs only when configured and no token can
 //! be had.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// tokio's instant, not std's: the token's expiry moves with the timer the agent waits on
+// (and with paused time in a test), as its clock does.
+use tokio::time::Instant;
 
 use serde_json::Value;
 

@@ -4,13 +4,13 @@
 //! too); when it clears, the id is forgotten, and the next time is a new notice.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Found;
-use super::config::{LocalSources, NetworkWatch};
+use super::config::{AgentClock, LocalSources, NetworkWatch};
 use super::notice::Notice;
 
 /// Used space in percent, as `df` counts it: of the space a non-root user could have.
@@ -77,7 +77,7 @@ async fn network_up(w: &NetworkWatch, timeout: Duration) -> bool {
 fn notice(instance: &str, kind: &str, what: &str, raw: Value) -> Notice {
     Notice {
         id: format!("local:{kind}:{what}"),
-        provider: "local".into(),
+        provider: super::notice::Source::Local,
         kind: kind.into(),
         instance: instance.to_owned(),
         deadline_ms: None,
@@ -87,9 +87,14 @@ fn notice(instance: &str, kind: &str, what: &str, raw: Value) -> Notice {
 }
 
 /// Checks every `interval` until the receiver goes away.
-pub async fn watch(config: &LocalSources, instance: &str, found: UnboundedSender<Found>) {
-    // Per network watch: since when it has been down.
-    let mut down_since: Vec<Option<Instant>> = vec![None; config.network.len()];
+pub async fn watch(
+    config: &LocalSources,
+    instance: &str,
+    clock: &AgentClock,
+    found: UnboundedSender<Found>,
+) {
+    // Per network watch: since when it has been down (ms by the agent's clock).
+    let mut down_since: Vec<Option<u64>> = vec![None; config.network.len()];
     let probe_timeout = config.interval.min(Duration::from_secs(3));
     loop {
         let mut out = Vec::new();
@@ -130,13 +135,14 @@ pub async fn watch(config: &LocalSources, instance: &str, found: UnboundedSender
                 out.push(Found::Cleared(format!("local:network-unreachable:{what}")));
                 continue;
             }
-            let first = *since.get_or_insert_with(Instant::now);
-            if first.elapsed() >= w.unreachable_for {
+            let now = clock.now_ms();
+            let down_for = Duration::from_millis(now.saturating_sub(*since.get_or_insert(now)));
+            if down_for >= w.unreachable_for {
                 out.push(Found::Notice(notice(
                     instance,
                     "network-unreachable",
                     &what,
-                    json!({"what": what, "down_for_ms": first.elapsed().as_millis() as u64}),
+                    json!({"what": what, "down_for_ms": down_for.as_millis() as u64}),
                 )));
             }
         }
@@ -145,7 +151,7 @@ pub async fn watch(config: &LocalSources, instance: &str, found: UnboundedSender
                 return;
             }
         }
-        tokio::time::sleep(config.interval).await;
+        clock.sleep(config.interval).await;
     }
 }
 

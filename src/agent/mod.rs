@@ -26,7 +26,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
-use crate::ports::clock::system_ms as now_ms;
 use config::{AgentConfig, Provider};
 pub use handlers::run_handlers;
 use notice::Notice;
@@ -72,7 +71,9 @@ impl State {
                 // keep the agent from watching: it is kept aside for a look, and the agent
                 // starts afresh (a notice seen before may run its handlers once more).
                 None => {
-                    let aside = path.with_extension(format!("damaged-{}", now_ms()));
+                    // A stamp for the file's name only (no decision reads it).
+                    let stamp = crate::ports::clock::system_ms();
+                    let aside = path.with_extension(format!("damaged-{stamp}"));
                     std::fs::rename(path, &aside)
                         .map_err(|e| format!("{}: {e}", path.display()))?;
                     tracing::warn!(state = %path.display(), moved_to = %aside.display(), "the agent state file was damaged: moved aside, starting afresh");
@@ -151,21 +152,21 @@ pub const SIMULATIONS: [&str; 9] = [
 /// `tugboat agent simulate KIND --in D`: the handlers against a made-up notice of `kind` (one
 /// of [`SIMULATIONS`]) whose deadline is `within` from now; the report.
 pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Result<Value, String> {
-    let now = now_ms();
+    let now = config.clock.now_ms();
     let instance = config
         .instance_id
         .clone()
         .unwrap_or_else(|| "i-simulated".into());
     let (provider, kind, action) = match kind {
-        "spot" => ("aws", "spot-interruption", Some("terminate")),
-        "rebalance" => ("aws", "rebalance-recommendation", None),
-        "maintenance" => ("aws", "scheduled-maintenance", Some("system-reboot")),
-        "azure-preempt" => ("azure", "spot-interruption", Some("Preempt")),
-        "gcp-preempt" => ("gcp", "spot-interruption", Some("preempt")),
-        "disk" => ("local", "disk-usage", None),
-        "memory" => ("local", "memory-pressure", None),
-        "network" => ("local", "network-unreachable", None),
-        "peer" => ("peer", "peer-interruption", Some("spot-interruption")),
+        "spot" => (notice::Source::Aws, "spot-interruption", Some("terminate")),
+        "rebalance" => (notice::Source::Aws, "rebalance-recommendation", None),
+        "maintenance" => (notice::Source::Aws, "scheduled-maintenance", Some("system-reboot")),
+        "azure-preempt" => (notice::Source::Azure, "spot-interruption", Some("Preempt")),
+        "gcp-preempt" => (notice::Source::Gcp, "spot-interruption", Some("preempt")),
+        "disk" => (notice::Source::Local, "disk-usage", None),
+        "memory" => (notice::Source::Local, "memory-pressure", None),
+        "network" => (notice::Source::Local, "network-unreachable", None),
+        "peer" => (notice::Source::Peer, "peer-interruption", Some("spot-interruption")),
         other => {
             return Err(format!(
                 "cannot simulate {other:?}: one of {}",
@@ -175,7 +176,7 @@ pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Res
     };
     let notice = Notice {
         id: format!("simulated:{kind}:{instance}:{now}"),
-        provider: provider.into(),
+        provider,
         kind: kind.into(),
         instance,
         deadline_ms: Some(now + within.as_millis() as u64),
@@ -303,14 +304,14 @@ fn start_sources(
         }
         Provider::Gcp => {
             let g = gcp::Gcp::new(&c.gcp.base_url, c.gcp.wait)?;
-            tokio::spawn(async move { gcp::watch_all(&g, &i, &c.gcp, f).await });
+            tokio::spawn(async move { gcp::watch_all(&g, &i, &c.gcp, &c.clock, f).await });
         }
         _ => {}
     }
     let l = &config.local;
     if !l.disk.is_empty() || l.memory.is_some() || !l.network.is_empty() {
         let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
-        tokio::spawn(async move { local::watch(&c.local, &i, f).await });
+        tokio::spawn(async move { local::watch(&c.local, &i, &c.clock, f).await });
     }
     if let Some(p) = &config.peer {
         let (c, i, f) = (config.clone(), instance.to_owned(), found.clone());
@@ -322,14 +323,17 @@ fn start_sources(
                 )?;
                 let topic = t.clone();
                 let trust = peer_trust(config);
-                tokio::spawn(async move { peer::watch_mqtt(broker, &topic, &i, trust, f).await });
+                let clock = c.clock.clone();
+                tokio::spawn(
+                    async move { peer::watch_mqtt(broker, &topic, &i, trust, clock, f).await },
+                );
             }
             (_, _, Some(q), Some(_)) => {
                 let q = q.clone();
                 let trust = peer_trust(config);
                 tokio::spawn(async move {
                     if let Some(api) = &c.api {
-                        peer::watch_queue(api, &q, &i, trust, f).await
+                        peer::watch_queue(api, &q, &i, trust, c.clock.clone(), f).await
                     }
                 });
             }
@@ -355,7 +359,7 @@ fn peer_trust(config: &AgentConfig) -> peer::PeerTrust {
 /// Azure event acknowledged.
 async fn act(config: Arc<AgentConfig>, n: Notice, extra: Value) {
     let mut report = run_handlers(&config, &n, &extra).await;
-    if n.provider == "azure" && config.azure.acknowledge {
+    if n.provider == notice::Source::Azure && config.azure.acknowledge {
         let event_id = n.raw["EventId"].as_str().unwrap_or_default();
         let acked = match azure::Azure::new(&config.azure.base_url) {
             Ok(a) => a.acknowledge(event_id).await,
@@ -435,7 +439,7 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
                 }
             }
             Some(Found::Notice(n))
-                if n.provider == "peer" && !peers.admit(&n, std::time::Instant::now()) =>
+                if n.provider == notice::Source::Peer && !peers.admit(&n, config.clock.now_ms()) =>
             {
                 tracing::warn!(notice = %n.id, peer = %n.instance, "a peer notice of a kind its handlers ran for within peer.min_interval: not run again");
             }

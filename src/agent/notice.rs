@@ -6,11 +6,40 @@ use serde_json::{Value, json};
 
 pub use crate::workflows::spot_drain::notice::{rfc3339, rfc3339_ms};
 
+/// Where a notice came from: a cloud's metadata service, the machine itself, or a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Aws,
+    Azure,
+    Gcp,
+    Local,
+    Peer,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Aws => "aws",
+            Source::Azure => "azure",
+            Source::Gcp => "gcp",
+            Source::Local => "local",
+            Source::Peer => "peer",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Notice {
     /// Same for the same notice, however often it is seen.
     pub id: String,
-    pub provider: String,
+    pub provider: Source,
     /// `spot-interruption`, `rebalance-recommendation`, `scheduled-maintenance`.
     pub kind: String,
     pub instance: String,
@@ -36,7 +65,7 @@ impl Notice {
         let deadline = rfc3339_ms(time).ok_or_else(|| format!("time {time:?} is not RFC 3339"))?;
         Ok(vec![Notice {
             id: format!("aws:spot:{instance}:{time}"),
-            provider: "aws".into(),
+            provider: Source::Aws,
             kind: "spot-interruption".into(),
             instance: instance.to_owned(),
             deadline_ms: Some(deadline),
@@ -53,7 +82,7 @@ impl Notice {
         rfc3339_ms(time).ok_or_else(|| format!("noticeTime {time:?} is not RFC 3339"))?;
         Ok(vec![Notice {
             id: format!("aws:rebalance:{instance}:{time}"),
-            provider: "aws".into(),
+            provider: Source::Aws,
             kind: "rebalance-recommendation".into(),
             instance: instance.to_owned(),
             deadline_ms: None,
@@ -78,7 +107,7 @@ impl Notice {
             let not_before = e["NotBefore"].as_str().unwrap_or_default();
             out.push(Notice {
                 id: format!("aws:maintenance:{instance}:{id}"),
-                provider: "aws".into(),
+                provider: Source::Aws,
                 kind: "scheduled-maintenance".into(),
                 instance: instance.to_owned(),
                 deadline_ms: Some(
@@ -133,7 +162,7 @@ impl Notice {
             };
             out.push(Notice {
                 id: format!("azure:{id}"),
-                provider: "azure".into(),
+                provider: Source::Azure,
                 kind: kind.into(),
                 instance: instance.to_owned(),
                 deadline_ms,
@@ -149,7 +178,7 @@ impl Notice {
     pub fn from_gcp_preempted(instance: &str, etag: &str, now_ms: u64, notice_ms: u64) -> Notice {
         Notice {
             id: format!("gcp:preempted:{instance}:{etag}"),
-            provider: "gcp".into(),
+            provider: Source::Gcp,
             kind: "spot-interruption".into(),
             instance: instance.to_owned(),
             deadline_ms: Some(now_ms + notice_ms),
@@ -173,7 +202,7 @@ impl Notice {
         };
         Ok(Notice {
             id: format!("gcp:maintenance:{instance}:{etag}"),
-            provider: "gcp".into(),
+            provider: Source::Gcp,
             kind: "scheduled-maintenance".into(),
             instance: instance.to_owned(),
             deadline_ms: Some(now_ms + notice_ms),

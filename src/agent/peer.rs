@@ -12,13 +12,14 @@
 //! `peer.min_interval`, however the notices vary.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Found;
+use super::config::AgentClock;
 use crate::signing::{Purpose, Refusal, SigningKey};
 
 /// How long each receive from a peer queue waits (SQS's longest long poll).
@@ -114,7 +115,7 @@ pub fn read(
     }
     Ok(Some(Notice {
         id: format!("peer:{}", n.identity()),
-        provider: "peer".into(),
+        provider: crate::agent::notice::Source::Peer,
         kind: "peer-interruption".into(),
         instance,
         deadline_ms: n.ends_ms,
@@ -129,7 +130,8 @@ pub fn read(
 #[derive(Debug)]
 pub struct Limiter {
     interval: Duration,
-    last: HashMap<(String, String), Instant>,
+    /// When each (peer, kind) last ran the handlers, ms by the agent's clock.
+    last: HashMap<(String, String), u64>,
 }
 
 impl Limiter {
@@ -140,18 +142,18 @@ impl Limiter {
         }
     }
 
-    /// Whether a peer notice may run the handlers at `now`; counted when it may.
-    pub fn admit(&mut self, notice: &Notice, now: Instant) -> bool {
+    /// Whether a peer notice may run the handlers at `now_ms`; counted when it may.
+    pub fn admit(&mut self, notice: &Notice, now_ms: u64) -> bool {
         let key = (
             notice.instance.clone(),
             notice.action.clone().unwrap_or_default(),
         );
-        let interval = self.interval;
-        self.last.retain(|_, at| now.duration_since(*at) < interval);
+        let interval = self.interval.as_millis() as u64;
+        self.last.retain(|_, at| now_ms.saturating_sub(*at) < interval);
         if self.last.contains_key(&key) {
             return false;
         }
-        self.last.insert(key, now);
+        self.last.insert(key, now_ms);
         true
     }
 }
@@ -163,6 +165,7 @@ pub async fn watch_mqtt(
     topic: &str,
     own_instance: &str,
     trust: PeerTrust,
+    clock: AgentClock,
     found: UnboundedSender<Found>,
 ) {
     let address = format!("{}:{}", broker.host, broker.port());
@@ -190,12 +193,7 @@ pub async fn watch_mqtt(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let body = String::from_utf8_lossy(&p.payload);
-                match read(
-                    own_instance,
-                    &body,
-                    &trust,
-                    crate::ports::clock::system_ms(),
-                ) {
+                match read(own_instance, &body, &trust, clock.now_ms()) {
                     Ok(n) => n.map(Found::Notice),
                     Err(e) => Some(Found::Problem(format!("peer message on {}: {e}", p.topic))),
                 }
@@ -224,6 +222,7 @@ pub async fn watch_queue(
     queue: &str,
     own_instance: &str,
     trust: PeerTrust,
+    clock: AgentClock,
     found: UnboundedSender<Found>,
 ) {
     use crate::ports::QueueSource;
@@ -259,12 +258,7 @@ pub async fn watch_queue(
         };
         let mut handles = Vec::new();
         for m in batch {
-            let message = match read(
-                own_instance,
-                &m.body,
-                &trust,
-                crate::ports::clock::system_ms(),
-            ) {
+            let message = match read(own_instance, &m.body, &trust, clock.now_ms()) {
                 Ok(n) => n.map(Found::Notice),
                 Err(e) => Some(Found::Problem(format!(
                     "peer message {}: {e}",
@@ -403,10 +397,10 @@ mod tests {
     #[test]
     fn a_flood_about_one_peer_runs_the_handlers_once_per_interval_and_kind() {
         let mut limiter = Limiter::new(Duration::from_secs(600));
-        let t0 = Instant::now();
+        let t0: u64 = 1_700_000_000_000;
         let notice = |instance: &str, minute: u32, action: &str| Notice {
             id: format!("peer:{instance}:{minute}"),
-            provider: "peer".into(),
+            provider: crate::agent::notice::Source::Peer,
             kind: "peer-interruption".into(),
             instance: instance.into(),
             deadline_ms: None,
@@ -417,7 +411,7 @@ mod tests {
         for minute in 1..100 {
             assert!(!limiter.admit(
                 &notice("i-1", minute, "spot-interruption"),
-                t0 + Duration::from_secs(u64::from(minute))
+                t0 + u64::from(minute) * 1_000
             ));
         }
         assert!(
@@ -430,7 +424,7 @@ mod tests {
         );
         assert!(limiter.admit(
             &notice("i-1", 200, "spot-interruption"),
-            t0 + Duration::from_secs(601)
+            t0 + 601_000
         ));
     }
 }

@@ -85,6 +85,38 @@ pub enum Call {
     },
 }
 
+/// What a [`Call::Sleep`] or a [`Call::Wake`] returns: whether a wake ended the sleep (a
+/// sleep), or found a sleeper in this process (a wake).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Woken {
+    pub woken: bool,
+    /// A wake on a shared journal also left a signal for sleepers in other processes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signalled: bool,
+}
+
+/// What a [`Call::ReadWorkflow`] returns: the other instance as its journal holds it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRead {
+    pub found: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// `running`, `completed`, `failed`, … when found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+/// What a [`Call::Publish`] returns: the topic's message id, or why nothing was published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Published {
+    MessageId(String),
+    /// The topic is not configured.
+    Skipped(String),
+}
+
 /// Why a step failed, as the engine reports it to the workflow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -152,6 +184,15 @@ pub enum Next<A = Action> {
 }
 
 impl<A> Next<A> {
+    /// Completes with a workflow's typed output (each workflow declares its `Output`); an
+    /// output that cannot be written as JSON fails the run with the reason instead.
+    pub fn done<T: Serialize>(output: &T) -> Next<A> {
+        match serde_json::to_value(output) {
+            Ok(v) => Next::Complete(v),
+            Err(e) => Next::Fail(format!("the output cannot be journaled: {e}")),
+        }
+    }
+
     /// Completes at once without work: `what` was not for this workflow, for `reason`.
     pub fn ignored(what: &str, reason: &str) -> Next<A> {
         Next::Complete(serde_json::json!({IGNORED: what, "reason": reason}))

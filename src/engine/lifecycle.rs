@@ -21,10 +21,10 @@
 use std::time::Duration;
 
 use rand::SeedableRng;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::EngineOptions;
-use crate::contract::{Action, Call, Next, StepError, Transition, Workflow};
+use crate::contract::{Action, Call, Next, StepError, Transition, Woken, Workflow, to_output};
 use crate::journal::{Cancel, Record, Status};
 
 /// How a run of an instance ended.
@@ -402,7 +402,7 @@ impl<'a> Lifecycle<'a> {
         {
             let due = step.first_started_ms + duration.as_millis() as u64;
             if step.attempts > 0 && now >= due {
-                return self.settle(r, &action, undoing, Ok(json!({"woken": false})), now, fx);
+                return self.settle(r, &action, undoing, to_output(&Woken::default()), now, fx);
             }
             if step.attempts == 0 {
                 step.sleep = true;

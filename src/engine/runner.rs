@@ -13,13 +13,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::Instrument;
 
 use super::Engine;
 pub use super::lifecycle::{COMPENSATE, Failure, RunResult};
 use super::lifecycle::{Checkpoint, Effect, Input, Lifecycle, Note};
-use crate::contract::{Action, Call, StepContext, StepError, Workflow};
+use crate::contract::{
+    Action, Call, Published, StepContext, StepError, Woken, Workflow, WorkflowRead, to_output,
+};
 use crate::failpoint;
 use crate::journal::{Record, Status};
 
@@ -268,18 +270,27 @@ async fn perform(
             // The sleeper may be in another process of a shared journal: leave it a signal.
             if engine.journal.is_shared() {
                 match engine.journal.signal(key).await {
-                    Ok(()) => Ok(json!({"woken": here, "signalled": true})),
+                    Ok(()) => to_output(&Woken {
+                        woken: here,
+                        signalled: true,
+                    }),
                     Err(e) => Err(StepError::retryable(e.to_string())),
                 }
             } else {
-                Ok(json!({"woken": here}))
+                to_output(&Woken {
+                    woken: here,
+                    signalled: false,
+                })
             }
         }
         Call::ReadWorkflow { id } => match engine.journal.get(id).await {
-            Ok(Some(r)) => Ok(
-                json!({"found": true, "workflow": r.workflow, "status": r.status.name(), "output": r.output}),
-            ),
-            Ok(None) => Ok(json!({"found": false})),
+            Ok(Some(r)) => to_output(&WorkflowRead {
+                found: true,
+                workflow: Some(r.workflow),
+                status: Some(r.status.name().to_owned()),
+                output: r.output,
+            }),
+            Ok(None) => to_output(&WorkflowRead::default()),
             Err(e) => Err(StepError::retryable(e.to_string())),
         },
         Call::Publish {
@@ -292,8 +303,8 @@ async fn perform(
             .publish(*topic, subject, message, &ctx.idempotency_key(), attributes)
             .await
         {
-            Ok(Some(id)) => Ok(json!({"message_id": id})),
-            Ok(None) => Ok(json!({"skipped": "topic not configured"})),
+            Ok(Some(id)) => to_output(&Published::MessageId(id)),
+            Ok(None) => to_output(&Published::Skipped("topic not configured".into())),
             Err(e) => Err(e),
         },
     })
@@ -343,8 +354,8 @@ async fn sleep(
         }
     };
     let outcome = tokio::select! {
-        _ = engine.clock.sleep(duration) => Some(Ok(json!({"woken": false}))),
-        _ = woken => Some(Ok(json!({"woken": true}))),
+        _ = engine.clock.sleep(duration) => Some(to_output(&Woken::default())),
+        _ = woken => Some(to_output(&Woken { woken: true, signalled: false })),
         _ = cancelled => None,
         _ = super::shutdown_begun(&mut shutdown) => None,
     };

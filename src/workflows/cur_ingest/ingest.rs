@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read};
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use time::Date;
 
 use super::CurIngest;
@@ -13,6 +14,77 @@ use super::anomaly::{self, Series, Settings};
 use super::report::{CSV_HEADER, Cost, Gunzip, Summary, csv_record, is_gzip};
 use crate::contract::StepError;
 use crate::ports::costs::DailyCost;
+
+/// The ingest step's result: what was read and, per payer and billing period, what was
+/// written and found. (Fields default so that a console reading an older record still shows
+/// what it has.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Ingested {
+    /// How many report files were read.
+    pub parts: usize,
+    pub line_items: u64,
+    pub payers: Vec<PayerReport>,
+}
+
+/// One payer's billing period, as one delivery left it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PayerReport {
+    pub payer: String,
+    /// `YYYY-MM`.
+    pub period: String,
+    /// Daily-cost rows written for the period.
+    pub rows: usize,
+    pub total: f64,
+    /// The report's currency, or `mixed`.
+    pub currency: String,
+    /// The five costliest services.
+    pub top_services: Vec<ServiceCost>,
+    pub written: usize,
+    pub deleted: usize,
+    /// The curated summary's `s3://` address.
+    pub curated: String,
+    pub anomalies: Vec<AnomalyNotice>,
+    /// The month's forecast per account.
+    pub forecast: BTreeMap<String, f64>,
+    pub budgets: Vec<BudgetNotice>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceCost {
+    pub service: String,
+    pub cost: f64,
+}
+
+/// An unusual day, as the anomaly topic publishes it (`"type": "anomaly"`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "anomaly")]
+pub struct AnomalyNotice {
+    pub payer: String,
+    pub account: String,
+    pub service: String,
+    /// `YYYY-MM-DD`.
+    pub day: String,
+    pub cost: f64,
+    pub expected: f64,
+    pub impact: f64,
+    pub impact_percent: Option<f64>,
+}
+
+/// A month whose forecast is above the account's budget (`"type": "budget"`), once per
+/// account and month.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "budget")]
+pub struct BudgetNotice {
+    pub payer: String,
+    pub account: String,
+    pub period: String,
+    pub forecast: f64,
+    pub budget: f64,
+    /// The last day the forecast knows.
+    pub through: String,
+}
 
 /// Reads one part (gzip recognised by its first bytes) into `summary`.
 fn read_part(input: &mut (dyn Read + Send), name: &str, summary: &mut Summary) -> Result<(), String> {
@@ -37,7 +109,7 @@ fn to_f64(cost: &str) -> f64 {
     cost.parse().unwrap_or(0.0)
 }
 
-pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result<Value, StepError> {
+pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result<Ingested, StepError> {
     let settings = w
         .settings
         .as_ref()
@@ -144,12 +216,17 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
             Some(last) => report_days.iter().copied().filter(|d| *d > last).collect(),
             None => report_days.iter().next_back().copied().into_iter().collect(),
         };
-        let anomalies: Vec<Value> = anomaly::detect(&series, &judge, Some(&new_days))
+        let anomalies: Vec<AnomalyNotice> = anomaly::detect(&series, &judge, Some(&new_days))
             .into_iter()
-            .map(|a| {
-                json!({"type": "anomaly", "payer": payer, "account": a.account, "service": a.service,
-                    "day": a.day.to_string(), "cost": a.cost, "expected": a.expected,
-                    "impact": a.impact, "impact_percent": a.impact_percent})
+            .map(|a| AnomalyNotice {
+                payer: payer.clone(),
+                account: a.account,
+                service: a.service,
+                day: a.day.to_string(),
+                cost: a.cost,
+                expected: a.expected,
+                impact: a.impact,
+                impact_percent: a.impact_percent,
             })
             .collect();
 
@@ -175,8 +252,14 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
                         .mark_once(&settings.table, &format!("BUDGET#{payer}#{account}#{period}"))
                         .await?
                 {
-                    budgets.push(json!({"type": "budget", "payer": payer, "account": account,
-                        "period": period, "forecast": f, "budget": budget, "through": through.to_string()}));
+                    budgets.push(BudgetNotice {
+                        payer: payer.clone(),
+                        account: account.clone(),
+                        period: period.clone(),
+                        forecast: f,
+                        budget,
+                        through: through.to_string(),
+                    });
                 }
             }
         }
@@ -193,19 +276,37 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
         }
         let mut top: Vec<(String, Cost)> = by_service.into_iter().collect();
         top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let top: Vec<Value> = top
+        let top_services = top
             .into_iter()
             .take(5)
-            .map(|(s, c)| json!({"service": s, "cost": to_f64(&c.to_string())}))
+            .map(|(service, c)| ServiceCost {
+                service,
+                cost: to_f64(&c.to_string()),
+            })
             .collect();
-        payers.push(json!({
-            "payer": payer, "period": period, "rows": rows.len(),
-            "total": to_f64(&total.to_string()),
-            "currency": if currencies.len() == 1 { currencies.into_iter().next().unwrap_or_default() } else { "mixed".into() },
-            "top_services": top, "written": replaced.written, "deleted": replaced.deleted,
-            "curated": format!("s3://{curated_bucket}/{curated_key}"),
-            "anomalies": anomalies, "forecast": forecast, "budgets": budgets,
-        }));
+        let currency = if currencies.len() == 1 {
+            currencies.into_iter().next().unwrap_or_default()
+        } else {
+            "mixed".into()
+        };
+        payers.push(PayerReport {
+            rows: rows.len(),
+            total: to_f64(&total.to_string()),
+            currency,
+            top_services,
+            written: replaced.written,
+            deleted: replaced.deleted,
+            curated: format!("s3://{curated_bucket}/{curated_key}"),
+            anomalies,
+            forecast,
+            budgets,
+            payer,
+            period,
+        });
     }
-    Ok(json!({"parts": parts.len(), "line_items": summary.rows, "payers": payers}))
+    Ok(Ingested {
+        parts: parts.len(),
+        line_items: summary.rows,
+        payers,
+    })
 }

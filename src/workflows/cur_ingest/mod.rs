@@ -30,7 +30,7 @@
 
 pub mod anomaly;
 pub mod config;
-mod ingest;
+pub mod ingest;
 pub mod manifest;
 pub mod page;
 pub mod report;
@@ -46,7 +46,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Registration;
-use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed};
+use crate::contract::{
+    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output,
+};
+use ingest::Ingested;
 use crate::ports::costs::CostStore;
 use crate::ports::objects::ObjectStore;
 use config::CurSettings;
@@ -101,7 +104,7 @@ pub struct State {
     pub bucket: String,
     pub key: String,
     /// The ingest step's result, once it ran.
-    pub result: Option<Value>,
+    pub result: Option<Ingested>,
     /// Why the run failed, for the error topic.
     pub failure: Option<String>,
     /// Notifications published so far.
@@ -113,24 +116,84 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    /// Result: `{"parts": [keys]}`.
+    /// Result: [`Parts`].
     ReadManifest { bucket: String, key: String },
-    /// Result: see `ingest::run`.
+    /// Result: [`Ingested`].
     Ingest { bucket: String, parts: Vec<String> },
     /// Engine publishes.
     Notify,
 }
 
+/// The read-manifest step's result: the report parts' keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parts {
+    pub parts: Vec<String>,
+}
+
+/// The workflow's output: the object and what its ingest came to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub bucket: String,
+    pub key: String,
+    pub ingested: Ingested,
+}
+
+/// A report notification on the success topic (`"type": "report"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "report")]
+pub struct ReportNotice {
+    pub bucket: String,
+    pub key: String,
+    pub payer: String,
+    pub period: String,
+    pub parts: usize,
+    pub rows: usize,
+    pub total: f64,
+    pub currency: String,
+    pub top_services: Vec<ingest::ServiceCost>,
+    /// How many anomalies were found (each is published on its own).
+    pub anomalies: usize,
+    pub written: usize,
+    pub deleted: usize,
+    pub curated: String,
+    pub forecast: std::collections::BTreeMap<String, f64>,
+}
+
+/// What this workflow reads of an S3 "Object Created" event.
+#[derive(Debug, Deserialize)]
+struct ObjectCreated {
+    detail: ObjectDetail,
+}
+
+/// (Optional here so that a missing one is named to its leaf: `event.detail.bucket.name`.)
+#[derive(Debug, Deserialize)]
+struct ObjectDetail {
+    bucket: Option<Named>,
+    object: Option<Keyed>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Named {
+    name: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Keyed {
+    key: String,
+}
+
 /// The object an event announces: `detail.bucket.name`, `detail.object.key`.
 fn object(event: &Value) -> Result<(String, String), String> {
-    let text = |path: &str| {
-        event
-            .pointer(path)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .ok_or_else(|| format!("the event has no {}", path.trim_start_matches('/').replace('/', ".")))
-    };
-    Ok((text("/detail/bucket/name")?, text("/detail/object/key")?))
+    let ObjectCreated { detail } = decode(event, "event")?;
+    let bucket = detail.bucket.ok_or("event.detail.bucket.name is required")?;
+    let object = detail.object.ok_or("event.detail.object.key is required")?;
+    Ok((bucket.name, object.key))
+}
+
+/// A notification's message. (These types always serialize: strings, numbers, lists and
+/// string-keyed maps.)
+fn message<T: Serialize>(notice: &T) -> Value {
+    serde_json::to_value(notice).unwrap_or_default()
 }
 
 fn is_report(key: &str) -> bool {
@@ -140,49 +203,63 @@ fn is_report(key: &str) -> bool {
 impl CurIngest {
     /// The next notification to publish, or the end.
     fn next_notification(&self, s: &State) -> Decision<Step> {
-        let result = s.result.as_ref().unwrap_or(&Value::Null);
+        let Some(result) = &s.result else {
+            return Next::Fail("notifications before the ingest step ran".into());
+        };
         match self.notifications(s, result).into_iter().nth(s.sent) {
             Some(act) => Next::Run(act),
-            None => Next::Complete(json!({"bucket": s.bucket, "key": s.key, "ingested": result})),
+            None => Next::done(&Output {
+                bucket: s.bucket.clone(),
+                key: s.key.clone(),
+                ingested: result.clone(),
+            }),
         }
     }
 
     /// The notifications for an ingest result, as publish steps.
-    fn notifications(&self, s: &State, result: &Value) -> Vec<Act<Step>> {
+    fn notifications(&self, s: &State, result: &Ingested) -> Vec<Act<Step>> {
         let mut acts = Vec::new();
         let mut n = 0;
         let mut next = |name: &str| {
             n += 1;
             format!("{name}#{n}")
         };
-        for p in result["payers"].as_array().into_iter().flatten() {
-            let payer = p["payer"].as_str().unwrap_or_default();
-            let message = json!({
-                "type": "report", "bucket": s.bucket, "key": s.key, "payer": payer, "period": p["period"],
-                "parts": result["parts"], "rows": p["rows"], "total": p["total"], "currency": p["currency"],
-                "top_services": p["top_services"], "anomalies": p["anomalies"].as_array().map_or(0, Vec::len),
-                "written": p["written"], "deleted": p["deleted"], "curated": p["curated"],
-                "forecast": p["forecast"],
-            });
-            let subject = format!("tugboat: cost report {payer} {}", p["period"].as_str().unwrap_or_default());
+        for p in &result.payers {
+            let payer = p.payer.as_str();
+            let report = ReportNotice {
+                bucket: s.bucket.clone(),
+                key: s.key.clone(),
+                payer: p.payer.clone(),
+                period: p.period.clone(),
+                parts: result.parts,
+                rows: p.rows,
+                total: p.total,
+                currency: p.currency.clone(),
+                top_services: p.top_services.clone(),
+                anomalies: p.anomalies.len(),
+                written: p.written,
+                deleted: p.deleted,
+                curated: p.curated.clone(),
+                forecast: p.forecast.clone(),
+            };
+            let subject = format!("tugboat: cost report {payer} {}", p.period);
             acts.push(
-                Act::publish(next("report"), Step::Notify, Topic::Success, subject, message)
+                Act::publish(next("report"), Step::Notify, Topic::Success, subject, message(&report))
                     .with_attributes([("type", "report"), ("payer", payer)]),
             );
-            for a in p["anomalies"].as_array().into_iter().flatten() {
-                let account = a["account"].as_str().unwrap_or_default();
-                let service = a["service"].as_str().unwrap_or_default();
+            for a in &p.anomalies {
+                let (account, service) = (a.account.as_str(), a.service.as_str());
                 let subject = format!("tugboat: cost anomaly {account} {service}");
                 acts.push(
-                    Act::publish(next("anomaly"), Step::Notify, Topic::Anomaly, subject, a.clone())
+                    Act::publish(next("anomaly"), Step::Notify, Topic::Anomaly, subject, message(a))
                         .with_attributes([("type", "anomaly"), ("account", account), ("service", service), ("payer", payer)]),
                 );
             }
-            for b in p["budgets"].as_array().into_iter().flatten() {
-                let account = b["account"].as_str().unwrap_or_default();
+            for b in &p.budgets {
+                let account = b.account.as_str();
                 let subject = format!("tugboat: budget forecast {account}");
                 acts.push(
-                    Act::publish(next("budget"), Step::Notify, Topic::Anomaly, subject, b.clone())
+                    Act::publish(next("budget"), Step::Notify, Topic::Anomaly, subject, message(b))
                         .with_attributes([("type", "budget"), ("account", account), ("payer", payer)]),
                 );
             }
@@ -230,20 +307,18 @@ impl Flow for CurIngest {
             }
         };
         match step {
-            Step::ReadManifest { bucket, .. } => {
-                let parts: Vec<String> = value["parts"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| p.as_str().map(str::to_string))
-                    .collect();
-                Next::Run(Act::handler("ingest", Step::Ingest { bucket, parts }))
-            }
-            Step::Ingest { .. } => {
-                s.result = Some(value);
-                s.sent = 0;
-                self.next_notification(s)
-            }
+            Step::ReadManifest { bucket, .. } => match output::<Parts>(value) {
+                Ok(Parts { parts }) => Next::Run(Act::handler("ingest", Step::Ingest { bucket, parts })),
+                Err(e) => Next::Fail(e),
+            },
+            Step::Ingest { .. } => match output::<Ingested>(value) {
+                Ok(result) => {
+                    s.result = Some(result);
+                    s.sent = 0;
+                    self.next_notification(s)
+                }
+                Err(e) => Next::Fail(e),
+            },
             Step::Notify => {
                 s.sent += 1;
                 self.next_notification(s)
@@ -271,9 +346,11 @@ impl Flow for CurIngest {
                 let bytes = self.objects.get(bucket, key, MANIFEST_LIMIT).await?;
                 let manifest = Manifest::parse(&bytes, &format!("s3://{bucket}/{key}"))
                     .map_err(StepError::permanent)?;
-                Ok(json!({"parts": manifest.keys().collect::<Vec<_>>()}))
+                to_output(&Parts {
+                    parts: manifest.keys().map(str::to_owned).collect(),
+                })
             }
-            Step::Ingest { bucket, parts } => ingest::run(self, bucket, parts).await,
+            Step::Ingest { bucket, parts } => to_output(&ingest::run(self, bucket, parts).await?),
             Step::Notify => Err(StepError::permanent("notifications are published by the engine")),
         }
     }

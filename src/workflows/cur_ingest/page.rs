@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use super::ingest::{AnomalyNotice, Ingested};
+use crate::contract::output;
 use crate::html::{esc, select};
 use crate::ports::costs::CostStore;
 use crate::workflows::Setup;
@@ -98,7 +99,7 @@ pub struct CostsView {
     pub days: Vec<Day>,
     pub total: f64,
     /// The anomalies the ingests found (newest ingest first), as they were published.
-    pub anomalies: Vec<Value>,
+    pub anomalies: Vec<AnomalyNotice>,
     pub query: CostsQuery,
     pub error: Option<String>,
 }
@@ -131,30 +132,20 @@ impl CostsPage {
     // (period, payer) pairs the ingests wrote, and their anomalies.
     let mut payers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for r in &input.instances {
-        let ingested = r.output.and_then(|o| o.get("ingested"));
-        for p in ingested
-            .and_then(|i| i.get("payers"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let (Some(payer), Some(period)) = (
-                p.get("payer").and_then(Value::as_str),
-                p.get("period").and_then(Value::as_str),
-            ) else {
+        // An ignored object's output has no `ingested`; one that does not read is skipped.
+        let Some(Ok(ingested)) = r
+            .output
+            .and_then(|o| o.get("ingested"))
+            .map(|i| output::<Ingested>(i.clone()))
+        else {
+            continue;
+        };
+        for p in ingested.payers {
+            if p.payer.is_empty() || p.period.is_empty() {
                 continue;
-            };
-            payers
-                .entry(period.to_owned())
-                .or_default()
-                .insert(payer.to_owned());
-            view.anomalies.extend(
-                p.get("anomalies")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            );
+            }
+            payers.entry(p.period).or_default().insert(p.payer);
+            view.anomalies.extend(p.anomalies);
         }
     }
     view.periods = payers.keys().rev().cloned().collect();
@@ -225,12 +216,8 @@ impl CostsPage {
             services: values,
         });
     }
-    view.anomalies.retain(|a| {
-        account.is_none_or(|acc| a.get("account").and_then(Value::as_str) == Some(acc))
-            && a.get("day")
-                .and_then(Value::as_str)
-                .is_none_or(|d| d.starts_with(&period))
-    });
+    view.anomalies
+        .retain(|a| account.is_none_or(|acc| a.account == acc) && a.day.starts_with(&period));
     view.period = Some(period);
     Ok(view)
 }
@@ -331,23 +318,19 @@ fn body(v: &CostsView) -> String {
     } else {
         body.push_str("<table id=\"anomalies\"><thead><tr><th>day</th><th>account</th><th>service</th><th>cost</th><th>expected</th><th>impact</th></tr></thead><tbody>");
         for a in &v.anomalies {
-            let text = |k: &str| esc(a.get(k).and_then(Value::as_str).unwrap_or(""));
-            let num = |k: &str| {
-                a.get(k)
-                    .and_then(Value::as_f64)
-                    .map(|n| format!("{n:.2}"))
-                    .unwrap_or_default()
-            };
+            let percent = a
+                .impact_percent
+                .map(|n| format!("{n:.2}"))
+                .unwrap_or_default();
             let _ = write!(
                 body,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} ({}%)</td></tr>",
-                text("day"),
-                text("account"),
-                text("service"),
-                num("cost"),
-                num("expected"),
-                num("impact"),
-                num("impact_percent"),
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.2}</td><td class=\"num\">{:.2} ({percent}%)</td></tr>",
+                esc(&a.day),
+                esc(&a.account),
+                esc(&a.service),
+                a.cost,
+                a.expected,
+                a.impact,
             );
         }
         body.push_str("</tbody></table>");
@@ -385,16 +368,10 @@ fn text(v: &CostsView) -> String {
     if !v.anomalies.is_empty() {
         let _ = writeln!(out, "\nanomalies");
         for a in &v.anomalies {
-            let s = |k: &str| a.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            let n = |k: &str| a.get(k).and_then(Value::as_f64).unwrap_or(0.0);
             let _ = writeln!(
                 out,
                 "{} {} {}: {:.2} (expected {:.2})",
-                s("day"),
-                s("account"),
-                s("service"),
-                n("cost"),
-                n("expected")
+                a.day, a.account, a.service, a.cost, a.expected
             );
         }
     }

@@ -89,6 +89,38 @@ fn one() -> u32 {
     1
 }
 
+/// The workflow's output (also the notifications' `result`): the first task, and every task
+/// the run started (`count` > 1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub service: String,
+    pub task_arn: Option<String>,
+    /// The last part of the task's ARN.
+    pub task_id: Option<String>,
+    pub ip: Option<String>,
+    pub port: u16,
+    pub target_group: String,
+    /// The target's last health state (`healthy`, …).
+    pub health: Option<String>,
+    pub tasks: Vec<TaskOutput>,
+    pub polls_until_running: u32,
+    pub polls_until_healthy: u32,
+    /// As configured, such as `5s`.
+    pub poll_interval: String,
+    /// Why the success notification could not be published (the task is up all the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_error: Option<String>,
+}
+
+/// One task of a run, as the output reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskOutput {
+    pub task_arn: Option<String>,
+    pub task_id: Option<String>,
+    pub ip: Option<String>,
+    pub health: Option<String>,
+}
+
 /// A task that reached health, kept while the next ones start.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Finished {
@@ -267,35 +299,41 @@ impl EcsStart {
         })
     }
 
-    fn result(s: &State) -> Value {
+    fn result(s: &State) -> Output {
         let id = |arn: &str| arn.rsplit('/').next().map(str::to_owned);
-        let mut tasks: Vec<Value> = s
+        let mut tasks: Vec<TaskOutput> = s
             .done
             .iter()
-            .map(|t| json!({"task_arn": t.task_arn, "task_id": id(&t.task_arn), "ip": t.ip, "health": t.health}))
+            .map(|t| TaskOutput {
+                task_arn: Some(t.task_arn.clone()),
+                task_id: id(&t.task_arn),
+                ip: Some(t.ip.clone()),
+                health: Some(t.health.clone()),
+            })
             .collect();
         if s.task_arn.is_some() {
-            tasks.push(json!({
-                "task_arn": s.task_arn,
-                "task_id": s.task_arn.as_deref().and_then(id),
-                "ip": s.ip,
-                "health": s.health.as_ref().map(|h| h.state.clone()),
-            }));
+            tasks.push(TaskOutput {
+                task_arn: s.task_arn.clone(),
+                task_id: s.task_arn.as_deref().and_then(id),
+                ip: s.ip.clone(),
+                health: s.health.as_ref().map(|h| h.state.clone()),
+            });
         }
-        let first = tasks.first().cloned().unwrap_or(json!({}));
-        json!({
-            "service": s.service,
-            "task_arn": first.get("task_arn"),
-            "task_id": first.get("task_id"),
-            "ip": first.get("ip"),
-            "port": s.port,
-            "target_group": s.target_group,
-            "health": first.get("health"),
-            "tasks": tasks,
-            "polls_until_running": s.running_polls,
-            "polls_until_healthy": s.healthy_polls,
-            "poll_interval": humantime::format_duration(s.poll_interval).to_string(),
-        })
+        let first = tasks.first().cloned().unwrap_or_default();
+        Output {
+            service: s.service.clone(),
+            task_arn: first.task_arn,
+            task_id: first.task_id,
+            ip: first.ip,
+            port: s.port,
+            target_group: s.target_group.clone(),
+            health: first.health,
+            tasks,
+            polls_until_running: s.running_polls,
+            polls_until_healthy: s.healthy_polls,
+            poll_interval: humantime::format_duration(s.poll_interval).to_string(),
+            notify_error: None,
+        }
     }
 }
 
@@ -502,9 +540,10 @@ impl Flow for EcsStart {
             Err(e) if step == Step::Notify => {
                 // The task is up and healthy; a notification that cannot be sent must not
                 // stop it. The result records the failure.
-                let mut out = Self::result(s);
-                out["notify_error"] = json!(e.message);
-                return Next::Complete(out);
+                return Next::done(&Output {
+                    notify_error: Some(e.message),
+                    ..Self::result(s)
+                });
             }
             Err(e) => return fail(s, format!("{}: {}", step.label(), e.message)),
         };
@@ -518,7 +557,7 @@ impl Flow for EcsStart {
             }
             Step::WaitHealthy(_) => on_health(s, value),
             Step::SleepHealthy => health(s),
-            Step::Notify => Next::Complete(Self::result(s)),
+            Step::Notify => Next::done(&Self::result(s)),
             undo @ (Step::DeregisterTarget(_) | Step::StopTask { .. } | Step::NotifyError) => {
                 fail(s, format!("{} is a compensation step", undo.label()))
             }

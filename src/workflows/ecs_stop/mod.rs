@@ -22,7 +22,7 @@ use super::Registration;
 use super::ecs_start::config::{self, EcsParts};
 use super::ecs_start::steps::Target;
 use crate::contract::{
-    Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, params_or_empty, output,
+    Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, WorkflowRead, decode, params_or_empty, output,
     poll_count, to_output,
 };
 use crate::ports::{TargetHealth, TaskStatus};
@@ -109,16 +109,17 @@ impl State {
         }
     }
 
-    fn result(&self) -> Value {
-        json!({
-            "service": self.service,
-            "task": self.task,
-            "ip": self.ip,
-            "target_group": self.target_group,
-            "deregistered": self.deregistered,
-            "already_stopped": self.already_stopped,
-            "polls": self.polls,
-        })
+    fn result(&self) -> Output {
+        Output {
+            service: self.service.clone(),
+            task: self.task.clone(),
+            ip: self.ip.clone(),
+            target_group: self.target_group.clone(),
+            deregistered: self.deregistered,
+            already_stopped: self.already_stopped,
+            polls: self.polls,
+            notify_error: None,
+        }
     }
 
     fn describe(&self) -> Decision<Step> {
@@ -165,25 +166,56 @@ impl State {
     }
 }
 
+/// The workflow's output (also the success notification's `result`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub service: String,
+    pub task: String,
+    pub ip: Option<String>,
+    pub target_group: String,
+    pub deregistered: bool,
+    pub already_stopped: bool,
+    pub polls: u32,
+    /// Why the success notification could not be published (the stop itself succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_error: Option<String>,
+}
+
+/// What this workflow needs of an `ecs_start` instance's output: the task it started.
+#[derive(Debug, Deserialize)]
+struct Started {
+    service: String,
+    task_arn: String,
+}
+
 impl EcsStop {
     /// The `ecs_start` record was read: stop the task it started.
     fn on_found(&self, s: &mut State, value: Value) -> Decision<Step> {
-        if value.get("found") != Some(&Value::Bool(true)) {
+        let read = match output::<WorkflowRead>(value) {
+            Ok(r) => r,
+            Err(e) => return Next::Fail(e),
+        };
+        if !read.found {
             return Next::Fail(format!("no workflow {} in the journal", s.task));
         }
-        if value.get("workflow").and_then(Value::as_str) != Some("ecs_start") {
+        if read.workflow.as_deref() != Some("ecs_start") {
             return Next::Fail(format!("workflow {} is not an ecs_start instance", s.task));
         }
-        let out = value.get("output").cloned().unwrap_or(Value::Null);
-        let (Some(service), Some(task)) = (
-            out.get("service").and_then(Value::as_str),
-            out.get("task_arn").and_then(Value::as_str),
-        ) else {
+        let started = read
+            .output
+            .and_then(|o| serde_json::from_value::<Started>(o).ok());
+        let Some(Started {
+            service,
+            task_arn: task,
+        }) = started
+        else {
             return Next::Fail(format!(
-                "workflow {} has no started task to stop (status {})",
-                s.task, value["status"]
+                "workflow {} has no started task to stop (status {:?})",
+                s.task,
+                read.status.unwrap_or_default()
             ));
         };
+        let (service, task) = (service.as_str(), task.as_str());
         let Some(mapping) = self.0.services.get(service) else {
             return Next::Fail(format!("unknown service {service:?}"));
         };
@@ -337,9 +369,10 @@ impl Flow for EcsStop {
         let value = match outcome {
             Ok(v) => v,
             Err(e) if step == Step::Notify => {
-                let mut out = s.result();
-                out["notify_error"] = json!(e.message);
-                return Next::Complete(out);
+                return Next::done(&Output {
+                    notify_error: Some(e.message),
+                    ..s.result()
+                });
             }
             Err(e) => return Next::Fail(format!("{}: {}", step.label(), e.message)),
         };
@@ -349,7 +382,7 @@ impl Flow for EcsStop {
             Step::DeregisterTarget(_) | Step::SleepDeregistered => s.poll(),
             Step::WaitDeregistered(_) => on_target(s, value),
             Step::StopTask { .. } => s.notify(),
-            Step::Notify => Next::Complete(s.result()),
+            Step::Notify => Next::done(&s.result()),
         }
     }
 

@@ -10,14 +10,15 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Registration;
 use super::ecs_start::wake_key;
-use crate::contract::{Act, Call, Decision, Flow, Next, StepError, Typed};
+use crate::contract::{Act, Call, Decision, Flow, Next, StepError, Typed, Woken, decode, output};
 
 pub fn registration() -> Registration {
     Registration::ready(Arc::new(Typed(EcsTaskEvent)))
+        .with_params_check(|params, _| super::params::only_known(params, "ecs_task_event", &[]))
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -27,6 +28,29 @@ pub struct EcsTaskEvent;
 pub struct State {
     task_arn: String,
     last_status: Value,
+}
+
+/// What this workflow reads of the event: `detail.taskArn`, and `detail.lastStatus` if any.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Detail {
+    task_arn: String,
+    #[serde(default)]
+    last_status: Value,
+}
+
+#[derive(Debug, Deserialize)]
+struct TaskEvent {
+    detail: Detail,
+}
+
+/// The workflow's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub task_arn: String,
+    pub last_status: Value,
+    /// Whether a sleeping `ecs_start` wait was found in this process.
+    pub woken: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,18 +65,16 @@ impl Flow for EcsTaskEvent {
     type State = State;
     type Step = Step;
 
-    fn start(&self, event: &Value, _params: &Value) -> Result<(State, Decision<Step>), String> {
-        let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-        let task_arn = detail
-            .get("taskArn")
-            .and_then(Value::as_str)
-            .ok_or("detail.taskArn (a string) is missing: not an ECS Task State Change event")?;
-        let state = State {
-            task_arn: task_arn.to_owned(),
-            last_status: detail.get("lastStatus").cloned().unwrap_or(Value::Null),
-        };
+    fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
+        super::params::only_known(params, Self::KIND, &[])?;
+        let TaskEvent { detail } = decode(event, "event")
+            .map_err(|e| format!("{e} (not an ECS Task State Change event)"))?;
         let wake = Call::Wake {
-            key: wake_key(task_arn),
+            key: wake_key(&detail.task_arn),
+        };
+        let state = State {
+            task_arn: detail.task_arn,
+            last_status: detail.last_status,
         };
         Ok((state, Next::Run(Act::engine("wake", Step::Wake, wake))))
     }
@@ -64,11 +86,14 @@ impl Flow for EcsTaskEvent {
         outcome: Result<Value, StepError>,
     ) -> Decision<Step> {
         match outcome {
-            Ok(out) => Next::Complete(json!({
-                "task_arn": s.task_arn,
-                "last_status": s.last_status,
-                "woken": out.get("woken").cloned().unwrap_or(json!(false)),
-            })),
+            Ok(out) => match output::<Woken>(out) {
+                Ok(Woken { woken, .. }) => Next::done(&Output {
+                    task_arn: s.task_arn.clone(),
+                    last_status: s.last_status.clone(),
+                    woken,
+                }),
+                Err(e) => Next::Fail(e),
+            },
             Err(e) => Next::Fail(e.message),
         }
     }
@@ -77,6 +102,7 @@ impl Flow for EcsTaskEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn wakes_the_task_key_from_the_documented_event() {
@@ -97,10 +123,13 @@ mod tests {
         assert!(
             matches!(end, Next::Complete(ref r) if r["woken"] == true && r["last_status"] == "RUNNING")
         );
-        assert!(
-            EcsTaskEvent
-                .start(&json!({"detail": {}}), &json!({}))
-                .is_err()
-        );
+        let e = EcsTaskEvent
+            .start(&json!({"detail": {}}), &json!({}))
+            .unwrap_err();
+        assert!(e.contains("event.detail") && e.contains("taskArn"), "{e}");
+        let e = EcsTaskEvent
+            .start(&json!({"detail": {"taskArn": 7}}), &json!({}))
+            .unwrap_err();
+        assert!(e.contains("event.detail.taskArn"), "{e}");
     }
 }

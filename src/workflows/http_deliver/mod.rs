@@ -28,12 +28,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::Registration;
 use super::params::{configured_name, only_known};
 use super::template::{BodyTemplate, maps_param};
-use crate::contract::{Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed};
+use crate::contract::{
+    Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed, decode, output,
+    params_or_empty, to_output,
+};
 use crate::ports::Destination;
 use crate::ports::http::Response;
 
@@ -121,12 +124,21 @@ struct Params {
 
 const KNOWN: [&str; 3] = ["destination", "body", "maps"];
 
+/// The params as they are written, before the body's template is parsed (`destination` and
+/// `maps` are read on their own: a destination must be a configured one, maps feed the body).
+#[derive(Debug, Deserialize)]
+#[serde(expecting = "an object")]
+struct RawParams {
+    body: Option<Value>,
+}
+
 impl Params {
     fn parse(params: &Value, destinations: &[String]) -> Result<Params, String> {
         only_known(params, KIND, &KNOWN)?;
         let destination = configured_name(params, "destination", destinations, "destinations")?;
         let maps = maps_param(params)?;
-        let body = match params.get("body") {
+        let raw: RawParams = decode(params_or_empty(params), "params")?;
+        let body = match &raw.body {
             None => None,
             Some(b) => Some(
                 BodyTemplate::parse_with_secrets(b, &maps).map_err(|e| format!("params.{e}"))?,
@@ -145,7 +157,7 @@ pub struct State {
     pub destination: String,
 }
 
-/// The one step. Its result is `{"status": 2xx}`.
+/// The one step. Its result is [`Delivered`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
@@ -158,12 +170,25 @@ pub enum Step {
     },
 }
 
+/// The deliver step's result: the destination's 2xx status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivered {
+    pub status: u16,
+}
+
+/// The workflow's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub destination: String,
+    pub status: u16,
+}
+
 /// What an answer means for the delivery: 2xx delivered; 429 and 5xx worth another attempt
 /// (no sooner than its `Retry-After`); anything else permanent.
-pub fn classify(response: &Response) -> Result<Value, StepError> {
+pub fn classify(response: &Response) -> Result<Delivered, StepError> {
     let status = response.status;
     if (200..300).contains(&status) {
-        return Ok(json!({"status": status}));
+        return Ok(Delivered { status });
     }
     let message = if response.excerpt.is_empty() {
         format!("HTTP {status}")
@@ -204,7 +229,13 @@ impl Flow for HttpDeliver {
 
     fn advance(&self, s: &mut State, _step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {
         match outcome {
-            Ok(v) => Next::Complete(json!({"destination": s.destination, "status": v["status"]})),
+            Ok(v) => match output::<Delivered>(v) {
+                Ok(Delivered { status }) => Next::done(&Output {
+                    destination: s.destination.clone(),
+                    status,
+                }),
+                Err(e) => Next::Fail(e),
+            },
             Err(e) => Next::Fail(format!("delivery to {}: {}", s.destination, e.message)),
         }
     }
@@ -229,7 +260,7 @@ impl Flow for HttpDeliver {
             std::borrow::Cow::Owned(filled)
         };
         match target.endpoint.send(&body).await {
-            Ok(response) => classify(&response),
+            Ok(response) => to_output(&classify(&response)?),
             Err(e) => Err(StepError::retryable(e.0)),
         }
     }

@@ -2,6 +2,7 @@
 //! the scripted in-memory destination.
 
 use super::*;
+use serde_json::json;
 use crate::contract::{Call, Workflow};
 use crate::ports::http::Http;
 use crate::ports::memory::MemoryHttp;
@@ -37,8 +38,8 @@ fn response(status: u16, retry_after: Option<u64>, excerpt: &str) -> Response {
 
 #[test]
 fn answers_are_classified_as_api_destinations_do() {
-    assert_eq!(classify(&response(200, None, "")).unwrap(), json!({"status": 200}));
-    assert_eq!(classify(&response(204, None, "")).unwrap(), json!({"status": 204}));
+    assert_eq!(classify(&response(200, None, "")).unwrap(), Delivered { status: 200 });
+    assert_eq!(classify(&response(204, None, "")).unwrap(), Delivered { status: 204 });
     let e = classify(&response(503, Some(7), "busy")).unwrap_err();
     assert!(e.retryable);
     assert_eq!(e.retry_after, Some(Duration::from_secs(7)));

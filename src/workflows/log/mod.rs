@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use super::Registration;
 use crate::contract::{
-    Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, params_or_empty,
+    Act, Decision, Flow, Next, Published, StepContext, StepError, Topic, Typed, decode, output,
+    params_or_empty,
 };
 
 pub fn registration() -> Registration {
@@ -31,10 +32,40 @@ pub struct Log;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    summary: Value,
+    summary: Summary,
     message: Option<String>,
     #[serde(default, with = "humantime_serde")]
     delay: Option<Duration>,
+}
+
+/// What the log line and the notification say of an event: its envelope's fields, as the
+/// event has them (null when it has not).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub source: Option<Value>,
+    #[serde(rename = "detail-type")]
+    pub detail_type: Option<Value>,
+    pub id: Option<Value>,
+    pub time: Option<Value>,
+}
+
+impl Summary {
+    fn of(event: &Value) -> Summary {
+        let field = |name: &str| event.get(name).cloned();
+        Summary {
+            source: field("source"),
+            detail_type: field("detail-type"),
+            id: field("id"),
+            time: field("time"),
+        }
+    }
+}
+
+/// The workflow's output: the event's summary and what the notification came to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub event: Summary,
+    pub notified: Published,
 }
 
 /// The steps: `Log` is performed by this workflow's handler (a log line), the others by the
@@ -42,7 +73,7 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    Log { message: String, fields: Value },
+    Log { message: String, fields: Summary },
     Delay,
     Notify,
 }
@@ -75,12 +106,7 @@ impl Flow for Log {
 
     fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let LogParams { message, delay } = decode(params_or_empty(params), "params")?;
-        let summary = json!({
-            "source": event.get("source"),
-            "detail-type": event.get("detail-type"),
-            "id": event.get("id"),
-            "time": event.get("time"),
-        });
+        let summary = Summary::of(event);
         let step = Step::Log {
             message: message.clone().unwrap_or_else(|| "event received".into()),
             fields: summary.clone(),
@@ -108,13 +134,20 @@ impl Flow for Log {
                 Next::Run(Act::sleep("delay", Step::Delay, duration, None))
             }
             (Step::Log { .. } | Step::Delay, _) => notify(s),
-            (Step::Notify, _) => Next::Complete(json!({"event": s.summary, "notified": published})),
+            (Step::Notify, _) => match output::<Published>(published) {
+                Ok(notified) => Next::done(&Output {
+                    event: s.summary.clone(),
+                    notified,
+                }),
+                Err(e) => Next::Fail(e),
+            },
         }
     }
 
     async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         match step {
             Step::Log { message, fields } => {
+                let fields = serde_json::to_string(fields).unwrap_or_default();
                 tracing::info!(workflow_id = ctx.workflow_id, step = ctx.step, fields = %fields, "{message}");
                 Ok(json!({}))
             }

@@ -154,6 +154,7 @@ fn default_body(event: &Value) -> Value {
     })
 }
 
+/// Where the event was published: the state, and the workflow's output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub broker: String,
@@ -209,7 +210,8 @@ impl Flow for MqttPublish {
 
     fn advance(&self, s: &mut State, _step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {
         match outcome {
-            Ok(_) => Next::Complete(json!({"broker": s.broker, "topic": s.topic})),
+            // The state is the output: where the event went.
+            Ok(_) => Next::done(s),
             Err(e) => Next::Fail(format!(
                 "publish to {} on broker {}: {}",
                 s.topic, s.broker, e.message

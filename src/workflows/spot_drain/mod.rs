@@ -49,8 +49,8 @@ use serde_json::{Value, json};
 
 use super::Registration;
 use crate::contract::{
-    Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Topic, Typed, decode,
-    params_or_empty,
+    Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Topic, Typed, decode, output,
+    params_or_empty, to_output,
 };
 use crate::ports::clock::Clock;
 use crate::ports::lifecycle::{Lifecycle, LifecycleAction};
@@ -156,6 +156,13 @@ pub struct Outcome {
     pub left_ms: Option<i64>,
 }
 
+/// The workflow's output: the notice's identity and what each step came to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub identity: String,
+    pub steps: Vec<Outcome>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub notice: Notice,
@@ -180,6 +187,55 @@ pub struct State {
 pub struct Drained {
     pub cluster: String,
     pub container_instance: String,
+}
+
+/// The drain step's result. (A skipped step's result reads as nothing drained.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DrainResult {
+    pub drained: Vec<DrainedInstance>,
+    /// The private IPs of the tasks on the drained instances, for the deregister step.
+    pub task_ips: Vec<String>,
+    pub left_ms: i64,
+}
+
+/// A container instance the drain step set DRAINING, and what it was before.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrainedInstance {
+    pub cluster: String,
+    pub container_instance: String,
+    pub instance: String,
+    pub was: String,
+}
+
+/// The wait-drained step's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaitResult {
+    pub tasks_left: u32,
+    pub polls: u32,
+    pub left_ms: i64,
+}
+
+/// The deregister step's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeregisterResult {
+    pub deregistered: Vec<Removed>,
+    pub left_ms: i64,
+}
+
+/// A target the deregister step took out of a target group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Removed {
+    pub target_group: String,
+    pub id: String,
+    pub port: u16,
+}
+
+/// A step that did not start because the deadline had passed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub skipped: String,
+    pub left_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -340,10 +396,10 @@ impl SpotDrain {
                     .with_attributes([("type", "spot-drain"), ("instance", instance.as_str())]),
             );
         }
-        Next::Complete(json!({
-            "identity": s.notice.identity(),
-            "steps": s.outcomes,
-        }))
+        Next::done(&Output {
+            identity: s.notice.identity(),
+            steps: s.outcomes.clone(),
+        })
     }
 }
 
@@ -420,18 +476,17 @@ impl Flow for SpotDrain {
             }
             (step, Ok(value)) => {
                 if matches!(step, Step::Drain { .. }) {
-                    let drained = value["drained"].as_array().into_iter().flatten();
-                    s.drained.extend(drained.filter_map(|d| {
-                        Some(Drained {
-                            cluster: d["cluster"].as_str()?.to_owned(),
-                            container_instance: d["container_instance"].as_str()?.to_owned(),
-                        })
+                    let result = match output::<DrainResult>(value.clone()) {
+                        Ok(r) => r,
+                        Err(e) => return Next::Fail(e),
+                    };
+                    s.drained.extend(result.drained.into_iter().map(|d| Drained {
+                        cluster: d.cluster,
+                        container_instance: d.container_instance,
                     }));
-                    for ip in value["task_ips"].as_array().into_iter().flatten() {
-                        if let Some(ip) = ip.as_str()
-                            && !s.targets.iter().any(|t| t == ip)
-                        {
-                            s.targets.push(ip.to_owned());
+                    for ip in result.task_ips {
+                        if !s.targets.contains(&ip) {
+                            s.targets.push(ip);
                         }
                     }
                 }
@@ -517,16 +572,19 @@ impl SpotDrain {
         deadline_ms as i64 - self.clock.now_ms() as i64
     }
 
-    fn skipped(&self, deadline_ms: u64) -> Option<Value> {
+    fn skipped(&self, deadline_ms: u64) -> Option<Result<Value, StepError>> {
         let left = self.left_ms(deadline_ms);
         (left <= 0).then(|| {
-            json!({"skipped": format!("the deadline passed {} ms before it could start", -left), "left_ms": left})
+            to_output(&Skipped {
+                skipped: format!("the deadline passed {} ms before it could start", -left),
+                left_ms: left,
+            })
         })
     }
 
     async fn drain(&self, instances: &[String], deadline_ms: u64) -> Result<Value, StepError> {
         if let Some(skip) = self.skipped(deadline_ms) {
-            return Ok(skip);
+            return skip;
         }
         let mut drained = Vec::new();
         let mut ips = Vec::new();
@@ -534,8 +592,13 @@ impl SpotDrain {
             let mut arns = Vec::new();
             for instance in instances {
                 for ci in self.ecs.container_instances(cluster, instance).await? {
-                    drained.push(json!({"cluster": cluster, "container_instance": ci.arn, "instance": instance, "was": ci.status}));
-                    arns.push(ci.arn);
+                    arns.push(ci.arn.clone());
+                    drained.push(DrainedInstance {
+                        cluster: cluster.clone(),
+                        container_instance: ci.arn,
+                        instance: instance.clone(),
+                        was: ci.status,
+                    });
                 }
             }
             if arns.is_empty() {
@@ -546,7 +609,11 @@ impl SpotDrain {
                 ips.extend(self.ecs.task_ips(cluster, arn).await?);
             }
         }
-        Ok(json!({"drained": drained, "task_ips": ips, "left_ms": self.left_ms(deadline_ms)}))
+        to_output(&DrainResult {
+            drained,
+            task_ips: ips,
+            left_ms: self.left_ms(deadline_ms),
+        })
     }
 
     /// Polls until no task runs or waits on the drained container instances, or the deadline.
@@ -556,7 +623,7 @@ impl SpotDrain {
         deadline_ms: u64,
     ) -> Result<Value, StepError> {
         if let Some(skip) = self.skipped(deadline_ms) {
-            return Ok(skip);
+            return skip;
         }
         let mut by_cluster: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for d in drained {
@@ -574,7 +641,11 @@ impl SpotDrain {
             }
             let time_left = self.left_ms(deadline_ms);
             if left == 0 {
-                return Ok(json!({"tasks_left": 0, "polls": polls, "left_ms": time_left}));
+                return to_output(&WaitResult {
+                    tasks_left: 0,
+                    polls,
+                    left_ms: time_left,
+                });
             }
             if time_left <= 0 {
                 return Err(StepError::permanent(format!(
@@ -588,7 +659,7 @@ impl SpotDrain {
 
     async fn deregister(&self, targets: &[String], deadline_ms: u64) -> Result<Value, StepError> {
         if let Some(skip) = self.skipped(deadline_ms) {
-            return Ok(skip);
+            return skip;
         }
         let mut removed = Vec::new();
         for group in &self.settings.target_groups {
@@ -596,10 +667,17 @@ impl SpotDrain {
             for (id, port) in self.targets.targets(&arn).await? {
                 if targets.contains(&id) {
                     self.targets.deregister(&arn, &id, port).await?;
-                    removed.push(json!({"target_group": group, "id": id, "port": port}));
+                    removed.push(Removed {
+                        target_group: group.clone(),
+                        id,
+                        port,
+                    });
                 }
             }
         }
-        Ok(json!({"deregistered": removed, "left_ms": self.left_ms(deadline_ms)}))
+        to_output(&DeregisterResult {
+            deregistered: removed,
+            left_ms: self.left_ms(deadline_ms),
+        })
     }
 }
