@@ -213,9 +213,11 @@ fn a_full_disk_runs_the_disk_handlers_once_while_it_lasts_and_again_after_it_cle
 
     // Still full after a restart: the same condition, not run again.
     let agent = Agent::start(&low);
-    until("the notice seen after the restart", Duration::from_secs(10), || {
-        agent.saw("notice already acted on")
-    });
+    until(
+        "the notice seen after the restart",
+        Duration::from_secs(10),
+        || agent.saw("notice already acted on"),
+    );
     assert!(agent.reports().is_empty(), "{:?}", agent.reports());
     agent.stop();
     // Below the threshold: cleared; full again: a new notice.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::Found;
-use super::notice::Notice;
 use super::config::AgentClock;
+use super::notice::Notice;
 
 pub struct Gcp {
     client: reqwest::Client,

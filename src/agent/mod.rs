@@ -160,13 +160,21 @@ pub async fn simulate(config: &AgentConfig, kind: &str, within: Duration) -> Res
     let (provider, kind, action) = match kind {
         "spot" => (notice::Source::Aws, "spot-interruption", Some("terminate")),
         "rebalance" => (notice::Source::Aws, "rebalance-recommendation", None),
-        "maintenance" => (notice::Source::Aws, "scheduled-maintenance", Some("system-reboot")),
+        "maintenance" => (
+            notice::Source::Aws,
+            "scheduled-maintenance",
+            Some("system-reboot"),
+        ),
         "azure-preempt" => (notice::Source::Azure, "spot-interruption", Some("Preempt")),
         "gcp-preempt" => (notice::Source::Gcp, "spot-interruption", Some("preempt")),
         "disk" => (notice::Source::Local, "disk-usage", None),
         "memory" => (notice::Source::Local, "memory-pressure", None),
         "network" => (notice::Source::Local, "network-unreachable", None),
-        "peer" => (notice::Source::Peer, "peer-interruption", Some("spot-interruption")),
+        "peer" => (
+            notice::Source::Peer,
+            "peer-interruption",
+            Some("spot-interruption"),
+        ),
         other => {
             return Err(format!(
                 "cannot simulate {other:?}: one of {}",
@@ -439,7 +447,8 @@ pub async fn run(config: AgentConfig) -> Result<(), String> {
                 }
             }
             Some(Found::Notice(n))
-                if n.provider == notice::Source::Peer && !peers.admit(&n, config.clock.now_ms()) =>
+                if n.provider == notice::Source::Peer
+                    && !peers.admit(&n, config.clock.now_ms()) =>
             {
                 tracing::warn!(notice = %n.id, peer = %n.instance, "a peer notice of a kind its handlers ran for within peer.min_interval: not run again");
             }

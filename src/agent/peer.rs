@@ -149,7 +149,8 @@ impl Limiter {
             notice.action.clone().unwrap_or_default(),
         );
         let interval = self.interval.as_millis() as u64;
-        self.last.retain(|_, at| now_ms.saturating_sub(*at) < interval);
+        self.last
+            .retain(|_, at| now_ms.saturating_sub(*at) < interval);
         if self.last.contains_key(&key) {
             return false;
         }
@@ -422,9 +423,6 @@ mod tests {
             limiter.admit(&notice("i-1", 0, "rebalance-recommendation"), t0),
             "another kind"
         );
-        assert!(limiter.admit(
-            &notice("i-1", 200, "spot-interruption"),
-            t0 + 601_000
-        ));
+        assert!(limiter.admit(&notice("i-1", 200, "spot-interruption"), t0 + 601_000));
     }
 }
