@@ -741,6 +741,7 @@ mod tests {
             created_ms: 0,
             updated_ms: 0,
             last_error: None,
+            journaled: true,
         };
         instance_row(&mut out, &s);
         assert!(

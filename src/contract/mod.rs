@@ -251,6 +251,24 @@ pub fn run_key(workflow_id: &str, generation: u32, continued: u32, step: &str) -
     hex::encode(&Sha256::digest(text)[..16])
 }
 
+/// Where an instance's progress is kept, as its workflow declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Every decision and attempt is journaled before it is acted on (the default): what a
+    /// workflow of several steps, or of steps that must not run twice, needs.
+    #[default]
+    Journal,
+    /// **The message is the record**, for a workflow whose run is one idempotent step (a
+    /// delivery: an MQTT publish, an HTTP POST) as EventBridge Pipes and Vector forward: its
+    /// first run writes nothing, and the message is deleted only once the step succeeded,
+    /// so a crash before then brings the message back and the step runs again (at least
+    /// once, as with a journal). The first time anything but success happens — a failed
+    /// attempt, a back-off, a failure, a cancel — the instance is journaled there and runs
+    /// on as any other (its retries, compensation, DLQ reason and console page as usual). A
+    /// redriven or retried instance is journaled from its start.
+    Message,
+}
+
 /// A workflow kind as the engine sees it. Workflow folders implement [`Flow`] instead and are
 /// wrapped in [`Typed`], which does the JSON at this boundary.
 #[async_trait]
@@ -270,6 +288,11 @@ pub trait Workflow: Send + Sync {
     fn identity(&self, event: &Value, params: &Value) -> Option<String> {
         let _ = (event, params);
         None
+    }
+
+    /// Where an instance's progress is kept while it goes well (see [`Durability`]).
+    fn durability(&self) -> Durability {
+        Durability::Journal
     }
 
     /// The next transition after `done` finished with `outcome` (after the engine's retries).

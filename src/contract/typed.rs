@@ -10,7 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::{Action, Call, Next, RetryPolicy, StepContext, StepError, Topic, Transition, Workflow};
+use super::{
+    Action, Call, Durability, Next, RetryPolicy, StepContext, StepError, Topic, Transition,
+    Workflow,
+};
 
 /// What a typed workflow decides after each step: run a step, complete, or fail.
 pub type Decision<S> = Next<Act<S>>;
@@ -119,6 +122,9 @@ pub trait Flow: Send + Sync + 'static {
     /// The workflow's step kinds, each carrying its request.
     type Step: Serialize + DeserializeOwned + Send + Sync + std::fmt::Debug;
 
+    /// Where an instance's progress is kept while it goes well (see [`Durability`]).
+    const DURABILITY: Durability = Durability::Journal;
+
     /// The first state and step for an event and the route's params; an error dead-letters the
     /// event with the reason.
     fn start(
@@ -187,6 +193,10 @@ impl<F: Flow> Workflow for Typed<F> {
 
     fn identity(&self, event: &Value, params: &Value) -> Option<String> {
         self.0.identity(event, params)
+    }
+
+    fn durability(&self) -> Durability {
+        F::DURABILITY
     }
 
     fn start(&self, event: &Value, params: &Value) -> Result<Transition, String> {

@@ -20,8 +20,9 @@ use tokio::sync::oneshot;
 
 use super::Engine;
 pub use super::lifecycle::Redrive;
-use super::lifecycle::{self, Arrival, Delivery, Lifecycle, Started};
+use super::lifecycle::{self, Arrival, Delivery, Failure, Lifecycle, Started};
 use super::runner::{self, RunResult};
+use crate::contract::Durability;
 use crate::events::Event;
 use crate::journal::{Origin, Record, Status};
 
@@ -91,9 +92,12 @@ struct Running {
     /// in it; it ends when the instance does.
     span: tracing::Span,
     waiters: Vec<oneshot::Sender<RunResult>>,
-    /// The record `prepare` just wrote with its first attempt journaled, for the first run
-    /// to start from (no read, no second write); a restart after a panic reads the journal.
-    fresh: Option<Box<Record>>,
+    /// The record `prepare` just made, for the first run to start from (no read, no second
+    /// write), and whether its first attempt is already in it; a restart after a panic
+    /// reads the journal.
+    fresh: Option<(Box<Record>, bool)>,
+    /// The route that started it, for a failure that has no record to name it.
+    route: String,
 }
 
 pub struct Dispatcher {
@@ -154,6 +158,7 @@ impl Dispatcher {
                         span: tracing::Span::none(),
                         waiters: vec![tx],
                         fresh: None,
+                        route: req.route.clone(),
                     };
                     running.insert(id.clone(), entry);
                     false
@@ -163,9 +168,25 @@ impl Dispatcher {
         if attached {
             return rx.await.unwrap_or(RunResult::Released);
         }
+        // A workflow whose message is its record runs unclaimed and unwritten while nothing
+        // is journaled of it: the journal is read (a redelivery after a failure finds its
+        // record and runs as any other), not written.
+        let by_message = req.redrive.is_none()
+            && req.instance.is_none()
+            && (self.engine.registry.get(&req.workflow))
+                .is_some_and(|w| w.durability() == Durability::Message);
+        let found = match by_message {
+            true => Some(self.engine.journal.get(&id).await),
+            false => None,
+        };
+        let unjournaled = matches!(found, Some(Ok(None)));
         // A shared journal: run only what this process owns (another process may be running
         // this instance; its lease says until when).
-        match self.engine.journal.claim(&id).await {
+        let claim = match unjournaled {
+            true => Ok(crate::journal::Claim::Granted),
+            false => self.engine.journal.claim(&id).await,
+        };
+        match claim {
             Ok(crate::journal::Claim::Granted) => {}
             Ok(crate::journal::Claim::HeldBy { owner, until_ms }) => {
                 tracing::info!(workflow_id = %id, %owner, "running in another process; released until its lease ends");
@@ -194,7 +215,11 @@ impl Dispatcher {
             r.span = span.clone();
         }
         use tracing::Instrument;
-        match self.prepare(&id, &req).instrument(span).await {
+        match self
+            .prepare(&id, &req, found, unjournaled)
+            .instrument(span)
+            .await
+        {
             Err(result) => self.finish(&id, result),
             Ok(fresh) => {
                 if let Some(r) = self.running().get_mut(&id) {
@@ -212,20 +237,27 @@ impl Dispatcher {
     }
 
     /// Finds or creates the journal record, and says whether there is anything to run:
-    /// `Ok(record)` to run (from this record, its first attempt journaled, when given),
-    /// `Err(result)` when the delivery is answered without a run.
+    /// `Ok((record, fresh))` to run from this record (its first attempt in it when `fresh`),
+    /// `Ok(None)` to run from the journal, `Err(result)` when the delivery is answered
+    /// without a run. `found` is the journal's answer when the caller read it already;
+    /// `unjournaled`: nothing is written while the run goes well (the message is the record).
     async fn prepare(
         &self,
         id: &str,
         req: &StartRequest,
-    ) -> Result<Option<Box<Record>>, RunResult> {
+        found: Option<Result<Option<Record>, crate::journal::JournalError>>,
+        unjournaled: bool,
+    ) -> Result<Option<(Box<Record>, bool)>, RunResult> {
         let origin = Origin {
             route: req.route.clone(),
             queue: req.queue.clone(),
             message_id: req.message_id.clone(),
             trace: req.trace.clone(),
         };
-        let found = self.engine.journal.get(id).await;
+        let found = match found {
+            Some(found) => found,
+            None => self.engine.journal.get(id).await,
+        };
         // This run continues one that an earlier process (or delivery) began: link to it.
         if let Ok(Some(r)) = &found
             && let Some(earlier) = r
@@ -265,21 +297,42 @@ impl Dispatcher {
             return Err(result);
         }
         record.run_span = crate::telemetry::propagation::current().or(record.run_span);
-        if let Err(e) = self.engine.commit(&record).await {
-            return Err(RunResult::JournalError(e.to_string()));
-        }
         // Only a new instance, or a new generation of a redriven one, gets this far.
-        self.engine.metrics.started(&req.route, &req.workflow);
-        match started {
-            Started::Run { fresh } => Ok(fresh.then_some(record)),
-            Started::Journal(result) | Started::Ended(result) => Err(result),
+        match (unjournaled, started) {
+            (true, Started::Run { fresh }) => {
+                self.engine.metrics.started(&req.route, &req.workflow);
+                self.engine.begin_unjournaled(id);
+                Ok(Some((record, fresh)))
+            }
+            // Completed at once (an event that was not for it): nothing to keep.
+            (true, Started::Journal(RunResult::Succeeded)) => {
+                self.engine.metrics.started(&req.route, &req.workflow);
+                self.engine.begin_unjournaled(id);
+                self.engine.ended_unjournaled(*record);
+                Err(RunResult::Succeeded)
+            }
+            (unjournaled, started) => {
+                let written = match unjournaled {
+                    true => self.engine.journal_from_now(&record).await,
+                    false => (self.engine.commit(&record).await)
+                        .map_err(|e| RunResult::JournalError(e.to_string())),
+                };
+                written?;
+                self.engine.metrics.started(&req.route, &req.workflow);
+                match started {
+                    Started::Run { fresh } => Ok(fresh.then_some((record, true))),
+                    Started::Journal(result) | Started::Ended(result) => Err(result),
+                }
+            }
         }
     }
 
     /// Ends instance `id`: every waiter gets `result`, the spawn hook's handle is dropped (a
     /// supervised actor then stops for good), and the journal's claim is given back.
     pub fn finish(&self, id: &str, result: RunResult) {
-        if self.engine.journal.is_shared() {
+        // An instance that ended with its message as its record holds no claim.
+        let claimed = !self.engine.is_unjournaled(id, true);
+        if claimed && self.engine.journal.is_shared() {
             let journal = self.engine.journal.clone();
             let owned = id.to_owned();
             tokio::spawn(async move { journal.release(&owned).await });
@@ -314,7 +367,7 @@ impl Dispatcher {
             .running()
             .get_mut(id)
             .and_then(|r| r.fresh.take())
-            .map(|r| *r);
+            .map(|(r, fresh)| (*r, fresh));
         let span = self
             .running()
             .get(id)
@@ -328,6 +381,20 @@ impl Dispatcher {
             Ok(result) => return Some(result),
             Err(panic) => panic_message(panic.as_ref()),
         };
+        if self.engine.is_unjournaled(id, false) {
+            // It panicked before anything of it was journaled: there is no record to count
+            // panics in, so the message goes to the DLQ with the reason (a redrive runs it
+            // journaled from its start, where panics are counted and retried).
+            tracing::error!(
+                workflow_id = id,
+                "workflow panicked before it was journaled: {panic}"
+            );
+            let route = (self.running().get(id)).map_or_else(String::new, |r| r.route.clone());
+            let reason = format!("panicked: {panic}");
+            return Some(RunResult::Failed(Failure::bare(
+                id, kind, &route, reason, 0,
+            )));
+        }
         let mut record = match self.engine.journal.get(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return Some(RunResult::JournalError(format!("no record for {id}"))),
@@ -376,6 +443,7 @@ impl Dispatcher {
                     span: tracing::Span::none(),
                     waiters: Vec::new(),
                     fresh: None,
+                    route: String::new(),
                 },
             );
         }

@@ -70,7 +70,42 @@ pub struct Engine {
     /// The time every decision is taken at, and what sleeps and back-offs wait on: the
     /// system's, or a virtual one in tests ([`Engine::with_clock`]).
     pub clock: Arc<dyn Clock>,
+    /// The instances running with the message as their record ([`Durability::Message`]):
+    /// not claimed in a shared journal, not written, until something but success happens.
+    unjournaled: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The last of those that ended without a record, newest last, for the console.
+    pub recent: Recent,
     limits: HashMap<&'static str, Arc<Semaphore>>,
+}
+
+/// How many instances that ended without a journal record the console keeps (newest).
+pub const RECENT: usize = 1000;
+
+/// The last [`RECENT`] instances that ended without a journal record (deliveries whose message
+/// was their record): what the console shows of them once they are gone.
+#[derive(Debug, Default)]
+pub struct Recent(std::sync::Mutex<std::collections::VecDeque<Arc<Record>>>);
+
+impl Recent {
+    fn push(&self, record: Record) {
+        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(Arc::new(record));
+    }
+
+    /// The record of `id`, if it is one of them.
+    pub fn get(&self, id: &str) -> Option<Arc<Record>> {
+        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().find(|r| r.id == id).cloned()
+    }
+
+    /// All of them, newest first.
+    pub fn list(&self) -> Vec<Arc<Record>> {
+        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -112,6 +147,8 @@ impl Engine {
             updates: tokio::sync::broadcast::channel(4096).0,
             metrics: Arc::default(),
             clock: Arc::new(SystemClock),
+            unjournaled: Default::default(),
+            recent: Recent::default(),
             limits,
         }
     }
@@ -140,6 +177,59 @@ impl Engine {
             let _ = self.updates.send(Arc::new(record.summary()));
         }
         Ok(())
+    }
+
+    /// Instance `id` starts with its message as its record: nothing claimed or written yet.
+    pub(crate) fn begin_unjournaled(&self, id: &str) {
+        self.unjournaled_ids().insert(id.to_owned());
+    }
+
+    /// Whether instance `id` runs with no record yet; `forget` ends that (it is journaled now,
+    /// or the dispatcher finished it: only those two forget).
+    pub(crate) fn is_unjournaled(&self, id: &str, forget: bool) -> bool {
+        let mut ids = self.unjournaled_ids();
+        if forget {
+            ids.remove(id)
+        } else {
+            ids.contains(id)
+        }
+    }
+
+    fn unjournaled_ids(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.unjournaled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the first record of an instance that ran with its message as its record: the
+    /// journal's claim first (a shared journal writes only what this process holds). `Err`:
+    /// what the run comes to instead (another process holds it; the journal failed).
+    pub(crate) async fn journal_from_now(&self, record: &Record) -> Result<(), RunResult> {
+        use crate::journal::Claim;
+        self.is_unjournaled(&record.id, true);
+        match self.journal.claim(&record.id).await {
+            Ok(Claim::Granted) => {}
+            Ok(Claim::HeldBy { until_ms, .. }) => {
+                let now = self.clock.now_ms();
+                let wait =
+                    Duration::from_millis(until_ms.saturating_sub(now)).max(Duration::from_secs(1));
+                return Err(RunResult::RetryLater(wait));
+            }
+            Err(e) => return Err(RunResult::JournalError(e.to_string())),
+        }
+        self.commit(record)
+            .await
+            .map_err(|e| RunResult::JournalError(e.to_string()))
+    }
+
+    /// An instance ended without ever being journaled: counted and shown as a journaled end
+    /// is, and kept among the [`Recent`] ones.
+    pub(crate) fn ended_unjournaled(&self, record: Record) {
+        self.metrics.ended(&record);
+        if self.updates.receiver_count() > 0 {
+            let mut summary = record.summary();
+            summary.journaled = false;
+            let _ = self.updates.send(Arc::new(summary));
+        }
+        self.recent.push(record);
     }
 
     /// The concurrency limit of a workflow kind.

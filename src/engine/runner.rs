@@ -26,18 +26,24 @@ use crate::failpoint;
 use crate::journal::{Record, Status};
 
 /// Drives instance `id` until it is terminal, fails, backs off for long, or shutdown begins.
-/// `fresh` is the record the dispatcher has just written with its first attempt journaled
-/// ([`Lifecycle::start`]); without it the record is read from the journal.
-pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResult {
-    let is_fresh = fresh.is_some();
-    let mut record = match fresh {
-        Some(r) => r,
+/// `start` is the record the dispatcher has just made, and whether its first attempt is in
+/// it ([`Lifecycle::start`]); without it the record is read from the journal.
+///
+/// An instance whose message is its record ([`crate::contract::Durability::Message`]) runs
+/// without writes while it goes well: the attempt, transition and success checkpoints are
+/// passed by, not written. Anything else (a failed attempt's back-off, a failure, a cancel,
+/// a wait) journals the record there, claimed first, and the run goes on journaled.
+pub async fn drive(engine: &Engine, id: &str, start: Option<(Record, bool)>) -> RunResult {
+    let is_fresh = start.as_ref().is_some_and(|(_, fresh)| *fresh);
+    let mut record = match start {
+        Some((r, _)) => r,
         None => match engine.journal.get(id).await {
             Ok(Some(r)) => r,
             Ok(None) => return RunResult::JournalError(format!("no journal record for {id}")),
             Err(e) => return RunResult::JournalError(e.to_string()),
         },
     };
+    let mut unjournaled = engine.is_unjournaled(id, false);
     let logic = engine.registry.get(&record.workflow).cloned();
     let mut lifecycle = Lifecycle::new(logic.as_deref(), &engine.options);
     if is_fresh {
@@ -54,16 +60,37 @@ pub async fn drive(engine: &Engine, id: &str, fresh: Option<Record>) -> RunResul
         let mut next = None;
         for effect in lifecycle.apply(&mut record, input, now) {
             match effect {
+                Effect::Journal(checkpoint) if unjournaled && goes_well(checkpoint, &record) => {
+                    passed(checkpoint);
+                }
                 Effect::Journal(checkpoint) => {
-                    if let Err(e) = engine.commit(&record).await {
+                    if unjournaled {
+                        unjournaled = false;
+                        if let Err(result) = engine.journal_from_now(&record).await {
+                            return result;
+                        }
+                    } else if let Err(e) = engine.commit(&record).await {
                         return RunResult::JournalError(e.to_string());
                     }
                     passed(checkpoint);
                 }
                 Effect::Note(note) => observe(engine, &record, note),
+                Effect::Stop(RunResult::Succeeded) if unjournaled => {
+                    engine.ended_unjournaled(record);
+                    return RunResult::Succeeded;
+                }
+                // Released (shutdown) with nothing journaled: the message is the record.
                 Effect::Stop(result) => return result,
                 Effect::Turn => next = Some(turn(engine, &record, false).await),
                 Effect::BackOff(delay) => {
+                    // A failed attempt: from here on the instance is journaled, so that its
+                    // attempts are counted across restarts as any instance's are.
+                    if unjournaled {
+                        unjournaled = false;
+                        if let Err(result) = engine.journal_from_now(&record).await {
+                            return result;
+                        }
+                    }
                     next = Some(back_off(engine, &record, delay).await);
                 }
                 Effect::Perform {
@@ -115,6 +142,18 @@ async fn turn(engine: &Engine, record: &Record, ask_journal: bool) -> Input {
     Input::Turn {
         cancel,
         shutting_down: engine.shutting_down(),
+    }
+}
+
+/// Whether an unjournaled instance may pass `checkpoint` without a write: an attempt, a
+/// transition, or its successful end.
+fn goes_well(checkpoint: Checkpoint, record: &Record) -> bool {
+    match checkpoint {
+        Checkpoint::Attempt | Checkpoint::Transition => true,
+        Checkpoint::Ended => record.status == Status::Succeeded,
+        Checkpoint::Failure | Checkpoint::Cancel | Checkpoint::Undone | Checkpoint::Waiting => {
+            false
+        }
     }
 }
 

@@ -227,6 +227,18 @@ pub struct Summary {
     pub updated_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// False for an instance that ended with its message as its record (a delivery that went
+    /// well): the console keeps the last of them, the journal has none.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub journaled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Record {
@@ -255,6 +267,7 @@ impl Record {
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
             last_error: self.last_error.clone(),
+            journaled: true,
         }
     }
 }
@@ -586,6 +599,7 @@ pub(crate) fn decode_summary(id: &str, bytes: &[u8]) -> Result<Summary, JournalE
         created_ms: light.created_ms,
         updated_ms: light.updated_ms,
         last_error: light.last_error,
+        journaled: true,
     })
 }
 

@@ -34,6 +34,7 @@ use super::Registration;
 use super::params::{configured_name, only_known};
 use super::template::{BodyTemplate, maps_param};
 use crate::contract::{
+    Durability,
     Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed, decode, output,
     params_or_empty, to_output,
 };
@@ -205,6 +206,8 @@ pub fn classify(response: &Response) -> Result<Delivered, StepError> {
 #[async_trait]
 impl Flow for HttpDeliver {
     const KIND: &'static str = KIND;
+    // One idempotent step: the message is the record until something goes wrong.
+    const DURABILITY: Durability = Durability::Message;
     type State = State;
     type Step = Step;
 

@@ -33,6 +33,7 @@ use super::Registration;
 use super::params::{configured_name, only_known};
 use super::template::{BodyTemplate, Maps, Template, maps_param, topic_level};
 use crate::contract::{
+    Durability,
     Act, Decision, Flow, Next, RetryPolicy, StepContext, StepError, Typed, decode,
     params_or_empty,
 };
@@ -174,6 +175,8 @@ pub enum Step {
 #[async_trait]
 impl Flow for MqttPublish {
     const KIND: &'static str = KIND;
+    // One idempotent step: the message is the record until something goes wrong.
+    const DURABILITY: Durability = Durability::Message;
     type State = State;
     type Step = Step;
 
