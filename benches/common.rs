@@ -9,6 +9,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The service binary's allocator, so that what a benchmark measures in process is what
+/// `tugboat serve` runs (and the plain client loops beside it get it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tugboat::contract::{Act, Flow, Next, StepContext, StepError};

@@ -56,7 +56,8 @@ fn record(i: usize) -> Record {
     {
         let s = r.step_mut(name);
         s.attempts = 1;
-        s.input = Some(json!({"request": name, "cluster": "prod", "task_definition": "auth:42"}));
+        s.input =
+            Some(json!({"request": name, "cluster": "prod", "task_definition": "auth:42"}).into());
         s.output = Some(
             json!({"task_arn": format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{i:032}"), "n": n}),
         );

@@ -10,6 +10,10 @@
 //! Tugboat runs in process (`App::build`), over an in-memory queue holding every message
 //! before the clock starts, with the durable sled journal, as `serve` runs.
 //!
+//! Then, for each, the writes a shared (DynamoDB) journal would take per delivered event:
+//! the same run over a journal that says it is shared and counts claims, puts, releases and
+//! signals (each a DynamoDB write), 2 000 messages.
+//!
 //!     cargo bench --bench delivery -- --messages 5000 --concurrency 100
 
 #[allow(dead_code, reason = "the benchmark uses part of the tests' harness")]
@@ -29,6 +33,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use serde_json::json;
 use tugboat::app::Dependencies;
 use tugboat::journal::sled::SledJournal;
+use tugboat::journal::{JournalError, ListFilter, Record};
 use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
 use tugboat::ports::{OutgoingMessage, Queue};
 
@@ -39,8 +44,63 @@ fn event(n: usize) -> String {
     .to_string()
 }
 
+/// A journal that says it is shared, as the DynamoDB one is, and counts the calls that would
+/// be DynamoDB writes there (claims, puts, releases, signals).
+#[derive(Debug, Default)]
+struct SharedCounting {
+    inner: tugboat::journal::memory::MemoryJournal,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl tugboat::journal::Journal for SharedCounting {
+    async fn get(&self, id: &str) -> Result<Option<Record>, JournalError> {
+        self.inner.get(id).await
+    }
+    async fn put(&self, record: &Record) -> Result<(), JournalError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.put(record).await
+    }
+    async fn list(&self, filter: &ListFilter) -> Result<Vec<Record>, JournalError> {
+        self.inner.list(filter).await
+    }
+    fn flush(&self) -> Result<(), JournalError> {
+        self.inner.flush()
+    }
+    fn is_shared(&self) -> bool {
+        true
+    }
+    async fn claim(&self, _id: &str) -> Result<tugboat::journal::Claim, JournalError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(tugboat::journal::Claim::Granted)
+    }
+    async fn release(&self, _id: &str) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+    async fn signal(&self, key: &str) -> Result<(), JournalError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.signal(key).await
+    }
+    async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, JournalError> {
+        self.inner.setting(key).await
+    }
+    async fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), JournalError> {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inner.put_setting(key, value).await
+    }
+}
+
 /// Tugboat: messages/s from the first receive to the last delete.
 async fn through_tugboat(messages: usize, config: &str) -> f64 {
+    through_tugboat_over(messages, config, None).await
+}
+
+/// The same over `journal` when given (else sled, or memory with `--memory-journal`).
+async fn through_tugboat_over(
+    messages: usize,
+    config: &str,
+    journal: Option<Arc<dyn tugboat::journal::Journal>>,
+) -> f64 {
     let queue = Arc::new(MemoryQueue::new("bench"));
     let batch: Vec<OutgoingMessage> = (0..messages)
         .map(|n| OutgoingMessage {
@@ -55,7 +115,9 @@ async fn through_tugboat(messages: usize, config: &str) -> f64 {
     queues.add(queue.clone());
     let dir = tempfile::tempdir().unwrap();
     let mut deps = Dependencies::memory(queues);
-    deps.journal = Some(if std::env::args().any(|a| a == "--memory-journal") {
+    deps.journal = Some(if let Some(j) = journal {
+        j
+    } else if std::env::args().any(|a| a == "--memory-journal") {
         Arc::new(tugboat::journal::memory::MemoryJournal::default())
     } else {
         Arc::new(SledJournal::open(dir.path()).unwrap())
@@ -188,6 +250,7 @@ async fn run(messages: usize, concurrency: u32) {
             tug / plain
         );
     }
+    shared_writes(&mqtt).await;
     let count = Arc::new(AtomicUsize::new(0));
     let port = receiver(count.clone()).await;
     println!("HTTP POST to a loopback server, {messages} messages, {concurrency} in flight:");
@@ -212,6 +275,19 @@ async fn run(messages: usize, concurrency: u32) {
         count.load(Ordering::Relaxed),
         messages * 4,
         "every POST arrived"
+    );
+    shared_writes(&http).await;
+}
+
+/// Prints the shared journal's writes per delivered event for `config`'s workflow.
+async fn shared_writes(config: &str) {
+    let n = 2000;
+    let journal = Arc::new(SharedCounting::default());
+    through_tugboat_over(n, config, Some(journal.clone())).await;
+    let writes = journal.writes.load(Ordering::Relaxed);
+    println!(
+        "  shared journal: {writes} writes for {n} deliveries = {:.2} per delivered event (claims, puts, releases)",
+        writes as f64 / n as f64
     );
 }
 

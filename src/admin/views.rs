@@ -109,8 +109,13 @@ pub struct Index {
 #[derive(Debug, Default)]
 struct Indexed {
     by_id: HashMap<String, Summary>,
+    /// The ids of the unjournaled ones in `by_id` (deliveries whose message was their
+    /// record), oldest first: at most [`crate::engine::RECENT`] are kept, as the engine does.
+    unjournaled: std::collections::VecDeque<String>,
     /// Whether `by_id` holds a whole scan of the journal (else the next use scans).
     scanned: bool,
+    /// Whether it ever did (the engine's recent unjournaled instances are taken in once).
+    scanned_once: bool,
 }
 
 impl Index {
@@ -120,7 +125,17 @@ impl Index {
 
     /// An update the engine journaled (kept even while a scan runs: it is newer).
     pub fn update(&self, s: &Summary) {
-        self.lock().by_id.insert(s.id.clone(), s.clone());
+        let mut index = self.lock();
+        if !s.journaled {
+            index.unjournaled.push_back(s.id.clone());
+            if index.unjournaled.len() > crate::engine::RECENT
+                && let Some(old) = index.unjournaled.pop_front()
+                && index.by_id.get(&old).is_some_and(|o| !o.journaled)
+            {
+                index.by_id.remove(&old);
+            }
+        }
+        index.by_id.insert(s.id.clone(), s.clone());
     }
 
     /// The next use scans the journal again (updates were missed, or other processes of a
@@ -150,7 +165,19 @@ impl Index {
         }
         if !self.lock().scanned {
             let scanned = state.journal.summaries().await.map_err(ApiError::journal)?;
+            // The deliveries that ended before the console followed, with no record.
+            let first = !self.lock().scanned_once;
+            if first {
+                for r in state.dispatcher.engine().recent.list().iter().rev() {
+                    if !self.lock().by_id.contains_key(&r.id) {
+                        let mut s = r.summary();
+                        s.journaled = false;
+                        self.update(&s);
+                    }
+                }
+            }
             let mut index = self.lock();
+            index.scanned_once = true;
             for s in scanned {
                 // An update that arrived during the scan is at least as new as what it read.
                 let newer = index
@@ -348,7 +375,11 @@ pub struct InstanceView {
 pub async fn instance(state: &AdminState, id: &str) -> Result<InstanceView, ApiError> {
     let record = match state.journal.get(id).await {
         Ok(Some(r)) => r,
-        Ok(None) => return Err(ApiError::not_found(format!("no workflow {id}"))),
+        // One of the last deliveries that went well with their message as their record.
+        Ok(None) => match state.dispatcher.engine().recent.get(id) {
+            Some(r) => (*r).clone(),
+            None => return Err(ApiError::not_found(format!("no workflow {id}"))),
+        },
         Err(e) => return Err(ApiError::journal(e)),
     };
     let trace_id = record

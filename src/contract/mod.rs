@@ -34,8 +34,9 @@ pub struct Action {
     pub name: String,
     /// The workflow's own typed step, as JSON (`{"run_task": {…}}`, `"sleep_running"`): what
     /// the workflow gets back in [`Workflow::advance`], and what [`Workflow::perform`]
-    /// performs for a [`Call::Handler`].
-    pub step: Value,
+    /// performs for a [`Call::Handler`]. Shared, not copied, between the journal record,
+    /// its step record and the attempt (it may carry the whole event: a delivery's body).
+    pub step: std::sync::Arc<Value>,
     /// Who performs it.
     pub call: Call,
     /// How failures of this step are retried. Default: [`RetryPolicy::default`].

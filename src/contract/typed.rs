@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
@@ -101,7 +101,7 @@ impl<S: Serialize> Act<S> {
             .map_err(|e| format!("step {} cannot be journaled: {e}", self.name))?;
         Ok(Action {
             name: self.name,
-            step,
+            step: step.into(),
             call: self.call,
             retry: self.retry,
         })
@@ -219,11 +219,12 @@ impl<F: Flow> Workflow for Typed<F> {
             state,
             next: Next::Fail(why),
         };
-        let mut typed: F::State = match serde_json::from_value(state.clone()) {
+        // Read from the values in place (no copy of the event a step may carry).
+        let mut typed: F::State = match F::State::deserialize(&state) {
             Ok(s) => s,
             Err(e) => return fail(state, format!("journaled state does not parse: {e}")),
         };
-        let step: F::Step = match serde_json::from_value(done.step.clone()) {
+        let step: F::Step = match F::Step::deserialize(done.step.as_ref()) {
             Ok(s) => s,
             Err(e) => {
                 return fail(
@@ -240,7 +241,7 @@ impl<F: Flow> Workflow for Typed<F> {
     }
 
     fn compensation(&self, state: &Value) -> Vec<Action> {
-        let Ok(typed) = serde_json::from_value::<F::State>(state.clone()) else {
+        let Ok(typed) = F::State::deserialize(state) else {
             return Vec::new();
         };
         self.0
@@ -251,7 +252,7 @@ impl<F: Flow> Workflow for Typed<F> {
     }
 
     async fn perform(&self, ctx: StepContext<'_>, step: &Value) -> Result<Value, StepError> {
-        let step: F::Step = serde_json::from_value(step.clone()).map_err(|e| {
+        let step: F::Step = F::Step::deserialize(step).map_err(|e| {
             StepError::permanent(format!("journaled step {} does not parse: {e}", ctx.step))
         })?;
         self.0.perform(ctx, &step).await

@@ -225,11 +225,22 @@ impl Dispatcher {
                 if let Some(r) = self.running().get_mut(&id) {
                     r.fresh = fresh;
                 }
-                let handle = self
-                    .spawner
-                    .spawn(self.clone(), id.clone(), req.workflow.clone());
-                if let Some(r) = self.running().get_mut(&id) {
-                    r.handle = Some(handle);
+                // An instance whose message is its record runs here, in the delivery's own
+                // task: no actor of its own unless it panics once journaled (a restart).
+                let ran_here = match unjournaled {
+                    true => self.run_supervised(&id, &req.workflow).await,
+                    false => None,
+                };
+                match ran_here {
+                    Some(result) => self.finish(&id, result),
+                    None => {
+                        let handle =
+                            self.spawner
+                                .spawn(self.clone(), id.clone(), req.workflow.clone());
+                        if let Some(r) = self.running().get_mut(&id) {
+                            r.handle = Some(handle);
+                        }
+                    }
                 }
             }
         }

@@ -835,10 +835,10 @@ fn begin_attempt(r: &mut Record, action: &Action, options: &EngineOptions, now: 
 }
 
 /// What a step record keeps of the action it ran.
-fn step_input(action: &Action) -> Value {
+fn step_input(action: &Action) -> std::sync::Arc<Value> {
     match &action.call {
         Call::Handler => action.step.clone(),
-        other => serde_json::to_value(other).unwrap_or(Value::Null),
+        other => serde_json::to_value(other).unwrap_or(Value::Null).into(),
     }
 }
 

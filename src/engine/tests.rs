@@ -458,3 +458,169 @@ async fn paused_routes_are_kept_in_the_journal() {
     assert!(changes.has_changed().unwrap());
     assert!(other.load(journal.as_ref()).await.unwrap() && !other.contains("r"));
 }
+
+/// One handler step with scripted outcomes, whose message is its record (a delivery).
+struct Deliver {
+    outcomes: Mutex<Vec<Result<Value, StepError>>>,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Flow for Deliver {
+    const KIND: &'static str = "deliver";
+    const DURABILITY: crate::contract::Durability = crate::contract::Durability::Message;
+    type State = ();
+    type Step = String;
+
+    fn start(&self, _e: &Value, _p: &Value) -> Result<((), Decision<String>), String> {
+        Ok(((), Next::Run(Act::handler("send", "send".to_owned()))))
+    }
+
+    fn advance(
+        &self,
+        _: &mut (),
+        _: String,
+        outcome: Result<Value, StepError>,
+    ) -> Decision<String> {
+        match outcome {
+            Ok(v) => Next::Complete(v),
+            Err(e) => Next::Fail(e.message),
+        }
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, _step: &String) -> Result<Value, StepError> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut outcomes = self.outcomes.lock().unwrap();
+        match outcomes.is_empty() {
+            true => Ok(json!({"status": 200})),
+            false => outcomes.remove(0),
+        }
+    }
+}
+
+async fn deliverer(
+    outcomes: Vec<Result<Value, StepError>>,
+) -> (Arc<Dispatcher>, Arc<Counting>, Arc<Typed<Deliver>>) {
+    let deliver = Arc::new(Typed(Deliver {
+        outcomes: Mutex::new(outcomes),
+        calls: Default::default(),
+    }));
+    let counting = Arc::new(Counting::default());
+    let config = crate::config::Config::from_toml_str(
+        "[aws]\nregion = \"us-east-1\"\n",
+        std::path::Path::new("t.toml"),
+        std::iter::empty(),
+        &Catalog::builtin(),
+    )
+    .unwrap();
+    let ports = crate::ports::Ports::memory();
+    let registry = Catalog::builtin()
+        .with(Registration::ready(deliver.clone()))
+        .build(Setup {
+            config: &config,
+            ports: &ports,
+        })
+        .await
+        .unwrap();
+    let (tx, shutdown) = watch::channel(false);
+    Box::leak(Box::new(tx));
+    let engine = Arc::new(
+        Engine::new(
+            counting.clone(),
+            registry,
+            Arc::new(MemoryNotifier::default()),
+            EngineOptions::default(),
+            shutdown,
+        )
+        .with_clock(ports.clock.clone()),
+    );
+    (
+        Dispatcher::new(engine, Arc::new(TaskSpawn)),
+        counting,
+        deliver,
+    )
+}
+
+fn delivery() -> StartRequest {
+    StartRequest {
+        workflow: "deliver".into(),
+        ..request(None)
+    }
+}
+
+fn puts(counting: &Counting) -> usize {
+    counting.puts.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_goes_well_writes_nothing_and_is_kept_among_the_recent() {
+    let (d, counting, deliver) = deliverer(vec![]).await;
+    assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
+    assert_eq!(puts(&counting), 0, "no journal write");
+    assert!(counting.get("r:e-1").await.unwrap().is_none());
+    let kept = d
+        .engine()
+        .recent
+        .get("r:e-1")
+        .expect("kept among the recent");
+    assert_eq!(kept.status, Status::Succeeded);
+    assert_eq!(kept.output, Some(json!({"status": 200})));
+    assert_eq!(d.running_count(), 0);
+    // Delivered again (the delete was lost): at least once, it runs again.
+    assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
+    assert_eq!(
+        deliver.0.calls.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(puts(&counting), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_attempt_journals_the_delivery_and_its_retries_count_from_there() {
+    let (d, counting, deliver) = deliverer(vec![
+        Err(StepError::retryable("503")),
+        Err(StepError::retryable("503")),
+        Ok(json!({"status": 204})),
+    ])
+    .await;
+    assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
+    assert_eq!(
+        deliver.0.calls.load(std::sync::atomic::Ordering::Relaxed),
+        3
+    );
+    let r = counting
+        .get("r:e-1")
+        .await
+        .unwrap()
+        .expect("journaled once it failed");
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(
+        r.steps[0].attempts, 3,
+        "every attempt counted, the first included"
+    );
+    assert_eq!(r.output, Some(json!({"status": 204})));
+    // Journaled at the first back-off, then each attempt and the end: never before.
+    assert!(puts(&counting) >= 2, "{} writes", puts(&counting));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_fails_for_good_is_journaled_with_its_reason_and_answered_from_it() {
+    let (d, counting, deliver) = deliverer(vec![Err(StepError::permanent("HTTP 400: no"))]).await;
+    let RunResult::Failed(f) = d.start(delivery()).await else {
+        panic!("not failed")
+    };
+    assert!(f.reason.contains("HTTP 400"), "{}", f.reason);
+    let r = counting
+        .get("r:e-1")
+        .await
+        .unwrap()
+        .expect("the failure is journaled");
+    assert!(matches!(r.status, Status::Failed { .. }), "{:?}", r.status);
+    // Its message again (before the DLQ hand-off settled): answered from the journal.
+    assert!(matches!(d.start(delivery()).await, RunResult::Failed(_)));
+    assert_eq!(
+        deliver.0.calls.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}

@@ -100,7 +100,7 @@ pub struct StepRecord {
     /// What the step was asked to do: the workflow's step (its request) for a handler's
     /// call, the engine's call (sleep, publish, …) otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub input: Option<Value>,
+    pub input: Option<std::sync::Arc<Value>>,
     /// The latest attempts, oldest first, at most [`StepRecord::TRIES_KEPT`]: when each
     /// started and ended and its error, for the console's timeline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

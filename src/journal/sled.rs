@@ -256,7 +256,7 @@ mod tests {
         let mut running = record("r:e-2");
         running.pending = Some(crate::contract::Action {
             name: "wait#3".into(),
-            step: json!("wait"),
+            step: json!("wait").into(),
             call: crate::contract::Call::Handler,
             retry: Default::default(),
         });

@@ -442,7 +442,12 @@ pub fn stop_task_calls(task: &str) -> usize {
 /// the test binary ends; the port. For servers that must outlive a test's runtime, or serve
 /// tests without one.
 pub fn serve_on_thread(app: axum::Router) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    serve_listener_on_thread(std::net::TcpListener::bind("127.0.0.1:0").unwrap(), app)
+}
+
+/// [`serve_on_thread`] on a listener the caller bound (a port chosen earlier: a server that
+/// comes up late).
+pub fn serve_listener_on_thread(listener: std::net::TcpListener, app: axum::Router) -> u16 {
     listener.set_nonblocking(true).unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {

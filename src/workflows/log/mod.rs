@@ -227,7 +227,7 @@ mod tests {
         let w = Typed(Log);
         let done = Action {
             name: "log".into(),
-            step: json!("delay"),
+            step: json!("delay").into(),
             call: Call::Handler,
             retry: Default::default(),
         };
@@ -235,7 +235,7 @@ mod tests {
         assert!(matches!(t.next, Next::Fail(ref m) if m.contains("state does not parse")));
         let t0 = w.start(&event(), &json!({})).unwrap();
         let bad = Action {
-            step: json!({"no_such_step": 1}),
+            step: json!({"no_such_step": 1}).into(),
             ..done
         };
         let t = w.advance(t0.state, &bad, Ok(json!({})));
