@@ -218,6 +218,9 @@ pub struct StepContext<'a> {
     pub generation: u32,
     /// How many times this run has continued as new ([`Next::Continue`]): 0 until then.
     pub continued: u32,
+    /// The event that started the instance (its journal record's input), for a step that
+    /// sends it as it is rather than carrying a copy in its request.
+    pub event: &'a Value,
 }
 
 impl StepContext<'_> {

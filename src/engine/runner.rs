@@ -219,6 +219,7 @@ async fn attempt_call(
         "step-journaled"
     });
     let ctx = StepContext {
+        event: &record.input,
         workflow_id: &record.id,
         step: &action.name,
         attempt,

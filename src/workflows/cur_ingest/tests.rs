@@ -37,7 +37,7 @@ async fn run(w: &Typed<CurIngest>, event: &Value) -> (Next, Vec<Action>) {
         };
         let outcome = match &action.call {
             Call::Handler => {
-                let ctx = StepContext { workflow_id: "r:e", step: &action.name, attempt: 1, generation: 0, continued: 0 };
+                let ctx = StepContext { workflow_id: "r:e", step: &action.name, attempt: 1, generation: 0, continued: 0, event: &Value::Null };
                 w.perform(ctx, &action.step).await
             }
             Call::Publish { .. } => {

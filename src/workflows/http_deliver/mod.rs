@@ -82,7 +82,7 @@ pub fn registration() -> Registration {
                 }
             }
             let secrets = Arc::new(setup.config.secrets.clone());
-            Ok(Arc::new(Typed(HttpDeliver { destinations, secrets })) as Arc<dyn crate::contract::Workflow>)
+            Ok(Arc::new(Typed(HttpDeliver::new(destinations, secrets))) as Arc<dyn crate::contract::Workflow>)
         })
     })
     .with_params_check(|params, sections| {
@@ -103,6 +103,21 @@ pub struct Target {
 pub struct HttpDeliver {
     pub destinations: BTreeMap<String, Target>,
     pub secrets: Arc<BTreeMap<String, secrecy::SecretString>>,
+    /// Each route's params, parsed at its first event.
+    parsed: Arc<super::params::Parsed<Params>>,
+}
+
+impl HttpDeliver {
+    pub fn new(
+        destinations: BTreeMap<String, Target>,
+        secrets: Arc<BTreeMap<String, secrecy::SecretString>>,
+    ) -> HttpDeliver {
+        HttpDeliver {
+            destinations,
+            secrets,
+            parsed: Arc::default(),
+        }
+    }
 }
 
 /// EventBridge-like retries: exponential back-off with full jitter from 1 s, capped at 15 min
@@ -117,6 +132,7 @@ pub fn retry_policy(max_attempts: u32, max_age: Duration) -> RetryPolicy {
     }
 }
 
+#[derive(Debug)]
 struct Params {
     destination: String,
     body: Option<BodyTemplate>,
@@ -162,10 +178,12 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    /// `body` holds `[secret NAME]` where each of `secrets` (JSON pointer, name) goes.
+    /// `body` holds `[secret NAME]` where each of `secrets` (JSON pointer, name) goes; no
+    /// body: the event itself (sent from the record, not copied into the step).
     Deliver {
         destination: String,
-        body: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<Value>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         secrets: Vec<(String, String)>,
     },
@@ -212,11 +230,13 @@ impl Flow for HttpDeliver {
     type Step = Step;
 
     fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
-        let names: Vec<String> = self.destinations.keys().cloned().collect();
-        let p = Params::parse(params, &names)?;
+        let p = self.parsed.get_or(params, || {
+            let names: Vec<String> = self.destinations.keys().cloned().collect();
+            Params::parse(params, &names)
+        })?;
         let body = match &p.body {
-            None => event.clone(),
-            Some(t) => t.render(event, &p.maps).map_err(|e| format!("body: {e}"))?,
+            None => None,
+            Some(t) => Some(t.render(event, &p.maps).map_err(|e| format!("body: {e}"))?),
         };
         let retry = self.destinations[&p.destination].retry.clone();
         let step = Step::Deliver {
@@ -225,7 +245,7 @@ impl Flow for HttpDeliver {
             secrets: p.body.as_ref().map(BodyTemplate::secrets).unwrap_or_default(),
         };
         let state = State {
-            destination: p.destination,
+            destination: p.destination.clone(),
         };
         Ok((state, Next::Run(Act::handler("deliver", step).retry(retry))))
     }
@@ -243,7 +263,7 @@ impl Flow for HttpDeliver {
         }
     }
 
-    async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+    async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         let Step::Deliver {
             destination,
             body,
@@ -254,6 +274,7 @@ impl Flow for HttpDeliver {
                 "destination {destination:?} is no longer configured (the event was started under an earlier configuration)"
             ))
         })?;
+        let body = body.as_ref().unwrap_or(ctx.event);
         let body = if secrets.is_empty() {
             std::borrow::Cow::Borrowed(body)
         } else {

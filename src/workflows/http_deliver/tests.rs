@@ -13,19 +13,19 @@ fn workflow(http: &MemoryHttp) -> HttpDeliver {
     let settings: crate::ports::DestinationSettings =
         toml::from_str("url = \"http://127.0.0.1:1/hook\"").unwrap();
     let endpoint = http.destination("alerts", &settings).unwrap();
-    HttpDeliver {
-        destinations: BTreeMap::from([(
+    HttpDeliver::new(
+        BTreeMap::from([(
             "alerts".to_string(),
             Target {
                 endpoint,
                 retry: retry_policy(settings.max_attempts, settings.max_age),
             },
         )]),
-        secrets: Arc::new(BTreeMap::from([(
+        Arc::new(BTreeMap::from([(
             "slack_token".to_owned(),
             secrecy::SecretString::from("xoxb-secret-value"),
         )])),
-    }
+    )
 }
 
 fn response(status: u16, retry_after: Option<u64>, excerpt: &str) -> Response {
@@ -53,25 +53,30 @@ fn answers_are_classified_as_api_destinations_do() {
     }
 }
 
-#[test]
-fn the_event_is_the_default_body_and_a_template_shapes_a_slack_message() {
-    let w = workflow(&MemoryHttp::default());
+#[tokio::test]
+async fn the_event_is_the_default_body_and_a_template_shapes_a_slack_message() {
+    let http = MemoryHttp::default();
+    let w = workflow(&http);
     let event = fixture("ecs-task-state-change-stopped-oom.derived.json");
     let (_, next) = w.start(&event, &json!({})).unwrap();
     let Next::Run(act) = next else { panic!() };
     assert_eq!(act.call, Call::Handler);
     assert_eq!(act.retry.max_attempts, 185);
     assert_eq!(act.retry.deadline, Some(Duration::from_secs(86_400)));
+    // No copy of the event in the step: it is sent from the instance's record.
     assert_eq!(
         act.step,
-        Step::Deliver { destination: "alerts".into(), body: event.clone(), secrets: vec![] }
+        Step::Deliver { destination: "alerts".into(), body: None, secrets: vec![] }
     );
+    let ctx = StepContext { workflow_id: "r:e-1", step: "deliver", attempt: 1, generation: 0, continued: 0, event: &event };
+    Flow::perform(&w, ctx, &act.step).await.unwrap();
+    assert_eq!(http.sent()[0].1, event, "the event is the body");
     let params = json!({"body": {"text": "Task {detail.taskArn|basename} in {detail.clusterArn|basename} stopped: {detail.stoppedReason}"}});
     let (_, next) = w.start(&event, &params).unwrap();
     let Next::Run(act) = next else { panic!() };
     let Step::Deliver { body, .. } = act.step;
     assert_eq!(
-        body,
+        body.unwrap(),
         json!({"text": "Task c13b4cb40f1f4fe4a2971f76ae5a47ad in FargateCluster stopped: OutOfMemoryError: Container killed due to memory usage"})
     );
     let e = w.start(&fixture("ecs-task-state-change-running-fargate.awsdocs.json"), &params).unwrap_err();
@@ -101,7 +106,8 @@ async fn the_handler_sends_once_per_attempt_and_reports_what_came_back() {
     let w = Typed(workflow(&http));
     let t = w.start(&json!({"id": "e-1"}), &json!({})).unwrap();
     let Next::Run(action) = t.next else { panic!() };
-    let ctx = StepContext { workflow_id: "r:e-1", step: "deliver", attempt: 1, generation: 0, continued: 0 };
+    let event = json!({"id": "e-1"});
+    let ctx = StepContext { workflow_id: "r:e-1", step: "deliver", attempt: 1, generation: 0, continued: 0, event: &event };
     http.fail("connection refused");
     http.answer(503, Some(Duration::from_secs(2)), "");
     http.answer(400, None, "{\"error\":\"bad field\"}");
@@ -133,7 +139,7 @@ async fn a_secret_in_a_body_is_never_journaled_and_is_sent() {
     let journaled = serde_json::to_string(&act.step).unwrap();
     assert!(!journaled.contains("xoxb"), "{journaled}");
     assert!(journaled.contains("[secret slack_token]"), "{journaled}");
-    let ctx = StepContext { workflow_id: "w", step: "deliver", attempt: 1, generation: 0, continued: 0 };
+    let ctx = StepContext { workflow_id: "w", step: "deliver", attempt: 1, generation: 0, continued: 0, event: &event };
     Flow::perform(&w, ctx, &act.step).await.unwrap();
     let sent = http.sent();
     assert_eq!(sent[0].1["token"], "xoxb-secret-value");

@@ -53,7 +53,7 @@ pub fn registration() -> Registration {
             for (name, s) in &settings {
                 brokers.insert(name.clone(), setup.ports.mqtt.broker(name, s)?);
             }
-            Ok(Arc::new(Typed(MqttPublish { brokers })) as Arc<dyn crate::contract::Workflow>)
+            Ok(Arc::new(Typed(MqttPublish::new(brokers))) as Arc<dyn crate::contract::Workflow>)
         })
     })
     .with_params_check(|params, sections| {
@@ -63,9 +63,20 @@ pub fn registration() -> Registration {
 }
 
 /// The workflow: one shared connection per configured broker.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct MqttPublish {
     pub brokers: BTreeMap<String, Arc<dyn Broker>>,
+    /// Each route's params, parsed at its first event.
+    parsed: Arc<super::params::Parsed<Params>>,
+}
+
+impl MqttPublish {
+    pub fn new(brokers: BTreeMap<String, Arc<dyn Broker>>) -> MqttPublish {
+        MqttPublish {
+            brokers,
+            parsed: Arc::default(),
+        }
+    }
 }
 
 /// A route's params, parsed.
@@ -145,14 +156,25 @@ impl Params {
     }
 }
 
-/// The default body: what a subscriber needs to know without the whole envelope.
-fn default_body(event: &Value) -> Value {
-    json!({
-        "timestamp": event.get("time"),
-        "region": event.get("region"),
-        "source": event.get("source"),
-        "detail": event.get("detail"),
-    })
+/// The default body: what a subscriber needs to know without the whole envelope (written
+/// from the event in place, without a copy of it).
+/// (Its fields in the order a JSON object's keys are written: the payload is what it was.)
+#[derive(Serialize)]
+struct DefaultBody<'a> {
+    detail: Option<&'a Value>,
+    region: Option<&'a Value>,
+    source: Option<&'a Value>,
+    timestamp: Option<&'a Value>,
+}
+
+fn default_payload(event: &Value) -> String {
+    let body = DefaultBody {
+        timestamp: event.get("time"),
+        region: event.get("region"),
+        source: event.get("source"),
+        detail: event.get("detail"),
+    };
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// Where the event was published: the state, and the workflow's output.
@@ -181,26 +203,27 @@ impl Flow for MqttPublish {
     type Step = Step;
 
     fn start(&self, event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
-        let names: Vec<String> = self.brokers.keys().cloned().collect();
-        let p = Params::parse(params, &names)?;
+        let p = self.parsed.get_or(params, || {
+            let names: Vec<String> = self.brokers.keys().cloned().collect();
+            Params::parse(params, &names)
+        })?;
         let topic = p
             .topic
             .render_with(event, &p.maps, topic_level)
             .map_err(|e| format!("topic: {e}"))?;
-        let body = match &p.body {
-            None => default_body(event),
-            Some(t) => t.render(event, &p.maps).map_err(|e| format!("body: {e}"))?,
-        };
-        let payload = match body {
-            Value::String(s) => s,
-            other => other.to_string(),
+        let payload = match &p.body {
+            None => default_payload(event),
+            Some(t) => match t.render(event, &p.maps).map_err(|e| format!("body: {e}"))? {
+                Value::String(s) => s,
+                other => other.to_string(),
+            },
         };
         let state = State {
             broker: p.broker.clone(),
             topic: topic.clone(),
         };
         let step = Step::Publish {
-            broker: p.broker,
+            broker: p.broker.clone(),
             publication: Publication {
                 topic,
                 payload,
@@ -208,7 +231,7 @@ impl Flow for MqttPublish {
                 retain: p.retain,
             },
         };
-        Ok((state, Next::Run(Act::handler("publish", step).retry(p.retry))))
+        Ok((state, Next::Run(Act::handler("publish", step).retry(p.retry.clone()))))
     }
 
     fn advance(&self, s: &mut State, _step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {

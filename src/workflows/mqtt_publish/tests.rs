@@ -14,9 +14,7 @@ fn settings() -> crate::ports::BrokerSettings {
 
 fn workflow(mqtt: &MemoryMqtt) -> MqttPublish {
     let local = mqtt.broker("local", &settings()).unwrap();
-    MqttPublish {
-        brokers: BTreeMap::from([("local".to_string(), local)]),
-    }
+    MqttPublish::new(BTreeMap::from([("local".to_string(), local)]))
 }
 
 fn instances() -> Value {
@@ -157,6 +155,7 @@ async fn a_publish_counts_once_acknowledged_and_a_broker_down_is_retryable() {
         step: "publish",
         attempt: 1,
         generation: 0, continued: 0,
+        event: &Value::Null,
     };
     mqtt.set_down(true);
     let e = w.perform(ctx, &action.step).await.unwrap_err();

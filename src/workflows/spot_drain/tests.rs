@@ -91,7 +91,7 @@ async fn run(w: &Typed<SpotDrain>, event: &Value, params: Value) -> (Next, Vec<S
         steps.push(action.name.clone());
         let outcome = match &action.call {
             Call::Handler => {
-                let ctx = StepContext { workflow_id: "spot", step: &action.name, attempt: 1, generation: 0, continued: 0 };
+                let ctx = StepContext { workflow_id: "spot", step: &action.name, attempt: 1, generation: 0, continued: 0, event: &Value::Null };
                 w.perform(ctx, &action.step).await
             }
             Call::Publish { message, attributes, .. } => {
