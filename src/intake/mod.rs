@@ -333,24 +333,34 @@ impl Intake {
                 Err(disposition) => return disposition,
             }
         } else {
-            for event in &events {
+            for event in events {
+                let mut routes = Vec::new();
                 for route in self.router.matching(&self.config.queue, &event.body) {
                     if paused.contains(&route.name) {
                         parked = true;
                         continue;
                     }
-                    starts.push(self.dispatcher.start(StartRequest {
-                        route: route.name.clone(),
-                        workflow: route.workflow.clone(),
-                        params: route.params.clone(),
-                        event: event.clone(),
-                        queue: self.config.queue.clone(),
-                        message_id: message.message_id.clone(),
-                        trace: trace.clone(),
-                        redrive,
-                        instance: None,
-                    }));
+                    routes.push(route);
                 }
+                let request = |route: &crate::routing::Route, event| StartRequest {
+                    route: route.name.clone(),
+                    workflow: route.workflow.clone(),
+                    params: route.params.clone(),
+                    event,
+                    queue: self.config.queue.clone(),
+                    message_id: message.message_id.clone(),
+                    trace: trace.clone(),
+                    redrive,
+                    instance: None,
+                };
+                // Each route but the last gets a copy of the event; the last takes it.
+                let Some((last, others)) = routes.split_last() else {
+                    continue;
+                };
+                for route in others {
+                    starts.push(self.dispatcher.start(request(route, event.clone())));
+                }
+                starts.push(self.dispatcher.start(request(last, event)));
             }
         }
         if parked {
