@@ -160,6 +160,14 @@ async fn a_thousand_deliveries_killed_five_times_lose_nothing() {
     // committed no journal record.
     let commits = metric(&service, "tugboat_journal_commit_seconds_count");
     assert_eq!(commits, 0.0, "journal writes on the message-as-record path");
+    // They are shown all the same: the console's list (and `tugboat workflows list`, which
+    // asks it) has the last process's deliveries, each succeeded, with no record behind them.
+    let shown = service.workflows();
+    assert!(!shown.is_empty(), "no delivery shown");
+    assert!(
+        shown.iter().all(|w| w["status"] == "succeeded"),
+        "{shown:?}"
+    );
     drop(service);
 }
 

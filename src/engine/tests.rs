@@ -150,6 +150,16 @@ async fn dispatcher_with(
     journal: Arc<dyn Journal>,
     options: EngineOptions,
 ) -> (Arc<Dispatcher>, Arc<dyn Journal>) {
+    let d = engine_for(Registration::ready(two), journal.clone(), options).await;
+    (d, journal)
+}
+
+/// A dispatcher on plain tokio tasks over `journal`, with the built-in workflows and `test`.
+async fn engine_for(
+    test: Registration,
+    journal: Arc<dyn Journal>,
+    options: EngineOptions,
+) -> Arc<Dispatcher> {
     let config = crate::config::Config::from_toml_str(
         "[aws]\nregion = \"us-east-1\"\n",
         std::path::Path::new("t.toml"),
@@ -159,7 +169,7 @@ async fn dispatcher_with(
     .unwrap();
     let ports = crate::ports::Ports::memory();
     let registry = Catalog::builtin()
-        .with(Registration::ready(two))
+        .with(test)
         .build(Setup {
             config: &config,
             ports: &ports,
@@ -172,7 +182,7 @@ async fn dispatcher_with(
     Box::leak(Box::new(tx));
     let engine = Arc::new(
         Engine::new(
-            journal.clone(),
+            journal,
             registry,
             Arc::new(MemoryNotifier::default()),
             options,
@@ -180,7 +190,7 @@ async fn dispatcher_with(
         )
         .with_clock(ports.clock.clone()),
     );
-    (Dispatcher::new(engine, Arc::new(TaskSpawn)), journal)
+    Dispatcher::new(engine, Arc::new(TaskSpawn))
 }
 
 fn request(redrive: Option<Redrive>) -> StartRequest {
@@ -507,39 +517,13 @@ async fn deliverer(
         calls: Default::default(),
     }));
     let counting = Arc::new(Counting::default());
-    let config = crate::config::Config::from_toml_str(
-        "[aws]\nregion = \"us-east-1\"\n",
-        std::path::Path::new("t.toml"),
-        std::iter::empty(),
-        &Catalog::builtin(),
+    let d = engine_for(
+        Registration::ready(deliver.clone()),
+        counting.clone(),
+        EngineOptions::default(),
     )
-    .unwrap();
-    let ports = crate::ports::Ports::memory();
-    let registry = Catalog::builtin()
-        .with(Registration::ready(deliver.clone()))
-        .build(Setup {
-            config: &config,
-            ports: &ports,
-        })
-        .await
-        .unwrap();
-    let (tx, shutdown) = watch::channel(false);
-    Box::leak(Box::new(tx));
-    let engine = Arc::new(
-        Engine::new(
-            counting.clone(),
-            registry,
-            Arc::new(MemoryNotifier::default()),
-            EngineOptions::default(),
-            shutdown,
-        )
-        .with_clock(ports.clock.clone()),
-    );
-    (
-        Dispatcher::new(engine, Arc::new(TaskSpawn)),
-        counting,
-        deliver,
-    )
+    .await;
+    (d, counting, deliver)
 }
 
 fn delivery() -> StartRequest {
