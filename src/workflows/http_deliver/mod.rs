@@ -5,7 +5,9 @@
 //! destination's `max_age` and `max_attempts`; any other 4xx (or 3xx) is permanent and the
 //! event goes to the DLQ with the status and an excerpt of the answer.
 //!
-//! Steps: `deliver` → complete. The message is deleted only after a 2xx.
+//! Steps: `deliver` → complete. The message is deleted only after a 2xx. The message is the
+//! record ([`Durability::Message`]): a delivery that goes well writes nothing to the journal;
+//! the first failed attempt journals the instance, which then retries as any other.
 //!
 //! Params:
 //! - `destination`: a `[destinations.NAME]`; default the only one configured.

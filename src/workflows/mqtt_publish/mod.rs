@@ -6,6 +6,8 @@
 //! acknowledged it — PUBACK for QoS 1) → complete. A broker that is down or a lost
 //! acknowledgement is retryable: the step retries with back-off and the message waits in the
 //! queue. A topic hole the event lacks fails the event for good, naming the field.
+//! The message is the record ([`Durability::Message`]): a publish that goes well writes
+//! nothing to the journal; the first failed attempt journals the instance.
 //!
 //! Params:
 //! - `broker`: a `[brokers.NAME]`; default the only one configured.
