@@ -127,11 +127,13 @@ async fn through_tugboat_over(
     }
     deps.ports.mqtt = Arc::new(tugboat::mqtt::MqttConnector::default());
     deps.ports.http = Arc::new(tugboat::http::HttpConnector::new().unwrap());
-    let start = Instant::now();
     let app = app::spawn_app(config, deps).await;
     while queue.deleted() < messages as u64 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    // From the first receive, as the plain loops time from their connection's first send:
+    // the service's start (its journal opened, its broker connected) is not in the figure.
+    let start = queue.first_delivered().expect("messages were received");
     let rate = messages as f64 / start.elapsed().as_secs_f64();
     app.stop().await;
     rate

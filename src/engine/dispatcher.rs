@@ -322,6 +322,8 @@ impl Dispatcher {
                 }
             }
         };
+        // Its steps' keys are made only if it is journaled (see `Record::keys_deferred`).
+        record.keys_deferred = unjournaled;
         let logic = self.engine.registry.get(&req.workflow);
         let mut lifecycle = Lifecycle::new(logic.map(|l| l.as_ref()), &self.engine.options);
         let started = lifecycle.start(&mut record, now);
@@ -345,7 +347,7 @@ impl Dispatcher {
             }
             (unjournaled, started) => {
                 let written = match unjournaled {
-                    true => self.engine.journal_from_now(&record).await,
+                    true => self.engine.journal_from_now(&mut record).await,
                     false => (self.engine.commit(&record).await)
                         .map_err(|e| RunResult::JournalError(e.to_string())),
                 };

@@ -95,10 +95,16 @@ impl Recent {
         recent.push_back(Arc::new(record));
     }
 
-    /// The record of `id`, if it is one of them.
+    /// The record of `id`, if it is one of them, with its steps' keys (see
+    /// [`Record::keys_deferred`]).
     pub fn get(&self, id: &str) -> Option<Arc<Record>> {
-        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        recent.iter().rev().find(|r| r.id == id).cloned()
+        let found = {
+            let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            recent.iter().rev().find(|r| r.id == id).cloned()
+        }?;
+        let mut record = Arc::unwrap_or_clone(found);
+        record.fill_keys();
+        Some(Arc::new(record))
     }
 
     /// All of them, newest first.
@@ -202,9 +208,10 @@ impl Engine {
     /// Writes the first record of an instance that ran with its message as its record: the
     /// journal's claim first (a shared journal writes only what this process holds). `Err`:
     /// what the run comes to instead (another process holds it; the journal failed).
-    pub(crate) async fn journal_from_now(&self, record: &Record) -> Result<(), RunResult> {
+    pub(crate) async fn journal_from_now(&self, record: &mut Record) -> Result<(), RunResult> {
         use crate::journal::Claim;
         self.is_unjournaled(&record.id, true);
+        record.fill_keys();
         match self.journal.claim(&record.id).await {
             Ok(Claim::Granted) => {}
             Ok(Claim::HeldBy { until_ms, .. }) => {

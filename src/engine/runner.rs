@@ -66,7 +66,7 @@ pub async fn drive(engine: &Engine, id: &str, start: Option<(Record, bool)>) -> 
                 Effect::Journal(checkpoint) => {
                     if unjournaled {
                         unjournaled = false;
-                        if let Err(result) = engine.journal_from_now(&record).await {
+                        if let Err(result) = engine.journal_from_now(&mut record).await {
                             return result;
                         }
                     } else if let Err(e) = engine.commit(&record).await {
@@ -87,7 +87,7 @@ pub async fn drive(engine: &Engine, id: &str, start: Option<(Record, bool)>) -> 
                     // attempts are counted across restarts as any instance's are.
                     if unjournaled {
                         unjournaled = false;
-                        if let Err(result) = engine.journal_from_now(&record).await {
+                        if let Err(result) = engine.journal_from_now(&mut record).await {
                             return result;
                         }
                     }

@@ -550,6 +550,10 @@ async fn a_delivery_that_goes_well_writes_nothing_and_is_kept_among_the_recent()
         .expect("kept among the recent");
     assert_eq!(kept.status, Status::Succeeded);
     assert_eq!(kept.output, Some(json!({"status": 200})));
+    // Its step's key was not made while it ran (a SHA-256 a delivery need not pay); the
+    // console's view of it has it.
+    let key = crate::contract::run_key("r:e-1", 0, 0, &kept.steps[0].name);
+    assert_eq!(kept.steps[0].key, key);
     assert_eq!(d.running_count(), 0);
     // Delivered again (the delete was lost): at least once, it runs again.
     assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
@@ -584,6 +588,11 @@ async fn a_failed_attempt_journals_the_delivery_and_its_retries_count_from_there
         "every attempt counted, the first included"
     );
     assert_eq!(r.output, Some(json!({"status": 204})));
+    assert_eq!(
+        r.steps[0].key,
+        crate::contract::run_key("r:e-1", 0, 0, &r.steps[0].name),
+        "the key deferred while unjournaled is written with the record"
+    );
     // Journaled at the first back-off, then each attempt and the end: never before.
     assert!(puts(&counting) >= 2, "{} writes", puts(&counting));
 }

@@ -203,6 +203,12 @@ pub struct Record {
     pub run_span: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    /// Its steps' idempotency keys are not written in: an instance whose message is its
+    /// record makes them only if it is journaled ([`Record::fill_keys`]), as a SHA-256 each
+    /// is a measurable part of a delivery. (The keys a step sends are made from the run
+    /// itself: [`crate::contract::StepContext::idempotency_key`].)
+    #[serde(skip)]
+    pub keys_deferred: bool,
 }
 
 /// What a list of instances shows of each (the console, `tugboat workflows list`).
@@ -322,6 +328,17 @@ impl Record {
             run_span: None,
             created_ms: now,
             updated_ms: now,
+            keys_deferred: false,
+        }
+    }
+
+    /// Writes in the keys of steps made while they were deferred ([`Record::keys_deferred`]).
+    pub fn fill_keys(&mut self) {
+        if !std::mem::take(&mut self.keys_deferred) {
+            return;
+        }
+        for s in self.steps.iter_mut().filter(|s| s.key.is_empty()) {
+            s.key = crate::contract::run_key(&self.id, self.generation, self.continued, &s.name);
         }
     }
 
@@ -335,7 +352,10 @@ impl Record {
         if let Some(i) = self.steps.iter().position(|s| s.name == name) {
             return &mut self.steps[i];
         }
-        let key = crate::contract::run_key(&self.id, self.generation, self.continued, name);
+        let key = match self.keys_deferred {
+            true => String::new(),
+            false => crate::contract::run_key(&self.id, self.generation, self.continued, name),
+        };
         self.steps.push(StepRecord {
             name: name.to_owned(),
             key,

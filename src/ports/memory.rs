@@ -46,6 +46,8 @@ struct MemoryState {
     /// Whole-call failures to return before behaving normally again (throttling, outages).
     failures_to_inject: u32,
     deleted: u64,
+    /// When a receive first returned messages (benchmarks time from there).
+    first_delivered: Option<Instant>,
 }
 
 impl MemoryQueue {
@@ -92,6 +94,11 @@ impl MemoryQueue {
     /// How many messages have been deleted.
     pub fn deleted(&self) -> u64 {
         self.lock().deleted
+    }
+
+    /// When a receive first returned messages, if one has.
+    pub fn first_delivered(&self) -> Option<Instant> {
+        self.lock().first_delivered
     }
 
     /// Every stored message with its attributes.
@@ -236,7 +243,11 @@ impl Queue for MemoryQueue {
                 if let (false, Some((_, dlq))) = (moved.is_empty(), &self.redrive) {
                     dlq.lock().push_all(&dlq.name, moved, now);
                 }
-                if !out.is_empty() || Instant::now() >= deadline {
+                if !out.is_empty() {
+                    state.first_delivered.get_or_insert(now);
+                    return Ok(out);
+                }
+                if Instant::now() >= deadline {
                     return Ok(out);
                 }
             }
