@@ -9,7 +9,7 @@
 #      with `aws events put-events` to tugboat's HTTP ingress; a schedule
 #      (config/local.toml's heartbeat) fires its first tick as the service starts;
 #   6. shows what happened: the journal, the notifications, the MQTT messages, the HTTP
-#      deliveries, the dead letters;
+#      deliveries, the resource scan's findings, the dead letters;
 #   7. stops tugboat with SIGTERM (a graceful shutdown) and the emulator.
 # Pass --keep to leave tugboat and the emulator running afterwards.
 set -euo pipefail
@@ -52,6 +52,11 @@ aws elbv2 create-target-group --name tugboat-auth --protocol HTTP --port 8080 --
 export TUGBOAT__SERVICES__AUTH__SUBNETS="[\"$subnet\"]"
 export TUGBOAT__SERVICES__AUTH__SECURITY_GROUPS="[\"$sg\"]"
 echo "cluster tugboat-demo, task definition tugboat-auth, target group tugboat-auth (vpc $vpc, subnet $subnet)"
+
+echo "== idle resources for the scan: an unattached 100 GiB gp3 volume and a free Elastic IP"
+aws ec2 create-volume --availability-zone us-east-1a --size 100 --volume-type gp3 \
+  --tag-specifications 'ResourceType=volume,Tags=[{Key=Name,Value=forgotten-scratch}]' --query VolumeId --output text
+aws ec2 allocate-address --query AllocationId --output text
 
 mkdir -p target/local
 helpers=()
@@ -147,6 +152,8 @@ fi
 echo "== tugboat schedule list   (the heartbeat schedule's first tick ran as the service started)"
 $tugboat schedule list
 $tugboat workflows list --route scheduled
+echo "== tugboat resources findings   (the resource-scan schedule's first tick scanned us-east-1)"
+$tugboat resources findings
 echo "== the event sent through the ingress"
 $tugboat workflows list --route ingress-demo
 echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"

@@ -141,6 +141,10 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
             clients.autoscaling.clone(),
         )),
         queues: Arc::new(SqsQueues::new(clients.sqs.clone())),
+        inventory: Arc::new(crate::aws::ec2::Ec2Inventory::new(clients.sdk.clone())),
+        findings: Arc::new(crate::aws::dynamodb::DynamoFindings::new(
+            clients.dynamodb.clone(),
+        )),
     })
 }
 

@@ -385,6 +385,7 @@ fn every_sdk_call_of_the_adapters_has_its_action_listed() {
         ("journal.rs", "dynamodb"),
         ("s3.rs", "s3"),
         ("autoscaling.rs", "autoscaling"),
+        ("ec2.rs", "ec2"),
     ] {
         let text = std::fs::read_to_string(root().join("src/aws").join(file)).unwrap();
         let lines: Vec<&str> = text.lines().collect();

@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use super::{classify, incomplete, reported};
 use crate::contract::StepError;
 use crate::ports::costs::{CostStore, DailyCost, Replaced};
+use crate::ports::resources::{Finding, FindingKind, FindingStore, Replaced as FindingsReplaced};
 
 /// BatchWriteItem's limit.
 const BATCH: usize = 25;
@@ -210,5 +211,150 @@ impl CostStore for DynamoCosts {
             .collect();
         rows.sort();
         Ok(rows)
+    }
+}
+
+/// The `FindingStore` port over DynamoDB: the findings table
+/// (`migrations/0005_findings_table.toml`), partition key
+/// `pk = ACCOUNT#<account>#REGION#<region>`, sort key `sk = <kind>#<resource>`, the finding's
+/// fields as attributes (`monthly_cost` a number). Replacing a scope is as for the cost
+/// table: query its keys, write every finding, delete the keys the new ones do not have.
+#[derive(Debug, Clone)]
+pub struct DynamoFindings {
+    tables: DynamoCosts,
+}
+
+impl DynamoFindings {
+    pub fn new(client: aws_sdk_dynamodb::Client) -> DynamoFindings {
+        DynamoFindings {
+            tables: DynamoCosts::new(client),
+        }
+    }
+}
+
+fn finding_sk(f: &Finding) -> String {
+    format!("{}#{}", f.kind.as_str(), f.resource)
+}
+
+fn finding_item(pk: &str, f: &Finding) -> HashMap<String, AttributeValue> {
+    let s = |v: &str| AttributeValue::S(v.to_string());
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(pk)),
+        ("sk".to_string(), s(&finding_sk(f))),
+        ("account".to_string(), s(&f.account)),
+        ("region".to_string(), s(&f.region)),
+        ("kind".to_string(), s(f.kind.as_str())),
+        ("resource".to_string(), s(&f.resource)),
+        ("detail".to_string(), s(&f.detail)),
+        (
+            "monthly_cost".to_string(),
+            AttributeValue::N(f.monthly_cost.to_string()),
+        ),
+        ("currency".to_string(), s(&f.currency)),
+        ("price".to_string(), s(&f.price)),
+    ]);
+    if let Some(size) = f.size_gib {
+        item.insert("size_gib".into(), AttributeValue::N(size.to_string()));
+    }
+    if let Some(age) = f.age_days {
+        item.insert("age_days".into(), AttributeValue::N(age.to_string()));
+    }
+    if let Some(name) = &f.name {
+        item.insert("name".into(), s(name));
+    }
+    item
+}
+
+/// A stored finding; `None` for an item that is not one (another tool's, or damaged).
+fn finding_of(item: &HashMap<String, AttributeValue>) -> Option<Finding> {
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse::<f64>().ok(),
+        _ => None,
+    };
+    let optional = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        _ => None,
+    };
+    Some(Finding {
+        account: optional("account")?,
+        region: optional("region")?,
+        kind: FindingKind::parse(&optional("kind")?)?,
+        resource: optional("resource")?,
+        detail: text(item, "detail"),
+        size_gib: number("size_gib").map(|n| n as u32),
+        age_days: number("age_days").map(|n| n as u64),
+        monthly_cost: number("monthly_cost")?,
+        currency: text(item, "currency"),
+        price: text(item, "price"),
+        name: optional("name"),
+    })
+}
+
+#[async_trait]
+impl FindingStore for DynamoFindings {
+    async fn replace(
+        &self,
+        table: &str,
+        account: &str,
+        region: &str,
+        findings: &[Finding],
+    ) -> Result<FindingsReplaced, StepError> {
+        let pk = format!("ACCOUNT#{account}#REGION#{region}");
+        let existing: BTreeSet<String> = self
+            .tables
+            .keys_and_rows(table, &pk)
+            .await?
+            .iter()
+            .map(|i| text(i, "sk"))
+            .collect();
+        let mut puts = Vec::with_capacity(findings.len());
+        let mut keep = BTreeSet::new();
+        for f in findings {
+            keep.insert(finding_sk(f));
+            let put = PutRequest::builder()
+                .set_item(Some(finding_item(&pk, f)))
+                .build()
+                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
+            puts.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.tables.write(table, puts).await?;
+        let mut deletes = Vec::new();
+        for gone in existing.difference(&keep) {
+            let delete = DeleteRequest::builder()
+                .key("pk", AttributeValue::S(pk.clone()))
+                .key("sk", AttributeValue::S(gone.clone()))
+                .build()
+                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
+            deletes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let deleted = deletes.len();
+        self.tables.write(table, deletes).await?;
+        Ok(FindingsReplaced {
+            written: findings.len(),
+            deleted,
+        })
+    }
+
+    async fn all(&self, table: &str) -> Result<Vec<Finding>, StepError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .tables
+                .client
+                .scan()
+                .table_name(table)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify("Scan", e))?;
+            found.extend(out.items.unwrap_or_default().iter().filter_map(finding_of));
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| b.monthly_cost.total_cmp(&a.monthly_cost));
+        Ok(found)
     }
 }

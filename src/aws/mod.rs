@@ -10,6 +10,7 @@
 pub mod autoscaling;
 pub mod call_spans;
 pub mod dynamodb;
+pub mod ec2;
 pub mod ecs;
 pub mod journal;
 pub mod migrate;
@@ -42,6 +43,8 @@ pub struct Clients {
     pub elbv2: aws_sdk_elasticloadbalancingv2::Client,
     pub s3: aws_sdk_s3::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    /// The configuration they share, for clients made per region (EC2's inventory).
+    pub sdk: SdkConfig,
 }
 
 impl Clients {
@@ -73,6 +76,7 @@ impl Clients {
             elbv2: traced!(aws_sdk_elasticloadbalancingv2),
             s3: aws_sdk_s3::Client::from_conf(s3),
             autoscaling: traced!(aws_sdk_autoscaling),
+            sdk,
         }
     }
 }

@@ -33,6 +33,8 @@ pub enum Scope {
     CuratedPrefix,
     /// The Auto Scaling groups whose terminate lifecycle actions `spot_drain` completes.
     AutoScalingGroups,
+    /// The resource scan's findings table.
+    FindingsTable,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
     Unscopable,
 }
@@ -160,13 +162,33 @@ pub const GRANTS: &[Grant] = &[
             "autoscaling:RecordLifecycleActionHeartbeat",
         ],
     },
+    Grant {
+        sid: "ResourceInventory",
+        by: "resource_scan",
+        // EC2's Describe calls take no resource-level permissions.
+        scope: Scope::Unscopable,
+        actions: &[
+            "ec2:DescribeAddresses",
+            "ec2:DescribeInstances",
+            "ec2:DescribeSnapshots",
+            "ec2:DescribeVolumes",
+        ],
+    },
+    Grant {
+        sid: "FindingsTable",
+        by: "resource_scan",
+        scope: Scope::FindingsTable,
+        // Replace a region's findings (query its keys, batch writes and deletes); read them
+        // all (`tugboat resources findings`).
+        actions: &["dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan"],
+    },
 ];
 
 /// The IAM action an SDK operation (the client method's name, `run_task`) is authorised by,
 /// for the services the adapters use; batch operations map to their single form.
 pub fn action_of(service: &str, operation: &str) -> Option<String> {
     let prefix = match service {
-        "sqs" | "sns" | "ecs" | "dynamodb" | "s3" | "autoscaling" => service,
+        "sqs" | "sns" | "ecs" | "dynamodb" | "s3" | "autoscaling" | "ec2" => service,
         "elbv2" | "elasticloadbalancingv2" => "elasticloadbalancing",
         _ => return None,
     };

@@ -29,6 +29,30 @@ pub async fn run(config: &Path, command: WorkflowCommand) -> Result<(), CliError
     if let Some(page) = command.spec.page(name) {
         return print_page(config, command.spec.kind, page, sub).await;
     }
+    if let Some(operation) = command.spec.operation.filter(|o| o.has(name)) {
+        let config = load_config(config)?;
+        let ports = crate::app::Dependencies::aws_ports_for_reading(&config)
+            .await
+            .map_err(|e| CliError::Runtime(e.to_string()))?;
+        let setup = crate::workflows::Setup {
+            config: &config,
+            ports: &ports,
+        };
+        let printed = (operation.run)(&command.matches, setup)
+            .await
+            .map_err(CliError::Runtime)?;
+        eprint!("{}", printed.err);
+        let mut out = std::io::stdout().lock();
+        return match out
+            .write_all(printed.out.as_bytes())
+            .and_then(|()| out.flush())
+        {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                Err(CliError::Runtime(format!("writing the output: {e}")))
+            }
+            _ => Ok(()),
+        };
+    }
     let Some(tool) = command.spec.tool else {
         return Err(CliError::Usage(format!(
             "no subcommand {name} of tugboat {}",

@@ -19,6 +19,7 @@ fn shipped_migrations_load_with_defaults() {
     assert_eq!(dlq.max_receive_count, 3);
     assert_eq!(dlq.retention, Duration::from_secs(14 * 86_400));
     assert!(p.tables.contains_key("tugboat-daily-cost"));
+    assert!(p.tables.contains_key("tugboat-findings"));
     for t in ["tugboat-success", "tugboat-error", "tugboat-anomaly"] {
         assert!(p.topics.contains_key(t), "{t}");
     }

@@ -1059,3 +1059,119 @@ impl super::lifecycle::Lifecycle for MemoryLifecycle {
         Ok(())
     }
 }
+
+/// An EC2 inventory per region, as a test seeds it; `fail_next` makes the next calls fail as
+/// a throttled API does.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryInventory {
+    regions: Arc<Mutex<BTreeMap<String, RegionInventory>>>,
+    failures: Arc<Mutex<u32>>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+/// What one region holds.
+#[derive(Debug, Default, Clone)]
+pub struct RegionInventory {
+    pub volumes: Vec<super::resources::Volume>,
+    pub addresses: Vec<super::resources::Address>,
+    pub instances: Vec<super::resources::Instance>,
+    pub snapshots: Vec<super::resources::Snapshot>,
+}
+
+impl MemoryInventory {
+    pub fn set(&self, region: &str, inventory: RegionInventory) {
+        self.regions
+            .lock()
+            .unwrap()
+            .insert(region.to_string(), inventory);
+    }
+
+    /// The next `n` calls fail with a retryable throttling error.
+    pub fn fail_next(&self, n: u32) {
+        *self.failures.lock().unwrap() = n;
+    }
+
+    /// The calls made, as `region:call`.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+
+    fn read<T>(
+        &self,
+        region: &str,
+        call: &str,
+        f: impl FnOnce(&RegionInventory) -> Vec<T>,
+    ) -> Result<Vec<T>, StepError> {
+        self.calls.lock().unwrap().push(format!("{region}:{call}"));
+        let mut failures = self.failures.lock().unwrap();
+        if *failures > 0 {
+            *failures -= 1;
+            return Err(StepError::retryable(format!(
+                "{call}: ThrottlingException: Rate exceeded"
+            )));
+        }
+        let regions = self.regions.lock().unwrap();
+        Ok(regions.get(region).map(f).unwrap_or_default())
+    }
+}
+
+#[async_trait]
+impl super::resources::Inventory for MemoryInventory {
+    async fn volumes(&self, region: &str) -> Result<Vec<super::resources::Volume>, StepError> {
+        self.read(region, "DescribeVolumes", |r| r.volumes.clone())
+    }
+    async fn addresses(&self, region: &str) -> Result<Vec<super::resources::Address>, StepError> {
+        self.read(region, "DescribeAddresses", |r| r.addresses.clone())
+    }
+    async fn instances(&self, region: &str) -> Result<Vec<super::resources::Instance>, StepError> {
+        self.read(region, "DescribeInstances", |r| r.instances.clone())
+    }
+    async fn snapshots(&self, region: &str) -> Result<Vec<super::resources::Snapshot>, StepError> {
+        self.read(region, "DescribeSnapshots", |r| r.snapshots.clone())
+    }
+}
+
+/// (table, account, region): one scan's scope.
+type Scope = (String, String, String);
+
+/// Findings by (table, account, region).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryFindings {
+    scopes: Arc<Mutex<BTreeMap<Scope, Vec<super::resources::Finding>>>>,
+}
+
+#[async_trait]
+impl super::resources::FindingStore for MemoryFindings {
+    async fn replace(
+        &self,
+        table: &str,
+        account: &str,
+        region: &str,
+        findings: &[super::resources::Finding],
+    ) -> Result<super::resources::Replaced, StepError> {
+        let mut scopes = self.scopes.lock().unwrap();
+        let key = (table.to_string(), account.to_string(), region.to_string());
+        let old = scopes.insert(key, findings.to_vec()).unwrap_or_default();
+        let deleted = old
+            .iter()
+            .filter(|o| {
+                !findings
+                    .iter()
+                    .any(|f| (f.kind, &f.resource) == (o.kind, &o.resource))
+            })
+            .count();
+        Ok(super::resources::Replaced {
+            written: findings.len(),
+            deleted,
+        })
+    }
+
+    async fn all(&self, table: &str) -> Result<Vec<super::resources::Finding>, StepError> {
+        let scopes = self.scopes.lock().unwrap();
+        Ok(scopes
+            .iter()
+            .filter(|((t, _, _), _)| t == table)
+            .flat_map(|(_, f)| f.iter().cloned())
+            .collect())
+    }
+}

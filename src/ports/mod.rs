@@ -16,6 +16,7 @@ pub mod mqtt;
 pub mod notifier;
 pub mod objects;
 pub mod queue;
+pub mod resources;
 
 use std::sync::Arc;
 
@@ -47,6 +48,10 @@ pub struct Ports {
     /// Queues a workflow sends to (`spot_drain`'s `sqs` handlers); the same source the
     /// intake opens its queues from.
     pub queues: Arc<dyn QueueSource>,
+    /// EC2's inventory, read-only (`resource_scan`).
+    pub inventory: Arc<dyn resources::Inventory>,
+    /// The findings table (`resource_scan`).
+    pub findings: Arc<dyn resources::FindingStore>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -73,6 +78,8 @@ impl Ports {
             clock: Arc::new(clock::TokioClock::new()),
             lifecycle: Arc::new(memory::MemoryLifecycle::default()),
             queues: Arc::new(memory::MemoryQueues::default()),
+            inventory: Arc::new(memory::MemoryInventory::default()),
+            findings: Arc::new(memory::MemoryFindings::default()),
         }
     }
 }

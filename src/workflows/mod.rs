@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use crate::config::Config;
 use crate::contract::Workflow;
 use crate::ports::Ports;
-use surface::{CommandSpec, PageSpec, PageView, Tool};
+use surface::{CommandSpec, Operation, PageSpec, PageView, Tool};
 
 /// Declares each workflow folder as a module and lists its `registration()` in [`builtin`].
 macro_rules! workflows {
@@ -40,6 +40,7 @@ workflows! {
     http_deliver,
     cur_ingest,
     spot_drain,
+    resource_scan,
 }
 
 pub mod params;
@@ -98,6 +99,7 @@ pub struct Registration {
     command: Option<(&'static str, &'static str)>,
     pages: Vec<PageSpec>,
     tool: Option<Tool>,
+    operation: Option<Operation>,
 }
 
 impl std::fmt::Debug for Registration {
@@ -119,6 +121,7 @@ impl Registration {
             command: None,
             pages: Vec::new(),
             tool: None,
+            operation: None,
         }
     }
 
@@ -147,6 +150,12 @@ impl Registration {
         self
     }
 
+    /// This registration with an operation: subcommands acting through the ports.
+    pub fn with_operation(mut self, operation: Operation) -> Registration {
+        self.operation = Some(operation);
+        self
+    }
+
     /// A workflow that is already built.
     pub fn ready(workflow: Arc<dyn Workflow>) -> Registration {
         Registration {
@@ -157,6 +166,7 @@ impl Registration {
             command: None,
             pages: Vec::new(),
             tool: None,
+            operation: None,
         }
     }
 }
@@ -228,6 +238,7 @@ impl Catalog {
                     kind: r.kind,
                     pages: r.pages.clone(),
                     tool: r.tool,
+                    operation: r.operation,
                 })
             })
             .collect()

@@ -5,7 +5,9 @@
 //!   `tugboat <command> <page>`, which asks the running service or, when none runs, builds the
 //!   view itself from the journal;
 //! - **a tool** ([`Tool`]): subcommands that work on what the operator names on their own
-//!   machine (`tugboat cur summarize` reads reports on disk), through [`Desk`].
+//!   machine (`tugboat cur summarize` reads reports on disk), through [`Desk`];
+//! - **an operation** ([`Operation`]): subcommands that act through the service's ports from
+//!   the operator's machine, as the workflow's handlers do (`tugboat resources scan`).
 //!
 //! The admin listener and the CLI do the I/O (HTTP, the journal, the terminal); a page is
 //! given the instances of its kind and the request's query, and reaches anything else through
@@ -169,7 +171,39 @@ impl std::fmt::Debug for Tool {
     }
 }
 
-/// A workflow's CLI command: its pages' subcommands and its tool's.
+/// What an [`Operation`] prints: its output (standard output) and its account of what it
+/// did (standard error).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Printed {
+    pub out: String,
+    pub err: String,
+}
+
+/// Subcommands of a workflow's command that act through the ports (AWS, with the
+/// configuration's settings) from the operator's machine.
+#[derive(Clone, Copy)]
+pub struct Operation {
+    /// The subcommands, added beside the pages' and the tool's.
+    pub subcommands: fn() -> Vec<clap::Command>,
+    /// Runs the one chosen, given the command's matches (the subcommand below them) and the
+    /// configuration and ports; `Err` is a runtime failure (exit 1).
+    pub run: for<'a> fn(&'a clap::ArgMatches, Setup<'a>) -> BoxFuture<'a, Result<Printed, String>>,
+}
+
+impl Operation {
+    /// Whether `name` is one of its subcommands.
+    pub fn has(&self, name: &str) -> bool {
+        (self.subcommands)().iter().any(|c| c.get_name() == name)
+    }
+}
+
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation").finish_non_exhaustive()
+    }
+}
+
+/// A workflow's CLI command: its pages' subcommands, its tool's and its operation's.
 #[derive(Debug, Clone)]
 pub struct CommandSpec {
     /// The command's name (`spot`, `cur`).
@@ -178,6 +212,7 @@ pub struct CommandSpec {
     pub kind: &'static str,
     pub pages: Vec<PageSpec>,
     pub tool: Option<Tool>,
+    pub operation: Option<Operation>,
 }
 
 impl CommandSpec {
@@ -202,6 +237,9 @@ impl CommandSpec {
         }
         if let Some(tool) = &self.tool {
             command = command.subcommands((tool.subcommands)());
+        }
+        if let Some(operation) = &self.operation {
+            command = command.subcommands((operation.subcommands)());
         }
         command
     }
@@ -247,13 +285,26 @@ mod tests {
     fn the_builtin_pages_and_commands_are_registered_with_their_workflows() {
         let commands = Catalog::builtin().commands();
         let named: Vec<_> = commands.iter().map(|c| (c.name, c.kind)).collect();
-        assert_eq!(named, [("cur", "cur_ingest"), ("spot", "spot_drain")]);
+        assert_eq!(
+            named,
+            [
+                ("cur", "cur_ingest"),
+                ("spot", "spot_drain"),
+                ("resources", "resource_scan")
+            ]
+        );
         let cur = &commands[0];
         assert_eq!(cur.page("costs").map(|p| p.path), Some("/costs"));
         assert!(cur.tool.is_some());
         let spot = &commands[1];
         assert_eq!(spot.page("history").map(|p| p.path), Some("/interruptions"));
         assert!(spot.page("costs").is_none());
+        let resources = &commands[2];
+        assert_eq!(
+            resources.page("findings").map(|p| p.path),
+            Some("/findings")
+        );
+        assert!(resources.operation.is_some_and(|o| o.has("scan")));
         // Every path once, none of them the console's own; every command a valid clap one.
         let mut paths = BTreeSet::new();
         for c in &commands {

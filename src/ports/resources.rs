@@ -1,0 +1,152 @@
+//! The resource ports: what a region holds (EC2's inventory, read-only) and where the findings
+//! of a scan are kept (the findings table, replaced per account and region as the cost table
+//! is per period).
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::contract::StepError;
+
+/// An EBS volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: String,
+    pub size_gib: u32,
+    /// `gp2`, `gp3`, `io1`, `io2`, `st1`, `sc1`, `standard`.
+    pub volume_type: String,
+    /// `available` (attached to nothing), `in-use`, `creating`, …
+    pub state: String,
+    /// Provisioned IOPS (io1/io2; gp3 above its baseline).
+    pub iops: Option<u32>,
+    pub created_ms: Option<u64>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An Elastic IP address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Address {
+    /// The allocation id (VPC), else the public IP (EC2-Classic).
+    pub id: String,
+    pub public_ip: String,
+    /// Associated with an instance or a network interface.
+    pub associated: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An EC2 instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub instance_type: String,
+    /// `running`, `stopped`, `terminated`, …
+    pub state: String,
+    pub launched_ms: Option<u64>,
+    /// The EBS volumes attached to it.
+    pub volumes: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An EBS snapshot this account owns.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub id: String,
+    pub volume_id: Option<String>,
+    pub size_gib: u32,
+    pub started_ms: Option<u64>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One region's EC2 inventory. Every call pages through the whole answer.
+#[async_trait]
+pub trait Inventory: Send + Sync + std::fmt::Debug {
+    async fn volumes(&self, region: &str) -> Result<Vec<Volume>, StepError>;
+    async fn addresses(&self, region: &str) -> Result<Vec<Address>, StepError>;
+    /// Every instance but the terminated.
+    async fn instances(&self, region: &str) -> Result<Vec<Instance>, StepError>;
+    /// The snapshots the scanning account owns (`OwnerIds = self`).
+    async fn snapshots(&self, region: &str) -> Result<Vec<Snapshot>, StepError>;
+}
+
+/// What a resource costs while nobody uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FindingKind {
+    /// An EBS volume attached to nothing.
+    UnattachedVolume,
+    /// An Elastic IP associated with nothing (public IPv4 is billed by the hour).
+    UnassociatedAddress,
+    /// A stopped instance: its volumes are still billed.
+    StoppedInstance,
+    /// A snapshot older than the configured age.
+    OldSnapshot,
+}
+
+impl FindingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingKind::UnattachedVolume => "unattached-volume",
+            FindingKind::UnassociatedAddress => "unassociated-address",
+            FindingKind::StoppedInstance => "stopped-instance",
+            FindingKind::OldSnapshot => "old-snapshot",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FindingKind> {
+        [
+            FindingKind::UnattachedVolume,
+            FindingKind::UnassociatedAddress,
+            FindingKind::StoppedInstance,
+            FindingKind::OldSnapshot,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+}
+
+/// One idle resource and what it is estimated to cost a month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub account: String,
+    pub region: String,
+    pub kind: FindingKind,
+    /// The resource's id (`vol-…`, `eipalloc-…`, `i-…`, `snap-…`).
+    pub resource: String,
+    /// What was found, for a person (`gp3, 100 GiB, unattached for 12 days`).
+    pub detail: String,
+    pub size_gib: Option<u32>,
+    pub age_days: Option<u64>,
+    /// Estimated monthly cost, in `currency`.
+    pub monthly_cost: f64,
+    pub currency: String,
+    /// Where the price came from (`price table: gp3 0.08/GiB-month`).
+    pub price: String,
+    /// The resource's `Name` tag, if any.
+    pub name: Option<String>,
+}
+
+/// What a replace did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Replaced {
+    pub written: usize,
+    /// Findings of the earlier scan that this one no longer has (the waste was cleaned up).
+    pub deleted: usize,
+}
+
+/// The findings table.
+#[async_trait]
+pub trait FindingStore: Send + Sync + std::fmt::Debug {
+    /// Makes `findings` the whole of `account`'s `region` in `table`: writes them all, then
+    /// deletes that scope's earlier findings that are not among them.
+    async fn replace(
+        &self,
+        table: &str,
+        account: &str,
+        region: &str,
+        findings: &[Finding],
+    ) -> Result<Replaced, StepError>;
+
+    /// Every finding in `table`.
+    async fn all(&self, table: &str) -> Result<Vec<Finding>, StepError>;
+}

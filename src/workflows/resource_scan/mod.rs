@@ -1,0 +1,311 @@
+//! `resource_scan` (cost plan, phase 3: the resource optimization scanner): what the
+//! configured regions hold that costs money while nobody uses it, each finding with its
+//! estimated monthly cost, kept in the findings table and announced on the success topic.
+//!
+//! Trigger: any routed event — a schedule's tick (`[[schedules]]`, the usual way), or an
+//! event of your own. Params: `regions` (a list) replaces `[resources] regions` for the route.
+//!
+//! Steps:
+//! 1. `scan:<region>`, one region at a time: the region's volumes, Elastic IPs, instances and
+//!    own snapshots read at once (each call paged through), judged by [`findings`] (unattached
+//!    volumes, unassociated addresses, stopped instances whose volumes are billed, old
+//!    snapshots), and the account's findings for the region **replaced** in the table (a scan
+//!    is the whole truth about its region: a volume deleted since drops out). Idempotent: a
+//!    crash repeats the region. Throttling retries.
+//! 2. `report`: one message on the success topic (attributes `type` = `resource-scan`,
+//!    `account`): per region the count and monthly cost by kind, the total, the ten costliest.
+//!
+//! Prices: [`prices`] (AWS's us-east-1 list prices), each replaceable in `[resources.prices]`.
+//! `tugboat resources scan [--dry-run]` ([`operation`]) runs the same reads and rules from the
+//! command line; the console's findings page ([`page`], also `tugboat resources findings`)
+//! shows the table.
+//!
+//! Not yet (issue 30): running instances with low CPU (CloudWatch), idle RDS instances, prices
+//! from the cost table, accounts reached through an assumed role, and the `auto_stop`
+//! workflow.
+
+pub mod config;
+pub mod findings;
+pub mod operation;
+pub mod page;
+pub mod prices;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::Registration;
+use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
+use crate::ports::clock::Clock;
+use crate::ports::resources::{Finding, FindingStore, Inventory};
+use config::ResourceSettings;
+use findings::{Gathered, Rules};
+use prices::Prices;
+
+pub const KIND: &str = "resource_scan";
+
+/// How many of the costliest findings a report lists.
+pub const TOP: usize = 10;
+
+pub fn registration() -> Registration {
+    Registration::new(KIND, Some(config::SECTION), |setup| {
+        Box::pin(async move {
+            // Without a [resources] section no route may name this workflow (the params
+            // check), so the service still starts.
+            let settings = match setup.config.sections.get(config::NAME) {
+                Some(v) => Some(config::parse(v).map_err(|b| b.to_string())?),
+                None => None,
+            };
+            Ok(Arc::new(Typed(ResourceScan {
+                settings,
+                own_region: setup.config.aws.region.clone(),
+                inventory: setup.ports.inventory.clone(),
+                findings: setup.ports.findings.clone(),
+                clock: setup.ports.clock.clone(),
+            })) as Arc<dyn crate::contract::Workflow>)
+        })
+    })
+    .with_params_check(|params, sections| {
+        if !sections.contains_key(config::NAME) {
+            return Err("resource_scan needs a [resources] section naming the findings table (resources.table)".into());
+        }
+        super::params::only_known(params, KIND, &["regions"])?;
+        RouteParams::parse(params).map(|_| ())
+    })
+    .with_command(
+        "resources",
+        "Idle resources: scan for them as the resource_scan workflow does, and the findings the scans stored.",
+    )
+    .with_page(crate::workflows::surface::page::<page::FindingsPage>())
+    .with_operation(operation::OPERATION)
+}
+
+/// The workflow: its settings and the ports it reads and writes through.
+#[derive(Debug, Clone)]
+pub struct ResourceScan {
+    /// `None` without a `[resources]` section (then no route can start this workflow).
+    pub settings: Option<ResourceSettings>,
+    /// The service's region: what is scanned when nothing names regions.
+    pub own_region: String,
+    pub inventory: Arc<dyn Inventory>,
+    pub findings: Arc<dyn FindingStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A route's params.
+#[derive(Debug, Default, Deserialize)]
+struct RouteParams {
+    #[serde(default)]
+    regions: Option<Vec<String>>,
+}
+
+impl RouteParams {
+    fn parse(params: &Value) -> Result<RouteParams, String> {
+        let p: RouteParams = match params {
+            Value::Null => RouteParams::default(),
+            v => decode(v, "params")?,
+        };
+        if let Some(regions) = &p.regions {
+            if regions.is_empty() {
+                return Err("params.regions must name at least one region".into());
+            }
+            if let Some(bad) = regions.iter().find(|r| !config::is_region(r)) {
+                return Err(format!("params.regions: {bad:?} is not a region name such as \"eu-west-1\""));
+            }
+        }
+        Ok(p)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub account: String,
+    pub regions: Vec<String>,
+    /// Each scanned region's result, in order.
+    pub scanned: Vec<RegionScan>,
+}
+
+/// The steps; each carries its request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// Result: [`RegionScan`].
+    Scan { region: String },
+    /// The engine publishes the report.
+    Notify,
+}
+
+/// Findings of one kind in a region.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KindTotal {
+    pub count: usize,
+    pub monthly_cost: f64,
+}
+
+/// One region's scan: what was read, what was found, what the table holds now.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegionScan {
+    pub region: String,
+    /// Resources read: volumes, addresses, instances, snapshots.
+    pub read: usize,
+    pub findings: usize,
+    pub monthly_cost: f64,
+    pub by_kind: BTreeMap<String, KindTotal>,
+    /// The costliest findings, at most [`TOP`].
+    pub top: Vec<Finding>,
+    /// Findings written, and earlier ones the table no longer needs.
+    pub written: usize,
+    pub deleted: usize,
+}
+
+/// The report on the success topic, and the workflow's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "resource-scan")]
+pub struct ScanReport {
+    pub account: String,
+    pub currency: String,
+    pub findings: usize,
+    pub monthly_cost: f64,
+    pub regions: Vec<RegionScan>,
+}
+
+impl ResourceScan {
+    fn settings(&self) -> Result<&ResourceSettings, String> {
+        self.settings.as_ref().ok_or_else(|| "no [resources] section is configured".into())
+    }
+
+    /// The judging rules for `region`.
+    pub fn rules(&self, region: &str) -> Result<Rules, String> {
+        let s = self.settings()?;
+        Ok(Rules {
+            account: s.account.clone(),
+            region: region.to_string(),
+            unattached_days: s.unattached_days,
+            snapshot_days: s.snapshot_days,
+            currency: s.currency.clone(),
+            prices: Prices::new(&s.prices),
+        })
+    }
+
+    /// Reads `region`'s inventory (the four calls at once) and judges it: the findings,
+    /// costliest first, and how many resources were read.
+    pub async fn survey(&self, region: &str) -> Result<(Vec<Finding>, usize), StepError> {
+        let rules = self.rules(region).map_err(StepError::permanent)?;
+        let (volumes, addresses, instances, snapshots) = futures::try_join!(
+            self.inventory.volumes(region),
+            self.inventory.addresses(region),
+            self.inventory.instances(region),
+            self.inventory.snapshots(region),
+        )?;
+        let gathered = Gathered { volumes, addresses, instances, snapshots };
+        let read = gathered.volumes.len() + gathered.addresses.len() + gathered.instances.len() + gathered.snapshots.len();
+        Ok((findings::find(&rules, self.clock.now_ms(), &gathered), read))
+    }
+
+    fn report(&self, s: &State) -> ScanReport {
+        ScanReport {
+            account: s.account.clone(),
+            currency: self.settings.as_ref().map_or_else(|| "USD".into(), |c| c.currency.clone()),
+            findings: s.scanned.iter().map(|r| r.findings).sum(),
+            monthly_cost: cents(s.scanned.iter().map(|r| r.monthly_cost).sum()),
+            regions: s.scanned.clone(),
+        }
+    }
+
+    fn next(&self, s: &State) -> Decision<Step> {
+        match s.regions.get(s.scanned.len()) {
+            Some(region) => Next::Run(Act::handler(format!("scan:{region}"), Step::Scan { region: region.clone() })),
+            None => {
+                let report = self.report(s);
+                let subject = format!(
+                    "tugboat: resource scan {}: {} findings, {:.2} {}/month",
+                    report.account, report.findings, report.monthly_cost, report.currency
+                );
+                let message = serde_json::to_value(&report).unwrap_or_default();
+                Next::Run(
+                    Act::publish("report", Step::Notify, Topic::Success, subject, message)
+                        .with_attributes([("type", "resource-scan"), ("account", s.account.as_str())]),
+                )
+            }
+        }
+    }
+}
+
+fn cents(amount: f64) -> f64 {
+    (amount * 100.0).round() / 100.0
+}
+
+/// A region's findings summed up for the report.
+pub fn summarize(region: &str, found: &[Finding], read: usize) -> RegionScan {
+    let mut by_kind: BTreeMap<String, KindTotal> = BTreeMap::new();
+    for f in found {
+        let t = by_kind.entry(f.kind.as_str().to_string()).or_default();
+        t.count += 1;
+        t.monthly_cost = cents(t.monthly_cost + f.monthly_cost);
+    }
+    RegionScan {
+        region: region.to_string(),
+        read,
+        findings: found.len(),
+        monthly_cost: cents(found.iter().map(|f| f.monthly_cost).sum()),
+        by_kind,
+        top: found.iter().take(TOP).cloned().collect(),
+        written: 0,
+        deleted: 0,
+    }
+}
+
+#[async_trait]
+impl Flow for ResourceScan {
+    const KIND: &'static str = KIND;
+    type State = State;
+    type Step = Step;
+
+    fn start(&self, _event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
+        let settings = self.settings()?;
+        let regions = match RouteParams::parse(params)?.regions {
+            Some(r) => r,
+            None => settings.regions_or(&self.own_region),
+        };
+        let state = State { account: settings.account.clone(), regions, scanned: Vec::new() };
+        let next = self.next(&state);
+        Ok((state, next))
+    }
+
+    fn advance(&self, s: &mut State, step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {
+        let value = match outcome {
+            Ok(v) => v,
+            Err(e) => return Next::Fail(e.message),
+        };
+        match step {
+            Step::Scan { .. } => match output::<RegionScan>(value) {
+                Ok(scan) => {
+                    s.scanned.push(scan);
+                    self.next(s)
+                }
+                Err(e) => Next::Fail(e),
+            },
+            Step::Notify => Next::done(&self.report(s)),
+        }
+    }
+
+    async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
+        match step {
+            Step::Scan { region } => {
+                let settings = self.settings().map_err(StepError::permanent)?;
+                let (found, read) = self.survey(region).await?;
+                let replaced = self.findings.replace(&settings.table, &settings.account, region, &found).await?;
+                let mut scan = summarize(region, &found, read);
+                scan.written = replaced.written;
+                scan.deleted = replaced.deleted;
+                to_output(&scan)
+            }
+            Step::Notify => Err(StepError::permanent("the report is published by the engine")),
+        }
+    }
+}

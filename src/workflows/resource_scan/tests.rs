@@ -1,0 +1,166 @@
+//! `resource_scan` against the in-memory inventory and findings table: each instance driven
+//! step by step, the engine's publishes recorded instead of sent.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::contract::{Action, Call, Workflow};
+use crate::ports::clock::TokioClock;
+use crate::ports::memory::{MemoryFindings, MemoryInventory, RegionInventory};
+use crate::ports::resources::{Address, FindingKind, Volume};
+
+const NOW: u64 = 1_800_000_000_000;
+const DAY: u64 = 86_400_000;
+
+fn workflow(inventory: &MemoryInventory, findings: &MemoryFindings, regions: &[&str]) -> Typed<ResourceScan> {
+    let mut settings: ResourceSettings = toml::from_str("table = \"findings\"\naccount = \"111122223333\"").unwrap();
+    settings.regions = regions.iter().map(|r| r.to_string()).collect();
+    Typed(ResourceScan {
+        settings: Some(settings),
+        own_region: "eu-west-1".into(),
+        inventory: Arc::new(inventory.clone()),
+        findings: Arc::new(findings.clone()),
+        clock: Arc::new(TokioClock::starting_at(NOW)),
+    })
+}
+
+fn volume(id: &str, gib: u32, state: &str) -> Volume {
+    Volume {
+        id: id.into(),
+        size_gib: gib,
+        volume_type: "gp2".into(),
+        state: state.into(),
+        iops: None,
+        created_ms: Some(NOW - 30 * DAY),
+        tags: BTreeMap::new(),
+    }
+}
+
+fn address(id: &str, associated: bool) -> Address {
+    Address { id: id.into(), public_ip: "203.0.113.9".into(), associated, tags: BTreeMap::new() }
+}
+
+/// Runs an instance to its end: handler steps performed (a retryable error retried at
+/// once), publishes recorded.
+async fn run(w: &Typed<ResourceScan>, params: &Value) -> (Next, Vec<Action>) {
+    let t = w.start(&json!({"source": "tugboat.schedule"}), params).unwrap();
+    let (mut state, mut next) = (t.state, t.next);
+    let mut published = Vec::new();
+    loop {
+        let action = match next {
+            Next::Run(a) => a,
+            other => return (other, published),
+        };
+        let outcome = match &action.call {
+            Call::Handler => loop {
+                let ctx = StepContext { workflow_id: "r:e", step: &action.name, attempt: 1, generation: 0, continued: 0, event: &Value::Null };
+                match w.perform(ctx, &action.step).await {
+                    Err(e) if e.retryable => continue,
+                    other => break other,
+                }
+            },
+            Call::Publish { .. } => {
+                published.push(action.clone());
+                Ok(json!({"message_id": "m"}))
+            }
+            other => panic!("{other:?}"),
+        };
+        let t = w.advance(state, &action, outcome);
+        state = t.state;
+        next = t.next;
+    }
+}
+
+#[tokio::test]
+async fn each_region_is_scanned_its_findings_replaced_and_one_report_published() {
+    let inventory = MemoryInventory::default();
+    inventory.set("eu-west-1", RegionInventory {
+        volumes: vec![volume("vol-a", 100, "available"), volume("vol-b", 10, "in-use")],
+        addresses: vec![address("eipalloc-a", false), address("eipalloc-b", true)],
+        ..Default::default()
+    });
+    inventory.set("us-east-1", RegionInventory { volumes: vec![volume("vol-c", 20, "available")], ..Default::default() });
+    let findings = MemoryFindings::default();
+    // An earlier scan's finding that is gone now.
+    findings
+        .replace("findings", "111122223333", "eu-west-1", &[Finding {
+            account: "111122223333".into(), region: "eu-west-1".into(), kind: FindingKind::UnattachedVolume,
+            resource: "vol-deleted".into(), detail: String::new(), size_gib: None, age_days: None,
+            monthly_cost: 1.0, currency: "USD".into(), price: String::new(), name: None,
+        }])
+        .await
+        .unwrap();
+    let w = workflow(&inventory, &findings, &["eu-west-1", "us-east-1"]);
+    // Throttled once: the step is retried.
+    inventory.fail_next(1);
+    let (end, published) = run(&w, &json!({})).await;
+    let Next::Complete(output) = end else { panic!("{end:?}") };
+    let report: ScanReport = serde_json::from_value(output).unwrap();
+    assert_eq!((report.findings, report.monthly_cost), (3, 15.65), "10 + 3.65 + 2: {report:?}");
+    assert_eq!(report.regions.len(), 2);
+    let eu = &report.regions[0];
+    assert_eq!((eu.region.as_str(), eu.read, eu.findings, eu.written, eu.deleted), ("eu-west-1", 4, 2, 2, 1));
+    assert_eq!(eu.by_kind["unattached-volume"], KindTotal { count: 1, monthly_cost: 10.0 });
+    assert_eq!(eu.by_kind["unassociated-address"], KindTotal { count: 1, monthly_cost: 3.65 });
+    assert_eq!(eu.top[0].resource, "vol-a");
+    let mut stored: Vec<String> = findings.all("findings").await.unwrap().into_iter().map(|f| f.resource).collect();
+    stored.sort();
+    assert_eq!(stored, vec!["eipalloc-a", "vol-a", "vol-c"]);
+    assert_eq!(published.len(), 1);
+    let Call::Publish { topic, message, attributes, .. } = &published[0].call else { panic!() };
+    assert_eq!(*topic, Topic::Success);
+    assert_eq!(message["type"], "resource-scan");
+    assert_eq!(message["monthly_cost"], 15.65);
+    assert_eq!(attributes.get("account").map(String::as_str), Some("111122223333"));
+    assert!(inventory.calls().contains(&"us-east-1:DescribeSnapshots".to_string()));
+}
+
+#[tokio::test]
+async fn route_params_choose_the_regions_and_wrong_ones_are_refused() {
+    let inventory = MemoryInventory::default();
+    let findings = MemoryFindings::default();
+    let w = workflow(&inventory, &findings, &[]);
+    let (end, _) = run(&w, &json!({"regions": ["ap-south-1"]})).await;
+    let Next::Complete(output) = end else { panic!("{end:?}") };
+    assert_eq!(output["regions"][0]["region"], "ap-south-1");
+    assert_eq!(output["findings"], 0);
+    // No regions anywhere: the service's own.
+    let (end, _) = run(&w, &Value::Null).await;
+    let Next::Complete(output) = end else { panic!("{end:?}") };
+    assert_eq!(output["regions"][0]["region"], "eu-west-1");
+    for (params, says) in [
+        (json!({"regions": []}), "at least one region"),
+        (json!({"regions": ["nowhere"]}), "not a region name"),
+        (json!({"regions": "eu-west-1"}), "params.regions"),
+    ] {
+        let e = w.start(&json!({}), &params).unwrap_err();
+        assert!(e.contains(says), "{params}: {e}");
+    }
+    let without = Typed(ResourceScan { settings: None, ..w.0.clone() });
+    assert!(without.start(&json!({}), &json!({})).unwrap_err().contains("[resources]"));
+}
+
+#[tokio::test]
+async fn a_permanent_inventory_error_fails_the_run_with_its_reason() {
+    #[derive(Debug)]
+    struct Denied;
+    #[async_trait]
+    impl Inventory for Denied {
+        async fn volumes(&self, _: &str) -> Result<Vec<Volume>, StepError> {
+            Err(StepError::permanent("DescribeVolumes: UnauthorizedOperation: not allowed"))
+        }
+        async fn addresses(&self, _: &str) -> Result<Vec<Address>, StepError> { Ok(vec![]) }
+        async fn instances(&self, _: &str) -> Result<Vec<crate::ports::resources::Instance>, StepError> { Ok(vec![]) }
+        async fn snapshots(&self, _: &str) -> Result<Vec<crate::ports::resources::Snapshot>, StepError> { Ok(vec![]) }
+    }
+    let findings = MemoryFindings::default();
+    let mut w = workflow(&MemoryInventory::default(), &findings, &["eu-west-1"]);
+    w.0.inventory = Arc::new(Denied);
+    let (end, published) = run(&w, &json!({})).await;
+    let Next::Fail(reason) = end else { panic!("{end:?}") };
+    assert!(reason.contains("UnauthorizedOperation"), "{reason}");
+    assert!(published.is_empty());
+    assert!(findings.all("findings").await.unwrap().is_empty(), "nothing replaced");
+}
