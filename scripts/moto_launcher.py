@@ -181,6 +181,35 @@ def restore_initial_health() -> None:
     models.FakeTargetGroup.health_for = health
 
 
+def record_scan_calls() -> None:
+    """Writes one line per call the resource scan makes to stderr:
+    `TUGBOAT_CALL {"call": "ec2:DescribeVolumes", "region": ...}` (and DescribeAddresses,
+    DescribeInstances, DescribeSnapshots; `dynamodb:Query`, `dynamodb:BatchWriteItem`), so that
+    benches/resource_scan.rs can count the calls a scan makes per resource. The calls
+    themselves are moto's, unchanged."""
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+    from moto.ec2.responses.elastic_ip_addresses import ElasticIPAddresses
+    from moto.ec2.responses.instances import InstanceResponse
+
+    def logged(cls, method: str, call: str) -> None:  # type: ignore[no-untyped-def]
+        original = getattr(cls, method)
+
+        def wrapper(self):  # type: ignore[no-untyped-def]
+            line = {"call": call, "region": getattr(self, "region", None)}
+            print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+            return original(self)
+
+        setattr(cls, method, wrapper)
+
+    logged(ElasticBlockStore, "describe_volumes", "ec2:DescribeVolumes")
+    logged(ElasticBlockStore, "describe_snapshots", "ec2:DescribeSnapshots")
+    logged(ElasticIPAddresses, "describe_addresses", "ec2:DescribeAddresses")
+    logged(InstanceResponse, "describe_instances", "ec2:DescribeInstances")
+    logged(DynamoHandler, "query", "dynamodb:Query")
+    logged(DynamoHandler, "batch_write_item", "dynamodb:BatchWriteItem")
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -210,6 +239,7 @@ def main() -> None:
     honour_run_task_client_token()
     record_stop_task_calls()
     record_describe_container_instances_calls()
+    record_scan_calls()
     restore_lifecycle_actions()
     restore_initial_health()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

@@ -724,8 +724,46 @@ async fn the_costs_and_interruptions_pages_show_the_cost_table_and_the_journal()
     for (n, zone) in [(1, "us-east-1a"), (2, "us-east-1a"), (3, "us-east-1b")] {
         journal.put(&spot_record(n, zone)).await.unwrap();
     }
+    // The resource scan's findings: two accounts, a hostile detail.
+    let finding =
+        |account: &str, resource: &str, cost: f64, age: u64| tugboat::ports::resources::Finding {
+            account: account.into(),
+            region: "us-east-1".into(),
+            kind: tugboat::ports::resources::FindingKind::UnattachedVolume,
+            resource: resource.into(),
+            detail: "<img src=x onerror=alert(1)>".into(),
+            size_gib: Some(100),
+            age_days: Some(age),
+            monthly_cost: cost,
+            currency: "USD".into(),
+            price: "price table ebs:gp3 0.08/GiB-month".into(),
+            name: None,
+        };
+    use tugboat::ports::resources::FindingStore;
+    let findings = deps.ports.findings.clone();
+    findings
+        .replace(
+            "findings",
+            "222222222222",
+            "us-east-1",
+            &[
+                finding("222222222222", "vol-a", 8.0, 3),
+                finding("222222222222", "vol-b", 2.0, 400),
+            ],
+        )
+        .await
+        .unwrap();
+    findings
+        .replace(
+            "findings",
+            "333333333333",
+            "us-east-1",
+            &[finding("333333333333", "vol-c", 4.0, 10)],
+        )
+        .await
+        .unwrap();
     let config = "[aws]\nregion = \"us-east-1\"\n\n[[queues]]\nname = \"q\"\nreceive_wait = \"1s\"\n\n\
-        [cur]\ntable = \"costs\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"2s\"\n";
+        [cur]\ntable = \"costs\"\n\n[resources]\ntable = \"findings\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"2s\"\n";
     let app = support::app::spawn_app(config, deps).await;
     let base = format!("http://{}", app.admin);
     let client = reqwest::Client::new();
@@ -755,6 +793,21 @@ async fn the_costs_and_interruptions_pages_show_the_cost_table_and_the_journal()
         one["anomalies"].as_array().unwrap().is_empty(),
         "the anomaly is the other account's"
     );
+    let f = get("/findings").await;
+    assert_eq!(f["monthly_cost"], 14.0, "{f}");
+    assert_eq!(
+        f["findings"][0]["resource"], "vol-a",
+        "costliest first: {f}"
+    );
+    assert_eq!(f["accounts"][0]["monthly_cost"], 10.0, "{f}");
+    let by_age = get("/findings?sort=age").await;
+    assert_eq!(by_age["findings"][0]["resource"], "vol-b", "{by_age}");
+    let bad = client
+        .get(format!("{base}/findings?sort=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "a bad sort is a bad request");
     let h = get("/interruptions").await;
     assert_eq!(h["interruptions"], 3, "{h}");
     assert_eq!(h["pools"][0]["zone"], "us-east-1a", "{h}");
@@ -774,11 +827,31 @@ async fn the_costs_and_interruptions_pages_show_the_cost_table_and_the_journal()
         browser.goto(&format!("{base}/interruptions"));
         let pools = browser.count("#pools tbody tr");
         browser.screenshot("interruptions");
-        (bars, total, anomalies, legend, pwned, pools)
+        browser.goto(&format!("{base}/findings?sort=age"));
+        let rows = browser.count("#findings tbody tr");
+        let oldest = browser.text("#findings tbody tr:first-child");
+        let injected = browser.count("main img");
+        browser.screenshot("findings");
+        (
+            bars,
+            total,
+            anomalies,
+            legend,
+            pwned,
+            pools,
+            (rows, oldest, injected),
+        )
     })
     .await
     .unwrap();
-    let (bars, total, anomalies, legend, pwned, pools) = pages;
+    let (bars, total, anomalies, legend, pwned, pools, (rows, oldest, injected)) = pages;
+    assert_eq!(rows, 3, "a row per finding");
+    assert!(oldest.contains("vol-b"), "sorted by age: {oldest}");
+    assert!(
+        oldest.contains("<img src=x onerror=alert(1)>"),
+        "the detail is text: {oldest}"
+    );
+    assert_eq!(injected, 0, "no element from a finding's text");
     assert_eq!(bars, 5, "one bar per (day, service) with a cost");
     assert_eq!(total, "115.75");
     assert_eq!(anomalies, 1);

@@ -133,6 +133,9 @@ async fn route_params_choose_the_regions_and_wrong_ones_are_refused() {
     for (params, says) in [
         (json!({"regions": []}), "at least one region"),
         (json!({"regions": ["nowhere"]}), "not a region name"),
+        // A region is part of the endpoint's host name: nothing else may get in.
+        (json!({"regions": ["eu-west-1.attacker.example"]}), "not a region name"),
+        (json!({"regions": ["eu-west-1/"]}), "not a region name"),
         (json!({"regions": "eu-west-1"}), "params.regions"),
     ] {
         let e = w.start(&json!({}), &params).unwrap_err();
