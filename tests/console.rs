@@ -739,7 +739,6 @@ async fn the_costs_and_interruptions_pages_show_the_cost_table_and_the_journal()
             price: "price table ebs:gp3 0.08/GiB-month".into(),
             name: None,
         };
-    use tugboat::ports::resources::FindingStore;
     let findings = deps.ports.findings.clone();
     findings
         .replace(
