@@ -126,6 +126,7 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
     )
     .await
     .map_err(|e| AppError::Startup(format!("notify topics: {e}")))?;
+    let ec2 = Arc::new(crate::aws::ec2::Ec2Inventory::new(clients.sdk.clone()));
     Ok(Ports {
         notifier: Arc::new(notifier),
         ecs: Arc::new(EcsClient::new(clients.ecs.clone())),
@@ -141,7 +142,8 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
             clients.autoscaling.clone(),
         )),
         queues: Arc::new(SqsQueues::new(clients.sqs.clone())),
-        inventory: Arc::new(crate::aws::ec2::Ec2Inventory::new(clients.sdk.clone())),
+        inventory: ec2.clone(),
+        power: ec2,
         findings: Arc::new(crate::aws::dynamodb::DynamoFindings::new(
             clients.dynamodb.clone(),
         )),

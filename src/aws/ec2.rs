@@ -12,7 +12,7 @@ use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::classify;
 use crate::contract::StepError;
-use crate::ports::resources::{Address, Instance, Inventory, Snapshot, Volume};
+use crate::ports::resources::{Address, Instance, Inventory, Power, Snapshot, Volume};
 
 /// EC2 in every region asked for.
 #[derive(Debug)]
@@ -59,6 +59,28 @@ fn tags(tags: &[Tag]) -> BTreeMap<String, String> {
 fn ms(t: Option<&aws_smithy_types::DateTime>) -> Option<u64> {
     t.and_then(|t| t.to_millis().ok())
         .and_then(|m| u64::try_from(m).ok())
+}
+
+fn instance(i: &aws_sdk_ec2::types::Instance) -> Instance {
+    Instance {
+        id: i.instance_id().unwrap_or_default().to_string(),
+        instance_type: i
+            .instance_type()
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_default(),
+        launched_ms: ms(i.launch_time()),
+        volumes: i
+            .block_device_mappings()
+            .iter()
+            .filter_map(|m| m.ebs()?.volume_id().map(str::to_string))
+            .collect(),
+        tags: tags(i.tags()),
+    }
 }
 
 fn size(gib: Option<i32>) -> u32 {
@@ -151,25 +173,7 @@ impl Inventory for Ec2Inventory {
         Ok(reservations
             .iter()
             .flat_map(|r| r.instances())
-            .map(|i| Instance {
-                id: i.instance_id().unwrap_or_default().to_string(),
-                instance_type: i
-                    .instance_type()
-                    .map(|t| t.as_str().to_string())
-                    .unwrap_or_default(),
-                state: i
-                    .state()
-                    .and_then(|s| s.name())
-                    .map(|n| n.as_str().to_string())
-                    .unwrap_or_default(),
-                launched_ms: ms(i.launch_time()),
-                volumes: i
-                    .block_device_mappings()
-                    .iter()
-                    .filter_map(|m| m.ebs()?.volume_id().map(str::to_string))
-                    .collect(),
-                tags: tags(i.tags()),
-            })
+            .map(instance)
             .collect())
     }
 
@@ -195,5 +199,113 @@ impl Inventory for Ec2Inventory {
                 tags: tags(s.tags()),
             })
             .collect())
+    }
+}
+
+/// EC2's calls take at most this many instance ids each (a safe bound under every one's
+/// limit).
+const IDS_PER_CALL: usize = 500;
+
+#[async_trait]
+impl Power for Ec2Inventory {
+    async fn tagged(
+        &self,
+        region: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, StepError> {
+        let mut filters = vec![
+            Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(
+                    ["pending", "running", "stopping", "stopped"]
+                        .map(String::from)
+                        .to_vec(),
+                ))
+                .build(),
+        ];
+        for (key, value) in tags {
+            filters.push(
+                Filter::builder()
+                    .name(format!("tag:{key}"))
+                    .values(value)
+                    .build(),
+            );
+        }
+        let client = self.client(region);
+        let reservations = client
+            .describe_instances()
+            .set_filters(Some(filters))
+            .max_results(1000)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| classify("DescribeInstances", e))?;
+        Ok(reservations
+            .iter()
+            .flat_map(|r| r.instances())
+            .map(instance)
+            .collect())
+    }
+
+    async fn mark(
+        &self,
+        region: &str,
+        ids: &[String],
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError> {
+        let client = self.client(region);
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            client
+                .create_tags()
+                .set_resources(Some(chunk.to_vec()))
+                .tags(Tag::builder().key(key).value(value).build())
+                .send()
+                .await
+                .map_err(|e| classify("CreateTags", e))?;
+        }
+        Ok(())
+    }
+
+    async fn unmark(&self, region: &str, ids: &[String], key: &str) -> Result<(), StepError> {
+        let client = self.client(region);
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            client
+                .delete_tags()
+                .set_resources(Some(chunk.to_vec()))
+                .tags(Tag::builder().key(key).build())
+                .send()
+                .await
+                .map_err(|e| classify("DeleteTags", e))?;
+        }
+        Ok(())
+    }
+
+    async fn stop(&self, region: &str, ids: &[String]) -> Result<(), StepError> {
+        let client = self.client(region);
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            client
+                .stop_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("StopInstances", e))?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self, region: &str, ids: &[String]) -> Result<(), StepError> {
+        let client = self.client(region);
+        for chunk in ids.chunks(IDS_PER_CALL) {
+            client
+                .start_instances()
+                .set_instance_ids(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| classify("StartInstances", e))?;
+        }
+        Ok(())
     }
 }

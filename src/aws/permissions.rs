@@ -35,6 +35,9 @@ pub enum Scope {
     AutoScalingGroups,
     /// The resource scan's findings table.
     FindingsTable,
+    /// The EC2 instances that opted in to auto-stop (`tugboat-auto-stop = true`, an
+    /// `aws:ResourceTag` condition).
+    TaggedInstances,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
     Unscopable,
 }
@@ -181,6 +184,20 @@ pub const GRANTS: &[Grant] = &[
         // Replace a region's findings (query its keys, batch writes and deletes); read them
         // all (`tugboat resources findings`).
         actions: &["dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:Scan"],
+    },
+    Grant {
+        sid: "AutoStopInstances",
+        by: "auto_stop",
+        scope: Scope::TaggedInstances,
+        // Stop and start, and the mark that says which instances a stop stopped; only on
+        // instances tagged tugboat-auto-stop = true. (Finding them is ec2:DescribeInstances,
+        // granted to the inventory above.)
+        actions: &[
+            "ec2:CreateTags",
+            "ec2:DeleteTags",
+            "ec2:StartInstances",
+            "ec2:StopInstances",
+        ],
     },
 ];
 

@@ -1175,3 +1175,77 @@ impl super::resources::FindingStore for MemoryFindings {
             .collect())
     }
 }
+
+#[async_trait]
+impl super::resources::Power for MemoryInventory {
+    async fn tagged(
+        &self,
+        region: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<super::resources::Instance>, StepError> {
+        self.read(region, "DescribeInstances", |r| {
+            r.instances
+                .iter()
+                .filter(|i| tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)))
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn mark(
+        &self,
+        region: &str,
+        ids: &[String],
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError> {
+        self.change(region, "CreateTags", ids, |i| {
+            i.tags.insert(key.to_string(), value.to_string());
+        })
+    }
+
+    async fn unmark(&self, region: &str, ids: &[String], key: &str) -> Result<(), StepError> {
+        self.change(region, "DeleteTags", ids, |i| {
+            i.tags.remove(key);
+        })
+    }
+
+    async fn stop(&self, region: &str, ids: &[String]) -> Result<(), StepError> {
+        self.change(region, "StopInstances", ids, |i| i.state = "stopped".into())
+    }
+
+    async fn start(&self, region: &str, ids: &[String]) -> Result<(), StepError> {
+        self.change(region, "StartInstances", ids, |i| {
+            i.state = "running".into()
+        })
+    }
+}
+
+impl MemoryInventory {
+    /// Applies `f` to instances `ids` of `region`, recording the call as `region:call`.
+    fn change(
+        &self,
+        region: &str,
+        call: &str,
+        ids: &[String],
+        f: impl Fn(&mut super::resources::Instance),
+    ) -> Result<(), StepError> {
+        self.read(region, call, |_| Vec::<()>::new())?;
+        let mut regions = self.regions.lock().unwrap();
+        if let Some(r) = regions.get_mut(region) {
+            for i in r.instances.iter_mut().filter(|i| ids.contains(&i.id)) {
+                f(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// The instances of `region` as they are now.
+    pub fn instances(&self, region: &str) -> Vec<super::resources::Instance> {
+        let regions = self.regions.lock().unwrap();
+        regions
+            .get(region)
+            .map(|r| r.instances.clone())
+            .unwrap_or_default()
+    }
+}

@@ -52,6 +52,8 @@ pub struct Ports {
     pub inventory: Arc<dyn resources::Inventory>,
     /// The findings table (`resource_scan`).
     pub findings: Arc<dyn resources::FindingStore>,
+    /// Stopping and starting EC2 instances (`auto_stop`).
+    pub power: Arc<dyn resources::Power>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -67,6 +69,7 @@ impl Ports {
     /// In-memory versions of every port, for tests and benchmarks; replace the ones a test
     /// scripts with `Ports { ecs: …, ..Ports::memory() }`.
     pub fn memory() -> Ports {
+        let inventory = Arc::new(memory::MemoryInventory::default());
         Ports {
             notifier: Arc::new(memory::MemoryNotifier::default()),
             ecs: Arc::new(memory::MemoryEcs::default()),
@@ -78,7 +81,8 @@ impl Ports {
             clock: Arc::new(clock::TokioClock::new()),
             lifecycle: Arc::new(memory::MemoryLifecycle::default()),
             queues: Arc::new(memory::MemoryQueues::default()),
-            inventory: Arc::new(memory::MemoryInventory::default()),
+            inventory: inventory.clone(),
+            power: inventory,
             findings: Arc::new(memory::MemoryFindings::default()),
         }
     }

@@ -150,3 +150,31 @@ pub trait FindingStore: Send + Sync + std::fmt::Debug {
     /// Every finding in `table`.
     async fn all(&self, table: &str) -> Result<Vec<Finding>, StepError>;
 }
+
+/// The tag `auto_stop` puts on the instances it stopped (its value the stopping instance's
+/// id), so that the paired start starts those and no others.
+pub const STOPPED_MARK: &str = "tugboat:auto-stopped";
+
+/// Stopping and starting EC2 instances (`auto_stop`). Every call names the instances; the
+/// workflow chooses them from [`Power::tagged`] and never passes one without its tags.
+#[async_trait]
+pub trait Power: Send + Sync + std::fmt::Debug {
+    /// The instances of `region` (but the terminated) that carry every tag of `tags`.
+    async fn tagged(
+        &self,
+        region: &str,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<Instance>, StepError>;
+    /// Tags `ids` with `key = value`.
+    async fn mark(
+        &self,
+        region: &str,
+        ids: &[String],
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError>;
+    /// Removes tag `key` from `ids`.
+    async fn unmark(&self, region: &str, ids: &[String], key: &str) -> Result<(), StepError>;
+    async fn stop(&self, region: &str, ids: &[String]) -> Result<(), StepError>;
+    async fn start(&self, region: &str, ids: &[String]) -> Result<(), StepError>;
+}

@@ -41,6 +41,7 @@ workflows! {
     cur_ingest,
     spot_drain,
     resource_scan,
+    auto_stop,
 }
 
 pub mod params;
