@@ -97,6 +97,46 @@ impl DynamoCosts {
     }
 }
 
+impl DynamoCosts {
+    /// Makes `items` (each an item with its `pk` and `sk`) the whole of partition `pk`, whose
+    /// earlier items are `existing`: writes them all, then deletes the earlier keys they do
+    /// not have (never an empty partition between). Returns how many were deleted.
+    async fn replace_partition(
+        &self,
+        table: &str,
+        pk: &str,
+        existing: &[HashMap<String, AttributeValue>],
+        items: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<usize, StepError> {
+        let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
+            reported("BatchWriteItem", "ValidationError", e.to_string(), None)
+        };
+        let keep: BTreeSet<String> = items.iter().map(|i| text(i, "sk")).collect();
+        let mut puts = Vec::with_capacity(items.len());
+        for item in items {
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(invalid)?;
+            puts.push(WriteRequest::builder().put_request(put).build());
+        }
+        self.write(table, puts).await?;
+        let existing: BTreeSet<String> = existing.iter().map(|i| text(i, "sk")).collect();
+        let mut deletes = Vec::new();
+        for gone in existing.difference(&keep) {
+            let delete = DeleteRequest::builder()
+                .key("pk", AttributeValue::S(pk.to_string()))
+                .key("sk", AttributeValue::S(gone.clone()))
+                .build()
+                .map_err(invalid)?;
+            deletes.push(WriteRequest::builder().delete_request(delete).build());
+        }
+        let deleted = deletes.len();
+        self.write(table, deletes).await?;
+        Ok(deleted)
+    }
+}
+
 fn pk(payer: &str, period: &str) -> String {
     format!("PAYER#{payer}#PERIOD#{period}")
 }
@@ -140,31 +180,10 @@ impl CostStore for DynamoCosts {
         rows: &[DailyCost],
     ) -> Result<Replaced, StepError> {
         let pk = pk(payer, period);
-        let items = self.keys_and_rows(table, &pk).await?;
-        let previous_last_day = items.iter().map(|i| text(i, "day")).max();
-        let existing: BTreeSet<String> = items.iter().map(|i| text(i, "sk")).collect();
-        let mut puts = Vec::with_capacity(rows.len());
-        let mut keep = BTreeSet::new();
-        for r in rows {
-            keep.insert(sk(r));
-            let put = PutRequest::builder()
-                .set_item(Some(item(&pk, r)))
-                .build()
-                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
-            puts.push(WriteRequest::builder().put_request(put).build());
-        }
-        self.write(table, puts).await?;
-        let mut deletes = Vec::new();
-        for gone in existing.difference(&keep) {
-            let delete = DeleteRequest::builder()
-                .key("pk", AttributeValue::S(pk.clone()))
-                .key("sk", AttributeValue::S(gone.clone()))
-                .build()
-                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
-            deletes.push(WriteRequest::builder().delete_request(delete).build());
-        }
-        let deleted = deletes.len();
-        self.write(table, deletes).await?;
+        let existing = self.keys_and_rows(table, &pk).await?;
+        let previous_last_day = existing.iter().map(|i| text(i, "day")).max();
+        let items = rows.iter().map(|r| item(&pk, r)).collect();
+        let deleted = self.replace_partition(table, &pk, &existing, items).await?;
         Ok(Replaced {
             written: rows.len(),
             deleted,
@@ -300,35 +319,12 @@ impl FindingStore for DynamoFindings {
         findings: &[Finding],
     ) -> Result<FindingsReplaced, StepError> {
         let pk = format!("ACCOUNT#{account}#REGION#{region}");
-        let existing: BTreeSet<String> = self
+        let existing = self.tables.keys_and_rows(table, &pk).await?;
+        let items = findings.iter().map(|f| finding_item(&pk, f)).collect();
+        let deleted = self
             .tables
-            .keys_and_rows(table, &pk)
-            .await?
-            .iter()
-            .map(|i| text(i, "sk"))
-            .collect();
-        let mut puts = Vec::with_capacity(findings.len());
-        let mut keep = BTreeSet::new();
-        for f in findings {
-            keep.insert(finding_sk(f));
-            let put = PutRequest::builder()
-                .set_item(Some(finding_item(&pk, f)))
-                .build()
-                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
-            puts.push(WriteRequest::builder().put_request(put).build());
-        }
-        self.tables.write(table, puts).await?;
-        let mut deletes = Vec::new();
-        for gone in existing.difference(&keep) {
-            let delete = DeleteRequest::builder()
-                .key("pk", AttributeValue::S(pk.clone()))
-                .key("sk", AttributeValue::S(gone.clone()))
-                .build()
-                .map_err(|e| reported("BatchWriteItem", "ValidationError", e.to_string(), None))?;
-            deletes.push(WriteRequest::builder().delete_request(delete).build());
-        }
-        let deleted = deletes.len();
-        self.tables.write(table, deletes).await?;
+            .replace_partition(table, &pk, &existing, items)
+            .await?;
         Ok(FindingsReplaced {
             written: findings.len(),
             deleted,

@@ -257,55 +257,77 @@ impl Power for Ec2Inventory {
         value: &str,
     ) -> Result<(), StepError> {
         let client = self.client(region);
-        for chunk in ids.chunks(IDS_PER_CALL) {
-            client
+        let tag = Tag::builder().key(key).value(value).build();
+        in_chunks(ids, |chunk| {
+            let call = client
                 .create_tags()
-                .set_resources(Some(chunk.to_vec()))
-                .tags(Tag::builder().key(key).value(value).build())
-                .send()
-                .await
-                .map_err(|e| classify("CreateTags", e))?;
-        }
-        Ok(())
+                .set_resources(Some(chunk))
+                .tags(tag.clone());
+            async move {
+                call.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify("CreateTags", e).into())
+            }
+        })
+        .await
     }
 
     async fn unmark(&self, region: &str, ids: &[String], key: &str) -> Result<(), StepError> {
         let client = self.client(region);
-        for chunk in ids.chunks(IDS_PER_CALL) {
-            client
+        let tag = Tag::builder().key(key).build();
+        in_chunks(ids, |chunk| {
+            let call = client
                 .delete_tags()
-                .set_resources(Some(chunk.to_vec()))
-                .tags(Tag::builder().key(key).build())
-                .send()
-                .await
-                .map_err(|e| classify("DeleteTags", e))?;
-        }
-        Ok(())
+                .set_resources(Some(chunk))
+                .tags(tag.clone());
+            async move {
+                call.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify("DeleteTags", e).into())
+            }
+        })
+        .await
     }
 
     async fn stop(&self, region: &str, ids: &[String]) -> Result<(), StepError> {
         let client = self.client(region);
-        for chunk in ids.chunks(IDS_PER_CALL) {
-            client
-                .stop_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify("StopInstances", e))?;
-        }
-        Ok(())
+        in_chunks(ids, |chunk| {
+            let call = client.stop_instances().set_instance_ids(Some(chunk));
+            async move {
+                call.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify("StopInstances", e).into())
+            }
+        })
+        .await
     }
 
     async fn start(&self, region: &str, ids: &[String]) -> Result<(), StepError> {
         let client = self.client(region);
-        for chunk in ids.chunks(IDS_PER_CALL) {
-            client
-                .start_instances()
-                .set_instance_ids(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| classify("StartInstances", e))?;
-        }
-        Ok(())
+        in_chunks(ids, |chunk| {
+            let call = client.start_instances().set_instance_ids(Some(chunk));
+            async move {
+                call.send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify("StartInstances", e).into())
+            }
+        })
+        .await
     }
+}
+
+/// Makes `call` for each run of at most [`IDS_PER_CALL`] of `ids`, in turn.
+async fn in_chunks<F, Fut>(ids: &[String], call: F) -> Result<(), StepError>
+where
+    F: Fn(Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), StepError>>,
+{
+    for chunk in ids.chunks(IDS_PER_CALL) {
+        call(chunk.to_vec()).await?;
+    }
+    Ok(())
 }

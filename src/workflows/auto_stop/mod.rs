@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Registration;
-use super::resource_scan::config::{self as resources, is_region};
+use super::resource_scan::config as resources;
 use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
 use crate::ports::resources::{Instance, Power, STOPPED_MARK};
 
@@ -109,14 +109,7 @@ impl Params {
         if let Some((k, _)) = p.tags.iter().find(|(k, _)| k.is_empty() || k.starts_with("aws:") || *k == STOPPED_MARK) {
             return Err(format!("params.tags: {k:?} cannot select instances (empty, AWS's own, or tugboat's mark)"));
         }
-        if let Some(regions) = &p.regions {
-            if regions.is_empty() {
-                return Err("params.regions must name at least one region".into());
-            }
-            if let Some(bad) = regions.iter().find(|r| !is_region(r)) {
-                return Err(format!("params.regions: {bad:?} is not a region name such as \"eu-west-1\""));
-            }
-        }
+        resources::check_param_regions(p.regions.as_ref())?;
         Ok(p)
     }
 }

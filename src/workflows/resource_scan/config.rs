@@ -81,6 +81,20 @@ pub fn is_region(text: &str) -> bool {
         && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Checks a route's `params.regions`, when given: at least one, each a region name.
+pub fn check_param_regions(regions: Option<&Vec<String>>) -> Result<(), String> {
+    let Some(regions) = regions else {
+        return Ok(());
+    };
+    if regions.is_empty() {
+        return Err("params.regions must name at least one region".into());
+    }
+    match regions.iter().find(|r| !is_region(r)) {
+        Some(bad) => Err(format!("params.regions: {bad:?} is not a region name such as \"eu-west-1\"")),
+        None => Ok(()),
+    }
+}
+
 /// Parses and checks the section; errors name the key (`resources.snapshot_days`).
 pub fn parse(value: &toml::Value) -> Result<ResourceSettings, BadKey> {
     let s: ResourceSettings = parse_section(NAME, value)?;

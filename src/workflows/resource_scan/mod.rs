@@ -110,14 +110,7 @@ impl RouteParams {
             Value::Null => RouteParams::default(),
             v => decode(v, "params")?,
         };
-        if let Some(regions) = &p.regions {
-            if regions.is_empty() {
-                return Err("params.regions must name at least one region".into());
-            }
-            if let Some(bad) = regions.iter().find(|r| !config::is_region(r)) {
-                return Err(format!("params.regions: {bad:?} is not a region name such as \"eu-west-1\""));
-            }
-        }
+        config::check_param_regions(p.regions.as_ref())?;
         Ok(p)
     }
 }
