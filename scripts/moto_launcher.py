@@ -20,6 +20,18 @@ import urllib.request
 
 from moto.server import ThreadedMotoServer
 
+_LOG = threading.Lock()
+
+
+def log_call(line: dict) -> None:  # type: ignore[type-arg]
+    """One `TUGBOAT_CALL {...}` line on stderr, written whole: the server answers on many
+    threads, and `print` writes the text and its newline apart, so two calls could share a
+    line (and a test counting StopTask calls would miss one)."""
+    text = "TUGBOAT_CALL " + json.dumps(line) + "\n"
+    with _LOG:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
 
 def post(endpoint: str, path: str, body: dict) -> None:
     req = urllib.request.Request(
@@ -67,7 +79,7 @@ def record_stop_task_calls() -> None:
             "cluster": self._get_param("cluster"),
             "task": self._get_param("task"),
         }
-        print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+        log_call(line)
         return original(self)
 
     EC2ContainerServiceResponse.stop_task = stop_task
@@ -84,7 +96,7 @@ def record_describe_container_instances_calls() -> None:
 
     def describe_container_instances(self):  # type: ignore[no-untyped-def]
         line = {"call": "ecs:DescribeContainerInstances", "cluster": self._get_param("cluster")}
-        print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+        log_call(line)
         return original(self)
 
     EC2ContainerServiceResponse.describe_container_instances = describe_container_instances
@@ -112,7 +124,7 @@ def restore_lifecycle_actions() -> None:
         token = self._get_param("LifecycleActionToken") or self._get_param("InstanceId")
         line = {"call": call, "group": group, "hook": hook, "token": token,
                 "result": self._get_param("LifecycleActionResult")}
-        print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+        log_call(line)
         hooks = self.autoscaling_backend.describe_lifecycle_hooks(
             as_name=group, lifecycle_hook_names=[hook]
         )
@@ -197,7 +209,7 @@ def record_scan_calls() -> None:
 
         def wrapper(self):  # type: ignore[no-untyped-def]
             line = {"call": call, "region": getattr(self, "region", None)}
-            print("TUGBOAT_CALL " + json.dumps(line), file=sys.stderr, flush=True)
+            log_call(line)
             return original(self)
 
         setattr(cls, method, wrapper)
