@@ -64,8 +64,8 @@ fn name(tags: &BTreeMap<String, String>) -> Option<String> {
     tags.get("Name").cloned()
 }
 
-/// Rounded to the cent, as a report shows money.
-fn cents(amount: f64) -> f64 {
+/// Rounded to the cent, as a report shows money (findings, region sums, the page's totals).
+pub fn cents(amount: f64) -> f64 {
     (amount * 100.0).round() / 100.0
 }
 

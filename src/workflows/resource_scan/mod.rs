@@ -44,7 +44,7 @@ use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, 
 use crate::ports::clock::Clock;
 use crate::ports::resources::{Finding, FindingStore, Inventory};
 use config::ResourceSettings;
-use findings::{Gathered, Rules};
+use findings::{Gathered, Rules, cents};
 use prices::Prices;
 
 pub const KIND: &str = "resource_scan";
@@ -227,10 +227,6 @@ impl ResourceScan {
             }
         }
     }
-}
-
-fn cents(amount: f64) -> f64 {
-    (amount * 100.0).round() / 100.0
 }
 
 /// A region's findings summed up for the report.

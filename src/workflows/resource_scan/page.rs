@@ -9,6 +9,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use super::findings::cents;
 use crate::html::{esc, select};
 use crate::ports::resources::{Finding, FindingKind, FindingStore};
 use crate::workflows::Setup;
@@ -117,10 +118,6 @@ fn query(input: &PageInput<'_>) -> Result<FindingsQuery, String> {
         return Err(format!("sort {s:?} is not one of {}", SORTS.join(", ")));
     }
     Ok(q)
-}
-
-fn cents(amount: f64) -> f64 {
-    (amount * 100.0).round() / 100.0
 }
 
 /// Sorts `findings` as `sort` says: costliest, oldest, largest first; names in order.
