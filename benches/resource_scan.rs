@@ -132,9 +132,16 @@ async fn run(volumes: usize, instances: usize) {
         settings: Some(settings),
         own_region: REGION.into(),
         inventory,
+        accounts: Arc::new(tugboat::ports::memory::MemoryAccounts::default()),
         findings: store.clone(),
         clock: Arc::new(SystemClock),
     };
+    let own = scan
+        .settings
+        .as_ref()
+        .unwrap()
+        .reach(None, REGION)
+        .unwrap();
     let ec2_calls = [
         "ec2:DescribeVolumes",
         "ec2:DescribeAddresses",
@@ -144,7 +151,7 @@ async fn run(volumes: usize, instances: usize) {
     let before: Vec<usize> = ec2_calls.iter().map(|c| calls(c)).collect();
     let (q0, w0) = (calls("dynamodb:Query"), calls("dynamodb:BatchWriteItem"));
     let started = Instant::now();
-    let (found, read) = scan.survey(REGION).await.unwrap();
+    let (found, read) = scan.survey(&own, REGION).await.unwrap();
     let surveyed = started.elapsed();
     let replacing = Instant::now();
     let replaced = store

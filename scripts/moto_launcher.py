@@ -222,6 +222,47 @@ def record_scan_calls() -> None:
     logged(DynamoHandler, "batch_write_item", "dynamodb:BatchWriteItem")
 
 
+def record_power_calls() -> None:
+    """Writes one line per EC2 StopInstances/StartInstances and ECS UpdateService call to
+    stderr: `TUGBOAT_CALL {"call": "ec2:StopInstances", "region": ..., "instances": [...]}`,
+    `{"call": "ecs:UpdateService", "service": ..., "desiredCount": ...}`. auto_stop's crash
+    tests count them to show that a step resumed after a `kill -9` stops nothing twice. The
+    calls themselves are moto's, unchanged."""
+    from moto.ec2.responses.instances import InstanceResponse
+    from moto.ecs.responses import EC2ContainerServiceResponse
+
+    def logged(cls, method: str, line) -> None:  # type: ignore[no-untyped-def]
+        original = getattr(cls, method)
+
+        def wrapper(self):  # type: ignore[no-untyped-def]
+            log_call(line(self))
+            return original(self)
+
+        setattr(cls, method, wrapper)
+
+    for method, call in [("stop_instances", "ec2:StopInstances"), ("start_instances", "ec2:StartInstances")]:
+        logged(
+            InstanceResponse,
+            method,
+            lambda self, call=call: {
+                "call": call,
+                "region": getattr(self, "region", None),
+                "instances": self._get_param("InstanceIds", []),
+            },
+        )
+    logged(
+        EC2ContainerServiceResponse,
+        "update_service",
+        lambda self: {
+            "call": "ecs:UpdateService",
+            "region": getattr(self, "region", None),
+            "cluster": self._get_param("cluster"),
+            "service": self._get_param("service"),
+            "desiredCount": self._get_param("desiredCount"),
+        },
+    )
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -252,6 +293,7 @@ def main() -> None:
     record_stop_task_calls()
     record_describe_container_instances_calls()
     record_scan_calls()
+    record_power_calls()
     restore_lifecycle_actions()
     restore_initial_health()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

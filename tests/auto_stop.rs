@@ -40,6 +40,59 @@ async fn launch(ec2: &aws_sdk_ec2::Client, image: &str, tags: &[(&str, &str)]) -
     out.instances()[0].instance_id().unwrap().to_string()
 }
 
+fn ecs(sdk: &aws_config::SdkConfig) -> aws_sdk_ecs::Client {
+    aws_sdk_ecs::Client::from_conf(
+        aws_sdk_ecs::config::Builder::from(sdk)
+            .region(aws_config::Region::new(REGION))
+            .build(),
+    )
+}
+
+/// A service `name` in `cluster` (created with a task definition of its own) with
+/// `desired` tasks and `tags`; its ARN.
+async fn ecs_service(ecs: &aws_sdk_ecs::Client, cluster: &str, name: &str, desired: i32, tags: &[(&str, &str)]) -> String {
+    ecs.register_task_definition()
+        .family(name)
+        .container_definitions(
+            aws_sdk_ecs::types::ContainerDefinition::builder()
+                .name("app")
+                .image("public.ecr.aws/nginx/nginx:latest")
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut create = ecs
+        .create_service()
+        .cluster(cluster)
+        .service_name(name)
+        .task_definition(name)
+        .desired_count(desired);
+    for (k, v) in tags {
+        create = create.tags(aws_sdk_ecs::types::Tag::builder().key(*k).value(*v).build());
+    }
+    create.send().await.unwrap().service().unwrap().service_arn().unwrap().to_string()
+}
+
+/// Each service's desired count and whether it carries tugboat's mark.
+async fn counts(ecs: &aws_sdk_ecs::Client, cluster: &str, arns: &[&String]) -> Vec<(i32, bool)> {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .set_services(Some(arns.iter().map(|s| s.to_string()).collect()))
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .unwrap();
+    arns.iter()
+        .map(|arn| {
+            let s = out.services().iter().find(|s| s.service_arn() == Some(arn.as_str())).unwrap();
+            (s.desired_count(), s.tags().iter().any(|t| t.key() == Some("tugboat:auto-stopped")))
+        })
+        .collect()
+}
+
 /// Each instance's state and whether it carries tugboat's mark.
 async fn states(ec2: &aws_sdk_ec2::Client, ids: &[&String]) -> Vec<(String, bool)> {
     let out = ec2
@@ -104,68 +157,47 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
     let prod = launch(&ec2, &image, &[("environment", "prod")]).await;
     let bare = launch(&ec2, &image, &[]).await;
     let all = [&dev, &dev_off, &prod, &bare];
+    let ecs = ecs(&c.sdk);
+    let cluster = format!("{p}-apps");
+    ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
+    let web = ecs_service(&ecs, &cluster, &format!("{p}-web"), 2, &[("environment", "dev"), ("tugboat-auto-stop", "true")]).await;
+    let shop = ecs_service(&ecs, &cluster, &format!("{p}-shop"), 1, &[("environment", "prod")]).await;
+    let services = [&web, &shop];
 
-    let queue = format!("{p}-q");
-    let queue_url = create_queue(&queue).await;
-    create_queue(&format!("{p}-dlq")).await;
-    let inbox = create_queue(&format!("{p}-inbox")).await;
-    let ok = topic_into(&format!("{p}-ok"), &inbox, false).await;
-    let err = topic_into(&format!("{p}-err"), &inbox, false).await;
-    let dir = tempfile::tempdir().unwrap();
-    let route = |name: &str, kind: &str, params: &str| {
-        format!(
-            "[[routes]]\nname = \"{name}\"\npattern = {{ source = [\"test.autostop\"], detail-type = [\"{kind}\"] }}\nworkflow = \"auto_stop\"\nparams = {params}\n\n"
-        )
-    };
     let tags = "{ environment = \"dev\", tugboat-auto-stop = \"true\" }";
-    let extra = format!(
-        "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\n\n{}{}{}\
-         [notify]\nsuccess_topic = \"{ok}\"\nerror_topic = \"{err}\"\n\n\
-         [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"5s\"\n",
-        route(
-            "rehearse",
-            "Rehearse",
-            &format!("{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"] }}")
-        ),
-        route(
-            "stop-dev",
-            "Stop",
-            &format!(
-                "{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"
-            )
-        ),
-        route(
-            "start-dev",
-            "Start",
-            &format!(
-                "{{ action = \"start\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"
-            )
-        ),
-        dir.path().join("journal").display()
-    );
-    let config = support::write_config(dir.path(), &[], &extra);
-    let service = Service::start(&config, None);
-    let event = |id: &str, kind: &str| {
-        json!({"version": "0", "id": id, "source": "test.autostop", "detail-type": kind, "account": "123456789012",
-            "time": "2026-12-07T19:00:00Z", "region": REGION, "resources": [], "detail": {}}).to_string()
-    };
+    let env = Setup::new(
+        &p,
+        &[
+            (
+                "rehearse",
+                "Rehearse",
+                format!("{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"] }}"),
+            ),
+            (
+                "stop-dev",
+                "Stop",
+                format!(
+                    "{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"
+                ),
+            ),
+            (
+                "start-dev",
+                "Start",
+                format!(
+                    "{{ action = \"start\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"
+                ),
+            ),
+        ],
+    )
+    .await;
+    let (config, queue_url, inbox) = (&env.config, &env.queue_url, &env.inbox);
+    let service = Service::start(config, None);
     let mut reports: Vec<Value> = Vec::new();
-    let next_report = async |reports: &mut Vec<Value>| {
-        let seen = reports.len();
-        until("a report arrives", Duration::from_secs(30), async || {
-            for (body, _) in drain(&inbox).await {
-                let m: Value = serde_json::from_str(&body).unwrap();
-                reports.push(serde_json::from_str(m["Message"].as_str().unwrap()).unwrap());
-            }
-            reports.len() > seen
-        })
-        .await;
-        reports.last().unwrap().clone()
-    };
+    let next_report = async |reports: &mut Vec<Value>| next_report(inbox, reports).await;
 
     // A dry run: the report says what would be stopped; nothing changes.
     let before = states(&ec2, &all).await;
-    send(&queue_url, &event("rehearse-1", "Rehearse")).await;
+    send(queue_url, &event("rehearse-1", "Rehearse")).await;
     let r = next_report(&mut reports).await;
     assert_eq!(
         (r["action"].as_str(), r["dry_run"].as_bool()),
@@ -178,9 +210,11 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         before,
         "a dry run changed something"
     );
+    assert_eq!(r["regions"][0]["services"][0]["service"], web.as_str(), "{r}");
+    assert_eq!(counts(&ecs, &cluster, &services).await, [(2, false), (1, false)], "a dry run changed a service");
 
     // Stop: only the tagged running instance, marked.
-    send(&queue_url, &event("stop-1", "Stop")).await;
+    send(queue_url, &event("stop-1", "Stop")).await;
     let r = next_report(&mut reports).await;
     assert_eq!(r["regions"][0]["instances"], json!([dev]), "{r}");
     let s = states(&ec2, &all).await;
@@ -191,9 +225,11 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         ("running", "running"),
         "{s:?}"
     );
+    assert_eq!(r["regions"][0]["services"][0]["desired"], 2, "the count before, journaled: {r}");
+    assert_eq!(counts(&ecs, &cluster, &services).await, [(0, true), (1, false)], "only the tagged service scaled to 0");
 
     // Start: only what the stop stopped.
-    send(&queue_url, &event("start-1", "Start")).await;
+    send(queue_url, &event("start-1", "Start")).await;
     let r = next_report(&mut reports).await;
     assert_eq!(r["regions"][0]["instances"], json!([dev]), "{r}");
     let s = states(&ec2, &all).await;
@@ -203,11 +239,135 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         ("stopped".into(), false),
         "stopped by hand, left stopped: {s:?}"
     );
+    assert_eq!(counts(&ecs, &cluster, &services).await, [(2, false), (1, false)], "back to the remembered count");
     until(
         "the events are settled",
         Duration::from_secs(30),
-        async || depth(&queue_url).await == (0, 0),
+        async || depth(queue_url).await == (0, 0),
     )
     .await;
     drop(service);
+}
+
+/// A queue with its DLQ, success and error topics delivering into one inbox queue, and a
+/// configuration routing `test.autostop` events of each `(name, detail-type, params)` to
+/// `auto_stop`.
+struct Setup {
+    _dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    queue_url: String,
+    inbox: String,
+}
+
+impl Setup {
+    async fn new(p: &str, routes: &[(&str, &str, String)]) -> Setup {
+        let queue = format!("{p}-q");
+        let queue_url = create_queue(&queue).await;
+        create_queue(&format!("{p}-dlq")).await;
+        let inbox = create_queue(&format!("{p}-inbox")).await;
+        let ok = topic_into(&format!("{p}-ok"), &inbox, false).await;
+        let err = topic_into(&format!("{p}-err"), &inbox, false).await;
+        let dir = tempfile::tempdir().unwrap();
+        let routes: String = routes
+            .iter()
+            .map(|(name, kind, params)| {
+                format!(
+                    "[[routes]]\nname = \"{name}\"\npattern = {{ source = [\"test.autostop\"], detail-type = [\"{kind}\"] }}\nworkflow = \"auto_stop\"\nparams = {params}\n\n"
+                )
+            })
+            .collect();
+        let extra = format!(
+            "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\nvisibility_timeout = \"3s\"\n\n{routes}\
+             [notify]\nsuccess_topic = \"{ok}\"\nerror_topic = \"{err}\"\n\n\
+             [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"5s\"\n",
+            dir.path().join("journal").display()
+        );
+        let config = support::write_config(dir.path(), &[], &extra);
+        Setup {
+            _dir: dir,
+            config,
+            queue_url,
+            inbox,
+        }
+    }
+}
+
+/// An EventBridge-shaped event of `detail-type` `kind`.
+fn event(id: &str, kind: &str) -> String {
+    json!({"version": "0", "id": id, "source": "test.autostop", "detail-type": kind, "account": "123456789012",
+        "time": "2026-12-07T19:00:00Z", "region": REGION, "resources": [], "detail": {}})
+    .to_string()
+}
+
+/// Waits for the next report in `inbox` (an SNS envelope's message) and returns it.
+async fn next_report(inbox: &str, reports: &mut Vec<Value>) -> Value {
+    let seen = reports.len();
+    until("a report arrives", Duration::from_secs(30), async || {
+        for (body, _) in drain(inbox).await {
+            let m: Value = serde_json::from_str(&body).unwrap();
+            reports.push(serde_json::from_str(m["Message"].as_str().unwrap()).unwrap());
+        }
+        reports.len() > seen
+    })
+    .await;
+    reports.last().unwrap().clone()
+}
+
+/// How often the emulator was asked to `call` (`ec2:StopInstances`) for `instance`.
+fn power_calls(call: &str, instance: &str) -> usize {
+    support::emulator_calls(call)
+        .iter()
+        .filter(|c| c["instances"].as_array().is_some_and(|a| a.iter().any(|i| i == instance)))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_between_the_stop_and_its_journaling_resumes_without_a_second_stop() {
+    let c = clients().await;
+    let ec2 = ec2(&c.sdk);
+    let p = unique("autostopcrash");
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    // Tags of this test's own: the other test's instances in the region are not selected.
+    let target = launch(&ec2, &image, &[("crash-test", &p)]).await;
+    let tags = format!("{{ crash-test = \"{p}\" }}");
+    let env = Setup::new(
+        &p,
+        &[(
+            "stop",
+            "Stop",
+            format!("{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"),
+        )],
+    )
+    .await;
+    send(&env.queue_url, &event(&format!("{p}-stop"), "Stop")).await;
+
+    // The first step's call runs (the mark, then StopInstances); its outcome is not journaled.
+    let crashing = Service::start(&env.config, Some("step-called:1"));
+    crashing.wait_for_line(
+        |l| l.starts_with("TUGBOAT_FAILPOINT"),
+        Duration::from_secs(30),
+    );
+    crashing.kill9();
+    assert_eq!(power_calls("ec2:StopInstances", &target), 1);
+    let s = states(&ec2, &[&target]).await;
+    assert!(s[0].1, "marked before stopped: {s:?}");
+    assert_ne!(s[0].0, "running", "{s:?}");
+
+    let service = Service::start(&env.config, None);
+    let mut reports = Vec::new();
+    let r = next_report(&env.inbox, &mut reports).await;
+    assert_eq!(r["regions"][0]["instances"], json!([target]), "counted as stopped: {r}");
+    assert_eq!(
+        power_calls("ec2:StopInstances", &target),
+        1,
+        "the resumed step stopped the instance a second time"
+    );
+    let w = service.workflows();
+    let steps = w[0]["steps"].as_array().unwrap();
+    assert_eq!(steps[0]["name"], format!("stop:{REGION}"), "{w:?}");
+    assert_eq!(steps[0]["attempts"], 2, "the step ran again after the kill: {w:?}");
+    assert_eq!(service.terminate().0, 0);
 }

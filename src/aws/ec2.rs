@@ -1,47 +1,40 @@
 //! The `Inventory` port over EC2: volumes, Elastic IPs, instances and own snapshots of any
 //! region, each call paged through to its end (DescribeVolumes, DescribeInstances and
-//! DescribeSnapshots at their page maximum; DescribeAddresses has no pages). A client per
-//! region, made from the service's SDK configuration on first use.
+//! DescribeSnapshots at their page maximum; DescribeAddresses has no pages), through a client
+//! per region.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use aws_config::{Region, SdkConfig};
+use aws_config::SdkConfig;
 use aws_sdk_ec2::types::{Filter, Tag};
 
 use super::classify;
+use super::regional::Regional;
 use crate::contract::StepError;
 use crate::ports::resources::{Address, Instance, Inventory, Power, Snapshot, Volume};
 
 /// EC2 in every region asked for.
 #[derive(Debug)]
 pub struct Ec2Inventory {
-    sdk: SdkConfig,
-    clients: Mutex<HashMap<String, aws_sdk_ec2::Client>>,
+    clients: Regional<aws_sdk_ec2::Client>,
 }
 
 impl Ec2Inventory {
     pub fn new(sdk: SdkConfig) -> Ec2Inventory {
         Ec2Inventory {
-            sdk,
-            clients: Mutex::default(),
+            clients: Regional::new(sdk, |sdk| {
+                aws_sdk_ec2::Client::from_conf(
+                    aws_sdk_ec2::config::Builder::from(sdk)
+                        .interceptor(super::call_spans::CallSpans)
+                        .build(),
+                )
+            }),
         }
     }
 
     fn client(&self, region: &str) -> aws_sdk_ec2::Client {
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                aws_sdk_ec2::Client::from_conf(
-                    aws_sdk_ec2::config::Builder::from(&self.sdk)
-                        .region(Region::new(region.to_string()))
-                        .interceptor(super::call_spans::CallSpans)
-                        .build(),
-                )
-            })
-            .clone()
+        self.clients.get(region)
     }
 }
 

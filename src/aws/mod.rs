@@ -7,6 +7,7 @@
 //! of an [`AwsError`] into the engine's [`StepError`] or the queue's [`QueueError`] is here
 //! too. The submodules implement the ports over the SDK clients.
 
+pub mod accounts;
 pub mod autoscaling;
 pub mod call_spans;
 pub mod dynamodb;
@@ -15,6 +16,7 @@ pub mod ecs;
 pub mod journal;
 pub mod migrate;
 pub mod permissions;
+pub mod regional;
 pub mod s3;
 pub mod sns;
 pub mod sqs;

@@ -38,6 +38,11 @@ pub enum Scope {
     /// The EC2 instances that opted in to auto-stop (`tugboat-auto-stop = true`, an
     /// `aws:ResourceTag` condition).
     TaggedInstances,
+    /// Every ECS service of the account, to read (a service's tags are known only once it is
+    /// described).
+    AccountServices,
+    /// The ECS services that opted in to auto-stop (`tugboat-auto-stop = true`).
+    TaggedServices,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
     Unscopable,
 }
@@ -198,6 +203,28 @@ pub const GRANTS: &[Grant] = &[
             "ec2:StartInstances",
             "ec2:StopInstances",
         ],
+    },
+    Grant {
+        sid: "AutoStopListServices",
+        by: "auto_stop",
+        // Listing clusters and a cluster's services takes no resource-level permission.
+        scope: Scope::Unscopable,
+        actions: &["ecs:ListClusters", "ecs:ListServices"],
+    },
+    Grant {
+        sid: "AutoStopReadServices",
+        by: "auto_stop",
+        scope: Scope::AccountServices,
+        // With their tags: the workflow selects by tag itself.
+        actions: &["ecs:DescribeServices"],
+    },
+    Grant {
+        sid: "AutoStopServices",
+        by: "auto_stop",
+        scope: Scope::TaggedServices,
+        // The desired count (0, and back), and the mark that names the stop that remembers the
+        // count; only on services tagged tugboat-auto-stop = true.
+        actions: &["ecs:TagResource", "ecs:UntagResource", "ecs:UpdateService"],
     },
 ];
 

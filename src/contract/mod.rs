@@ -102,7 +102,7 @@ pub struct WorkflowRead {
     pub found: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
-    /// `running`, `completed`, `failed`, … when found.
+    /// `running`, `succeeded`, `failed`, … ([`crate::journal::Status::name`]) when found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1076,6 +1076,7 @@ pub struct RegionInventory {
     pub addresses: Vec<super::resources::Address>,
     pub instances: Vec<super::resources::Instance>,
     pub snapshots: Vec<super::resources::Snapshot>,
+    pub services: Vec<super::resources::EcsService>,
 }
 
 impl MemoryInventory {
@@ -1221,6 +1222,71 @@ impl super::resources::Power for MemoryInventory {
     }
 }
 
+#[async_trait]
+impl super::resources::ServicePower for MemoryInventory {
+    async fn tagged_services(
+        &self,
+        region: &str,
+        clusters: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<super::resources::EcsService>, StepError> {
+        self.read(region, "DescribeServices", |r| {
+            r.services
+                .iter()
+                .filter(|s| {
+                    clusters.is_empty()
+                        || clusters.iter().any(|c| *c == s.cluster || s.cluster.ends_with(&format!("/{c}")))
+                })
+                .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn mark_service(&self, region: &str, arn: &str, key: &str, value: &str) -> Result<(), StepError> {
+        self.change_service(region, "TagResource", arn, |s| {
+            s.tags.insert(key.to_string(), value.to_string());
+        })
+    }
+
+    async fn unmark_service(&self, region: &str, arn: &str, key: &str) -> Result<(), StepError> {
+        self.change_service(region, "UntagResource", arn, |s| {
+            s.tags.remove(key);
+        })
+    }
+
+    async fn scale(&self, region: &str, _cluster: &str, arn: &str, desired: u32) -> Result<(), StepError> {
+        self.change_service(region, "UpdateService", arn, |s| s.desired = desired)
+    }
+}
+
+impl MemoryInventory {
+    /// Applies `f` to service `arn` of `region`, recording the call as `region:call`.
+    fn change_service(
+        &self,
+        region: &str,
+        call: &str,
+        arn: &str,
+        f: impl Fn(&mut super::resources::EcsService),
+    ) -> Result<(), StepError> {
+        self.read(region, call, |_| Vec::<()>::new())?;
+        let mut regions = self.regions.lock().unwrap();
+        if let Some(s) = regions
+            .get_mut(region)
+            .and_then(|r| r.services.iter_mut().find(|s| s.arn == arn))
+        {
+            f(s);
+        }
+        Ok(())
+    }
+
+    /// The services of `region`, as they are now.
+    pub fn services(&self, region: &str) -> Vec<super::resources::EcsService> {
+        let regions = self.regions.lock().unwrap();
+        regions.get(region).map(|r| r.services.clone()).unwrap_or_default()
+    }
+}
+
 impl MemoryInventory {
     /// Applies `f` to instances `ids` of `region`, recording the call as `region:call`.
     fn change(
@@ -1247,5 +1313,39 @@ impl MemoryInventory {
             .get(region)
             .map(|r| r.instances.clone())
             .unwrap_or_default()
+    }
+}
+
+/// Other accounts, as a test seeds them: each role's account an inventory of its own; a role
+/// not added cannot be assumed (access denied, as STS answers).
+#[derive(Debug, Default, Clone)]
+pub struct MemoryAccounts {
+    by_role: Arc<Mutex<BTreeMap<String, MemoryInventory>>>,
+}
+
+impl MemoryAccounts {
+    pub fn add(&self, role_arn: &str, account: MemoryInventory) {
+        self.by_role.lock().unwrap().insert(role_arn.to_string(), account);
+    }
+}
+
+#[async_trait]
+impl super::resources::Accounts for MemoryAccounts {
+    async fn reach(
+        &self,
+        role: &super::resources::AccountRole,
+    ) -> Result<super::resources::AccountPorts, StepError> {
+        let by_role = self.by_role.lock().unwrap();
+        let Some(account) = by_role.get(&role.role_arn) else {
+            return Err(StepError::permanent(format!(
+                "AssumeRole: AccessDenied: not authorized to perform sts:AssumeRole on {}",
+                role.role_arn
+            )));
+        };
+        Ok(super::resources::AccountPorts {
+            inventory: Arc::new(account.clone()),
+            power: Arc::new(account.clone()),
+            services: Arc::new(account.clone()),
+        })
     }
 }

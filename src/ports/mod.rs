@@ -54,6 +54,10 @@ pub struct Ports {
     pub findings: Arc<dyn resources::FindingStore>,
     /// Stopping and starting EC2 instances (`auto_stop`).
     pub power: Arc<dyn resources::Power>,
+    /// Scaling ECS services to zero and back (`auto_stop`).
+    pub services: Arc<dyn resources::ServicePower>,
+    /// Other accounts' resource ports, through an assumed role (`resource_scan`, `auto_stop`).
+    pub accounts: Arc<dyn resources::Accounts>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -82,7 +86,9 @@ impl Ports {
             lifecycle: Arc::new(memory::MemoryLifecycle::default()),
             queues: Arc::new(memory::MemoryQueues::default()),
             inventory: inventory.clone(),
-            power: inventory,
+            power: inventory.clone(),
+            services: inventory,
+            accounts: Arc::new(memory::MemoryAccounts::default()),
             findings: Arc::new(memory::MemoryFindings::default()),
         }
     }

@@ -178,3 +178,72 @@ pub trait Power: Send + Sync + std::fmt::Debug {
     async fn stop(&self, region: &str, ids: &[String]) -> Result<(), StepError>;
     async fn start(&self, region: &str, ids: &[String]) -> Result<(), StepError>;
 }
+
+/// An ECS service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EcsService {
+    pub arn: String,
+    pub name: String,
+    /// The cluster's ARN.
+    pub cluster: String,
+    pub desired: u32,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Scaling ECS services to zero and back (`auto_stop`). Every call names the service; the
+/// workflow chooses them from [`ServicePower::tagged_services`] and never passes one without
+/// its tags.
+#[async_trait]
+pub trait ServicePower: Send + Sync + std::fmt::Debug {
+    /// The services of `region` that carry every tag of `tags`, in `clusters` (names or
+    /// ARNs), or in every cluster of the region when `clusters` is empty.
+    async fn tagged_services(
+        &self,
+        region: &str,
+        clusters: &[String],
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Vec<EcsService>, StepError>;
+    /// Tags service `arn` with `key = value`.
+    async fn mark_service(
+        &self,
+        region: &str,
+        arn: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError>;
+    /// Removes tag `key` from service `arn`.
+    async fn unmark_service(&self, region: &str, arn: &str, key: &str) -> Result<(), StepError>;
+    /// Sets service `arn`'s desired count.
+    async fn scale(
+        &self,
+        region: &str,
+        cluster: &str,
+        arn: &str,
+        desired: u32,
+    ) -> Result<(), StepError>;
+}
+
+/// Another account's role that tugboat assumes to reach its resources (`[[resources.accounts]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AccountRole {
+    pub role_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+}
+
+/// The resource ports of one account.
+#[derive(Debug, Clone)]
+pub struct AccountPorts {
+    pub inventory: std::sync::Arc<dyn Inventory>,
+    pub power: std::sync::Arc<dyn Power>,
+    pub services: std::sync::Arc<dyn ServicePower>,
+}
+
+/// Other accounts, reached through an assumed role (the cost plan's multi-account section):
+/// the same ports, acting with the role's credentials.
+#[async_trait]
+pub trait Accounts: Send + Sync + std::fmt::Debug {
+    /// The ports of the account `role` belongs to. Credentials are fetched (and renewed) when
+    /// a call needs them: a role that cannot be assumed fails that call, as access denied.
+    async fn reach(&self, role: &AccountRole) -> Result<AccountPorts, StepError>;
+}

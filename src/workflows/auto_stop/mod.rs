@@ -1,29 +1,43 @@
 //! `auto_stop` (cost plan, automation: "auto-stop non-production resources"): stops the EC2
-//! instances that carry the route's tags on one schedule and starts them again on another.
+//! instances and scales to zero the ECS services that carry the route's tags on one schedule,
+//! and starts them again on another.
 //!
 //! Params (checked at load):
 //! - `action`: `"stop"` or `"start"`;
-//! - `tags`: the tags an instance must carry, every one (`{ environment = "dev" }`), at least
-//!   one: **an instance without them is never touched**;
+//! - `tags`: the tags a resource must carry, every one (`{ environment = "dev" }`), at least
+//!   one: **a resource without them is never touched**;
 //! - `regions`: default `[resources] regions`, else the service's region;
+//! - `resources`: `["instances", "services"]` (the default), or either;
+//! - `clusters`: the ECS clusters whose services are considered; default every cluster;
 //! - `dry_run`: **default true** — the run reads and reports what it would do, and changes
 //!   nothing; `false` acts.
 //!
-//! One step per region, `stop:<region>` or `start:<region>`, which reads the tagged
-//! instances and acts on them:
-//! - stop: the running (or pending) ones are first tagged `tugboat:auto-stopped` (the value is
-//!   this instance's id), then stopped. A crash after the stop and before its outcome is
-//!   journaled runs the step again, which finds them stopping or stopped: none is stopped a
-//!   second time.
-//! - start: the stopped ones **that carry the mark** are started, then the mark removed; an
-//!   instance stopped by hand (no mark) stays stopped. A crash between start and unmark: the
-//!   step again finds them running with the mark, counts them and only removes it (after the
-//!   unmark nothing on the instance says it was started: a repeat then reports none).
+//! Per region, these steps:
+//! - `stop:<region>` / `start:<region>`, the instances: a stop first tags the running (or
+//!   pending) ones `tugboat:auto-stopped` (the value is this workflow instance's id), then stops
+//!   them. A crash after the stop and before its outcome is journaled runs the step again,
+//!   which finds them stopping or stopped with its own mark: none is stopped a second time. A
+//!   start starts the stopped ones **that carry the mark**, then removes it; an instance stopped
+//!   by hand (no mark) stays stopped. A crash between start and unmark: the step again finds
+//!   them running with the mark, counts them and only removes it.
+//! - `services:<region>`: reads the tagged services and chooses, changing nothing. A stop
+//!   takes those with a desired count above 0 **and journals each count** (this step's
+//!   output, then the instance's report) before anything is scaled. A start takes those that
+//!   carry the mark at 0; the mark names the stopping instance.
+//! - `read-stop:<id>` (start): the engine reads that stopping instance's journal record; its
+//!   report holds the counts to restore. A record that is not in this journal, or did not succeed, leaves the
+//!   service at 0 with its mark, saying so in the report.
+//! - `scale-down:<region>` / `scale-up:<region>`: a stop marks each service, then sets its
+//!   desired count to 0; a start sets the remembered count, then removes the mark. Every call
+//!   sets an absolute value, so a repeat after a crash changes nothing more. A service scaled up
+//!   by hand since the stop keeps its count; only its mark is removed.
+//!
+//! A second stop before the start leaves the stopped resources alone (and their marks, which
+//! still name the stop that holds their counts).
 //!
 //! Then one report on the success topic (attributes `type` = `auto-stop`, `action`): per
-//! region what was (or, in a dry run, would be) stopped or started. Every action is in the
-//! journal (each step's output names the instances). Not yet: ECS services (desired count 0,
-//! the old count remembered), RDS instances, accounts reached through an assumed role.
+//! region what was (or, in a dry run, would be) stopped or started, and why each tagged
+//! resource left alone was. Not yet: RDS instances, accounts reached through an assumed role.
 
 #[cfg(test)]
 mod tests;
@@ -37,8 +51,10 @@ use serde_json::Value;
 
 use super::Registration;
 use super::resource_scan::config as resources;
-use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
-use crate::ports::resources::{Instance, Power, STOPPED_MARK};
+use crate::contract::{
+    Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, WorkflowRead, decode, output, to_output,
+};
+use crate::ports::resources::{Instance, Power, STOPPED_MARK, ServicePower};
 
 pub const KIND: &str = "auto_stop";
 
@@ -53,19 +69,24 @@ pub fn registration() -> Registration {
                 true => vec![setup.config.aws.region.clone()],
                 false => regions,
             };
-            Ok(Arc::new(Typed(AutoStop { regions, power: setup.ports.power.clone() }))
+            Ok(Arc::new(Typed(AutoStop {
+                regions,
+                power: setup.ports.power.clone(),
+                services: setup.ports.services.clone(),
+            }))
                 as Arc<dyn crate::contract::Workflow>)
         })
     })
     .with_params_check(|params, _| Params::parse(params).map(|_| ()))
 }
 
-/// The workflow: the regions it acts in unless a route names others, and the port it acts
+/// The workflow: the regions it acts in unless a route names others, and the ports it acts
 /// through.
 #[derive(Debug, Clone)]
 pub struct AutoStop {
     pub regions: Vec<String>,
     pub power: Arc<dyn Power>,
+    pub services: Arc<dyn ServicePower>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +105,20 @@ impl Action {
     }
 }
 
+/// What a route's `resources` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    /// EC2 instances.
+    Instances,
+    /// ECS services (desired count to 0 and back).
+    Services,
+}
+
+fn every_resource() -> Vec<Resource> {
+    vec![Resource::Instances, Resource::Services]
+}
+
 /// A route's params.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +129,13 @@ pub struct Params {
     pub regions: Option<Vec<String>>,
     #[serde(default = "yes")]
     pub dry_run: bool,
+    /// Default: instances and services.
+    #[serde(default = "every_resource")]
+    pub resources: Vec<Resource>,
+    /// The ECS clusters (names or ARNs) whose services are considered; default every cluster
+    /// of the region.
+    #[serde(default)]
+    pub clusters: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -104,10 +146,16 @@ impl Params {
     pub fn parse(params: &Value) -> Result<Params, String> {
         let p: Params = decode(params, "params")?;
         if p.tags.is_empty() {
-            return Err("params.tags must name at least one tag: an instance without them is never touched".into());
+            return Err("params.tags must name at least one tag: a resource without them is never touched".into());
         }
         if let Some((k, _)) = p.tags.iter().find(|(k, _)| k.is_empty() || k.starts_with("aws:") || *k == STOPPED_MARK) {
-            return Err(format!("params.tags: {k:?} cannot select instances (empty, AWS's own, or tugboat's mark)"));
+            return Err(format!("params.tags: {k:?} cannot select resources (empty, AWS's own, or tugboat's mark)"));
+        }
+        if p.resources.is_empty() {
+            return Err("params.resources must name instances, services or both".into());
+        }
+        if let Some(c) = p.clusters.iter().find(|c| c.trim().is_empty()) {
+            return Err(format!("params.clusters: {c:?} is not a cluster name"));
         }
         resources::check_param_regions(p.regions.as_ref())?;
         Ok(p)
@@ -120,32 +168,114 @@ pub struct State {
     pub tags: BTreeMap<String, String>,
     pub regions: Vec<String>,
     pub dry_run: bool,
+    #[serde(default = "every_resource")]
+    pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub clusters: Vec<String>,
+    /// The regions finished, in order.
     pub done: Vec<Switched>,
+    /// The region in progress: its instances' step's result, once run.
+    #[serde(default)]
+    pub current: Option<Switched>,
+    /// The services the region in progress found to act on.
+    #[serde(default)]
+    pub found: Option<Found>,
+    /// A start's reads of the stopping instances' records: by id, the services each scaled
+    /// down with their counts before (`None`: the record is gone or did not complete).
+    #[serde(default)]
+    pub stops: BTreeMap<String, Option<Vec<ScaledService>>>,
+    /// The region in progress's scale step has run.
+    #[serde(default)]
+    pub scaled: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    /// Result: [`Switched`].
+    /// A region's instances. Result: [`Switched`].
     Switch {
         region: String,
         action: Action,
         tags: BTreeMap<String, String>,
         dry_run: bool,
     },
+    /// Reads a region's tagged services (no change). Result: [`Found`].
+    FindServices {
+        region: String,
+        action: Action,
+        tags: BTreeMap<String, String>,
+        clusters: Vec<String>,
+    },
+    /// The engine reads a stopping instance's record (start). Result: [`WorkflowRead`].
+    ReadStop { id: String },
+    /// Scales services (stop: marks, then 0; start: the remembered count, then unmarks).
+    /// Result: [`Scaled`].
+    Scale {
+        region: String,
+        action: Action,
+        targets: Vec<ScaleTarget>,
+    },
     /// The engine publishes the report.
     Notify,
 }
 
-/// What one region's step did (or, in a dry run, would do).
+/// What one region's steps did (or, in a dry run, would do).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Switched {
     pub region: String,
     /// The instances acted on (stopped or started), or to be in a dry run.
     pub instances: Vec<String>,
-    /// Tagged instances left alone, with why (`already stopped`, `stopped by hand: no mark`).
+    /// The services scaled: a stop's with their desired count before (what the start
+    /// restores), a start's with the count restored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ScaledService>,
+    /// Tagged instances and services (by ARN) left alone, with why (`already stopped`,
+    /// `stopped by hand: no mark`).
     pub left: BTreeMap<String, String>,
     pub dry_run: bool,
+}
+
+/// A service and a desired count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaledService {
+    pub service: String,
+    pub cluster: String,
+    pub desired: u32,
+}
+
+/// A region's tagged services, as a [`Step::FindServices`] chose them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Found {
+    /// Stop: the services to scale to 0, with their desired count now. Start: the services a
+    /// stop scaled to 0, with the stopping instance's id (its record holds the count).
+    pub services: Vec<FoundService>,
+    /// Start: services with the mark that were scaled up by hand since: only unmarked.
+    #[serde(default)]
+    pub unmark: Vec<String>,
+    pub left: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundService {
+    pub service: String,
+    pub cluster: String,
+    pub desired: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<String>,
+}
+
+/// One service a [`Step::Scale`] changes: to `desired`, or (start, `None`) only unmarked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleTarget {
+    pub service: String,
+    pub cluster: String,
+    pub desired: Option<u32>,
+}
+
+/// What a [`Step::Scale`] did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scaled {
+    pub services: Vec<String>,
 }
 
 /// The report, and the workflow's output.
@@ -156,36 +286,115 @@ pub struct Report {
     pub tags: BTreeMap<String, String>,
     pub dry_run: bool,
     pub instances: usize,
+    #[serde(default)]
+    pub services: usize,
     pub regions: Vec<Switched>,
 }
 
 impl AutoStop {
-    fn next(&self, s: &State) -> Decision<Step> {
-        match s.regions.get(s.done.len()) {
-            Some(region) => Next::Run(Act::handler(
+    /// The step the region in progress needs next, if any.
+    fn pending(&self, s: &State) -> Option<Act<Step>> {
+        let region = s.regions.get(s.done.len())?;
+        let Some(_) = &s.current else {
+            return Some(Act::handler(
                 format!("{}:{region}", s.action.as_str()),
                 Step::Switch { region: region.clone(), action: s.action, tags: s.tags.clone(), dry_run: s.dry_run },
-            )),
-            None => {
-                let report = report(s);
-                let verb = match (s.action, s.dry_run) {
-                    (Action::Stop, false) => "stopped",
-                    (Action::Start, false) => "started",
-                    (Action::Stop, true) => "would stop",
-                    (Action::Start, true) => "would start",
+            ));
+        };
+        if !s.resources.contains(&Resource::Services) {
+            return None;
+        }
+        let Some(found) = &s.found else {
+            return Some(Act::handler(
+                format!("services:{region}"),
+                Step::FindServices {
+                    region: region.clone(),
+                    action: s.action,
+                    tags: s.tags.clone(),
+                    clusters: s.clusters.clone(),
+                },
+            ));
+        };
+        if let Some(id) = found.services.iter().filter_map(|f| f.stopped_by.as_ref()).find(|id| !s.stops.contains_key(*id)) {
+            return Some(Act::engine(
+                format!("read-stop:{id}"),
+                Step::ReadStop { id: id.clone() },
+                Call::ReadWorkflow { id: id.clone() },
+            ));
+        }
+        let (targets, _) = plan(s, found);
+        if s.dry_run || targets.is_empty() || s.scaled {
+            return None;
+        }
+        Some(Act::handler(
+            format!("{}:{region}", match s.action {
+                Action::Stop => "scale-down",
+                Action::Start => "scale-up",
+            }),
+            Step::Scale { region: region.clone(), action: s.action, targets },
+        ))
+    }
+
+    /// Moves each region that needs no more steps from `current` to `done`, with what its
+    /// services' plan scaled (or would scale).
+    fn settle(&self, s: &mut State) {
+        while s.current.is_some() && self.pending(s).is_none() {
+            let Some(mut region) = s.current.take() else { break };
+            s.scaled = false;
+            if let Some(found) = s.found.take() {
+                let (targets, left) = plan(s, &found);
+                region.left.extend(left);
+                region.services = match s.action {
+                    // What the start restores: the counts before.
+                    Action::Stop => found
+                        .services
+                        .iter()
+                        .map(|f| ScaledService { service: f.service.clone(), cluster: f.cluster.clone(), desired: f.desired })
+                        .collect(),
+                    Action::Start => targets
+                        .iter()
+                        .filter_map(|t| {
+                            Some(ScaledService { service: t.service.clone(), cluster: t.cluster.clone(), desired: t.desired? })
+                        })
+                        .collect(),
                 };
-                let subject = format!("tugboat: auto-{} {verb} {} instance(s)", s.action.as_str(), report.instances);
-                let message = serde_json::to_value(&report).unwrap_or_default();
-                Next::Run(
-                    Act::publish("report", Step::Notify, Topic::Success, subject, message)
-                        .with_attributes([("type", "auto-stop"), ("action", s.action.as_str())]),
-                )
+                region.services.sort_by(|a, b| a.service.cmp(&b.service));
+            }
+            s.done.push(region);
+            if !s.resources.contains(&Resource::Instances)
+                && let Some(next) = s.regions.get(s.done.len())
+            {
+                s.current = Some(Switched { region: next.clone(), dry_run: s.dry_run, ..Default::default() });
             }
         }
     }
 
-    /// One region: read the tagged instances, choose, act. `marker` is this instance's id,
-    /// the value of the mark a stop puts on what it stops.
+    fn next(&self, s: &State) -> Decision<Step> {
+        if let Some(act) = self.pending(s) {
+            return Next::Run(act);
+        }
+        let report = report(s);
+        let verb = match (s.action, s.dry_run) {
+            (Action::Stop, false) => "stopped",
+            (Action::Start, false) => "started",
+            (Action::Stop, true) => "would stop",
+            (Action::Start, true) => "would start",
+        };
+        let subject = format!(
+            "tugboat: auto-{} {verb} {} instance(s), {} service(s)",
+            s.action.as_str(),
+            report.instances,
+            report.services
+        );
+        let message = serde_json::to_value(&report).unwrap_or_default();
+        Next::Run(
+            Act::publish("report", Step::Notify, Topic::Success, subject, message)
+                .with_attributes([("type", "auto-stop"), ("action", s.action.as_str())]),
+        )
+    }
+
+    /// One region's instances: read the tagged ones, choose, act. `marker` is this
+    /// instance's id, the value of the mark a stop puts on what it stops.
     async fn switch(
         &self,
         region: &str,
@@ -199,7 +408,7 @@ impl AutoStop {
         let mut left = BTreeMap::new();
         for i in &found {
             // The port filtered by tag; checked again here: never an instance without them.
-            if !tags.iter().all(|(k, v)| i.tags.get(k) == Some(v)) {
+            if !has_tags(&i.tags, tags) {
                 continue;
             }
             match choose(action, i, marker) {
@@ -231,13 +440,135 @@ impl AutoStop {
         }
         let mut instances: Vec<String> = act.into_iter().chain(done).collect();
         instances.sort();
-        Ok(Switched {
-            region: region.to_string(),
-            instances,
-            left,
-            dry_run,
-        })
+        Ok(Switched { region: region.to_string(), instances, services: Vec::new(), left, dry_run })
     }
+
+    /// One region's tagged services, chosen (no change: what a stop remembers is journaled
+    /// before anything is scaled).
+    async fn find_services(
+        &self,
+        region: &str,
+        action: Action,
+        tags: &BTreeMap<String, String>,
+        clusters: &[String],
+    ) -> Result<Found, StepError> {
+        let mut found = Found::default();
+        for svc in self.services.tagged_services(region, clusters, tags).await? {
+            if !has_tags(&svc.tags, tags) {
+                continue;
+            }
+            let mark = svc.tags.get(STOPPED_MARK);
+            let chosen = |stopped_by| FoundService {
+                service: svc.arn.clone(),
+                cluster: svc.cluster.clone(),
+                desired: svc.desired,
+                stopped_by,
+            };
+            match (action, mark) {
+                (Action::Stop, _) if svc.desired > 0 => found.services.push(chosen(None)),
+                (Action::Stop, Some(by)) => {
+                    found.left.insert(svc.arn.clone(), format!("desired count already 0 (stopped by {by})"));
+                }
+                (Action::Stop, None) => {
+                    found.left.insert(svc.arn.clone(), "desired count already 0".into());
+                }
+                (Action::Start, Some(by)) if svc.desired == 0 => found.services.push(chosen(Some(by.clone()))),
+                (Action::Start, Some(_)) => {
+                    found.unmark.push(svc.arn.clone());
+                    found.left.insert(
+                        svc.arn.clone(),
+                        format!("scaled up since the stop (desired {}): only the mark removed", svc.desired),
+                    );
+                }
+                (Action::Start, None) => {
+                    found.left.insert(svc.arn.clone(), "not stopped by auto_stop (no mark)".into());
+                }
+            }
+        }
+        found.services.sort_by(|a, b| a.service.cmp(&b.service));
+        Ok(found)
+    }
+
+    /// Scales `targets`: a stop marks each (so that the start finds it and the record that
+    /// holds its count), then sets it to 0; a start sets the remembered count, then unmarks.
+    /// Every call sets an absolute value: a repeat after a crash changes nothing more.
+    async fn scale(&self, region: &str, action: Action, targets: &[ScaleTarget], marker: &str) -> Result<Scaled, StepError> {
+        let mut scaled = Scaled::default();
+        for t in targets {
+            match action {
+                Action::Stop => {
+                    self.services.mark_service(region, &t.service, STOPPED_MARK, marker).await?;
+                    self.services.scale(region, &t.cluster, &t.service, 0).await?;
+                }
+                Action::Start => {
+                    if let Some(n) = t.desired {
+                        self.services.scale(region, &t.cluster, &t.service, n).await?;
+                    }
+                    self.services.unmark_service(region, &t.service, STOPPED_MARK).await?;
+                }
+            }
+            scaled.services.push(t.service.clone());
+        }
+        Ok(scaled)
+    }
+}
+
+fn has_tags(have: &BTreeMap<String, String>, want: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+/// The services a region's scale step changes, and the ones left with why: a stop scales
+/// every found service to 0; a start restores each to the count its stopping instance's
+/// record holds (a service whose record is gone is left at 0, marked, for a person).
+fn plan(s: &State, found: &Found) -> (Vec<ScaleTarget>, BTreeMap<String, String>) {
+    let mut targets = Vec::new();
+    let mut left = found.left.clone();
+    for f in &found.services {
+        let desired = match (s.action, &f.stopped_by) {
+            (Action::Stop, _) => Some(0),
+            (Action::Start, None) => None,
+            (Action::Start, Some(id)) => match s.stops.get(id) {
+                // Not read yet: `pending` reads it before planning the scale.
+                None => None,
+                Some(None) => {
+                    left.insert(
+                        f.service.clone(),
+                        format!("the stopping instance {id} has no succeeded record here: set its desired count by hand"),
+                    );
+                    continue;
+                }
+                Some(Some(services)) => match services.iter().find(|x| x.service == f.service) {
+                    Some(x) => Some(x.desired),
+                    None => {
+                        left.insert(
+                            f.service.clone(),
+                            format!("the stopping instance {id} did not scale it: set its desired count by hand"),
+                        );
+                        continue;
+                    }
+                },
+            },
+        };
+        let Some(desired) = desired else { continue };
+        targets.push(ScaleTarget { service: f.service.clone(), cluster: f.cluster.clone(), desired: Some(desired) });
+    }
+    if s.action == Action::Start {
+        targets.extend(found.unmark.iter().map(|arn| ScaleTarget {
+            service: arn.clone(),
+            cluster: String::new(),
+            desired: None,
+        }));
+    }
+    (targets, left)
+}
+
+/// A stop's count before, by service, from the stop's record (its report).
+fn remembered(read: &WorkflowRead) -> Option<Vec<ScaledService>> {
+    if read.status.as_deref() != Some(crate::journal::Status::Succeeded.name()) {
+        return None;
+    }
+    let report: Report = serde_json::from_value(read.output.clone()?).ok()?;
+    (report.action == Action::Stop).then(|| report.regions.into_iter().flat_map(|r| r.services).collect())
 }
 
 /// What a step does with one tagged instance.
@@ -271,6 +602,7 @@ fn report(s: &State) -> Report {
         tags: s.tags.clone(),
         dry_run: s.dry_run,
         instances: s.done.iter().map(|d| d.instances.len()).sum(),
+        services: s.done.iter().map(|d| d.services.len()).sum(),
         regions: s.done.clone(),
     }
 }
@@ -283,13 +615,25 @@ impl Flow for AutoStop {
 
     fn start(&self, _event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let p = Params::parse(params)?;
-        let state = State {
+        let mut state = State {
             action: p.action,
             tags: p.tags,
             regions: p.regions.unwrap_or_else(|| self.regions.clone()),
             dry_run: p.dry_run,
+            resources: p.resources,
+            clusters: p.clusters,
             done: Vec::new(),
+            current: None,
+            found: None,
+            stops: BTreeMap::new(),
+            scaled: false,
         };
+        // Without instances, a region starts at its services.
+        if !state.resources.contains(&Resource::Instances)
+            && let Some(first) = state.regions.first()
+        {
+            state.current = Some(Switched { region: first.clone(), dry_run: state.dry_run, ..Default::default() });
+        }
         let next = self.next(&state);
         Ok((state, next))
     }
@@ -301,14 +645,27 @@ impl Flow for AutoStop {
         };
         match step {
             Step::Switch { .. } => match output::<Switched>(value) {
-                Ok(done) => {
-                    s.done.push(done);
-                    self.next(s)
-                }
-                Err(e) => Next::Fail(e),
+                Ok(done) => s.current = Some(done),
+                Err(e) => return Next::Fail(e),
             },
-            Step::Notify => Next::done(&report(s)),
+            Step::FindServices { .. } => match output::<Found>(value) {
+                Ok(found) => s.found = Some(found),
+                Err(e) => return Next::Fail(e),
+            },
+            Step::ReadStop { id } => match output::<WorkflowRead>(value) {
+                Ok(read) => {
+                    s.stops.insert(id, remembered(&read));
+                }
+                Err(e) => return Next::Fail(e),
+            },
+            Step::Scale { .. } => match output::<Scaled>(value) {
+                Ok(_) => s.scaled = true,
+                Err(e) => return Next::Fail(e),
+            },
+            Step::Notify => return Next::done(&report(s)),
         }
+        self.settle(s);
+        self.next(s)
     }
 
     async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
@@ -316,7 +673,13 @@ impl Flow for AutoStop {
             Step::Switch { region, action, tags, dry_run } => {
                 to_output(&self.switch(region, *action, tags, *dry_run, ctx.workflow_id).await?)
             }
-            Step::Notify => Err(StepError::permanent("the report is published by the engine")),
+            Step::FindServices { region, action, tags, clusters } => {
+                to_output(&self.find_services(region, *action, tags, clusters).await?)
+            }
+            Step::Scale { region, action, targets } => {
+                to_output(&self.scale(region, *action, targets, ctx.workflow_id).await?)
+            }
+            Step::ReadStop { .. } | Step::Notify => Err(StepError::permanent("this step is performed by the engine")),
         }
     }
 }

@@ -10,6 +10,12 @@
 //! snapshot_days = 90           # a snapshot at least this old
 //! currency = "USD"
 //!
+//! [[resources.accounts]]       # other accounts, reached by assuming a role there
+//! name = "prod"                # how findings, reports and routes' `account` name it
+//! role_arn = "arn:aws:iam::222222222222:role/tugboat-resources"
+//! external_id = "…"            # if the role's trust policy asks for one
+//! regions = ["eu-west-1"]      # default: resources.regions
+//!
 //! [resources.prices]           # per month; each key given replaces the price table's
 //! "ebs:gp3" = 0.0924           # per GiB-month of a volume type
 //! "ebs-iops:io2" = 0.0715      # per provisioned IOPS-month
@@ -22,6 +28,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use crate::config::{BadKey, parse_section};
+use crate::ports::resources::AccountRole;
 use crate::workflows::Section;
 
 pub const NAME: &str = "resources";
@@ -48,6 +55,30 @@ pub struct ResourceSettings {
     pub currency: String,
     #[serde(default)]
     pub prices: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub accounts: Vec<AccountSettings>,
+}
+
+/// Another account (`[[resources.accounts]]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSettings {
+    pub name: String,
+    pub role_arn: String,
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Empty: `[resources] regions`.
+    #[serde(default)]
+    pub regions: Vec<String>,
+}
+
+/// Where a run acts: the service's own account, or another through its role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reach {
+    /// How findings and reports name the account.
+    pub account: String,
+    pub role: Option<AccountRole>,
+    pub regions: Vec<String>,
 }
 
 fn default_account() -> String {
@@ -71,6 +102,39 @@ impl ResourceSettings {
             false => self.regions.clone(),
         }
     }
+
+    /// The account a route's `account` names (`None`: the service's own), with its role and
+    /// default regions (`own_region` when nothing names any).
+    pub fn reach(&self, account: Option<&str>, own_region: &str) -> Result<Reach, String> {
+        let own = Reach { account: self.account.clone(), role: None, regions: self.regions_or(own_region) };
+        let Some(name) = account else { return Ok(own) };
+        if name == self.account {
+            return Ok(own);
+        }
+        let Some(a) = self.accounts.iter().find(|a| a.name == name) else {
+            let mut known: Vec<&str> = vec![self.account.as_str()];
+            known.extend(self.accounts.iter().map(|a| a.name.as_str()));
+            return Err(format!("params.account: {name:?} is not a configured account; one of {}", known.join(", ")));
+        };
+        Ok(Reach {
+            account: a.name.clone(),
+            role: Some(AccountRole { role_arn: a.role_arn.clone(), external_id: a.external_id.clone() }),
+            regions: match a.regions.is_empty() {
+                true => own.regions,
+                false => a.regions.clone(),
+            },
+        })
+    }
+}
+
+/// Whether `text` is an IAM role's ARN (`arn:aws:iam::222222222222:role/name`).
+pub fn is_role_arn(text: &str) -> bool {
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
+        if partition.starts_with("aws")
+            && account.len() == 12
+            && account.bytes().all(|b| b.is_ascii_digit())
+            && resource.strip_prefix("role/").is_some_and(|n| !n.is_empty() && !n.ends_with('/')))
 }
 
 /// Whether `text` looks like an AWS region name (`eu-west-1`, `us-gov-east-1`).
@@ -113,6 +177,30 @@ pub fn parse(value: &toml::Value) -> Result<ResourceSettings, BadKey> {
     if s.currency.len() != 3 || !s.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(BadKey::at(key("currency"), format!("must be a currency code such as \"USD\", got {:?}", s.currency)));
     }
+    let mut names = std::collections::BTreeSet::from([s.account.as_str()]);
+    for (i, a) in s.accounts.iter().enumerate() {
+        let at = |field: &str| format!("{NAME}.accounts[{i}].{field}");
+        if a.name.trim().is_empty() || a.name.contains('#') {
+            return Err(BadKey::at(at("name"), format!("must be a name without '#', got {:?}", a.name)));
+        }
+        if !names.insert(a.name.as_str()) {
+            return Err(BadKey::at(at("name"), format!("{:?} names two accounts (resources.account is the service's own)", a.name)));
+        }
+        if !is_role_arn(&a.role_arn) {
+            return Err(BadKey::at(
+                at("role_arn"),
+                format!("must be an IAM role's ARN such as \"arn:aws:iam::222222222222:role/tugboat-resources\", got {:?}", a.role_arn),
+            ));
+        }
+        if a.external_id.as_ref().is_some_and(|e| e.len() < 2 || e.len() > 1224) {
+            return Err(BadKey::at(at("external_id"), "must be 2 to 1224 characters (STS's limits)".into()));
+        }
+        for (j, r) in a.regions.iter().enumerate() {
+            if !is_region(r) {
+                return Err(BadKey::at(format!("{}[{j}]", at("regions")), format!("{r:?} is not a region name such as \"eu-west-1\"")));
+            }
+        }
+    }
     for (name, price) in &s.prices {
         if !super::prices::is_key(name) {
             return Err(BadKey::at(format!("{NAME}.prices.{name}"), format!("is not a price this scan uses; one of {}", super::prices::KEYS_HELP)));
@@ -151,9 +239,38 @@ mod tests {
             ("[resources]\ntable = \"t\"\n[resources.prices]\nipv4 = -1.0", "resources.prices.ipv4"),
             ("[resources]\ntable = \"t\"\n[resources.prices]\nipv4 = \"cheap\"", "resources.prices.ipv4"),
             ("[resources]\ntable = \"t\"\ntabel = \"u\"", "resources.tabel"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nrole_arn = \"arn:aws:iam::222222222222:role/r\"", "resources.accounts[0]"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"self\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"", "resources.accounts[0].name"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"a#b\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"", "resources.accounts[0].name"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::2222:role/r\"", "resources.accounts[0].role_arn"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:s3:::bucket\"", "resources.accounts[0].role_arn"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::222222222222:user/u\"", "resources.accounts[0].role_arn"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"\nexternal_id = \"x\"", "resources.accounts[0].external_id"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"\nregions = [\"moon-1\"]", "resources.accounts[0].regions[0]"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"\nrole = \"x\"", "resources.accounts[0].role"),
+            ("[resources]\ntable = \"t\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::222222222222:role/r\"\n[[resources.accounts]]\nname = \"p\"\nrole_arn = \"arn:aws:iam::333333333333:role/r\"", "resources.accounts[1].name"),
         ] {
             let BadKey { key: k, message: m } = parsed(text).unwrap_err();
             assert_eq!(k, key, "{text}: {m}");
         }
+    }
+
+    #[test]
+    fn a_route_reaches_the_own_account_or_a_configured_one_and_nothing_else() {
+        let s = parsed(
+            "[resources]\ntable = \"t\"\naccount = \"main\"\nregions = [\"eu-west-1\"]\n\
+             [[resources.accounts]]\nname = \"prod\"\nrole_arn = \"arn:aws:iam::222222222222:role/tugboat-resources\"\nexternal_id = \"xyz\"\n\
+             [[resources.accounts]]\nname = \"eu\"\nrole_arn = \"arn:aws-cn:iam::333333333333:role/path/r\"\nregions = [\"cn-north-1\"]",
+        )
+        .unwrap();
+        let own = s.reach(None, "us-east-1").unwrap();
+        assert_eq!((own.account.as_str(), own.role.as_ref(), own.regions.clone()), ("main", None, vec!["eu-west-1".to_string()]));
+        assert_eq!(s.reach(Some("main"), "us-east-1").unwrap(), own);
+        let prod = s.reach(Some("prod"), "us-east-1").unwrap();
+        assert_eq!(prod.role.as_ref().unwrap().external_id.as_deref(), Some("xyz"));
+        assert_eq!(prod.regions, vec!["eu-west-1"], "the section's regions");
+        assert_eq!(s.reach(Some("eu"), "us-east-1").unwrap().regions, vec!["cn-north-1"]);
+        let e = s.reach(Some("other"), "us-east-1").unwrap_err();
+        assert!(e.contains("\"other\"") && e.contains("main, prod, eu"), "{e}");
     }
 }

@@ -3,10 +3,13 @@
 //! estimated monthly cost, kept in the findings table and announced on the success topic.
 //!
 //! Trigger: any routed event — a schedule's tick (`[[schedules]]`, the usual way), or an
-//! event of your own. Params: `regions` (a list) replaces `[resources] regions` for the route.
+//! event of your own. Params: `regions` (a list) replaces the account's regions for the route;
+//! `account` names a `[[resources.accounts]]` entry to scan that account through its role
+//! (default: the service's own account; one instance scans one account, so a schedule's tick
+//! routed to several routes scans several).
 //!
 //! Steps:
-//! 1. `scan:<region>`, one region at a time: the region's volumes, Elastic IPs, instances and
+//! 1. `scan:<region>` (another account's: `scan:<account>:<region>`), one region at a time: the region's volumes, Elastic IPs, instances and
 //!    own snapshots read at once (each call paged through), judged by [`findings`] (unattached
 //!    volumes, unassociated addresses, stopped instances whose volumes are billed, old
 //!    snapshots), and the account's findings for the region **replaced** in the table (a scan
@@ -21,8 +24,7 @@
 //! shows the table.
 //!
 //! Not yet (issue 30): running instances with low CPU (CloudWatch), idle RDS instances, prices
-//! from the cost table, accounts reached through an assumed role, and the `auto_stop`
-//! workflow.
+//! from the cost table.
 
 pub mod config;
 pub mod findings;
@@ -42,8 +44,8 @@ use serde_json::Value;
 use super::Registration;
 use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
 use crate::ports::clock::Clock;
-use crate::ports::resources::{Finding, FindingStore, Inventory};
-use config::ResourceSettings;
+use crate::ports::resources::{AccountRole, Accounts, Finding, FindingStore, Inventory};
+use config::{Reach, ResourceSettings};
 use findings::{Gathered, Rules, cents};
 use prices::Prices;
 
@@ -61,21 +63,21 @@ pub fn registration() -> Registration {
                 Some(v) => Some(config::parse(v).map_err(|b| b.to_string())?),
                 None => None,
             };
-            Ok(Arc::new(Typed(ResourceScan {
-                settings,
-                own_region: setup.config.aws.region.clone(),
-                inventory: setup.ports.inventory.clone(),
-                findings: setup.ports.findings.clone(),
-                clock: setup.ports.clock.clone(),
-            })) as Arc<dyn crate::contract::Workflow>)
+            Ok(Arc::new(Typed(ResourceScan::new(settings, setup.config.aws.region.clone(), setup.ports)))
+                as Arc<dyn crate::contract::Workflow>)
         })
     })
     .with_params_check(|params, sections| {
         if !sections.contains_key(config::NAME) {
             return Err("resource_scan needs a [resources] section naming the findings table (resources.table)".into());
         }
-        super::params::only_known(params, KIND, &["regions"])?;
-        RouteParams::parse(params).map(|_| ())
+        super::params::only_known(params, KIND, &["regions", "account"])?;
+        let p = RouteParams::parse(params)?;
+        // The account must be configured (the section was checked on its own before).
+        if let Some(settings) = sections.get(config::NAME).and_then(|v| config::parse(v).ok()) {
+            settings.reach(p.account.as_deref(), "us-east-1")?;
+        }
+        Ok(())
     })
     .with_command(
         "resources",
@@ -93,6 +95,8 @@ pub struct ResourceScan {
     /// The service's region: what is scanned when nothing names regions.
     pub own_region: String,
     pub inventory: Arc<dyn Inventory>,
+    /// Other accounts' inventories (`[[resources.accounts]]`).
+    pub accounts: Arc<dyn Accounts>,
     pub findings: Arc<dyn FindingStore>,
     pub clock: Arc<dyn Clock>,
 }
@@ -102,6 +106,9 @@ pub struct ResourceScan {
 struct RouteParams {
     #[serde(default)]
     regions: Option<Vec<String>>,
+    /// A `[[resources.accounts]]` name; default the service's own account.
+    #[serde(default)]
+    account: Option<String>,
 }
 
 impl RouteParams {
@@ -118,6 +125,9 @@ impl RouteParams {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct State {
     pub account: String,
+    /// The role assumed to reach another account; `None`: the service's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AccountRole>,
     pub regions: Vec<String>,
     /// Each scanned region's result, in order.
     pub scanned: Vec<RegionScan>,
@@ -127,8 +137,15 @@ pub struct State {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
-    /// Result: [`RegionScan`].
-    Scan { region: String },
+    /// Result: [`RegionScan`]. `account` and `role` name another account (absent: the
+    /// service's own).
+    Scan {
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<AccountRole>,
+    },
     /// The engine publishes the report.
     Notify,
 }
@@ -168,15 +185,26 @@ pub struct ScanReport {
 }
 
 impl ResourceScan {
+    pub fn new(settings: Option<ResourceSettings>, own_region: String, ports: &crate::ports::Ports) -> ResourceScan {
+        ResourceScan {
+            settings,
+            own_region,
+            inventory: ports.inventory.clone(),
+            accounts: ports.accounts.clone(),
+            findings: ports.findings.clone(),
+            clock: ports.clock.clone(),
+        }
+    }
+
     fn settings(&self) -> Result<&ResourceSettings, String> {
         self.settings.as_ref().ok_or_else(|| "no [resources] section is configured".into())
     }
 
-    /// The judging rules for `region`.
-    pub fn rules(&self, region: &str) -> Result<Rules, String> {
+    /// The judging rules for `account`'s `region`.
+    pub fn rules(&self, account: &str, region: &str) -> Result<Rules, String> {
         let s = self.settings()?;
         Ok(Rules {
-            account: s.account.clone(),
+            account: account.to_string(),
             region: region.to_string(),
             unattached_days: s.unattached_days,
             snapshot_days: s.snapshot_days,
@@ -185,15 +213,19 @@ impl ResourceScan {
         })
     }
 
-    /// Reads `region`'s inventory (the four calls at once) and judges it: the findings,
-    /// costliest first, and how many resources were read.
-    pub async fn survey(&self, region: &str) -> Result<(Vec<Finding>, usize), StepError> {
-        let rules = self.rules(region).map_err(StepError::permanent)?;
+    /// Reads `region`'s inventory in the account `reach` names (the four calls at once) and
+    /// judges it: the findings, costliest first, and how many resources were read.
+    pub async fn survey(&self, reach: &Reach, region: &str) -> Result<(Vec<Finding>, usize), StepError> {
+        let rules = self.rules(&reach.account, region).map_err(StepError::permanent)?;
+        let inventory = match &reach.role {
+            None => self.inventory.clone(),
+            Some(role) => self.accounts.reach(role).await?.inventory,
+        };
         let (volumes, addresses, instances, snapshots) = futures::try_join!(
-            self.inventory.volumes(region),
-            self.inventory.addresses(region),
-            self.inventory.instances(region),
-            self.inventory.snapshots(region),
+            inventory.volumes(region),
+            inventory.addresses(region),
+            inventory.instances(region),
+            inventory.snapshots(region),
         )?;
         let gathered = Gathered { volumes, addresses, instances, snapshots };
         let read = gathered.volumes.len() + gathered.addresses.len() + gathered.instances.len() + gathered.snapshots.len();
@@ -212,7 +244,18 @@ impl ResourceScan {
 
     fn next(&self, s: &State) -> Decision<Step> {
         match s.regions.get(s.scanned.len()) {
-            Some(region) => Next::Run(Act::handler(format!("scan:{region}"), Step::Scan { region: region.clone() })),
+            // The own account's steps keep their names from before accounts existed.
+            Some(region) => Next::Run(Act::handler(
+                match &s.role {
+                    None => format!("scan:{region}"),
+                    Some(_) => format!("scan:{}:{region}", s.account),
+                },
+                Step::Scan {
+                    region: region.clone(),
+                    account: s.role.as_ref().map(|_| s.account.clone()),
+                    role: s.role.clone(),
+                },
+            )),
             None => {
                 let report = self.report(s);
                 let subject = format!(
@@ -257,11 +300,14 @@ impl Flow for ResourceScan {
 
     fn start(&self, _event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let settings = self.settings()?;
-        let regions = match RouteParams::parse(params)?.regions {
-            Some(r) => r,
-            None => settings.regions_or(&self.own_region),
+        let p = RouteParams::parse(params)?;
+        let reach = settings.reach(p.account.as_deref(), &self.own_region)?;
+        let state = State {
+            account: reach.account,
+            role: reach.role,
+            regions: p.regions.unwrap_or(reach.regions),
+            scanned: Vec::new(),
         };
-        let state = State { account: settings.account.clone(), regions, scanned: Vec::new() };
         let next = self.next(&state);
         Ok((state, next))
     }
@@ -285,10 +331,15 @@ impl Flow for ResourceScan {
 
     async fn perform(&self, _ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         match step {
-            Step::Scan { region } => {
+            Step::Scan { region, account, role } => {
                 let settings = self.settings().map_err(StepError::permanent)?;
-                let (found, read) = self.survey(region).await?;
-                let replaced = self.findings.replace(&settings.table, &settings.account, region, &found).await?;
+                let reach = Reach {
+                    account: account.clone().unwrap_or_else(|| settings.account.clone()),
+                    role: role.clone(),
+                    regions: Vec::new(),
+                };
+                let (found, read) = self.survey(&reach, region).await?;
+                let replaced = self.findings.replace(&settings.table, &reach.account, region, &found).await?;
                 let mut scan = summarize(region, &found, read);
                 scan.written = replaced.written;
                 scan.deleted = replaced.deleted;

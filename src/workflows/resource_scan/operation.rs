@@ -33,9 +33,13 @@ enum ResourcesCommand {
         /// Print only: the findings table is not changed.
         #[arg(long)]
         dry_run: bool,
-        /// Scan this region instead of `[resources] regions` (repeat for several).
+        /// Scan this region instead of the account's regions (repeat for several).
         #[arg(long = "region", value_parser = region)]
         regions: Vec<String>,
+        /// Scan the `[[resources.accounts]]` account of this name, through its role, instead
+        /// of the service's own.
+        #[arg(long)]
+        account: Option<String>,
         /// One JSON object per finding instead of a line of text.
         #[arg(long)]
         json: bool,
@@ -65,27 +69,24 @@ pub fn line(f: &Finding) -> String {
 
 fn run<'a>(matches: &'a clap::ArgMatches, setup: Setup<'a>) -> BoxFuture<'a, Result<Printed, String>> {
     Box::pin(async move {
-        let ResourcesCommand::Scan { dry_run, regions, json } =
+        let ResourcesCommand::Scan { dry_run, regions, account, json } =
             ResourcesCommand::from_arg_matches(matches).map_err(|e| e.to_string())?;
         let settings: ResourceSettings = match setup.config.sections.get(config::NAME) {
             Some(v) => config::parse(v).map_err(|b| b.to_string())?,
             None => return Err("no [resources] section in the configuration (resources.table names the findings table)".into()),
         };
+        let reach = settings
+            .reach(account.as_deref(), &setup.config.aws.region)
+            .map_err(|e| e.replace("params.account", "--account"))?;
         let regions = match regions.is_empty() {
-            true => settings.regions_or(&setup.config.aws.region),
+            true => reach.regions.clone(),
             false => regions,
         };
-        let scan = ResourceScan {
-            settings: Some(settings.clone()),
-            own_region: setup.config.aws.region.clone(),
-            inventory: setup.ports.inventory.clone(),
-            findings: setup.ports.findings.clone(),
-            clock: setup.ports.clock.clone(),
-        };
+        let scan = ResourceScan::new(Some(settings.clone()), setup.config.aws.region.clone(), setup.ports);
         let mut printed = Printed::default();
         let (mut count, mut cost) = (0, 0.0);
         for r in &regions {
-            let (found, read) = scan.survey(r).await.map_err(|e| format!("{r}: {}", e.message))?;
+            let (found, read) = scan.survey(&reach, r).await.map_err(|e| format!("{r}: {}", e.message))?;
             for f in &found {
                 let text = match json {
                     true => serde_json::to_string(f).unwrap_or_default(),
@@ -103,7 +104,7 @@ fn run<'a>(matches: &'a clap::ArgMatches, setup: Setup<'a>) -> BoxFuture<'a, Res
             if !dry_run {
                 let replaced = scan
                     .findings
-                    .replace(&settings.table, &settings.account, r, &found)
+                    .replace(&settings.table, &reach.account, r, &found)
                     .await
                     .map_err(|e| format!("{r}: {}", e.message))?;
                 let _ = writeln!(
@@ -115,8 +116,9 @@ fn run<'a>(matches: &'a clap::ArgMatches, setup: Setup<'a>) -> BoxFuture<'a, Res
         }
         let _ = writeln!(
             printed.err,
-            "{count} finding(s) in {} region(s), {cost:.2} {} a month{}",
+            "{count} finding(s) in {} region(s) of {}, {cost:.2} {} a month{}",
             regions.len(),
+            reach.account,
             settings.currency,
             if dry_run { " (dry run: the findings table was not changed)" } else { "" }
         );

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::contract::{Action, Call, Workflow};
 use crate::ports::clock::TokioClock;
-use crate::ports::memory::{MemoryFindings, MemoryInventory, RegionInventory};
+use crate::ports::memory::{MemoryAccounts, MemoryFindings, MemoryInventory, RegionInventory};
 use crate::ports::resources::{Address, FindingKind, Volume};
 
 const NOW: u64 = 1_800_000_000_000;
@@ -21,6 +21,7 @@ fn workflow(inventory: &MemoryInventory, findings: &MemoryFindings, regions: &[&
         settings: Some(settings),
         own_region: "eu-west-1".into(),
         inventory: Arc::new(inventory.clone()),
+        accounts: Arc::new(MemoryAccounts::default()),
         findings: Arc::new(findings.clone()),
         clock: Arc::new(TokioClock::starting_at(NOW)),
     })
@@ -166,4 +167,55 @@ async fn a_permanent_inventory_error_fails_the_run_with_its_reason() {
     assert!(reason.contains("UnauthorizedOperation"), "{reason}");
     assert!(published.is_empty());
     assert!(findings.all("findings").await.unwrap().is_empty(), "nothing replaced");
+}
+
+#[tokio::test]
+async fn another_account_is_scanned_through_its_role_and_its_findings_kept_apart() {
+    let own = MemoryInventory::default();
+    own.set("eu-west-1", RegionInventory { volumes: vec![volume("vol-own", 10, "available")], ..Default::default() });
+    let prod = MemoryInventory::default();
+    prod.set("eu-west-1", RegionInventory { volumes: vec![volume("vol-prod", 50, "available")], ..Default::default() });
+    let accounts = MemoryAccounts::default();
+    let role = "arn:aws:iam::222222222222:role/tugboat-resources";
+    accounts.add(role, prod.clone());
+    let findings = MemoryFindings::default();
+    let mut w = workflow(&own, &findings, &["eu-west-1"]);
+    w.0.accounts = Arc::new(accounts);
+    let settings = w.0.settings.as_mut().unwrap();
+    settings.accounts = vec![
+        config::AccountSettings { name: "prod".into(), role_arn: role.into(), external_id: None, regions: vec![] },
+        config::AccountSettings {
+            name: "gone".into(),
+            role_arn: "arn:aws:iam::333333333333:role/tugboat-resources".into(),
+            external_id: None,
+            regions: vec![],
+        },
+    ];
+
+    let t = w.start(&json!({}), &json!({"account": "prod"})).unwrap();
+    let Next::Run(first) = &t.next else { panic!("{:?}", t.next) };
+    assert_eq!(first.name, "scan:prod:eu-west-1");
+    let (end, published) = run(&w, &json!({"account": "prod"})).await;
+    let Next::Complete(output) = end else { panic!("{end:?}") };
+    assert_eq!((output["account"].as_str(), output["findings"].as_u64()), (Some("prod"), Some(1)), "{output}");
+    assert_eq!(output["regions"][0]["top"][0]["resource"], "vol-prod");
+    assert_eq!(output["regions"][0]["top"][0]["account"], "prod");
+    let Call::Publish { attributes, .. } = &published[0].call else { panic!() };
+    assert_eq!(attributes.get("account").map(String::as_str), Some("prod"));
+    assert!(own.calls().is_empty(), "the own account was not read: {:?}", own.calls());
+
+    // The own account's scan does not replace prod's findings, nor prod's the own.
+    run(&w, &json!({})).await;
+    let mut stored: Vec<(String, String)> =
+        findings.all("findings").await.unwrap().into_iter().map(|f| (f.account, f.resource)).collect();
+    stored.sort();
+    assert_eq!(stored, vec![("111122223333".into(), "vol-own".into()), ("prod".into(), "vol-prod".into())]);
+
+    // A role that cannot be assumed fails the run saying so; an account not configured is
+    // refused at the start.
+    let (end, _) = run(&w, &json!({"account": "gone"})).await;
+    let Next::Fail(reason) = end else { panic!("{end:?}") };
+    assert!(reason.contains("AssumeRole") && reason.contains("333333333333"), "{reason}");
+    let e = w.start(&json!({}), &json!({"account": "staging"})).unwrap_err();
+    assert!(e.contains("\"staging\"") && e.contains("prod"), "{e}");
 }
