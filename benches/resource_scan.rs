@@ -136,12 +136,7 @@ async fn run(volumes: usize, instances: usize) {
         findings: store.clone(),
         clock: Arc::new(SystemClock),
     };
-    let own = scan
-        .settings
-        .as_ref()
-        .unwrap()
-        .reach(None, REGION)
-        .unwrap();
+    let own = scan.settings.as_ref().unwrap().reach(None, REGION).unwrap();
     let ec2_calls = [
         "ec2:DescribeVolumes",
         "ec2:DescribeAddresses",

@@ -145,7 +145,9 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
         inventory: ec2.clone(),
         power: ec2,
         services: Arc::new(crate::aws::ecs::EcsServices::new(clients.sdk.clone())),
-        accounts: Arc::new(crate::aws::accounts::AssumedAccounts::new(clients.sdk.clone())),
+        accounts: Arc::new(crate::aws::accounts::AssumedAccounts::new(
+            clients.sdk.clone(),
+        )),
         findings: Arc::new(crate::aws::dynamodb::DynamoFindings::new(
             clients.dynamodb.clone(),
         )),

@@ -50,7 +50,13 @@ fn ecs(sdk: &aws_config::SdkConfig) -> aws_sdk_ecs::Client {
 
 /// A service `name` in `cluster` (created with a task definition of its own) with
 /// `desired` tasks and `tags`; its ARN.
-async fn ecs_service(ecs: &aws_sdk_ecs::Client, cluster: &str, name: &str, desired: i32, tags: &[(&str, &str)]) -> String {
+async fn ecs_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    name: &str,
+    desired: i32,
+    tags: &[(&str, &str)],
+) -> String {
     ecs.register_task_definition()
         .family(name)
         .container_definitions(
@@ -72,7 +78,15 @@ async fn ecs_service(ecs: &aws_sdk_ecs::Client, cluster: &str, name: &str, desir
     for (k, v) in tags {
         create = create.tags(aws_sdk_ecs::types::Tag::builder().key(*k).value(*v).build());
     }
-    create.send().await.unwrap().service().unwrap().service_arn().unwrap().to_string()
+    create
+        .send()
+        .await
+        .unwrap()
+        .service()
+        .unwrap()
+        .service_arn()
+        .unwrap()
+        .to_string()
 }
 
 /// Each service's desired count and whether it carries tugboat's mark.
@@ -87,8 +101,17 @@ async fn counts(ecs: &aws_sdk_ecs::Client, cluster: &str, arns: &[&String]) -> V
         .unwrap();
     arns.iter()
         .map(|arn| {
-            let s = out.services().iter().find(|s| s.service_arn() == Some(arn.as_str())).unwrap();
-            (s.desired_count(), s.tags().iter().any(|t| t.key() == Some("tugboat:auto-stopped")))
+            let s = out
+                .services()
+                .iter()
+                .find(|s| s.service_arn() == Some(arn.as_str()))
+                .unwrap();
+            (
+                s.desired_count(),
+                s.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("tugboat:auto-stopped")),
+            )
         })
         .collect()
 }
@@ -159,9 +182,27 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
     let all = [&dev, &dev_off, &prod, &bare];
     let ecs = ecs(&c.sdk);
     let cluster = format!("{p}-apps");
-    ecs.create_cluster().cluster_name(&cluster).send().await.unwrap();
-    let web = ecs_service(&ecs, &cluster, &format!("{p}-web"), 2, &[("environment", "dev"), ("tugboat-auto-stop", "true")]).await;
-    let shop = ecs_service(&ecs, &cluster, &format!("{p}-shop"), 1, &[("environment", "prod")]).await;
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let web = ecs_service(
+        &ecs,
+        &cluster,
+        &format!("{p}-web"),
+        2,
+        &[("environment", "dev"), ("tugboat-auto-stop", "true")],
+    )
+    .await;
+    let shop = ecs_service(
+        &ecs,
+        &cluster,
+        &format!("{p}-shop"),
+        1,
+        &[("environment", "prod")],
+    )
+    .await;
     let services = [&web, &shop];
 
     let tags = "{ environment = \"dev\", tugboat-auto-stop = \"true\" }";
@@ -210,8 +251,16 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         before,
         "a dry run changed something"
     );
-    assert_eq!(r["regions"][0]["services"][0]["service"], web.as_str(), "{r}");
-    assert_eq!(counts(&ecs, &cluster, &services).await, [(2, false), (1, false)], "a dry run changed a service");
+    assert_eq!(
+        r["regions"][0]["services"][0]["service"],
+        web.as_str(),
+        "{r}"
+    );
+    assert_eq!(
+        counts(&ecs, &cluster, &services).await,
+        [(2, false), (1, false)],
+        "a dry run changed a service"
+    );
 
     // Stop: only the tagged running instance, marked.
     send(queue_url, &event("stop-1", "Stop")).await;
@@ -225,8 +274,15 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         ("running", "running"),
         "{s:?}"
     );
-    assert_eq!(r["regions"][0]["services"][0]["desired"], 2, "the count before, journaled: {r}");
-    assert_eq!(counts(&ecs, &cluster, &services).await, [(0, true), (1, false)], "only the tagged service scaled to 0");
+    assert_eq!(
+        r["regions"][0]["services"][0]["desired"], 2,
+        "the count before, journaled: {r}"
+    );
+    assert_eq!(
+        counts(&ecs, &cluster, &services).await,
+        [(0, true), (1, false)],
+        "only the tagged service scaled to 0"
+    );
 
     // Start: only what the stop stopped.
     send(queue_url, &event("start-1", "Start")).await;
@@ -239,7 +295,11 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         ("stopped".into(), false),
         "stopped by hand, left stopped: {s:?}"
     );
-    assert_eq!(counts(&ecs, &cluster, &services).await, [(2, false), (1, false)], "back to the remembered count");
+    assert_eq!(
+        counts(&ecs, &cluster, &services).await,
+        [(2, false), (1, false)],
+        "back to the remembered count"
+    );
     until(
         "the events are settled",
         Duration::from_secs(30),
@@ -317,7 +377,11 @@ async fn next_report(inbox: &str, reports: &mut Vec<Value>) -> Value {
 fn power_calls(call: &str, instance: &str) -> usize {
     support::emulator_calls(call)
         .iter()
-        .filter(|c| c["instances"].as_array().is_some_and(|a| a.iter().any(|i| i == instance)))
+        .filter(|c| {
+            c["instances"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|i| i == instance))
+        })
         .count()
 }
 
@@ -338,7 +402,9 @@ async fn a_kill_between_the_stop_and_its_journaling_resumes_without_a_second_sto
         &[(
             "stop",
             "Stop",
-            format!("{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"),
+            format!(
+                "{{ action = \"stop\", tags = {tags}, regions = [\"{REGION}\"], dry_run = false }}"
+            ),
         )],
     )
     .await;
@@ -359,7 +425,11 @@ async fn a_kill_between_the_stop_and_its_journaling_resumes_without_a_second_sto
     let service = Service::start(&env.config, None);
     let mut reports = Vec::new();
     let r = next_report(&env.inbox, &mut reports).await;
-    assert_eq!(r["regions"][0]["instances"], json!([target]), "counted as stopped: {r}");
+    assert_eq!(
+        r["regions"][0]["instances"],
+        json!([target]),
+        "counted as stopped: {r}"
+    );
     assert_eq!(
         power_calls("ec2:StopInstances", &target),
         1,
@@ -368,6 +438,77 @@ async fn a_kill_between_the_stop_and_its_journaling_resumes_without_a_second_sto
     let w = service.workflows();
     let steps = w[0]["steps"].as_array().unwrap();
     assert_eq!(steps[0]["name"], format!("stop:{REGION}"), "{w:?}");
-    assert_eq!(steps[0]["attempts"], 2, "the step ran again after the kill: {w:?}");
+    assert_eq!(
+        steps[0]["attempts"], 2,
+        "the step ran again after the kill: {w:?}"
+    );
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kill_after_a_service_is_scaled_to_zero_still_brings_it_back_to_its_count() {
+    let c = clients().await;
+    let ecs = ecs(&c.sdk);
+    let p = unique("autostopsvc");
+    let cluster = format!("{p}-apps");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    let web = ecs_service(
+        &ecs,
+        &cluster,
+        &format!("{p}-web"),
+        4,
+        &[("crash-test", &p)],
+    )
+    .await;
+    let tags = format!("{{ crash-test = \"{p}\" }}");
+    let route = |action: &str| {
+        format!(
+            "{{ action = \"{action}\", tags = {tags}, regions = [\"{REGION}\"], resources = [\"services\"], clusters = [\"{cluster}\"], dry_run = false }}"
+        )
+    };
+    let env = Setup::new(
+        &p,
+        &[
+            ("stop", "Stop", route("stop")),
+            ("start", "Start", route("start")),
+        ],
+    )
+    .await;
+    send(&env.queue_url, &event(&format!("{p}-stop"), "Stop")).await;
+
+    // Steps: services (1, the counts journaled), scale-down (2): killed after its calls ran.
+    let crashing = Service::start(&env.config, Some("step-called:2"));
+    crashing.wait_for_line(
+        |l| l.starts_with("TUGBOAT_FAILPOINT"),
+        Duration::from_secs(30),
+    );
+    crashing.kill9();
+    assert_eq!(counts(&ecs, &cluster, &[&web]).await, [(0, true)]);
+
+    let service = Service::start(&env.config, None);
+    let mut reports = Vec::new();
+    let r = next_report(&env.inbox, &mut reports).await;
+    assert_eq!(
+        r["regions"][0]["services"],
+        json!([{"service": web, "cluster": format!("arn:aws:ecs:{REGION}:123456789012:cluster/{cluster}"), "desired": 4}]),
+        "the count journaled before the scale, not the 0 the resumed step saw: {r}"
+    );
+    send(&env.queue_url, &event(&format!("{p}-start"), "Start")).await;
+    let r = next_report(&env.inbox, &mut reports).await;
+    assert_eq!(r["action"], "start", "{r}");
+    assert_eq!(counts(&ecs, &cluster, &[&web]).await, [(4, false)], "{r}");
+    let w = service.workflows();
+    assert!(
+        w.iter().any(|i| i["steps"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("read-stop:"))))),
+        "the start read the stop's record: {w:?}"
+    );
     assert_eq!(service.terminate().0, 0);
 }

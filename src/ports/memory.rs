@@ -1235,7 +1235,9 @@ impl super::resources::ServicePower for MemoryInventory {
                 .iter()
                 .filter(|s| {
                     clusters.is_empty()
-                        || clusters.iter().any(|c| *c == s.cluster || s.cluster.ends_with(&format!("/{c}")))
+                        || clusters
+                            .iter()
+                            .any(|c| *c == s.cluster || s.cluster.ends_with(&format!("/{c}")))
                 })
                 .filter(|s| tags.iter().all(|(k, v)| s.tags.get(k) == Some(v)))
                 .cloned()
@@ -1243,7 +1245,13 @@ impl super::resources::ServicePower for MemoryInventory {
         })
     }
 
-    async fn mark_service(&self, region: &str, arn: &str, key: &str, value: &str) -> Result<(), StepError> {
+    async fn mark_service(
+        &self,
+        region: &str,
+        arn: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError> {
         self.change_service(region, "TagResource", arn, |s| {
             s.tags.insert(key.to_string(), value.to_string());
         })
@@ -1255,7 +1263,13 @@ impl super::resources::ServicePower for MemoryInventory {
         })
     }
 
-    async fn scale(&self, region: &str, _cluster: &str, arn: &str, desired: u32) -> Result<(), StepError> {
+    async fn scale(
+        &self,
+        region: &str,
+        _cluster: &str,
+        arn: &str,
+        desired: u32,
+    ) -> Result<(), StepError> {
         self.change_service(region, "UpdateService", arn, |s| s.desired = desired)
     }
 }
@@ -1283,7 +1297,10 @@ impl MemoryInventory {
     /// The services of `region`, as they are now.
     pub fn services(&self, region: &str) -> Vec<super::resources::EcsService> {
         let regions = self.regions.lock().unwrap();
-        regions.get(region).map(|r| r.services.clone()).unwrap_or_default()
+        regions
+            .get(region)
+            .map(|r| r.services.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -1325,7 +1342,10 @@ pub struct MemoryAccounts {
 
 impl MemoryAccounts {
     pub fn add(&self, role_arn: &str, account: MemoryInventory) {
-        self.by_role.lock().unwrap().insert(role_arn.to_string(), account);
+        self.by_role
+            .lock()
+            .unwrap()
+            .insert(role_arn.to_string(), account);
     }
 }
 
