@@ -321,6 +321,11 @@ struct Setup {
 
 impl Setup {
     async fn new(p: &str, routes: &[(&str, &str, String)]) -> Setup {
+        Setup::with(p, routes, "").await
+    }
+
+    /// [`Setup::new`] with more configuration (`[resources]`).
+    async fn with(p: &str, routes: &[(&str, &str, String)], more: &str) -> Setup {
         let queue = format!("{p}-q");
         let queue_url = create_queue(&queue).await;
         create_queue(&format!("{p}-dlq")).await;
@@ -339,7 +344,7 @@ impl Setup {
         let extra = format!(
             "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\nvisibility_timeout = \"3s\"\n\n{routes}\
              [notify]\nsuccess_topic = \"{ok}\"\nerror_topic = \"{err}\"\n\n\
-             [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"5s\"\n",
+             [journal]\npath = \"{}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n[shutdown]\ndeadline = \"5s\"\n\n{more}",
             dir.path().join("journal").display()
         );
         let config = support::write_config(dir.path(), &[], &extra);
@@ -509,6 +514,72 @@ async fn a_kill_after_a_service_is_scaled_to_zero_still_brings_it_back_to_its_co
                 .as_str()
                 .is_some_and(|n| n.starts_with("read-stop:"))))),
         "the start read the stop's record: {w:?}"
+    );
+    assert_eq!(service.terminate().0, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_accounts_tagged_instance_is_stopped_through_its_role_and_the_own_is_not() {
+    let c = clients().await;
+    let p = unique("autostopacct");
+    let role = "arn:aws:iam::222233335555:role/tugboat-resources";
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role)
+        .session_name("tugboat-test")
+        .configure(&c.sdk)
+        .build()
+        .await;
+    let member_sdk = c
+        .sdk
+        .to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build();
+    let (own, member) = (ec2(&c.sdk), ec2(&member_sdk));
+    let image = |e: aws_sdk_ec2::Client| async move {
+        e.describe_images().send().await.unwrap().images()[0]
+            .image_id()
+            .unwrap()
+            .to_string()
+    };
+    let tags = [("crash-test", p.as_str())];
+    let theirs = launch(&member, &image(member.clone()).await, &tags).await;
+    let ours = launch(&own, &image(own.clone()).await, &tags).await;
+    let env = Setup::with(
+        &p,
+        &[(
+            "stop-member",
+            "Stop",
+            format!("{{ action = \"stop\", tags = {{ crash-test = \"{p}\" }}, account = \"member\", resources = [\"instances\"], dry_run = false }}"),
+        )],
+        &format!(
+            "[resources]\ntable = \"{p}-findings\"\n\n[[resources.accounts]]\nname = \"member\"\nrole_arn = \"{role}\"\nregions = [\"{REGION}\"]\n"
+        ),
+    )
+    .await;
+    let service = Service::start(&env.config, None);
+    send(&env.queue_url, &event(&format!("{p}-stop"), "Stop")).await;
+    let mut reports = Vec::new();
+    let r = next_report(&env.inbox, &mut reports).await;
+    assert_eq!(
+        (r["account"].as_str(), &r["regions"][0]["instances"]),
+        (Some("member"), &json!([theirs])),
+        "{r}"
+    );
+    assert_eq!(
+        states(&member, &[&theirs]).await,
+        [("stopped".to_string(), true)]
+    );
+    assert_eq!(
+        states(&own, &[&ours]).await,
+        [("running".to_string(), false)],
+        "the own account's twin untouched"
+    );
+    let w = service.workflows();
+    assert_eq!(
+        w[0]["steps"][0]["name"],
+        format!("stop:member:{REGION}"),
+        "{w:?}"
     );
     assert_eq!(service.terminate().0, 0);
 }

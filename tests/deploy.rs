@@ -248,12 +248,17 @@ fn deploy_tools() -> PathBuf {
 
 /// The template as JSON, read by cfn-lint's own decoder (it knows `!Ref`, `!Sub`, …).
 fn template() -> serde_json::Value {
+    decoded("deploy/ecs/template.yaml")
+}
+
+/// A CloudFormation template of the project (`path` from the root) as JSON.
+fn decoded(path: &str) -> serde_json::Value {
     let out = Command::new(deploy_tools().join("python"))
         .args([
             "-c",
             "import json, sys\nfrom cfnlint.decode import decode\nt, errors = decode(sys.argv[1])\nassert not errors, errors\nprint(json.dumps(t, default=str))",
         ])
-        .arg(root().join("deploy/ecs/template.yaml"))
+        .arg(root().join(path))
         .output()
         .unwrap();
     assert!(
@@ -265,9 +270,10 @@ fn template() -> serde_json::Value {
 }
 
 #[test]
-fn cfn_lint_passes_on_the_template() {
+fn cfn_lint_passes_on_the_templates() {
     let out = Command::new(deploy_tools().join("cfn-lint"))
         .arg(root().join("deploy/ecs/template.yaml"))
+        .arg(root().join("deploy/ecs/account-role.yaml"))
         .output()
         .unwrap();
     assert!(
@@ -515,4 +521,60 @@ fn the_rules_deliver_every_sample_a_route_of_the_example_configuration_takes() {
             "rule {name} delivers nothing a route takes"
         );
     }
+}
+
+/// The role other accounts deploy for tugboat grants exactly what `resource_scan` and
+/// `auto_stop` do through it (their grants but the findings table and the assume itself, which
+/// stay in tugboat's account), with the same scopes, and trusts only tugboat's task role.
+#[test]
+fn the_account_role_grants_the_scan_and_auto_stop_actions_and_trusts_only_the_task_role() {
+    use tugboat::aws::permissions::GRANTS;
+    let t = decoded("deploy/ecs/account-role.yaml");
+    let role = &t["Resources"]["AccountRole"]["Properties"];
+    let statements = role["Policies"][0]["PolicyDocument"]["Statement"]
+        .as_array()
+        .expect("the role's statements");
+    let main = template();
+    let main_statements =
+        main["Resources"]["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .clone();
+    let reached: Vec<_> = GRANTS
+        .iter()
+        .filter(|g| matches!(g.by, "resource_scan" | "auto_stop"))
+        .filter(|g| {
+            !g.actions
+                .iter()
+                .any(|a| a.starts_with("dynamodb:") || a.starts_with("sts:"))
+        })
+        .collect();
+    let mut sids: Vec<&str> = statements
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect();
+    let mut want: Vec<&str> = reached.iter().map(|g| g.sid).collect();
+    sids.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(sids, want);
+    for s in statements {
+        let same = main_statements
+            .iter()
+            .find(|m| m["Sid"] == s["Sid"])
+            .unwrap();
+        for field in ["Action", "Resource", "Condition"] {
+            assert_eq!(
+                s[field], same[field],
+                "{}.{field} differs from the task role's",
+                s["Sid"]
+            );
+        }
+    }
+    let trust = &role["AssumeRolePolicyDocument"]["Statement"];
+    assert_eq!(trust.as_array().map(Vec::len), Some(1), "{trust}");
+    assert_eq!(
+        trust[0]["Principal"]["AWS"]["Ref"], "TugboatTaskRoleArn",
+        "{trust}"
+    );
+    assert_eq!(trust[0]["Action"], "sts:AssumeRole");
 }

@@ -292,3 +292,88 @@ async fn seeded_waste_is_found_with_its_costs_stored_and_reported_and_nothing_in
     );
     assert!(out.stderr.contains("not a region name"), "{}", out.stderr);
 }
+
+/// The SDK configuration of another account of the emulator: the emulator keeps each
+/// account's resources apart, by the account of the assumed role's credentials.
+async fn other_account(sdk: &aws_config::SdkConfig, role_arn: &str) -> aws_config::SdkConfig {
+    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+        .session_name("tugboat-test")
+        .configure(sdk)
+        .build()
+        .await;
+    sdk.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(provider),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn another_account_is_scanned_through_its_role_and_its_findings_named_by_it() {
+    let c = clients().await;
+    let p = unique("scanacct");
+    let role = "arn:aws:iam::222233334444:role/tugboat-resources";
+    let member = ec2(&other_account(&c.sdk, role).await);
+    let theirs = volume(&member, 30, VolumeType::Gp3).await;
+    let table = format!("{p}-findings");
+    create_cost_table(&table).await;
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[resources]\ntable = \"{table}\"\naccount = \"123456789012\"\nunattached_days = 0\nsnapshot_days = 0\n\n\
+         [[resources.accounts]]\nname = \"member\"\nrole_arn = \"{role}\"\nregions = [\"{REGION}\"]\n"
+    );
+    let config = support::write_config(dir.path(), &[], &extra);
+
+    let out = support::run(support::tugboat(&config).args([
+        "resources",
+        "scan",
+        "--account",
+        "member",
+        "--json",
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let printed: Vec<Finding> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let f =
+        found(&printed, &theirs).unwrap_or_else(|| panic!("{theirs} not found: {}", out.stdout));
+    assert_eq!(
+        (f.account.as_str(), f.region.as_str(), f.monthly_cost),
+        ("member", REGION, 2.4),
+        "{f:?}"
+    );
+    assert!(
+        printed.iter().all(|f| f.account == "member"),
+        "only the member account's resources: {printed:?}"
+    );
+    let store = DynamoFindings::new(c.dynamodb.clone());
+    let stored = store.all(&table).await.unwrap();
+    assert!(
+        found(&stored, &theirs).is_some_and(|f| f.account == "member"),
+        "{stored:?}"
+    );
+
+    // The own account's scan of the same region does not see the member's volume.
+    let own = support::run(support::tugboat(&config).args([
+        "resources",
+        "scan",
+        "--dry-run",
+        "--json",
+        "--region",
+        REGION,
+    ]));
+    assert_eq!(own.code, 0, "{}", own.stderr);
+    assert!(!own.stdout.contains(&theirs), "{}", own.stdout);
+
+    // An account not configured is refused, naming the ones that are.
+    let bad =
+        support::run(support::tugboat(&config).args(["resources", "scan", "--account", "staging"]));
+    assert_ne!(bad.code, 0);
+    assert!(
+        bad.stderr.contains("--account") && bad.stderr.contains("member"),
+        "{}",
+        bad.stderr
+    );
+}

@@ -43,6 +43,8 @@ pub enum Scope {
     AccountServices,
     /// The ECS services that opted in to auto-stop (`tugboat-auto-stop = true`).
     TaggedServices,
+    /// The role of the agreed name in other accounts (`AccountRoleName`).
+    AccountRoles,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
     Unscopable,
 }
@@ -225,6 +227,13 @@ pub const GRANTS: &[Grant] = &[
         // The desired count (0, and back), and the mark that names the stop that remembers the
         // count; only on services tagged tugboat-auto-stop = true.
         actions: &["ecs:TagResource", "ecs:UntagResource", "ecs:UpdateService"],
+    },
+    Grant {
+        sid: "AssumeAccountRoles",
+        by: "resource_scan",
+        // resource_scan and auto_stop in other accounts (aws-config's AssumeRoleProvider).
+        scope: Scope::AccountRoles,
+        actions: &["sts:AssumeRole"],
     },
 ];
 

@@ -9,6 +9,8 @@
 //! - `regions`: default `[resources] regions`, else the service's region;
 //! - `resources`: `["instances", "services"]` (the default), or either;
 //! - `clusters`: the ECS clusters whose services are considered; default every cluster;
+//! - `account`: a `[[resources.accounts]]` name: act in that account, through its role
+//!   (default the service's own account; its steps are then named `<verb>:<account>:<region>`);
 //! - `dry_run`: **default true** — the run reads and reports what it would do, and changes
 //!   nothing; `false` acts.
 //!
@@ -37,7 +39,7 @@
 //!
 //! Then one report on the success topic (attributes `type` = `auto-stop`, `action`): per
 //! region what was (or, in a dry run, would be) stopped or started, and why each tagged
-//! resource left alone was. Not yet: RDS instances, accounts reached through an assumed role.
+//! resource left alone was. Not yet: RDS instances.
 
 #[cfg(test)]
 mod tests;
@@ -54,39 +56,58 @@ use super::resource_scan::config as resources;
 use crate::contract::{
     Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, WorkflowRead, decode, output, to_output,
 };
-use crate::ports::resources::{Instance, Power, STOPPED_MARK, ServicePower};
+use crate::ports::resources::{AccountRole, Accounts, Instance, Power, STOPPED_MARK, ServicePower};
 
 pub const KIND: &str = "auto_stop";
 
 pub fn registration() -> Registration {
     Registration::new(KIND, None, |setup| {
         Box::pin(async move {
-            let regions = match setup.config.sections.get(resources::NAME) {
-                Some(v) => resources::parse(v).map_err(|b| b.to_string())?.regions,
-                None => Vec::new(),
+            let settings = match setup.config.sections.get(resources::NAME) {
+                Some(v) => Some(resources::parse(v).map_err(|b| b.to_string())?),
+                None => None,
             };
-            let regions = match regions.is_empty() {
-                true => vec![setup.config.aws.region.clone()],
-                false => regions,
+            let regions = match &settings {
+                Some(s) => s.regions_or(&setup.config.aws.region),
+                None => vec![setup.config.aws.region.clone()],
             };
             Ok(Arc::new(Typed(AutoStop {
                 regions,
                 power: setup.ports.power.clone(),
                 services: setup.ports.services.clone(),
-            }))
-                as Arc<dyn crate::contract::Workflow>)
+                accounts: setup.ports.accounts.clone(),
+                settings,
+            })) as Arc<dyn crate::contract::Workflow>)
         })
     })
-    .with_params_check(|params, _| Params::parse(params).map(|_| ()))
+    .with_params_check(|params, sections| {
+        let p = Params::parse(params)?;
+        let settings = sections.get(resources::NAME).and_then(|v| resources::parse(v).ok());
+        reach(settings.as_ref(), p.account.as_deref()).map(drop)
+    })
 }
 
 /// The workflow: the regions it acts in unless a route names others, and the ports it acts
-/// through.
+/// through (the service's own account's, and other accounts' through their roles).
 #[derive(Debug, Clone)]
 pub struct AutoStop {
     pub regions: Vec<String>,
     pub power: Arc<dyn Power>,
     pub services: Arc<dyn ServicePower>,
+    pub accounts: Arc<dyn Accounts>,
+    /// `[resources]`, where other accounts are configured.
+    pub settings: Option<resources::ResourceSettings>,
+}
+
+/// The account a route's `account` names: `None` for the service's own.
+fn reach(settings: Option<&resources::ResourceSettings>, account: Option<&str>) -> Result<Option<resources::Reach>, String> {
+    let Some(name) = account else { return Ok(None) };
+    let Some(settings) = settings else {
+        return Err(format!("params.account {name:?}: no [resources] section configures other accounts ([[resources.accounts]])"));
+    };
+    // The regions are the route's or the workflow's; only the role matters here.
+    let r = settings.reach(Some(name), "us-east-1")?;
+    Ok(r.role.is_some().then_some(r))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +157,10 @@ pub struct Params {
     /// of the region.
     #[serde(default)]
     pub clusters: Vec<String>,
+    /// A `[[resources.accounts]]` name: act in that account through its role. Default the
+    /// service's own account.
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 fn yes() -> bool {
@@ -187,6 +212,11 @@ pub struct State {
     /// The region in progress's scale step has run.
     #[serde(default)]
     pub scaled: bool,
+    /// Another account's name and role (absent: the service's own account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AccountRole>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +228,8 @@ pub enum Step {
         action: Action,
         tags: BTreeMap<String, String>,
         dry_run: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<AccountRole>,
     },
     /// Reads a region's tagged services (no change). Result: [`Found`].
     FindServices {
@@ -205,6 +237,8 @@ pub enum Step {
         action: Action,
         tags: BTreeMap<String, String>,
         clusters: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<AccountRole>,
     },
     /// The engine reads a stopping instance's record (start). Result: [`WorkflowRead`].
     ReadStop { id: String },
@@ -214,6 +248,8 @@ pub enum Step {
         region: String,
         action: Action,
         targets: Vec<ScaleTarget>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<AccountRole>,
     },
     /// The engine publishes the report.
     Notify,
@@ -282,6 +318,9 @@ pub struct Scaled {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename = "auto-stop")]
 pub struct Report {
+    /// Another account's name (absent: the service's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
     pub action: Action,
     pub tags: BTreeMap<String, String>,
     pub dry_run: bool,
@@ -297,8 +336,14 @@ impl AutoStop {
         let region = s.regions.get(s.done.len())?;
         let Some(_) = &s.current else {
             return Some(Act::handler(
-                format!("{}:{region}", s.action.as_str()),
-                Step::Switch { region: region.clone(), action: s.action, tags: s.tags.clone(), dry_run: s.dry_run },
+                step_name(s, s.action.as_str(), region),
+                Step::Switch {
+                    region: region.clone(),
+                    action: s.action,
+                    tags: s.tags.clone(),
+                    dry_run: s.dry_run,
+                    role: s.role.clone(),
+                },
             ));
         };
         if !s.resources.contains(&Resource::Services) {
@@ -306,12 +351,13 @@ impl AutoStop {
         }
         let Some(found) = &s.found else {
             return Some(Act::handler(
-                format!("services:{region}"),
+                step_name(s, "services", region),
                 Step::FindServices {
                     region: region.clone(),
                     action: s.action,
                     tags: s.tags.clone(),
                     clusters: s.clusters.clone(),
+                    role: s.role.clone(),
                 },
             ));
         };
@@ -326,12 +372,13 @@ impl AutoStop {
         if s.dry_run || targets.is_empty() || s.scaled {
             return None;
         }
+        let verb = match s.action {
+            Action::Stop => "scale-down",
+            Action::Start => "scale-up",
+        };
         Some(Act::handler(
-            format!("{}:{region}", match s.action {
-                Action::Stop => "scale-down",
-                Action::Start => "scale-up",
-            }),
-            Step::Scale { region: region.clone(), action: s.action, targets },
+            step_name(s, verb, region),
+            Step::Scale { region: region.clone(), action: s.action, targets, role: s.role.clone() },
         ))
     }
 
@@ -397,13 +444,14 @@ impl AutoStop {
     /// instance's id, the value of the mark a stop puts on what it stops.
     async fn switch(
         &self,
+        power: &dyn Power,
         region: &str,
         action: Action,
         tags: &BTreeMap<String, String>,
         dry_run: bool,
         marker: &str,
     ) -> Result<Switched, StepError> {
-        let found = self.power.tagged(region, tags).await?;
+        let found = power.tagged(region, tags).await?;
         let (mut act, mut done) = (Vec::new(), Vec::new());
         let mut left = BTreeMap::new();
         for i in &found {
@@ -423,16 +471,16 @@ impl AutoStop {
             match action {
                 Action::Stop if !act.is_empty() => {
                     // Marked before stopped: a stopped instance always carries the mark.
-                    self.power.mark(region, &act, STOPPED_MARK, marker).await?;
-                    self.power.stop(region, &act).await?;
+                    power.mark(region, &act, STOPPED_MARK, marker).await?;
+                    power.stop(region, &act).await?;
                 }
                 Action::Start => {
                     if !act.is_empty() {
-                        self.power.start(region, &act).await?;
+                        power.start(region, &act).await?;
                     }
                     let unmark: Vec<String> = act.iter().chain(&done).cloned().collect();
                     if !unmark.is_empty() {
-                        self.power.unmark(region, &unmark, STOPPED_MARK).await?;
+                        power.unmark(region, &unmark, STOPPED_MARK).await?;
                     }
                 }
                 Action::Stop => {}
@@ -447,13 +495,14 @@ impl AutoStop {
     /// before anything is scaled).
     async fn find_services(
         &self,
+        services: &dyn ServicePower,
         region: &str,
         action: Action,
         tags: &BTreeMap<String, String>,
         clusters: &[String],
     ) -> Result<Found, StepError> {
         let mut found = Found::default();
-        for svc in self.services.tagged_services(region, clusters, tags).await? {
+        for svc in services.tagged_services(region, clusters, tags).await? {
             if !has_tags(&svc.tags, tags) {
                 continue;
             }
@@ -492,24 +541,52 @@ impl AutoStop {
     /// Scales `targets`: a stop marks each (so that the start finds it and the record that
     /// holds its count), then sets it to 0; a start sets the remembered count, then unmarks.
     /// Every call sets an absolute value: a repeat after a crash changes nothing more.
-    async fn scale(&self, region: &str, action: Action, targets: &[ScaleTarget], marker: &str) -> Result<Scaled, StepError> {
+    async fn scale(
+        &self,
+        services: &dyn ServicePower,
+        region: &str,
+        action: Action,
+        targets: &[ScaleTarget],
+        marker: &str,
+    ) -> Result<Scaled, StepError> {
         let mut scaled = Scaled::default();
         for t in targets {
             match action {
                 Action::Stop => {
-                    self.services.mark_service(region, &t.service, STOPPED_MARK, marker).await?;
-                    self.services.scale(region, &t.cluster, &t.service, 0).await?;
+                    services.mark_service(region, &t.service, STOPPED_MARK, marker).await?;
+                    services.scale(region, &t.cluster, &t.service, 0).await?;
                 }
                 Action::Start => {
                     if let Some(n) = t.desired {
-                        self.services.scale(region, &t.cluster, &t.service, n).await?;
+                        services.scale(region, &t.cluster, &t.service, n).await?;
                     }
-                    self.services.unmark_service(region, &t.service, STOPPED_MARK).await?;
+                    services.unmark_service(region, &t.service, STOPPED_MARK).await?;
                 }
             }
             scaled.services.push(t.service.clone());
         }
         Ok(scaled)
+    }
+}
+
+impl AutoStop {
+    /// The ports of the account a step acts in.
+    async fn at(&self, role: Option<&AccountRole>) -> Result<(Arc<dyn Power>, Arc<dyn ServicePower>), StepError> {
+        match role {
+            None => Ok((self.power.clone(), self.services.clone())),
+            Some(role) => {
+                let other = self.accounts.reach(role).await?;
+                Ok((other.power, other.services))
+            }
+        }
+    }
+}
+
+/// `<verb>:<region>`, or in another account `<verb>:<account>:<region>`.
+fn step_name(s: &State, verb: &str, region: &str) -> String {
+    match &s.account {
+        Some(account) => format!("{verb}:{account}:{region}"),
+        None => format!("{verb}:{region}"),
     }
 }
 
@@ -598,6 +675,7 @@ fn choose(action: Action, i: &Instance, marker: &str) -> Choice {
 
 fn report(s: &State) -> Report {
     Report {
+        account: s.account.clone(),
         action: s.action,
         tags: s.tags.clone(),
         dry_run: s.dry_run,
@@ -615,10 +693,19 @@ impl Flow for AutoStop {
 
     fn start(&self, _event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let p = Params::parse(params)?;
+        let other = reach(self.settings.as_ref(), p.account.as_deref())?;
+        // Another account's own regions, if it lists any; else the workflow's.
+        let default_regions = other
+            .as_ref()
+            .and_then(|r| self.settings.as_ref()?.accounts.iter().find(|a| a.name == r.account))
+            .filter(|a| !a.regions.is_empty())
+            .map_or_else(|| self.regions.clone(), |a| a.regions.clone());
         let mut state = State {
+            account: other.as_ref().map(|r| r.account.clone()),
+            role: other.and_then(|r| r.role),
             action: p.action,
             tags: p.tags,
-            regions: p.regions.unwrap_or_else(|| self.regions.clone()),
+            regions: p.regions.unwrap_or(default_regions),
             dry_run: p.dry_run,
             resources: p.resources,
             clusters: p.clusters,
@@ -670,14 +757,17 @@ impl Flow for AutoStop {
 
     async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         match step {
-            Step::Switch { region, action, tags, dry_run } => {
-                to_output(&self.switch(region, *action, tags, *dry_run, ctx.workflow_id).await?)
+            Step::Switch { region, action, tags, dry_run, role } => {
+                let (power, _) = self.at(role.as_ref()).await?;
+                to_output(&self.switch(power.as_ref(), region, *action, tags, *dry_run, ctx.workflow_id).await?)
             }
-            Step::FindServices { region, action, tags, clusters } => {
-                to_output(&self.find_services(region, *action, tags, clusters).await?)
+            Step::FindServices { region, action, tags, clusters, role } => {
+                let (_, services) = self.at(role.as_ref()).await?;
+                to_output(&self.find_services(services.as_ref(), region, *action, tags, clusters).await?)
             }
-            Step::Scale { region, action, targets } => {
-                to_output(&self.scale(region, *action, targets, ctx.workflow_id).await?)
+            Step::Scale { region, action, targets, role } => {
+                let (_, services) = self.at(role.as_ref()).await?;
+                to_output(&self.scale(services.as_ref(), region, *action, targets, ctx.workflow_id).await?)
             }
             Step::ReadStop { .. } | Step::Notify => Err(StepError::permanent("this step is performed by the engine")),
         }

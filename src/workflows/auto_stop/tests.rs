@@ -63,7 +63,13 @@ struct Harness {
 
 fn workflow(ec2: &MemoryInventory) -> Harness {
     Harness {
-        w: Typed(AutoStop { regions: vec![R.into()], power: Arc::new(ec2.clone()), services: Arc::new(ec2.clone()) }),
+        w: Typed(AutoStop {
+            regions: vec![R.into()],
+            power: Arc::new(ec2.clone()),
+            services: Arc::new(ec2.clone()),
+            accounts: Arc::new(crate::ports::memory::MemoryAccounts::default()),
+            settings: None,
+        }),
         records: Default::default(),
         runs: Default::default(),
     }
@@ -347,4 +353,43 @@ fn params_are_checked_and_name_what_is_wrong() {
         assert!(e.contains(says), "{params}: {e}");
     }
     assert!(Params::parse(&json!({"action": "start", "tags": {"environment": "dev"}})).unwrap().dry_run);
+}
+
+#[tokio::test]
+async fn another_account_is_stopped_and_started_through_its_role_and_the_own_is_not_touched() {
+    let own = ec2();
+    let dev = ec2();
+    let role = "arn:aws:iam::222222222222:role/tugboat-resources";
+    let accounts = crate::ports::memory::MemoryAccounts::default();
+    accounts.add(role, dev.clone());
+    let mut h = workflow(&own);
+    h.w.0.accounts = Arc::new(accounts);
+    h.w.0.settings = Some(
+        toml::from_str(&format!(
+            "table = \"findings\"\n[[accounts]]\nname = \"dev\"\nrole_arn = \"{role}\"\n[[accounts]]\nname = \"gone\"\nrole_arn = \"arn:aws:iam::333333333333:role/x\""
+        ))
+        .unwrap(),
+    );
+    let (end, _) =
+        run(&h, json!({"action": "stop", "tags": {"environment": "dev"}, "dry_run": false, "account": "dev"}), false).await;
+    let Next::Complete(out) = end else { panic!("{end:?}") };
+    assert_eq!((out["account"].as_str(), out["instances"].as_u64(), out["services"].as_u64()), (Some("dev"), Some(2), Some(2)), "{out}");
+    assert_eq!(states(&dev)["i-dev-1"], ("stopped".into(), true));
+    assert_eq!(services(&dev)["web"].0, 0);
+    assert!(own.calls().is_empty(), "the own account untouched: {:?}", own.calls());
+    let (end, _) =
+        run(&h, json!({"action": "start", "tags": {"environment": "dev"}, "dry_run": false, "account": "dev"}), false).await;
+    assert!(matches!(end, Next::Complete(_)), "{end:?}");
+    assert_eq!(services(&dev)["web"], (3, None), "the count from the stop's record");
+    assert_eq!(states(&dev)["i-dev-1"], ("running".into(), false));
+
+    // A role that cannot be assumed fails the run saying so; an unknown account is refused.
+    let (end, _) = run(&h, json!({"action": "stop", "tags": {"environment": "dev"}, "account": "gone"}), false).await;
+    let Next::Fail(reason) = end else { panic!("{end:?}") };
+    assert!(reason.contains("AssumeRole"), "{reason}");
+    let e = h.w.start(&json!({}), &json!({"action": "stop", "tags": {"environment": "dev"}, "account": "prod"})).unwrap_err();
+    assert!(e.contains("\"prod\"") && e.contains("dev, gone"), "{e}");
+    h.w.0.settings = None;
+    let e = h.w.start(&json!({}), &json!({"action": "stop", "tags": {"environment": "dev"}, "account": "dev"})).unwrap_err();
+    assert!(e.contains("[resources]"), "{e}");
 }
