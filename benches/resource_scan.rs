@@ -132,6 +132,10 @@ async fn run(volumes: usize, instances: usize) {
         settings: Some(settings),
         own_region: REGION.into(),
         inventory,
+        databases: Arc::new(tugboat::aws::rds::RdsDatabases::new(c.sdk.clone())),
+        metrics: Arc::new(tugboat::aws::cloudwatch::CloudWatchMetrics::new(
+            c.sdk.clone(),
+        )),
         accounts: Arc::new(tugboat::ports::memory::MemoryAccounts::default()),
         findings: store.clone(),
         clock: Arc::new(SystemClock),

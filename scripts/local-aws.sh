@@ -13,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${TUGBOAT_VENV:-$root/.venv}"
 state="$root/target/local-aws"
-pins="moto[server]==5.2.5 awscli==1.46.3"
+pins="moto[server]==5.2.5 awscli==1.46.3 cbor2==5.6.5"
 
 # shellcheck source=scripts/venv.sh
 . "$root/scripts/venv.sh"

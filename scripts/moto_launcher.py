@@ -263,6 +263,112 @@ def record_power_calls() -> None:
     )
 
 
+def speak_rpc_v2_cbor() -> None:
+    """Answers the Smithy RPC v2 CBOR protocol, which the AWS SDK for Rust speaks to CloudWatch
+    (aws-sdk-cloudwatch; AWS serves it beside awsQuery and awsJson1_0:
+    https://smithy.io/2.0/additional-specs/protocols/smithy-rpc-v2.html) and moto 5.2 does not
+    route: a `POST /service/<service>/operation/<Operation>` with a CBOR body is decoded, handed
+    to moto as the same call in the JSON protocol (which moto serves), and its answer encoded
+    back to CBOR with the `smithy-protocol: rpc-v2-cbor` header the SDK checks. Timestamps
+    travel as CBOR tag 1 (epoch seconds) and blobs as byte strings, as the protocol says; the
+    service model (botocore's) names which members are which."""
+    import base64
+    import io
+    import re
+    from datetime import datetime, timezone
+
+    import botocore.session
+    import cbor2
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    path = re.compile(r"^/service/([A-Za-z0-9_]+)/operation/([A-Za-z0-9_]+)$")
+    # The services moto routes by their JSON target prefix, by the protocol's service name.
+    services = {"GraniteServiceVersion20100801": "cloudwatch"}
+    models = {}
+
+    def to_json(value):  # type: ignore[no-untyped-def]
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (bytes, bytearray)):
+            return base64.b64encode(value).decode()
+        if isinstance(value, dict):
+            return {k: to_json(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [to_json(v) for v in value]
+        return value
+
+    def to_cbor(value, shape):  # type: ignore[no-untyped-def]
+        if value is None or shape is None:
+            return value
+        kind = shape.type_name
+        if kind == "timestamp":
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+            return cbor2.CBORTag(1, float(value))
+        if kind == "blob" and isinstance(value, str):
+            return base64.b64decode(value)
+        if kind == "structure" and isinstance(value, dict):
+            return {k: to_cbor(v, shape.members.get(k)) for k, v in value.items()}
+        if kind == "list" and isinstance(value, list):
+            return [to_cbor(v, shape.member) for v in value]
+        if kind == "map" and isinstance(value, dict):
+            return {k: to_cbor(v, shape.value) for k, v in value.items()}
+        return value
+
+    original = DomainDispatcherApplication.__call__
+
+    def call(self, environ, start_response):  # type: ignore[no-untyped-def]
+        m = path.match(environ.get("PATH_INFO", ""))
+        if not m or environ.get("REQUEST_METHOD") != "POST" or m.group(1) not in services:
+            return original(self, environ, start_response)
+        target, operation = m.group(1), m.group(2)
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        body = json.dumps(to_json(cbor2.loads(raw)) if raw else {}).encode()
+        environ = dict(environ)
+        environ.update(
+            {
+                "PATH_INFO": "/",
+                "CONTENT_TYPE": "application/x-amz-json-1.0",
+                "CONTENT_LENGTH": str(len(body)),
+                "HTTP_X_AMZ_TARGET": f"{target}.{operation}",
+                "wsgi.input": io.BytesIO(body),
+            }
+        )
+        answered = {}
+
+        def capture(status, headers, exc_info=None):  # type: ignore[no-untyped-def]
+            answered["status"] = status
+            return lambda _data: None
+
+        chunks = original(self, environ, capture)
+        text = b"".join(chunks)
+        if hasattr(chunks, "close"):
+            chunks.close()
+        status = answered.get("status", "500 Internal Server Error")
+        answer = json.loads(text) if text.strip() else {}
+        if status.startswith("2"):
+            if target not in models:
+                models[target] = botocore.session.get_session().get_service_model(services[target])
+            shape = models[target].operation_model(operation).output_shape
+            answer = to_cbor(answer, shape)
+        elif "__type" in answer:
+            # A JSON error's type may carry a namespace (`…#InvalidParameterValue`).
+            answer["__type"] = str(answer["__type"]).split("#")[-1]
+        encoded = cbor2.dumps(answer)
+        start_response(
+            status,
+            [
+                ("Content-Type", "application/cbor"),
+                ("Content-Length", str(len(encoded))),
+                ("smithy-protocol", "rpc-v2-cbor"),
+            ],
+        )
+        return [encoded]
+
+    DomainDispatcherApplication.__call__ = call
+
+
 def warm(endpoint: str) -> None:
     import boto3
 
@@ -279,6 +385,8 @@ def warm(endpoint: str) -> None:
         ("ec2", lambda c: c.describe_vpcs()),
         ("events", lambda c: c.list_rules()),
         ("autoscaling", lambda c: c.describe_auto_scaling_groups()),
+        ("rds", lambda c: c.describe_db_instances()),
+        ("cloudwatch", lambda c: c.list_metrics()),
     ]:
         call(session.client(service, endpoint_url=endpoint))
 
@@ -294,6 +402,7 @@ def main() -> None:
     record_describe_container_instances_calls()
     record_scan_calls()
     record_power_calls()
+    speak_rpc_v2_cbor()
     restore_lifecycle_actions()
     restore_initial_health()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)

@@ -145,6 +145,10 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
         inventory: ec2.clone(),
         power: ec2,
         services: Arc::new(crate::aws::ecs::EcsServices::new(clients.sdk.clone())),
+        databases: Arc::new(crate::aws::rds::RdsDatabases::new(clients.sdk.clone())),
+        metrics: Arc::new(crate::aws::cloudwatch::CloudWatchMetrics::new(
+            clients.sdk.clone(),
+        )),
         accounts: Arc::new(crate::aws::accounts::AssumedAccounts::new(
             clients.sdk.clone(),
         )),

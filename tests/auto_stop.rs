@@ -116,6 +116,43 @@ async fn counts(ecs: &aws_sdk_ecs::Client, cluster: &str, arns: &[&String]) -> V
         .collect()
 }
 
+/// A DB instance `id` with `tags`.
+async fn db_instance(rds: &aws_sdk_rds::Client, id: &str, tags: &[(&str, &str)]) {
+    let mut create = rds
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123");
+    for (k, v) in tags {
+        create = create.tags(aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build());
+    }
+    create.send().await.unwrap();
+}
+
+/// Each DB instance's status and whether it carries tugboat's mark.
+async fn db_states(rds: &aws_sdk_rds::Client, ids: &[&str]) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for id in ids {
+        let d = rds
+            .describe_db_instances()
+            .db_instance_identifier(*id)
+            .send()
+            .await
+            .unwrap();
+        let d = &d.db_instances()[0];
+        out.push((
+            d.db_instance_status().unwrap_or_default().to_string(),
+            d.tag_list()
+                .iter()
+                .any(|t| t.key() == Some("tugboat:auto-stopped")),
+        ));
+    }
+    out
+}
+
 /// Each instance's state and whether it carries tugboat's mark.
 async fn states(ec2: &aws_sdk_ec2::Client, ids: &[&String]) -> Vec<(String, bool)> {
     let out = ec2
@@ -204,6 +241,20 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
     )
     .await;
     let services = [&web, &shop];
+    let rds = aws_sdk_rds::Client::from_conf(
+        aws_sdk_rds::config::Builder::from(&c.sdk)
+            .region(aws_config::Region::new(REGION))
+            .build(),
+    );
+    let (dev_db, prod_db) = (format!("{p}-dev-db"), format!("{p}-prod-db"));
+    db_instance(
+        &rds,
+        &dev_db,
+        &[("environment", "dev"), ("tugboat-auto-stop", "true")],
+    )
+    .await;
+    db_instance(&rds, &prod_db, &[("environment", "prod")]).await;
+    let dbs = [dev_db.as_str(), prod_db.as_str()];
 
     let tags = "{ environment = \"dev\", tugboat-auto-stop = \"true\" }";
     let env = Setup::new(
@@ -261,6 +312,11 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         [(2, false), (1, false)],
         "a dry run changed a service"
     );
+    assert_eq!(r["regions"][0]["databases"], json!([dev_db]), "{r}");
+    assert_eq!(
+        db_states(&rds, &dbs).await,
+        [("available".into(), false), ("available".into(), false)]
+    );
 
     // Stop: only the tagged running instance, marked.
     send(queue_url, &event("stop-1", "Stop")).await;
@@ -283,6 +339,11 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         [(0, true), (1, false)],
         "only the tagged service scaled to 0"
     );
+    assert_eq!(
+        db_states(&rds, &dbs).await,
+        [("stopped".into(), true), ("available".into(), false)],
+        "only the tagged DB instance stopped"
+    );
 
     // Start: only what the stop stopped.
     send(queue_url, &event("start-1", "Start")).await;
@@ -299,6 +360,10 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
         counts(&ecs, &cluster, &services).await,
         [(2, false), (1, false)],
         "back to the remembered count"
+    );
+    assert_eq!(
+        db_states(&rds, &dbs).await,
+        [("available".into(), false), ("available".into(), false)]
     );
     until(
         "the events are settled",

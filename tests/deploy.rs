@@ -392,6 +392,8 @@ fn every_sdk_call_of_the_adapters_has_its_action_listed() {
         ("s3.rs", "s3"),
         ("autoscaling.rs", "autoscaling"),
         ("ec2.rs", "ec2"),
+        ("rds.rs", "rds"),
+        ("cloudwatch.rs", "cloudwatch"),
     ] {
         let text = std::fs::read_to_string(root().join("src/aws").join(file)).unwrap();
         let lines: Vec<&str> = text.lines().collect();

@@ -377,3 +377,147 @@ async fn another_account_is_scanned_through_its_role_and_its_findings_named_by_i
         bad.stderr
     );
 }
+
+/// The scan's CloudWatch and RDS rules against the emulator: the scan runs in this process
+/// with the real adapters and a clock 30 days ahead (the emulator's instances and DB
+/// instances are created now, and the rules judge only those running for the whole window),
+/// over daily metrics put into that window.
+#[tokio::test]
+async fn low_cpu_instances_and_idle_databases_are_found_from_cloudwatch() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use tugboat::aws::cloudwatch::CloudWatchMetrics;
+    use tugboat::aws::ec2::Ec2Inventory;
+    use tugboat::aws::rds::RdsDatabases;
+    use tugboat::workflows::resource_scan::{ResourceScan, config};
+
+    const HERE: &str = "eu-north-1";
+    const DAY_MS: u64 = 86_400_000;
+    let c = clients().await;
+    let regional = c
+        .sdk
+        .to_builder()
+        .region(aws_config::Region::new(HERE))
+        .build();
+    let ec2 = aws_sdk_ec2::Client::new(&regional);
+    let rds = aws_sdk_rds::Client::new(&regional);
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&regional);
+    let image = ec2.describe_images().send().await.unwrap().images()[0]
+        .image_id()
+        .unwrap()
+        .to_string();
+    let idle = instance(&ec2, &image).await;
+    let busy = instance(&ec2, &image).await;
+    let silent = instance(&ec2, &image).await;
+    let p = unique("db");
+    for (id, class) in [
+        (format!("{p}-idle"), "db.t3.micro"),
+        (format!("{p}-used"), "db.t3.micro"),
+    ] {
+        rds.create_db_instance()
+            .db_instance_identifier(&id)
+            .db_instance_class(class)
+            .engine("postgres")
+            .allocated_storage(20)
+            .storage_type("gp2")
+            .master_username("admin")
+            .master_user_password("password123")
+            .send()
+            .await
+            .unwrap();
+    }
+
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    let later = now_ms + 30 * DAY_MS;
+    let put = async |namespace: &str, metric: &str, dimension: &str, value: &str, reading: f64| {
+        // A point in each of the last 14 days of the window.
+        let data: Vec<MetricDatum> = (1..=14)
+            .map(|d| {
+                MetricDatum::builder()
+                    .metric_name(metric)
+                    .dimensions(Dimension::builder().name(dimension).value(value).build())
+                    .timestamp(aws_smithy_types::DateTime::from_millis(
+                        (later - d * DAY_MS + 3_600_000) as i64,
+                    ))
+                    .value(reading)
+                    .build()
+            })
+            .collect();
+        cloudwatch
+            .put_metric_data()
+            .namespace(namespace)
+            .set_metric_data(Some(data))
+            .send()
+            .await
+            .unwrap();
+    };
+    put("AWS/EC2", "CPUUtilization", "InstanceId", &idle, 1.5).await;
+    put("AWS/EC2", "CPUUtilization", "InstanceId", &busy, 60.0).await;
+    put(
+        "AWS/RDS",
+        "DatabaseConnections",
+        "DBInstanceIdentifier",
+        &format!("{p}-idle"),
+        0.0,
+    )
+    .await;
+    put(
+        "AWS/RDS",
+        "DatabaseConnections",
+        "DBInstanceIdentifier",
+        &format!("{p}-used"),
+        4.0,
+    )
+    .await;
+
+    let settings: config::ResourceSettings = toml::from_str(
+        "table = \"unused\"\naccount = \"123456789012\"\nlow_cpu_days = 14\nidle_database_days = 7",
+    )
+    .unwrap();
+    let scan = ResourceScan {
+        settings: Some(settings.clone()),
+        own_region: HERE.into(),
+        inventory: std::sync::Arc::new(Ec2Inventory::new(c.sdk.clone())),
+        databases: std::sync::Arc::new(RdsDatabases::new(c.sdk.clone())),
+        metrics: std::sync::Arc::new(CloudWatchMetrics::new(c.sdk.clone())),
+        accounts: std::sync::Arc::new(tugboat::ports::memory::MemoryAccounts::default()),
+        findings: std::sync::Arc::new(tugboat::ports::memory::MemoryFindings::default()),
+        clock: std::sync::Arc::new(tugboat::ports::clock::TokioClock::starting_at(later)),
+    };
+    let (findings, read) = scan
+        .survey(&settings.reach(None, HERE).unwrap(), HERE)
+        .await
+        .unwrap();
+    assert!(read >= 5, "{read}");
+    let low = found(&findings, &idle).unwrap_or_else(|| panic!("{idle} not found: {findings:?}"));
+    assert_eq!(
+        (low.kind, low.monthly_cost),
+        (FindingKind::LowCpuInstance, 7.59),
+        "t3.micro at 0.0104 × 730: {low:?}"
+    );
+    assert!(low.detail.contains("at most 1.5%"), "{}", low.detail);
+    assert!(
+        found(&findings, &busy).is_none(),
+        "60% is busy: {findings:?}"
+    );
+    assert!(
+        found(&findings, &silent).is_none(),
+        "no data points, no judgement: {findings:?}"
+    );
+    let db = found(&findings, &format!("{p}-idle"))
+        .unwrap_or_else(|| panic!("idle DB not found: {findings:?}"));
+    assert_eq!(
+        (db.kind, db.monthly_cost, db.size_gib),
+        (FindingKind::IdleDatabase, 14.71, Some(20)),
+        "db.t3.micro 12.41 + 20 GiB gp2 at 0.115: {db:?}"
+    );
+    assert!(
+        found(&findings, &format!("{p}-used")).is_none(),
+        "connected: {findings:?}"
+    );
+}

@@ -1,4 +1,4 @@
-//! The `Accounts` port: other accounts' EC2 and ECS, acting as a role there. Credentials come
+//! The `Accounts` port: other accounts' EC2, ECS, RDS and CloudWatch, acting as a role there. Credentials come
 //! from STS `AssumeRole` (aws-config's `AssumeRoleProvider`, called when a client first needs
 //! them and again before they expire), through the service's own credentials and endpoint;
 //! one set of clients per role, kept for the life of the process.
@@ -57,7 +57,9 @@ impl Accounts for AssumedAccounts {
         let ports = AccountPorts {
             inventory: ec2.clone(),
             power: ec2,
-            services: Arc::new(EcsServices::new(sdk)),
+            services: Arc::new(EcsServices::new(sdk.clone())),
+            databases: Arc::new(super::rds::RdsDatabases::new(sdk.clone())),
+            metrics: Arc::new(super::cloudwatch::CloudWatchMetrics::new(sdk)),
         };
         reached.insert(role.clone(), ports.clone());
         Ok(ports)

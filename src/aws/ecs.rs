@@ -557,8 +557,8 @@ impl ServicePower for EcsServices {
         key: &str,
         value: &str,
     ) -> Result<(), StepError> {
-        self.clients
-            .get(region)
+        let client = self.clients.get(region);
+        client
             .tag_resource()
             .resource_arn(arn)
             .tags(Tag::builder().key(key).value(value).build())
@@ -569,8 +569,8 @@ impl ServicePower for EcsServices {
     }
 
     async fn unmark_service(&self, region: &str, arn: &str, key: &str) -> Result<(), StepError> {
-        self.clients
-            .get(region)
+        let client = self.clients.get(region);
+        client
             .untag_resource()
             .resource_arn(arn)
             .tag_keys(key)
@@ -587,8 +587,8 @@ impl ServicePower for EcsServices {
         arn: &str,
         desired: u32,
     ) -> Result<(), StepError> {
-        self.clients
-            .get(region)
+        let client = self.clients.get(region);
+        client
             .update_service()
             .cluster(cluster)
             .service(arn)

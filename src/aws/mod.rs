@@ -10,12 +10,14 @@
 pub mod accounts;
 pub mod autoscaling;
 pub mod call_spans;
+pub mod cloudwatch;
 pub mod dynamodb;
 pub mod ec2;
 pub mod ecs;
 pub mod journal;
 pub mod migrate;
 pub mod permissions;
+pub mod rds;
 pub mod regional;
 pub mod s3;
 pub mod sns;

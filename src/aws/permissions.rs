@@ -43,6 +43,10 @@ pub enum Scope {
     AccountServices,
     /// The ECS services that opted in to auto-stop (`tugboat-auto-stop = true`).
     TaggedServices,
+    /// Every RDS DB instance of the account, to read.
+    AccountDatabases,
+    /// The RDS DB instances that opted in to auto-stop (`tugboat-auto-stop = true`).
+    TaggedDatabases,
     /// The role of the agreed name in other accounts (`AccountRoleName`).
     AccountRoles,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
@@ -185,6 +189,21 @@ pub const GRANTS: &[Grant] = &[
         ],
     },
     Grant {
+        sid: "ResourceMetrics",
+        by: "resource_scan",
+        // CPU of running instances, connections of DB instances; CloudWatch allows no
+        // resource-level permission for GetMetricData.
+        scope: Scope::Unscopable,
+        actions: &["cloudwatch:GetMetricData"],
+    },
+    Grant {
+        sid: "ResourceDatabases",
+        by: "resource_scan",
+        // Also auto_stop's: it finds the tagged DB instances among them.
+        scope: Scope::AccountDatabases,
+        actions: &["rds:DescribeDBInstances"],
+    },
+    Grant {
         sid: "FindingsTable",
         by: "resource_scan",
         scope: Scope::FindingsTable,
@@ -229,6 +248,19 @@ pub const GRANTS: &[Grant] = &[
         actions: &["ecs:TagResource", "ecs:UntagResource", "ecs:UpdateService"],
     },
     Grant {
+        sid: "AutoStopDatabases",
+        by: "auto_stop",
+        scope: Scope::TaggedDatabases,
+        // Stop and start, and the mark that says which a stop stopped; only DB instances
+        // tagged tugboat-auto-stop = true.
+        actions: &[
+            "rds:AddTagsToResource",
+            "rds:RemoveTagsFromResource",
+            "rds:StartDBInstance",
+            "rds:StopDBInstance",
+        ],
+    },
+    Grant {
         sid: "AssumeAccountRoles",
         by: "resource_scan",
         // resource_scan and auto_stop in other accounts (aws-config's AssumeRoleProvider).
@@ -241,7 +273,8 @@ pub const GRANTS: &[Grant] = &[
 /// for the services the adapters use; batch operations map to their single form.
 pub fn action_of(service: &str, operation: &str) -> Option<String> {
     let prefix = match service {
-        "sqs" | "sns" | "ecs" | "dynamodb" | "s3" | "autoscaling" | "ec2" => service,
+        "sqs" | "sns" | "ecs" | "dynamodb" | "s3" | "autoscaling" | "ec2" | "rds"
+        | "cloudwatch" => service,
         "elbv2" | "elasticloadbalancingv2" => "elasticloadbalancing",
         _ => return None,
     };
@@ -249,6 +282,22 @@ pub fn action_of(service: &str, operation: &str) -> Option<String> {
         ("sqs", "send_message_batch") => "send_message",
         ("sqs", "delete_message_batch") => "delete_message",
         ("sqs", "change_message_visibility_batch") => "change_message_visibility",
+        // IAM spells RDS's DB in capitals.
+        ("rds", op) if op.contains("_db_") => {
+            let pascal: String = op
+                .split('_')
+                .map(|w| match w {
+                    "db" => "DB".to_string(),
+                    w => {
+                        let mut c = w.chars();
+                        c.next()
+                            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                            .unwrap_or_default()
+                    }
+                })
+                .collect();
+            return Some(format!("rds:{pascal}"));
+        }
         (_, op) => op,
     };
     let pascal: String = single
@@ -290,7 +339,19 @@ mod tests {
             action_of("ec2", "describe_volumes").unwrap(),
             "ec2:DescribeVolumes"
         );
-        assert!(action_of("rds", "describe_db_instances").is_none());
+        assert_eq!(
+            action_of("rds", "describe_db_instances").unwrap(),
+            "rds:DescribeDBInstances"
+        );
+        assert_eq!(
+            action_of("rds", "add_tags_to_resource").unwrap(),
+            "rds:AddTagsToResource"
+        );
+        assert_eq!(
+            action_of("cloudwatch", "get_metric_data").unwrap(),
+            "cloudwatch:GetMetricData"
+        );
+        assert!(action_of("lambda", "invoke").is_none());
         // An action is granted once per scope (the cost and findings tables each have their
         // own statement for the same DynamoDB writes).
         let mut seen = std::collections::BTreeSet::new();

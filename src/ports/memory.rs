@@ -1077,6 +1077,9 @@ pub struct RegionInventory {
     pub instances: Vec<super::resources::Instance>,
     pub snapshots: Vec<super::resources::Snapshot>,
     pub services: Vec<super::resources::EcsService>,
+    pub databases: Vec<super::resources::Database>,
+    /// CloudWatch's values by `<metric>:<dimension value>` (`CPUUtilization:i-1`).
+    pub metrics: BTreeMap<String, Vec<f64>>,
 }
 
 impl MemoryInventory {
@@ -1274,6 +1277,110 @@ impl super::resources::ServicePower for MemoryInventory {
     }
 }
 
+#[async_trait]
+impl super::resources::Metrics for MemoryInventory {
+    async fn series(
+        &self,
+        region: &str,
+        queries: &[super::resources::MetricQuery],
+        _start_ms: u64,
+        _end_ms: u64,
+        _period_s: u32,
+    ) -> Result<Vec<Vec<f64>>, StepError> {
+        self.read(region, "GetMetricData", |r| {
+            queries
+                .iter()
+                .map(|q| {
+                    r.metrics
+                        .get(&format!("{}:{}", q.metric, q.value))
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect()
+        })
+    }
+}
+
+#[async_trait]
+impl super::resources::Databases for MemoryInventory {
+    async fn databases(&self, region: &str) -> Result<Vec<super::resources::Database>, StepError> {
+        self.read(region, "DescribeDBInstances", |r| r.databases.clone())
+    }
+
+    async fn mark_database(
+        &self,
+        region: &str,
+        arn: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError> {
+        self.change_database(
+            region,
+            "AddTagsToResource",
+            |d| d.arn == arn,
+            |d| {
+                d.tags.insert(key.to_string(), value.to_string());
+            },
+        )
+    }
+
+    async fn unmark_database(&self, region: &str, arn: &str, key: &str) -> Result<(), StepError> {
+        self.change_database(
+            region,
+            "RemoveTagsFromResource",
+            |d| d.arn == arn,
+            |d| {
+                d.tags.remove(key);
+            },
+        )
+    }
+
+    async fn stop_database(&self, region: &str, id: &str) -> Result<(), StepError> {
+        self.change_database(
+            region,
+            "StopDBInstance",
+            |d| d.id == id,
+            |d| d.status = "stopped".into(),
+        )
+    }
+
+    async fn start_database(&self, region: &str, id: &str) -> Result<(), StepError> {
+        self.change_database(
+            region,
+            "StartDBInstance",
+            |d| d.id == id,
+            |d| d.status = "available".into(),
+        )
+    }
+}
+
+impl MemoryInventory {
+    /// Applies `f` to the DB instances of `region` that `which` picks, recording the call.
+    fn change_database(
+        &self,
+        region: &str,
+        call: &str,
+        which: impl Fn(&super::resources::Database) -> bool,
+        f: impl Fn(&mut super::resources::Database),
+    ) -> Result<(), StepError> {
+        self.read(region, call, |_| Vec::<()>::new())?;
+        let mut regions = self.regions.lock().unwrap();
+        if let Some(r) = regions.get_mut(region) {
+            r.databases.iter_mut().filter(|d| which(d)).for_each(f);
+        }
+        Ok(())
+    }
+
+    /// The DB instances of `region`, as they are now.
+    pub fn databases_now(&self, region: &str) -> Vec<super::resources::Database> {
+        let regions = self.regions.lock().unwrap();
+        regions
+            .get(region)
+            .map(|r| r.databases.clone())
+            .unwrap_or_default()
+    }
+}
+
 impl MemoryInventory {
     /// Applies `f` to service `arn` of `region`, recording the call as `region:call`.
     fn change_service(
@@ -1366,6 +1473,8 @@ impl super::resources::Accounts for MemoryAccounts {
             inventory: Arc::new(account.clone()),
             power: Arc::new(account.clone()),
             services: Arc::new(account.clone()),
+            databases: Arc::new(account.clone()),
+            metrics: Arc::new(account.clone()),
         })
     }
 }

@@ -56,6 +56,10 @@ pub struct Ports {
     pub power: Arc<dyn resources::Power>,
     /// Scaling ECS services to zero and back (`auto_stop`).
     pub services: Arc<dyn resources::ServicePower>,
+    /// RDS DB instances (`resource_scan`, `auto_stop`).
+    pub databases: Arc<dyn resources::Databases>,
+    /// CloudWatch metrics (`resource_scan`: CPU, connections).
+    pub metrics: Arc<dyn resources::Metrics>,
     /// Other accounts' resource ports, through an assumed role (`resource_scan`, `auto_stop`).
     pub accounts: Arc<dyn resources::Accounts>,
 }
@@ -87,7 +91,9 @@ impl Ports {
             queues: Arc::new(memory::MemoryQueues::default()),
             inventory: inventory.clone(),
             power: inventory.clone(),
-            services: inventory,
+            services: inventory.clone(),
+            databases: inventory.clone(),
+            metrics: inventory,
             accounts: Arc::new(memory::MemoryAccounts::default()),
             findings: Arc::new(memory::MemoryFindings::default()),
         }

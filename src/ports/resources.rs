@@ -58,6 +58,25 @@ pub struct Snapshot {
     pub tags: BTreeMap<String, String>,
 }
 
+/// An RDS DB instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Database {
+    /// The DB instance identifier.
+    pub id: String,
+    pub arn: String,
+    /// `db.t3.micro`, …
+    pub class: String,
+    pub engine: String,
+    /// `available`, `stopped`, `stopping`, `starting`, …
+    pub status: String,
+    pub storage_gib: u32,
+    /// `gp2`, `gp3`, `io1`, `io2`, `standard`.
+    pub storage_type: String,
+    pub multi_az: bool,
+    pub created_ms: Option<u64>,
+    pub tags: BTreeMap<String, String>,
+}
+
 /// One region's EC2 inventory. Every call pages through the whole answer.
 #[async_trait]
 pub trait Inventory: Send + Sync + std::fmt::Debug {
@@ -67,6 +86,57 @@ pub trait Inventory: Send + Sync + std::fmt::Debug {
     async fn instances(&self, region: &str) -> Result<Vec<Instance>, StepError>;
     /// The snapshots the scanning account owns (`OwnerIds = self`).
     async fn snapshots(&self, region: &str) -> Result<Vec<Snapshot>, StepError>;
+}
+
+/// The statistic a [`MetricQuery`] asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stat {
+    Average,
+    Maximum,
+}
+
+/// One CloudWatch metric of one resource (`AWS/EC2` `CPUUtilization` of `InstanceId = i-…`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricQuery {
+    pub namespace: String,
+    pub metric: String,
+    pub dimension: String,
+    pub value: String,
+    pub stat: Stat,
+}
+
+/// CloudWatch's metrics (`GetMetricData`, many queries a call).
+#[async_trait]
+pub trait Metrics: Send + Sync + std::fmt::Debug {
+    /// For each query, in order, its values per `period_s` from `start_ms` to `end_ms`
+    /// (empty when CloudWatch has no data points).
+    async fn series(
+        &self,
+        region: &str,
+        queries: &[MetricQuery],
+        start_ms: u64,
+        end_ms: u64,
+        period_s: u32,
+    ) -> Result<Vec<Vec<f64>>, StepError>;
+}
+
+/// RDS DB instances: listed (`resource_scan`), stopped and started (`auto_stop`).
+#[async_trait]
+pub trait Databases: Send + Sync + std::fmt::Debug {
+    /// Every DB instance of `region`, with its tags.
+    async fn databases(&self, region: &str) -> Result<Vec<Database>, StepError>;
+    /// Tags DB instance `arn` with `key = value`.
+    async fn mark_database(
+        &self,
+        region: &str,
+        arn: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), StepError>;
+    /// Removes tag `key` from DB instance `arn`.
+    async fn unmark_database(&self, region: &str, arn: &str, key: &str) -> Result<(), StepError>;
+    async fn stop_database(&self, region: &str, id: &str) -> Result<(), StepError>;
+    async fn start_database(&self, region: &str, id: &str) -> Result<(), StepError>;
 }
 
 /// What a resource costs while nobody uses it.
@@ -81,6 +151,10 @@ pub enum FindingKind {
     StoppedInstance,
     /// A snapshot older than the configured age.
     OldSnapshot,
+    /// A running instance whose daily average CPU stayed low for the configured days.
+    LowCpuInstance,
+    /// A DB instance with no connection for the configured days.
+    IdleDatabase,
 }
 
 impl FindingKind {
@@ -90,18 +164,28 @@ impl FindingKind {
             FindingKind::UnassociatedAddress => "unassociated-address",
             FindingKind::StoppedInstance => "stopped-instance",
             FindingKind::OldSnapshot => "old-snapshot",
+            FindingKind::LowCpuInstance => "low-cpu-instance",
+            FindingKind::IdleDatabase => "idle-database",
         }
     }
 
+    /// Every kind, in the order pages list them.
+    pub const ALL: [FindingKind; 6] = [
+        FindingKind::UnattachedVolume,
+        FindingKind::UnassociatedAddress,
+        FindingKind::StoppedInstance,
+        FindingKind::OldSnapshot,
+        FindingKind::LowCpuInstance,
+        FindingKind::IdleDatabase,
+    ];
+
     pub fn parse(text: &str) -> Option<FindingKind> {
-        [
-            FindingKind::UnattachedVolume,
-            FindingKind::UnassociatedAddress,
-            FindingKind::StoppedInstance,
-            FindingKind::OldSnapshot,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+        FindingKind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// The kinds' names, comma-separated, for help and errors.
+    pub fn names() -> String {
+        FindingKind::ALL.map(FindingKind::as_str).join(", ")
     }
 }
 
@@ -237,6 +321,8 @@ pub struct AccountPorts {
     pub inventory: std::sync::Arc<dyn Inventory>,
     pub power: std::sync::Arc<dyn Power>,
     pub services: std::sync::Arc<dyn ServicePower>,
+    pub databases: std::sync::Arc<dyn Databases>,
+    pub metrics: std::sync::Arc<dyn Metrics>,
 }
 
 /// Other accounts, reached through an assumed role (the cost plan's multi-account section):

@@ -1,13 +1,13 @@
 //! `auto_stop` (cost plan, automation: "auto-stop non-production resources"): stops the EC2
-//! instances and scales to zero the ECS services that carry the route's tags on one schedule,
-//! and starts them again on another.
+//! instances and RDS DB instances and scales to zero the ECS services that carry the route's
+//! tags on one schedule, and starts them again on another.
 //!
 //! Params (checked at load):
 //! - `action`: `"stop"` or `"start"`;
 //! - `tags`: the tags a resource must carry, every one (`{ environment = "dev" }`), at least
 //!   one: **a resource without them is never touched**;
 //! - `regions`: default `[resources] regions`, else the service's region;
-//! - `resources`: `["instances", "services"]` (the default), or either;
+//! - `resources`: `["instances", "services", "databases"]` (the default), or some of them;
 //! - `clusters`: the ECS clusters whose services are considered; default every cluster;
 //! - `account`: a `[[resources.accounts]]` name: act in that account, through its role
 //!   (default the service's own account; its steps are then named `<verb>:<account>:<region>`);
@@ -22,6 +22,9 @@
 //!   start starts the stopped ones **that carry the mark**, then removes it; an instance stopped
 //!   by hand (no mark) stays stopped. A crash between start and unmark: the step again finds
 //!   them running with the mark, counts them and only removes it.
+//! - `databases:<region>`: the RDS DB instances, as the instances: a stop marks and stops the
+//!   available ones; a start starts the marked stopped ones, then unmarks. (RDS starts a DB
+//!   instance stopped for 7 days by itself; the next scheduled stop stops it again.)
 //! - `services:<region>`: reads the tagged services and chooses, changing nothing. A stop
 //!   takes those with a desired count above 0 **and journals each count** (this step's
 //!   output, then the instance's report) before anything is scaled. A start takes those that
@@ -39,7 +42,7 @@
 //!
 //! Then one report on the success topic (attributes `type` = `auto-stop`, `action`): per
 //! region what was (or, in a dry run, would be) stopped or started, and why each tagged
-//! resource left alone was. Not yet: RDS instances.
+//! resource left alone was.
 
 #[cfg(test)]
 mod tests;
@@ -56,7 +59,7 @@ use super::resource_scan::config as resources;
 use crate::contract::{
     Act, Call, Decision, Flow, Next, StepContext, StepError, Topic, Typed, WorkflowRead, decode, output, to_output,
 };
-use crate::ports::resources::{AccountRole, Accounts, Instance, Power, STOPPED_MARK, ServicePower};
+use crate::ports::resources::{AccountRole, Accounts, Databases, Instance, Power, STOPPED_MARK, ServicePower};
 
 pub const KIND: &str = "auto_stop";
 
@@ -75,6 +78,7 @@ pub fn registration() -> Registration {
                 regions,
                 power: setup.ports.power.clone(),
                 services: setup.ports.services.clone(),
+                databases: setup.ports.databases.clone(),
                 accounts: setup.ports.accounts.clone(),
                 settings,
             })) as Arc<dyn crate::contract::Workflow>)
@@ -94,6 +98,7 @@ pub struct AutoStop {
     pub regions: Vec<String>,
     pub power: Arc<dyn Power>,
     pub services: Arc<dyn ServicePower>,
+    pub databases: Arc<dyn Databases>,
     pub accounts: Arc<dyn Accounts>,
     /// `[resources]`, where other accounts are configured.
     pub settings: Option<resources::ResourceSettings>,
@@ -134,10 +139,12 @@ pub enum Resource {
     Instances,
     /// ECS services (desired count to 0 and back).
     Services,
+    /// RDS DB instances.
+    Databases,
 }
 
 fn every_resource() -> Vec<Resource> {
-    vec![Resource::Instances, Resource::Services]
+    vec![Resource::Instances, Resource::Services, Resource::Databases]
 }
 
 /// A route's params.
@@ -177,7 +184,7 @@ impl Params {
             return Err(format!("params.tags: {k:?} cannot select resources (empty, AWS's own, or tugboat's mark)"));
         }
         if p.resources.is_empty() {
-            return Err("params.resources must name instances, services or both".into());
+            return Err("params.resources must name at least one of instances, services, databases".into());
         }
         if let Some(c) = p.clusters.iter().find(|c| c.trim().is_empty()) {
             return Err(format!("params.clusters: {c:?} is not a cluster name"));
@@ -212,6 +219,9 @@ pub struct State {
     /// The region in progress's scale step has run.
     #[serde(default)]
     pub scaled: bool,
+    /// The region in progress's DB instances step has run.
+    #[serde(default)]
+    pub databases_switched: bool,
     /// Another account's name and role (absent: the service's own account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
@@ -240,6 +250,16 @@ pub enum Step {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         role: Option<AccountRole>,
     },
+    /// A region's DB instances, as [`Step::Switch`] does instances. Result: [`Switched`]
+    /// (its `databases` and `left`).
+    SwitchDatabases {
+        region: String,
+        action: Action,
+        tags: BTreeMap<String, String>,
+        dry_run: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<AccountRole>,
+    },
     /// The engine reads a stopping instance's record (start). Result: [`WorkflowRead`].
     ReadStop { id: String },
     /// Scales services (stop: marks, then 0; start: the remembered count, then unmarks).
@@ -261,6 +281,9 @@ pub struct Switched {
     pub region: String,
     /// The instances acted on (stopped or started), or to be in a dry run.
     pub instances: Vec<String>,
+    /// The DB instances acted on (by identifier).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<String>,
     /// The services scaled: a stop's with their desired count before (what the start
     /// restores), a start's with the count restored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -327,6 +350,8 @@ pub struct Report {
     pub instances: usize,
     #[serde(default)]
     pub services: usize,
+    #[serde(default)]
+    pub databases: usize,
     pub regions: Vec<Switched>,
 }
 
@@ -346,6 +371,18 @@ impl AutoStop {
                 },
             ));
         };
+        if s.resources.contains(&Resource::Databases) && !s.databases_switched {
+            return Some(Act::handler(
+                step_name(s, "databases", region),
+                Step::SwitchDatabases {
+                    region: region.clone(),
+                    action: s.action,
+                    tags: s.tags.clone(),
+                    dry_run: s.dry_run,
+                    role: s.role.clone(),
+                },
+            ));
+        }
         if !s.resources.contains(&Resource::Services) {
             return None;
         }
@@ -388,6 +425,7 @@ impl AutoStop {
         while s.current.is_some() && self.pending(s).is_none() {
             let Some(mut region) = s.current.take() else { break };
             s.scaled = false;
+            s.databases_switched = false;
             if let Some(found) = s.found.take() {
                 let (targets, left) = plan(s, &found);
                 region.left.extend(left);
@@ -428,10 +466,11 @@ impl AutoStop {
             (Action::Start, true) => "would start",
         };
         let subject = format!(
-            "tugboat: auto-{} {verb} {} instance(s), {} service(s)",
+            "tugboat: auto-{} {verb} {} instance(s), {} service(s), {} database(s)",
             s.action.as_str(),
             report.instances,
-            report.services
+            report.services,
+            report.databases
         );
         let message = serde_json::to_value(&report).unwrap_or_default();
         Next::Run(
@@ -488,7 +527,63 @@ impl AutoStop {
         }
         let mut instances: Vec<String> = act.into_iter().chain(done).collect();
         instances.sort();
-        Ok(Switched { region: region.to_string(), instances, services: Vec::new(), left, dry_run })
+        Ok(Switched { region: region.to_string(), instances, left, dry_run, ..Default::default() })
+    }
+
+    /// One region's DB instances: read, choose (as [`choose`] does instances), act. RDS
+    /// starts a DB instance stopped for 7 days by itself; the next stop stops it again.
+    async fn switch_databases(
+        &self,
+        databases: &dyn Databases,
+        region: &str,
+        action: Action,
+        tags: &BTreeMap<String, String>,
+        dry_run: bool,
+        marker: &str,
+    ) -> Result<Switched, StepError> {
+        let (mut act, mut done) = (Vec::new(), Vec::new());
+        let mut left = BTreeMap::new();
+        for d in databases.databases(region).await? {
+            if !has_tags(&d.tags, tags) {
+                continue;
+            }
+            let mark = d.tags.get(STOPPED_MARK);
+            let choice = match (action, d.status.as_str()) {
+                (Action::Stop, "available") => Choice::Act,
+                (Action::Stop, "stopping" | "stopped") if mark.is_some_and(|m| m == marker) => Choice::Done,
+                (Action::Stop, _) => Choice::Leave("not available"),
+                (Action::Start, "stopped") if mark.is_some() => Choice::Act,
+                (Action::Start, "starting" | "available") if mark.is_some() => Choice::Done,
+                (Action::Start, "stopped") => Choice::Leave("stopped by hand (no auto-stop mark)"),
+                (Action::Start, _) => Choice::Leave("not stopped"),
+            };
+            match choice {
+                Choice::Act => act.push(d),
+                Choice::Done => done.push(d),
+                Choice::Leave(why) => {
+                    left.insert(d.id.clone(), format!("{why} ({})", d.status));
+                }
+            }
+        }
+        if !dry_run {
+            for d in &act {
+                match action {
+                    Action::Stop => {
+                        databases.mark_database(region, &d.arn, STOPPED_MARK, marker).await?;
+                        databases.stop_database(region, &d.id).await?;
+                    }
+                    Action::Start => databases.start_database(region, &d.id).await?,
+                }
+            }
+            if action == Action::Start {
+                for d in act.iter().chain(&done) {
+                    databases.unmark_database(region, &d.arn, STOPPED_MARK).await?;
+                }
+            }
+        }
+        let mut ids: Vec<String> = act.iter().chain(&done).map(|d| d.id.clone()).collect();
+        ids.sort();
+        Ok(Switched { region: region.to_string(), databases: ids, left, dry_run, ..Default::default() })
     }
 
     /// One region's tagged services, chosen (no change: what a stop remembers is journaled
@@ -570,6 +665,14 @@ impl AutoStop {
 }
 
 impl AutoStop {
+    /// The DB instances of the account a step acts in.
+    async fn databases_at(&self, role: Option<&AccountRole>) -> Result<Arc<dyn Databases>, StepError> {
+        match role {
+            None => Ok(self.databases.clone()),
+            Some(role) => Ok(self.accounts.reach(role).await?.databases),
+        }
+    }
+
     /// The ports of the account a step acts in.
     async fn at(&self, role: Option<&AccountRole>) -> Result<(Arc<dyn Power>, Arc<dyn ServicePower>), StepError> {
         match role {
@@ -681,6 +784,7 @@ fn report(s: &State) -> Report {
         dry_run: s.dry_run,
         instances: s.done.iter().map(|d| d.instances.len()).sum(),
         services: s.done.iter().map(|d| d.services.len()).sum(),
+        databases: s.done.iter().map(|d| d.databases.len()).sum(),
         regions: s.done.clone(),
     }
 }
@@ -714,6 +818,7 @@ impl Flow for AutoStop {
             found: None,
             stops: BTreeMap::new(),
             scaled: false,
+            databases_switched: false,
         };
         // Without instances, a region starts at its services.
         if !state.resources.contains(&Resource::Instances)
@@ -733,6 +838,16 @@ impl Flow for AutoStop {
         match step {
             Step::Switch { .. } => match output::<Switched>(value) {
                 Ok(done) => s.current = Some(done),
+                Err(e) => return Next::Fail(e),
+            },
+            Step::SwitchDatabases { .. } => match output::<Switched>(value) {
+                Ok(done) => {
+                    if let Some(current) = s.current.as_mut() {
+                        current.databases = done.databases;
+                        current.left.extend(done.left);
+                    }
+                    s.databases_switched = true;
+                }
                 Err(e) => return Next::Fail(e),
             },
             Step::FindServices { .. } => match output::<Found>(value) {
@@ -760,6 +875,10 @@ impl Flow for AutoStop {
             Step::Switch { region, action, tags, dry_run, role } => {
                 let (power, _) = self.at(role.as_ref()).await?;
                 to_output(&self.switch(power.as_ref(), region, *action, tags, *dry_run, ctx.workflow_id).await?)
+            }
+            Step::SwitchDatabases { region, action, tags, dry_run, role } => {
+                let databases = self.databases_at(role.as_ref()).await?;
+                to_output(&self.switch_databases(databases.as_ref(), region, *action, tags, *dry_run, ctx.workflow_id).await?)
             }
             Step::FindServices { region, action, tags, clusters, role } => {
                 let (_, services) = self.at(role.as_ref()).await?;

@@ -33,9 +33,29 @@ fn service(name: &str, desired: u32, tags: &[(&str, &str)]) -> EcsService {
     }
 }
 
+fn database(id: &str, status: &str, tags: &[(&str, &str)]) -> crate::ports::resources::Database {
+    crate::ports::resources::Database {
+        id: id.into(),
+        arn: format!("arn:aws:rds:{R}:123456789012:db:{id}"),
+        class: "db.t3.micro".into(),
+        engine: "postgres".into(),
+        status: status.into(),
+        storage_gib: 20,
+        storage_type: "gp3".into(),
+        multi_az: false,
+        created_ms: None,
+        tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
 fn ec2() -> MemoryInventory {
     let ec2 = MemoryInventory::default();
     ec2.set(R, RegionInventory {
+        databases: vec![
+            database("db-dev", "available", &[("environment", "dev")]),
+            database("db-dev-off", "stopped", &[("environment", "dev")]),
+            database("db-prod", "available", &[("environment", "prod")]),
+        ],
         services: vec![
             service("web", 3, &[("environment", "dev")]),
             service("worker", 1, &[("environment", "dev")]),
@@ -67,6 +87,7 @@ fn workflow(ec2: &MemoryInventory) -> Harness {
             regions: vec![R.into()],
             power: Arc::new(ec2.clone()),
             services: Arc::new(ec2.clone()),
+            databases: Arc::new(ec2.clone()),
             accounts: Arc::new(crate::ports::memory::MemoryAccounts::default()),
             settings: None,
         }),
@@ -332,6 +353,37 @@ async fn resources_choose_what_is_touched() {
     assert_eq!(services(&ec2)["web"].0, 0, "instances only: the services stay down");
 }
 
+/// Each DB instance's status and whether it carries the mark, by id.
+fn dbs(ec2: &MemoryInventory) -> BTreeMap<String, (String, bool)> {
+    ec2.databases_now(R)
+        .into_iter()
+        .map(|d| (d.id, (d.status, d.tags.contains_key(STOPPED_MARK))))
+        .collect()
+}
+
+#[tokio::test]
+async fn databases_are_stopped_and_started_like_instances_once_each_even_when_a_step_repeats() {
+    let ec2 = ec2();
+    let w = workflow(&ec2);
+    let (end, published) = run(&w, params(DEV_STOP), true).await;
+    let Next::Complete(out) = end else { panic!("{end:?}") };
+    assert_eq!((out["databases"].as_u64(), &out["regions"][0]["databases"]), (Some(1), &json!(["db-dev"])), "{out}");
+    assert!(out["regions"][0]["left"]["db-dev-off"].as_str().unwrap().contains("not available"), "{out}");
+    assert_eq!(calls(&ec2, "StopDBInstance"), 1, "{:?}", ec2.calls());
+    let d = dbs(&ec2);
+    assert_eq!(d["db-dev"], ("stopped".into(), true));
+    assert_eq!(d["db-dev-off"], ("stopped".into(), false));
+    assert_eq!(d["db-prod"], ("available".into(), false));
+    let Call::Publish { subject, .. } = &published[0].call else { panic!() };
+    assert!(subject.contains("1 database(s)"), "{subject}");
+    let (end, _) = run(&w, params(DEV_START), true).await;
+    assert!(matches!(end, Next::Complete(_)), "{end:?}");
+    assert_eq!(calls(&ec2, "StartDBInstance"), 1, "{:?}", ec2.calls());
+    let d = dbs(&ec2);
+    assert_eq!(d["db-dev"], ("available".into(), false));
+    assert_eq!(d["db-dev-off"], ("stopped".into(), false), "stopped by hand: left stopped");
+}
+
 #[test]
 fn params_are_checked_and_name_what_is_wrong() {
     for (params, says) in [
@@ -345,7 +397,7 @@ fn params_are_checked_and_name_what_is_wrong() {
         (json!({"action": "stop", "tags": {"environment": "dev"}, "regions": ["eu-west-1.attacker.example"]}), "not a region"),
         (json!({"action": "stop", "tags": {"environment": "dev"}, "force": true}), "force"),
         (json!({"action": "stop", "tags": {"environment": "dev"}, "resources": []}), "resources"),
-        (json!({"action": "stop", "tags": {"environment": "dev"}, "resources": ["databases"]}), "resources"),
+        (json!({"action": "stop", "tags": {"environment": "dev"}, "resources": ["queues"]}), "resources"),
         (json!({"action": "stop", "tags": {"environment": "dev"}, "clusters": [""]}), "clusters"),
         (json!({"action": "stop", "tags": {"environment": "dev"}, "clusters": "apps"}), "clusters"),
     ] {

@@ -8,6 +8,9 @@
 //! regions = ["eu-west-1"]      # default: [aws] region
 //! unattached_days = 7          # a volume attached to nothing, created at least this long ago
 //! snapshot_days = 90           # a snapshot at least this old
+//! low_cpu_days = 14            # a running instance whose daily average CPU stayed below
+//! low_cpu_percent = 5.0        #   this percentage for this many days (CloudWatch)
+//! idle_database_days = 7       # a DB instance with no connection for this many days
 //! currency = "USD"
 //!
 //! [[resources.accounts]]       # other accounts, reached by assuming a role there
@@ -51,6 +54,12 @@ pub struct ResourceSettings {
     pub unattached_days: u64,
     #[serde(default = "default_snapshot")]
     pub snapshot_days: u64,
+    #[serde(default = "default_low_cpu_days")]
+    pub low_cpu_days: u64,
+    #[serde(default = "default_low_cpu_percent")]
+    pub low_cpu_percent: f64,
+    #[serde(default = "default_idle_database_days")]
+    pub idle_database_days: u64,
     #[serde(default = "default_currency")]
     pub currency: String,
     #[serde(default)]
@@ -89,6 +98,15 @@ fn default_unattached() -> u64 {
 }
 fn default_snapshot() -> u64 {
     90
+}
+fn default_low_cpu_days() -> u64 {
+    14
+}
+fn default_low_cpu_percent() -> f64 {
+    5.0
+}
+fn default_idle_database_days() -> u64 {
+    7
 }
 fn default_currency() -> String {
     "USD".into()
@@ -177,6 +195,15 @@ pub fn parse(value: &toml::Value) -> Result<ResourceSettings, BadKey> {
     if s.currency.len() != 3 || !s.currency.bytes().all(|b| b.is_ascii_uppercase()) {
         return Err(BadKey::at(key("currency"), format!("must be a currency code such as \"USD\", got {:?}", s.currency)));
     }
+    // CloudWatch keeps daily data points for 455 days; a window of at least a day.
+    for (field, days) in [("low_cpu_days", s.low_cpu_days), ("idle_database_days", s.idle_database_days)] {
+        if !(1..=455).contains(&days) {
+            return Err(BadKey::at(key(field), format!("must be 1 to 455 days (CloudWatch keeps daily points 455 days), got {days}")));
+        }
+    }
+    if !s.low_cpu_percent.is_finite() || s.low_cpu_percent <= 0.0 || s.low_cpu_percent > 100.0 {
+        return Err(BadKey::at(key("low_cpu_percent"), format!("must be above 0 and at most 100, got {}", s.low_cpu_percent)));
+    }
     let mut names = std::collections::BTreeSet::from([s.account.as_str()]);
     for (i, a) in s.accounts.iter().enumerate() {
         let at = |field: &str| format!("{NAME}.accounts[{i}].{field}");
@@ -235,6 +262,11 @@ mod tests {
             ("[resources]\ntable = \"t\"\nregions = \"eu-west-1\"", "resources.regions"),
             ("[resources]\ntable = \"t\"\nsnapshot_days = -1", "resources.snapshot_days"),
             ("[resources]\ntable = \"t\"\ncurrency = \"usd\"", "resources.currency"),
+            ("[resources]\ntable = \"t\"\nlow_cpu_days = 0", "resources.low_cpu_days"),
+            ("[resources]\ntable = \"t\"\nidle_database_days = 1000", "resources.idle_database_days"),
+            ("[resources]\ntable = \"t\"\nlow_cpu_percent = 0.0", "resources.low_cpu_percent"),
+            ("[resources]\ntable = \"t\"\nlow_cpu_percent = 101.0", "resources.low_cpu_percent"),
+            ("[resources]\ntable = \"t\"\nlow_cpu_percent = \"low\"", "resources.low_cpu_percent"),
             ("[resources]\ntable = \"t\"\n[resources.prices]\n\"ebs:gp9\" = 1.0", "resources.prices.ebs:gp9"),
             ("[resources]\ntable = \"t\"\n[resources.prices]\nipv4 = -1.0", "resources.prices.ipv4"),
             ("[resources]\ntable = \"t\"\n[resources.prices]\nipv4 = \"cheap\"", "resources.prices.ipv4"),

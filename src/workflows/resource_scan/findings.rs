@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::prices::{GP3_BASELINE_IOPS, Prices};
-use crate::ports::resources::{Address, Finding, FindingKind, Instance, Snapshot, Volume};
+use crate::ports::resources::{Address, Database, Finding, FindingKind, Instance, Snapshot, Volume};
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -15,6 +15,11 @@ pub struct Gathered {
     pub addresses: Vec<Address>,
     pub instances: Vec<Instance>,
     pub snapshots: Vec<Snapshot>,
+    pub databases: Vec<Database>,
+    /// Daily average CPU (percent) of the running instances old enough to judge, by id.
+    pub cpu: BTreeMap<String, Vec<f64>>,
+    /// Daily maximum connections of the DB instances old enough to judge, by id.
+    pub connections: BTreeMap<String, Vec<f64>>,
 }
 
 /// How one scan judges.
@@ -24,8 +29,45 @@ pub struct Rules {
     pub region: String,
     pub unattached_days: u64,
     pub snapshot_days: u64,
+    pub low_cpu_days: u64,
+    pub low_cpu_percent: f64,
+    pub idle_database_days: u64,
     pub currency: String,
     pub prices: Prices,
+}
+
+impl Rules {
+    /// The running instances whose CPU the scan asks CloudWatch for: those running at least
+    /// `low_cpu_days` (a newer one has too short a history to judge).
+    pub fn cpu_candidates<'a>(&self, now_ms: u64, instances: &'a [Instance]) -> Vec<&'a Instance> {
+        instances
+            .iter()
+            .filter(|i| i.state == "running" && age_days(now_ms, i.launched_ms).is_some_and(|a| a >= self.low_cpu_days))
+            .collect()
+    }
+
+    /// The DB instances whose connections the scan asks for: available, at least
+    /// `idle_database_days` old.
+    pub fn connection_candidates<'a>(&self, now_ms: u64, databases: &'a [Database]) -> Vec<&'a Database> {
+        databases
+            .iter()
+            .filter(|d| d.status == "available" && age_days(now_ms, d.created_ms).is_some_and(|a| a >= self.idle_database_days))
+            .collect()
+    }
+}
+
+/// Enough daily points to judge `days`: a window of N days holds N points, or N - 1 when it
+/// does not start at midnight and the first is partial.
+fn covers(points: &[f64], days: u64) -> bool {
+    points.len() as u64 >= days.saturating_sub(1).max(1)
+}
+
+/// A monthly price by key, or 0 with what to configure.
+fn priced(rules: &Rules, key: &str) -> (f64, String) {
+    match rules.prices.get(key) {
+        Some(p) => (p.amount, p.source),
+        None => (0.0, format!("no price for {key}; set [resources.prices] \"{key}\"")),
+    }
 }
 
 /// What a volume costs a month: its storage, and the IOPS it provisions beyond what the
@@ -187,6 +229,58 @@ pub fn find(rules: &Rules, now_ms: u64, inventory: &Gathered) -> Vec<Finding> {
             )
         });
     }
+    for i in rules.cpu_candidates(now_ms, &inventory.instances) {
+        let Some(points) = inventory.cpu.get(&i.id).filter(|p| covers(p, rules.low_cpu_days)) else {
+            // No metrics (a new account, a detailed-monitoring gap): not judged.
+            continue;
+        };
+        let peak = points.iter().copied().fold(0.0, f64::max);
+        if peak >= rules.low_cpu_percent {
+            continue;
+        }
+        let (cost, price) = priced(rules, &format!("ec2:{}", i.instance_type));
+        found.push(Finding {
+            age_days: age_days(now_ms, i.launched_ms),
+            name: name(&i.tags),
+            ..finding(
+                FindingKind::LowCpuInstance,
+                &i.id,
+                format!(
+                    "{} running; daily average CPU at most {peak:.1}% over {} days (below {}%)",
+                    i.instance_type, rules.low_cpu_days, rules.low_cpu_percent
+                ),
+                cost,
+                price,
+            )
+        });
+    }
+    for d in rules.connection_candidates(now_ms, &inventory.databases) {
+        let Some(points) = inventory.connections.get(&d.id).filter(|p| covers(p, rules.idle_database_days)) else {
+            continue;
+        };
+        if points.iter().any(|c| *c > 0.0) {
+            continue;
+        }
+        let (instance, instance_price) = priced(rules, &format!("rds:{}", d.class));
+        let (storage, storage_price) = priced(rules, &format!("rds-storage:{}", d.storage_type));
+        let copies = if d.multi_az { 2.0 } else { 1.0 };
+        let az = if d.multi_az { " multi-AZ (×2)" } else { "" };
+        found.push(Finding {
+            size_gib: Some(d.storage_gib),
+            age_days: age_days(now_ms, d.created_ms),
+            name: name(&d.tags),
+            ..finding(
+                FindingKind::IdleDatabase,
+                &d.id,
+                format!(
+                    "{} {}{az}, {} GiB {}; no connection in {} days",
+                    d.class, d.engine, d.storage_gib, d.storage_type, rules.idle_database_days
+                ),
+                copies * (instance + storage * f64::from(d.storage_gib)),
+                format!("{instance_price}; {storage_price}"),
+            )
+        });
+    }
     found.sort_by(|a, b| {
         b.monthly_cost
             .total_cmp(&a.monthly_cost)
@@ -207,6 +301,9 @@ mod tests {
             region: "eu-west-1".into(),
             unattached_days: 7,
             snapshot_days: 90,
+            low_cpu_days: 14,
+            low_cpu_percent: 5.0,
+            idle_database_days: 7,
             currency: "USD".into(),
             prices: Prices::new(&BTreeMap::new()),
         }
@@ -253,7 +350,73 @@ mod tests {
                 Snapshot { id: "snap-new".into(), volume_id: None, size_gib: 50, started_ms: Some(NOW - 10 * DAY_MS), tags: BTreeMap::new() },
                 Snapshot { id: "snap-unknown".into(), volume_id: None, size_gib: 50, started_ms: None, tags: BTreeMap::new() },
             ],
+            ..Default::default()
         }
+    }
+
+    fn running(id: &str, kind: &str, days: u64) -> Instance {
+        Instance { id: id.into(), instance_type: kind.into(), state: "running".into(), launched_ms: Some(NOW - days * DAY_MS),
+            volumes: vec![], tags: BTreeMap::new() }
+    }
+
+    fn db(id: &str, class: &str, status: &str, days: u64, multi_az: bool) -> Database {
+        Database { id: id.into(), arn: format!("arn:aws:rds:eu-west-1:111122223333:db:{id}"), class: class.into(), engine: "postgres".into(),
+            status: status.into(), storage_gib: 100, storage_type: "gp3".into(), multi_az, created_ms: Some(NOW - days * DAY_MS),
+            tags: BTreeMap::new() }
+    }
+
+    #[test]
+    fn low_cpu_instances_and_idle_databases_are_found_from_their_metrics() {
+        let g = Gathered {
+            instances: vec![
+                running("i-idle", "m5.large", 30),
+                running("i-busy", "m5.large", 30),
+                running("i-young", "m5.large", 3),
+                running("i-quiet-once", "m5.large", 30),
+                running("i-no-data", "m5.large", 30),
+                running("i-odd", "x9.huge", 30),
+            ],
+            databases: vec![
+                db("db-idle", "db.t3.medium", "available", 30, false),
+                db("db-idle-ha", "db.t3.medium", "available", 30, true),
+                db("db-used", "db.t3.medium", "available", 30, false),
+                db("db-stopped", "db.t3.medium", "stopped", 30, false),
+                db("db-young", "db.t3.medium", "available", 2, false),
+            ],
+            cpu: BTreeMap::from([
+                ("i-idle".to_string(), vec![1.5; 14]),
+                ("i-busy".to_string(), vec![40.0; 14]),
+                ("i-young".to_string(), vec![0.5; 3]),
+                // Low but for one day of work.
+                ("i-quiet-once".to_string(), [vec![1.0; 13], vec![35.0]].concat()),
+                ("i-odd".to_string(), vec![2.0; 14]),
+            ]),
+            connections: BTreeMap::from([
+                ("db-idle".to_string(), vec![0.0; 7]),
+                ("db-idle-ha".to_string(), vec![0.0; 7]),
+                ("db-used".to_string(), [vec![0.0; 6], vec![3.0]].concat()),
+                ("db-young".to_string(), vec![0.0; 2]),
+            ]),
+            ..Default::default()
+        };
+        let r = rules();
+        let candidates: Vec<&str> = r.cpu_candidates(NOW, &g.instances).iter().map(|i| i.id.as_str()).collect();
+        assert!(!candidates.contains(&"i-young"), "too new to ask about: {candidates:?}");
+        let found = find(&r, NOW, &g);
+        let ids: Vec<&str> = found.iter().map(|f| f.resource.as_str()).collect();
+        for absent in ["i-busy", "i-young", "i-quiet-once", "i-no-data", "db-used", "db-stopped", "db-young"] {
+            assert!(!ids.contains(&absent), "{absent} reported: {ids:?}");
+        }
+        assert_eq!(cost_of(&found, "i-idle"), 70.08, "m5.large at 0.096 an hour");
+        let idle = found.iter().find(|f| f.resource == "i-idle").unwrap();
+        assert_eq!(idle.kind, FindingKind::LowCpuInstance);
+        assert!(idle.detail.contains("at most 1.5%"), "{}", idle.detail);
+        let odd = found.iter().find(|f| f.resource == "i-odd").unwrap();
+        assert_eq!(odd.monthly_cost, 0.0);
+        assert!(odd.price.contains("\"ec2:x9.huge\""), "{}", odd.price);
+        assert_eq!(cost_of(&found, "db-idle"), 61.14, "db.t3.medium 0.068 × 730 + 100 GiB gp3 at 0.115");
+        assert_eq!(cost_of(&found, "db-idle-ha"), 122.28, "multi-AZ: twice");
+        assert_eq!(found.iter().find(|f| f.resource == "db-idle").unwrap().kind, FindingKind::IdleDatabase);
     }
 
     fn cost_of(found: &[Finding], resource: &str) -> f64 {

@@ -9,12 +9,16 @@
 //! routed to several routes scans several).
 //!
 //! Steps:
-//! 1. `scan:<region>` (another account's: `scan:<account>:<region>`), one region at a time: the region's volumes, Elastic IPs, instances and
-//!    own snapshots read at once (each call paged through), judged by [`findings`] (unattached
-//!    volumes, unassociated addresses, stopped instances whose volumes are billed, old
-//!    snapshots), and the account's findings for the region **replaced** in the table (a scan
-//!    is the whole truth about its region: a volume deleted since drops out). Idempotent: a
-//!    crash repeats the region. Throttling retries.
+//! 1. `scan:<region>` (another account's: `scan:<account>:<region>`), one region at a time:
+//!    the region's volumes, Elastic IPs, instances, own snapshots and RDS DB instances read at
+//!    once (each call paged through); then CloudWatch (`GetMetricData`, up to 500 resources a
+//!    call) for the daily average CPU of the instances running at least `low_cpu_days` and the
+//!    daily maximum connections of the DB instances at least `idle_database_days` old; all
+//!    judged by [`findings`] (unattached volumes, unassociated addresses, stopped instances
+//!    whose volumes are billed, old snapshots, low-CPU instances, idle DB instances), and the
+//!    account's findings for the region **replaced** in the table (a scan is the whole truth
+//!    about its region: a volume deleted since drops out). Idempotent: a crash repeats the
+//!    region. Throttling retries.
 //! 2. `report`: one message on the success topic (attributes `type` = `resource-scan`,
 //!    `account`): per region the count and monthly cost by kind, the total, the ten costliest.
 //!
@@ -23,8 +27,7 @@
 //! command line; the console's findings page ([`page`], also `tugboat resources findings`)
 //! shows the table.
 //!
-//! Not yet (issue 30): running instances with low CPU (CloudWatch), idle RDS instances, prices
-//! from the cost table.
+//! Not yet (issue 30): prices from the cost table.
 
 pub mod config;
 pub mod findings;
@@ -44,7 +47,7 @@ use serde_json::Value;
 use super::Registration;
 use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
 use crate::ports::clock::Clock;
-use crate::ports::resources::{AccountRole, Accounts, Finding, FindingStore, Inventory};
+use crate::ports::resources::{AccountRole, Accounts, Databases, Finding, FindingStore, Inventory, MetricQuery, Metrics, Stat};
 use config::{Reach, ResourceSettings};
 use findings::{Gathered, Rules, cents};
 use prices::Prices;
@@ -95,6 +98,8 @@ pub struct ResourceScan {
     /// The service's region: what is scanned when nothing names regions.
     pub own_region: String,
     pub inventory: Arc<dyn Inventory>,
+    pub databases: Arc<dyn Databases>,
+    pub metrics: Arc<dyn Metrics>,
     /// Other accounts' inventories (`[[resources.accounts]]`).
     pub accounts: Arc<dyn Accounts>,
     pub findings: Arc<dyn FindingStore>,
@@ -190,6 +195,8 @@ impl ResourceScan {
             settings,
             own_region,
             inventory: ports.inventory.clone(),
+            databases: ports.databases.clone(),
+            metrics: ports.metrics.clone(),
             accounts: ports.accounts.clone(),
             findings: ports.findings.clone(),
             clock: ports.clock.clone(),
@@ -208,28 +215,56 @@ impl ResourceScan {
             region: region.to_string(),
             unattached_days: s.unattached_days,
             snapshot_days: s.snapshot_days,
+            low_cpu_days: s.low_cpu_days,
+            low_cpu_percent: s.low_cpu_percent,
+            idle_database_days: s.idle_database_days,
             currency: s.currency.clone(),
             prices: Prices::new(&s.prices),
         })
     }
 
-    /// Reads `region`'s inventory in the account `reach` names (the four calls at once) and
-    /// judges it: the findings, costliest first, and how many resources were read.
+    /// Reads `region`'s inventory in the account `reach` names (EC2's four calls and RDS's at
+    /// once), then CloudWatch for the CPU of the running instances and the connections of the
+    /// DB instances old enough to judge (one batched call each), and judges it: the findings,
+    /// costliest first, and how many resources were read.
     pub async fn survey(&self, reach: &Reach, region: &str) -> Result<(Vec<Finding>, usize), StepError> {
         let rules = self.rules(&reach.account, region).map_err(StepError::permanent)?;
-        let inventory = match &reach.role {
-            None => self.inventory.clone(),
-            Some(role) => self.accounts.reach(role).await?.inventory,
+        let (inventory, databases, metrics) = match &reach.role {
+            None => (self.inventory.clone(), self.databases.clone(), self.metrics.clone()),
+            Some(role) => {
+                let other = self.accounts.reach(role).await?;
+                (other.inventory, other.databases, other.metrics)
+            }
         };
-        let (volumes, addresses, instances, snapshots) = futures::try_join!(
+        let (volumes, addresses, instances, snapshots, dbs) = futures::try_join!(
             inventory.volumes(region),
             inventory.addresses(region),
             inventory.instances(region),
             inventory.snapshots(region),
+            databases.databases(region),
         )?;
-        let gathered = Gathered { volumes, addresses, instances, snapshots };
-        let read = gathered.volumes.len() + gathered.addresses.len() + gathered.instances.len() + gathered.snapshots.len();
-        Ok((findings::find(&rules, self.clock.now_ms(), &gathered), read))
+        let now = self.clock.now_ms();
+        let cpu: Vec<MetricQuery> = rules
+            .cpu_candidates(now, &instances)
+            .iter()
+            .map(|i| metric("AWS/EC2", "CPUUtilization", "InstanceId", &i.id, Stat::Average))
+            .collect();
+        let connections: Vec<MetricQuery> = rules
+            .connection_candidates(now, &dbs)
+            .iter()
+            .map(|d| metric("AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", &d.id, Stat::Maximum))
+            .collect();
+        let (cpu, connections) = futures::try_join!(
+            daily(metrics.as_ref(), region, cpu, now, rules.low_cpu_days),
+            daily(metrics.as_ref(), region, connections, now, rules.idle_database_days),
+        )?;
+        let gathered = Gathered { volumes, addresses, instances, snapshots, databases: dbs, cpu, connections };
+        let read = gathered.volumes.len()
+            + gathered.addresses.len()
+            + gathered.instances.len()
+            + gathered.snapshots.len()
+            + gathered.databases.len();
+        Ok((findings::find(&rules, now, &gathered), read))
     }
 
     fn report(&self, s: &State) -> ScanReport {
@@ -270,6 +305,34 @@ impl ResourceScan {
             }
         }
     }
+}
+
+fn metric(namespace: &str, name: &str, dimension: &str, value: &str, stat: Stat) -> MetricQuery {
+    MetricQuery {
+        namespace: namespace.into(),
+        metric: name.into(),
+        dimension: dimension.into(),
+        value: value.into(),
+        stat,
+    }
+}
+
+const DAY_MS: u64 = 86_400_000;
+
+/// Each query's daily values over the last `days`, by the queried resource's id (no call when
+/// nothing is asked).
+async fn daily(
+    metrics: &dyn Metrics,
+    region: &str,
+    queries: Vec<MetricQuery>,
+    now_ms: u64,
+    days: u64,
+) -> Result<BTreeMap<String, Vec<f64>>, StepError> {
+    if queries.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let series = metrics.series(region, &queries, now_ms.saturating_sub(days * DAY_MS), now_ms, 86_400).await?;
+    Ok(queries.into_iter().map(|q| q.value).zip(series).collect())
 }
 
 /// A region's findings summed up for the report.

@@ -68,7 +68,7 @@ impl Page for FindingsPage {
             clap::Arg::new("account").long("account").help("Only this account's findings."),
             clap::Arg::new("kind")
                 .long("kind")
-                .help("Only this kind: unattached-volume, unassociated-address, stopped-instance, old-snapshot."),
+                .help(format!("Only this kind: {}.", FindingKind::names())),
             clap::Arg::new("sort")
                 .long("sort")
                 .help("cost (default: costliest first), age, size, region, kind or resource."),
@@ -110,7 +110,7 @@ fn query(input: &PageInput<'_>) -> Result<FindingsQuery, String> {
     if let Some(k) = &q.kind
         && FindingKind::parse(k).is_none()
     {
-        return Err(format!("kind {k:?} is not one of unattached-volume, unassociated-address, stopped-instance, old-snapshot"));
+        return Err(format!("kind {k:?} is not one of {}", FindingKind::names()));
     }
     if let Some(s) = &q.sort
         && !SORTS.contains(&s.as_str())
@@ -208,9 +208,7 @@ fn body(view: &FindingsView) -> String {
     }
     html.push_str("</tbody></table>");
     let accounts: Vec<String> = view.accounts.iter().map(|a| a.account.clone()).collect();
-    let kinds: Vec<String> = ["unattached-volume", "unassociated-address", "stopped-instance", "old-snapshot"]
-        .map(String::from)
-        .to_vec();
+    let kinds: Vec<String> = FindingKind::ALL.map(|k| k.as_str().to_string()).to_vec();
     html.push_str("<form method=\"get\">");
     html.push_str(&select("account", "account", view.query.account.as_deref(), &accounts));
     html.push_str(&select("kind", "kind", view.query.kind.as_deref(), &kinds));

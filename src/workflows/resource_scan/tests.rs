@@ -21,6 +21,8 @@ fn workflow(inventory: &MemoryInventory, findings: &MemoryFindings, regions: &[&
         settings: Some(settings),
         own_region: "eu-west-1".into(),
         inventory: Arc::new(inventory.clone()),
+        databases: Arc::new(inventory.clone()),
+        metrics: Arc::new(inventory.clone()),
         accounts: Arc::new(MemoryAccounts::default()),
         findings: Arc::new(findings.clone()),
         clock: Arc::new(TokioClock::starting_at(NOW)),
