@@ -1363,21 +1363,43 @@ impl MemoryInventory {
         which: impl Fn(&super::resources::Database) -> bool,
         f: impl Fn(&mut super::resources::Database),
     ) -> Result<(), StepError> {
+        self.apply(region, call, |r| &mut r.databases, which, f)
+    }
+
+    /// Records `call` on `region` (failing as `fail_next` says), then applies `f` to the
+    /// region's items (of the list `items` picks) that `which` selects.
+    fn apply<T>(
+        &self,
+        region: &str,
+        call: &str,
+        items: impl FnOnce(&mut RegionInventory) -> &mut Vec<T>,
+        which: impl Fn(&T) -> bool,
+        f: impl Fn(&mut T),
+    ) -> Result<(), StepError> {
         self.read(region, call, |_| Vec::<()>::new())?;
         let mut regions = self.regions.lock().unwrap();
         if let Some(r) = regions.get_mut(region) {
-            r.databases.iter_mut().filter(|d| which(d)).for_each(f);
+            items(r).iter_mut().filter(|t| which(t)).for_each(f);
         }
         Ok(())
     }
 
-    /// The DB instances of `region`, as they are now.
-    pub fn databases_now(&self, region: &str) -> Vec<super::resources::Database> {
+    /// A copy of `region`'s items of the list `items` picks, as they are now.
+    fn now<T: Clone>(
+        &self,
+        region: &str,
+        items: impl FnOnce(&RegionInventory) -> &Vec<T>,
+    ) -> Vec<T> {
         let regions = self.regions.lock().unwrap();
         regions
             .get(region)
-            .map(|r| r.databases.clone())
+            .map(|r| items(r).clone())
             .unwrap_or_default()
+    }
+
+    /// The DB instances of `region`, as they are now.
+    pub fn databases_now(&self, region: &str) -> Vec<super::resources::Database> {
+        self.now(region, |r| &r.databases)
     }
 }
 
@@ -1390,24 +1412,12 @@ impl MemoryInventory {
         arn: &str,
         f: impl Fn(&mut super::resources::EcsService),
     ) -> Result<(), StepError> {
-        self.read(region, call, |_| Vec::<()>::new())?;
-        let mut regions = self.regions.lock().unwrap();
-        if let Some(s) = regions
-            .get_mut(region)
-            .and_then(|r| r.services.iter_mut().find(|s| s.arn == arn))
-        {
-            f(s);
-        }
-        Ok(())
+        self.apply(region, call, |r| &mut r.services, |s| s.arn == arn, f)
     }
 
     /// The services of `region`, as they are now.
     pub fn services(&self, region: &str) -> Vec<super::resources::EcsService> {
-        let regions = self.regions.lock().unwrap();
-        regions
-            .get(region)
-            .map(|r| r.services.clone())
-            .unwrap_or_default()
+        self.now(region, |r| &r.services)
     }
 }
 
@@ -1420,23 +1430,18 @@ impl MemoryInventory {
         ids: &[String],
         f: impl Fn(&mut super::resources::Instance),
     ) -> Result<(), StepError> {
-        self.read(region, call, |_| Vec::<()>::new())?;
-        let mut regions = self.regions.lock().unwrap();
-        if let Some(r) = regions.get_mut(region) {
-            for i in r.instances.iter_mut().filter(|i| ids.contains(&i.id)) {
-                f(i);
-            }
-        }
-        Ok(())
+        self.apply(
+            region,
+            call,
+            |r| &mut r.instances,
+            |i| ids.contains(&i.id),
+            f,
+        )
     }
 
     /// The instances of `region` as they are now.
     pub fn instances(&self, region: &str) -> Vec<super::resources::Instance> {
-        let regions = self.regions.lock().unwrap();
-        regions
-            .get(region)
-            .map(|r| r.instances.clone())
-            .unwrap_or_default()
+        self.now(region, |r| &r.instances)
     }
 }
 
