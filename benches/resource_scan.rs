@@ -140,7 +140,6 @@ async fn run(volumes: usize, instances: usize) {
         findings: store.clone(),
         clock: Arc::new(SystemClock),
     };
-    let own = scan.settings.as_ref().unwrap().reach(None, REGION).unwrap();
     let ec2_calls = [
         "ec2:DescribeVolumes",
         "ec2:DescribeAddresses",
@@ -150,7 +149,7 @@ async fn run(volumes: usize, instances: usize) {
     let before: Vec<usize> = ec2_calls.iter().map(|c| calls(c)).collect();
     let (q0, w0) = (calls("dynamodb:Query"), calls("dynamodb:BatchWriteItem"));
     let started = Instant::now();
-    let (found, read) = scan.survey(&own, REGION).await.unwrap();
+    let (found, read) = scan.survey("123456789012", None, REGION).await.unwrap();
     let surveyed = started.elapsed();
     let replacing = Instant::now();
     let replaced = store

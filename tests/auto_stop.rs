@@ -89,6 +89,17 @@ async fn ecs_service(
         .to_string()
 }
 
+/// A new ECS cluster `<p>-apps`; its name.
+async fn new_cluster(ecs: &aws_sdk_ecs::Client, p: &str) -> String {
+    let cluster = format!("{p}-apps");
+    ecs.create_cluster()
+        .cluster_name(&cluster)
+        .send()
+        .await
+        .unwrap();
+    cluster
+}
+
 /// Each service's desired count and whether it carries tugboat's mark.
 async fn counts(ecs: &aws_sdk_ecs::Client, cluster: &str, arns: &[&String]) -> Vec<(i32, bool)> {
     let out = ecs
@@ -218,12 +229,7 @@ async fn a_dry_run_changes_nothing_and_stop_and_start_touch_only_the_tagged_inst
     let bare = launch(&ec2, &image, &[]).await;
     let all = [&dev, &dev_off, &prod, &bare];
     let ecs = ecs(&c.sdk);
-    let cluster = format!("{p}-apps");
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    let cluster = new_cluster(&ecs, &p).await;
     let web = ecs_service(
         &ecs,
         &cluster,
@@ -525,12 +531,7 @@ async fn a_kill_after_a_service_is_scaled_to_zero_still_brings_it_back_to_its_co
     let c = clients().await;
     let ecs = ecs(&c.sdk);
     let p = unique("autostopsvc");
-    let cluster = format!("{p}-apps");
-    ecs.create_cluster()
-        .cluster_name(&cluster)
-        .send()
-        .await
-        .unwrap();
+    let cluster = new_cluster(&ecs, &p).await;
     let web = ecs_service(
         &ecs,
         &cluster,

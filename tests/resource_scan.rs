@@ -489,10 +489,7 @@ async fn low_cpu_instances_and_idle_databases_are_found_from_cloudwatch() {
         findings: std::sync::Arc::new(tugboat::ports::memory::MemoryFindings::default()),
         clock: std::sync::Arc::new(tugboat::ports::clock::TokioClock::starting_at(later)),
     };
-    let (findings, read) = scan
-        .survey(&settings.reach(None, HERE).unwrap(), HERE)
-        .await
-        .unwrap();
+    let (findings, read) = scan.survey(&settings.account, None, HERE).await.unwrap();
     assert!(read >= 5, "{read}");
     let low = found(&findings, &idle).unwrap_or_else(|| panic!("{idle} not found: {findings:?}"));
     assert_eq!(

@@ -1,8 +1,6 @@
 //! The `Metrics` port over CloudWatch `GetMetricData`: up to 500 queries a call (CloudWatch's
 //! limit), each answer paged through (`NextToken`), values oldest first; a client per region.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
@@ -95,15 +93,15 @@ impl Metrics for CloudWatchMetrics {
                 .send()
                 .collect::<Vec<_>>()
                 .await;
-            let mut index: HashMap<String, usize> = HashMap::new();
-            for i in 0..chunk.len() {
-                index.insert(format!("q{}", base + i), base + i);
-            }
             for page in pages {
                 let page = page.map_err(|e| classify("GetMetricData", e))?;
                 for r in page.metric_data_results() {
-                    if let Some(&at) = r.id().and_then(|id| index.get(id)) {
-                        values[at].extend_from_slice(r.values());
+                    // `q<index>`, as asked: the query's place in `queries`.
+                    let at = r
+                        .id()
+                        .and_then(|id| id.strip_prefix('q')?.parse::<usize>().ok());
+                    if let Some(series) = at.and_then(|at| values.get_mut(at)) {
+                        series.extend_from_slice(r.values());
                     }
                 }
             }

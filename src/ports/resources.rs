@@ -1,4 +1,6 @@
-//! The resource ports: what a region holds (EC2's inventory, read-only) and where the findings
+//! The resource ports: what a region holds (EC2's inventory, RDS's DB instances, CloudWatch's
+//! metrics), what `auto_stop` acts on (instances, ECS services, DB instances), other accounts
+//! reached through a role, and where the findings
 //! of a scan are kept (the findings table, replaced per account and region as the cost table
 //! is per period).
 

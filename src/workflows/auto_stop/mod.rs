@@ -87,7 +87,7 @@ pub fn registration() -> Registration {
     .with_params_check(|params, sections| {
         let p = Params::parse(params)?;
         let settings = sections.get(resources::NAME).and_then(|v| resources::parse(v).ok());
-        reach(settings.as_ref(), p.account.as_deref()).map(drop)
+        other_account(settings.as_ref(), p.account.as_deref()).map(drop)
     })
 }
 
@@ -104,15 +104,18 @@ pub struct AutoStop {
     pub settings: Option<resources::ResourceSettings>,
 }
 
-/// The account a route's `account` names: `None` for the service's own.
-fn reach(settings: Option<&resources::ResourceSettings>, account: Option<&str>) -> Result<Option<resources::Reach>, String> {
-    let Some(name) = account else { return Ok(None) };
-    let Some(settings) = settings else {
-        return Err(format!("params.account {name:?}: no [resources] section configures other accounts ([[resources.accounts]])"));
-    };
-    // The regions are the route's or the workflow's; only the role matters here.
-    let r = settings.reach(Some(name), "us-east-1")?;
-    Ok(r.role.is_some().then_some(r))
+/// The other account a route's `account` names: `None` for the service's own.
+fn other_account<'a>(
+    settings: Option<&'a resources::ResourceSettings>,
+    account: Option<&str>,
+) -> Result<Option<&'a resources::AccountSettings>, String> {
+    match (settings, account) {
+        (_, None) => Ok(None),
+        (None, Some(name)) => Err(format!(
+            "params.account {name:?}: no [resources] section configures other accounts ([[resources.accounts]])"
+        )),
+        (Some(settings), name) => settings.other_account(name),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -446,11 +449,7 @@ impl AutoStop {
                 region.services.sort_by(|a, b| a.service.cmp(&b.service));
             }
             s.done.push(region);
-            if !s.resources.contains(&Resource::Instances)
-                && let Some(next) = s.regions.get(s.done.len())
-            {
-                s.current = Some(Switched { region: next.clone(), dry_run: s.dry_run, ..Default::default() });
-            }
+            open_region_without_instances(s);
         }
     }
 
@@ -664,24 +663,28 @@ impl AutoStop {
     }
 }
 
-impl AutoStop {
-    /// The DB instances of the account a step acts in.
-    async fn databases_at(&self, role: Option<&AccountRole>) -> Result<Arc<dyn Databases>, StepError> {
-        match role {
-            None => Ok(self.databases.clone()),
-            Some(role) => Ok(self.accounts.reach(role).await?.databases),
-        }
-    }
+type AccountTools = (Arc<dyn Power>, Arc<dyn ServicePower>, Arc<dyn Databases>);
 
-    /// The ports of the account a step acts in.
-    async fn at(&self, role: Option<&AccountRole>) -> Result<(Arc<dyn Power>, Arc<dyn ServicePower>), StepError> {
+impl AutoStop {
+    /// The ports of the account a step acts in: instances, services, DB instances.
+    async fn at(&self, role: Option<&AccountRole>) -> Result<AccountTools, StepError> {
         match role {
-            None => Ok((self.power.clone(), self.services.clone())),
+            None => Ok((self.power.clone(), self.services.clone(), self.databases.clone())),
             Some(role) => {
                 let other = self.accounts.reach(role).await?;
-                Ok((other.power, other.services))
+                Ok((other.power, other.services, other.databases))
             }
         }
+    }
+}
+
+/// Without instances a region has no instances' step to open it: the next region starts at
+/// its other resources.
+fn open_region_without_instances(s: &mut State) {
+    if !s.resources.contains(&Resource::Instances)
+        && let Some(next) = s.regions.get(s.done.len())
+    {
+        s.current = Some(Switched { region: next.clone(), dry_run: s.dry_run, ..Default::default() });
     }
 }
 
@@ -797,19 +800,17 @@ impl Flow for AutoStop {
 
     fn start(&self, _event: &Value, params: &Value) -> Result<(State, Decision<Step>), String> {
         let p = Params::parse(params)?;
-        let other = reach(self.settings.as_ref(), p.account.as_deref())?;
-        // Another account's own regions, if it lists any; else the workflow's.
-        let default_regions = other
-            .as_ref()
-            .and_then(|r| self.settings.as_ref()?.accounts.iter().find(|a| a.name == r.account))
-            .filter(|a| !a.regions.is_empty())
-            .map_or_else(|| self.regions.clone(), |a| a.regions.clone());
+        let other = other_account(self.settings.as_ref(), p.account.as_deref())?;
+        // The route's regions, else another account's own, else the workflow's.
+        let regions = p
+            .regions
+            .unwrap_or_else(|| other.map_or_else(|| self.regions.clone(), |a| a.regions_or(self.regions.clone())));
         let mut state = State {
-            account: other.as_ref().map(|r| r.account.clone()),
-            role: other.and_then(|r| r.role),
+            account: other.map(|a| a.name.clone()),
+            role: other.map(resources::AccountSettings::role),
             action: p.action,
             tags: p.tags,
-            regions: p.regions.unwrap_or(default_regions),
+            regions,
             dry_run: p.dry_run,
             resources: p.resources,
             clusters: p.clusters,
@@ -820,12 +821,7 @@ impl Flow for AutoStop {
             scaled: false,
             databases_switched: false,
         };
-        // Without instances, a region starts at its services.
-        if !state.resources.contains(&Resource::Instances)
-            && let Some(first) = state.regions.first()
-        {
-            state.current = Some(Switched { region: first.clone(), dry_run: state.dry_run, ..Default::default() });
-        }
+        open_region_without_instances(&mut state);
         let next = self.next(&state);
         Ok((state, next))
     }
@@ -873,19 +869,19 @@ impl Flow for AutoStop {
     async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         match step {
             Step::Switch { region, action, tags, dry_run, role } => {
-                let (power, _) = self.at(role.as_ref()).await?;
+                let (power, _, _) = self.at(role.as_ref()).await?;
                 to_output(&self.switch(power.as_ref(), region, *action, tags, *dry_run, ctx.workflow_id).await?)
             }
             Step::SwitchDatabases { region, action, tags, dry_run, role } => {
-                let databases = self.databases_at(role.as_ref()).await?;
+                let (_, _, databases) = self.at(role.as_ref()).await?;
                 to_output(&self.switch_databases(databases.as_ref(), region, *action, tags, *dry_run, ctx.workflow_id).await?)
             }
             Step::FindServices { region, action, tags, clusters, role } => {
-                let (_, services) = self.at(role.as_ref()).await?;
+                let (_, services, _) = self.at(role.as_ref()).await?;
                 to_output(&self.find_services(services.as_ref(), region, *action, tags, clusters).await?)
             }
             Step::Scale { region, action, targets, role } => {
-                let (_, services) = self.at(role.as_ref()).await?;
+                let (_, services, _) = self.at(role.as_ref()).await?;
                 to_output(&self.scale(services.as_ref(), region, *action, targets, ctx.workflow_id).await?)
             }
             Step::ReadStop { .. } | Step::Notify => Err(StepError::permanent("this step is performed by the engine")),

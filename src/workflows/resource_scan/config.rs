@@ -121,27 +121,44 @@ impl ResourceSettings {
         }
     }
 
+    /// The `[[resources.accounts]]` entry a route's `account` names: `None` for the service's
+    /// own account (no name, or `resources.account`'s); an error naming the configured ones
+    /// for any other name.
+    pub fn other_account(&self, name: Option<&str>) -> Result<Option<&AccountSettings>, String> {
+        let Some(name) = name.filter(|n| *n != self.account) else { return Ok(None) };
+        match self.accounts.iter().find(|a| a.name == name) {
+            Some(a) => Ok(Some(a)),
+            None => {
+                let mut known: Vec<&str> = vec![self.account.as_str()];
+                known.extend(self.accounts.iter().map(|a| a.name.as_str()));
+                Err(format!("params.account: {name:?} is not a configured account; one of {}", known.join(", ")))
+            }
+        }
+    }
+
     /// The account a route's `account` names (`None`: the service's own), with its role and
     /// default regions (`own_region` when nothing names any).
     pub fn reach(&self, account: Option<&str>, own_region: &str) -> Result<Reach, String> {
-        let own = Reach { account: self.account.clone(), role: None, regions: self.regions_or(own_region) };
-        let Some(name) = account else { return Ok(own) };
-        if name == self.account {
-            return Ok(own);
-        }
-        let Some(a) = self.accounts.iter().find(|a| a.name == name) else {
-            let mut known: Vec<&str> = vec![self.account.as_str()];
-            known.extend(self.accounts.iter().map(|a| a.name.as_str()));
-            return Err(format!("params.account: {name:?} is not a configured account; one of {}", known.join(", ")));
-        };
-        Ok(Reach {
-            account: a.name.clone(),
-            role: Some(AccountRole { role_arn: a.role_arn.clone(), external_id: a.external_id.clone() }),
-            regions: match a.regions.is_empty() {
-                true => own.regions,
-                false => a.regions.clone(),
-            },
+        let regions = self.regions_or(own_region);
+        Ok(match self.other_account(account)? {
+            None => Reach { account: self.account.clone(), role: None, regions },
+            Some(a) => Reach { account: a.name.clone(), role: Some(a.role()), regions: a.regions_or(regions) },
         })
+    }
+}
+
+impl AccountSettings {
+    /// The role tugboat assumes to act in this account.
+    pub fn role(&self) -> AccountRole {
+        AccountRole { role_arn: self.role_arn.clone(), external_id: self.external_id.clone() }
+    }
+
+    /// The account's own regions, else `otherwise`.
+    pub fn regions_or(&self, otherwise: Vec<String>) -> Vec<String> {
+        match self.regions.is_empty() {
+            true => otherwise,
+            false => self.regions.clone(),
+        }
     }
 }
 

@@ -48,7 +48,7 @@ use super::Registration;
 use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
 use crate::ports::clock::Clock;
 use crate::ports::resources::{AccountRole, Accounts, Databases, Finding, FindingStore, Inventory, MetricQuery, Metrics, Stat};
-use config::{Reach, ResourceSettings};
+use config::ResourceSettings;
 use findings::{Gathered, Rules, cents};
 use prices::Prices;
 
@@ -78,7 +78,7 @@ pub fn registration() -> Registration {
         let p = RouteParams::parse(params)?;
         // The account must be configured (the section was checked on its own before).
         if let Some(settings) = sections.get(config::NAME).and_then(|v| config::parse(v).ok()) {
-            settings.reach(p.account.as_deref(), "us-east-1")?;
+            settings.other_account(p.account.as_deref())?;
         }
         Ok(())
     })
@@ -223,13 +223,18 @@ impl ResourceScan {
         })
     }
 
-    /// Reads `region`'s inventory in the account `reach` names (EC2's four calls and RDS's at
+    /// Reads `region`'s inventory in `account` (through `role`, or the service's own) (EC2's four calls and RDS's at
     /// once), then CloudWatch for the CPU of the running instances and the connections of the
     /// DB instances old enough to judge (one batched call each), and judges it: the findings,
     /// costliest first, and how many resources were read.
-    pub async fn survey(&self, reach: &Reach, region: &str) -> Result<(Vec<Finding>, usize), StepError> {
-        let rules = self.rules(&reach.account, region).map_err(StepError::permanent)?;
-        let (inventory, databases, metrics) = match &reach.role {
+    pub async fn survey(
+        &self,
+        account: &str,
+        role: Option<&AccountRole>,
+        region: &str,
+    ) -> Result<(Vec<Finding>, usize), StepError> {
+        let rules = self.rules(account, region).map_err(StepError::permanent)?;
+        let (inventory, databases, metrics) = match role {
             None => (self.inventory.clone(), self.databases.clone(), self.metrics.clone()),
             Some(role) => {
                 let other = self.accounts.reach(role).await?;
@@ -396,13 +401,9 @@ impl Flow for ResourceScan {
         match step {
             Step::Scan { region, account, role } => {
                 let settings = self.settings().map_err(StepError::permanent)?;
-                let reach = Reach {
-                    account: account.clone().unwrap_or_else(|| settings.account.clone()),
-                    role: role.clone(),
-                    regions: Vec::new(),
-                };
-                let (found, read) = self.survey(&reach, region).await?;
-                let replaced = self.findings.replace(&settings.table, &reach.account, region, &found).await?;
+                let account = account.as_deref().unwrap_or(&settings.account);
+                let (found, read) = self.survey(account, role.as_ref(), region).await?;
+                let replaced = self.findings.replace(&settings.table, account, region, &found).await?;
                 let mut scan = summarize(region, &found, read);
                 scan.written = replaced.written;
                 scan.deleted = replaced.deleted;

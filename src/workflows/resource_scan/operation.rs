@@ -86,7 +86,7 @@ fn run<'a>(matches: &'a clap::ArgMatches, setup: Setup<'a>) -> BoxFuture<'a, Res
         let mut printed = Printed::default();
         let (mut count, mut cost) = (0, 0.0);
         for r in &regions {
-            let (found, read) = scan.survey(&reach, r).await.map_err(|e| format!("{r}: {}", e.message))?;
+            let (found, read) = scan.survey(&reach.account, reach.role.as_ref(), r).await.map_err(|e| format!("{r}: {}", e.message))?;
             for f in &found {
                 let text = match json {
                     true => serde_json::to_string(f).unwrap_or_default(),
