@@ -1,9 +1,11 @@
 //! The resource scan against the local emulator: a region seeded with `--volumes` unattached
 //! volumes, `--instances` instances (half of them stopped; each with its root volume) and a
 //! few free Elastic IPs and snapshots; then one region's scan as the workflow's step makes it
-//! (`ResourceScan::survey` over the EC2 adapter: the four reads at once, each paged through),
-//! and the replace of its findings in a DynamoDB table (batches of 25). Prints the time of
-//! each and the calls made, from the emulator launcher's log of them, per resource read.
+//! (`ResourceScan::survey` over the EC2, RDS and CloudWatch adapters: the five reads at once,
+//! each paged through, then CloudWatch for the running instances' CPU, the clock 30 days on so
+//! that every running instance is old enough to judge), and the replace of its findings in a
+//! DynamoDB table (batches of 25). Prints the time of each and the calls made, from the
+//! emulator launcher's log of them, per resource read.
 //!
 //!     cargo bench --bench resource_scan -- --volumes 10000 --instances 1000
 
@@ -19,7 +21,7 @@ use aws_sdk_ec2::types::{InstanceType, VolumeType};
 use futures::StreamExt;
 use tugboat::aws::dynamodb::DynamoFindings;
 use tugboat::aws::ec2::Ec2Inventory;
-use tugboat::ports::clock::SystemClock;
+use tugboat::ports::clock::{Clock, SystemClock, TokioClock};
 use tugboat::ports::resources::FindingStore;
 use tugboat::workflows::resource_scan::{ResourceScan, config};
 
@@ -138,13 +140,18 @@ async fn run(volumes: usize, instances: usize) {
         )),
         accounts: Arc::new(tugboat::ports::memory::MemoryAccounts::default()),
         findings: store.clone(),
-        clock: Arc::new(SystemClock),
+        costs: Arc::new(tugboat::ports::memory::MemoryCosts::default()),
+        clock: Arc::new(TokioClock::starting_at(
+            SystemClock.now_ms() + 30 * 86_400_000,
+        )),
     };
     let ec2_calls = [
         "ec2:DescribeVolumes",
         "ec2:DescribeAddresses",
         "ec2:DescribeInstances",
         "ec2:DescribeSnapshots",
+        "rds:DescribeDBInstances",
+        "cloudwatch:GetMetricData",
     ];
     let before: Vec<usize> = ec2_calls.iter().map(|c| calls(c)).collect();
     let (q0, w0) = (calls("dynamodb:Query"), calls("dynamodb:BatchWriteItem"));
@@ -177,7 +184,7 @@ async fn run(volumes: usize, instances: usize) {
     }
     let ec2_total: usize = made.iter().sum();
     println!(
-        "  EC2 calls per resource read: {:.4} ({ec2_total} for {read})",
+        "  EC2, RDS and CloudWatch calls per resource read: {:.4} ({ec2_total} for {read})",
         ec2_total as f64 / read as f64
     );
     println!(

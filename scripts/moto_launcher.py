@@ -196,10 +196,13 @@ def restore_initial_health() -> None:
 def record_scan_calls() -> None:
     """Writes one line per call the resource scan makes to stderr:
     `TUGBOAT_CALL {"call": "ec2:DescribeVolumes", "region": ...}` (and DescribeAddresses,
-    DescribeInstances, DescribeSnapshots; `dynamodb:Query`, `dynamodb:BatchWriteItem`), so that
+    DescribeInstances, DescribeSnapshots; `rds:DescribeDBInstances`,
+    `cloudwatch:GetMetricData`; `dynamodb:Query`, `dynamodb:BatchWriteItem`), so that
     benches/resource_scan.rs can count the calls a scan makes per resource. The calls
     themselves are moto's, unchanged."""
+    from moto.cloudwatch.responses import CloudWatchResponse
     from moto.dynamodb.responses import DynamoHandler
+    from moto.rds.responses import RDSResponse
     from moto.ec2.responses.elastic_block_store import ElasticBlockStore
     from moto.ec2.responses.elastic_ip_addresses import ElasticIPAddresses
     from moto.ec2.responses.instances import InstanceResponse
@@ -218,6 +221,8 @@ def record_scan_calls() -> None:
     logged(ElasticBlockStore, "describe_snapshots", "ec2:DescribeSnapshots")
     logged(ElasticIPAddresses, "describe_addresses", "ec2:DescribeAddresses")
     logged(InstanceResponse, "describe_instances", "ec2:DescribeInstances")
+    logged(RDSResponse, "describe_db_instances", "rds:DescribeDBInstances")
+    logged(CloudWatchResponse, "get_metric_data", "cloudwatch:GetMetricData")
     logged(DynamoHandler, "query", "dynamodb:Query")
     logged(DynamoHandler, "batch_write_item", "dynamodb:BatchWriteItem")
 

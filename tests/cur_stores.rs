@@ -1,6 +1,7 @@
 //! The cost workflow's stores against the emulator: a gzip report streamed from S3 through
 //! the report parser (no whole object in memory), a missing object, and a payer's period in
-//! DynamoDB replaced by a restated report, beside another payer's.
+//! DynamoDB replaced by a restated report, beside another payer's; the unit rates kept beside
+//! them, a newer day's never replaced by an older one's.
 
 mod support;
 
@@ -9,7 +10,7 @@ use std::io::Write;
 use serde_json::json;
 use tugboat::aws::dynamodb::DynamoCosts;
 use tugboat::aws::s3::S3Objects;
-use tugboat::ports::costs::{CostStore, DailyCost};
+use tugboat::ports::costs::{CostStore, DailyCost, UnitRate};
 use tugboat::ports::objects::ObjectStore;
 use tugboat::workflows::cur_ingest::report::Summary;
 
@@ -247,4 +248,76 @@ async fn publish_attributes_reach_the_subscriber() {
     assert_eq!(attrs["account"]["Value"], "111122223333");
     assert!(attrs.get("empty").is_none(), "{attrs}");
     assert_eq!(attrs["tugboat-dedup-id"]["Value"], "dedup-1");
+}
+
+fn rate(region: &str, usage: &str, rate: &str, day: &str) -> UnitRate {
+    UnitRate {
+        region: region.into(),
+        usage_type: usage.into(),
+        rate: rate.into(),
+        unit: "GB-Mo".into(),
+        currency: "USD".into(),
+        day: day.into(),
+    }
+}
+
+#[tokio::test]
+async fn unit_rates_are_kept_per_region_and_an_older_day_never_replaces_a_newer() {
+    let clients = support::clients().await;
+    let table = table().await;
+    let costs = DynamoCosts::new(clients.dynamodb.clone());
+    // A period's costs in the same table are not rates, and stay.
+    costs
+        .replace_period(
+            &table,
+            "111",
+            "2024-07",
+            &[row("2024-07-01", "111", "222", "AmazonEC2", "3")],
+        )
+        .await
+        .unwrap();
+    let july = [
+        rate("eu-west-1", "EBS:VolumeUsage.gp3", "0.088", "2024-07-31"),
+        rate("us-east-1", "EBS:VolumeUsage.gp3", "0.08", "2024-07-31"),
+    ];
+    assert_eq!(costs.put_rates(&table, &july).await.unwrap(), 2);
+    // June, delivered again later: its gp3 rate is older and stays out; its snapshot rate is new.
+    let june = [
+        rate("eu-west-1", "EBS:VolumeUsage.gp3", "0.07", "2024-06-30"),
+        rate("eu-west-1", "EBS:SnapshotUsage", "0.053", "2024-06-30"),
+    ];
+    assert_eq!(costs.put_rates(&table, &june).await.unwrap(), 1);
+    // The same day again replaces (a restated report).
+    assert_eq!(
+        costs
+            .put_rates(
+                &table,
+                &[rate(
+                    "us-east-1",
+                    "EBS:VolumeUsage.gp3",
+                    "0.081",
+                    "2024-07-31"
+                )]
+            )
+            .await
+            .unwrap(),
+        1
+    );
+    let eu = costs.rates(&table, "eu-west-1").await.unwrap();
+    assert_eq!(
+        eu,
+        vec![
+            rate("eu-west-1", "EBS:SnapshotUsage", "0.053", "2024-06-30"),
+            rate("eu-west-1", "EBS:VolumeUsage.gp3", "0.088", "2024-07-31"),
+        ]
+    );
+    assert_eq!(
+        costs.rates(&table, "us-east-1").await.unwrap()[0].rate,
+        "0.081"
+    );
+    assert!(costs.rates(&table, "ap-south-1").await.unwrap().is_empty());
+    assert_eq!(
+        costs.period(&table, "111", "2024-07").await.unwrap().len(),
+        1
+    );
 }

@@ -487,6 +487,7 @@ async fn low_cpu_instances_and_idle_databases_are_found_from_cloudwatch() {
         metrics: std::sync::Arc::new(CloudWatchMetrics::new(c.sdk.clone())),
         accounts: std::sync::Arc::new(tugboat::ports::memory::MemoryAccounts::default()),
         findings: std::sync::Arc::new(tugboat::ports::memory::MemoryFindings::default()),
+        costs: std::sync::Arc::new(tugboat::ports::memory::MemoryCosts::default()),
         clock: std::sync::Arc::new(tugboat::ports::clock::TokioClock::starting_at(later)),
     };
     let (findings, read) = scan.survey(&settings.account, None, HERE).await.unwrap();

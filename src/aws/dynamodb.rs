@@ -6,6 +6,9 @@
 //! and the fields as attributes (`cost` a number). One query reads a payer's whole period, so
 //! replacing it is: query the keys, write every new row (batches of 25, unprocessed items
 //! retried), delete the keys the new rows do not have.
+//!
+//! The same table keeps the unit rates the reports billed: `pk = RATES#<region>`,
+//! `sk = <usage type>#<currency>`, one query per region scanned.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -15,7 +18,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 
 use super::{classify, incomplete, reported};
 use crate::contract::StepError;
-use crate::ports::costs::{CostStore, DailyCost, Replaced};
+use crate::ports::costs::{CostStore, DailyCost, Replaced, UnitRate};
 use crate::ports::resources::{Finding, FindingKind, FindingStore, Replaced as FindingsReplaced};
 
 /// BatchWriteItem's limit.
@@ -141,6 +144,10 @@ fn pk(payer: &str, period: &str) -> String {
     format!("PAYER#{payer}#PERIOD#{period}")
 }
 
+fn rates_pk(region: &str) -> String {
+    format!("RATES#{region}")
+}
+
 fn sk(r: &DailyCost) -> String {
     format!(
         "DAY#{}#ACCOUNT#{}#SERVICE#{}#REGION#{}#CURRENCY#{}",
@@ -206,6 +213,56 @@ impl CostStore for DynamoCosts {
             Err(e) if super::condition_failed(&e) => Ok(false),
             Err(e) => Err(classify("PutItem", e).into()),
         }
+    }
+
+    async fn put_rates(&self, table: &str, rates: &[UnitRate]) -> Result<usize, StepError> {
+        let s = |v: &str| AttributeValue::S(v.to_string());
+        let mut written = 0;
+        for r in rates {
+            // A conditional put per rate (a report rates a few hundred usage types at most):
+            // a batch write cannot keep a newer day's rate from an older report.
+            let result = self
+                .client
+                .put_item()
+                .table_name(table)
+                .item("pk", s(&rates_pk(&r.region)))
+                .item("sk", s(&format!("{}#{}", r.usage_type, r.currency)))
+                .item("region", s(&r.region))
+                .item("usage_type", s(&r.usage_type))
+                .item("rate", AttributeValue::N(r.rate.clone()))
+                .item("unit", s(&r.unit))
+                .item("currency", s(&r.currency))
+                .item("day", s(&r.day))
+                .condition_expression("attribute_not_exists(pk) OR #day <= :day")
+                .expression_attribute_names("#day", "day")
+                .expression_attribute_values(":day", s(&r.day))
+                .send()
+                .await;
+            match result {
+                Ok(_) => written += 1,
+                Err(e) if super::condition_failed(&e) => {}
+                Err(e) => return Err(classify("PutItem", e).into()),
+            }
+        }
+        Ok(written)
+    }
+
+    async fn rates(&self, table: &str, region: &str) -> Result<Vec<UnitRate>, StepError> {
+        let mut rates: Vec<UnitRate> = self
+            .keys_and_rows(table, &rates_pk(region))
+            .await?
+            .iter()
+            .map(|i| UnitRate {
+                region: text(i, "region"),
+                usage_type: text(i, "usage_type"),
+                rate: text(i, "rate"),
+                unit: text(i, "unit"),
+                currency: text(i, "currency"),
+                day: text(i, "day"),
+            })
+            .collect();
+        rates.sort();
+        Ok(rates)
     }
 
     async fn period(

@@ -147,7 +147,8 @@ pub const GRANTS: &[Grant] = &[
     },
     Grant {
         sid: "CostTable",
-        by: "cur_ingest",
+        // resource_scan reads the unit rates cur_ingest keeps there (Query).
+        by: "cur_ingest, resource_scan",
         scope: Scope::CostTable,
         actions: &[
             "dynamodb:BatchWriteItem",

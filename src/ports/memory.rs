@@ -966,11 +966,15 @@ impl super::objects::ObjectStore for MemoryObjects {
 /// (table, payer, period) → its rows.
 type Periods = BTreeMap<(String, String, String), Vec<super::costs::DailyCost>>;
 
+/// (table, region, usage type, currency) → the rate.
+type Rates = BTreeMap<(String, String, String, String), super::costs::UnitRate>;
+
 /// Daily costs by (table, payer, period).
 #[derive(Debug, Default, Clone)]
 pub struct MemoryCosts {
     periods: Arc<Mutex<Periods>>,
     markers: Arc<Mutex<std::collections::BTreeSet<(String, String)>>>,
+    rates: Arc<Mutex<Rates>>,
 }
 
 #[async_trait]
@@ -1010,6 +1014,43 @@ impl super::costs::CostStore for MemoryCosts {
             .lock()
             .unwrap()
             .insert((table.to_string(), marker.to_string())))
+    }
+
+    async fn put_rates(
+        &self,
+        table: &str,
+        rates: &[super::costs::UnitRate],
+    ) -> Result<usize, StepError> {
+        let mut stored = self.rates.lock().unwrap();
+        let mut written = 0;
+        for r in rates {
+            let key = (
+                table.to_string(),
+                r.region.clone(),
+                r.usage_type.clone(),
+                r.currency.clone(),
+            );
+            if stored.get(&key).is_none_or(|old| old.day <= r.day) {
+                stored.insert(key, r.clone());
+                written += 1;
+            }
+        }
+        Ok(written)
+    }
+
+    async fn rates(
+        &self,
+        table: &str,
+        region: &str,
+    ) -> Result<Vec<super::costs::UnitRate>, StepError> {
+        Ok(self
+            .rates
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((t, r, _, _), _)| t == table && r == region)
+            .map(|(_, rate)| rate.clone())
+            .collect())
     }
 
     async fn period(

@@ -13,7 +13,7 @@ use super::CurIngest;
 use super::anomaly::{self, Series, Settings};
 use super::report::{CSV_HEADER, Cost, Gunzip, Summary, csv_record, is_gzip};
 use crate::contract::StepError;
-use crate::ports::costs::DailyCost;
+use crate::ports::costs::{DailyCost, UnitRate};
 
 /// The ingest step's result: what was read and, per payer and billing period, what was
 /// written and found. (Fields default so that a console reading an older record still shows
@@ -25,6 +25,10 @@ pub struct Ingested {
     pub parts: usize,
     pub line_items: u64,
     pub payers: Vec<PayerReport>,
+    /// Unit rates kept for the resource scan (usage types it prices), and how many of them
+    /// replaced the stored ones.
+    pub rates: usize,
+    pub rates_written: usize,
 }
 
 /// One payer's billing period, as one delivery left it.
@@ -304,9 +308,28 @@ pub(super) async fn run(w: &CurIngest, bucket: &str, parts: &[String]) -> Result
             period,
         });
     }
+    // The unit rates the resource scan prices with; after the costs, so that a crash
+    // between repeats both (each write replaces).
+    let rates: Vec<UnitRate> = summary
+        .rates
+        .iter()
+        // A rate without a region cannot price anything a region holds.
+        .filter(|(k, _)| !k.region.is_empty())
+        .map(|(k, r)| UnitRate {
+            region: k.region.clone(),
+            usage_type: k.usage_type.clone(),
+            rate: r.rate.to_string(),
+            unit: r.unit.clone(),
+            currency: k.currency.clone(),
+            day: r.day.clone(),
+        })
+        .collect();
+    let rates_written = w.costs.put_rates(&settings.table, &rates).await?;
     Ok(Ingested {
         parts: parts.len(),
         line_items: summary.rows,
         payers,
+        rates: rates.len(),
+        rates_written,
     })
 }

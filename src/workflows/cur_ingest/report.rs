@@ -181,6 +181,11 @@ struct Columns {
     region: Option<usize>,
     cost: usize,
     currency: Option<usize>,
+    /// The usage type, its unit rate and pricing unit, where the layout has them (CUR, not
+    /// FOCUS): for [`Summary::rates`].
+    usage_type: Option<usize>,
+    rate: Option<usize>,
+    unit: Option<usize>,
     names: Vec<String>,
 }
 
@@ -192,7 +197,14 @@ impl Columns {
             .chain(self.service_fallback)
             .chain(self.region)
             .chain(self.currency)
+            .chain(self.rated().into_iter().flat_map(|(usage, rate)| [usage, rate]))
+            .chain(self.unit.filter(|_| self.rated().is_some()))
             .collect()
+    }
+
+    /// The usage type and rate columns, when the report has both.
+    fn rated(&self) -> Option<(usize, usize)> {
+        self.usage_type.zip(self.rate)
     }
 
     fn detect(header: &[String], report: &str) -> Result<Columns, String> {
@@ -229,6 +241,9 @@ impl Columns {
                 region: first(&["product/region", "product/regionCode"]),
                 cost: need("lineItem/UnblendedCost")?,
                 currency: find("lineItem/CurrencyCode"),
+                usage_type: find("lineItem/UsageType"),
+                rate: find("lineItem/UnblendedRate"),
+                unit: find("pricing/unit"),
                 names: header.to_vec(),
             },
             Layout::LegacyAthena | Layout::Cur2 => Columns {
@@ -241,6 +256,9 @@ impl Columns {
                 region: first(&["product_region", "product_region_code"]),
                 cost: need("line_item_unblended_cost")?,
                 currency: find("line_item_currency_code"),
+                usage_type: find("line_item_usage_type"),
+                rate: find("line_item_unblended_rate"),
+                unit: find("pricing_unit"),
                 names: header.to_vec(),
             },
             Layout::Focus => {
@@ -260,6 +278,10 @@ impl Columns {
                     region: find("RegionId"),
                     cost: need("BilledCost")?,
                     currency: find("BillingCurrency"),
+                    // FOCUS has no usage type to key a rate by.
+                    usage_type: None,
+                    rate: None,
+                    unit: None,
                     names: header.to_vec(),
                 }
             }
@@ -332,10 +354,43 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
+/// What a rate is kept by: region, usage type (without its region prefix), currency.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RateKey {
+    pub region: String,
+    pub usage_type: String,
+    pub currency: String,
+}
+
+/// The highest non-zero unit rate billed for a [`RateKey`], its unit, and the latest day it
+/// was billed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rated {
+    pub rate: Cost,
+    pub unit: String,
+    pub day: String,
+}
+
+impl Rated {
+    /// Keeps the higher rate (its unit with it) and the later day.
+    fn merge(&mut self, other: Rated) {
+        if other.rate > self.rate {
+            self.rate = other.rate;
+            self.unit = other.unit;
+        }
+        if other.day > self.day {
+            self.day = other.day;
+        }
+    }
+}
+
 /// Costs summed per [`Key`], over one or more reports.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
     pub totals: BTreeMap<Key, Cost>,
+    /// The unit rates of the usage types the resource scan prices
+    /// ([`crate::ports::costs::RATED_USAGE`]).
+    pub rates: BTreeMap<RateKey, Rated>,
     /// Line items read.
     pub rows: u64,
     pub limits: Limits,
@@ -391,6 +446,10 @@ impl Summary {
         let width = header.len();
         let mut values = Interner::default();
         let mut sums: HashMap<[u32; 6], Cost, Fnv> = HashMap::default();
+        // Rates by (region, usage type, currency) ids: (rate, unit id, day id); and per usage
+        // type id, its prefix-less form's id when it is one the scan prices (asked once each).
+        let mut rates: HashMap<[u32; 3], (Cost, u32, u32), Fnv> = HashMap::default();
+        let mut rated: HashMap<u32, Option<u32>, Fnv> = HashMap::default();
         let mut rows_read = 0u64;
         // Two threads: this one sums, a second splits rows and copies out the used fields, a
         // few batches ahead (the split is most of the work: together they take two cores).
@@ -480,6 +539,45 @@ impl Summary {
                             None => values.id(b"USD").unwrap_or_default(),
                         },
                     ];
+                    if let Some((usage, rate)) = columns.rated()
+                        && !is_null(field(usage))
+                    {
+                        let id = value(&mut values, field(usage), usage, "")?;
+                        let bare = match rated.get(&id) {
+                            Some(b) => *b,
+                            None => {
+                                let b = crate::ports::costs::rated_usage(&values.strings[id as usize])
+                                    .map(str::to_string);
+                                let b = b.map(|b| values.id(b.as_bytes()).unwrap_or_default());
+                                rated.insert(id, b);
+                                b
+                            }
+                        };
+                        if let Some(bare) = bare {
+                            let text = std::str::from_utf8(field(rate))
+                                .map_err(|_| at(rate, "not UTF-8 text".into()))?;
+                            let amount = Cost::parse(text).map_err(|e| at(rate, e))?;
+                            if amount.0 > 0 {
+                                let unit = match columns.unit {
+                                    Some(i) => value(&mut values, field(i), i, "")?,
+                                    None => values.id(b"").unwrap_or_default(),
+                                };
+                                let entry = rates.entry([key[4], bare, key[5]]).or_insert((amount, unit, day));
+                                if amount > entry.0 {
+                                    (entry.0, entry.1) = (amount, unit);
+                                }
+                                if values.strings[day as usize] > values.strings[entry.2 as usize] {
+                                    entry.2 = day;
+                                }
+                                if rates.len() > limits.max_keys {
+                                    return Err(format!(
+                                        "{report}: line {line}: more than {} distinct (region, usage type, currency) rates; the limit is cur.max_keys",
+                                        limits.max_keys
+                                    ));
+                                }
+                            }
+                        }
+                    }
                     *sums.entry(key).or_default() += cost;
                     if sums.len() > limits.max_keys {
                         return Err(format!(
@@ -504,6 +602,17 @@ impl Summary {
             };
             *self.totals.entry(key).or_default() += cost;
         }
+        for ([region, usage, currency], (rate, unit, day)) in rates {
+            let name = |i: u32| values.strings[i as usize].clone();
+            let key = RateKey { region: name(region), usage_type: name(usage), currency: name(currency) };
+            let rated = Rated { rate, unit: name(unit), day: name(day) };
+            match self.rates.get_mut(&key) {
+                Some(kept) => kept.merge(rated),
+                None => {
+                    self.rates.insert(key, rated);
+                }
+            }
+        }
         self.rows += rows_read;
         self.within_keys(report)?;
         Ok(columns.layout)
@@ -513,6 +622,14 @@ impl Summary {
     pub fn merge(&mut self, part: Summary, name: &str) -> Result<(), String> {
         for (k, c) in part.totals {
             *self.totals.entry(k).or_default() += c;
+        }
+        for (k, r) in part.rates {
+            match self.rates.get_mut(&k) {
+                Some(kept) => kept.merge(r),
+                None => {
+                    self.rates.insert(k, r);
+                }
+            }
         }
         self.rows += part.rows;
         self.within_keys(name)
@@ -726,6 +843,75 @@ mod tests {
             sum += Cost::parse("0.1").unwrap();
         }
         assert_eq!(sum.to_string(), "1");
+    }
+
+    #[test]
+    fn the_rates_of_priced_usage_types_are_kept_highest_and_latest() {
+        // Athena-named legacy CUR; region prefixes dropped; zero rates (free tier, covered
+        // usage) and usage types the scan never prices left out; a bad rate is named.
+        let text = "bill_payer_account_id,line_item_usage_account_id,line_item_usage_start_date,line_item_product_code,product_region,line_item_unblended_cost,line_item_usage_type,line_item_unblended_rate,pricing_unit\n\
+            9,1,2024-06-01T00:00:00Z,AmazonEC2,us-west-2,8.0,USW2-EBS:VolumeUsage.gp3,0.08,GB-Mo\n\
+            9,1,2024-06-03T00:00:00Z,AmazonEC2,us-west-2,0,USW2-EBS:VolumeUsage.gp3,0,GB-Mo\n\
+            9,2,2024-06-02T00:00:00Z,AmazonEC2,us-west-2,2.0,USW2-BoxUsage:m5.large,0.096,Hrs\n\
+            9,2,2024-06-05T00:00:00Z,AmazonEC2,us-west-2,1.0,USW2-BoxUsage:m5.large,0.05,Hrs\n\
+            9,2,2024-06-05T00:00:00Z,AmazonEC2,us-east-1,1.0,BoxUsage:m5.large,0.096,Hrs\n\
+            9,2,2024-06-05T00:00:00Z,AmazonS3,us-west-2,1.0,USW2-TimedStorage-ByteHrs,0.023,GB-Mo\n\
+            9,2,2024-06-05T00:00:00Z,AWSSupport,,1.0,,,\n";
+        let mut s = Summary::default();
+        s.add_report(text.as_bytes(), "r.csv").unwrap();
+        let rates: Vec<(String, String, String, String, String)> = s
+            .rates
+            .iter()
+            .map(|(k, r)| (k.region.clone(), k.usage_type.clone(), r.rate.to_string(), r.unit.clone(), r.day.clone()))
+            .collect();
+        let row = |a: &str, b: &str, c: &str, d: &str, e: &str| (a.into(), b.into(), c.into(), d.into(), e.into());
+        assert_eq!(
+            rates,
+            vec![
+                row("us-east-1", "BoxUsage:m5.large", "0.096", "Hrs", "2024-06-05"),
+                row("us-west-2", "BoxUsage:m5.large", "0.096", "Hrs", "2024-06-05"),
+                row("us-west-2", "EBS:VolumeUsage.gp3", "0.08", "GB-Mo", "2024-06-01"),
+            ]
+        );
+        // A second part merges: a higher rate wins, a later day moves the day on.
+        let mut more = Summary::default();
+        more.add_report(
+            "bill_payer_account_id,line_item_usage_account_id,line_item_usage_start_date,line_item_product_code,product_region,line_item_unblended_cost,line_item_usage_type,line_item_unblended_rate,pricing_unit\n\
+             9,1,2024-06-09T00:00:00Z,AmazonEC2,us-west-2,1,USW2-EBS:VolumeUsage.gp3,0.07,GB-Mo\n"
+                .as_bytes(),
+            "p2.csv",
+        )
+        .unwrap();
+        s.merge(more, "p2.csv").unwrap();
+        let gp3 = &s.rates[&RateKey { region: "us-west-2".into(), usage_type: "EBS:VolumeUsage.gp3".into(), currency: "USD".into() }];
+        assert_eq!((gp3.rate.to_string().as_str(), gp3.day.as_str()), ("0.08", "2024-06-09"));
+
+        let bad = "bill_payer_account_id,line_item_usage_account_id,line_item_usage_start_date,line_item_product_code,product_region,line_item_unblended_cost,line_item_usage_type,line_item_unblended_rate\n\
+                   9,1,2024-06-01T00:00:00Z,AmazonEC2,us-west-2,8.0,EBS:SnapshotUsage,cheap\n";
+        let e = Summary::default().add_report(bad.as_bytes(), "b.csv").unwrap_err();
+        assert_eq!(e, "b.csv: line 2, column line_item_unblended_rate: \"cheap\" is not a number");
+    }
+
+    #[test]
+    fn a_real_reports_instance_rates_are_its_on_demand_prices() {
+        // koku's gzip CUR (tests/fixtures/INDEX.md): four instance types billed all month.
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/cur/legacy-cur/koku-local-bucket/koku-local/20180801-20180901/16e57707-f9e3-49be-8be6-b84e684b5194/koku-local-1.csv.gz"
+        );
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let mut s = Summary::default();
+        s.add_report(Gunzip::new(file), "koku").unwrap();
+        let boxes: BTreeMap<&str, String> = s
+            .rates
+            .iter()
+            .filter(|(k, _)| k.usage_type.starts_with("BoxUsage:"))
+            .map(|(k, r)| (k.usage_type.as_str(), format!("{}/{}", r.rate, r.unit)))
+            .collect();
+        assert_eq!(boxes["BoxUsage:m5.large"], "0.096/Hrs", "{boxes:?}");
+        assert_eq!(boxes["BoxUsage:c4.xlarge"], "0.199/Hrs");
+        assert!(s.rates.keys().any(|k| k.usage_type == "EBS:SnapshotUsage"), "{:?}", s.rates.keys());
+        assert!(s.rates.keys().all(|k| crate::ports::costs::rated_usage(&k.usage_type) == Some(k.usage_type.as_str())));
     }
 
     #[test]

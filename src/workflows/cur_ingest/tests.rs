@@ -199,3 +199,37 @@ async fn other_keys_are_ignored_and_bad_reports_fail_naming_the_place_and_tell_t
     // An event that names no object.
     assert!(w.start(&json!({"detail": {}}), &json!({})).unwrap_err().contains("detail.bucket.name"));
 }
+
+#[tokio::test]
+async fn the_rates_a_report_billed_are_kept_and_an_older_report_never_undoes_a_newer_rate() {
+    let header = "bill/PayerAccountId,lineItem/UsageAccountId,lineItem/UsageStartDate,lineItem/ProductCode,product/region,lineItem/UnblendedCost,lineItem/UsageType,lineItem/UnblendedRate,pricing/unit\n";
+    let july = format!("{header}999,111,2024-07-02T00:00:00Z,AmazonEC2,eu-west-1,8.8,EU-EBS:VolumeUsage.gp3,0.088,GB-Mo\n");
+    let june = format!("{header}999,111,2024-06-02T00:00:00Z,AmazonEC2,eu-west-1,8.0,EU-EBS:VolumeUsage.gp3,0.08,GB-Mo\n\
+                        999,111,2024-06-02T00:00:00Z,AmazonEC2,eu-west-1,2.3,EU-BoxUsage:t3.micro,0.0114,Hrs\n");
+    let (objects, costs) = (MemoryObjects::default(), MemoryCosts::default());
+    objects.insert("b", "cur/r/20240701-20240801/r-1.csv", july.into_bytes());
+    objects.insert("b", "cur/r/20240601-20240701/r-1.csv", june.into_bytes());
+    let w = workflow(&objects, &costs, &[]);
+    let (end, _) = run(&w, &created("b", "cur/r/20240701-20240801/r-1.csv")).await;
+    let Next::Complete(out) = end else { panic!("{end:?}") };
+    assert_eq!((out["ingested"]["rates"].as_u64(), out["ingested"]["rates_written"].as_u64()), (Some(1), Some(1)), "{out}");
+    // June delivered late (a restatement): its instance rate is new and kept, its volume
+    // rate is older than July's and is not.
+    let (end, _) = run(&w, &created("b", "cur/r/20240601-20240701/r-1.csv")).await;
+    let Next::Complete(out) = end else { panic!("{end:?}") };
+    assert_eq!((out["ingested"]["rates"].as_u64(), out["ingested"]["rates_written"].as_u64()), (Some(2), Some(1)), "{out}");
+    let kept: Vec<(String, String, String)> = costs
+        .rates("costs", "eu-west-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.usage_type, r.rate, r.day))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("BoxUsage:t3.micro".into(), "0.0114".into(), "2024-06-02".into()),
+            ("EBS:VolumeUsage.gp3".into(), "0.088".into(), "2024-07-02".into()),
+        ]
+    );
+}

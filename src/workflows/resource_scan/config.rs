@@ -12,6 +12,8 @@
 //! low_cpu_percent = 5.0        #   this percentage for this many days (CloudWatch)
 //! idle_database_days = 7       # a DB instance with no connection for this many days
 //! currency = "USD"
+//! rates_table = "tugboat-costs" # unit rates your cost reports billed, kept by cur_ingest;
+//!                              #   default: [cur] table when configured; "" for none
 //!
 //! [[resources.accounts]]       # other accounts, reached by assuming a role there
 //! name = "prod"                # how findings, reports and routes' `account` name it
@@ -66,6 +68,10 @@ pub struct ResourceSettings {
     pub prices: BTreeMap<String, f64>,
     #[serde(default)]
     pub accounts: Vec<AccountSettings>,
+    /// The table `cur_ingest` keeps the reports' unit rates in (`None` before
+    /// [`ResourceSettings::rates_from`]; `Some("")`: none).
+    #[serde(default)]
+    pub rates_table: Option<String>,
 }
 
 /// Another account (`[[resources.accounts]]`).
@@ -113,6 +119,19 @@ fn default_currency() -> String {
 }
 
 impl ResourceSettings {
+    /// Takes `rates_table` from the `[cur]` section's `table` where the section does not say.
+    pub fn rates_from(mut self, sections: &BTreeMap<String, toml::Value>) -> ResourceSettings {
+        if self.rates_table.is_none() {
+            self.rates_table = sections.get("cur").and_then(|c| c.get("table")).and_then(|t| t.as_str()).map(str::to_string);
+        }
+        self
+    }
+
+    /// The table to read report rates from, if any.
+    pub fn rates_table(&self) -> Option<&str> {
+        self.rates_table.as_deref().filter(|t| !t.is_empty())
+    }
+
     /// The regions to scan: the configured ones, else `own`.
     pub fn regions_or(&self, own: &str) -> Vec<String> {
         match self.regions.is_empty() {
@@ -194,6 +213,15 @@ pub fn check_param_regions(regions: Option<&Vec<String>>) -> Result<(), String> 
     }
 }
 
+/// The `[resources]` section of a configuration's sections, parsed and checked, with its
+/// rates table taken from `[cur]` where it does not name one; `None` without the section.
+pub fn load(sections: &BTreeMap<String, toml::Value>) -> Result<Option<ResourceSettings>, String> {
+    match sections.get(NAME) {
+        Some(v) => Ok(Some(parse(v).map_err(|b| b.to_string())?.rates_from(sections))),
+        None => Ok(None),
+    }
+}
+
 /// Parses and checks the section; errors name the key (`resources.snapshot_days`).
 pub fn parse(value: &toml::Value) -> Result<ResourceSettings, BadKey> {
     let s: ResourceSettings = parse_section(NAME, value)?;
@@ -271,7 +299,14 @@ mod tests {
         assert_eq!(s.regions_or("eu-west-1"), vec!["eu-west-1"]);
         let s = parsed("[resources]\ntable = \"t\"\nregions = [\"us-east-1\", \"us-gov-west-1\"]\n[resources.prices]\n\"ebs:gp3\" = 0.1").unwrap();
         assert_eq!(s.regions_or("eu-west-1"), vec!["us-east-1", "us-gov-west-1"]);
+        // Report rates: from [cur] table unless the section says, "" for none.
+        let cur = BTreeMap::from([("cur".to_string(), toml::Value::Table(toml::from_str("table = \"costs\"").unwrap()))]);
+        assert_eq!(parsed("[resources]\ntable = \"t\"").unwrap().rates_from(&cur).rates_table(), Some("costs"));
+        assert_eq!(parsed("[resources]\ntable = \"t\"").unwrap().rates_from(&BTreeMap::new()).rates_table(), None);
+        assert_eq!(parsed("[resources]\ntable = \"t\"\nrates_table = \"\"").unwrap().rates_from(&cur).rates_table(), None);
+        assert_eq!(parsed("[resources]\ntable = \"t\"\nrates_table = \"r\"").unwrap().rates_from(&cur).rates_table(), Some("r"));
         for (text, key) in [
+            ("[resources]\ntable = \"t\"\nrates_table = 3", "resources.rates_table"),
             ("[resources]\naccount = \"x\"", "resources"),
             ("[resources]\ntable = \"\"", "resources.table"),
             ("[resources]\ntable = \"t\"\naccount = \" \"", "resources.account"),

@@ -22,12 +22,12 @@
 //! 2. `report`: one message on the success topic (attributes `type` = `resource-scan`,
 //!    `account`): per region the count and monthly cost by kind, the total, the ten costliest.
 //!
-//! Prices: [`prices`] (AWS's us-east-1 list prices), each replaceable in `[resources.prices]`.
+//! Prices: the unit rates your own cost reports billed in the region, where `cur_ingest` kept
+//! one (`resources.rates_table`, default `[cur] table`), else [`prices`] (AWS's us-east-1
+//! list prices); a key set in `[resources.prices]` replaces both.
 //! `tugboat resources scan [--dry-run]` ([`operation`]) runs the same reads and rules from the
 //! command line; the console's findings page ([`page`], also `tugboat resources findings`)
 //! shows the table.
-//!
-//! Not yet (issue 30): prices from the cost table.
 
 pub mod config;
 pub mod findings;
@@ -47,6 +47,7 @@ use serde_json::Value;
 use super::Registration;
 use crate::contract::{Act, Decision, Flow, Next, StepContext, StepError, Topic, Typed, decode, output, to_output};
 use crate::ports::clock::Clock;
+use crate::ports::costs::{CostStore, UnitRate};
 use crate::ports::resources::{AccountRole, Accounts, Databases, Finding, FindingStore, Inventory, MetricQuery, Metrics, Stat};
 use config::ResourceSettings;
 use findings::{Gathered, Rules, cents};
@@ -62,10 +63,7 @@ pub fn registration() -> Registration {
         Box::pin(async move {
             // Without a [resources] section no route may name this workflow (the params
             // check), so the service still starts.
-            let settings = match setup.config.sections.get(config::NAME) {
-                Some(v) => Some(config::parse(v).map_err(|b| b.to_string())?),
-                None => None,
-            };
+            let settings = config::load(&setup.config.sections)?;
             Ok(Arc::new(Typed(ResourceScan::new(settings, setup.config.aws.region.clone(), setup.ports)))
                 as Arc<dyn crate::contract::Workflow>)
         })
@@ -103,6 +101,8 @@ pub struct ResourceScan {
     /// Other accounts' inventories (`[[resources.accounts]]`).
     pub accounts: Arc<dyn Accounts>,
     pub findings: Arc<dyn FindingStore>,
+    /// The unit rates cost reports billed (`resources.rates_table`).
+    pub costs: Arc<dyn CostStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -199,6 +199,7 @@ impl ResourceScan {
             metrics: ports.metrics.clone(),
             accounts: ports.accounts.clone(),
             findings: ports.findings.clone(),
+            costs: ports.costs.clone(),
             clock: ports.clock.clone(),
         }
     }
@@ -207,8 +208,9 @@ impl ResourceScan {
         self.settings.as_ref().ok_or_else(|| "no [resources] section is configured".into())
     }
 
-    /// The judging rules for `account`'s `region`.
-    pub fn rules(&self, account: &str, region: &str) -> Result<Rules, String> {
+    /// The judging rules for `account`'s `region`, pricing with `rates` (the region's report
+    /// rates) before the table.
+    pub fn rules(&self, account: &str, region: &str, rates: &[UnitRate]) -> Result<Rules, String> {
         let s = self.settings()?;
         Ok(Rules {
             account: account.to_string(),
@@ -219,7 +221,7 @@ impl ResourceScan {
             low_cpu_percent: s.low_cpu_percent,
             idle_database_days: s.idle_database_days,
             currency: s.currency.clone(),
-            prices: Prices::new(&s.prices),
+            prices: Prices::new(&s.prices).with_rates(rates, &s.currency),
         })
     }
 
@@ -233,7 +235,13 @@ impl ResourceScan {
         role: Option<&AccountRole>,
         region: &str,
     ) -> Result<(Vec<Finding>, usize), StepError> {
-        let rules = self.rules(account, region).map_err(StepError::permanent)?;
+        let settings = self.settings().map_err(StepError::permanent)?;
+        // The rates are the payer's, the same whichever of its accounts is scanned.
+        let rates = match settings.rates_table() {
+            Some(table) => self.costs.rates(table, region).await?,
+            None => Vec::new(),
+        };
+        let rules = self.rules(account, region, &rates).map_err(StepError::permanent)?;
         let (inventory, databases, metrics) = match role {
             None => (self.inventory.clone(), self.databases.clone(), self.metrics.clone()),
             Some(role) => {

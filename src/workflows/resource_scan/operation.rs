@@ -71,8 +71,8 @@ fn run<'a>(matches: &'a clap::ArgMatches, setup: Setup<'a>) -> BoxFuture<'a, Res
     Box::pin(async move {
         let ResourcesCommand::Scan { dry_run, regions, account, json } =
             ResourcesCommand::from_arg_matches(matches).map_err(|e| e.to_string())?;
-        let settings: ResourceSettings = match setup.config.sections.get(config::NAME) {
-            Some(v) => config::parse(v).map_err(|b| b.to_string())?,
+        let settings: ResourceSettings = match config::load(&setup.config.sections)? {
+            Some(s) => s,
             None => return Err("no [resources] section in the configuration (resources.table names the findings table)".into()),
         };
         let reach = settings

@@ -6,8 +6,14 @@
 //! engines and currencies differ by a few to tens of percent: set `[resources.prices]` to
 //! your own (each key given replaces the table's; `ec2:<type>` and `rds:<class>` may name
 //! types the table lacks).
+//!
+//! Before the table come the rates your own cost reports billed (`cur_ingest` keeps them per
+//! region and usage type, [`UnitRate`]): a key's usage type ([`usage_type`]) priced at the
+//! report's rate, hourly rates × 730. A configured price still comes first.
 
 use std::collections::BTreeMap;
+
+use crate::ports::costs::UnitRate;
 
 /// Each price: key, amount per month, unit.
 pub const TABLE: &[(&str, f64, &str)] = &[
@@ -83,10 +89,34 @@ pub fn is_key(key: &str) -> bool {
         || key.strip_prefix("rds:").is_some_and(|r| r.starts_with("db.") && typed(r))
 }
 
-/// The prices in force: the table's, with the configured ones in their place.
+/// The usage type a cost report bills a price key under (without its region prefix), the
+/// pricing unit its rate is in, and what makes that rate a monthly price.
+pub fn usage_type(key: &str) -> Option<(String, &'static str, f64)> {
+    let (family, rest) = key.split_once(':').unwrap_or((key, ""));
+    Some(match (family, rest) {
+        ("ebs", "standard") => ("EBS:VolumeUsage".into(), "GB-Mo", 1.0),
+        // io1 is billed as "piops" (provisioned IOPS SSD), for its storage and its IOPS.
+        ("ebs", "io1") => ("EBS:VolumeUsage.piops".into(), "GB-Mo", 1.0),
+        ("ebs", t) if !t.is_empty() => (format!("EBS:VolumeUsage.{t}"), "GB-Mo", 1.0),
+        ("ebs-iops", "io1") => ("EBS:VolumeP-IOPS.piops".into(), "IOPS-Mo", 1.0),
+        ("ebs-iops", t) if !t.is_empty() => (format!("EBS:VolumeP-IOPS.{t}"), "IOPS-Mo", 1.0),
+        ("snapshot", "") => ("EBS:SnapshotUsage".into(), "GB-Mo", 1.0),
+        ("ipv4", "") => ("PublicIPv4:IdleAddress".into(), "Hrs", HOURS),
+        ("ec2", t) if !t.is_empty() => (format!("BoxUsage:{t}"), "Hrs", HOURS),
+        ("rds", c) if !c.is_empty() => (format!("InstanceUsage:{c}"), "Hrs", HOURS),
+        ("rds-storage", "standard") => ("RDS:StorageUsage".into(), "GB-Mo", 1.0),
+        ("rds-storage", "io1") => ("RDS:PIOPS-Storage".into(), "GB-Mo", 1.0),
+        ("rds-storage", t) if !t.is_empty() => (format!("RDS:{}-Storage", t.to_ascii_uppercase()), "GB-Mo", 1.0),
+        _ => return None,
+    })
+}
+
+/// The prices in force: the configured ones, then the cost reports' rates, then the table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prices {
     configured: BTreeMap<String, f64>,
+    /// Report rates by usage type (one region's, in the scan's currency).
+    rates: BTreeMap<String, UnitRate>,
 }
 
 /// A price and where it came from, for the finding's `price` field.
@@ -100,7 +130,34 @@ impl Prices {
     pub fn new(configured: &BTreeMap<String, f64>) -> Prices {
         Prices {
             configured: configured.clone(),
+            rates: BTreeMap::new(),
         }
+    }
+
+    /// With one region's report rates (those in another currency are left out: a finding's
+    /// cost is in the scan's currency).
+    pub fn with_rates(mut self, rates: &[UnitRate], currency: &str) -> Prices {
+        self.rates = rates
+            .iter()
+            .filter(|r| r.currency == currency)
+            .map(|r| (r.usage_type.clone(), r.clone()))
+            .collect();
+        self
+    }
+
+    /// `key`'s monthly price from a report rate, when one is kept in the unit expected (an
+    /// empty unit is taken as that one).
+    fn rated(&self, key: &str) -> Option<Price> {
+        let (usage, unit, monthly) = usage_type(key)?;
+        let r = self.rates.get(&usage)?;
+        if !(r.unit.is_empty() || r.unit.eq_ignore_ascii_case(unit)) {
+            return None;
+        }
+        let rate: f64 = r.rate.parse().ok().filter(|v: &f64| v.is_finite() && *v > 0.0)?;
+        Some(Price {
+            amount: rate * monthly,
+            source: format!("cost report {usage} {}/{unit} ({}, {})", r.rate, r.region, r.day),
+        })
     }
 
     /// The price of `key`; `None` when neither the configuration nor the table has one (a
@@ -113,6 +170,9 @@ impl Prices {
                 amount: *amount,
                 source: format!("configured {key} {amount}/{unit}"),
             });
+        }
+        if let Some(price) = self.rated(key) {
+            return Some(price);
         }
         let (_, amount, unit) = TABLE.iter().find(|(k, _, _)| *k == key)?;
         Some(Price {
@@ -140,5 +200,57 @@ mod tests {
             assert!(!is_key(bad), "{bad}");
         }
         assert!(TABLE.iter().all(|(k, _, _)| KEYS_HELP.contains(k.split(':').next().unwrap())));
+    }
+
+    fn rate(usage: &str, rate: &str, unit: &str, currency: &str) -> UnitRate {
+        UnitRate {
+            region: "eu-west-1".into(),
+            usage_type: usage.into(),
+            rate: rate.into(),
+            unit: unit.into(),
+            currency: currency.into(),
+            day: "2026-11-30".into(),
+        }
+    }
+
+    #[test]
+    fn report_rates_come_between_the_configured_prices_and_the_table() {
+        let rates = [
+            rate("EBS:VolumeUsage.gp3", "0.088", "GB-Mo", "USD"),
+            rate("BoxUsage:m5.large", "0.107", "Hrs", "USD"),
+            rate("PublicIPv4:IdleAddress", "0.005", "Hrs", "USD"),
+            rate("EBS:VolumeUsage.piops", "0.138", "GB-Mo", "USD"),
+            rate("RDS:GP2-Storage", "0.127", "GB-Mo", "USD"),
+            // Not usable: another currency, a unit not the expected one, not a positive number.
+            rate("EBS:SnapshotUsage", "0.04", "GB-Mo", "EUR"),
+            rate("EBS:VolumeUsage.gp2", "0.11", "Hrs", "USD"),
+            rate("InstanceUsage:db.t3.micro", "-1", "Hrs", "USD"),
+        ];
+        let configured = BTreeMap::from([("ebs:io1".to_string(), 0.2)]);
+        let prices = Prices::new(&configured).with_rates(&rates, "USD");
+        let gp3 = prices.get("ebs:gp3").unwrap();
+        assert_eq!(gp3.amount, 0.088);
+        assert_eq!(gp3.source, "cost report EBS:VolumeUsage.gp3 0.088/GB-Mo (eu-west-1, 2026-11-30)");
+        assert!((prices.get("ec2:m5.large").unwrap().amount - 0.107 * HOURS).abs() < 1e-9);
+        assert!((prices.get("ipv4").unwrap().amount - 3.65).abs() < 1e-9);
+        assert!((prices.get("rds-storage:gp2").unwrap().amount - 0.127).abs() < 1e-9);
+        // The configured price wins over the report's io1 rate.
+        assert_eq!(prices.get("ebs:io1").unwrap().amount, 0.2);
+        for table in ["snapshot", "ebs:gp2", "rds:db.t3.micro"] {
+            assert!(prices.get(table).unwrap().source.starts_with("price table"), "{table}");
+        }
+    }
+
+    #[test]
+    fn every_tables_key_has_a_usage_type() {
+        for (key, _, unit) in TABLE {
+            let (usage, report_unit, _) = usage_type(key).unwrap_or_else(|| panic!("{key}"));
+            assert!(crate::ports::costs::rated_usage(&usage).is_some(), "{key}: {usage}");
+            assert_eq!(unit.contains("instance") || *key == "ipv4", report_unit == "Hrs", "{key}");
+        }
+        assert_eq!(usage_type("ebs:io1").unwrap().0, "EBS:VolumeUsage.piops");
+        assert_eq!(usage_type("rds-storage:gp3").unwrap().0, "RDS:GP3-Storage");
+        assert_eq!(usage_type("lambda"), None);
+        assert_eq!(usage_type("ec2:"), None);
     }
 }

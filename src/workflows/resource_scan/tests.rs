@@ -25,6 +25,7 @@ fn workflow(inventory: &MemoryInventory, findings: &MemoryFindings, regions: &[&
         metrics: Arc::new(inventory.clone()),
         accounts: Arc::new(MemoryAccounts::default()),
         findings: Arc::new(findings.clone()),
+        costs: Arc::new(crate::ports::memory::MemoryCosts::default()),
         clock: Arc::new(TokioClock::starting_at(NOW)),
     })
 }
@@ -220,4 +221,49 @@ async fn another_account_is_scanned_through_its_role_and_its_findings_kept_apart
     assert!(reason.contains("AssumeRole") && reason.contains("333333333333"), "{reason}");
     let e = w.start(&json!({}), &json!({"account": "staging"})).unwrap_err();
     assert!(e.contains("\"staging\"") && e.contains("prod"), "{e}");
+}
+
+#[tokio::test]
+async fn findings_are_priced_at_the_rates_the_cost_reports_billed_in_their_region() {
+    use crate::ports::costs::{CostStore, UnitRate};
+    let inventory = MemoryInventory::default();
+    inventory.set("eu-west-1", RegionInventory {
+        volumes: vec![volume("vol-eu", 100, "available")],
+        addresses: vec![address("eipalloc-eu", false)],
+        ..Default::default()
+    });
+    inventory.set("us-east-1", RegionInventory { volumes: vec![volume("vol-us", 100, "available")], ..Default::default() });
+    let costs = crate::ports::memory::MemoryCosts::default();
+    let rate = |usage: &str, rate: &str, unit: &str| UnitRate {
+        region: "eu-west-1".into(),
+        usage_type: usage.into(),
+        rate: rate.into(),
+        unit: unit.into(),
+        currency: "USD".into(),
+        day: "2026-11-30".into(),
+    };
+    costs
+        .put_rates("costs", &[rate("EBS:VolumeUsage.gp2", "0.11", "GB-Mo"), rate("PublicIPv4:IdleAddress", "0.006", "Hrs")])
+        .await
+        .unwrap();
+    let findings = MemoryFindings::default();
+    let mut w = workflow(&inventory, &findings, &["eu-west-1", "us-east-1"]);
+    w.0.costs = Arc::new(costs.clone());
+    w.0.settings.as_mut().unwrap().rates_table = Some("costs".into());
+    let (end, _) = run(&w, &json!({})).await;
+    let Next::Complete(_) = end else { panic!("{end:?}") };
+    let stored = findings.all("findings").await.unwrap();
+    let by = |id: &str| stored.iter().find(|f| f.resource == id).unwrap_or_else(|| panic!("{id}: {stored:?}"));
+    // eu-west-1 at the report's rates; us-east-1 has none kept: the table's.
+    assert_eq!(by("vol-eu").monthly_cost, 11.0, "{:?}", by("vol-eu"));
+    assert!(by("vol-eu").price.starts_with("cost report EBS:VolumeUsage.gp2 0.11/GB-Mo"), "{}", by("vol-eu").price);
+    assert_eq!(by("eipalloc-eu").monthly_cost, 4.38, "0.006 × 730");
+    assert_eq!(by("vol-us").monthly_cost, 10.0);
+    assert!(by("vol-us").price.starts_with("price table"), "{}", by("vol-us").price);
+
+    // Without a rates table nothing is read from it.
+    w.0.settings.as_mut().unwrap().rates_table = Some(String::new());
+    run(&w, &json!({})).await;
+    let stored = findings.all("findings").await.unwrap();
+    assert_eq!(stored.iter().find(|f| f.resource == "vol-eu").unwrap().monthly_cost, 10.0);
 }
