@@ -195,6 +195,13 @@ fn config_errors_exit_2_naming_the_key() {
             "unknown workflow \"teleport\"",
         ),
         (
+            format!(
+                "{base}[[routes]]\nname = \"r\"\npattern = {{ source = [\"x\"] }}\nworkflow = \"states\"\n"
+            ),
+            "routes[0].params",
+            "routes cannot start a States Language definition yet",
+        ),
+        (
             format!("{base}{service}"),
             "services.auth",
             "missing field `target_group`",
@@ -414,4 +421,101 @@ fn schedule_test_prints_fire_times_across_daylight_saving_and_refuses_what_is_wr
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn states_validate_checks_definitions_and_run_tries_one_with_fakes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = "tests/fixtures/states";
+    let out = run(tugboat().args([
+        "states",
+        "validate",
+        &format!("{fixtures}/ecs-start-with-compensation.asl.json"),
+        &format!("{fixtures}/oom-stop-forwarder.asl.json"),
+    ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("ecs-start-with-compensation.asl.json: ok (4 states)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("oom-stop-forwarder.asl.json: ok (5 states)"),
+        "{}",
+        out.stdout
+    );
+
+    // A definition that names what tugboat does not run: exit 1, the file and the pointer.
+    let bad = dir.path().join("bad.asl.json");
+    std::fs::write(&bad, r#"{"StartAt": "T", "States": {"T": {"Type": "Task", "Resource": "arn:aws:lambda:us-east-1:1:function:f", "End": true}}}"#).unwrap();
+    let out = run(tugboat().args(["states", "validate"]).arg(&bad));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(
+        out.stderr.contains("bad.asl.json: /States/T/Resource:"),
+        "{}",
+        out.stderr
+    );
+    std::fs::write(&bad, "{not json").unwrap();
+    let out = run(tugboat().args(["states", "validate"]).arg(&bad));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
+
+    // A dry run: the state path, each task's payload, the output; a failure injected is caught
+    // by the definition's compensation and ends the run with the task's error.
+    let event = dir.path().join("event.json");
+    std::fs::write(
+        &event,
+        r#"{"detail": {"cluster": "c", "taskDefinition": "web:1", "service": "web"}}"#,
+    )
+    .unwrap();
+    let flow = format!("{fixtures}/ecs-start-with-compensation.asl.json");
+    let out = run(tugboat()
+        .args(["states", "run", &flow, "--dry-run", "--input"])
+        .arg(&event)
+        .args([
+            "--result",
+            r#"StartTask={"taskArn": "arn:t/1", "ip": "10.1.2.3"}"#,
+        ]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("StartTask <- {\"detail\""),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("task AnnounceStarted arn:aws:states:::sns:publish attempt 1: {\"Message\":\"task arn:t/1 runs at 10.1.2.3\""), "{}", out.stdout);
+    assert!(out.stdout.contains("output: {"), "{}", out.stdout);
+    let out = run(tugboat()
+        .args(["states", "run", &flow, "--dry-run", "--input"])
+        .arg(&event)
+        .args(["--fail", "StartTask=TaskNeverHealthy:unhealthy"]));
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stdout.contains("AnnounceFailure <- "), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("the run failed: TaskNeverHealthy: unhealthy"),
+        "{}",
+        out.stderr
+    );
+
+    // Without --dry-run nothing runs; wrong shapes of the fakes are usage errors.
+    let out = run(tugboat()
+        .args(["states", "run", &flow, "--input"])
+        .arg(&event));
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("give --dry-run"), "{}", out.stderr);
+    for bad in [
+        ["--result", "StartTask"],
+        ["--result", "StartTask={"],
+        ["--fail", "StartTask=:x"],
+        ["--fail", "StartTask=E:c:many"],
+    ] {
+        let out = run(tugboat()
+            .args(["states", "run", &flow, "--dry-run", "--input"])
+            .arg(&event)
+            .args(bad));
+        assert_eq!(out.code, 1, "{bad:?}: {}", out.stderr);
+        assert!(out.stderr.contains(bad[0]), "{bad:?}: {}", out.stderr);
+    }
 }

@@ -42,6 +42,7 @@ workflows! {
     spot_drain,
     resource_scan,
     auto_stop,
+    states,
 }
 
 pub mod params;
