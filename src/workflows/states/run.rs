@@ -177,14 +177,17 @@ async fn step(state: &super::definition::State, key: &str, raw: Value, ctx: &Val
             }
             Ok(go(select_io(&state.output_path, &input, ctx).map_err(|e| fail(e, &raw))?))
         }
-        Kind::Task { resource, parameters, result_selector, result_path, retry, .. } => {
-            let payload = match parameters {
-                Some(t) => render(t, &input, ctx, key, fx).map_err(|e| fail(e, &raw))?,
-                None => input,
+        Kind::Task { parameters, result_selector, result_path, retry, .. }
+        | Kind::Parallel { parameters, result_selector, result_path, retry, .. }
+        | Kind::Map { item_selector: parameters, result_selector, result_path, retry, .. } => {
+            // A Map's selector is per item (rendered with `$$.Map.Item`); the others' once.
+            let effective = match (parameters, &state.kind) {
+                (Some(t), Kind::Task { .. } | Kind::Parallel { .. }) => render(t, &input, ctx, key, fx).map_err(|e| fail(e, &raw))?,
+                _ => input,
             };
             let mut attempt = 1;
             let result = loop {
-                match fx.task(key, *resource, &payload, attempt).await {
+                match work(&state.kind, key, &effective, ctx, attempt, fx).await {
                     Ok(v) => break v,
                     Err(e) => match delay(retry, &e, attempt, key, fx) {
                         Some(seconds) => {
@@ -197,86 +200,44 @@ async fn step(state: &super::definition::State, key: &str, raw: Value, ctx: &Val
             };
             finish(result, result_selector.as_ref(), result_path, fx).map(go).map_err(|e| fail(e, &raw))
         }
-        Kind::Parallel { branches, parameters, result_selector, result_path, retry, .. } => {
-            let effective = match parameters {
-                Some(t) => render(t, &input, ctx, key, fx).map_err(|e| fail(e, &raw))?,
-                None => input,
-            };
-            let mut attempt = 1;
-            let result = loop {
-                let mut results = Vec::with_capacity(branches.len());
-                let mut failed = None;
-                for (i, b) in branches.iter().enumerate() {
-                    let prefix = if attempt == 1 { format!("{key}/{i}/") } else { format!("{key}@{attempt}/{i}/") };
-                    match scope(b, &prefix, effective.clone(), ctx.clone(), fx).await {
-                        Ok(v) => results.push(v),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match failed {
-                    None => break Value::Array(results),
-                    Some(e) => match delay(retry, &e, attempt, key, fx) {
-                        Some(seconds) => {
-                            fx.wait(&format!("{key}@retry{attempt}"), seconds).await;
-                            attempt += 1;
-                        }
-                        None => return Err((e, raw)),
-                    },
-                }
-            };
-            finish(result, result_selector.as_ref(), result_path, fx).map(go).map_err(|e| fail(e, &raw))
+    }
+}
+
+/// One attempt of a Task's call, a Parallel's branches or a Map's items, on the state's
+/// effective input. Keys of later attempts carry the attempt (`Par@2/0/A`), so that a replay
+/// tells them apart.
+async fn work(kind: &Kind, key: &str, input: &Value, ctx: &Value, attempt: u32, fx: &mut dyn Effects) -> Result<Value, StateError> {
+    let at = |rest: &str| if attempt == 1 { format!("{key}{rest}") } else { format!("{key}@{attempt}{rest}") };
+    match kind {
+        Kind::Task { resource, .. } => fx.task(key, *resource, input, attempt).await,
+        Kind::Parallel { branches, .. } => {
+            let mut results = Vec::with_capacity(branches.len());
+            for (i, b) in branches.iter().enumerate() {
+                results.push(scope(b, &at(&format!("/{i}/")), input.clone(), ctx.clone(), fx).await?);
+            }
+            Ok(Value::Array(results))
         }
-        Kind::Map { processor, items_path, item_selector, result_selector, result_path, retry, .. } => {
+        Kind::Map { processor, items_path, item_selector, .. } => {
             let items = match items_path {
-                Some(p) => p.select(&input, ctx),
+                Some(p) => p.select(input, ctx),
                 None => Some(input.clone()),
             };
-            let items = match items {
-                Some(Value::Array(a)) => a,
-                _ => return Err(fail(StateError::new("States.Runtime", format!("{key}: ItemsPath does not name an array in the input")), &raw)),
+            let Some(Value::Array(items)) = items else {
+                return Err(StateError::new("States.Runtime", format!("{key}: ItemsPath does not name an array in the input")));
             };
-            let mut attempt = 1;
-            let result = loop {
-                let mut results = Vec::with_capacity(items.len());
-                let mut failed = None;
-                for (i, item) in items.iter().enumerate() {
-                    let mut item_ctx = ctx.clone();
-                    item_ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
-                    let item_input = match item_selector {
-                        Some(t) => match render(t, &input, &item_ctx, &format!("{key}[{i}]"), fx) {
-                            Ok(v) => v,
-                            Err(e) => {
-                                failed = Some(e);
-                                break;
-                            }
-                        },
-                        None => item.clone(),
-                    };
-                    let prefix = if attempt == 1 { format!("{key}[{i}]/") } else { format!("{key}@{attempt}[{i}]/") };
-                    match scope(processor, &prefix, item_input, item_ctx, fx).await {
-                        Ok(v) => results.push(v),
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
-                match failed {
-                    None => break Value::Array(results),
-                    Some(e) => match delay(retry, &e, attempt, key, fx) {
-                        Some(seconds) => {
-                            fx.wait(&format!("{key}@retry{attempt}"), seconds).await;
-                            attempt += 1;
-                        }
-                        None => return Err((e, raw)),
-                    },
-                }
-            };
-            finish(result, result_selector.as_ref(), result_path, fx).map(go).map_err(|e| fail(e, &raw))
+            let mut results = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let mut item_ctx = ctx.clone();
+                item_ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
+                let item_input = match item_selector {
+                    Some(t) => render(t, input, &item_ctx, &format!("{key}[{i}]"), fx)?,
+                    None => item.clone(),
+                };
+                results.push(scope(processor, &at(&format!("[{i}]/")), item_input, item_ctx, fx).await?);
+            }
+            Ok(Value::Array(results))
         }
+        other => Err(StateError::new("States.Runtime", format!("{key}: a {} state has no work to attempt", other.type_name()))),
     }
 }
 
