@@ -290,9 +290,12 @@ mod tests {
             [
                 ("cur", "cur_ingest"),
                 ("spot", "spot_drain"),
-                ("resources", "resource_scan")
+                ("resources", "resource_scan"),
+                ("states", "states")
             ]
         );
+        // The States Language's command: a tool on the operator's files, no page.
+        assert!(commands[3].tool.is_some() && commands[3].pages.is_empty());
         let cur = &commands[0];
         assert_eq!(cur.page("costs").map(|p| p.path), Some("/costs"));
         assert!(cur.tool.is_some());
