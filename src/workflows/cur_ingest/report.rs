@@ -384,6 +384,16 @@ impl Rated {
     }
 }
 
+/// Adds `rated` to `rates`: merged with a rate already kept for `key`.
+fn keep_rate(rates: &mut BTreeMap<RateKey, Rated>, key: RateKey, rated: Rated) {
+    match rates.get_mut(&key) {
+        Some(kept) => kept.merge(rated),
+        None => {
+            rates.insert(key, rated);
+        }
+    }
+}
+
 /// Costs summed per [`Key`], over one or more reports.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
@@ -605,13 +615,7 @@ impl Summary {
         for ([region, usage, currency], (rate, unit, day)) in rates {
             let name = |i: u32| values.strings[i as usize].clone();
             let key = RateKey { region: name(region), usage_type: name(usage), currency: name(currency) };
-            let rated = Rated { rate, unit: name(unit), day: name(day) };
-            match self.rates.get_mut(&key) {
-                Some(kept) => kept.merge(rated),
-                None => {
-                    self.rates.insert(key, rated);
-                }
-            }
+            keep_rate(&mut self.rates, key, Rated { rate, unit: name(unit), day: name(day) });
         }
         self.rows += rows_read;
         self.within_keys(report)?;
@@ -624,12 +628,7 @@ impl Summary {
             *self.totals.entry(k).or_default() += c;
         }
         for (k, r) in part.rates {
-            match self.rates.get_mut(&k) {
-                Some(kept) => kept.merge(r),
-                None => {
-                    self.rates.insert(k, r);
-                }
-            }
+            keep_rate(&mut self.rates, k, r);
         }
         self.rows += part.rows;
         self.within_keys(name)

@@ -158,13 +158,15 @@ impl Rule {
             }
             Rule::Not(r) => Ok(!r.holds(input, context)?),
             Rule::Test { variable, test } => {
-                let value = variable.select(input, context);
-                if let Test::IsPresent(want) = test {
-                    return Ok(value.is_some() == *want);
-                }
-                let value = value.ok_or_else(|| format!("Invalid path {}: the choice state's input has no such field", variable.text))?;
+                let Some(value) = variable.select(input, context) else {
+                    // Only IsPresent may ask of a variable that names nothing.
+                    return match test {
+                        Test::IsPresent(want) => Ok(!*want),
+                        _ => Err(format!("Invalid path {}: the choice state's input has no such field", variable.text)),
+                    };
+                };
                 Ok(match test {
-                    Test::IsPresent(_) => unreachable_present(),
+                    Test::IsPresent(want) => *want,
                     Test::IsNull(w) => value.is_null() == *w,
                     Test::IsNumeric(w) => value.is_number() == *w,
                     Test::IsString(w) => value.is_string() == *w,
@@ -190,11 +192,6 @@ impl Rule {
             }
         }
     }
-}
-
-/// `IsPresent` is answered before the variable is required; this arm cannot be reached.
-fn unreachable_present() -> bool {
-    false
 }
 
 fn parent(at: &str) -> &str {
