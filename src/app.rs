@@ -155,6 +155,7 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
         findings: Arc::new(crate::aws::dynamodb::DynamoFindings::new(
             clients.dynamodb.clone(),
         )),
+        files: Arc::new(crate::ports::files::Disk),
     })
 }
 

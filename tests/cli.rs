@@ -199,7 +199,21 @@ fn config_errors_exit_2_naming_the_key() {
                 "{base}[[routes]]\nname = \"r\"\npattern = {{ source = [\"x\"] }}\nworkflow = \"states\"\n"
             ),
             "routes[0].params",
-            "routes cannot start a States Language definition yet",
+            "params.definition is required",
+        ),
+        (
+            format!(
+                "{base}[[routes]]\nname = \"r\"\npattern = {{ source = [\"x\"] }}\nworkflow = \"states\"\nparams = {{ definition = \"flow\" }}\n"
+            ),
+            "routes[0].params",
+            "params.definition \"flow\" is not a [workflows.NAME] of this configuration (configured: none)",
+        ),
+        (
+            format!(
+                "{base}[workflows.flow]\ndefinition_json = '{{\"StartAt\": \"A\", \"States\": {{\"A\": {{\"Type\": \"Wait\", \"Seconds\": -1, \"End\": true}}}}}}'\n"
+            ),
+            "workflows.flow.definition_json",
+            "/States/A/Seconds",
         ),
         (
             format!("{base}{service}"),
@@ -476,7 +490,7 @@ fn states_validate_checks_definitions_and_run_tries_one_with_fakes() {
         .arg(&event)
         .args([
             "--result",
-            r#"StartTask={"taskArn": "arn:t/1", "ip": "10.1.2.3"}"#,
+            r#"StartTask={"task_arn": "arn:t/1", "ip": "10.1.2.3"}"#,
         ]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(

@@ -379,6 +379,7 @@ pub fn instance(v: &InstanceView, console: &Console, note: Option<&str>) -> Stri
         }
         _ => {}
     }
+    body.push_str(&state_path(&r.state));
     body.push_str("</dl>");
     let back = format!("/workflows/{}", encode(&r.id));
     if v.can_cancel {
@@ -715,9 +716,33 @@ pub fn workflow_page(view: &Value, page: &BuiltPage, console: &Console) -> Strin
     layout(page.spec.title, page.spec.title, console, &body)
 }
 
+/// The states an instance went through, when its state lists them as `path` (a definition's
+/// run: `Route → Send → Pause`), as a fact of the instance page.
+fn state_path(state: &serde_json::Value) -> String {
+    let Some(path) = state.get("path").and_then(|p| p.as_array()) else {
+        return String::new();
+    };
+    let names: Vec<String> = path.iter().filter_map(|n| n.as_str()).map(|n| format!("<li>{}</li>", esc(n))).collect();
+    if names.is_empty() {
+        return String::new();
+    }
+    format!("<dt>state path</dt><dd><ol class=\"path\">{}</ol></dd>", names.join(""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_state_path_is_listed_escaped() {
+        let out = state_path(&serde_json::json!({"path": ["Route", "<img src=x onerror=alert(1)>", 3]}));
+        assert_eq!(
+            out,
+            "<dt>state path</dt><dd><ol class=\"path\"><li>Route</li><li>&lt;img src=x onerror=alert(1)&gt;</li></ol></dd>"
+        );
+        assert_eq!(state_path(&serde_json::json!({"n": 1})), "");
+        assert_eq!(state_path(&serde_json::json!(7)), "");
+    }
 
     #[test]
     fn path_parts_are_percent_encoded() {

@@ -120,13 +120,21 @@ impl Notifier for SnsNotifier {
                 .build()
                 .map_err(|e| reported("Publish", "InvalidParameter", e.to_string(), None))
         };
+        // A string is the message as it is (a definition's `Message`), anything else JSON.
+        let text = match message {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
         let mut request = self
             .client
             .publish()
             .topic_arn(arn)
-            .subject(subject)
-            .message(message.to_string())
+            .message(text)
             .message_attributes("tugboat-dedup-id", string(deduplication_id)?);
+        // SNS refuses an empty subject; none is sent instead.
+        if !subject.is_empty() {
+            request = request.subject(subject);
+        }
         for (name, value) in attributes {
             // SNS refuses empty string values; an attribute without a value is left out.
             if !value.is_empty() {

@@ -87,6 +87,10 @@ pub struct Config {
     /// own with [`Config::section`].
     #[serde(skip)]
     pub sections: BTreeMap<String, toml::Value>,
+    /// The file the configuration was read from (`None` for `$TUGBOAT_CONFIG_TOML`): files it
+    /// names by relative paths are read beside it.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// AWS region, endpoint and (for local emulation only) static credentials.
@@ -634,7 +638,9 @@ impl Config {
             key: "(file)".into(),
             message: format!("cannot read: {e}"),
         })?;
-        Self::from_toml_str(&text, path, env, workflows)
+        let mut config = Self::from_toml_str(&text, path, env, workflows)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// As [`Config::load`], from text already read; `path` only names the source in errors.

@@ -62,6 +62,8 @@ pub struct Ports {
     pub metrics: Arc<dyn resources::Metrics>,
     /// Other accounts' resource ports, through an assumed role (`resource_scan`, `auto_stop`).
     pub accounts: Arc<dyn resources::Accounts>,
+    /// The operator's disk (`states` reads its definition files when the service starts).
+    pub files: Arc<dyn files::LocalFiles>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -96,6 +98,7 @@ impl Ports {
             metrics: inventory,
             accounts: Arc::new(memory::MemoryAccounts::default()),
             findings: Arc::new(memory::MemoryFindings::default()),
+            files: Arc::new(files::Disk),
         }
     }
 }

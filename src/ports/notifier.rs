@@ -22,8 +22,9 @@ pub trait Notifier: Send + Sync + std::fmt::Debug {
         attributes: &BTreeMap<String, String>,
     ) -> Result<Option<String>, StepError>;
 
-    /// Publishes `message` as JSON to the topic with this ARN (a workflow's own topic, not one
-    /// of the three configured); returns the message id.
+    /// Publishes `message` to the topic with this ARN (a workflow's own topic, not one of the
+    /// three configured): a string as it is, anything else as JSON; an empty `subject` is
+    /// none. Returns the message id.
     async fn publish_to(
         &self,
         topic_arn: &str,

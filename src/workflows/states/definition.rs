@@ -431,9 +431,14 @@ impl State {
                     let known: Vec<&str> = Resource::ALL.iter().map(|(_, a)| *a).collect();
                     format!("{}: {arn:?} is not a resource tugboat runs ({})", ptr("Resource"), known.join(", "))
                 })?;
+                let parameters = template("Parameters")?;
+                if let Some(Template::Object(fields)) = &parameters {
+                    super::tasks::check_names(resource, fields.iter().map(|(n, _)| n.as_str()))
+                        .map_err(|e| format!("{}{e}", ptr("Parameters")))?;
+                }
                 Kind::Task {
                     resource,
-                    parameters: template("Parameters")?,
+                    parameters,
                     result_selector: template("ResultSelector")?,
                     result_path: result_path()?,
                     timeout_seconds: f("TimeoutSeconds").map(|t| positive(t, &ptr("TimeoutSeconds"))).transpose()?,

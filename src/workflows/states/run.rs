@@ -48,11 +48,27 @@ pub trait Effects: Send {
     fn wait_until<'a>(&'a mut self, key: &'a str, timestamp: &'a str) -> BoxFuture<'a, ()>;
 
     /// Notes that the run entered the state at `path` with `input` (for the state path the
-    /// console shows); the default keeps nothing.
-    fn entered(&mut self, _path: &str, _input: &Value) {}
+    /// console shows); an error ends the run with it (a loop past [`MAX_TRANSITIONS`]).
+    fn entered(&mut self, _path: &str, _input: &Value) -> Result<(), StateError> {
+        Ok(())
+    }
 
     /// A random draw for `key` (seeded by the execution and the key: the same on replay).
     fn draw(&mut self, key: &str, n: u32) -> u64;
+}
+
+/// How many states one execution may enter: a loop of Choice and Pass states costs no
+/// effect, and would otherwise spin for ever (Step Functions stops at 25 000 history events).
+pub const MAX_TRANSITIONS: usize = 25_000;
+
+/// A random draw for `key` from an execution's `seed`: FNV-1a of the three, the same on every
+/// replay.
+pub fn seeded_draw(seed: &str, key: &str, n: u32) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes().chain([0]).chain(key.bytes()).chain(n.to_le_bytes()) {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
 }
 
 /// Runs `definition` on `input` to its output, or to the error that ended it.
@@ -71,7 +87,7 @@ fn scope<'a>(d: &'a Definition, prefix: &'a str, input: Value, context: Value, f
             *n += 1;
             let key = if *n == 1 { format!("{prefix}{name}") } else { format!("{prefix}{name}#{n}") };
             let state = &d.states[&name];
-            fx.entered(&key, &data);
+            fx.entered(&key, &data)?;
             let mut ctx = context.clone();
             ctx["State"] = json!({"Name": name, "RetryCount": 0});
             let outcome = step(state, &key, data.clone(), &ctx, fx).await;

@@ -72,18 +72,18 @@ async fn the_seed_flows_run_as_definitions() {
     let ecs = Definition::from_json(&fixture("ecs-start-with-compensation.asl.json")).unwrap();
     let event = json!({"detail": {"cluster": "c", "taskDefinition": "web:3", "service": "web"}});
     let mut fakes = Fakes::default();
-    fakes.results.insert("StartTask".into(), json!({"taskArn": "arn:t/1", "ip": "10.0.0.5", "other": 1}));
+    fakes.results.insert("StartTask".into(), json!({"task_arn": "arn:t/1", "ip": "10.0.0.5", "other": 1}));
     let out = run(&ecs, event.clone(), &json!({}), &mut fakes).await.unwrap();
     assert_eq!(out["task"], json!({"taskArn": "arn:t/1", "ip": "10.0.0.5"}));
     let published: Vec<&Value> = fakes.calls.iter().filter(|(k, _, _)| k == "AnnounceStarted").map(|(_, _, p)| p).collect();
     assert_eq!(published, [&json!({"TopicArn": "tugboat-success", "Message": "task arn:t/1 runs at 10.0.0.5"})]);
-    assert_eq!(fakes.calls[0].2, json!({"Cluster": "c", "TaskDefinition": "web:3", "Service": "web"}));
+    assert_eq!(fakes.calls[0].2, json!({"Service": "web"}));
 
     // Throttled twice (retried with jittered delays of at most 2 and 4 s), then it fails for
     // good: the compensation announces the failure and the run fails with the task's error.
     let mut fakes = Fakes::default();
-    fakes.failures.insert("StartTask".into(), (StateError::new("ThrottlingException", "rate"), 2));
-    fakes.results.insert("StartTask".into(), json!({"taskArn": "arn:t/2", "ip": "10.0.0.6"}));
+    fakes.failures.insert("StartTask".into(), (StateError::new("Tugboat.Retryable", "rate"), 2));
+    fakes.results.insert("StartTask".into(), json!({"task_arn": "arn:t/2", "ip": "10.0.0.6"}));
     run(&ecs, event.clone(), &json!({}), &mut fakes).await.unwrap();
     assert_eq!(fakes.waits.len(), 2);
     assert!(fakes.waits[0] <= 2.0 && fakes.waits[1] <= 4.0, "{:?}", fakes.waits);

@@ -122,6 +122,8 @@ pub struct Fakes {
     pub calls: Vec<(String, Resource, Value)>,
     /// Every wait's seconds (retry delays included), in order.
     pub waits: Vec<f64>,
+    /// States entered so far.
+    pub entered: usize,
 }
 
 /// The state's name in a key (`Map[2]/Notify#2` → `Notify`).
@@ -157,16 +159,17 @@ impl Effects for Fakes {
         Box::pin(async move { self.trace.push(format!("  wait {key}: until {timestamp} (passed at once)")) })
     }
 
-    fn entered(&mut self, path: &str, input: &Value) {
+    fn entered(&mut self, path: &str, input: &Value) -> Result<(), StateError> {
         self.trace.push(format!("{path} <- {input}"));
+        self.entered += 1;
+        if self.entered > super::run::MAX_TRANSITIONS {
+            return Err(StateError::new("States.Runtime", format!("more than {} state transitions: a loop that never ends?", super::run::MAX_TRANSITIONS)));
+        }
+        Ok(())
     }
 
     fn draw(&mut self, key: &str, n: u32) -> u64 {
-        // FNV-1a of the key and the draw's number: the same on every run, as on a replay.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in key.bytes().chain(n.to_le_bytes()) {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        h
+        // The same on every run, as on a replay.
+        super::run::seeded_draw("dry-run", key, n)
     }
 }

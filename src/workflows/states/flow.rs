@@ -1,0 +1,585 @@
+//! A definition run durably by the engine: every effect the interpreter asks for (a Task's
+//! call, a Wait, a retrier's delay) is one journaled step, and every decision is a replay.
+//!
+//! The instance's state is the execution's input and what each effect answered, by key
+//! (`Forward/1/ToWebhook`, `Notify@2` for a second attempt). After each step, [`decide`] runs
+//! the interpreter from the start over those answers ([`Replay`]): an answered effect returns
+//! at once, and the first unanswered one is the next step. The interpreter being
+//! deterministic, a replay takes the path the run took, so a crash anywhere resumes at the
+//! first effect whose outcome is not journaled — an effect journaled once is never asked
+//! for again. Choice, Pass, Succeed and Fail states cost no step: they are recomputed.
+//!
+//! A Task step makes one attempt (`RetryPolicy::never`): the definition's `Retry` is the
+//! retry policy, as in Step Functions, its delays being journaled sleeps. A Task's side
+//! effect carries an idempotency key of the state's visit, the same for every attempt
+//! (`ports`' deduplication ids).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::definition::{Definition, Resource};
+use super::run::{Effects, StateError, run, seeded_draw};
+use crate::contract::{Act, Action, Decision, Next, RetryPolicy, StepError, Workflow};
+
+/// How many effects one execution may journal: its record holds every answer (Step
+/// Functions' own limit is 25 000 history events).
+pub const MAX_EFFECTS: usize = 10_000;
+
+/// An execution: the definition it runs, its input, and every effect's answer so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub definition: String,
+    pub input: Value,
+    /// Each effect's answer, by its key.
+    #[serde(default)]
+    pub done: BTreeMap<String, Done>,
+    /// The states entered, in order, as of the last decision (the console's state path).
+    #[serde(default)]
+    pub path: Vec<String>,
+    /// A Task whose call is a workflow of its own (`ecs:runTask.sync` runs `ecs_start`'s
+    /// steps), while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<Child>,
+}
+
+/// A built-in workflow run as one Task: its state, and, once it failed, its compensation
+/// left to run and the failure to report when that is done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Child {
+    pub effect: String,
+    pub state: Value,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undo: Vec<Action>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+/// An effect's answer as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Done {
+    /// A Task's result.
+    Ok(Value),
+    /// A Task's error, as the States Language names it.
+    Failed { error: String, cause: String },
+    /// A wait that passed.
+    Waited,
+    /// How long a wait until a timestamp has left, read from the clock (milliseconds).
+    Left(u64),
+}
+
+/// The steps of an execution: a Task's call (the workflow's handler, through the ports), a
+/// sleep (the engine's), and a look at the clock before a wait until a timestamp.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Task {
+        /// The key its answer is kept under (`Notify@2` for the second attempt).
+        effect: String,
+        /// The state's visit (`Notify`): the idempotency key's source, one for all attempts.
+        visit: String,
+        resource: String,
+        payload: Value,
+    },
+    Wait {
+        effect: String,
+    },
+    Clock {
+        effect: String,
+        until: String,
+    },
+    /// A step of a Task's child workflow (its own step, as it decided it).
+    Child {
+        effect: String,
+        action: Action,
+    },
+}
+
+/// What the replay found: the execution's end, or the next effect to perform.
+enum Replayed {
+    Finished(Result<Value, StateError>),
+    Next(Pending),
+}
+
+enum Pending {
+    Task {
+        effect: String,
+        visit: String,
+        resource: Resource,
+        payload: Value,
+    },
+    Sleep {
+        effect: String,
+        duration: Duration,
+    },
+    Clock {
+        effect: String,
+        until: String,
+    },
+}
+
+/// The context object (`$$`) of an execution of `name` on `event`: the same at every replay.
+pub fn context(name: &str, event: &Value) -> Value {
+    let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
+    json!({
+        "Execution": {"Id": id, "Input": event, "Name": id, "StartTime": event.get("time").cloned().unwrap_or(Value::Null)},
+        "StateMachine": {"Id": name, "Name": name},
+    })
+}
+
+/// The key of an effect's clock reading, beside the wait it measures.
+fn clock_key(effect: &str) -> String {
+    format!("{effect}:clock")
+}
+
+/// Effects answered from the journal; the first one without an answer is recorded as pending
+/// and never completes, which stops the replay there.
+struct Replay<'a> {
+    done: &'a BTreeMap<String, Done>,
+    seed: String,
+    path: Vec<String>,
+    pending: Option<Pending>,
+}
+
+impl Replay<'_> {
+    fn stop<'f, T: Send + 'f>(&mut self, pending: Pending) -> BoxFuture<'f, T> {
+        if self.pending.is_none() {
+            self.pending = Some(pending);
+        }
+        Box::pin(futures::future::pending())
+    }
+}
+
+impl Effects for Replay<'_> {
+    fn task<'a>(&'a mut self, key: &'a str, resource: Resource, payload: &'a Value, attempt: u32) -> BoxFuture<'a, Result<Value, StateError>> {
+        let effect = if attempt == 1 { key.to_string() } else { format!("{key}@{attempt}") };
+        match self.done.get(&effect) {
+            Some(Done::Ok(v)) => Box::pin(futures::future::ready(Ok(v.clone()))),
+            Some(Done::Failed { error, cause }) => Box::pin(futures::future::ready(Err(StateError::new(error.clone(), cause.clone())))),
+            Some(other) => Box::pin(futures::future::ready(Err(StateError::new(
+                "States.Runtime",
+                format!("the journal's answer for {effect} is {other:?}, not a task's: the definition changed under a running execution"),
+            )))),
+            None => self.stop(Pending::Task { effect, visit: key.to_string(), resource, payload: payload.clone() }),
+        }
+    }
+
+    fn wait<'a>(&'a mut self, key: &'a str, seconds: f64) -> BoxFuture<'a, ()> {
+        if self.done.contains_key(key) || seconds <= 0.0 || !seconds.is_finite() {
+            return Box::pin(futures::future::ready(()));
+        }
+        let duration = Duration::from_secs_f64(seconds.min(u32::MAX as f64));
+        self.stop(Pending::Sleep { effect: key.to_string(), duration })
+    }
+
+    fn wait_until<'a>(&'a mut self, key: &'a str, timestamp: &'a str) -> BoxFuture<'a, ()> {
+        if self.done.contains_key(key) {
+            return Box::pin(futures::future::ready(()));
+        }
+        match self.done.get(&clock_key(key)) {
+            Some(Done::Left(0)) => Box::pin(futures::future::ready(())),
+            Some(Done::Left(ms)) => {
+                let duration = Duration::from_millis(*ms);
+                self.stop(Pending::Sleep { effect: key.to_string(), duration })
+            }
+            _ => self.stop(Pending::Clock { effect: key.to_string(), until: timestamp.to_string() }),
+        }
+    }
+
+    fn entered(&mut self, path: &str, _input: &Value) -> Result<(), StateError> {
+        self.path.push(path.to_string());
+        if self.path.len() > super::run::MAX_TRANSITIONS {
+            return Err(StateError::new(
+                "States.Runtime",
+                format!("more than {} state transitions: a loop that never ends?", super::run::MAX_TRANSITIONS),
+            ));
+        }
+        Ok(())
+    }
+
+    fn draw(&mut self, key: &str, n: u32) -> u64 {
+        seeded_draw(&self.seed, key, n)
+    }
+}
+
+/// Runs the interpreter over the journaled answers until it ends or asks for an effect that
+/// has none. Every answered effect resolves at once, so one poll goes as far as it can.
+fn replay(definition: &Definition, execution: &Execution) -> (Replayed, Vec<String>) {
+    let context = context(&execution.definition, &execution.input);
+    let seed = format!("{}\n{}", execution.definition, context["Execution"]["Id"].as_str().unwrap_or_default());
+    let mut effects = Replay { done: &execution.done, seed, path: Vec::new(), pending: None };
+    let outcome = {
+        let future = run(definition, execution.input.clone(), &context, &mut effects);
+        let mut future = std::pin::pin!(future);
+        let waker = futures::task::noop_waker();
+        match future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            Poll::Ready(result) => Some(result),
+            Poll::Pending => None,
+        }
+    };
+    let replayed = match (outcome, effects.pending) {
+        (Some(result), _) => Replayed::Finished(result),
+        (None, Some(p)) => Replayed::Next(p),
+        (None, None) => Replayed::Finished(Err(StateError::new("States.Runtime", "the interpreter stopped without asking for an effect"))),
+    };
+    (replayed, effects.path)
+}
+
+/// The next decision for `execution` of `definition`; `ecs` runs `ecs:runTask.sync` Tasks.
+pub fn decide(definition: &Definition, execution: &mut Execution, ecs: Option<&dyn Workflow>) -> Decision<Step> {
+    loop {
+        if execution.done.len() > MAX_EFFECTS {
+            return Next::Fail(format!(
+                "States.Runtime: the execution has journaled more than {MAX_EFFECTS} effects; split the work (a Map over fewer items per event)"
+            ));
+        }
+        let (replayed, path) = replay(definition, execution);
+        execution.path = path;
+        return match replayed {
+            Replayed::Finished(Ok(output)) => Next::Complete(output),
+            Replayed::Finished(Err(e)) => Next::Fail(format!("{}: {}", e.error, e.cause)),
+            Replayed::Next(Pending::Task { effect, visit: _, resource: Resource::EcsRunTaskSync, payload }) => {
+                let Some(ecs) = ecs else {
+                    execution.done.insert(effect, failed("Tugboat.Permanent", "this service runs no ecs:runTask.sync (no [services])"));
+                    continue;
+                };
+                let started = child_event(&effect, &execution.input, &payload).and_then(|(event, params)| ecs.start(&event, &params));
+                match started {
+                    Err(reason) => {
+                        execution.done.insert(effect, failed("Tugboat.Permanent", reason));
+                        continue;
+                    }
+                    Ok(t) => {
+                        execution.child = Some(Child { effect, state: t.state, undo: Vec::new(), failure: None });
+                        match child_next(execution, t.next, ecs) {
+                            Some(decision) => decision,
+                            None => continue,
+                        }
+                    }
+                }
+            }
+            Replayed::Next(Pending::Task { effect, visit, resource, payload }) => {
+                let step = Step::Task { effect: effect.clone(), visit, resource: resource.arn().to_string(), payload };
+                Next::Run(Act::handler(effect, step).retry(RetryPolicy::never()))
+            }
+            Replayed::Next(Pending::Sleep { effect, duration }) => {
+                Next::Run(Act::sleep(effect.clone(), Step::Wait { effect }, duration, None))
+            }
+            Replayed::Next(Pending::Clock { effect, until }) => {
+                Next::Run(Act::handler(clock_key(&effect), Step::Clock { effect, until }).retry(RetryPolicy::never()))
+            }
+        };
+    }
+}
+
+fn failed(error: &str, cause: impl Into<String>) -> Done {
+    Done::Failed { error: error.to_string(), cause: cause.into() }
+}
+
+/// The event and params an `ecs:runTask.sync` Task gives `ecs_start`: `Service` names a
+/// `[services]` mapping; `Environment`, `Command`, `Revision`, `Tags` and `Count` are the
+/// event's overrides (each refused unless the mapping allows it); `PollInterval`,
+/// `RunningTimeout` and `HealthyTimeout` the route params.
+fn child_event(effect: &str, input: &Value, payload: &Value) -> Result<(Value, Value), String> {
+    let Value::Object(p) = payload else {
+        return Err(format!("the Parameters of {} must be an object, got {payload}", Resource::EcsRunTaskSync.arn()));
+    };
+    let mut detail = serde_json::Map::new();
+    let mut params = serde_json::Map::new();
+    for (k, v) in p {
+        let (to, name) = match k.as_str() {
+            "Service" => (&mut detail, "service"),
+            "Environment" => (&mut detail, "environment"),
+            "Command" => (&mut detail, "command"),
+            "Revision" => (&mut detail, "revision"),
+            "Tags" => (&mut detail, "tags"),
+            "Count" => (&mut detail, "count"),
+            "PollInterval" => (&mut params, "poll_interval"),
+            "RunningTimeout" => (&mut params, "running_timeout"),
+            "HealthyTimeout" => (&mut params, "healthy_timeout"),
+            other => return Err(format!("Parameters.{other} is not a parameter of {}", Resource::EcsRunTaskSync.arn())),
+        };
+        to.insert(name.to_string(), v.clone());
+    }
+    let id = format!("{}/{effect}", input.get("id").and_then(Value::as_str).unwrap_or_default());
+    let event = json!({"id": id, "source": "tugboat.states", "detail-type": "Start ECS Task", "detail": detail});
+    Ok((event, Value::Object(params)))
+}
+
+/// The child's decision as the execution's: its step wrapped, its end recorded (`None`: the
+/// replay goes on), its failure first undone by its compensation.
+fn child_next(execution: &mut Execution, next: Next, ecs: &dyn Workflow) -> Option<Decision<Step>> {
+    let child = execution.child.as_mut()?;
+    let effect = child.effect.clone();
+    let wrap = |action: Action| {
+        let act = Act { name: format!("{effect}/{}", action.name), step: Step::Child { effect: effect.clone(), action: action.clone() }, call: action.call.clone(), retry: action.retry.clone() };
+        Some(Next::Run(act))
+    };
+    match next {
+        Next::Run(action) | Next::Continue(action) => wrap(action),
+        Next::Complete(output) => {
+            execution.child = None;
+            execution.done.insert(effect, Done::Ok(output));
+            None
+        }
+        Next::Fail(reason) => {
+            child.undo = ecs.compensation(&child.state);
+            child.failure = Some(reason);
+            child_undo(execution)
+        }
+    }
+}
+
+/// The child's next undo step, or, when none is left, its failure recorded.
+fn child_undo(execution: &mut Execution) -> Option<Decision<Step>> {
+    let child = execution.child.as_mut()?;
+    let effect = child.effect.clone();
+    if child.undo.is_empty() {
+        let reason = child.failure.take().unwrap_or_default();
+        execution.child = None;
+        execution.done.insert(effect, failed("States.TaskFailed", reason));
+        return None;
+    }
+    let action = child.undo[0].clone();
+    let act = Act { name: format!("{effect}/undo/{}", action.name), step: Step::Child { effect, action: action.clone() }, call: action.call, retry: action.retry };
+    Some(Next::Run(act))
+}
+
+/// What undoes a running child (an instance cancelled while its task starts).
+pub fn compensation(execution: &Execution, ecs: Option<&dyn Workflow>) -> Vec<Act<Step>> {
+    let (Some(child), Some(ecs)) = (&execution.child, ecs) else { return Vec::new() };
+    if child.failure.is_some() {
+        return Vec::new();
+    }
+    ecs.compensation(&child.state)
+        .into_iter()
+        .map(|action| Act {
+            name: format!("{}/undo/{}", child.effect, action.name),
+            step: Step::Child { effect: child.effect.clone(), action: action.clone() },
+            call: action.call,
+            retry: action.retry,
+        })
+        .collect()
+}
+
+/// After a child's step: its own decision, or its next undo.
+pub fn advance_child(execution: &mut Execution, action: &Action, outcome: Result<Value, StepError>, ecs: &dyn Workflow) -> Option<Decision<Step>> {
+    let child = execution.child.as_mut()?;
+    if child.failure.is_some() {
+        // An undo step ran (its failure does not stop the others; the reason says so).
+        if let Err(e) = outcome
+            && let Some(f) = child.failure.as_mut()
+        {
+            f.push_str(&format!("; undoing {} failed: {}", action.name, e.message));
+        }
+        if !child.undo.is_empty() {
+            child.undo.remove(0);
+        }
+        return child_undo(execution);
+    }
+    let t = ecs.advance(std::mem::take(&mut child.state), action, outcome);
+    child.state = t.state;
+    child_next(execution, t.next, ecs)
+}
+
+/// Keeps `step`'s outcome among the execution's answers (a child's step is the child's: see
+/// [`advance_child`]).
+pub fn record(execution: &mut Execution, step: Step, outcome: Result<Value, StepError>) -> Result<(), String> {
+    match step {
+        Step::Task { effect, .. } => {
+            let done = match outcome {
+                Ok(v) => Done::Ok(v),
+                Err(e) => {
+                    let (error, cause) = split_error(&e.message);
+                    Done::Failed { error, cause }
+                }
+            };
+            execution.done.insert(effect, done);
+        }
+        Step::Wait { effect } => {
+            outcome.map_err(|e| format!("the wait {effect} failed: {}", e.message))?;
+            execution.done.insert(effect, Done::Waited);
+        }
+        Step::Clock { effect, .. } => {
+            let v = outcome.map_err(|e| format!("the clock before {effect} failed: {}", e.message))?;
+            let ms = v.get("left_ms").and_then(Value::as_u64).ok_or_else(|| format!("the clock before {effect} answered {v}"))?;
+            execution.done.insert(clock_key(&effect), Done::Left(ms));
+        }
+        Step::Child { effect, .. } => return Err(format!("{effect}: a child's step recorded without its workflow")),
+    }
+    Ok(())
+}
+
+/// A task's failure as the handler reports it, `Error.Name: cause`, back to its parts; a
+/// failure that names no error (the engine's own) is a `States.TaskFailed`.
+pub fn split_error(message: &str) -> (String, String) {
+    match message.split_once(": ") {
+        Some((name, cause)) if is_error_name(name) => (name.to_string(), cause.to_string()),
+        _ => ("States.TaskFailed".to_string(), message.to_string()),
+    }
+}
+
+fn is_error_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 256 && name.contains('.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+}
+
+/// A task's failure as the handler reports it to the engine: the name a `Retry` or `Catch`
+/// matches, then the cause.
+pub fn task_error(error: &str, cause: impl std::fmt::Display, retryable: bool) -> StepError {
+    let message = format!("{error}: {cause}");
+    if retryable { StepError::retryable(message) } else { StepError::permanent(message) }
+}
+
+/// The definitions an engine runs, by name.
+pub type Definitions = Arc<BTreeMap<String, Arc<Definition>>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(text: &str) -> Definition {
+        Definition::from_json(text).unwrap()
+    }
+
+    fn start(def: &Definition, input: Value) -> (Execution, Decision<Step>) {
+        let mut e = Execution { definition: "d".into(), input, done: BTreeMap::new(), path: Vec::new(), child: None };
+        let next = decide(def, &mut e, None);
+        (e, next)
+    }
+
+    fn act(next: Decision<Step>) -> Act<Step> {
+        match next {
+            Next::Run(a) => a,
+            other => panic!("expected a step, got {other:?}"),
+        }
+    }
+
+    const TWO_TASKS: &str = r#"{"StartAt": "Check", "States": {
+        "Check": {"Type": "Choice", "Choices": [{"Variable": "$.n", "NumericGreaterThan": 0, "Next": "Send"}], "Default": "Skip"},
+        "Send": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "Parameters": {"QueueUrl": "q", "MessageBody.$": "$.n"},
+                 "ResultPath": "$.sent", "Retry": [{"ErrorEquals": ["Tugboat.Retryable"], "IntervalSeconds": 2, "MaxAttempts": 2}], "Next": "Pause"},
+        "Pause": {"Type": "Wait", "Seconds": 5, "Next": "Notify"},
+        "Notify": {"Type": "Task", "Resource": "arn:aws:states:::sns:publish", "Parameters": {"TopicArn": "t", "Message.$": "$.sent.MessageId"}, "End": true},
+        "Skip": {"Type": "Succeed"}}}"#;
+
+    #[test]
+    fn each_effect_is_a_step_and_the_rest_is_recomputed() {
+        let def = definition(TWO_TASKS);
+        let (mut e, next) = start(&def, json!({"n": 3}));
+        let a = act(next);
+        assert_eq!(a.name, "Send");
+        assert_eq!(a.retry, RetryPolicy::never());
+        assert_eq!(a.step, Step::Task { effect: "Send".into(), visit: "Send".into(), resource: "arn:aws:states:::sqs:sendMessage".into(), payload: json!({"QueueUrl": "q", "MessageBody": 3}) });
+        assert_eq!(e.path, ["Check", "Send"]);
+
+        record(&mut e, a.step, Ok(json!({"MessageId": "m1"}))).unwrap();
+        let a = act(decide(&def, &mut e, None));
+        assert_eq!(a.name, "Pause");
+        assert!(matches!(a.call, crate::contract::Call::Sleep { duration, .. } if duration == Duration::from_secs(5)));
+
+        record(&mut e, a.step, Ok(json!({"woken": false}))).unwrap();
+        let a = act(decide(&def, &mut e, None));
+        assert_eq!(a.name, "Notify");
+        assert!(matches!(&a.step, Step::Task { payload, .. } if *payload == json!({"TopicArn": "t", "Message": "m1"})));
+
+        record(&mut e, a.step, Ok(json!({"MessageId": "n1"}))).unwrap();
+        assert_eq!(decide(&def, &mut e, None), Next::Complete(json!({"MessageId": "n1"})));
+        assert_eq!(e.path, ["Check", "Send", "Pause", "Notify"]);
+    }
+
+    #[test]
+    fn a_replay_never_asks_again_for_an_answered_effect() {
+        // What a process that crashed after journaling Send's answer finds: the next step is
+        // the wait, whatever the number of replays.
+        let def = definition(TWO_TASKS);
+        let (mut e, next) = start(&def, json!({"n": 1}));
+        record(&mut e, act(next).step, Ok(json!({"MessageId": "m"}))).unwrap();
+        let first = decide(&def, &mut e, None);
+        for _ in 0..3 {
+            let mut again = e.clone();
+            assert_eq!(decide(&def, &mut again, None), first);
+        }
+    }
+
+    #[test]
+    fn the_definitions_retry_is_journaled_sleeps_and_new_attempts() {
+        let def = definition(TWO_TASKS);
+        let (mut e, next) = start(&def, json!({"n": 1}));
+        let a = act(next);
+        record(&mut e, a.step, Err(task_error("Tugboat.Retryable", "Throttling: slow down", true))).unwrap();
+        assert_eq!(e.done["Send"], Done::Failed { error: "Tugboat.Retryable".into(), cause: "Throttling: slow down".into() });
+        let a = act(decide(&def, &mut e, None));
+        assert_eq!(a.name, "Send@retry1");
+        assert!(matches!(a.call, crate::contract::Call::Sleep { duration, .. } if duration == Duration::from_secs(2)));
+        record(&mut e, a.step, Ok(json!({"woken": false}))).unwrap();
+        let a = act(decide(&def, &mut e, None));
+        assert_eq!(a.name, "Send@2");
+        assert!(matches!(&a.step, Step::Task { visit, .. } if visit == "Send"), "the second attempt keeps the visit's idempotency key");
+        record(&mut e, a.step, Err(task_error("Tugboat.Permanent", "AccessDenied", false))).unwrap();
+        // Not a retrier's error: the execution fails with it.
+        assert_eq!(decide(&def, &mut e, None), Next::Fail("Tugboat.Permanent: AccessDenied".into()));
+    }
+
+    #[test]
+    fn a_default_choice_ends_without_a_step() {
+        let def = definition(TWO_TASKS);
+        let (e, next) = start(&def, json!({"n": 0}));
+        assert_eq!(next, Next::Complete(json!({"n": 0})));
+        assert_eq!(e.path, ["Check", "Skip"]);
+    }
+
+    #[test]
+    fn a_wait_until_reads_the_clock_once_then_sleeps_what_is_left() {
+        let def = definition(r#"{"StartAt": "W", "States": {"W": {"Type": "Wait", "TimestampPath": "$.at", "End": true}}}"#);
+        let (mut e, next) = start(&def, json!({"at": "2030-01-01T00:00:00Z"}));
+        let a = act(next);
+        assert_eq!(a.name, "W:clock");
+        assert_eq!(a.step, Step::Clock { effect: "W".into(), until: "2030-01-01T00:00:00Z".into() });
+        record(&mut e, a.step, Ok(json!({"left_ms": 1500}))).unwrap();
+        let a = act(decide(&def, &mut e, None));
+        assert_eq!(a.name, "W");
+        assert!(matches!(a.call, crate::contract::Call::Sleep { duration, .. } if duration == Duration::from_millis(1500)));
+        record(&mut e, a.step, Ok(json!({"woken": false}))).unwrap();
+        assert_eq!(decide(&def, &mut e, None), Next::Complete(json!({"at": "2030-01-01T00:00:00Z"})));
+
+        // A timestamp already past: no sleep.
+        let (mut e, next) = start(&def, json!({"at": "2020-01-01T00:00:00Z"}));
+        record(&mut e, act(next).step, Ok(json!({"left_ms": 0}))).unwrap();
+        assert!(matches!(decide(&def, &mut e, None), Next::Complete(_)));
+    }
+
+    #[test]
+    fn a_loop_without_effects_is_stopped_not_spun_forever() {
+        let def = definition(r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Pass", "Next": "A"}}}"#);
+        let (_, next) = start(&def, json!({}));
+        match next {
+            Next::Fail(reason) => assert!(reason.starts_with("States.Runtime: more than"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_task_failure_keeps_its_name_and_cause() {
+        assert_eq!(split_error("States.Http.StatusCode.503: busy: try later"), ("States.Http.StatusCode.503".into(), "busy: try later".into()));
+        assert_eq!(split_error("engine: cancelled"), ("States.TaskFailed".into(), "engine: cancelled".into()));
+        assert_eq!(split_error("no separator"), ("States.TaskFailed".into(), "no separator".into()));
+        assert_eq!(split_error("with space.x: y"), ("States.TaskFailed".into(), "with space.x: y".into()));
+    }
+
+    #[test]
+    fn a_journaled_answer_of_another_kind_fails_the_execution_with_the_reason() {
+        let def = definition(TWO_TASKS);
+        let (mut e, _) = start(&def, json!({"n": 1}));
+        e.done.insert("Send".into(), Done::Waited);
+        match decide(&def, &mut e, None) {
+            Next::Fail(reason) => assert!(reason.contains("definition changed"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! The Task resources a running definition calls, each through a port: SNS `publish` (any
+//! topic by ARN), SQS `sendMessage`, Step Functions' HTTP task through a configured
+//! `[destinations]` entry, and `tugboat:mqtt:publish` through a configured `[brokers]` entry.
+//!
+//! A Task's payload is its rendered `Parameters` (the names Step Functions uses). A failure
+//! comes back named as a `Retry` or `Catch` matches it: `Tugboat.Retryable` (throttling, a
+//! 5xx, a timeout, a broker that is down — worth another attempt), `Tugboat.Permanent` (access
+//! denied, a queue that does not exist, a payload the resource refuses), and an HTTP answer
+//! that is not 2xx as `States.Http.StatusCode.NNN`. `States.TaskFailed` and `States.ALL`
+//! match them all.
+//!
+//! Side effects carry the visit's idempotency key (the same for every attempt of the state in
+//! this run): the SNS deduplication attribute and, on a FIFO queue, the message's
+//! deduplication id unless the definition gives one.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{Value, json};
+
+use super::definition::Resource;
+use super::flow::task_error;
+use crate::contract::StepError;
+use crate::ports::mqtt::{Publication, Qos};
+use crate::ports::{BrokerSettings, Destination, Mqtt, Notifier, OutgoingMessage, Queue, QueueSource};
+
+/// What a Task's call may reach: the ports, the configured brokers and destinations.
+pub struct Reach {
+    pub notifier: Arc<dyn Notifier>,
+    pub queues: Arc<dyn QueueSource>,
+    pub mqtt: Arc<dyn Mqtt>,
+    pub brokers: BTreeMap<String, BrokerSettings>,
+    pub destinations: BTreeMap<String, Arc<dyn Destination>>,
+    /// Queues already opened, by URL or name.
+    opened: Mutex<BTreeMap<String, Arc<dyn Queue>>>,
+}
+
+impl std::fmt::Debug for Reach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reach")
+            .field("brokers", &self.brokers.keys().collect::<Vec<_>>())
+            .field("destinations", &self.destinations.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the Task resources take, by name: (required, optional). A definition is checked
+/// against it when it loads, where its `Parameters` name the fields.
+pub fn parameters(resource: Resource) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    Some(match resource {
+        Resource::SnsPublish => (&["TopicArn", "Message"], &["Subject", "MessageAttributes"]),
+        Resource::SqsSendMessage => (
+            &["QueueUrl", "MessageBody"],
+            &["MessageAttributes", "MessageGroupId", "MessageDeduplicationId", "DelaySeconds"],
+        ),
+        Resource::HttpInvoke => (&["Destination"], &["Method", "RequestBody"]),
+        Resource::MqttPublish => (&["Broker", "Topic", "Payload"], &["Qos", "Retain"]),
+        Resource::EcsRunTaskSync => (
+            &["Service"],
+            &["Environment", "Command", "Revision", "Tags", "Count", "PollInterval", "RunningTimeout", "HealthyTimeout"],
+        ),
+        _ => return None,
+    })
+}
+
+/// Checks the field names of a Task's `Parameters` against what `resource` takes (a
+/// resource without a list takes anything); the error starts with the field's pointer tail
+/// (`/Subjekt: …`) or `: ` for a missing one.
+pub fn check_names<'a>(resource: Resource, names: impl Iterator<Item = &'a str> + Clone) -> Result<(), String> {
+    let Some((required, optional)) = parameters(resource) else { return Ok(()) };
+    for name in names.clone() {
+        if !required.contains(&name) && !optional.contains(&name) {
+            let takes: Vec<&str> = required.iter().chain(optional).copied().collect();
+            return Err(format!("/{name}: not a parameter of {} (it takes {})", resource.arn(), takes.join(", ")));
+        }
+    }
+    if let Some(missing) = required.iter().find(|r| !names.clone().any(|n| n == **r)) {
+        return Err(format!(": {} needs {missing}", resource.arn()));
+    }
+    Ok(())
+}
+
+/// Whether the service runs `resource` (the others are checked, and tried with fakes).
+pub fn runs(resource: Resource) -> bool {
+    parameters(resource).is_some()
+}
+
+fn permanent(cause: impl std::fmt::Display) -> StepError {
+    task_error("Tugboat.Permanent", cause, false)
+}
+
+/// A port's failure, named by whether it is worth another attempt.
+fn port(e: StepError) -> StepError {
+    if e.retryable {
+        task_error("Tugboat.Retryable", e.message, true)
+    } else {
+        permanent(e.message)
+    }
+}
+
+fn text<'a>(payload: &'a Value, field: &str) -> Result<&'a str, StepError> {
+    match payload.get(field) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(other) => Err(permanent(format!("Parameters.{field} must be a non-empty string, got {other}"))),
+        None => Err(permanent(format!("Parameters.{field} is required"))),
+    }
+}
+
+/// A message body as Step Functions sends one: a string as it is, anything else as JSON.
+fn body(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `MessageAttributes` (`{"name": {"DataType": "String", "StringValue": "v"}}`) as string
+/// attributes; tugboat's own (`tugboat-…`) are not a definition's to set.
+fn attributes(payload: &Value) -> Result<BTreeMap<String, String>, StepError> {
+    let mut out = BTreeMap::new();
+    let Some(v) = payload.get("MessageAttributes") else { return Ok(out) };
+    let Value::Object(map) = v else {
+        return Err(permanent("Parameters.MessageAttributes must be an object of {\"DataType\", \"StringValue\"}"));
+    };
+    for (name, a) in map {
+        if name.to_ascii_lowercase().starts_with("tugboat-") {
+            return Err(permanent(format!("Parameters.MessageAttributes.{name}: tugboat-… attributes are tugboat's own")));
+        }
+        let value = match (a.get("DataType").and_then(Value::as_str), a.get("StringValue")) {
+            (Some("String" | "Number"), Some(Value::String(s))) => s.clone(),
+            _ => return Err(permanent(format!("Parameters.MessageAttributes.{name} must be {{\"DataType\": \"String\"|\"Number\", \"StringValue\": \"…\"}}"))),
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+impl Reach {
+    pub fn new(
+        notifier: Arc<dyn Notifier>,
+        queues: Arc<dyn QueueSource>,
+        mqtt: Arc<dyn Mqtt>,
+        brokers: BTreeMap<String, BrokerSettings>,
+        destinations: BTreeMap<String, Arc<dyn Destination>>,
+    ) -> Reach {
+        Reach { notifier, queues, mqtt, brokers, destinations, opened: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Performs one Task call with idempotency key `key`.
+    pub async fn call(&self, resource: Resource, payload: &Value, key: &str) -> Result<Value, StepError> {
+        if !payload.is_object() {
+            return Err(permanent(format!("the Parameters of {} must be an object, got {payload}", resource.arn())));
+        }
+        match resource {
+            Resource::SnsPublish => self.publish(payload, key).await,
+            Resource::SqsSendMessage => self.send(payload, key).await,
+            Resource::HttpInvoke => self.invoke(payload).await,
+            Resource::MqttPublish => self.mqtt(payload).await,
+            other => Err(permanent(format!("{} is not run by this build", other.arn()))),
+        }
+    }
+
+    async fn publish(&self, payload: &Value, key: &str) -> Result<Value, StepError> {
+        let topic = text(payload, "TopicArn")?;
+        let message = payload.get("Message").ok_or_else(|| permanent("Parameters.Message is required"))?;
+        let subject = match payload.get("Subject") {
+            None => "",
+            Some(Value::String(s)) => s,
+            Some(other) => return Err(permanent(format!("Parameters.Subject must be a string, got {other}"))),
+        };
+        let attributes = attributes(payload)?;
+        let id = self.notifier.publish_to(topic, subject, message, key, &attributes).await.map_err(port)?;
+        Ok(json!({"MessageId": id}))
+    }
+
+    async fn queue(&self, url: &str) -> Result<Arc<dyn Queue>, StepError> {
+        if let Some(q) = self.opened.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
+            return Ok(q.clone());
+        }
+        let q = self.queues.open(url).await.map_err(|e| port(StepError { message: e.message, retryable: e.retryable, retry_after: None }))?;
+        self.opened.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), q.clone());
+        Ok(q)
+    }
+
+    async fn send(&self, payload: &Value, key: &str) -> Result<Value, StepError> {
+        let url = text(payload, "QueueUrl")?;
+        let message = payload.get("MessageBody").ok_or_else(|| permanent("Parameters.MessageBody is required"))?;
+        let optional = |field: &str| -> Result<Option<String>, StepError> {
+            match payload.get(field) {
+                None => Ok(None),
+                Some(_) => text(payload, field).map(|s| Some(s.to_string())),
+            }
+        };
+        let group_id = optional("MessageGroupId")?;
+        // On a FIFO queue the visit's key makes a repeated send one message.
+        let deduplication_id = optional("MessageDeduplicationId")?.or_else(|| group_id.as_ref().map(|_| key.to_string()));
+        let delay = match payload.get("DelaySeconds") {
+            None => None,
+            Some(v) => match v.as_u64() {
+                Some(s) if s <= 900 => Some(std::time::Duration::from_secs(s)),
+                _ => return Err(permanent(format!("Parameters.DelaySeconds must be 0 to 900, got {v}"))),
+            },
+        };
+        let outgoing = OutgoingMessage { body: body(message), attributes: attributes(payload)?, group_id, deduplication_id, delay };
+        let queue = self.queue(url).await?;
+        let id = queue.send(&outgoing).await.map_err(|e| port(StepError { message: e.message, retryable: e.retryable, retry_after: None }))?;
+        Ok(json!({"MessageId": id}))
+    }
+
+    async fn invoke(&self, payload: &Value) -> Result<Value, StepError> {
+        let name = text(payload, "Destination")?;
+        let endpoint = self.destinations.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.destinations.keys().map(String::as_str).collect();
+            permanent(format!("Parameters.Destination {name:?} is not a [destinations] name (configured: {})", known.join(", ")))
+        })?;
+        if let Some(m) = payload.get("Method")
+            && !m.as_str().is_some_and(|m| m.eq_ignore_ascii_case("POST"))
+        {
+            return Err(permanent(format!("Parameters.Method {m}: a destination is sent POST requests")));
+        }
+        let request = payload.get("RequestBody").cloned().unwrap_or_else(|| json!({}));
+        let response = endpoint.send(&request).await.map_err(|e| task_error("Tugboat.Retryable", e.0, true))?;
+        let body = serde_json::from_str::<Value>(&response.excerpt).unwrap_or(Value::String(response.excerpt.clone()));
+        if (200..300).contains(&response.status) {
+            return Ok(json!({"StatusCode": response.status, "ResponseBody": body}));
+        }
+        let retryable = response.status == 408 || response.status == 429 || response.status >= 500;
+        Err(task_error(&format!("States.Http.StatusCode.{}", response.status), response.excerpt, retryable))
+    }
+
+    async fn mqtt(&self, payload: &Value) -> Result<Value, StepError> {
+        let name = text(payload, "Broker")?;
+        let settings = self.brokers.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.brokers.keys().map(String::as_str).collect();
+            permanent(format!("Parameters.Broker {name:?} is not a [brokers] name (configured: {})", known.join(", ")))
+        })?;
+        let topic = text(payload, "Topic")?;
+        check_topic(topic).map_err(permanent)?;
+        let message = payload.get("Payload").ok_or_else(|| permanent("Parameters.Payload is required"))?;
+        let qos = match payload.get("Qos") {
+            None => Qos::AtLeastOnce,
+            Some(v) => {
+                let n = v.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or_else(|| permanent(format!("Parameters.Qos must be 0 or 1, got {v}")))?;
+                Qos::try_from(n).map_err(|e| permanent(format!("Parameters.Qos: {e}")))?
+            }
+        };
+        let retain = match payload.get("Retain") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(other) => return Err(permanent(format!("Parameters.Retain must be true or false, got {other}"))),
+        };
+        let broker = self.mqtt.broker(name, settings).map_err(permanent)?;
+        let publication = Publication { topic: topic.to_string(), payload: body(message), qos, retain };
+        broker.publish(publication).await.map_err(|e| {
+            if e.retryable { task_error("Tugboat.Retryable", e.message, true) } else { permanent(e.message) }
+        })?;
+        Ok(json!({"Topic": topic}))
+    }
+}
+
+/// A topic a definition publishes to: no wildcards, no NUL (either makes the broker drop the
+/// connection every route shares), not a `$` system topic, within MQTT's length.
+pub fn check_topic(topic: &str) -> Result<(), String> {
+    if topic.len() > 65_535 {
+        return Err(format!("Parameters.Topic is {} bytes; MQTT allows 65 535", topic.len()));
+    }
+    if topic.starts_with('$') {
+        return Err(format!("Parameters.Topic {topic:?}: topics beginning with $ are the broker's own"));
+    }
+    if let Some(c) = topic.chars().find(|c| matches!(c, '+' | '#' | '\0')) {
+        return Err(format!("Parameters.Topic {topic:?} holds {c:?}: a publish names one topic, without wildcards"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ports::memory::{MemoryMqtt, MemoryNotifier, MemoryQueues};
+
+    fn reach() -> (Reach, Arc<MemoryNotifier>, Arc<MemoryQueues>) {
+        let notifier = Arc::new(MemoryNotifier::default());
+        let queues = Arc::new(MemoryQueues::default());
+        let r = Reach::new(notifier.clone(), queues.clone(), Arc::new(MemoryMqtt::default()), BTreeMap::new(), BTreeMap::new());
+        (r, notifier, queues)
+    }
+
+    #[tokio::test]
+    async fn sns_publish_sends_the_message_with_the_visits_key() {
+        let (r, notifier, _) = reach();
+        let payload = json!({"TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": "hello", "Subject": "s",
+            "MessageAttributes": {"kind": {"DataType": "String", "StringValue": "x"}}});
+        let out = r.call(Resource::SnsPublish, &payload, "k1").await.unwrap();
+        assert!(out["MessageId"].is_string());
+        let sent = notifier.published_to();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "arn:aws:sns:us-east-1:1:t");
+        assert_eq!(sent[0].2, json!("hello"));
+        assert_eq!(sent[0].3["kind"], "x");
+    }
+
+    #[tokio::test]
+    async fn wrong_parameters_are_a_permanent_failure_naming_the_field() {
+        let (r, _, _) = reach();
+        let cases = [
+            (Resource::SnsPublish, json!({"Message": "m"}), "Parameters.TopicArn is required"),
+            (Resource::SnsPublish, json!({"TopicArn": 3, "Message": "m"}), "Parameters.TopicArn must be"),
+            (Resource::SnsPublish, json!({"TopicArn": "t", "Message": "m", "MessageAttributes": {"tugboat-kind": {"DataType": "String", "StringValue": "x"}}}), "tugboat's own"),
+            (Resource::SnsPublish, json!({"TopicArn": "t", "Message": "m", "MessageAttributes": {"a": "x"}}), "MessageAttributes.a"),
+            (Resource::SqsSendMessage, json!({"QueueUrl": "q"}), "MessageBody is required"),
+            (Resource::SqsSendMessage, json!({"QueueUrl": "q", "MessageBody": "b", "DelaySeconds": 901}), "DelaySeconds"),
+            (Resource::HttpInvoke, json!({"Destination": "nowhere"}), "not a [destinations] name"),
+            (Resource::MqttPublish, json!({"Broker": "b", "Topic": "t", "Payload": 1}), "not a [brokers] name"),
+            (Resource::SnsPublish, json!("text"), "must be an object"),
+        ];
+        for (resource, payload, want) in cases {
+            let e = r.call(resource, &payload, "k").await.unwrap_err();
+            assert!(!e.retryable, "{payload}");
+            assert!(e.message.starts_with("Tugboat.Permanent: "), "{}", e.message);
+            assert!(e.message.contains(want), "{payload}: {}", e.message);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_queue_that_does_not_exist_is_permanent() {
+        let (r, _, _) = reach();
+        let e = r.call(Resource::SqsSendMessage, &json!({"QueueUrl": "nope", "MessageBody": {"a": 1}}), "k").await.unwrap_err();
+        assert!(e.message.starts_with("Tugboat.Permanent: "), "{}", e.message);
+    }
+
+    #[test]
+    fn topics_with_wildcards_or_system_prefixes_are_refused() {
+        assert!(check_topic("ecs/web/oom").is_ok());
+        for bad in ["a/+/b", "a/#", "$SYS/x", "a\0b"] {
+            assert!(check_topic(bad).is_err(), "{bad:?}");
+        }
+    }
+}
