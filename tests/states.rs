@@ -170,12 +170,15 @@ async fn crash_and_recover(failpoint: &str, n: u32) {
     crashing.kill9();
 
     let service = Service::start(&f.config, None);
-    until("the execution succeeds", Duration::from_secs(30), async || succeeded(&service) == 1).await;
+    let case = format!("{failpoint}:{n}");
+    support::wait::until_explained("the execution succeeds", Duration::from_secs(30), async || succeeded(&service) == 1, || {
+        format!("{case}: {:?}\n{}", service.workflows(), service.lines().join("\n"))
+    })
+    .await;
     until("the queue is empty", Duration::from_secs(30), async || depth(&f.queue_url).await == (0, 0)).await;
     let (code, log) = service.terminate();
     assert_eq!(code, 0, "{log}");
 
-    let case = format!("{failpoint}:{n}");
     let most = if failpoint == "step-called" { 2 } else { 1 };
     let sent = drain(&f.out_url).await;
     assert!(!sent.is_empty() && sent.len() <= most, "{case}: sent {sent:?}");

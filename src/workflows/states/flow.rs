@@ -9,8 +9,10 @@
 //! first effect whose outcome is not journaled — an effect journaled once is never asked
 //! for again. Choice, Pass, Succeed and Fail states cost no step: they are recomputed.
 //!
-//! A Task step makes one attempt (`RetryPolicy::never`): the definition's `Retry` is the
-//! retry policy, as in Step Functions, its delays being journaled sleeps. A Task's side
+//! A Task step makes one attempt: its handler reports every failure as permanent to the
+//! engine, and the definition's `Retry` is the retry policy, as in Step Functions, its delays
+//! being journaled sleeps. The engine's policy of the step ([`effect_policy`]) only lets a
+//! crashed attempt — journaled, never answered — be made again when the instance resumes. A Task's side
 //! effect carries an idempotency key of the state's visit, the same for every attempt
 //! (`ports`' deduplication ids).
 
@@ -122,6 +124,13 @@ enum Pending {
         effect: String,
         until: String,
     },
+}
+
+/// The engine's policy for a Task's or a clock reading's step: the handler fails for good at
+/// once, so the attempts left are for a process that died during one (each such crash counts
+/// an attempt that never answered); no deadline, as a resumed instance may come back late.
+pub fn effect_policy() -> RetryPolicy {
+    RetryPolicy { max_attempts: 5, deadline: None, ..RetryPolicy::default() }
 }
 
 /// The context object (`$$`) of an execution of `name` on `event`: the same at every replay.
@@ -266,13 +275,13 @@ pub fn decide(definition: &Definition, execution: &mut Execution, ecs: Option<&d
             }
             Replayed::Next(Pending::Task { effect, visit, resource, payload }) => {
                 let step = Step::Task { effect: effect.clone(), visit, resource: resource.arn().to_string(), payload };
-                Next::Run(Act::handler(effect, step).retry(RetryPolicy::never()))
+                Next::Run(Act::handler(effect, step).retry(effect_policy()))
             }
             Replayed::Next(Pending::Sleep { effect, duration }) => {
                 Next::Run(Act::sleep(effect.clone(), Step::Wait { effect }, duration, None))
             }
             Replayed::Next(Pending::Clock { effect, until }) => {
-                Next::Run(Act::handler(clock_key(&effect), Step::Clock { effect, until }).retry(RetryPolicy::never()))
+                Next::Run(Act::handler(clock_key(&effect), Step::Clock { effect, until }).retry(effect_policy()))
             }
         };
     }
@@ -474,7 +483,7 @@ mod tests {
         let (mut e, next) = start(&def, json!({"n": 3}));
         let a = act(next);
         assert_eq!(a.name, "Send");
-        assert_eq!(a.retry, RetryPolicy::never());
+        assert_eq!(a.retry, effect_policy());
         assert_eq!(a.step, Step::Task { effect: "Send".into(), visit: "Send".into(), resource: "arn:aws:states:::sqs:sendMessage".into(), payload: json!({"QueueUrl": "q", "MessageBody": 3}) });
         assert_eq!(e.path, ["Check", "Send"]);
 

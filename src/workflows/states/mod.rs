@@ -236,7 +236,9 @@ impl Flow for States {
                     .map(|(r, _)| *r)
                     .ok_or_else(|| StepError::permanent(format!("Tugboat.Permanent: {resource} is not a resource of this build")))?;
                 let key = run_key(ctx.workflow_id, ctx.generation, ctx.continued, visit);
-                self.reach.call(resource, payload, &key).await
+                // The definition's Retry decides what is tried again, not the engine: every
+                // failure is final to it (its name says whether it is worth a retry).
+                self.reach.call(resource, payload, &key).await.map_err(|e| StepError { retryable: false, retry_after: None, ..e })
             }
             Step::Clock { until, .. } => {
                 let at = choice::timestamp(until).ok_or_else(|| StepError::permanent(format!("States.Runtime: {until:?} is not an RFC 3339 timestamp")))?;

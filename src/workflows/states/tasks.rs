@@ -177,7 +177,7 @@ impl Reach {
         if let Some(q) = self.opened.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
             return Ok(q.clone());
         }
-        let q = self.queues.open(url).await.map_err(|e| port(StepError { message: e.message, retryable: e.retryable, retry_after: None }))?;
+        let q = self.queues.open(url).await.map_err(|e| port(StepError { message: format!("queue {url}: {}", e.message), retryable: e.retryable, retry_after: None }))?;
         self.opened.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), q.clone());
         Ok(q)
     }
