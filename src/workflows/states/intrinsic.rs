@@ -309,8 +309,13 @@ fn apply(f: Function, args: &[Value], draw: Draw<'_>) -> Result<Value, String> {
                     '{' if chars.peek() == Some(&'}') => {
                         chars.next();
                         let v = args.get(next).ok_or("more {} in the template than arguments")?;
+                        // Step Functions interpolates strings, numbers, booleans and null;
+                        // an array or object is an error (as aws-local-stepfunctions has it).
                         match v {
                             Value::String(s) => out.push_str(s),
+                            Value::Array(_) | Value::Object(_) => {
+                                return Err(format!("argument {} is {v}: States.Format interpolates strings, numbers, booleans and null", next + 1));
+                            }
                             other => out.push_str(&other.to_string()),
                         }
                         next += 1;
@@ -489,6 +494,7 @@ mod tests {
         for (call, input, says) in [
             ("States.Format($.t, $.a)", json!({"a": 1, "t": "{} {}"}), "more {} in the template than arguments"),
             ("States.Format($.t, $.a, $.a)", json!({"a": 1, "t": "{}"}), "2 argument(s) for 1"),
+            ("States.Format('{} {}', $.a, $.l)", json!({"a": 1, "l": [true]}), "argument 3 is [true]: States.Format interpolates"),
             ("States.ArrayGetItem($.l, 5)", json!({"l": [1]}), "outside the array"),
             ("States.ArrayPartition($.l, 0)", json!({"l": [1]}), "must be positive"),
             ("States.ArrayRange(1, 5000, 1)", json!({}), "more than 1000"),
