@@ -156,6 +156,9 @@ async fn aws_ports(clients: &Clients, config: &Config, notify: bool) -> Result<P
             clients.dynamodb.clone(),
         )),
         files: Arc::new(crate::ports::files::Disk),
+        items: Arc::new(crate::aws::dynamodb::DynamoItems::new(
+            clients.dynamodb.clone(),
+        )),
     })
 }
 

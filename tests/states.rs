@@ -220,9 +220,10 @@ async fn a_definition_that_cannot_run_stops_the_service_naming_it() {
             "workflows.flow: /States/M: Parameters/Broker: \"nowhere\" is not a [brokers] name",
         ),
         (
-            "a resource the service does not call yet",
-            json!({"StartAt": "E", "States": {"E": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem", "End": true}}}),
-            "does not call it yet",
+            "unknown destination",
+            json!({"StartAt": "H", "States": {"H": {"Type": "Task", "Resource": "arn:aws:states:::http:invoke",
+                "Parameters": {"Destination": "nowhere", "RequestBody.$": "$"}, "End": true}}}),
+            "workflows.flow: /States/H: Parameters/Destination: \"nowhere\" is not a [destinations] name",
         ),
         (
             "a field SQS does not take",
@@ -415,4 +416,51 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
 /// The instance of event `id` on route `route`.
 fn instance_of(service: &Service, route: &str, id: &str) -> Value {
     service.workflows().into_iter().find(|w| w["id"] == format!("{route}:{id}")).unwrap_or_default()
+}
+
+/// DynamoDB items through a definition: a conditional put, a read, an update that counts,
+/// and a second put of the same key refused (`DynamoDB.ConditionalCheckFailedException`,
+/// caught).
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_tasks_put_read_update_and_name_a_refused_condition() {
+    emulator();
+    let table = unique("items");
+    support::service::create_cost_table(&table).await;
+    let t = table.clone();
+    let f = fixture("ddb", move |_, _| {
+        let key = json!({"pk": {"S.$": "$.id"}, "sk": {"S": "run"}});
+        json!({
+            "StartAt": "Put",
+            "States": {
+                "Put": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                        "Parameters": {"TableName": t, "Item": {"pk": {"S.$": "$.id"}, "sk": {"S": "run"}, "count": {"N": "1"}, "detail": {"M": {"n": {"N.$": "States.Format('{}', $.detail.n)"}}}},
+                                       "ConditionExpression": "attribute_not_exists(pk)"},
+                        "ResultPath": null, "Next": "Read"},
+                "Read": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:getItem",
+                         "Parameters": {"TableName": t, "Key": key, "ConsistentRead": true}, "ResultSelector": {"count.$": "$.Item.count.N"}, "ResultPath": "$.read", "Next": "Count"},
+                "Count": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:updateItem",
+                          "Parameters": {"TableName": t, "Key": key, "UpdateExpression": "SET #c = #c + :one",
+                                         "ExpressionAttributeNames": {"#c": "count"}, "ExpressionAttributeValues": {":one": {"N": "1"}}, "ReturnValues": "UPDATED_NEW"},
+                          "ResultPath": "$.counted", "Next": "PutAgain"},
+                "PutAgain": {"Type": "Task", "Resource": "arn:aws:states:::dynamodb:putItem",
+                             "Parameters": {"TableName": t, "Item": {"pk": {"S.$": "$.id"}, "sk": {"S": "run"}}, "ConditionExpression": "attribute_not_exists(pk)"},
+                             "Catch": [{"ErrorEquals": ["DynamoDB.ConditionalCheckFailedException"], "ResultPath": "$.refused", "Next": "Done"}],
+                             "Next": "Done"},
+                "Done": {"Type": "Succeed"}
+            }
+        })
+    })
+    .await;
+    let id = unique("ev");
+    send(&f.queue_url, &event(&id, json!({"n": 7}))).await;
+    let service = Service::start(&f.config, None);
+    until("the execution succeeds", Duration::from_secs(30), async || succeeded(&service) == 1).await;
+    let run = instance(&service, &id);
+    let output = &run["output"];
+    assert_eq!(output["read"], json!({"count": "1"}), "{run}");
+    assert_eq!(output["counted"], json!({"Attributes": {"count": {"N": "2"}}}), "{run}");
+    assert_eq!(output["refused"]["Error"], "DynamoDB.ConditionalCheckFailedException", "{run}");
+    let items = support::service::scan_items(&table).await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(service.terminate().0, 0);
 }

@@ -1,4 +1,4 @@
-//! The `CostStore` port over DynamoDB.
+//! The `CostStore`, `FindingStore` and `Items` ports over DynamoDB.
 //!
 //! The daily-cost table (`migrations/0002_cost_tables.toml`): partition key
 //! `pk = PAYER#<payer>#PERIOD#<YYYY-MM>`, sort key
@@ -19,6 +19,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use super::{classify, incomplete, reported};
 use crate::contract::StepError;
 use crate::ports::costs::{CostStore, DailyCost, Replaced, UnitRate};
+use crate::ports::items::{Attr, Get, Item, Items, Put, Returns, Update};
 use crate::ports::resources::{Finding, FindingKind, FindingStore, Replaced as FindingsReplaced};
 
 /// BatchWriteItem's limit.
@@ -409,5 +410,120 @@ impl FindingStore for DynamoFindings {
         }
         found.sort_by(|a, b| b.monthly_cost.total_cmp(&a.monthly_cost));
         Ok(found)
+    }
+}
+
+/// The `Items` port: PutItem, GetItem and UpdateItem on any table (`states`' DynamoDB tasks).
+#[derive(Debug, Clone)]
+pub struct DynamoItems {
+    client: aws_sdk_dynamodb::Client,
+}
+
+impl DynamoItems {
+    pub fn new(client: aws_sdk_dynamodb::Client) -> DynamoItems {
+        DynamoItems { client }
+    }
+}
+
+fn to_sdk(a: &Attr) -> AttributeValue {
+    use aws_sdk_dynamodb::primitives::Blob;
+    match a {
+        Attr::S(s) => AttributeValue::S(s.clone()),
+        Attr::N(n) => AttributeValue::N(n.clone()),
+        Attr::B(b) => AttributeValue::B(Blob::new(b.clone())),
+        Attr::Bool(b) => AttributeValue::Bool(*b),
+        Attr::Null => AttributeValue::Null(true),
+        Attr::M(m) => AttributeValue::M(to_sdk_item(m)),
+        Attr::L(l) => AttributeValue::L(l.iter().map(to_sdk).collect()),
+        Attr::Ss(s) => AttributeValue::Ss(s.clone()),
+        Attr::Ns(n) => AttributeValue::Ns(n.clone()),
+        Attr::Bs(b) => AttributeValue::Bs(b.iter().map(|b| Blob::new(b.clone())).collect()),
+    }
+}
+
+fn to_sdk_item(item: &Item) -> HashMap<String, AttributeValue> {
+    item.iter().map(|(k, v)| (k.clone(), to_sdk(v))).collect()
+}
+
+fn from_sdk(a: &AttributeValue) -> Attr {
+    match a {
+        AttributeValue::S(s) => Attr::S(s.clone()),
+        AttributeValue::N(n) => Attr::N(n.clone()),
+        AttributeValue::B(b) => Attr::B(b.as_ref().to_vec()),
+        AttributeValue::Bool(b) => Attr::Bool(*b),
+        AttributeValue::M(m) => Attr::M(from_sdk_item(m)),
+        AttributeValue::L(l) => Attr::L(l.iter().map(from_sdk).collect()),
+        AttributeValue::Ss(s) => Attr::Ss(s.clone()),
+        AttributeValue::Ns(n) => Attr::Ns(n.clone()),
+        AttributeValue::Bs(b) => Attr::Bs(b.iter().map(|b| b.as_ref().to_vec()).collect()),
+        // NULL, and any type a later SDK adds.
+        _ => Attr::Null,
+    }
+}
+
+fn from_sdk_item(item: &HashMap<String, AttributeValue>) -> Item {
+    item.iter().map(|(k, v)| (k.clone(), from_sdk(v))).collect()
+}
+
+fn return_value(r: Returns) -> aws_sdk_dynamodb::types::ReturnValue {
+    aws_sdk_dynamodb::types::ReturnValue::from(r.name())
+}
+
+fn names(n: &std::collections::BTreeMap<String, String>) -> Option<HashMap<String, String>> {
+    (!n.is_empty()).then(|| n.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+fn values(v: &Item) -> Option<HashMap<String, AttributeValue>> {
+    (!v.is_empty()).then(|| to_sdk_item(v))
+}
+
+#[async_trait]
+impl Items for DynamoItems {
+    async fn put(&self, r: &Put) -> Result<Option<Item>, StepError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&r.table)
+            .set_item(Some(to_sdk_item(&r.item)))
+            .set_condition_expression(r.expressions.condition.clone())
+            .set_expression_attribute_names(names(&r.expressions.names))
+            .set_expression_attribute_values(values(&r.expressions.values))
+            .return_values(return_value(r.returns))
+            .send()
+            .await
+            .map_err(|e| classify("PutItem", e))?;
+        Ok(out.attributes.as_ref().map(from_sdk_item))
+    }
+
+    async fn get(&self, r: &Get) -> Result<Option<Item>, StepError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&r.table)
+            .set_key(Some(to_sdk_item(&r.key)))
+            .consistent_read(r.consistent)
+            .set_projection_expression(r.projection.clone())
+            .set_expression_attribute_names(names(&r.names))
+            .send()
+            .await
+            .map_err(|e| classify("GetItem", e))?;
+        Ok(out.item.as_ref().map(from_sdk_item))
+    }
+
+    async fn update(&self, r: &Update) -> Result<Option<Item>, StepError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&r.table)
+            .set_key(Some(to_sdk_item(&r.key)))
+            .update_expression(&r.update)
+            .set_condition_expression(r.expressions.condition.clone())
+            .set_expression_attribute_names(names(&r.expressions.names))
+            .set_expression_attribute_values(values(&r.expressions.values))
+            .return_values(return_value(r.returns))
+            .send()
+            .await
+            .map_err(|e| classify("UpdateItem", e))?;
+        Ok(out.attributes.as_ref().map(from_sdk_item))
     }
 }

@@ -49,6 +49,12 @@ pub enum Scope {
     TaggedDatabases,
     /// The role of the agreed name in other accounts (`AccountRoleName`).
     AccountRoles,
+    /// The SNS topics a States Language definition publishes to (`StatesTopicArns`).
+    StatesTopics,
+    /// The SQS queues a definition sends to (`StatesQueueArns`).
+    StatesQueues,
+    /// The DynamoDB tables a definition reads and writes items of (`StatesTableArns`).
+    StatesTables,
     /// Nothing narrower exists: AWS allows no resource-level permission for these actions.
     Unscopable,
 }
@@ -65,6 +71,27 @@ pub struct Grant {
 }
 
 pub const GRANTS: &[Grant] = &[
+    Grant {
+        sid: "StatesTopics",
+        by: "states",
+        scope: Scope::StatesTopics,
+        // A definition's sns:publish Tasks.
+        actions: &["sns:Publish"],
+    },
+    Grant {
+        sid: "StatesQueues",
+        by: "states",
+        scope: Scope::StatesQueues,
+        // A definition's sqs:sendMessage Tasks (a queue named, not given by URL, is looked up).
+        actions: &["sqs:GetQueueUrl", "sqs:SendMessage"],
+    },
+    Grant {
+        sid: "StatesTables",
+        by: "states",
+        scope: Scope::StatesTables,
+        // A definition's dynamodb:getItem, putItem and updateItem Tasks.
+        actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+    },
     Grant {
         sid: "EngineQueues",
         by: "engine",

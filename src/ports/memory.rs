@@ -1524,3 +1524,42 @@ impl super::resources::Accounts for MemoryAccounts {
         })
     }
 }
+
+/// DynamoDB items in memory (`states`' DynamoDB tasks in unit tests): puts and gets by the
+/// whole key; an item's key is the attributes the request's `Key` names. Condition and update
+/// expressions are not evaluated here (the emulator tests run them).
+#[derive(Debug, Default)]
+pub struct MemoryItems {
+    tables: Mutex<BTreeMap<String, Vec<super::items::Item>>>,
+}
+
+impl MemoryItems {
+    /// Every item of `table`.
+    pub fn items(&self, table: &str) -> Vec<super::items::Item> {
+        self.tables.lock().unwrap_or_else(|e| e.into_inner()).get(table).cloned().unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl super::items::Items for MemoryItems {
+    async fn put(&self, request: &super::items::Put) -> Result<Option<super::items::Item>, StepError> {
+        if request.expressions.condition.is_some() {
+            return Err(StepError::permanent("PutItem: MemoryItems evaluates no condition expression"));
+        }
+        let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        tables.entry(request.table.clone()).or_default().push(request.item.clone());
+        Ok(None)
+    }
+
+    async fn get(&self, request: &super::items::Get) -> Result<Option<super::items::Item>, StepError> {
+        let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
+        let found = tables.get(&request.table).and_then(|items| {
+            items.iter().rev().find(|i| request.key.iter().all(|(k, v)| i.get(k) == Some(v))).cloned()
+        });
+        Ok(found)
+    }
+
+    async fn update(&self, _request: &super::items::Update) -> Result<Option<super::items::Item>, StepError> {
+        Err(StepError::permanent("UpdateItem: MemoryItems evaluates no update expression"))
+    }
+}

@@ -10,6 +10,7 @@ pub mod costs;
 pub mod ecs;
 pub mod files;
 pub mod http;
+pub mod items;
 pub mod lifecycle;
 pub mod memory;
 pub mod mqtt;
@@ -64,6 +65,8 @@ pub struct Ports {
     pub accounts: Arc<dyn resources::Accounts>,
     /// The operator's disk (`states` reads its definition files when the service starts).
     pub files: Arc<dyn files::LocalFiles>,
+    /// Single items of any DynamoDB table (`states`' DynamoDB tasks).
+    pub items: Arc<dyn items::Items>,
 }
 
 impl std::fmt::Debug for Ports {
@@ -99,6 +102,7 @@ impl Ports {
             accounts: Arc::new(memory::MemoryAccounts::default()),
             findings: Arc::new(memory::MemoryFindings::default()),
             files: Arc::new(files::Disk),
+            items: Arc::new(memory::MemoryItems::default()),
         }
     }
 }

@@ -608,8 +608,12 @@ fn error_names(v: Option<&Value>, at: &str, last: bool) -> Result<Vec<String>, S
     for (i, e) in list.iter().enumerate() {
         let here = format!("{at}/{i}");
         let name = e.as_str().filter(|s| !s.is_empty()).ok_or_else(|| format!("{here}: must be an error name"))?;
-        if name.starts_with("States.") && !STATES_ERRORS.contains(&name) {
-            return Err(format!("{here}: {name:?} is not an error the States Language defines ({})", STATES_ERRORS.join(", ")));
+        // The HTTP task's answers are named by their status (`States.Http.StatusCode.429`).
+        let http_status = name
+            .strip_prefix("States.Http.StatusCode.")
+            .is_some_and(|code| code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()));
+        if name.starts_with("States.") && !STATES_ERRORS.contains(&name) && !http_status {
+            return Err(format!("{here}: {name:?} is not an error the States Language defines ({}, States.Http.StatusCode.NNN)", STATES_ERRORS.join(", ")));
         }
         if name == "States.ALL" && (list.len() > 1 || !last) {
             return Err(format!("{here}: States.ALL must stand alone, in the last retrier or catcher"));

@@ -22,9 +22,8 @@
 //! checks a definition; `tugboat states run FILE --input EVENT --dry-run` runs it with fake
 //! effects ([`tool`]).
 //!
-//! Not yet (issue 31): the ECS `runTask.sync` and DynamoDB resources in the service (a
-//! definition naming one is refused when the service starts; the dry run takes them),
-//! `Parallel` branches and `Map` items concurrently, YAML definitions, JSONata.
+//! Not yet (issue 31): `Parallel` branches and `Map` items concurrently, YAML definitions,
+//! JSONata.
 
 pub mod choice;
 pub mod config;
@@ -116,7 +115,7 @@ impl States {
         Ok(States {
             definitions: Arc::new(definitions),
             ecs,
-            reach: tasks::Reach::new(p.notifier.clone(), p.queues.clone(), p.mqtt.clone(), brokers, destinations),
+            reach: tasks::Reach::new(p.notifier.clone(), p.items.clone(), p.queues.clone(), p.mqtt.clone(), brokers, destinations),
             clock: p.clock.clone(),
         })
     }
@@ -135,9 +134,8 @@ fn uses(definition: &Definition, resource: Resource) -> bool {
     found
 }
 
-/// Whether the service can run `definition`: every Task's resource is one it calls, its
-/// `Parameters` name what the resource takes, and a broker or destination written in them is
-/// configured. An error names the state's JSON pointer.
+/// Whether the service can run `definition`: a broker or destination written in a Task's
+/// `Parameters` is configured (the field names were checked with the definition). An error names the state's JSON pointer.
 pub fn runnable(
     definition: &Definition,
     brokers: &BTreeMap<String, crate::ports::BrokerSettings>,
@@ -148,25 +146,18 @@ pub fn runnable(
         if error.is_some() {
             return;
         }
-        if let definition::Kind::Task { resource, parameters, .. } = &state.kind {
-            error = check_task(*resource, parameters.as_ref(), brokers, destinations).err().map(|e| format!("{at}: {e}"));
+        if let definition::Kind::Task { parameters, .. } = &state.kind {
+            error = check_task(parameters.as_ref(), brokers, destinations).err().map(|e| format!("{at}: {e}"));
         }
     });
     error.map_or(Ok(()), Err)
 }
 
 fn check_task(
-    resource: Resource,
     parameters: Option<&payload::Template>,
     brokers: &BTreeMap<String, crate::ports::BrokerSettings>,
     destinations: &BTreeMap<String, crate::ports::DestinationSettings>,
 ) -> Result<(), String> {
-    if !tasks::runs(resource) {
-        return Err(format!(
-            "Resource {}: this build checks it and runs it with fakes (`tugboat states run --dry-run`) but does not call it yet",
-            resource.arn()
-        ));
-    }
     // Without Parameters the payload is the state's input, checked when it runs; the field
     // names were checked with the definition.
     let Some(payload::Template::Object(fields)) = parameters else { return Ok(()) };

@@ -1,13 +1,15 @@
 //! The Task resources a running definition calls, each through a port: SNS `publish` (any
-//! topic by ARN), SQS `sendMessage`, Step Functions' HTTP task through a configured
-//! `[destinations]` entry, and `tugboat:mqtt:publish` through a configured `[brokers]` entry.
+//! topic by ARN), SQS `sendMessage`, DynamoDB `putItem`, `getItem` and `updateItem` (any
+//! table), Step Functions' HTTP task through a configured `[destinations]` entry, and
+//! `tugboat:mqtt:publish` through a configured `[brokers]` entry.
 //!
 //! A Task's payload is its rendered `Parameters` (the names Step Functions uses). A failure
 //! comes back named as a `Retry` or `Catch` matches it: `Tugboat.Retryable` (throttling, a
 //! 5xx, a timeout, a broker that is down — worth another attempt), `Tugboat.Permanent` (access
 //! denied, a queue that does not exist, a payload the resource refuses), and an HTTP answer
-//! that is not 2xx as `States.Http.StatusCode.NNN`. `States.TaskFailed` and `States.ALL`
-//! match them all.
+//! that is not 2xx as `States.Http.StatusCode.NNN`, a DynamoDB refusal as Step Functions
+//! names it (`DynamoDB.ConditionalCheckFailedException`). `States.TaskFailed` and
+//! `States.ALL` match them all.
 //!
 //! Side effects carry the visit's idempotency key (the same for every attempt of the state in
 //! this run): the SNS deduplication attribute and, on a FIFO queue, the message's
@@ -21,12 +23,14 @@ use serde_json::{Value, json};
 use super::definition::Resource;
 use super::flow::task_error;
 use crate::contract::StepError;
+use crate::ports::items::{self, Expressions, Get, Items, Put, Returns, Update};
 use crate::ports::mqtt::{Publication, Qos};
 use crate::ports::{BrokerSettings, Destination, Mqtt, Notifier, OutgoingMessage, Queue, QueueSource};
 
 /// What a Task's call may reach: the ports, the configured brokers and destinations.
 pub struct Reach {
     pub notifier: Arc<dyn Notifier>,
+    pub items: Arc<dyn Items>,
     pub queues: Arc<dyn QueueSource>,
     pub mqtt: Arc<dyn Mqtt>,
     pub brokers: BTreeMap<String, BrokerSettings>,
@@ -46,8 +50,8 @@ impl std::fmt::Debug for Reach {
 
 /// What the Task resources take, by name: (required, optional). A definition is checked
 /// against it when it loads, where its `Parameters` name the fields.
-pub fn parameters(resource: Resource) -> Option<(&'static [&'static str], &'static [&'static str])> {
-    Some(match resource {
+pub fn parameters(resource: Resource) -> (&'static [&'static str], &'static [&'static str]) {
+    match resource {
         Resource::SnsPublish => (&["TopicArn", "Message"], &["Subject", "MessageAttributes"]),
         Resource::SqsSendMessage => (
             &["QueueUrl", "MessageBody"],
@@ -55,19 +59,26 @@ pub fn parameters(resource: Resource) -> Option<(&'static [&'static str], &'stat
         ),
         Resource::HttpInvoke => (&["Destination"], &["Method", "RequestBody"]),
         Resource::MqttPublish => (&["Broker", "Topic", "Payload"], &["Qos", "Retain"]),
+        Resource::DynamoPutItem => (
+            &["TableName", "Item"],
+            &["ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues", "ReturnValues"],
+        ),
+        Resource::DynamoGetItem => (&["TableName", "Key"], &["ConsistentRead", "ProjectionExpression", "ExpressionAttributeNames"]),
+        Resource::DynamoUpdateItem => (
+            &["TableName", "Key", "UpdateExpression"],
+            &["ConditionExpression", "ExpressionAttributeNames", "ExpressionAttributeValues", "ReturnValues"],
+        ),
         Resource::EcsRunTaskSync => (
             &["Service"],
             &["Environment", "Command", "Revision", "Tags", "Count", "PollInterval", "RunningTimeout", "HealthyTimeout"],
         ),
-        _ => return None,
-    })
+    }
 }
 
-/// Checks the field names of a Task's `Parameters` against what `resource` takes (a
-/// resource without a list takes anything); the error starts with the field's pointer tail
+/// Checks the field names of a Task's `Parameters` against what `resource` takes; the error starts with the field's pointer tail
 /// (`/Subjekt: …`) or `: ` for a missing one.
 pub fn check_names<'a>(resource: Resource, names: impl Iterator<Item = &'a str> + Clone) -> Result<(), String> {
-    let Some((required, optional)) = parameters(resource) else { return Ok(()) };
+    let (required, optional) = parameters(resource);
     for name in names.clone() {
         if !required.contains(&name) && !optional.contains(&name) {
             let takes: Vec<&str> = required.iter().chain(optional).copied().collect();
@@ -78,11 +89,6 @@ pub fn check_names<'a>(resource: Resource, names: impl Iterator<Item = &'a str> 
         return Err(format!(": {} needs {missing}", resource.arn()));
     }
     Ok(())
-}
-
-/// Whether the service runs `resource` (the others are checked, and tried with fakes).
-pub fn runs(resource: Resource) -> bool {
-    parameters(resource).is_some()
 }
 
 fn permanent(cause: impl std::fmt::Display) -> StepError {
@@ -138,12 +144,13 @@ fn attributes(payload: &Value) -> Result<BTreeMap<String, String>, StepError> {
 impl Reach {
     pub fn new(
         notifier: Arc<dyn Notifier>,
+        items: Arc<dyn Items>,
         queues: Arc<dyn QueueSource>,
         mqtt: Arc<dyn Mqtt>,
         brokers: BTreeMap<String, BrokerSettings>,
         destinations: BTreeMap<String, Arc<dyn Destination>>,
     ) -> Reach {
-        Reach { notifier, queues, mqtt, brokers, destinations, opened: Mutex::new(BTreeMap::new()) }
+        Reach { notifier, items, queues, mqtt, brokers, destinations, opened: Mutex::new(BTreeMap::new()) }
     }
 
     /// Performs one Task call with idempotency key `key`.
@@ -156,7 +163,8 @@ impl Reach {
             Resource::SqsSendMessage => self.send(payload, key).await,
             Resource::HttpInvoke => self.invoke(payload).await,
             Resource::MqttPublish => self.mqtt(payload).await,
-            other => Err(permanent(format!("{} is not run by this build", other.arn()))),
+            Resource::DynamoPutItem | Resource::DynamoGetItem | Resource::DynamoUpdateItem => self.dynamodb(resource, payload).await,
+            other => Err(permanent(format!("{} is not a call of its own (the engine runs its steps)", other.arn()))),
         }
     }
 
@@ -258,6 +266,101 @@ impl Reach {
     }
 }
 
+/// A DynamoDB failure as Step Functions names it: `DynamoDB.<code>` for a refusal
+/// (`DynamoDB.ConditionalCheckFailedException`), `Tugboat.Retryable` for what is worth
+/// another attempt.
+fn dynamodb_error(e: StepError) -> StepError {
+    if e.retryable {
+        return task_error("Tugboat.Retryable", e.message, true);
+    }
+    // The adapter's message is `Operation: Code: message`.
+    let code = e.message.split(": ").nth(1).filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric()));
+    match code {
+        Some(code) => task_error(&format!("DynamoDB.{code}"), &e.message, false),
+        None => permanent(e.message),
+    }
+}
+
+fn expressions(payload: &Value) -> Result<Expressions, StepError> {
+    let condition = match payload.get("ConditionExpression") {
+        None => None,
+        Some(_) => Some(text(payload, "ConditionExpression")?.to_string()),
+    };
+    Ok(Expressions { condition, names: names(payload)?, values: typed(payload, "ExpressionAttributeValues", false)? })
+}
+
+fn names(payload: &Value) -> Result<BTreeMap<String, String>, StepError> {
+    match payload.get("ExpressionAttributeNames") {
+        None => Ok(BTreeMap::new()),
+        Some(Value::Object(m)) => m
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                other => Err(permanent(format!("Parameters.ExpressionAttributeNames.{k} must be a string, got {other}"))),
+            })
+            .collect(),
+        Some(other) => Err(permanent(format!("Parameters.ExpressionAttributeNames must be an object, got {other}"))),
+    }
+}
+
+/// An item, key or value map in DynamoDB's JSON, read at `Parameters.<field>`.
+fn typed(payload: &Value, field: &str, required: bool) -> Result<items::Item, StepError> {
+    match payload.get(field) {
+        None if !required => Ok(items::Item::new()),
+        None => Err(permanent(format!("Parameters.{field} is required"))),
+        Some(v) => items::item(v, &format!("Parameters.{field}")).map_err(permanent),
+    }
+}
+
+fn returns(payload: &Value) -> Result<Returns, StepError> {
+    match payload.get("ReturnValues") {
+        None => Ok(Returns::None),
+        Some(Value::String(s)) => Returns::parse(s).map_err(|e| permanent(format!("Parameters.{e}"))),
+        Some(other) => Err(permanent(format!("Parameters.ReturnValues must be a string, got {other}"))),
+    }
+}
+
+impl Reach {
+    /// A DynamoDB item call; the answer is the API's (`{"Item": …}`, `{"Attributes": …}`, or
+    /// `{}`), values in DynamoDB's JSON, as Step Functions gives it.
+    async fn dynamodb(&self, resource: Resource, payload: &Value) -> Result<Value, StepError> {
+        let table = text(payload, "TableName")?.to_string();
+        let (field, found) = match resource {
+            Resource::DynamoPutItem => {
+                let put = Put { table, item: typed(payload, "Item", true)?, expressions: expressions(payload)?, returns: returns(payload)? };
+                ("Attributes", self.items.put(&put).await.map_err(dynamodb_error)?)
+            }
+            Resource::DynamoGetItem => {
+                let consistent = match payload.get("ConsistentRead") {
+                    None => false,
+                    Some(Value::Bool(b)) => *b,
+                    Some(other) => return Err(permanent(format!("Parameters.ConsistentRead must be true or false, got {other}"))),
+                };
+                let projection = match payload.get("ProjectionExpression") {
+                    None => None,
+                    Some(_) => Some(text(payload, "ProjectionExpression")?.to_string()),
+                };
+                let get = Get { table, key: typed(payload, "Key", true)?, consistent, projection, names: names(payload)? };
+                ("Item", self.items.get(&get).await.map_err(dynamodb_error)?)
+            }
+            _ => {
+                let update = Update {
+                    table,
+                    key: typed(payload, "Key", true)?,
+                    update: text(payload, "UpdateExpression")?.to_string(),
+                    expressions: expressions(payload)?,
+                    returns: returns(payload)?,
+                };
+                ("Attributes", self.items.update(&update).await.map_err(dynamodb_error)?)
+            }
+        };
+        Ok(match found {
+            Some(item) if !item.is_empty() => json!({field: items::item_json(&item)}),
+            _ => json!({}),
+        })
+    }
+}
+
 /// A topic a definition publishes to: no wildcards, no NUL (either makes the broker drop the
 /// connection every route shares), not a `$` system topic, within MQTT's length.
 pub fn check_topic(topic: &str) -> Result<(), String> {
@@ -276,12 +379,12 @@ pub fn check_topic(topic: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::memory::{MemoryMqtt, MemoryNotifier, MemoryQueues};
+    use crate::ports::memory::{MemoryItems, MemoryMqtt, MemoryNotifier, MemoryQueues};
 
     fn reach() -> (Reach, Arc<MemoryNotifier>, Arc<MemoryQueues>) {
         let notifier = Arc::new(MemoryNotifier::default());
         let queues = Arc::new(MemoryQueues::default());
-        let r = Reach::new(notifier.clone(), queues.clone(), Arc::new(MemoryMqtt::default()), BTreeMap::new(), BTreeMap::new());
+        let r = Reach::new(notifier.clone(), Arc::new(MemoryItems::default()), queues.clone(), Arc::new(MemoryMqtt::default()), BTreeMap::new(), BTreeMap::new());
         (r, notifier, queues)
     }
 
@@ -325,6 +428,36 @@ mod tests {
     async fn a_queue_that_does_not_exist_is_permanent() {
         let (r, _, _) = reach();
         let e = r.call(Resource::SqsSendMessage, &json!({"QueueUrl": "nope", "MessageBody": {"a": 1}}), "k").await.unwrap_err();
+        assert!(e.message.starts_with("Tugboat.Permanent: "), "{}", e.message);
+    }
+
+    #[tokio::test]
+    async fn dynamodb_items_are_put_and_read_back_in_dynamodbs_json() {
+        let (r, _, _) = reach();
+        let item = json!({"pk": {"S": "run#1"}, "n": {"N": "3"}});
+        assert_eq!(r.call(Resource::DynamoPutItem, &json!({"TableName": "t", "Item": item}), "k").await.unwrap(), json!({}));
+        let got = r.call(Resource::DynamoGetItem, &json!({"TableName": "t", "Key": {"pk": {"S": "run#1"}}}), "k").await.unwrap();
+        assert_eq!(got, json!({"Item": item}));
+        let none = r.call(Resource::DynamoGetItem, &json!({"TableName": "t", "Key": {"pk": {"S": "other"}}}), "k").await.unwrap();
+        assert_eq!(none, json!({}));
+        for (payload, says) in [
+            (json!({"TableName": "t", "Item": {"pk": "bare"}}), "Parameters.Item.pk: must be a typed value"),
+            (json!({"TableName": "t", "Key": {"pk": {"S": "a"}}, "ConsistentRead": "yes"}), "ConsistentRead"),
+            (json!({"Item": {}}), "Parameters.TableName is required"),
+        ] {
+            let resource = if payload.get("Key").is_some() { Resource::DynamoGetItem } else { Resource::DynamoPutItem };
+            let e = r.call(resource, &payload, "k").await.unwrap_err();
+            assert!(e.message.starts_with("Tugboat.Permanent: ") && e.message.contains(says), "{payload}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn a_dynamodb_refusal_is_named_as_step_functions_names_it() {
+        let e = dynamodb_error(StepError::permanent("PutItem: ConditionalCheckFailedException: The conditional request failed"));
+        assert!(e.message.starts_with("DynamoDB.ConditionalCheckFailedException: "), "{}", e.message);
+        let e = dynamodb_error(StepError::retryable("PutItem: ThrottlingException: slow down"));
+        assert!(e.message.starts_with("Tugboat.Retryable: ") && e.retryable, "{}", e.message);
+        let e = dynamodb_error(StepError::permanent("no code here"));
         assert!(e.message.starts_with("Tugboat.Permanent: "), "{}", e.message);
     }
 

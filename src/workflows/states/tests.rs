@@ -154,6 +154,9 @@ fn definitions_that_cannot_run_are_refused_naming_the_pointer() {
         (task(json!({"Retry": [{"ErrorEquals": ["States.ALL", "X"]}]})), "/States/T/Retry/0/ErrorEquals/0: States.ALL must stand alone"),
         (task(json!({"Retry": [{"ErrorEquals": ["States.ALL"]}, {"ErrorEquals": ["X"]}]})), "/States/T/Retry/0/ErrorEquals/0: States.ALL must stand alone, in the last"),
         (task(json!({"Retry": [{"ErrorEquals": ["States.Nope"]}]})), "/States/T/Retry/0/ErrorEquals/0: \"States.Nope\" is not an error"),
+        (task(json!({"Retry": [{"ErrorEquals": ["States.Http.StatusCode.5xx"]}]})), "/States/T/Retry/0/ErrorEquals/0: \"States.Http.StatusCode.5xx\" is not an error"),
+        (task(json!({"Resource": "arn:aws:states:::http:invoke", "Parameters": {"Destination": "d", "Subject": "s"}})), "/States/T/Parameters/Subject: not a parameter of arn:aws:states:::http:invoke"),
+        (task(json!({"Parameters": {"TopicArn": "t"}})), "/States/T/Parameters: arn:aws:states:::sns:publish needs Message"),
         (task(json!({"Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}]})), "/States/T/Retry/0/BackoffRate: must be a number, at least 1.0"),
         (task(json!({"Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "SOME"}]})), "/States/T/Retry/0/JitterStrategy"),
         (task(json!({"Retry": [{"ErrorEquals": []}]})), "/States/T/Retry/0/ErrorEquals: a non-empty array"),
@@ -177,6 +180,10 @@ fn definitions_that_cannot_run_are_refused_naming_the_pointer() {
         let e = Definition::parse(&d).unwrap_err();
         assert!(e.contains(says), "{d}\n  said: {e}\n  want: {says}");
     }
+    // The HTTP task's status names are Step Functions' own.
+    let http = task(json!({"Resource": "arn:aws:states:::http:invoke", "Parameters": {"Destination": "d"},
+        "Retry": [{"ErrorEquals": ["States.Http.StatusCode.429"]}]}));
+    assert!(Definition::parse(&http).is_ok());
     let long = "x".repeat(81);
     let e = Definition::parse(&json!({"StartAt": long, "States": {long.clone(): {"Type": "Succeed"}}})).unwrap_err();
     assert!(e.contains("1 to 80 characters"), "{e}");
