@@ -32,9 +32,18 @@ const FIVE: &str = r#"{"StartAt": "Classify", "States": {
   "Ignore": {"Type": "Succeed"}}}"#;
 
 /// (workflows/s, journal writes in all, seconds) for `workflows` events through `workflow`.
-async fn run(workflow: &str, params: &str, sections: &str, workflows: usize, concurrency: u32) -> (f64, usize, f64) {
+async fn run(
+    workflow: &str,
+    params: &str,
+    sections: &str,
+    workflows: usize,
+    concurrency: u32,
+) -> (f64, usize, f64) {
     let dir = tempfile::tempdir().unwrap();
-    let journal = Arc::new(TimedJournal { inner: Arc::new(SledJournal::open(dir.path()).unwrap()), latencies: Default::default() });
+    let journal = Arc::new(TimedJournal {
+        inner: Arc::new(SledJournal::open(dir.path()).unwrap()),
+        latencies: Default::default(),
+    });
     let queue = Arc::new(MemoryQueue::new("bench"));
     let mut batch = Vec::new();
     for i in 0..workflows {
@@ -53,7 +62,11 @@ async fn run(workflow: &str, params: &str, sections: &str, workflows: usize, con
     let mut deps = Dependencies::memory(queues);
     deps.journal = Some(journal.clone());
     let start = Instant::now();
-    let app = app::spawn_app(&common::config_with("bench", workflow, params, sections, concurrency), deps).await;
+    let app = app::spawn_app(
+        &common::config_with("bench", workflow, params, sections, concurrency),
+        deps,
+    )
+    .await;
     while queue.deleted() < workflows as u64 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -68,15 +81,31 @@ fn main() {
     let concurrency = common::arg("--concurrency", 100) as u32;
     println!("machine: {}", machine());
     let sections = format!("[workflows.five]\ndefinition_json = '''{FIVE}'''\n");
-    let (log_wps, log_puts, log_s) = common::in_system(run("log", "{}", "", workflows, concurrency));
-    let (def_wps, def_puts, def_s) = common::in_system(run("states", "{ definition = \"five\" }", &sections, workflows, concurrency));
+    let (log_wps, log_puts, log_s) =
+        common::in_system(run("log", "{}", "", workflows, concurrency));
+    let (def_wps, def_puts, def_s) = common::in_system(run(
+        "states",
+        "{ definition = \"five\" }",
+        &sections,
+        workflows,
+        concurrency,
+    ));
     println!("{workflows} events, {concurrency} in flight, sled journal:");
-    println!("  log (2 steps):                       {log_wps:>9.0} workflows/s  {:>9.0} journal writes/s", log_puts as f64 / log_s);
+    println!(
+        "  log (2 steps):                       {log_wps:>9.0} workflows/s  {:>9.0} journal writes/s",
+        log_puts as f64 / log_s
+    );
     println!(
         "  definition (5 states, 2 Tasks):      {def_wps:>9.0} workflows/s  {:>9.0} journal writes/s  {:>9.0} state transitions/s",
         def_puts as f64 / def_s,
         def_wps * 5.0
     );
-    println!("  definition ÷ log, workflows/s (= steps/s: two each): {:.2}", def_wps / log_wps);
-    println!("  definition's state transitions/s ÷ log's steps/s:   {:.2}", def_wps * 5.0 / (log_wps * 2.0));
+    println!(
+        "  definition ÷ log, workflows/s (= steps/s: two each): {:.2}",
+        def_wps / log_wps
+    );
+    println!(
+        "  definition's state transitions/s ÷ log's steps/s:   {:.2}",
+        def_wps * 5.0 / (log_wps * 2.0)
+    );
 }

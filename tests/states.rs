@@ -52,11 +52,21 @@ async fn fixture(prefix: &str, definition: impl Fn(&str, &str) -> Value) -> Fixt
         dir.path().join("journal").display()
     );
     let config = support::write_config(dir.path(), &[], &extra);
-    Fixture { _dir: dir, queue, queue_url, dlq_url, out_url, topic_arn, notes_url, config }
+    Fixture {
+        _dir: dir,
+        queue,
+        queue_url,
+        dlq_url,
+        out_url,
+        topic_arn,
+        notes_url,
+        config,
+    }
 }
 
 fn event(id: &str, detail: Value) -> String {
-    json!({"version": "0", "id": id, "source": "test", "detail-type": "t", "detail": detail}).to_string()
+    json!({"version": "0", "id": id, "source": "test", "detail-type": "t", "detail": detail})
+        .to_string()
 }
 
 /// Choice on the event; an SQS send (to the test's queue, or to the one the event names, with
@@ -89,7 +99,11 @@ fn branching(out_url: &str, topic_arn: &str) -> Value {
 
 /// The instance of event `id`, as the admin API shows it.
 fn instance(service: &Service, id: &str) -> Value {
-    service.workflows().into_iter().find(|w| w["id"] == format!("r:{id}")).unwrap_or_default()
+    service
+        .workflows()
+        .into_iter()
+        .find(|w| w["id"] == format!("r:{id}"))
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -99,11 +113,33 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
     let (ok, refused, caught) = (unique("ok"), unique("no"), unique("catch"));
     send(&f.queue_url, &event(&ok, json!({"n": 2}))).await;
     send(&f.queue_url, &event(&refused, json!({"n": 0}))).await;
-    send(&f.queue_url, &event(&caught, json!({"n": 1, "queue": format!("{}-missing", f.queue)}))).await;
+    send(
+        &f.queue_url,
+        &event(
+            &caught,
+            json!({"n": 1, "queue": format!("{}-missing", f.queue)}),
+        ),
+    )
+    .await;
     let service = Service::start(&f.config, None);
-    until("two executions succeed", Duration::from_secs(30), async || succeeded(&service) == 2).await;
-    until("the refused one is dead-lettered", Duration::from_secs(20), async || depth(&f.dlq_url).await.0 == 1).await;
-    until("the work queue is empty", Duration::from_secs(20), async || depth(&f.queue_url).await == (0, 0)).await;
+    until(
+        "two executions succeed",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 2,
+    )
+    .await;
+    until(
+        "the refused one is dead-lettered",
+        Duration::from_secs(20),
+        async || depth(&f.dlq_url).await.0 == 1,
+    )
+    .await;
+    until(
+        "the work queue is empty",
+        Duration::from_secs(20),
+        async || depth(&f.queue_url).await == (0, 0),
+    )
+    .await;
 
     // The SQS Task sent exactly one message, rendered from the event.
     let out = drain(&f.out_url).await;
@@ -115,29 +151,67 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
     let notes = drain(&f.notes_url).await;
     assert_eq!(notes.len(), 2, "{notes:?}");
     let note = |id: &str| -> Value {
-        let body = &notes.iter().find(|(b, _)| b.contains(id)).unwrap_or_else(|| panic!("no note for {id}: {notes:?}")).0;
+        let body = &notes
+            .iter()
+            .find(|(b, _)| b.contains(id))
+            .unwrap_or_else(|| panic!("no note for {id}: {notes:?}"))
+            .0;
         serde_json::from_str(body).unwrap()
     };
-    assert_eq!(note(&ok)["sent"]["MessageId"].as_str().map(str::len).unwrap_or(0) > 0, true, "{}", note(&ok));
+    assert_eq!(
+        note(&ok)["sent"]["MessageId"]
+            .as_str()
+            .map(str::len)
+            .unwrap_or(0)
+            > 0,
+        true,
+        "{}",
+        note(&ok)
+    );
     let error = &note(&caught)["error"];
     assert_eq!(error["Error"], "Tugboat.Permanent", "{error}");
-    assert!(error["Cause"].as_str().unwrap().contains("-missing"), "{error}");
-    assert!(notes.iter().all(|(_, a)| a.get("tugboat-dedup-id").is_some_and(|d| d.len() == 32)), "{notes:?}");
+    assert!(
+        error["Cause"].as_str().unwrap().contains("-missing"),
+        "{error}"
+    );
+    assert!(
+        notes
+            .iter()
+            .all(|(_, a)| a.get("tugboat-dedup-id").is_some_and(|d| d.len() == 32)),
+        "{notes:?}"
+    );
 
     // The journal: the output, each effect a step, the state path.
     let done = instance(&service, &ok);
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(done["output"]["MessageId"].is_string(), "{done}");
-    assert_eq!(done["state"]["path"], json!(["Route", "Send", "Pause", "Announce"]), "{done}");
-    let steps: Vec<&str> = done["steps"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    assert_eq!(
+        done["state"]["path"],
+        json!(["Route", "Send", "Pause", "Announce"]),
+        "{done}"
+    );
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(steps, ["Send", "Pause", "Announce"], "{done}");
     let caught_run = instance(&service, &caught);
-    assert_eq!(caught_run["state"]["path"], json!(["Route", "SendThere", "Announce"]), "{caught_run}");
+    assert_eq!(
+        caught_run["state"]["path"],
+        json!(["Route", "SendThere", "Announce"]),
+        "{caught_run}"
+    );
 
     // The Fail state's error and cause are the dead letter's reason.
     let listed = run(tugboat(&f.config).args(["dlq", "list", "--queue", &f.queue]));
     assert_eq!(listed.code, 0, "{}", listed.stderr);
-    assert!(listed.stdout.contains("NotPositive: n must be more than 0"), "{}", listed.stdout);
+    assert!(
+        listed.stdout.contains("NotPositive: n must be more than 0"),
+        "{}",
+        listed.stdout
+    );
     assert!(listed.stdout.contains(&refused), "{}", listed.stdout);
 
     let (code, log) = service.terminate();
@@ -166,28 +240,60 @@ async fn crash_and_recover(failpoint: &str, n: u32) {
     let id = unique("ev");
     send(&f.queue_url, &event(&id, json!({}))).await;
     let crashing = Service::start(&f.config, Some(&format!("{failpoint}:{n}")));
-    crashing.wait_for_line(|l| l.starts_with("TUGBOAT_FAILPOINT"), Duration::from_secs(30));
+    crashing.wait_for_line(
+        |l| l.starts_with("TUGBOAT_FAILPOINT"),
+        Duration::from_secs(30),
+    );
     crashing.kill9();
 
     let service = Service::start(&f.config, None);
     let case = format!("{failpoint}:{n}");
-    support::wait::until_explained("the execution succeeds", Duration::from_secs(30), async || succeeded(&service) == 1, || {
-        format!("{case}: {:?}\n{}", service.workflows(), service.lines().join("\n"))
+    support::wait::until_explained(
+        "the execution succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 1,
+        || {
+            format!(
+                "{case}: {:?}\n{}",
+                service.workflows(),
+                service.lines().join("\n")
+            )
+        },
+    )
+    .await;
+    until("the queue is empty", Duration::from_secs(30), async || {
+        depth(&f.queue_url).await == (0, 0)
     })
     .await;
-    until("the queue is empty", Duration::from_secs(30), async || depth(&f.queue_url).await == (0, 0)).await;
     let (code, log) = service.terminate();
     assert_eq!(code, 0, "{log}");
 
     let most = if failpoint == "step-called" { 2 } else { 1 };
     let sent = drain(&f.out_url).await;
-    assert!(!sent.is_empty() && sent.len() <= most, "{case}: sent {sent:?}");
+    assert!(
+        !sent.is_empty() && sent.len() <= most,
+        "{case}: sent {sent:?}"
+    );
     assert!(sent.iter().all(|(b, _)| *b == id), "{case}: {sent:?}");
     let notes = drain(&f.notes_url).await;
-    assert!(!notes.is_empty() && notes.len() <= most, "{case}: published {notes:?}");
-    let dedup: std::collections::BTreeSet<_> = notes.iter().filter_map(|(_, a)| a.get("tugboat-dedup-id")).collect();
-    assert_eq!(dedup.len(), 1, "{case}: a repeated publish carries the same deduplication id: {notes:?}");
-    assert_eq!(depth(&f.dlq_url).await, (0, 0), "{case}: nothing was dead-lettered");
+    assert!(
+        !notes.is_empty() && notes.len() <= most,
+        "{case}: published {notes:?}"
+    );
+    let dedup: std::collections::BTreeSet<_> = notes
+        .iter()
+        .filter_map(|(_, a)| a.get("tugboat-dedup-id"))
+        .collect();
+    assert_eq!(
+        dedup.len(),
+        1,
+        "{case}: a repeated publish carries the same deduplication id: {notes:?}"
+    );
+    assert_eq!(
+        depth(&f.dlq_url).await,
+        (0, 0),
+        "{case}: nothing was dead-lettered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -198,7 +304,10 @@ async fn kill_9_at_every_state_boundary_resumes_without_repeating_a_side_effect(
     let mut runs = Vec::new();
     for failpoint in ["step-journaled", "step-called", "transition-journaled"] {
         runs.push(std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             for n in 1..=3 {
                 rt.block_on(crash_and_recover(failpoint, n));
             }
@@ -243,7 +352,12 @@ async fn a_definition_that_cannot_run_stops_the_service_naming_it() {
     std::fs::remove_file(f.config.parent().unwrap().join("flows/flow.asl.json")).unwrap();
     let out = run(tugboat(&f.config).args(["serve"]));
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("workflows.flow.definition:") && out.stderr.contains("flows/flow.asl.json"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("workflows.flow.definition:")
+            && out.stderr.contains("flows/flow.asl.json"),
+        "{}",
+        out.stderr
+    );
     let _ = &f.topic_arn;
 }
 
@@ -258,7 +372,9 @@ async fn receiver() -> (Seen, u16) {
         axum::routing::post(move |body: String| {
             let s = s.clone();
             async move {
-                s.lock().unwrap().push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+                s.lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
                 "{\"ok\": true}"
             }
         }),
@@ -281,7 +397,8 @@ async fn the_out_of_memory_forwarder_seed_flow_reaches_mqtt_and_http() {
     create_queue(&format!("{p}-dlq")).await;
     let (seen, port) = receiver().await;
     let group = unique("grp");
-    let heard = support::broker::subscribe(broker.port, &[&format!("ecs/{group}/oom")], false).await;
+    let heard =
+        support::broker::subscribe(broker.port, &[&format!("ecs/{group}/oom")], false).await;
     let dir = tempfile::tempdir().unwrap();
     let extra = format!(
         "[[queues]]\nname = \"{queue}\"\ndlq = \"{p}-dlq\"\nreceive_wait = \"1s\"\n\n\
@@ -295,25 +412,57 @@ async fn the_out_of_memory_forwarder_seed_flow_reaches_mqtt_and_http() {
     );
     let config = support::write_config(dir.path(), &[], &extra);
     // The real-shaped OOM stop (its group made unique), and an exit that is not OOM.
-    let mut oom: Value = serde_json::from_str(&support::eventbridge("ecs-task-state-change-stopped-oom.derived.json")).unwrap();
+    let mut oom: Value = serde_json::from_str(&support::eventbridge(
+        "ecs-task-state-change-stopped-oom.derived.json",
+    ))
+    .unwrap();
     oom["id"] = json!(unique("oom"));
     oom["detail"]["group"] = json!(group);
-    let mut exited: Value = serde_json::from_str(&support::eventbridge("ecs-task-state-change-stopped-exited.derived.json")).unwrap();
+    let mut exited: Value = serde_json::from_str(&support::eventbridge(
+        "ecs-task-state-change-stopped-exited.derived.json",
+    ))
+    .unwrap();
     exited["id"] = json!(unique("exit"));
     send(&queue_url, &oom.to_string()).await;
     send(&queue_url, &exited.to_string()).await;
 
     let service = Service::start(&config, None);
-    until("both executions succeed", Duration::from_secs(30), async || succeeded(&service) == 2).await;
-    until("the MQTT publish is heard", Duration::from_secs(10), async || !heard.lock().unwrap().is_empty()).await;
+    until(
+        "both executions succeed",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 2,
+    )
+    .await;
+    until(
+        "the MQTT publish is heard",
+        Duration::from_secs(10),
+        async || !heard.lock().unwrap().is_empty(),
+    )
+    .await;
     let heard = heard.lock().unwrap().clone();
     assert_eq!(heard.len(), 1, "{heard:?}");
     let payload: Value = serde_json::from_str(&heard[0].1).unwrap();
-    assert_eq!(payload["taskArn"], oom["detail"]["taskArn"], "the Payload is the event's detail");
+    assert_eq!(
+        payload["taskArn"], oom["detail"]["taskArn"],
+        "the Payload is the event's detail"
+    );
     let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen, [json!({"task": oom["detail"]["taskArn"], "reason": oom["detail"]["containers"][0]["reason"]})]);
-    let quiet = service.workflows().into_iter().find(|w| w["id"] == format!("oom:{}", exited["id"].as_str().unwrap())).unwrap();
-    assert_eq!(quiet["state"]["path"], json!(["OutOfMemory?", "NotOurs"]), "{quiet}");
+    assert_eq!(
+        seen,
+        [
+            json!({"task": oom["detail"]["taskArn"], "reason": oom["detail"]["containers"][0]["reason"]})
+        ]
+    );
+    let quiet = service
+        .workflows()
+        .into_iter()
+        .find(|w| w["id"] == format!("oom:{}", exited["id"].as_str().unwrap()))
+        .unwrap();
+    assert_eq!(
+        quiet["state"]["path"],
+        json!(["OutOfMemory?", "NotOurs"]),
+        "{quiet}"
+    );
     let (code, log) = service.terminate();
     assert_eq!(code, 0, "{log}");
     let _ = Path::new("");
@@ -326,7 +475,11 @@ async fn the_out_of_memory_forwarder_seed_flow_reaches_mqtt_and_http() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failure() {
     emulator();
-    let support::Network { vpc, subnet, security_group } = support::network();
+    let support::Network {
+        vpc,
+        subnet,
+        security_group,
+    } = support::network();
     let p = unique("secs");
     let cluster = format!("{p}-cluster");
     support::ecs_cluster(&cluster).await;
@@ -334,7 +487,8 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
     support::fargate_task_definition(&family, "app").await;
     let tg_name = format!("tg{}", p.replace("secs-", "").replace('-', ""));
     let target_group = support::ip_target_group(&tg_name, &vpc).await;
-    let missing = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
+    let missing =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/gone/0123456789abcdef";
     let queue = format!("{p}-q");
     let queue_url = create_queue(&queue).await;
     let dlq_url = create_queue(&format!("{p}-dlq")).await;
@@ -343,8 +497,13 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
     let ok_topic = topic_into(&format!("{p}-okt"), &ok_url, true).await;
     let error_topic = topic_into(&format!("{p}-errt"), &error_url, true).await;
     let dir = tempfile::tempdir().unwrap();
-    let seed = std::fs::read_to_string(support::root().join("tests/fixtures/states/ecs-start-with-compensation.asl.json")).unwrap();
-    let definition = seed.replace("\"tugboat-success\"", &format!("{ok_topic:?}")).replace("\"tugboat-error\"", &format!("{error_topic:?}"));
+    let seed = std::fs::read_to_string(
+        support::root().join("tests/fixtures/states/ecs-start-with-compensation.asl.json"),
+    )
+    .unwrap();
+    let definition = seed
+        .replace("\"tugboat-success\"", &format!("{ok_topic:?}"))
+        .replace("\"tugboat-error\"", &format!("{error_topic:?}"));
     std::fs::write(dir.path().join("ecs.asl.json"), definition).unwrap();
     let mapping = |name: &str, tg: &str| {
         format!(
@@ -367,20 +526,52 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
         send(&queue_url, &json!({"version": "0", "id": id, "source": "custom.app", "detail-type": "Start ECS Task", "detail": {"service": service}}).to_string()).await;
     }
     let service = Service::start(&config, None);
-    until("the good start succeeds", Duration::from_secs(60), async || succeeded(&service) == 1).await;
-    until("the broken one is dead-lettered", Duration::from_secs(60), async || depth(&dlq_url).await.0 == 1).await;
+    until(
+        "the good start succeeds",
+        Duration::from_secs(60),
+        async || succeeded(&service) == 1,
+    )
+    .await;
+    until(
+        "the broken one is dead-lettered",
+        Duration::from_secs(60),
+        async || depth(&dlq_url).await.0 == 1,
+    )
+    .await;
 
     let started = instance_of(&service, "start", &good);
     let task = &started["output"]["task"];
-    let task_arn = task["taskArn"].as_str().unwrap_or_else(|| panic!("{started}"));
+    let task_arn = task["taskArn"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{started}"));
     let ip = task["ip"].as_str().unwrap();
     // The child's steps are the Task's, each journaled under the state's name.
-    let steps: Vec<&str> = started["steps"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).collect();
+    let steps: Vec<&str> = started["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
     assert_eq!(steps.first(), Some(&"StartTask/run-task"), "{steps:?}");
-    assert!(steps.contains(&"StartTask/register-target") && steps.last() == Some(&"AnnounceStarted"), "{steps:?}");
+    assert!(
+        steps.contains(&"StartTask/register-target") && steps.last() == Some(&"AnnounceStarted"),
+        "{steps:?}"
+    );
     let c = support::clients().await;
-    let health = c.elbv2.describe_target_health().target_group_arn(&target_group).send().await.unwrap();
-    assert_eq!(health.target_health_descriptions()[0].target().unwrap().id(), Some(ip));
+    let health = c
+        .elbv2
+        .describe_target_health()
+        .target_group_arn(&target_group)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.target_health_descriptions()[0]
+            .target()
+            .unwrap()
+            .id(),
+        Some(ip)
+    );
     let oks = drain(&ok_url).await;
     assert_eq!(oks.len(), 1, "{oks:?}");
     assert_eq!(oks[0].0, format!("task {task_arn} runs at {ip}"));
@@ -389,33 +580,80 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
     // announced by the Catch, and the Fail state's error is the dead letter's reason.
     let failed = instance_of(&service, "start", &bad);
     assert_eq!(failed["status"], "dead_lettered", "{failed}");
-    let path: Vec<&str> = failed["state"]["path"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let path: Vec<&str> = failed["state"]["path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert_eq!(path, ["StartTask", "AnnounceFailure", "Failed"], "{failed}");
-    let undo: Vec<&str> = failed["steps"].as_array().unwrap().iter().filter_map(|s| s["name"].as_str()).filter(|n| n.contains("/undo/")).collect();
+    let undo: Vec<&str> = failed["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .filter(|n| n.contains("/undo/"))
+        .collect();
     assert!(undo.iter().any(|n| n.contains("stop-task")), "{failed}");
     let errors = drain(&error_url).await;
     assert_eq!(errors.len(), 1, "{errors:?}");
     let failure: Value = serde_json::from_str(&errors[0].0).unwrap();
     assert_eq!(failure["Error"], "States.TaskFailed", "{failure}");
-    assert!(failure["Cause"].as_str().unwrap().contains("TargetGroupNotFound"), "{failure}");
+    assert!(
+        failure["Cause"]
+            .as_str()
+            .unwrap()
+            .contains("TargetGroupNotFound"),
+        "{failure}"
+    );
     let mut stopped = 0;
-    for status in [aws_sdk_ecs::types::DesiredStatus::Running, aws_sdk_ecs::types::DesiredStatus::Stopped] {
-        for arn in c.ecs.list_tasks().cluster(&cluster).desired_status(status).send().await.unwrap().task_arns() {
-            let d = c.ecs.describe_tasks().cluster(&cluster).tasks(arn).send().await.unwrap();
+    for status in [
+        aws_sdk_ecs::types::DesiredStatus::Running,
+        aws_sdk_ecs::types::DesiredStatus::Stopped,
+    ] {
+        for arn in c
+            .ecs
+            .list_tasks()
+            .cluster(&cluster)
+            .desired_status(status)
+            .send()
+            .await
+            .unwrap()
+            .task_arns()
+        {
+            let d = c
+                .ecs
+                .describe_tasks()
+                .cluster(&cluster)
+                .tasks(arn)
+                .send()
+                .await
+                .unwrap();
             let t = &d.tasks()[0];
             if arn != task_arn {
-                assert_eq!(t.last_status(), Some("STOPPED"), "the failed start's task is not left running");
+                assert_eq!(
+                    t.last_status(),
+                    Some("STOPPED"),
+                    "the failed start's task is not left running"
+                );
                 stopped += 1;
             }
         }
     }
-    assert_eq!(stopped, 1, "one task started for the broken mapping, and stopped");
+    assert_eq!(
+        stopped, 1,
+        "one task started for the broken mapping, and stopped"
+    );
     assert_eq!(service.terminate().0, 0);
 }
 
 /// The instance of event `id` on route `route`.
 fn instance_of(service: &Service, route: &str, id: &str) -> Value {
-    service.workflows().into_iter().find(|w| w["id"] == format!("{route}:{id}")).unwrap_or_default()
+    service
+        .workflows()
+        .into_iter()
+        .find(|w| w["id"] == format!("{route}:{id}"))
+        .unwrap_or_default()
 }
 
 /// DynamoDB items through a definition: a conditional put, a read, an update that counts,
@@ -454,12 +692,24 @@ async fn dynamodb_tasks_put_read_update_and_name_a_refused_condition() {
     let id = unique("ev");
     send(&f.queue_url, &event(&id, json!({"n": 7}))).await;
     let service = Service::start(&f.config, None);
-    until("the execution succeeds", Duration::from_secs(30), async || succeeded(&service) == 1).await;
+    until(
+        "the execution succeeds",
+        Duration::from_secs(30),
+        async || succeeded(&service) == 1,
+    )
+    .await;
     let run = instance(&service, &id);
     let output = &run["output"];
     assert_eq!(output["read"], json!({"count": "1"}), "{run}");
-    assert_eq!(output["counted"], json!({"Attributes": {"count": {"N": "2"}}}), "{run}");
-    assert_eq!(output["refused"]["Error"], "DynamoDB.ConditionalCheckFailedException", "{run}");
+    assert_eq!(
+        output["counted"],
+        json!({"Attributes": {"count": {"N": "2"}}}),
+        "{run}"
+    );
+    assert_eq!(
+        output["refused"]["Error"], "DynamoDB.ConditionalCheckFailedException",
+        "{run}"
+    );
     let items = support::service::scan_items(&table).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(service.terminate().0, 0);

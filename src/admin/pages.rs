@@ -722,11 +722,18 @@ fn state_path(state: &serde_json::Value) -> String {
     let Some(path) = state.get("path").and_then(|p| p.as_array()) else {
         return String::new();
     };
-    let names: Vec<String> = path.iter().filter_map(|n| n.as_str()).map(|n| format!("<li>{}</li>", esc(n))).collect();
+    let names: Vec<String> = path
+        .iter()
+        .filter_map(|n| n.as_str())
+        .map(|n| format!("<li>{}</li>", esc(n)))
+        .collect();
     if names.is_empty() {
         return String::new();
     }
-    format!("<dt>state path</dt><dd><ol class=\"path\">{}</ol></dd>", names.join(""))
+    format!(
+        "<dt>state path</dt><dd><ol class=\"path\">{}</ol></dd>",
+        names.join("")
+    )
 }
 
 #[cfg(test)]
@@ -735,7 +742,8 @@ mod tests {
 
     #[test]
     fn a_state_path_is_listed_escaped() {
-        let out = state_path(&serde_json::json!({"path": ["Route", "<img src=x onerror=alert(1)>", 3]}));
+        let out =
+            state_path(&serde_json::json!({"path": ["Route", "<img src=x onerror=alert(1)>", 3]}));
         assert_eq!(
             out,
             "<dt>state path</dt><dd><ol class=\"path\"><li>Route</li><li>&lt;img src=x onerror=alert(1)&gt;</li></ol></dd>"

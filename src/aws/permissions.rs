@@ -90,7 +90,11 @@ pub const GRANTS: &[Grant] = &[
         by: "states",
         scope: Scope::StatesTables,
         // A definition's dynamodb:getItem, putItem and updateItem Tasks.
-        actions: &["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+        actions: &[
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+        ],
     },
     Grant {
         sid: "EngineQueues",

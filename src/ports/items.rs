@@ -31,7 +31,9 @@ pub enum Attr {
 pub type Item = BTreeMap<String, Attr>;
 
 fn base64(text: &str, at: &str) -> Result<Vec<u8>, String> {
-    base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| format!("{at}: B must be base64 text"))
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|_| format!("{at}: B must be base64 text"))
 }
 
 fn number(text: &str, at: &str) -> Result<String, String> {
@@ -39,7 +41,9 @@ fn number(text: &str, at: &str) -> Result<String, String> {
     if n.parse::<f64>().map(f64::is_finite).unwrap_or(false) {
         Ok(n.to_string())
     } else {
-        Err(format!("{at}: N must be a number written as a string, got {text:?}"))
+        Err(format!(
+            "{at}: N must be a number written as a string, got {text:?}"
+        ))
     }
 }
 
@@ -47,17 +51,25 @@ impl Attr {
     /// Reads DynamoDB's JSON form of one value found at `at` (`Item.pk`).
     pub fn from_json(v: &Value, at: &str) -> Result<Attr, String> {
         let Value::Object(o) = v else {
-            return Err(format!("{at}: must be a typed value such as {{\"S\": \"text\"}}, got {v}"));
+            return Err(format!(
+                "{at}: must be a typed value such as {{\"S\": \"text\"}}, got {v}"
+            ));
         };
         let mut entries = o.iter();
         let (Some((kind, inner)), None) = (entries.next(), entries.next()) else {
-            return Err(format!("{at}: must have exactly one type (S, N, B, BOOL, NULL, M, L, SS, NS, BS)"));
+            return Err(format!(
+                "{at}: must have exactly one type (S, N, B, BOOL, NULL, M, L, SS, NS, BS)"
+            ));
         };
         let strings = |what: &str| -> Result<Vec<String>, String> {
             match inner {
                 Value::Array(a) if !a.is_empty() => a
                     .iter()
-                    .map(|s| s.as_str().map(str::to_string).ok_or_else(|| format!("{at}: {what} holds strings only")))
+                    .map(|s| {
+                        s.as_str()
+                            .map(str::to_string)
+                            .ok_or_else(|| format!("{at}: {what} holds strings only"))
+                    })
                     .collect(),
                 _ => Err(format!("{at}: {what} must be a non-empty array of strings")),
             }
@@ -69,12 +81,25 @@ impl Attr {
             ("BOOL", Value::Bool(b)) => Attr::Bool(*b),
             ("NULL", Value::Bool(true)) => Attr::Null,
             ("M", Value::Object(_)) => Attr::M(item(inner, at)?),
-            ("L", Value::Array(a)) => {
-                Attr::L(a.iter().enumerate().map(|(i, v)| Attr::from_json(v, &format!("{at}[{i}]"))).collect::<Result<_, _>>()?)
-            }
+            ("L", Value::Array(a)) => Attr::L(
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| Attr::from_json(v, &format!("{at}[{i}]")))
+                    .collect::<Result<_, _>>()?,
+            ),
             ("SS", _) => Attr::Ss(strings("SS")?),
-            ("NS", _) => Attr::Ns(strings("NS")?.iter().map(|n| number(n, at)).collect::<Result<_, _>>()?),
-            ("BS", _) => Attr::Bs(strings("BS")?.iter().map(|b| base64(b, at)).collect::<Result<_, _>>()?),
+            ("NS", _) => Attr::Ns(
+                strings("NS")?
+                    .iter()
+                    .map(|n| number(n, at))
+                    .collect::<Result<_, _>>()?,
+            ),
+            ("BS", _) => Attr::Bs(
+                strings("BS")?
+                    .iter()
+                    .map(|b| base64(b, at))
+                    .collect::<Result<_, _>>()?,
+            ),
             (k, v) => return Err(format!("{at}: {k} cannot be {v}")),
         })
     }
@@ -102,12 +127,18 @@ pub fn item(v: &Value, at: &str) -> Result<Item, String> {
     let Value::Object(o) = v else {
         return Err(format!("{at}: must be an object of typed values"));
     };
-    o.iter().map(|(k, v)| Ok((k.clone(), Attr::from_json(v, &format!("{at}.{k}"))?))).collect()
+    o.iter()
+        .map(|(k, v)| Ok((k.clone(), Attr::from_json(v, &format!("{at}.{k}"))?)))
+        .collect()
 }
 
 /// An item in DynamoDB's JSON.
 pub fn item_json(item: &Item) -> Value {
-    Value::Object(item.iter().map(|(k, v)| (k.clone(), v.to_json())).collect::<Map<_, _>>())
+    Value::Object(
+        item.iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect::<Map<_, _>>(),
+    )
 }
 
 /// What a write returns (`ReturnValues`): nothing, or the item's attributes before or after.
@@ -129,7 +160,11 @@ impl Returns {
             "UPDATED_OLD" => Returns::UpdatedOld,
             "ALL_NEW" => Returns::AllNew,
             "UPDATED_NEW" => Returns::UpdatedNew,
-            other => return Err(format!("ReturnValues {other:?} is not NONE, ALL_OLD, UPDATED_OLD, ALL_NEW or UPDATED_NEW")),
+            other => {
+                return Err(format!(
+                    "ReturnValues {other:?} is not NONE, ALL_OLD, UPDATED_OLD, ALL_NEW or UPDATED_NEW"
+                ));
+            }
         })
     }
 
@@ -210,13 +245,25 @@ mod tests {
     fn wrong_shapes_name_where_they_are() {
         for (v, says) in [
             (json!({"pk": "a"}), "Item.pk: must be a typed value"),
-            (json!({"pk": {"S": "a", "N": "1"}}), "Item.pk: must have exactly one type"),
+            (
+                json!({"pk": {"S": "a", "N": "1"}}),
+                "Item.pk: must have exactly one type",
+            ),
             (json!({"pk": {"N": "x"}}), "Item.pk: N must be a number"),
             (json!({"pk": {"N": 3}}), "Item.pk: N cannot be 3"),
             (json!({"pk": {"B": "***"}}), "Item.pk: B must be base64"),
-            (json!({"pk": {"SS": []}}), "Item.pk: SS must be a non-empty array"),
-            (json!({"pk": {"L": [{"Q": 1}]}}), "Item.pk[0]: Q cannot be 1"),
-            (json!({"pk": {"NULL": false}}), "Item.pk: NULL cannot be false"),
+            (
+                json!({"pk": {"SS": []}}),
+                "Item.pk: SS must be a non-empty array",
+            ),
+            (
+                json!({"pk": {"L": [{"Q": 1}]}}),
+                "Item.pk[0]: Q cannot be 1",
+            ),
+            (
+                json!({"pk": {"NULL": false}}),
+                "Item.pk: NULL cannot be false",
+            ),
             (json!([1]), "Item: must be an object"),
         ] {
             let e = item(&v, "Item").unwrap_err();

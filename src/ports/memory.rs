@@ -1536,30 +1536,55 @@ pub struct MemoryItems {
 impl MemoryItems {
     /// Every item of `table`.
     pub fn items(&self, table: &str) -> Vec<super::items::Item> {
-        self.tables.lock().unwrap_or_else(|e| e.into_inner()).get(table).cloned().unwrap_or_default()
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(table)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
 #[async_trait]
 impl super::items::Items for MemoryItems {
-    async fn put(&self, request: &super::items::Put) -> Result<Option<super::items::Item>, StepError> {
+    async fn put(
+        &self,
+        request: &super::items::Put,
+    ) -> Result<Option<super::items::Item>, StepError> {
         if request.expressions.condition.is_some() {
-            return Err(StepError::permanent("PutItem: MemoryItems evaluates no condition expression"));
+            return Err(StepError::permanent(
+                "PutItem: MemoryItems evaluates no condition expression",
+            ));
         }
         let mut tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        tables.entry(request.table.clone()).or_default().push(request.item.clone());
+        tables
+            .entry(request.table.clone())
+            .or_default()
+            .push(request.item.clone());
         Ok(None)
     }
 
-    async fn get(&self, request: &super::items::Get) -> Result<Option<super::items::Item>, StepError> {
+    async fn get(
+        &self,
+        request: &super::items::Get,
+    ) -> Result<Option<super::items::Item>, StepError> {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
         let found = tables.get(&request.table).and_then(|items| {
-            items.iter().rev().find(|i| request.key.iter().all(|(k, v)| i.get(k) == Some(v))).cloned()
+            items
+                .iter()
+                .rev()
+                .find(|i| request.key.iter().all(|(k, v)| i.get(k) == Some(v)))
+                .cloned()
         });
         Ok(found)
     }
 
-    async fn update(&self, _request: &super::items::Update) -> Result<Option<super::items::Item>, StepError> {
-        Err(StepError::permanent("UpdateItem: MemoryItems evaluates no update expression"))
+    async fn update(
+        &self,
+        _request: &super::items::Update,
+    ) -> Result<Option<super::items::Item>, StepError> {
+        Err(StepError::permanent(
+            "UpdateItem: MemoryItems evaluates no update expression",
+        ))
     }
 }
