@@ -158,13 +158,10 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
             .0;
         serde_json::from_str(body).unwrap()
     };
-    assert_eq!(
+    assert!(
         note(&ok)["sent"]["MessageId"]
             .as_str()
-            .map(str::len)
-            .unwrap_or(0)
-            > 0,
-        true,
+            .is_some_and(|m| !m.is_empty()),
         "{}",
         note(&ok)
     );
