@@ -80,6 +80,7 @@ fn scope<'a>(d: &'a Definition, prefix: &'a str, input: Value, context: Value, f
     Box::pin(async move {
         let mut name = d.start_at.clone();
         let mut data = input;
+        let mut ctx = context;
         // How often each state was entered: keys stay unique in loops.
         let mut visits: std::collections::BTreeMap<String, u32> = Default::default();
         loop {
@@ -88,7 +89,8 @@ fn scope<'a>(d: &'a Definition, prefix: &'a str, input: Value, context: Value, f
             let key = if *n == 1 { format!("{prefix}{name}") } else { format!("{prefix}{name}#{n}") };
             let state = &d.states[&name];
             fx.entered(&key, &data)?;
-            let mut ctx = context.clone();
+            // One context per scope, its `State` replaced at each state (no copy of the
+            // execution's input per state).
             ctx["State"] = json!({"Name": name, "RetryCount": 0});
             let outcome = step(state, &key, data.clone(), &ctx, fx).await;
             let (output, next) = match outcome {
