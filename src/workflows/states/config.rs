@@ -9,6 +9,13 @@
 //! {"StartAt": "Hi", "States": {"Hi": {"Type": "Pass", "End": true}}}
 //! '''
 //!
+//! [workflows.bye]
+//! definition_yaml = '''
+//! StartAt: Bye
+//! States:
+//!   Bye: {Type: Pass, End: true}
+//! '''
+//!
 //! [[routes]]
 //! name = "oom"
 //! pattern = { source = ["aws.ecs"], detail-type = ["ECS Task State Change"] }
@@ -42,13 +49,16 @@ pub const SECTION: Section = Section {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
-    /// A definition file (Amazon States Language, JSON), relative to the configuration
-    /// file's folder unless absolute.
+    /// A definition file (Amazon States Language; YAML when it ends in `.yaml` or `.yml`,
+    /// JSON otherwise), relative to the configuration file's folder unless absolute.
     #[serde(default)]
     pub definition: Option<PathBuf>,
     /// The definition itself, as JSON text.
     #[serde(default)]
     pub definition_json: Option<String>,
+    /// The definition itself, as YAML text.
+    #[serde(default)]
+    pub definition_yaml: Option<String>,
 }
 
 pub type Entries = BTreeMap<String, Entry>;
@@ -68,26 +78,30 @@ pub fn parse(value: &toml::Value) -> Result<BTreeMap<String, Source>, BadKey> {
     for (name, e) in entries {
         let key = |field: &str| format!("{NAME}.{name}.{field}");
         check_name(&name).map_err(|m| BadKey::at(format!("{NAME}.{name}"), m))?;
-        let source = match (e.definition, e.definition_json) {
-            (Some(_), Some(_)) => {
-                return Err(BadKey::at(
-                    key("definition_json"),
-                    "give definition (a file) or definition_json, not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(BadKey::at(
-                    format!("{NAME}.{name}"),
-                    "needs definition = \"FILE\" or definition_json = '''{…}'''".into(),
-                ));
-            }
-            (Some(path), None) if path.as_os_str().is_empty() => {
+        let given = [e.definition.is_some(), e.definition_json.is_some(), e.definition_yaml.is_some()];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(BadKey::at(
+                format!("{NAME}.{name}"),
+                "give one of definition (a file), definition_json and definition_yaml".into(),
+            ));
+        }
+        let source = match (e.definition, e.definition_json, e.definition_yaml) {
+            (Some(path), _, _) if path.as_os_str().is_empty() => {
                 return Err(BadKey::at(key("definition"), "must not be empty".into()));
             }
-            (Some(path), None) => Source::File(path),
-            (None, Some(text)) => Source::Inline(
+            (Some(path), _, _) => Source::File(path),
+            (_, Some(text), _) => Source::Inline(
                 Definition::from_json(&text).map_err(|m| BadKey::at(key("definition_json"), m))?,
             ),
+            (_, _, Some(text)) => Source::Inline(
+                Definition::from_yaml(&text).map_err(|m| BadKey::at(key("definition_yaml"), m))?,
+            ),
+            (None, None, None) => {
+                return Err(BadKey::at(
+                    format!("{NAME}.{name}"),
+                    "needs definition = \"FILE\", definition_json = '''{…}''' or definition_yaml = '''…'''".into(),
+                ));
+            }
         };
         out.insert(name, source);
     }
@@ -166,6 +180,8 @@ mod tests {
         .unwrap();
         assert_eq!(s["a"], Source::File("flows/a.asl.json".into()));
         assert!(matches!(&s["b"], Source::Inline(d) if d.start_at == "P"));
+        let yaml = parsed("[workflows.c]\ndefinition_yaml = '''\nStartAt: P\nStates:\n  P:\n    Type: Pass\n    Result: {n: 1}\n    End: true\n'''\n").unwrap();
+        assert_eq!(yaml["c"], Source::Inline(Definition::from_json(r#"{"StartAt": "P", "States": {"P": {"Type": "Pass", "Result": {"n": 1}, "End": true}}}"#).unwrap()));
     }
 
     #[test]
@@ -177,8 +193,14 @@ mod tests {
             ("[workflows.a]\nfile = \"x\"\n", "workflows.a.file", "unknown field"),
             (
                 "[workflows.a]\ndefinition = \"x\"\ndefinition_json = \"{}\"\n",
-                "workflows.a.definition_json",
-                "not both",
+                "workflows.a",
+                "give one of",
+            ),
+            ("[workflows.a]\ndefinition_yaml = 'StartAt: [1'\n", "workflows.a.definition_yaml", "not YAML"),
+            (
+                "[workflows.a]\ndefinition_yaml = '''\nStartAt: P\nStates:\n  P: {Type: Pass}\n'''\n",
+                "workflows.a.definition_yaml",
+                "/States/P",
             ),
             (
                 "[workflows.a]\ndefinition_json = '{\"StartAt\": \"P\", \"States\": {\"P\": {\"Type\": \"Pass\"}}}'\n",

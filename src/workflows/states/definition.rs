@@ -264,6 +264,21 @@ impl Definition {
         Definition::parse(&v)
     }
 
+    /// The same definition written in YAML (as the Step Functions console and SAM write them).
+    pub fn from_yaml(text: &str) -> Result<Definition, String> {
+        let v: Value = serde_yaml_ng::from_str(text).map_err(|e| format!("not YAML: {e}"))?;
+        Definition::parse(&v)
+    }
+
+    /// A definition file's text, read as YAML when its name ends in `.yaml` or `.yml` and as
+    /// JSON otherwise.
+    pub fn from_file_text(name: &std::path::Path, text: &str) -> Result<Definition, String> {
+        match name.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Definition::from_yaml(text),
+            _ => Definition::from_json(text),
+        }
+    }
+
     /// Parses a whole state machine.
     pub fn parse(v: &Value) -> Result<Definition, String> {
         let o = v.as_object().ok_or("a definition must be a JSON object with StartAt and States")?;

@@ -22,8 +22,7 @@
 //! checks a definition; `tugboat states run FILE --input EVENT --dry-run` runs it with fake
 //! effects ([`tool`]).
 //!
-//! Not yet (issue 31): `Parallel` branches and `Map` items concurrently, YAML definitions,
-//! JSONata.
+//! Not yet (issue 31): `Parallel` branches and `Map` items concurrently, JSONata.
 
 pub mod choice;
 pub mod config;
@@ -94,7 +93,7 @@ impl States {
                     let file = config::resolve(setup.config.source.as_deref(), &path);
                     let bytes = setup.ports.files.read(&file).map_err(|e| format!("{at}.definition: {}: {e}", file.display()))?;
                     let text = String::from_utf8(bytes).map_err(|_| format!("{at}.definition: {}: not UTF-8 text", file.display()))?;
-                    Definition::from_json(&text).map_err(|e| format!("{at}.definition: {}: {e}", file.display()))?
+                    Definition::from_file_text(&file, &text).map_err(|e| format!("{at}.definition: {}: {e}", file.display()))?
                 }
             };
             runnable(&definition, &brokers, &settings).map_err(|e| format!("{at}: {e}"))?;

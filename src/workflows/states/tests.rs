@@ -211,3 +211,13 @@ async fn runtime_errors_carry_the_languages_names() {
     let e = run(&def, json!({}), &json!({}), &mut Fakes::default()).await.unwrap_err();
     assert_eq!(e.error, "States.Runtime");
 }
+
+#[test]
+fn a_yaml_definition_is_the_same_definition() {
+    let json = Definition::from_json(&fixture("oom-stop-forwarder.asl.json")).unwrap();
+    let yaml = Definition::from_yaml(&fixture("oom-stop-forwarder.asl.yaml")).unwrap();
+    assert_eq!(yaml, json);
+    let e = Definition::from_yaml("StartAt: A\nStates:\n  A: {Type: Wait, Seconds: -1, End: true}\n").unwrap_err();
+    assert!(e.contains("/States/A/Seconds"), "{e}");
+    assert!(Definition::from_yaml("StartAt: [").unwrap_err().starts_with("not YAML"));
+}

@@ -22,7 +22,7 @@ pub const TOOL: Tool = Tool {
 
 #[derive(Debug, Subcommand)]
 enum StatesCommand {
-    /// Check definitions (Amazon States Language, JSON) as the service checks them when they
+    /// Check definitions (Amazon States Language; JSON, or YAML in a .yaml/.yml file) as the service checks them when they
     /// load: every field, transition, path, template, intrinsic call, choice rule, retrier and
     /// catcher. Prints `FILE: ok (N states)` or exits 1 naming the JSON pointer of what is wrong.
     Validate {
@@ -58,7 +58,7 @@ fn read(desk: &Desk<'_>, path: &Path) -> Result<String, String> {
 
 /// Parses and checks a definition file; errors start with the file's name.
 pub fn load(desk: &Desk<'_>, path: &Path) -> Result<Definition, String> {
-    Definition::from_json(&read(desk, path)?).map_err(|e| format!("{}: {e}", path.display()))
+    Definition::from_file_text(path, &read(desk, path)?).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 fn run_command(matches: &clap::ArgMatches, desk: &mut Desk<'_>) -> Result<(), String> {
