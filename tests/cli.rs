@@ -446,8 +446,15 @@ fn states_validate_checks_definitions_and_run_tries_one_with_fakes() {
         "validate",
         &format!("{fixtures}/ecs-start-with-compensation.asl.json"),
         &format!("{fixtures}/oom-stop-forwarder.asl.json"),
+        &format!("{fixtures}/oom-stop-forwarder.asl.yaml"),
     ]));
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("oom-stop-forwarder.asl.yaml: ok (5 states)"),
+        "{}",
+        out.stdout
+    );
     assert!(
         out.stdout
             .contains("ecs-start-with-compensation.asl.json: ok (4 states)"),
