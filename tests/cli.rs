@@ -455,6 +455,20 @@ fn states_validate_checks_definitions_and_run_tries_one_with_fakes() {
         "{}",
         out.stdout
     );
+    // The same tool as `tugboat workflows validate|run`, as the issue named them.
+    let aliased = run(tugboat().args([
+        "workflows",
+        "validate",
+        &format!("{fixtures}/oom-stop-forwarder.asl.yaml"),
+    ]));
+    assert_eq!(aliased.code, 0, "{}", aliased.stderr);
+    assert!(
+        aliased
+            .stdout
+            .contains("oom-stop-forwarder.asl.yaml: ok (5 states)"),
+        "{}",
+        aliased.stdout
+    );
     assert!(
         out.stdout
             .contains("ecs-start-with-compensation.asl.json: ok (4 states)"),
@@ -508,7 +522,7 @@ fn states_validate_checks_definitions_and_run_tries_one_with_fakes() {
     assert!(out.stdout.contains("task AnnounceStarted arn:aws:states:::sns:publish attempt 1: {\"Message\":\"task arn:t/1 runs at 10.1.2.3\""), "{}", out.stdout);
     assert!(out.stdout.contains("output: {"), "{}", out.stdout);
     let out = run(tugboat()
-        .args(["states", "run", &flow, "--dry-run", "--input"])
+        .args(["workflows", "run", &flow, "--dry-run", "--input"])
         .arg(&event)
         .args(["--fail", "StartTask=TaskNeverHealthy:unhealthy"]));
     assert_eq!(out.code, 1, "{}", out.stdout);

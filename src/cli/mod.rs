@@ -223,11 +223,31 @@ fn parse() -> Cli {
     let mut parser = Cli::command();
     for c in &commands {
         parser = parser.subcommand(c.clap());
+        // `tugboat workflows validate|run` for the States Language's tool.
+        if let Some(tool) = c.tool.filter(|_| c.tool_under_workflows) {
+            parser = parser.mut_subcommand("workflows", |w| w.subcommands((tool.subcommands)()));
+        }
     }
     let matches = parser.get_matches();
-    if let Some((name, sub)) = matches.subcommand()
-        && let Some(spec) = commands.into_iter().find(|c| c.name == name)
-    {
+    let chosen = match matches.subcommand() {
+        Some(("workflows", sub)) => sub.subcommand_name().and_then(|tool_sub| {
+            commands
+                .iter()
+                .find(|c| {
+                    c.tool_under_workflows
+                        && c.tool.is_some_and(|t| {
+                            (t.subcommands)().iter().any(|s| s.get_name() == tool_sub)
+                        })
+                })
+                .map(|c| (c.clone(), sub))
+        }),
+        Some((name, sub)) => commands
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.clone(), sub)),
+        None => None,
+    };
+    if let Some((spec, sub)) = chosen {
         return Cli {
             config: matches
                 .get_one::<PathBuf>("config")

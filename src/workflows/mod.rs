@@ -102,6 +102,8 @@ pub struct Registration {
     pages: Vec<PageSpec>,
     tool: Option<Tool>,
     operation: Option<Operation>,
+    /// Its tool's subcommands are also `tugboat workflows <subcommand>`.
+    tool_under_workflows: bool,
 }
 
 impl std::fmt::Debug for Registration {
@@ -124,6 +126,7 @@ impl Registration {
             pages: Vec::new(),
             tool: None,
             operation: None,
+            tool_under_workflows: false,
         }
     }
 
@@ -152,6 +155,13 @@ impl Registration {
         self
     }
 
+    /// This registration with its tool's subcommands also under `tugboat workflows` (the
+    /// States Language's `validate` and `run`: tools for workflows users write).
+    pub fn with_tool_under_workflows(mut self) -> Registration {
+        self.tool_under_workflows = true;
+        self
+    }
+
     /// This registration with an operation: subcommands acting through the ports.
     pub fn with_operation(mut self, operation: Operation) -> Registration {
         self.operation = Some(operation);
@@ -169,6 +179,7 @@ impl Registration {
             pages: Vec::new(),
             tool: None,
             operation: None,
+            tool_under_workflows: false,
         }
     }
 }
@@ -241,6 +252,7 @@ impl Catalog {
                     pages: r.pages.clone(),
                     tool: r.tool,
                     operation: r.operation,
+                    tool_under_workflows: r.tool_under_workflows,
                 })
             })
             .collect()

@@ -213,6 +213,8 @@ pub struct CommandSpec {
     pub pages: Vec<PageSpec>,
     pub tool: Option<Tool>,
     pub operation: Option<Operation>,
+    /// The tool's subcommands are also `tugboat workflows <subcommand>`.
+    pub tool_under_workflows: bool,
 }
 
 impl CommandSpec {

@@ -57,6 +57,7 @@ pub fn registration() -> Registration {
     .with_params_check(config::check_params)
     .with_command("states", "Workflows in the Amazon States Language: check a definition, and run one with fake effects.")
     .with_tool(tool::TOOL)
+    .with_tool_under_workflows()
 }
 
 /// The configured definitions, run durably through the ports.
