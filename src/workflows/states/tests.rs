@@ -157,6 +157,9 @@ fn definitions_that_cannot_run_are_refused_naming_the_pointer() {
         (task(json!({"Retry": [{"ErrorEquals": ["States.Http.StatusCode.5xx"]}]})), "/States/T/Retry/0/ErrorEquals/0: \"States.Http.StatusCode.5xx\" is not an error"),
         (task(json!({"Resource": "arn:aws:states:::http:invoke", "Parameters": {"Destination": "d", "Subject": "s"}})), "/States/T/Parameters/Subject: not a parameter of arn:aws:states:::http:invoke"),
         (task(json!({"Parameters": {"TopicArn": "t"}})), "/States/T/Parameters: arn:aws:states:::sns:publish needs Message"),
+        // A definition cannot send a destination's credentials elsewhere: the URL is the
+        // configuration's, never a parameter.
+        (task(json!({"Resource": "arn:aws:states:::http:invoke", "Parameters": {"Destination": "d", "ApiEndpoint": "https://attacker.example"}})), "/States/T/Parameters/ApiEndpoint: not a parameter of arn:aws:states:::http:invoke"),
         (task(json!({"Retry": [{"ErrorEquals": ["X"], "BackoffRate": 0.5}]})), "/States/T/Retry/0/BackoffRate: must be a number, at least 1.0"),
         (task(json!({"Retry": [{"ErrorEquals": ["X"], "JitterStrategy": "SOME"}]})), "/States/T/Retry/0/JitterStrategy"),
         (task(json!({"Retry": [{"ErrorEquals": []}]})), "/States/T/Retry/0/ErrorEquals: a non-empty array"),
