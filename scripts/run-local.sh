@@ -154,6 +154,11 @@ $tugboat schedule list
 $tugboat workflows list --route scheduled
 echo "== tugboat resources findings   (the resource-scan schedule's first tick scanned us-east-1)"
 $tugboat resources findings
+oom="$($tugboat workflows list --route ecs-oom-definition --json | python3 -c 'import json,sys; r=[w for w in json.load(sys.stdin) if w.get("steps")]; print(r[0]["id"] if r else "")')"
+if [ -n "$oom" ]; then
+  echo "== tugboat workflows show $oom   (config/flows/ecs-oom.asl.yaml: a definition, each Task a step)"
+  $tugboat workflows show "$oom"
+fi
 echo "== the event sent through the ingress"
 $tugboat workflows list --route ingress-demo
 echo "== notifications published to tugboat-success (read from the tugboat-notifications queue)"
