@@ -194,6 +194,17 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(steps, ["Send", "Pause", "Announce"], "{done}");
+    let shown = run(tugboat(&f.config)
+        .args(["workflows", "show", &format!("r:{ok}")])
+        .env("TUGBOAT__ADMIN__LISTEN", service.admin.clone().unwrap()));
+    assert!(
+        shown
+            .stdout
+            .contains("path:      Route → Send → Pause → Announce"),
+        "{}{}",
+        shown.stdout,
+        shown.stderr
+    );
     let caught_run = instance(&service, &caught);
     assert_eq!(
         caught_run["state"]["path"],

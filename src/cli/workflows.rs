@@ -298,6 +298,13 @@ fn print_record(r: &Record) {
             e.steps.len()
         );
     }
+    // A definition's run lists the states it entered (`state.path`).
+    if let Some(path) = r.state.get("path").and_then(|p| p.as_array()) {
+        let names: Vec<&str> = path.iter().filter_map(|n| n.as_str()).collect();
+        if !names.is_empty() {
+            println!("path:      {}", names.join(" → "));
+        }
+    }
     println!("steps (run {}):", r.generation);
     for s in &r.steps {
         let took = s
