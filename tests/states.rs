@@ -461,6 +461,19 @@ async fn the_out_of_memory_forwarder_seed_flow_reaches_mqtt_and_http() {
             json!({"task": oom["detail"]["taskArn"], "reason": oom["detail"]["containers"][0]["reason"]})
         ]
     );
+    // The Parallel's two Tasks were called together, in one step.
+    let forwarded = service
+        .workflows()
+        .into_iter()
+        .find(|w| w["id"] == format!("oom:{}", oom["id"].as_str().unwrap()))
+        .unwrap();
+    let steps: Vec<&str> = forwarded["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(steps, ["Forward/0/ToMqtt+1"], "{forwarded}");
     let quiet = service
         .workflows()
         .into_iter()

@@ -692,5 +692,6 @@ fn catchers(v: &Value, at: &str) -> Result<Vec<Catcher>, String> {
 /// retrier or catcher takes it, it always ends the execution (as in Step Functions).
 pub fn matches(names: &[String], error: &str) -> bool {
     error != "States.Runtime"
+        && error != super::run::SUSPENDED
         && names.iter().any(|n| n == error || n == "States.ALL" || (n == "States.TaskFailed" && error != "States.Timeout"))
 }

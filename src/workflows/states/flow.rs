@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::definition::{Definition, Resource};
-use super::run::{Effects, StateError, run, seeded_draw};
+use super::run::{Effects, SUSPENDED, StateError, run, seeded_draw};
 use crate::contract::{Act, Action, Decision, Next, RetryPolicy, StepError, Workflow};
 
 /// How many effects one execution may journal: its record holds every answer (Step
@@ -96,6 +96,8 @@ pub enum Step {
         effect: String,
         until: String,
     },
+    /// Tasks that may run at once (`Parallel` branches, `Map` items), called together.
+    Batch { tasks: Vec<BatchTask> },
     /// A step of a Task's child workflow (its own step, as it decided it).
     Child {
         effect: String,
@@ -103,10 +105,19 @@ pub enum Step {
     },
 }
 
-/// What the replay found: the execution's end, or the next effect to perform.
+/// One Task of a [`Step::Batch`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchTask {
+    pub effect: String,
+    pub visit: String,
+    pub resource: String,
+    pub payload: Value,
+}
+
+/// What the replay found: the execution's end, or the effects that may be performed now.
 enum Replayed {
     Finished(Result<Value, StateError>),
-    Next(Pending),
+    Next(Vec<Pending>),
 }
 
 enum Pending {
@@ -153,14 +164,13 @@ struct Replay<'a> {
     done: &'a BTreeMap<String, Done>,
     seed: String,
     path: Vec<String>,
-    pending: Option<Pending>,
+    pending: Vec<Pending>,
 }
 
 impl Replay<'_> {
+    /// A wait without an answer: the replay stops here.
     fn stop<'f, T: Send + 'f>(&mut self, pending: Pending) -> BoxFuture<'f, T> {
-        if self.pending.is_none() {
-            self.pending = Some(pending);
-        }
+        self.pending.push(pending);
         Box::pin(futures::future::pending())
     }
 }
@@ -175,7 +185,12 @@ impl Effects for Replay<'_> {
                 "States.Runtime",
                 format!("the journal's answer for {effect} is {other:?}, not a task's: the definition changed under a running execution"),
             )))),
-            None => self.stop(Pending::Task { effect, visit: key.to_string(), resource, payload: payload.clone() }),
+            // A Task without an answer: noted, and the run goes on to the Parallel's other
+            // branches or the Map's other items, which may have Tasks of their own to run now.
+            None => {
+                self.pending.push(Pending::Task { effect, visit: key.to_string(), resource, payload: payload.clone() });
+                Box::pin(futures::future::ready(Err(StateError::new(SUSPENDED, key))))
+            }
         }
     }
 
@@ -222,7 +237,7 @@ impl Effects for Replay<'_> {
 fn replay(definition: &Definition, execution: &Execution) -> (Replayed, Vec<String>) {
     let context = context(&execution.definition, &execution.input);
     let seed = format!("{}\n{}", execution.definition, context["Execution"]["Id"].as_str().unwrap_or_default());
-    let mut effects = Replay { done: &execution.done, seed, path: Vec::new(), pending: None };
+    let mut effects = Replay { done: &execution.done, seed, path: Vec::new(), pending: Vec::new() };
     let outcome = {
         let future = run(definition, execution.input.clone(), &context, &mut effects);
         let mut future = std::pin::pin!(future);
@@ -232,10 +247,11 @@ fn replay(definition: &Definition, execution: &Execution) -> (Replayed, Vec<Stri
             Poll::Pending => None,
         }
     };
-    let replayed = match (outcome, effects.pending) {
-        (Some(result), _) => Replayed::Finished(result),
-        (None, Some(p)) => Replayed::Next(p),
-        (None, None) => Replayed::Finished(Err(StateError::new("States.Runtime", "the interpreter stopped without asking for an effect"))),
+    let replayed = match outcome {
+        Some(Err(e)) if e.error == SUSPENDED && !effects.pending.is_empty() => Replayed::Next(effects.pending),
+        Some(result) => Replayed::Finished(result),
+        None if !effects.pending.is_empty() => Replayed::Next(effects.pending),
+        None => Replayed::Finished(Err(StateError::new("States.Runtime", "the interpreter stopped without asking for an effect"))),
     };
     (replayed, effects.path)
 }
@@ -250,10 +266,16 @@ pub fn decide(definition: &Definition, execution: &mut Execution, ecs: Option<&d
         }
         let (replayed, path) = replay(definition, execution);
         execution.path = path;
+        let replayed = match replayed {
+            Replayed::Next(pending) if batchable(&pending) => return Next::Run(batch(pending)),
+            Replayed::Next(mut pending) => Replayed::Next(vec![pending.remove(0)]),
+            finished => finished,
+        };
         return match replayed {
             Replayed::Finished(Ok(output)) => Next::Complete(output),
             Replayed::Finished(Err(e)) => Next::Fail(format!("{}: {}", e.error, e.cause)),
-            Replayed::Next(Pending::Task { effect, visit: _, resource: Resource::EcsRunTaskSync, payload }) => {
+            Replayed::Next(mut pending) => match pending.remove(0) {
+            Pending::Task { effect, visit: _, resource: Resource::EcsRunTaskSync, payload } => {
                 let Some(ecs) = ecs else {
                     execution.done.insert(effect, failed("Tugboat.Permanent", "this service runs no ecs:runTask.sync (no [services])"));
                     continue;
@@ -273,18 +295,38 @@ pub fn decide(definition: &Definition, execution: &mut Execution, ecs: Option<&d
                     }
                 }
             }
-            Replayed::Next(Pending::Task { effect, visit, resource, payload }) => {
+            Pending::Task { effect, visit, resource, payload } => {
                 let step = Step::Task { effect: effect.clone(), visit, resource: resource.arn().to_string(), payload };
                 Next::Run(Act::handler(effect, step).retry(effect_policy()))
             }
-            Replayed::Next(Pending::Sleep { effect, duration }) => {
+            Pending::Sleep { effect, duration } => {
                 Next::Run(Act::sleep(effect.clone(), Step::Wait { effect }, duration, None))
             }
-            Replayed::Next(Pending::Clock { effect, until }) => {
+            Pending::Clock { effect, until } => {
                 Next::Run(Act::handler(clock_key(&effect), Step::Clock { effect, until }).retry(effect_policy()))
             }
+            },
         };
     }
+}
+
+/// Whether the effects found may be performed together: two or more Tasks the handler calls
+/// (a child workflow or a wait runs alone, first).
+fn batchable(pending: &[Pending]) -> bool {
+    pending.len() > 1 && pending.iter().all(|p| matches!(p, Pending::Task { resource, .. } if *resource != Resource::EcsRunTaskSync))
+}
+
+/// One step calling every Task found (`Forward/0/ToMqtt+1`: the first and how many more).
+fn batch(pending: Vec<Pending>) -> Act<Step> {
+    let tasks: Vec<BatchTask> = pending
+        .into_iter()
+        .filter_map(|p| match p {
+            Pending::Task { effect, visit, resource, payload } => Some(BatchTask { effect, visit, resource: resource.arn().to_string(), payload }),
+            _ => None,
+        })
+        .collect();
+    let name = format!("{}+{}", tasks[0].effect, tasks.len() - 1);
+    Act::handler(name, Step::Batch { tasks }).retry(effect_policy())
 }
 
 fn failed(error: &str, cause: impl Into<String>) -> Done {
@@ -419,6 +461,26 @@ pub fn record(execution: &mut Execution, step: Step, outcome: Result<Value, Step
             let v = outcome.map_err(|e| format!("the clock before {effect} failed: {}", e.message))?;
             let ms = v.get("left_ms").and_then(Value::as_u64).ok_or_else(|| format!("the clock before {effect} answered {v}"))?;
             execution.done.insert(clock_key(&effect), Done::Left(ms));
+        }
+        Step::Batch { tasks } => {
+            // The handler answers one outcome per Task, in order; a failure of the step itself
+            // (a crash it never recovered from) is every Task's.
+            let outcomes: Vec<Value> = match &outcome {
+                Ok(Value::Array(a)) if a.len() == tasks.len() => a.clone(),
+                Ok(other) => return Err(format!("a batch of {} tasks answered {other}", tasks.len())),
+                Err(e) => vec![json!({"error": e.message}); tasks.len()],
+            };
+            for (t, o) in tasks.into_iter().zip(outcomes) {
+                let done = match (o.get("ok"), o.get("error").and_then(Value::as_str)) {
+                    (Some(v), _) => Done::Ok(v.clone()),
+                    (None, Some(message)) => {
+                        let (error, cause) = split_error(message);
+                        Done::Failed { error, cause }
+                    }
+                    _ => return Err(format!("{}: the batch's answer {o} is neither ok nor error", t.effect)),
+                };
+                execution.done.insert(t.effect, done);
+            }
         }
         Step::Child { effect, .. } => return Err(format!("{effect}: a child's step recorded without its workflow")),
     }
@@ -561,6 +623,67 @@ mod tests {
         let (mut e, next) = start(&def, json!({"at": "2020-01-01T00:00:00Z"}));
         record(&mut e, act(next).step, Ok(json!({"left_ms": 0}))).unwrap();
         assert!(matches!(decide(&def, &mut e, None), Next::Complete(_)));
+    }
+
+    fn sqs(body: &str) -> Value {
+        json!({"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "Parameters": {"QueueUrl": "q", "MessageBody.$": body}, "End": true})
+    }
+
+    #[test]
+    fn parallel_branches_call_their_tasks_together_in_one_step() {
+        let def = Definition::parse(&json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+            {"StartAt": "A", "States": {"A": sqs("$.a")}},
+            {"StartAt": "B", "States": {"B": sqs("$.b")}}]}}}))
+        .unwrap();
+        let (mut e, next) = start(&def, json!({"a": "1", "b": "2"}));
+        let a = act(next);
+        assert_eq!(a.name, "P/0/A+1");
+        let Step::Batch { tasks } = &a.step else { panic!("{:?}", a.step) };
+        let effects: Vec<&str> = tasks.iter().map(|t| t.effect.as_str()).collect();
+        assert_eq!(effects, ["P/0/A", "P/1/B"]);
+        // One answers, the other fails: the Parallel fails with the branch's error.
+        record(&mut e, a.step.clone(), Ok(json!([{"ok": {"MessageId": "m1"}}, {"ok": {"MessageId": "m2"}}]))).unwrap();
+        assert_eq!(decide(&def, &mut e, None), Next::Complete(json!([{"MessageId": "m1"}, {"MessageId": "m2"}])));
+        let (mut e, _) = start(&def, json!({"a": "1", "b": "2"}));
+        record(&mut e, a.step, Ok(json!([{"ok": {}}, {"error": "Tugboat.Permanent: AccessDenied"}]))).unwrap();
+        assert_eq!(decide(&def, &mut e, None), Next::Fail("Tugboat.Permanent: AccessDenied".into()));
+    }
+
+    #[test]
+    fn a_map_runs_at_most_max_concurrency_items_at_once() {
+        let def = Definition::parse(&json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 2, "End": true,
+            "ItemProcessor": {"StartAt": "S", "States": {"S": sqs("$")}}}}}))
+        .unwrap();
+        let (mut e, next) = start(&def, json!(["x", "y", "z"]));
+        let a = act(next);
+        let Step::Batch { tasks } = &a.step else { panic!("{:?}", a.step) };
+        assert_eq!(tasks.len(), 2, "MaxConcurrency 2");
+        record(&mut e, a.step.clone(), Ok(json!([{"ok": 1}, {"ok": 2}]))).unwrap();
+        // The third item alone: one Task, a plain step.
+        let a = act(decide(&def, &mut e, None));
+        assert_eq!(a.name, "M[2]/S");
+        record(&mut e, a.step, Ok(json!(3))).unwrap();
+        assert_eq!(decide(&def, &mut e, None), Next::Complete(json!([1, 2, 3])));
+        // Without a limit, all three at once.
+        let def = Definition::parse(&json!({"StartAt": "M", "States": {"M": {"Type": "Map", "End": true,
+            "ItemProcessor": {"StartAt": "S", "States": {"S": sqs("$")}}}}}))
+        .unwrap();
+        let (_, next) = start(&def, json!(["x", "y", "z"]));
+        assert!(matches!(&act(next).step, Step::Batch { tasks } if tasks.len() == 3));
+    }
+
+    #[test]
+    fn a_suspended_effect_is_never_caught_or_retried() {
+        // A Catch of States.ALL and a Retry of States.ALL around a Task without an answer: the
+        // replay still asks for the Task, it does not take the catcher's path.
+        let def = Definition::parse(&json!({"StartAt": "T", "States": {
+            "T": {"Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage", "Parameters": {"QueueUrl": "q", "MessageBody": "b"},
+                  "Retry": [{"ErrorEquals": ["States.ALL"]}], "Catch": [{"ErrorEquals": ["States.ALL"], "Next": "C"}], "End": true},
+            "C": {"Type": "Succeed"}}}))
+        .unwrap();
+        let (e, next) = start(&def, json!({}));
+        assert_eq!(act(next).name, "T");
+        assert_eq!(e.path, ["T"]);
     }
 
     #[test]

@@ -22,7 +22,8 @@
 //! checks a definition; `tugboat states run FILE --input EVENT --dry-run` runs it with fake
 //! effects ([`tool`]).
 //!
-//! Not yet (issue 31): `Parallel` branches and `Map` items concurrently, JSONata.
+//! Not read: JSONata. `Parallel` branches and `Map` items run at once: the replay goes on past
+//! a Task without an answer (`run::SUSPENDED`) and every Task it finds is called in one step.
 
 pub mod choice;
 pub mod config;
@@ -80,6 +81,19 @@ impl std::fmt::Debug for States {
 }
 
 impl States {
+    /// One Task's call, under its visit's idempotency key. The definition's Retry decides what
+    /// is tried again, not the engine: every failure is final to it (its name says whether it
+    /// is worth a retry).
+    async fn call_task(&self, ctx: StepContext<'_>, visit: &str, resource: &str, payload: &Value) -> Result<Value, StepError> {
+        let resource = Resource::ALL
+            .iter()
+            .find(|(_, arn)| *arn == resource)
+            .map(|(r, _)| *r)
+            .ok_or_else(|| StepError::permanent(format!("Tugboat.Permanent: {resource} is not a resource of this build")))?;
+        let key = run_key(ctx.workflow_id, ctx.generation, ctx.continued, visit);
+        self.reach.call(resource, payload, &key).await.map_err(|e| StepError { retryable: false, retry_after: None, ..e })
+    }
+
     /// Reads and checks every `[workflows.NAME]` definition, and opens the destinations.
     pub async fn build(setup: Setup<'_>) -> Result<States, String> {
         let sources = config::from_sections(&setup.config.sections)?;
@@ -220,21 +234,25 @@ impl Flow for States {
 
     async fn perform(&self, ctx: StepContext<'_>, step: &Step) -> Result<Value, StepError> {
         match step {
-            Step::Task { visit, resource, payload, .. } => {
-                let resource = Resource::ALL
-                    .iter()
-                    .find(|(_, arn)| arn == resource)
-                    .map(|(r, _)| *r)
-                    .ok_or_else(|| StepError::permanent(format!("Tugboat.Permanent: {resource} is not a resource of this build")))?;
-                let key = run_key(ctx.workflow_id, ctx.generation, ctx.continued, visit);
-                // The definition's Retry decides what is tried again, not the engine: every
-                // failure is final to it (its name says whether it is worth a retry).
-                self.reach.call(resource, payload, &key).await.map_err(|e| StepError { retryable: false, retry_after: None, ..e })
-            }
+            Step::Task { visit, resource, payload, .. } => self.call_task(ctx, visit, resource, payload).await,
             Step::Clock { until, .. } => {
                 let at = choice::timestamp(until).ok_or_else(|| StepError::permanent(format!("States.Runtime: {until:?} is not an RFC 3339 timestamp")))?;
                 let target_ms = (at.unix_timestamp_nanos() / 1_000_000).max(0) as u64;
                 Ok(json!({"left_ms": target_ms.saturating_sub(self.clock.now_ms())}))
+            }
+            Step::Batch { tasks } => {
+                // Called together; each outcome is the Task's, a failure named for its Retry.
+                let calls = tasks.iter().map(|t| self.call_task(ctx, &t.visit, &t.resource, &t.payload));
+                let outcomes = futures::future::join_all(calls).await;
+                Ok(Value::Array(
+                    outcomes
+                        .into_iter()
+                        .map(|o| match o {
+                            Ok(v) => json!({"ok": v}),
+                            Err(e) => json!({"error": e.message}),
+                        })
+                        .collect(),
+                ))
             }
             Step::Child { action, .. } => {
                 let Some(ecs) = &self.ecs else {

@@ -5,8 +5,10 @@
 //! and computes the same data, so an engine can journal each effect under its key (the state
 //! path, `Process/Items[3]/Notify#2`) and replay the run after a crash without repeating a
 //! side effect; random intrinsics draw from a generator seeded by the execution and the key.
-//! `Parallel` branches and `Map` items run one after another (their results are those of a
-//! concurrent run; `MaxConcurrency` is honoured trivially).
+//! `Parallel` branches and `Map` items are explored one after another; an [`Effects`] that
+//! answers an effect it has not performed with [`SUSPENDED`] lets the run go on to the other
+//! branches and items (up to `MaxConcurrency` items waiting at once), so that it learns every
+//! effect that may run now and can perform them together.
 
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
@@ -56,6 +58,13 @@ pub trait Effects: Send {
     /// A random draw for `key` (seeded by the execution and the key: the same on replay).
     fn draw(&mut self, key: &str, n: u32) -> u64;
 }
+
+/// The error an [`Effects`] answers with for an effect it has not performed yet, so that a
+/// `Parallel` or `Map` goes on to its other branches and items (finding every effect that may
+/// run now) instead of stopping at the first. No `Retry` or `Catch` ever matches it
+/// ([`super::definition::matches`]); it ends the run as it is, for the caller to perform what
+/// it found.
+pub const SUSPENDED: &str = "tugboat.Suspended";
 
 /// How many states one execution may enter: a loop of Choice and Pass states costs no
 /// effect, and would otherwise spin for ever (Step Functions stops at 25 000 history events).
@@ -230,12 +239,21 @@ async fn work(kind: &Kind, key: &str, input: &Value, ctx: &Value, attempt: u32, 
         Kind::Task { resource, .. } => fx.task(key, *resource, input, attempt).await,
         Kind::Parallel { branches, .. } => {
             let mut results = Vec::with_capacity(branches.len());
+            let mut suspended = false;
             for (i, b) in branches.iter().enumerate() {
-                results.push(scope(b, &at(&format!("/{i}/")), input.clone(), ctx.clone(), fx).await?);
+                // A branch waiting on an effect lets the others find theirs (they run at once).
+                match scope(b, &at(&format!("/{i}/")), input.clone(), ctx.clone(), fx).await {
+                    Ok(v) => results.push(v),
+                    Err(e) if e.error == SUSPENDED => suspended = true,
+                    Err(e) => return Err(e),
+                }
+            }
+            if suspended {
+                return Err(StateError::new(SUSPENDED, key));
             }
             Ok(Value::Array(results))
         }
-        Kind::Map { processor, items_path, item_selector, .. } => {
+        Kind::Map { processor, items_path, item_selector, max_concurrency, .. } => {
             let items = match items_path {
                 Some(p) => p.select(input, ctx),
                 None => Some(input.clone()),
@@ -244,14 +262,26 @@ async fn work(kind: &Kind, key: &str, input: &Value, ctx: &Value, attempt: u32, 
                 return Err(StateError::new("States.Runtime", format!("{key}: ItemsPath does not name an array in the input")));
             };
             let mut results = Vec::with_capacity(items.len());
+            // Items waiting on an effect: at most MaxConcurrency of them at once (0: no limit).
+            let mut waiting = 0u32;
             for (i, item) in items.iter().enumerate() {
+                if *max_concurrency > 0 && waiting >= *max_concurrency {
+                    break;
+                }
                 let mut item_ctx = ctx.clone();
                 item_ctx["Map"] = json!({"Item": {"Index": i, "Value": item}});
                 let item_input = match item_selector {
                     Some(t) => render(t, input, &item_ctx, &format!("{key}[{i}]"), fx)?,
                     None => item.clone(),
                 };
-                results.push(scope(processor, &at(&format!("[{i}]/")), item_input, item_ctx, fx).await?);
+                match scope(processor, &at(&format!("[{i}]/")), item_input, item_ctx, fx).await {
+                    Ok(v) => results.push(v),
+                    Err(e) if e.error == SUSPENDED => waiting += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+            if waiting > 0 {
+                return Err(StateError::new(SUSPENDED, key));
             }
             Ok(Value::Array(results))
         }
