@@ -428,16 +428,6 @@ impl Setup {
     }
 }
 
-/// Runs `tugboat serve` until it stops at `failpoint`, then kills it (`kill -9`).
-fn killed_at(config: &std::path::Path, failpoint: &str) {
-    let crashing = Service::start(config, Some(failpoint));
-    crashing.wait_for_line(
-        |l| l.starts_with("TUGBOAT_FAILPOINT"),
-        Duration::from_secs(30),
-    );
-    crashing.kill9();
-}
-
 /// An EventBridge-shaped event of `detail-type` `kind`.
 fn event(id: &str, kind: &str) -> String {
     json!({"version": "0", "id": id, "source": "test.autostop", "detail-type": kind, "account": "123456789012",
@@ -497,7 +487,7 @@ async fn a_kill_between_the_stop_and_its_journaling_resumes_without_a_second_sto
     send(&env.queue_url, &event(&format!("{p}-stop"), "Stop")).await;
 
     // The first step's call runs (the mark, then StopInstances); its outcome is not journaled.
-    killed_at(&env.config, "step-called:1");
+    Service::killed_at(&env.config, "step-called:1");
     assert_eq!(power_calls("ec2:StopInstances", &target), 1);
     let s = states(&ec2, &[&target]).await;
     assert!(s[0].1, "marked before stopped: {s:?}");
@@ -557,7 +547,7 @@ async fn a_kill_after_a_service_is_scaled_to_zero_still_brings_it_back_to_its_co
     send(&env.queue_url, &event(&format!("{p}-stop"), "Stop")).await;
 
     // Steps: services (1, the counts journaled), scale-down (2): killed after its calls ran.
-    killed_at(&env.config, "step-called:2");
+    Service::killed_at(&env.config, "step-called:2");
     assert_eq!(counts(&ecs, &cluster, &[&web]).await, [(0, true)]);
 
     let service = Service::start(&env.config, None);

@@ -277,12 +277,7 @@ async fn a_crash_between_run_task_and_register_targets_resumes_without_a_second_
     let env = setup(None, "1s").await;
     send_with_cli(&env.queue_url, &start_event(Some(&unique("ev")), "svc"));
     // The first step call is RunTask: the task is started, its ARN not yet journaled.
-    let crashing = Service::start(&env.config, Some("step-called:1"));
-    crashing.wait_for_line(
-        |l| l.starts_with("TUGBOAT_FAILPOINT"),
-        Duration::from_secs(30),
-    );
-    crashing.kill9();
+    Service::killed_at(&env.config, "step-called:1");
     assert_eq!(task_arns(&env.cluster).await.len(), 1);
 
     let service = Service::start(&env.config, None);
@@ -441,12 +436,7 @@ async fn a_kill_at_every_compensation_boundary_stops_the_task_once_and_dead_lett
         );
         std::fs::write(&env.config, text).unwrap();
         send_with_cli(&env.queue_url, &start_event(Some(&unique("ev")), "svc"));
-        let crashing = Service::start(&env.config, Some(failpoint));
-        crashing.wait_for_line(
-            |l| l.starts_with("TUGBOAT_FAILPOINT"),
-            Duration::from_secs(30),
-        );
-        crashing.kill9();
+        Service::killed_at(&env.config, failpoint);
 
         let service = Service::start(&env.config, None);
         until(

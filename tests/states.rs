@@ -247,12 +247,7 @@ async fn crash_and_recover(failpoint: &str, n: u32) {
     let f = fixture("sk", three_effects).await;
     let id = unique("ev");
     send(&f.queue_url, &event(&id, json!({}))).await;
-    let crashing = Service::start(&f.config, Some(&format!("{failpoint}:{n}")));
-    crashing.wait_for_line(
-        |l| l.starts_with("TUGBOAT_FAILPOINT"),
-        Duration::from_secs(30),
-    );
-    crashing.kill9();
+    Service::killed_at(&f.config, &format!("{failpoint}:{n}"));
 
     let service = Service::start(&f.config, None);
     let case = format!("{failpoint}:{n}");

@@ -184,6 +184,17 @@ impl Service {
         s
     }
 
+    /// Starts the service with failpoint `spec` (`NAME:N`) armed, waits until it stops there,
+    /// and kills it with SIGKILL: a crash at exactly that boundary.
+    pub fn killed_at(config: &Path, spec: &str) {
+        let crashing = Service::start(config, Some(spec));
+        crashing.wait_for_line(
+            |l| l.starts_with("TUGBOAT_FAILPOINT"),
+            Duration::from_secs(30),
+        );
+        crashing.kill9();
+    }
+
     pub fn wait_for_line(&self, pred: impl Fn(&str) -> bool, timeout: Duration) -> String {
         let start = Instant::now();
         loop {
