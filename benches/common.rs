@@ -100,6 +100,26 @@ deadline = "5s"
     )
 }
 
+/// Puts `events` bench events on `queue` (`id` `e-<i>`, `source` `bench`, the detail `detail`
+/// gives for each), ten a batch.
+pub async fn fill(
+    queue: &tugboat::ports::memory::MemoryQueue,
+    events: usize,
+    detail: impl Fn(usize) -> Value,
+) {
+    use tugboat::ports::{OutgoingMessage, Queue};
+    let bodies: Vec<OutgoingMessage> = (0..events)
+        .map(|i| OutgoingMessage {
+            body: json!({"id": format!("e-{i}"), "source": "bench", "detail-type": "b", "detail": detail(i)})
+                .to_string(),
+            ..Default::default()
+        })
+        .collect();
+    for batch in bodies.chunks(10) {
+        queue.send_batch(batch).await.unwrap();
+    }
+}
+
 /// A journal that counts its puts and records how long each took to become durable.
 #[derive(Debug)]
 pub struct TimedJournal {

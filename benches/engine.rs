@@ -19,7 +19,6 @@ use tugboat::app::Dependencies;
 use tugboat::contract::Typed;
 use tugboat::journal::sled::SledJournal;
 use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
-use tugboat::ports::{OutgoingMessage, Queue};
 use tugboat::workflows::{Catalog, Registration};
 
 /// Sequential `insert` of a 1 KiB value followed by `flush`, for `secs` seconds.
@@ -52,20 +51,7 @@ async fn engine(
         latencies: Default::default(),
     });
     let queue = Arc::new(MemoryQueue::new("bench"));
-    let mut batch = Vec::new();
-    for i in 0..workflows {
-        batch.push(OutgoingMessage {
-            body:
-                json!({"id": format!("e-{i}"), "source": "bench", "detail-type": "b", "detail": {}})
-                    .to_string(),
-            ..Default::default()
-        });
-        if batch.len() == 10 {
-            queue.send_batch(&batch).await.unwrap();
-            batch.clear();
-        }
-    }
-    queue.send_batch(&batch).await.unwrap();
+    common::fill(&queue, workflows, |_| json!({})).await;
 
     let queues = Arc::new(MemoryQueues::default());
     queues.add(queue.clone());

@@ -20,7 +20,6 @@ use serde_json::json;
 use tugboat::app::Dependencies;
 use tugboat::journal::sled::SledJournal;
 use tugboat::ports::memory::{MemoryQueue, MemoryQueues};
-use tugboat::ports::{OutgoingMessage, Queue};
 
 /// Five states, two of them Tasks.
 const FIVE: &str = r#"{"StartAt": "Classify", "States": {
@@ -45,18 +44,7 @@ async fn run(
         latencies: Default::default(),
     });
     let queue = Arc::new(MemoryQueue::new("bench"));
-    let mut batch = Vec::new();
-    for i in 0..workflows {
-        batch.push(OutgoingMessage {
-            body: json!({"id": format!("e-{i}"), "source": "bench", "detail-type": "b", "detail": {"n": i}}).to_string(),
-            ..Default::default()
-        });
-        if batch.len() == 10 {
-            queue.send_batch(&batch).await.unwrap();
-            batch.clear();
-        }
-    }
-    queue.send_batch(&batch).await.unwrap();
+    common::fill(&queue, workflows, |i| json!({"n": i})).await;
     let queues = Arc::new(MemoryQueues::default());
     queues.add(queue.clone());
     let mut deps = Dependencies::memory(queues);

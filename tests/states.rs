@@ -97,13 +97,23 @@ fn branching(out_url: &str, topic_arn: &str) -> Value {
     })
 }
 
-/// The instance of event `id`, as the admin API shows it.
-fn instance(service: &Service, id: &str) -> Value {
+/// The instance of event `id` on route `route`, as the admin API shows it.
+fn instance_of(service: &Service, route: &str, id: &str) -> Value {
     service
         .workflows()
         .into_iter()
-        .find(|w| w["id"] == format!("r:{id}"))
+        .find(|w| w["id"] == format!("{route}:{id}"))
         .unwrap_or_default()
+}
+
+/// The names of an instance's steps, in order.
+fn step_names(record: &Value) -> Vec<&str> {
+    record["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -179,7 +189,7 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
     );
 
     // The journal: the output, each effect a step, the state path.
-    let done = instance(&service, &ok);
+    let done = instance_of(&service, "r", &ok);
     assert_eq!(done["status"], "succeeded", "{done}");
     assert!(done["output"]["MessageId"].is_string(), "{done}");
     assert_eq!(
@@ -187,12 +197,7 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
         json!(["Route", "Send", "Pause", "Announce"]),
         "{done}"
     );
-    let steps: Vec<&str> = done["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let steps = step_names(&done);
     assert_eq!(steps, ["Send", "Pause", "Announce"], "{done}");
     let shown = run(tugboat(&f.config)
         .args(["workflows", "show", &format!("r:{ok}")])
@@ -205,7 +210,7 @@ async fn a_definition_runs_its_tasks_waits_catches_and_fails_through_the_engine(
         shown.stdout,
         shown.stderr
     );
-    let caught_run = instance(&service, &caught);
+    let caught_run = instance_of(&service, "r", &caught);
     assert_eq!(
         caught_run["state"]["path"],
         json!(["Route", "SendThere", "Announce"]),
@@ -457,23 +462,10 @@ async fn the_out_of_memory_forwarder_seed_flow_reaches_mqtt_and_http() {
         ]
     );
     // The Parallel's two Tasks were called together, in one step.
-    let forwarded = service
-        .workflows()
-        .into_iter()
-        .find(|w| w["id"] == format!("oom:{}", oom["id"].as_str().unwrap()))
-        .unwrap();
-    let steps: Vec<&str> = forwarded["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let forwarded = instance_of(&service, "oom", oom["id"].as_str().unwrap());
+    let steps = step_names(&forwarded);
     assert_eq!(steps, ["Forward/0/ToMqtt+1"], "{forwarded}");
-    let quiet = service
-        .workflows()
-        .into_iter()
-        .find(|w| w["id"] == format!("oom:{}", exited["id"].as_str().unwrap()))
-        .unwrap();
+    let quiet = instance_of(&service, "oom", exited["id"].as_str().unwrap());
     assert_eq!(
         quiet["state"]["path"],
         json!(["OutOfMemory?", "NotOurs"]),
@@ -562,12 +554,7 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
         .unwrap_or_else(|| panic!("{started}"));
     let ip = task["ip"].as_str().unwrap();
     // The child's steps are the Task's, each journaled under the state's name.
-    let steps: Vec<&str> = started["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
+    let steps = step_names(&started);
     assert_eq!(steps.first(), Some(&"StartTask/run-task"), "{steps:?}");
     assert!(
         steps.contains(&"StartTask/register-target") && steps.last() == Some(&"AnnounceStarted"),
@@ -603,11 +590,8 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
         .filter_map(Value::as_str)
         .collect();
     assert_eq!(path, ["StartTask", "AnnounceFailure", "Failed"], "{failed}");
-    let undo: Vec<&str> = failed["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["name"].as_str())
+    let undo: Vec<&str> = step_names(&failed)
+        .into_iter()
         .filter(|n| n.contains("/undo/"))
         .collect();
     assert!(undo.iter().any(|n| n.contains("stop-task")), "{failed}");
@@ -663,15 +647,6 @@ async fn the_ecs_start_seed_flow_starts_a_task_and_its_catch_compensates_a_failu
     assert_eq!(service.terminate().0, 0);
 }
 
-/// The instance of event `id` on route `route`.
-fn instance_of(service: &Service, route: &str, id: &str) -> Value {
-    service
-        .workflows()
-        .into_iter()
-        .find(|w| w["id"] == format!("{route}:{id}"))
-        .unwrap_or_default()
-}
-
 /// DynamoDB items through a definition: a conditional put, a read, an update that counts,
 /// and a second put of the same key refused (`DynamoDB.ConditionalCheckFailedException`,
 /// caught).
@@ -714,7 +689,7 @@ async fn dynamodb_tasks_put_read_update_and_name_a_refused_condition() {
         async || succeeded(&service) == 1,
     )
     .await;
-    let run = instance(&service, &id);
+    let run = instance_of(&service, "r", &id);
     let output = &run["output"];
     assert_eq!(output["read"], json!({"count": "1"}), "{run}");
     assert_eq!(

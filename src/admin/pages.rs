@@ -719,21 +719,15 @@ pub fn workflow_page(view: &Value, page: &BuiltPage, console: &Console) -> Strin
 /// The states an instance went through, when its state lists them as `path` (a definition's
 /// run: `Route → Send → Pause`), as a fact of the instance page.
 fn state_path(state: &serde_json::Value) -> String {
-    let Some(path) = state.get("path").and_then(|p| p.as_array()) else {
-        return String::new();
-    };
-    let names: Vec<String> = path
-        .iter()
-        .filter_map(|n| n.as_str())
-        .map(|n| format!("<li>{}</li>", esc(n)))
-        .collect();
+    let names = crate::contract::state_path(state);
     if names.is_empty() {
         return String::new();
     }
-    format!(
-        "<dt>state path</dt><dd><ol class=\"path\">{}</ol></dd>",
-        names.join("")
-    )
+    let items: String = names
+        .iter()
+        .map(|n| format!("<li>{}</li>", esc(n)))
+        .collect();
+    format!("<dt>state path</dt><dd><ol class=\"path\">{items}</ol></dd>")
 }
 
 #[cfg(test)]

@@ -298,12 +298,10 @@ fn print_record(r: &Record) {
             e.steps.len()
         );
     }
-    // A definition's run lists the states it entered (`state.path`).
-    if let Some(path) = r.state.get("path").and_then(|p| p.as_array()) {
-        let names: Vec<&str> = path.iter().filter_map(|n| n.as_str()).collect();
-        if !names.is_empty() {
-            println!("path:      {}", names.join(" → "));
-        }
+    // A definition's run lists the states it entered.
+    let path = crate::contract::state_path(&r.state);
+    if !path.is_empty() {
+        println!("path:      {}", path.join(" → "));
     }
     println!("steps (run {}):", r.generation);
     for s in &r.steps {

@@ -255,6 +255,19 @@ pub fn run_key(workflow_id: &str, generation: u32, continued: u32, step: &str) -
     hex::encode(&Sha256::digest(text)[..16])
 }
 
+/// The states a run went through, where its workflow keeps them in its state as `path` (a
+/// list of names: a States Language definition's run); empty for the others. The console and
+/// `tugboat workflows show` list them.
+pub fn state_path(state: &Value) -> Vec<&str> {
+    state
+        .get("path")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
 /// Where an instance's progress is kept, as its workflow declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Durability {

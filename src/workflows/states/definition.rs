@@ -97,6 +97,11 @@ impl Resource {
     pub fn arn(self) -> &'static str {
         Resource::ALL.iter().find(|(r, _)| *r == self).map_or("", |(_, a)| a)
     }
+
+    /// The resource a Task's `Resource` field names, if tugboat runs it.
+    pub fn from_arn(arn: &str) -> Option<Resource> {
+        Resource::ALL.iter().find(|(_, a)| *a == arn).map(|(r, _)| *r)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -442,7 +447,7 @@ impl State {
             "Pass" => Kind::Pass { parameters: template("Parameters")?, result: f("Result").cloned(), result_path: result_path()? },
             "Task" => {
                 let arn = f("Resource").and_then(Value::as_str).ok_or_else(|| format!("{}: a resource is required", ptr("Resource")))?;
-                let resource = Resource::ALL.iter().find(|(_, a)| *a == arn).map(|(r, _)| *r).ok_or_else(|| {
+                let resource = Resource::from_arn(arn).ok_or_else(|| {
                     let known: Vec<&str> = Resource::ALL.iter().map(|(_, a)| *a).collect();
                     format!("{}: {arn:?} is not a resource tugboat runs ({})", ptr("Resource"), known.join(", "))
                 })?;

@@ -266,47 +266,46 @@ pub fn decide(definition: &Definition, execution: &mut Execution, ecs: Option<&d
         }
         let (replayed, path) = replay(definition, execution);
         execution.path = path;
-        let replayed = match replayed {
+        let first = match replayed {
+            Replayed::Finished(Ok(output)) => return Next::Complete(output),
+            Replayed::Finished(Err(e)) => return Next::Fail(format!("{}: {}", e.error, e.cause)),
             Replayed::Next(pending) if batchable(&pending) => return Next::Run(batch(pending)),
-            Replayed::Next(mut pending) => Replayed::Next(vec![pending.remove(0)]),
-            finished => finished,
+            Replayed::Next(mut pending) => pending.remove(0),
         };
-        return match replayed {
-            Replayed::Finished(Ok(output)) => Next::Complete(output),
-            Replayed::Finished(Err(e)) => Next::Fail(format!("{}: {}", e.error, e.cause)),
-            Replayed::Next(mut pending) => match pending.remove(0) {
-            Pending::Task { effect, visit: _, resource: Resource::EcsRunTaskSync, payload } => {
-                let Some(ecs) = ecs else {
-                    execution.done.insert(effect, failed("Tugboat.Permanent", "this service runs no ecs:runTask.sync (no [services])"));
-                    continue;
-                };
-                let started = child_event(&effect, &execution.input, &payload).and_then(|(event, params)| ecs.start(&event, &params));
-                match started {
-                    Err(reason) => {
-                        execution.done.insert(effect, failed("Tugboat.Permanent", reason));
-                        continue;
-                    }
-                    Ok(t) => {
-                        execution.child = Some(Child { effect, state: t.state, undo: Vec::new(), failure: None });
-                        match child_next(execution, t.next, ecs) {
-                            Some(decision) => decision,
-                            None => continue,
-                        }
-                    }
-                }
-            }
+        return match first {
+            Pending::Task { effect, resource: Resource::EcsRunTaskSync, payload, .. } => match start_child(execution, effect, &payload, ecs) {
+                Some(decision) => decision,
+                // Ended at once (refused, or done without a step): the replay goes on.
+                None => continue,
+            },
             Pending::Task { effect, visit, resource, payload } => {
                 let step = Step::Task { effect: effect.clone(), visit, resource: resource.arn().to_string(), payload };
                 Next::Run(Act::handler(effect, step).retry(effect_policy()))
             }
-            Pending::Sleep { effect, duration } => {
-                Next::Run(Act::sleep(effect.clone(), Step::Wait { effect }, duration, None))
-            }
+            Pending::Sleep { effect, duration } => Next::Run(Act::sleep(effect.clone(), Step::Wait { effect }, duration, None)),
             Pending::Clock { effect, until } => {
                 Next::Run(Act::handler(clock_key(&effect), Step::Clock { effect, until }).retry(effect_policy()))
             }
-            },
         };
+    }
+}
+
+/// Starts an `ecs:runTask.sync` Task's child workflow: its first step, or `None` when the
+/// Task's answer is already recorded (a refusal, or a child that ended without a step).
+fn start_child(execution: &mut Execution, effect: String, payload: &Value, ecs: Option<&dyn Workflow>) -> Option<Decision<Step>> {
+    let Some(ecs) = ecs else {
+        execution.done.insert(effect, failed("Tugboat.Permanent", "this service runs no ecs:runTask.sync (no [services])"));
+        return None;
+    };
+    match child_event(&effect, &execution.input, payload).and_then(|(event, params)| ecs.start(&event, &params)) {
+        Err(reason) => {
+            execution.done.insert(effect, failed("Tugboat.Permanent", reason));
+            None
+        }
+        Ok(t) => {
+            execution.child = Some(Child { effect, state: t.state, undo: Vec::new(), failure: None });
+            child_next(execution, t.next, ecs)
+        }
     }
 }
 

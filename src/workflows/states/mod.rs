@@ -85,10 +85,7 @@ impl States {
     /// is tried again, not the engine: every failure is final to it (its name says whether it
     /// is worth a retry).
     async fn call_task(&self, ctx: StepContext<'_>, visit: &str, resource: &str, payload: &Value) -> Result<Value, StepError> {
-        let resource = Resource::ALL
-            .iter()
-            .find(|(_, arn)| *arn == resource)
-            .map(|(r, _)| *r)
+        let resource = Resource::from_arn(resource)
             .ok_or_else(|| StepError::permanent(format!("Tugboat.Permanent: {resource} is not a resource of this build")))?;
         let key = run_key(ctx.workflow_id, ctx.generation, ctx.continued, visit);
         self.reach.call(resource, payload, &key).await.map_err(|e| StepError { retryable: false, retry_after: None, ..e })
@@ -212,7 +209,7 @@ impl Flow for States {
     }
 
     fn advance(&self, execution: &mut Execution, step: Step, outcome: Result<Value, StepError>) -> Decision<Step> {
-        let Some(definition) = self.definition(&execution.definition).cloned() else {
+        let Some(definition) = self.definition(&execution.definition) else {
             return Next::Fail(format!("definition {:?} is no longer configured", execution.definition));
         };
         if let Step::Child { action, .. } = &step {
@@ -225,7 +222,7 @@ impl Flow for States {
         } else if let Err(e) = flow::record(execution, step, outcome) {
             return Next::Fail(e);
         }
-        flow::decide(&definition, execution, self.ecs.as_deref())
+        flow::decide(definition, execution, self.ecs.as_deref())
     }
 
     fn compensation(&self, execution: &Execution) -> Vec<crate::contract::Act<Step>> {

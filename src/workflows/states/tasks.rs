@@ -96,12 +96,8 @@ fn permanent(cause: impl std::fmt::Display) -> StepError {
 }
 
 /// A port's failure, named by whether it is worth another attempt.
-fn port(e: StepError) -> StepError {
-    if e.retryable {
-        task_error("Tugboat.Retryable", e.message, true)
-    } else {
-        permanent(e.message)
-    }
+fn port(message: impl std::fmt::Display, retryable: bool) -> StepError {
+    if retryable { task_error("Tugboat.Retryable", message, true) } else { permanent(message) }
 }
 
 fn text<'a>(payload: &'a Value, field: &str) -> Result<&'a str, StepError> {
@@ -177,7 +173,7 @@ impl Reach {
             Some(other) => return Err(permanent(format!("Parameters.Subject must be a string, got {other}"))),
         };
         let attributes = attributes(payload)?;
-        let id = self.notifier.publish_to(topic, subject, message, key, &attributes).await.map_err(port)?;
+        let id = self.notifier.publish_to(topic, subject, message, key, &attributes).await.map_err(|e| port(e.message, e.retryable))?;
         Ok(json!({"MessageId": id}))
     }
 
@@ -185,7 +181,7 @@ impl Reach {
         if let Some(q) = self.opened.lock().unwrap_or_else(|e| e.into_inner()).get(url) {
             return Ok(q.clone());
         }
-        let q = self.queues.open(url).await.map_err(|e| port(StepError { message: format!("queue {url}: {}", e.message), retryable: e.retryable, retry_after: None }))?;
+        let q = self.queues.open(url).await.map_err(|e| port(format!("queue {url}: {}", e.message), e.retryable))?;
         self.opened.lock().unwrap_or_else(|e| e.into_inner()).insert(url.to_string(), q.clone());
         Ok(q)
     }
@@ -211,7 +207,7 @@ impl Reach {
         };
         let outgoing = OutgoingMessage { body: body(message), attributes: attributes(payload)?, group_id, deduplication_id, delay };
         let queue = self.queue(url).await?;
-        let id = queue.send(&outgoing).await.map_err(|e| port(StepError { message: e.message, retryable: e.retryable, retry_after: None }))?;
+        let id = queue.send(&outgoing).await.map_err(|e| port(e.message, e.retryable))?;
         Ok(json!({"MessageId": id}))
     }
 
@@ -259,9 +255,7 @@ impl Reach {
         };
         let broker = self.mqtt.broker(name, settings).map_err(permanent)?;
         let publication = Publication { topic: topic.to_string(), payload: body(message), qos, retain };
-        broker.publish(publication).await.map_err(|e| {
-            if e.retryable { task_error("Tugboat.Retryable", e.message, true) } else { permanent(e.message) }
-        })?;
+        broker.publish(publication).await.map_err(|e| port(e.message, e.retryable))?;
         Ok(json!({"Topic": topic}))
     }
 }
@@ -271,7 +265,7 @@ impl Reach {
 /// another attempt.
 fn dynamodb_error(e: StepError) -> StepError {
     if e.retryable {
-        return task_error("Tugboat.Retryable", e.message, true);
+        return port(e.message, true);
     }
     // The adapter's message is `Operation: Code: message`.
     let code = e.message.split(": ").nth(1).filter(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric()));
