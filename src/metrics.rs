@@ -170,16 +170,21 @@ impl Metrics {
         let Some(outcome) = outcome(record) else {
             return;
         };
+        let took = record.updated_ms.saturating_sub(record.created_ms);
+        self.ended_as(&record.route, &record.workflow, outcome, took);
+    }
+
+    /// Counts an instance of `workflow` on `route` that ended with `outcome` after `took_ms`.
+    pub fn ended_as(&self, route: &str, workflow: &str, outcome: &str, took_ms: u64) {
         let labels = EndLabels {
-            route: record.route.clone(),
-            workflow: record.workflow.clone(),
+            route: route.into(),
+            workflow: workflow.into(),
             outcome: outcome.into(),
         };
         self.finished.get_or_create(&labels).inc();
-        let took = record.updated_ms.saturating_sub(record.created_ms);
         self.workflow_seconds
             .get_or_create(&labels)
-            .observe(took as f64 / 1000.0);
+            .observe(took_ms as f64 / 1000.0);
     }
 
     pub fn started(&self, route: &str, workflow: &str) {

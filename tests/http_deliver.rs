@@ -434,3 +434,107 @@ async fn a_redirect_is_not_followed_and_the_credentials_stay_home() {
     );
     h.app.stop().await;
 }
+
+/// The `n` fields of the events a request carried (an array's elements, or the one body).
+fn ns(seen: &Seen) -> Vec<u64> {
+    let events = match &seen.body {
+        Value::Array(events) => events.clone(),
+        one => vec![one.clone()],
+    };
+    events
+        .iter()
+        .map(|e| e["detail"]["n"].as_u64().unwrap())
+        .collect()
+}
+
+#[actix_rt::test]
+async fn a_batching_destination_sends_arrays_and_every_event_arrives() {
+    let (r, port) = receiver().await;
+    let h = start_http(&config(
+        port,
+        "rate_limit_per_second = 0\nbatch = { max_events = 10, max_wait = \"300ms\" }",
+    ))
+    .await;
+    for n in 0..25 {
+        h.send(&test_event(n)).await;
+    }
+    until("all 25 delivered", 20, || h.queue.deleted() == 25).await;
+    let seen = r.seen();
+    let mut all: Vec<u64> = seen.iter().flat_map(ns).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..25).collect::<Vec<u64>>(), "each event once");
+    assert!(
+        seen.iter().all(|s| s.body.is_array() && ns(s).len() <= 10),
+        "arrays of at most 10: {:?}",
+        seen.iter().map(|s| ns(s).len()).collect::<Vec<_>>()
+    );
+    assert!(
+        seen.len() >= 3 && seen.len() < 25,
+        "{} requests",
+        seen.len()
+    );
+    assert!(h.dlq.is_empty());
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_refused_batch_is_retried_for_each_of_its_events() {
+    let (r, port) = receiver().await;
+    r.answer(503, None, "busy");
+    let h = start_http(&config(
+        port,
+        "rate_limit_per_second = 0\nbatch = { max_events = 3, max_wait = \"2s\" }",
+    ))
+    .await;
+    for n in 0..3 {
+        h.send(&test_event(n)).await;
+    }
+    until("all 3 delivered", 30, || h.queue.deleted() == 3).await;
+    let seen = r.seen();
+    assert_eq!(ns(&seen[0]).len(), 3, "the first request carried all three");
+    // Each event came again in a later (200) request; none was lost or dead-lettered.
+    let mut again: Vec<u64> = seen[1..].iter().flat_map(ns).collect();
+    again.sort_unstable();
+    assert_eq!(again, [0, 1, 2]);
+    assert!(h.dlq.is_empty());
+    for n in 0..3 {
+        let record = h.app.record(&format!("test:ev-{n}"));
+        assert_eq!(
+            record.steps[0].attempts, 2,
+            "journaled at its failed attempt"
+        );
+    }
+    h.app.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_batch_stays_under_max_bytes_and_a_larger_body_goes_alone() {
+    let (r, port) = receiver().await;
+    let h = start_http(&config(
+        port,
+        "rate_limit_per_second = 0\nbatch = { max_events = 100, max_bytes = 1024, max_wait = \"300ms\" }",
+    ))
+    .await;
+    let padded = |n: usize, pad: usize| {
+        json!({"version": "0", "id": format!("ev-{n}"), "source": "test", "detail-type": "t",
+            "detail": {"n": n, "pad": "x".repeat(pad)}})
+        .to_string()
+    };
+    for n in 0..6 {
+        h.send(&padded(n, 300)).await;
+    }
+    h.send(&padded(6, 2000)).await;
+    until("all 7 delivered", 20, || h.queue.deleted() == 7).await;
+    let seen = r.seen();
+    for s in &seen {
+        let size = serde_json::to_vec(&s.body).unwrap().len();
+        let n = ns(s);
+        assert!(size <= 1024 || n == [6], "{size} bytes for {n:?}");
+    }
+    let alone = seen.iter().find(|s| ns(s).contains(&6)).unwrap();
+    assert_eq!(ns(alone), [6], "the large body in an array of its own");
+    let mut all: Vec<u64> = seen.iter().flat_map(ns).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..7).collect::<Vec<u64>>());
+    h.app.stop().await;
+}

@@ -168,7 +168,7 @@ impl Index {
             // The deliveries that ended before the console followed, with no record.
             let first = !self.lock().scanned_once;
             if first {
-                for r in state.dispatcher.engine().recent.list().iter().rev() {
+                for r in state.dispatcher.engine().recent_list().iter().rev() {
                     if !self.lock().by_id.contains_key(&r.id) {
                         let mut s = r.summary();
                         s.journaled = false;
@@ -376,7 +376,7 @@ pub async fn instance(state: &AdminState, id: &str) -> Result<InstanceView, ApiE
     let record = match state.journal.get(id).await {
         Ok(Some(r)) => r,
         // One of the last deliveries that went well with their message as their record.
-        Ok(None) => match state.dispatcher.engine().recent.get(id) {
+        Ok(None) => match state.dispatcher.engine().recent(id) {
             Some(r) => (*r).clone(),
             None => return Err(ApiError::not_found(format!("no workflow {id}"))),
         },

@@ -322,6 +322,29 @@ pub trait Workflow: Send + Sync {
 
     /// Performs the step of a [`Call::Handler`] action through the workflow's ports.
     async fn perform(&self, ctx: StepContext<'_>, step: &Value) -> Result<Value, StepError>;
+
+    /// A [`Durability::Message`] workflow's run while it goes well, with nothing made for a
+    /// journal: the start, its first step performed (attempt 1 of generation 0) and the
+    /// advance after it, in the workflow's own types. [`Direct::Done`] when that was the
+    /// whole run and it succeeded; otherwise [`Direct::Journal`], and the engine runs the
+    /// instance from its start as any other, its first attempt's outcome the one given. The
+    /// default makes no direct run.
+    async fn run_direct(&self, event: &Value, params: &Value, workflow_id: &str) -> Direct {
+        let _ = (event, params, workflow_id);
+        Direct::Journal(None)
+    }
+}
+
+/// What [`Workflow::run_direct`] came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Direct {
+    /// The run succeeded in its one step: the step's name and its result (what the engine
+    /// would have journaled as the step's output).
+    Done { step: String, result: Value },
+    /// Not a run that ended well in one step: the start failed or ended at once, the step
+    /// failed, or more follows. The attempt that was made, if one was: its step's name and
+    /// outcome.
+    Journal(Option<(String, Result<Value, StepError>)>),
 }
 
 /// How many polls `interval` apart fit in `timeout` (at least one): waits are bounded by poll

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{
-    Action, Call, Durability, Next, RetryPolicy, StepContext, StepError, Topic, Transition,
+    Action, Call, Direct, Durability, Next, RetryPolicy, StepContext, StepError, Topic, Transition,
     Workflow,
 };
 
@@ -256,6 +256,39 @@ impl<F: Flow> Workflow for Typed<F> {
             StepError::permanent(format!("journaled step {} does not parse: {e}", ctx.step))
         })?;
         self.0.perform(ctx, &step).await
+    }
+
+    async fn run_direct(&self, event: &Value, params: &Value, workflow_id: &str) -> Direct {
+        if F::DURABILITY != Durability::Message {
+            return Direct::Journal(None);
+        }
+        // The start as the lifecycle would take it; anything but a handler's step goes the
+        // journaled way (which takes the start again and decides what it means).
+        let Ok((mut state, Next::Run(act))) = self.0.start(event, params) else {
+            return Direct::Journal(None);
+        };
+        if act.call != Call::Handler {
+            return Direct::Journal(None);
+        }
+        let ctx = StepContext {
+            workflow_id,
+            step: &act.name,
+            attempt: 1,
+            generation: 0,
+            continued: 0,
+            event,
+        };
+        let result = match self.0.perform(ctx, &act.step).await {
+            Ok(result) => result,
+            Err(e) => return Direct::Journal(Some((act.name, Err(e)))),
+        };
+        match self.0.advance(&mut state, act.step, Ok(result.clone())) {
+            Next::Complete(_) => Direct::Done {
+                step: act.name,
+                result,
+            },
+            _ => Direct::Journal(Some((act.name, Ok(result)))),
+        }
     }
 }
 

@@ -17,12 +17,13 @@ use futures::FutureExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::Engine;
 pub use super::lifecycle::Redrive;
 use super::lifecycle::{self, Arrival, Delivery, Failure, Lifecycle, Started};
 use super::runner::{self, RunResult};
-use crate::contract::Durability;
+use crate::contract::{Direct, Durability, StepError};
 use crate::events::Event;
 use crate::journal::{Origin, Record, Status};
 
@@ -96,6 +97,9 @@ struct Running {
     /// write), and whether its first attempt is already in it; a restart after a panic
     /// reads the journal.
     fresh: Option<(Box<Record>, bool)>,
+    /// The outcome of the first attempt, when a direct run made it (see
+    /// [`Dispatcher::run_direct`]): the run from the record takes it as that attempt's.
+    first: Option<Result<Value, StepError>>,
     /// The route that started it, for a failure that has no record to name it.
     route: String,
 }
@@ -158,6 +162,7 @@ impl Dispatcher {
                         span: tracing::Span::none(),
                         waiters: vec![tx],
                         fresh: None,
+                        first: None,
                         route: req.route.clone(),
                     };
                     running.insert(id.clone(), entry);
@@ -225,7 +230,20 @@ impl Dispatcher {
         if let Some(r) = self.running().get_mut(&id) {
             r.span = span.clone();
         }
-        use tracing::Instrument;
+        if unjournaled && !self.engine.shutting_down() {
+            match self
+                .run_direct(&id, &mut req)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(result) => return self.finish_unclaimed(&id, result),
+                Err(first) => {
+                    if let Some(r) = self.running().get_mut(&id) {
+                        r.first = first;
+                    }
+                }
+            }
+        }
         match self
             .prepare(&id, &mut req, found, unjournaled)
             .instrument(span)
@@ -253,6 +271,117 @@ impl Dispatcher {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The run of a new instance whose message is its record, while it goes well: no
+    /// record is made, the workflow takes the event in its own types
+    /// ([`crate::contract::Workflow::run_direct`]), and a success is counted and kept among
+    /// the [`super::Recent`] (the record shown for it is made only when someone looks).
+    /// `Err(first)`: it was not a run that ended well in one step; the instance runs from a
+    /// record as any other, `first` its first attempt's outcome if one was made. In the
+    /// kind's concurrency limit, and a panic is caught: with nothing journaled, it fails the
+    /// delivery with the reason (as a panic of an unjournaled run does).
+    async fn run_direct(
+        &self,
+        id: &str,
+        req: &mut StartRequest,
+    ) -> Result<RunResult, Option<Result<Value, StepError>>> {
+        let Some(logic) = self.engine.registry.get(&req.workflow).cloned() else {
+            return Err(None);
+        };
+        let _permit = match self.engine.limit(&req.workflow) {
+            Some(limit) => limit.acquire_owned().await.ok(),
+            None => None,
+        };
+        let started_ms = self.engine.clock.now_ms();
+        let span = tracing::info_span!(
+            "step",
+            otel.name = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            workflow.id = %id,
+            workflow.route = %req.route,
+            step.name = tracing::field::Empty,
+            step.attempt = 1,
+            step.compensation = false,
+            outcome = tracing::field::Empty,
+            error.message = tracing::field::Empty,
+        );
+        crate::failpoint::hit("step-journaled");
+        let called = std::time::Instant::now();
+        let direct = AssertUnwindSafe(logic.run_direct(&req.event.body, &req.params, id))
+            .catch_unwind()
+            .instrument(span.clone())
+            .await;
+        let direct = match direct {
+            Ok(direct) => direct,
+            Err(panic) => {
+                let panic = panic_message(panic.as_ref());
+                tracing::error!(
+                    workflow_id = id,
+                    "workflow panicked before it was journaled: {panic}"
+                );
+                self.engine.metrics.started(&req.route, &req.workflow);
+                let reason = format!("panicked: {panic}");
+                return Ok(RunResult::Failed(Failure::bare(
+                    id,
+                    &req.workflow,
+                    &req.route,
+                    reason,
+                    0,
+                )));
+            }
+        };
+        crate::failpoint::hit("step-called");
+        let took = called.elapsed();
+        match direct {
+            Direct::Done { step, result } => {
+                span.record("otel.name", format!("{} {step}", req.workflow));
+                span.record("step.name", step.as_str());
+                span.record("outcome", "ok");
+                let metrics = &self.engine.metrics;
+                metrics.started(&req.route, &req.workflow);
+                metrics.step(&req.workflow, &step, took, "ok");
+                let origin = Origin {
+                    route: std::mem::take(&mut req.route),
+                    queue: std::mem::take(&mut req.queue),
+                    message_id: std::mem::take(&mut req.message_id),
+                    trace: req.trace.take(),
+                };
+                let ended_ms = self.engine.clock.now_ms();
+                self.engine.delivered(super::Delivered {
+                    id: id.to_owned(),
+                    workflow: std::mem::take(&mut req.workflow),
+                    origin,
+                    input: std::mem::take(&mut req.event.body),
+                    params: std::mem::take(&mut req.params),
+                    result,
+                    started_ms,
+                    ended_ms,
+                });
+                Ok(RunResult::Succeeded)
+            }
+            Direct::Journal(first) => {
+                // Timed and counted as the run's attempt would have been; the run from the
+                // record takes its outcome (and counts nothing more for it).
+                let Some((step, outcome)) = first else {
+                    return Err(None);
+                };
+                let name = match &outcome {
+                    Ok(_) => "ok",
+                    Err(e) if e.retryable => "retryable",
+                    Err(_) => "failed",
+                };
+                span.record("otel.name", format!("{} {step}", req.workflow));
+                span.record("step.name", step.as_str());
+                span.record("outcome", name);
+                if let Err(e) = &outcome {
+                    span.record("otel.status_code", "ERROR");
+                    span.record("error.message", e.message.as_str());
+                }
+                self.engine.metrics.step(&req.workflow, &step, took, name);
+                Err(Some(outcome))
             }
         }
     }
@@ -397,17 +526,15 @@ impl Dispatcher {
             Some(limit) => limit.acquire_owned().await.ok(),
             None => None,
         };
-        let fresh = self
-            .running()
-            .get_mut(id)
-            .and_then(|r| r.fresh.take())
-            .map(|(r, fresh)| (*r, fresh));
+        let (fresh, first) = match self.running().get_mut(id) {
+            Some(r) => (r.fresh.take().map(|(r, fresh)| (*r, fresh)), r.first.take()),
+            None => (None, None),
+        };
         let span = self
             .running()
             .get(id)
             .map_or_else(tracing::Span::none, |r| r.span.clone());
-        use tracing::Instrument;
-        let panic = match AssertUnwindSafe(runner::drive(&self.engine, id, fresh))
+        let panic = match AssertUnwindSafe(runner::drive(&self.engine, id, fresh, first))
             .catch_unwind()
             .instrument(span)
             .await
@@ -477,6 +604,7 @@ impl Dispatcher {
                     span: tracing::Span::none(),
                     waiters: Vec::new(),
                     fresh: None,
+                    first: None,
                     route: String::new(),
                 },
             );

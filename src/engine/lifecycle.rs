@@ -204,6 +204,42 @@ pub enum Note {
     Cancelling { by: String },
 }
 
+/// The record of a run that went well in its one attempt with nothing journaled (a delivery
+/// whose message was its record, run directly: [`crate::contract::Workflow::run_direct`]):
+/// what the lifecycle makes of it, taken from its start at `started_ms` through that
+/// attempt's `result` at `ended_ms`, so that the console shows it as any record.
+pub fn delivered(
+    logic: Option<&dyn Workflow>,
+    options: &EngineOptions,
+    record: &mut Record,
+    result: Value,
+    (started_ms, ended_ms): (u64, u64),
+) {
+    let mut lifecycle = Lifecycle::new(logic, options);
+    if lifecycle.start(record, started_ms) != (Started::Run { fresh: true }) {
+        return;
+    }
+    lifecycle.resume_fresh(record);
+    let turn = || Input::Turn {
+        cancel: None,
+        shutting_down: false,
+    };
+    let (mut input, mut now, mut result) = (turn(), started_ms, Some(result));
+    // A start, its attempt, the outcome, the end: a few turns (bounded all the same).
+    for _ in 0..8 {
+        let next = (lifecycle.apply(record, input, now).into_iter()).find_map(|e| match e {
+            Effect::Perform { .. } => result.take().map(|r| Input::Outcome(Ok(r))),
+            Effect::Turn => Some(turn()),
+            _ => None,
+        });
+        match next {
+            Some(next) => input = next,
+            None => return,
+        }
+        now = ended_ms;
+    }
+}
+
 /// The lifecycle of one run of one instance: the workflow it is of, the engine's options and
 /// what the run remembers between inputs (nothing of which needs to survive a crash).
 pub struct Lifecycle<'a> {

@@ -81,36 +81,54 @@ pub struct Engine {
 /// How many instances that ended without a journal record the console keeps (newest).
 pub const RECENT: usize = 1000;
 
+/// A delivery that went well in its direct run ([`crate::contract::Workflow::run_direct`]),
+/// with nothing made for a journal: what its record is made from when someone looks.
+#[derive(Debug)]
+pub(crate) struct Delivered {
+    pub id: String,
+    pub workflow: String,
+    pub origin: crate::journal::Origin,
+    pub input: serde_json::Value,
+    pub params: serde_json::Value,
+    /// Its one step's result.
+    pub result: serde_json::Value,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+}
+
+/// One of the [`Recent`]: the record a run left in memory, or a direct run's facts.
+#[derive(Debug)]
+enum Kept {
+    Record(Arc<Record>),
+    Delivered(Box<Delivered>),
+}
+
+impl Kept {
+    fn id(&self) -> &str {
+        match self {
+            Kept::Record(r) => &r.id,
+            Kept::Delivered(d) => &d.id,
+        }
+    }
+}
+
 /// The last [`RECENT`] instances that ended without a journal record (deliveries whose message
-/// was their record): what the console shows of them once they are gone.
+/// was their record): what the console shows of them once they are gone. A direct run keeps
+/// its facts, and its record is made from them by the lifecycle when asked
+/// ([`Engine::recent`]): a delivery makes no record nobody reads.
 #[derive(Debug, Default)]
-pub struct Recent(std::sync::Mutex<std::collections::VecDeque<Arc<Record>>>);
+pub struct Recent(std::sync::Mutex<std::collections::VecDeque<Kept>>);
 
 impl Recent {
-    fn push(&self, record: Record) {
-        let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() >= RECENT {
-            recent.pop_front();
-        }
-        recent.push_back(Arc::new(record));
-    }
-
-    /// The record of `id`, if it is one of them, with its steps' keys (see
-    /// [`Record::keys_deferred`]).
-    pub fn get(&self, id: &str) -> Option<Arc<Record>> {
-        let found = {
-            let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
-            recent.iter().rev().find(|r| r.id == id).cloned()
-        }?;
-        let mut record = Arc::unwrap_or_clone(found);
-        record.fill_keys();
-        Some(Arc::new(record))
-    }
-
-    /// All of them, newest first.
-    pub fn list(&self) -> Vec<Arc<Record>> {
-        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        recent.iter().rev().cloned().collect()
+    fn push(&self, kept: Kept) {
+        let old = {
+            let mut recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let old = (recent.len() >= RECENT).then(|| recent.pop_front());
+            recent.push_back(kept);
+            old
+        };
+        // Dropped outside the lock (an event's tree is freed node by node).
+        drop(old);
     }
 }
 
@@ -236,7 +254,57 @@ impl Engine {
             summary.journaled = false;
             let _ = self.updates.send(Arc::new(summary));
         }
-        self.recent.push(record);
+        self.recent.push(Kept::Record(Arc::new(record)));
+    }
+
+    /// A delivery's direct run went well: counted as a journaled success is, sent to whoever
+    /// watches, and kept among the [`Recent`] ones.
+    pub(crate) fn delivered(&self, delivered: Delivered) {
+        let took = delivered.ended_ms.saturating_sub(delivered.started_ms);
+        let route = &delivered.origin.route;
+        (self.metrics).ended_as(route, &delivered.workflow, "succeeded", took);
+        if self.updates.receiver_count() > 0 {
+            let mut summary = self.view(&delivered).summary();
+            summary.journaled = false;
+            let _ = self.updates.send(Arc::new(summary));
+        }
+        self.recent.push(Kept::Delivered(Box::new(delivered)));
+    }
+
+    /// The record of `id` if it is one of the [`Recent`], with its steps' keys (see
+    /// [`Record::keys_deferred`]).
+    pub fn recent(&self, id: &str) -> Option<Arc<Record>> {
+        let recent = self.recent.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut record = match recent.iter().rev().find(|k| k.id() == id)? {
+            Kept::Record(r) => Record::clone(r),
+            Kept::Delivered(d) => self.view(d),
+        };
+        drop(recent);
+        record.fill_keys();
+        Some(Arc::new(record))
+    }
+
+    /// The records of all the [`Recent`], newest first.
+    pub fn recent_list(&self) -> Vec<Arc<Record>> {
+        let recent = self.recent.0.lock().unwrap_or_else(|e| e.into_inner());
+        (recent.iter().rev())
+            .map(|k| match k {
+                Kept::Record(r) => r.clone(),
+                Kept::Delivered(d) => Arc::new(self.view(d)),
+            })
+            .collect()
+    }
+
+    /// What the lifecycle makes of a direct run that went well: its record, as it would have
+    /// been had it run from one.
+    fn view(&self, d: &Delivered) -> Record {
+        let (input, params) = (d.input.clone(), d.params.clone());
+        let mut record = Record::new(&d.id, &d.workflow, d.origin.clone(), input, params);
+        record.created_ms = d.started_ms;
+        let logic = self.registry.get(&d.workflow).map(|w| w.as_ref());
+        let (result, took) = (d.result.clone(), (d.started_ms, d.ended_ms));
+        lifecycle::delivered(logic, &self.options, &mut record, result, took);
+        record
     }
 
     /// The concurrency limit of a workflow kind.

@@ -33,7 +33,14 @@ use crate::journal::{Record, Status};
 /// without writes while it goes well: the attempt, transition and success checkpoints are
 /// passed by, not written. Anything else (a failed attempt's back-off, a failure, a cancel,
 /// a wait) journals the record there, claimed first, and the run goes on journaled.
-pub async fn drive(engine: &Engine, id: &str, start: Option<(Record, bool)>) -> RunResult {
+/// `first`: the outcome of its first attempt, made already by its direct run
+/// ([`crate::contract::Workflow::run_direct`]), taken as that attempt's rather than made again.
+pub async fn drive(
+    engine: &Engine,
+    id: &str,
+    start: Option<(Record, bool)>,
+    mut first: Option<Result<Value, StepError>>,
+) -> RunResult {
     let is_fresh = start.as_ref().is_some_and(|(_, fresh)| *fresh);
     let mut record = match start {
         Some((r, _)) => r,
@@ -92,6 +99,13 @@ pub async fn drive(engine: &Engine, id: &str, start: Option<(Record, bool)>) -> 
                         }
                     }
                     next = Some(back_off(engine, &record, delay).await);
+                }
+                Effect::Perform {
+                    attempt: 1,
+                    undoing: false,
+                    ..
+                } if first.is_some() => {
+                    next = first.take().map(Input::Outcome);
                 }
                 Effect::Perform {
                     action,

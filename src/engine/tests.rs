@@ -160,6 +160,28 @@ async fn engine_for(
     journal: Arc<dyn Journal>,
     options: EngineOptions,
 ) -> Arc<Dispatcher> {
+    let (tx, shutdown) = watch::channel(false);
+    // Kept for the test's lifetime: a closed channel reads as shutdown, which would cut
+    // short an in-process back-off.
+    Box::leak(Box::new(tx));
+    engine_over(test, journal, options, shutdown).await
+}
+
+/// [`engine_for`] with the default options, whose shutdown the test holds.
+async fn engine_with_shutdown(
+    test: Registration,
+    journal: Arc<dyn Journal>,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<Dispatcher> {
+    engine_over(test, journal, EngineOptions::default(), shutdown).await
+}
+
+async fn engine_over(
+    test: Registration,
+    journal: Arc<dyn Journal>,
+    options: EngineOptions,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<Dispatcher> {
     let config = crate::config::Config::from_toml_str(
         "[aws]\nregion = \"us-east-1\"\n",
         std::path::Path::new("t.toml"),
@@ -176,10 +198,6 @@ async fn engine_for(
         })
         .await
         .unwrap();
-    let (tx, shutdown) = watch::channel(false);
-    // Kept for the test's lifetime: a closed channel reads as shutdown, which would cut
-    // short an in-process back-off.
-    Box::leak(Box::new(tx));
     let engine = Arc::new(
         Engine::new(
             journal,
@@ -473,6 +491,8 @@ async fn paused_routes_are_kept_in_the_journal() {
 struct Deliver {
     outcomes: Mutex<Vec<Result<Value, StepError>>>,
     calls: std::sync::atomic::AtomicUsize,
+    /// Attempts that panic before the scripted outcomes are taken.
+    panics: std::sync::atomic::AtomicU32,
 }
 
 #[async_trait]
@@ -501,6 +521,11 @@ impl Flow for Deliver {
     async fn perform(&self, _ctx: StepContext<'_>, _step: &String) -> Result<Value, StepError> {
         self.calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let panics = &self.panics;
+        if panics.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            panics.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            panic!("send panicked on purpose");
+        }
         let mut outcomes = self.outcomes.lock().unwrap();
         match outcomes.is_empty() {
             true => Ok(json!({"status": 200})),
@@ -515,6 +540,7 @@ async fn deliverer(
     let deliver = Arc::new(Typed(Deliver {
         outcomes: Mutex::new(outcomes),
         calls: Default::default(),
+        panics: Default::default(),
     }));
     let counting = Arc::new(Counting::default());
     let d = engine_for(
@@ -543,11 +569,7 @@ async fn a_delivery_that_goes_well_writes_nothing_and_is_kept_among_the_recent()
     assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
     assert_eq!(puts(&counting), 0, "no journal write");
     assert!(counting.get("r:e-1").await.unwrap().is_none());
-    let kept = d
-        .engine()
-        .recent
-        .get("r:e-1")
-        .expect("kept among the recent");
+    let kept = d.engine().recent("r:e-1").expect("kept among the recent");
     assert_eq!(kept.status, Status::Succeeded);
     assert_eq!(kept.output, Some(json!({"status": 200})));
     // Its step's key was not made while it ran (a SHA-256 a delivery need not pay); the
@@ -595,6 +617,109 @@ async fn a_failed_attempt_journals_the_delivery_and_its_retries_count_from_there
     );
     // Journaled at the first back-off, then each attempt and the end: never before.
     assert!(puts(&counting) >= 2, "{} writes", puts(&counting));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_direct_delivery_is_shown_as_the_lifecycle_would_have_journaled_it() {
+    let (d, counting, _) = deliverer(vec![]).await;
+    let before = d.engine().clock.now_ms();
+    assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
+    assert_eq!(puts(&counting), 0);
+    let r = d.engine().recent("r:e-1").expect("kept among the recent");
+    assert_eq!((r.id.as_str(), r.route.as_str()), ("r:e-1", "r"));
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(r.output, Some(json!({"status": 200})));
+    assert_eq!(r.input, delivery().event.body, "the event, for the console");
+    assert!(r.pending.is_none() && r.last_error.is_none());
+    let steps: Vec<_> = (r.steps.iter())
+        .map(|s| (s.name.as_str(), s.attempts, s.output.clone()))
+        .collect();
+    assert_eq!(steps, [("send", 1, Some(json!({"status": 200})))]);
+    assert!(r.steps[0].finished_ms.is_some());
+    assert!(before <= r.created_ms && r.created_ms <= r.updated_ms);
+    assert_eq!(d.engine().recent_list().len(), 1);
+    // Counted as a journaled success is: started, one attempt, one end.
+    let m = &d.engine().metrics;
+    let step = crate::metrics::StepLabels {
+        workflow: "deliver".into(),
+        step: "send".into(),
+    };
+    assert_eq!(m.step_attempts.get_or_create(&step).get(), 1);
+    let text = crate::metrics::text(&m.registry(Box::new(NoMore)));
+    for line in [
+        "tugboat_workflows_started_total{route=\"r\",workflow=\"deliver\"} 1",
+        "tugboat_workflows_finished_total{route=\"r\",workflow=\"deliver\",outcome=\"succeeded\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_direct_attempt_is_counted_once_and_not_made_again() {
+    let (d, counting, deliver) = deliverer(vec![Err(StepError::retryable("503"))]).await;
+    assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
+    assert_eq!(
+        deliver.0.calls.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    let r = counting.get("r:e-1").await.unwrap().expect("journaled");
+    assert_eq!(r.steps[0].attempts, 2);
+    let m = &d.engine().metrics;
+    let step = crate::metrics::StepLabels {
+        workflow: "deliver".into(),
+        step: "send".into(),
+    };
+    assert_eq!(
+        m.step_attempts.get_or_create(&step).get(),
+        2,
+        "the direct attempt and the retry"
+    );
+    assert_eq!(m.step_retries.get_or_create(&step).get(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_direct_delivery_fails_it_with_the_reason_and_journals_nothing() {
+    let (d, counting, deliver) = deliverer(vec![]).await;
+    deliver
+        .0
+        .panics
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    let RunResult::Failed(f) = d.start(delivery()).await else {
+        panic!("not failed")
+    };
+    assert!(
+        f.reason.contains("send panicked on purpose"),
+        "{}",
+        f.reason
+    );
+    assert_eq!(puts(&counting), 0);
+    assert_eq!(d.running_count(), 0);
+    // The message again (a redrive runs it journaled): it is delivered.
+    assert_eq!(d.start(delivery()).await, RunResult::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_that_arrives_during_shutdown_is_released_untried() {
+    let journal = Arc::new(Counting::default());
+    let deliver = Arc::new(Typed(Deliver {
+        outcomes: Mutex::new(vec![]),
+        calls: Default::default(),
+        panics: Default::default(),
+    }));
+    let (stop, shutdown) = watch::channel(false);
+    let d = engine_with_shutdown(
+        Registration::ready(deliver.clone()),
+        journal.clone(),
+        shutdown,
+    )
+    .await;
+    stop.send_replace(true);
+    assert_eq!(d.start(delivery()).await, RunResult::Released);
+    assert_eq!(
+        deliver.0.calls.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(puts(&journal), 0);
 }
 
 #[tokio::test(start_paused = true)]

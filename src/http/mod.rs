@@ -5,9 +5,14 @@
 //! of one token), and a caller waits for its time with an async sleep, so that waiting holds
 //! no thread. Secrets (auth, and the URL itself — a Slack webhook URL is a credential) are
 //! never logged: errors carry reqwest's message without the URL. Redirects are never followed.
+//!
+//! A destination with `batch` set sends its deliveries' bodies together, a JSON array per
+//! request ([`crate::ports::http::Batch`]): each caller adds its body to the open batch and
+//! waits for that batch's answer; a batch is sent by a task of its own (not by a caller,
+//! whose step may be dropped) when it is full, or by its timer `max_wait` after it opened.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -16,9 +21,12 @@ use reqwest::header::{
 };
 use secrecy::ExposeSecret;
 use serde_json::Value;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::ports::http::{Auth, Destination, DestinationSettings, Http, Response, TransportError};
+use crate::ports::http::{
+    Auth, Batch, Destination, DestinationSettings, Http, Response, TransportError,
+};
 
 /// How much of an answer's body a DLQ entry keeps.
 const EXCERPT_BYTES: usize = 512;
@@ -79,16 +87,21 @@ impl Http for HttpConnector {
             value.set_sensitive(true);
             headers.insert(key, value);
         }
-        let endpoint = Arc::new(Endpoint {
+        // Parsed once: reqwest would parse the text again for every request (measured: a
+        // third of a loopback delivery's own instructions).
+        let url = reqwest::Url::parse(&s.url).map_err(|e| format!("{}: {e}", at("url")))?;
+        let endpoint = Arc::new_cyclic(|me| Endpoint {
+            me: me.clone(),
             name: name.to_string(),
             client: self.client.clone(),
-            url: s.url.clone(),
+            url,
             method,
             headers,
             auth: s.auth.clone(),
             timeout: s.timeout,
             limiter: Limiter::per_second(s.rate_limit_per_second),
             token: tokio::sync::Mutex::new(None),
+            batching: s.batch.clone().map(|b| (b, Mutex::new(Open::default()))),
         });
         destinations.insert(name.to_string(), endpoint.clone());
         Ok(endpoint)
@@ -127,9 +140,11 @@ impl Limiter {
 }
 
 struct Endpoint {
+    /// Itself, for the tasks that send its batches.
+    me: Weak<Endpoint>,
     name: String,
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     method: reqwest::Method,
     headers: HeaderMap,
     auth: Option<Auth>,
@@ -137,6 +152,37 @@ struct Endpoint {
     limiter: Option<Limiter>,
     /// The OAuth access token and when to stop using it.
     token: tokio::sync::Mutex<Option<(String, Instant)>>,
+    /// A batching destination's settings and the batch being filled.
+    batching: Option<(Batch, Mutex<Open>)>,
+}
+
+/// The batch being filled.
+#[derive(Default)]
+struct Open {
+    /// Which batch it is: a batch's timer sends it only if it is still the open one.
+    serial: u64,
+    /// `[` and the bodies so far, comma-separated.
+    body: Vec<u8>,
+    /// Each body's caller, waiting for the answer.
+    waiters: Vec<oneshot::Sender<Result<Response, TransportError>>>,
+}
+
+/// A batch closed for sending: the whole array, and who waits for its answer.
+struct Closed {
+    body: Vec<u8>,
+    waiters: Vec<oneshot::Sender<Result<Response, TransportError>>>,
+}
+
+impl Open {
+    fn close(&mut self) -> Closed {
+        self.serial += 1;
+        let mut body = std::mem::take(&mut self.body);
+        body.push(b']');
+        Closed {
+            body,
+            waiters: std::mem::take(&mut self.waiters),
+        }
+    }
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -152,29 +198,101 @@ impl std::fmt::Debug for Endpoint {
 #[async_trait]
 impl Destination for Endpoint {
     async fn send(&self, body: &Value) -> Result<Response, TransportError> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| self.error(&format!("the body cannot be written as JSON: {e}")))?;
+        match &self.batching {
+            None => self.send_bytes(body).await,
+            Some((batch, open)) => self.batched(batch, open, body).await,
+        }
+    }
+}
+
+impl Endpoint {
+    /// One request of `body` (JSON) when the rate limit allows; once more with a new token
+    /// after a 401 to an OAuth client.
+    async fn send_bytes(&self, body: Vec<u8>) -> Result<Response, TransportError> {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
+        let oauth = matches!(self.auth, Some(Auth::OauthClientCredentials { .. }));
+        let again = oauth.then(|| body.clone());
         let response = self.attempt(body).await?;
-        if response.status == 401 && matches!(self.auth, Some(Auth::OauthClientCredentials { .. }))
-        {
+        if let (401, Some(body)) = (response.status, again) {
             // The token may have been revoked early: fetch a new one and try once more.
             *self.token.lock().await = None;
             return self.attempt(body).await;
         }
         Ok(response)
     }
-}
 
-impl Endpoint {
-    async fn attempt(&self, body: &Value) -> Result<Response, TransportError> {
+    /// Adds `body` to the open batch and waits for the answer to the request that carries
+    /// it. The caller whose body fills the batch (or would take it over `max_bytes`) closes
+    /// it; the first body's caller starts its timer. Either way a task sends it.
+    async fn batched(
+        &self,
+        batch: &Batch,
+        open: &Mutex<Open>,
+        body: Vec<u8>,
+    ) -> Result<Response, TransportError> {
+        let (tx, rx) = oneshot::channel();
+        let mut closed = Vec::new();
+        let timer = {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            if !open.waiters.is_empty() && open.body.len() + body.len() + 2 > batch.max_bytes {
+                closed.push(open.close());
+            }
+            let separator = if open.waiters.is_empty() { b'[' } else { b',' };
+            open.body.push(separator);
+            open.body.extend_from_slice(&body);
+            open.waiters.push(tx);
+            if open.waiters.len() >= batch.max_events || open.body.len() + 1 >= batch.max_bytes {
+                closed.push(open.close());
+            }
+            (open.waiters.len() == 1).then_some(open.serial)
+        };
+        let Some(me) = self.me.upgrade() else {
+            return Err(self.error("the destination is being dropped"));
+        };
+        for c in closed {
+            tokio::spawn(me.clone().flush(c));
+        }
+        if let Some(serial) = timer {
+            let wait = batch.max_wait;
+            tokio::spawn(async move {
+                tokio::time::sleep(wait).await;
+                let closed = match &me.batching {
+                    Some((_, open)) => {
+                        let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+                        (open.serial == serial && !open.waiters.is_empty()).then(|| open.close())
+                    }
+                    None => None,
+                };
+                if let Some(c) = closed {
+                    me.flush(c).await;
+                }
+            });
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(self.error("the batch was dropped before it was answered")))
+    }
+
+    /// Sends a closed batch; every caller in it gets the answer.
+    async fn flush(self: Arc<Self>, closed: Closed) {
+        let answer = self.send_bytes(closed.body).await;
+        for waiter in closed.waiters {
+            let _ = waiter.send(answer.clone());
+        }
+    }
+
+    async fn attempt(&self, body: Vec<u8>) -> Result<Response, TransportError> {
         let mut request = self
             .client
-            .request(self.method.clone(), &self.url)
+            .request(self.method.clone(), self.url.clone())
             .timeout(self.timeout)
             .headers(self.headers.clone())
-            .json(body);
-        // The receiver's work continues this trace (W3C trace context).
+            .body(body);
+        // The receiver's work continues this trace (W3C trace context); a batch, sent by a
+        // task of its own, carries none (its events come from many traces).
         if !self.headers.contains_key("traceparent")
             && let Some(tp) = crate::telemetry::propagation::current()
         {

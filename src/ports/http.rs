@@ -39,6 +39,37 @@ pub struct DestinationSettings {
     /// Attempts in all. Default 185 (EventBridge's default).
     #[serde(default = "default_max_attempts")]
     pub max_attempts: u32,
+    /// Several deliveries per request, as EventBridge Pipes and Vector batch: off unless set.
+    #[serde(default)]
+    pub batch: Option<Batch>,
+}
+
+/// `[destinations.NAME.batch]`: the bodies of the deliveries to one destination go out
+/// together, a JSON array per request, sent when it holds `max_events` bodies, when the next
+/// would take it over `max_bytes`, or `max_wait` after its first body came, whichever is
+/// first. The answer is every delivery's in it (a 2xx delivers them all, a 429 or 5xx retries
+/// them all), so a receiver must take the array whole or refuse it whole. The rate limit
+/// counts requests.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Batch {
+    /// Bodies per request, at most: 1 to 10 000. Required.
+    pub max_events: usize,
+    /// A request's body (the array), at most, in bytes: 1 KiB to 64 MiB. Default 1 MiB. A
+    /// body larger on its own goes alone, in an array of one.
+    #[serde(default = "default_batch_bytes")]
+    pub max_bytes: usize,
+    /// How long a batch waits for more after its first body: more than 0 s, at most 60 s.
+    /// Default 50 ms.
+    #[serde(default = "default_batch_wait", with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+fn default_batch_bytes() -> usize {
+    1 << 20
+}
+fn default_batch_wait() -> Duration {
+    Duration::from_millis(50)
 }
 
 fn default_method() -> String {
@@ -99,7 +130,8 @@ pub struct TransportError(pub String);
 #[async_trait]
 pub trait Destination: Send + Sync + std::fmt::Debug {
     /// Waits for the rate limit's token (without holding a thread), then sends `body` as JSON
-    /// with the destination's auth and headers.
+    /// with the destination's auth and headers; a batching destination sends it in its next
+    /// batch and answers with that request's answer ([`Batch`]).
     async fn send(&self, body: &serde_json::Value) -> Result<Response, TransportError>;
 }
 

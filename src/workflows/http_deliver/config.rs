@@ -10,6 +10,8 @@
 //! timeout = "5s"                        # default 5 s, as API destinations
 //! max_age = "24h"                       # retries stop after this (default 24 h)
 //! max_attempts = 185                    # or after this many attempts (default 185)
+//! batch = { max_events = 100, max_bytes = 1048576, max_wait = "50ms" }  # off by default:
+//! #   a JSON array of up to 100 deliveries' bodies per request (see `ports::http::Batch`)
 //! headers = { "x-team" = "platform" }
 //! auth = { type = "basic", username = "tugboat", password = "set-by-env" }
 //! # or { type = "api_key", header = "x-api-key", value = "…" }
@@ -63,6 +65,17 @@ pub fn parse(value: &toml::Value) -> Result<Destinations, BadKey> {
         }
         if d.max_age.is_zero() {
             return Err(BadKey::at(key("max_age"), "must be more than 0s".into()));
+        }
+        if let Some(b) = &d.batch {
+            if !(1..=10_000).contains(&b.max_events) {
+                return Err(BadKey::at(key("batch.max_events"), format!("must be 1 to 10000, got {}", b.max_events)));
+            }
+            if !(1024..=64 << 20).contains(&b.max_bytes) {
+                return Err(BadKey::at(key("batch.max_bytes"), format!("must be 1024 (1 KiB) to 67108864 (64 MiB), got {}", b.max_bytes)));
+            }
+            if b.max_wait.is_zero() || b.max_wait.as_secs_f64() > 60.0 {
+                return Err(BadKey::at(key("batch.max_wait"), "must be more than 0s and at most 60s".into()));
+            }
         }
         for header in d.headers.keys() {
             if header.is_empty() || !header.bytes().all(is_token_byte) {
@@ -132,6 +145,10 @@ mod tests {
         assert_eq!(a.max_attempts, 185);
         assert_eq!(a.max_age.as_secs(), 24 * 3600);
         assert!(a.auth.is_none());
+        assert!(a.batch.is_none(), "one event per request unless asked");
+        let d = parsed("[destinations.a]\nurl = \"http://h/x\"\nbatch = { max_events = 100 }").unwrap();
+        let b = d["a"].batch.as_ref().unwrap();
+        assert_eq!((b.max_events, b.max_bytes, b.max_wait.as_millis()), (100, 1 << 20, 50));
         let d = parsed(
             "[destinations.a]\nurl = \"https://h/x\"\nauth = { type = \"basic\", username = \"u\", password = \"hunter2\" }",
         )
@@ -157,6 +174,15 @@ mod tests {
             ("[destinations.a]\nurl = \"http://h\"\nauth = { type = \"api_key\", header = \"\", value = \"v\" }", "destinations.a.auth.header"),
             ("[destinations.a]\nurl = \"http://h\"\nauth = { type = \"oauth_client_credentials\", token_url = \"x\", client_id = \"c\", client_secret = \"s\" }", "destinations.a.auth.token_url"),
             ("[destinations.a]\nurl = \"http://h\"\nretries = 3", "destinations.a.retries"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = 0 }", "destinations.a.batch.max_events"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = 10001 }", "destinations.a.batch.max_events"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = -1 }", "destinations.a.batch.max_events"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_wait = \"1s\" }", "destinations.a.batch"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = 10, max_bytes = 10 }", "destinations.a.batch.max_bytes"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = 10, max_wait = \"0s\" }", "destinations.a.batch.max_wait"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = 10, max_wait = \"2m\" }", "destinations.a.batch.max_wait"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = { max_events = 10, size = 3 }", "destinations.a.batch.size"),
+            ("[destinations.a]\nurl = \"http://h\"\nbatch = 100", "destinations.a.batch"),
         ] {
             let BadKey { key: k, message: m } = parsed(text).unwrap_err();
             assert_eq!(k, key, "{text}: {m}");
