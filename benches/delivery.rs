@@ -14,7 +14,7 @@
 //! the same run over a journal that says it is shared and counts claims, puts, releases and
 //! signals (each a DynamoDB write), 2 000 messages.
 //!
-//!     cargo bench --bench delivery -- --messages 5000 --concurrency 100
+//!     cargo bench --bench delivery -- --messages 5000 --concurrency 100 [--logs]
 
 #[allow(dead_code, reason = "the benchmark uses part of the tests' harness")]
 #[path = "../tests/support/app.rs"]
@@ -336,5 +336,11 @@ fn main() {
     let messages = common::arg("--messages", 5000);
     let concurrency = common::arg("--concurrency", 100) as u32;
     println!("machine: {}", common::machine());
+    // `--logs`: with the JSON log lines `serve` writes when stderr is not a terminal (info
+    // and above; the spans each delivery opens are then made and kept), as a service runs.
+    if std::env::args().any(|a| a == "--logs") {
+        tugboat::telemetry::init(true, None, false).expect("the log subscriber");
+        println!("with serve's JSON log subscriber (info)");
+    }
     common::in_system(run(messages, concurrency));
 }

@@ -120,6 +120,23 @@ pub struct Metrics {
     pub ingress_requests: Family<IngressLabels, Counter>,
     pub ingress_entries_failed: Counter,
     pub ingress_entries_accepted: Counter,
+    /// The series a direct delivery touches, per route: found once, not built from labels
+    /// (and their strings) for every delivery.
+    deliveries: std::sync::RwLock<std::collections::HashMap<String, Arc<Delivery>>>,
+}
+
+/// The series of one route's deliveries that go well: started, the step's attempts and its
+/// `ok` duration, finished `succeeded` and its duration. (Handles share the family's
+/// series: a scrape sees them.)
+#[derive(Debug)]
+struct Delivery {
+    workflow: String,
+    step: String,
+    started: Counter,
+    attempts: Counter,
+    step_ok: Histogram,
+    succeeded: Counter,
+    seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -140,6 +157,7 @@ impl Default for Metrics {
             ingress_requests: Family::default(),
             ingress_entries_failed: Counter::default(),
             ingress_entries_accepted: Counter::default(),
+            deliveries: Default::default(),
         }
     }
 }
@@ -185,6 +203,59 @@ impl Metrics {
         self.workflow_seconds
             .get_or_create(&labels)
             .observe(took_ms as f64 / 1000.0);
+    }
+
+    /// A delivery that went well in one step (a direct run): what [`Metrics::started`],
+    /// [`Metrics::step`] (`ok`) and [`Metrics::ended_as`] (`succeeded`) count together.
+    pub fn delivered(&self, route: &str, workflow: &str, step: &str, took: Duration, took_ms: u64) {
+        let found = {
+            let known = self.deliveries.read().unwrap_or_else(|e| e.into_inner());
+            known.get(route).cloned()
+        };
+        let d = match found {
+            Some(d) if d.workflow == workflow && d.step == step => d,
+            _ => {
+                let d = Arc::new(self.delivery(route, workflow, step));
+                let mut known = self.deliveries.write().unwrap_or_else(|e| e.into_inner());
+                known.insert(route.to_owned(), d.clone());
+                d
+            }
+        };
+        d.started.inc();
+        d.attempts.inc();
+        d.step_ok.observe(took.as_secs_f64());
+        d.succeeded.inc();
+        d.seconds.observe(took_ms as f64 / 1000.0);
+    }
+
+    fn delivery(&self, route: &str, workflow: &str, step: &str) -> Delivery {
+        let route_labels = RouteLabels {
+            route: route.into(),
+            workflow: workflow.into(),
+        };
+        let step_labels = StepLabels {
+            workflow: workflow.into(),
+            step: step.into(),
+        };
+        let step_ok = StepEndLabels {
+            workflow: workflow.into(),
+            step: step.into(),
+            outcome: "ok".into(),
+        };
+        let end = EndLabels {
+            route: route.into(),
+            workflow: workflow.into(),
+            outcome: "succeeded".into(),
+        };
+        Delivery {
+            workflow: workflow.into(),
+            step: step.into(),
+            started: self.started.get_or_create(&route_labels).clone(),
+            attempts: self.step_attempts.get_or_create(&step_labels).clone(),
+            step_ok: self.step_seconds.get_or_create(&step_ok).clone(),
+            succeeded: self.finished.get_or_create(&end).clone(),
+            seconds: self.workflow_seconds.get_or_create(&end).clone(),
+        }
     }
 
     pub fn started(&self, route: &str, workflow: &str) {

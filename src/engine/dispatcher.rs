@@ -340,16 +340,15 @@ impl Dispatcher {
                 span.record("otel.name", format!("{} {step}", req.workflow));
                 span.record("step.name", step.as_str());
                 span.record("outcome", "ok");
-                let metrics = &self.engine.metrics;
-                metrics.started(&req.route, &req.workflow);
-                metrics.step(&req.workflow, &step, took, "ok");
+                let ended_ms = self.engine.clock.now_ms();
+                let whole = ended_ms.saturating_sub(started_ms);
+                (self.engine.metrics).delivered(&req.route, &req.workflow, &step, took, whole);
                 let origin = Origin {
                     route: std::mem::take(&mut req.route),
                     queue: std::mem::take(&mut req.queue),
                     message_id: std::mem::take(&mut req.message_id),
                     trace: req.trace.take(),
                 };
-                let ended_ms = self.engine.clock.now_ms();
                 self.engine.delivered(super::Delivered {
                     id: id.to_owned(),
                     workflow: std::mem::take(&mut req.workflow),

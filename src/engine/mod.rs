@@ -257,12 +257,11 @@ impl Engine {
         self.recent.push(Kept::Record(Arc::new(record)));
     }
 
-    /// A delivery's direct run went well: counted as a journaled success is, sent to whoever
-    /// watches, and kept among the [`Recent`] ones.
+    /// A delivery's direct run went well (and was counted: [`Metrics::delivered`]): sent to
+    /// whoever watches, and kept among the [`Recent`] ones.
+    ///
+    /// [`Metrics::delivered`]: crate::metrics::Metrics::delivered
     pub(crate) fn delivered(&self, delivered: Delivered) {
-        let took = delivered.ended_ms.saturating_sub(delivered.started_ms);
-        let route = &delivered.origin.route;
-        (self.metrics).ended_as(route, &delivered.workflow, "succeeded", took);
         if self.updates.receiver_count() > 0 {
             let mut summary = self.view(&delivered).summary();
             summary.journaled = false;
