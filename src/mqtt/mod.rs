@@ -191,24 +191,28 @@ impl Broker for Connection {
             Qos::AtMostOnce => QoS::AtMostOnce,
             Qos::AtLeastOnce => QoS::AtLeastOnce,
         };
-        let mut up = self.up.subscribe();
+        let mut up = None;
         let rx = loop {
             {
                 let mut link = self.link.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(client) = &link.client {
                     let (tx, rx) = oneshot::channel();
+                    // Moved, not copied: the publication is this call's.
+                    let Publication {
+                        topic,
+                        payload,
+                        retain,
+                        ..
+                    } = p;
                     client
-                        .try_publish(
-                            p.topic.clone(),
-                            qos,
-                            p.retain,
-                            p.payload.clone().into_bytes(),
-                        )
+                        .try_publish(topic, qos, retain, payload.into_bytes())
                         .map_err(|e| retryable(format!("broker {}: {e}", self.name)))?;
                     link.queued.push_back(tx);
                     break rx;
                 }
             }
+            // Not connected: wait for the session (watched only on this path).
+            let up = up.get_or_insert_with(|| self.up.subscribe());
             if tokio::time::timeout_at(deadline, up.wait_for(|live| *live))
                 .await
                 .is_err()

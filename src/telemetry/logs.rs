@@ -20,9 +20,48 @@ pub struct JsonLines {
     dispatch: OnceLock<tracing::dispatcher::WeakDispatch>,
 }
 
-/// A span's fields, kept with the span.
-struct SpanFields(Map<String, Value>);
+/// A span's fields, kept with the span for the lines logged in it: a short list under the
+/// fields' own (static) names, without the `otel.*` ones — a span is made for every message,
+/// run and step, and most never see a line.
+#[derive(Default)]
+struct SpanFields(Vec<(&'static str, Value)>);
 
+impl SpanFields {
+    fn set(&mut self, name: &'static str, value: Value) {
+        if !loggable(name) {
+            return;
+        }
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+impl Visit for SpanFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.set(field.name(), Value::from(value));
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if loggable(field.name()) {
+            self.set(field.name(), Value::from(format!("{value:?}")));
+        }
+    }
+}
+
+/// An event's fields, into its line.
 struct Collect<'a>(&'a mut Map<String, Value>);
 
 impl Visit for Collect<'_> {
@@ -66,10 +105,10 @@ where
         id: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
-        let mut fields = Map::new();
-        attrs.record(&mut Collect(&mut fields));
+        let mut fields = SpanFields::default();
+        attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(SpanFields(fields));
+            span.extensions_mut().insert(fields);
         }
     }
 
@@ -82,7 +121,7 @@ where
         if let Some(span) = ctx.span(id)
             && let Some(f) = span.extensions_mut().get_mut::<SpanFields>()
         {
-            values.record(&mut Collect(&mut f.0));
+            values.record(f);
         }
     }
 
@@ -97,9 +136,7 @@ where
             for span in scope.from_root() {
                 if let Some(f) = span.extensions().get::<SpanFields>() {
                     for (k, v) in &f.0 {
-                        if loggable(k) {
-                            line.insert(k.clone(), v.clone());
-                        }
+                        line.insert((*k).to_owned(), v.clone());
                     }
                 }
                 line.insert("span".into(), Value::from(span.name()));
