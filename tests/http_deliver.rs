@@ -447,19 +447,28 @@ fn ns(seen: &Seen) -> Vec<u64> {
         .collect()
 }
 
-#[actix_rt::test]
-async fn a_batching_destination_sends_arrays_and_every_event_arrives() {
+/// `events` test events through a destination that batches (`batch`, unlimited rate), the
+/// receiver answering `first` to the first request: what the receiver saw once all were
+/// deleted, and the app.
+async fn batched(batch: &str, first: Option<Answer>, events: usize) -> (Vec<Seen>, MemoryApp) {
     let (r, port) = receiver().await;
-    let h = start_http(&config(
-        port,
-        "rate_limit_per_second = 0\nbatch = { max_events = 10, max_wait = \"300ms\" }",
-    ))
-    .await;
-    for n in 0..25 {
+    if let Some((status, retry_after, body)) = first {
+        r.answer(status, retry_after, body);
+    }
+    let settings = format!("rate_limit_per_second = 0\nbatch = {batch}");
+    let h = start_http(&config(port, &settings)).await;
+    for n in 0..events {
         h.send(&test_event(n)).await;
     }
-    until("all 25 delivered", 20, || h.queue.deleted() == 25).await;
-    let seen = r.seen();
+    until("all delivered", 30, || h.queue.deleted() == events as u64).await;
+    assert!(h.dlq.is_empty(), "nothing dead-lettered");
+    (r.seen(), h)
+}
+
+#[actix_rt::test]
+async fn a_batching_destination_sends_arrays_and_every_event_arrives() {
+    let batch = "{ max_events = 10, max_wait = \"300ms\" }";
+    let (seen, h) = batched(batch, None, 25).await;
     let mut all: Vec<u64> = seen.iter().flat_map(ns).collect();
     all.sort_unstable();
     assert_eq!(all, (0..25).collect::<Vec<u64>>(), "each event once");
@@ -473,30 +482,18 @@ async fn a_batching_destination_sends_arrays_and_every_event_arrives() {
         "{} requests",
         seen.len()
     );
-    assert!(h.dlq.is_empty());
     h.app.stop().await;
 }
 
 #[actix_rt::test]
 async fn a_refused_batch_is_retried_for_each_of_its_events() {
-    let (r, port) = receiver().await;
-    r.answer(503, None, "busy");
-    let h = start_http(&config(
-        port,
-        "rate_limit_per_second = 0\nbatch = { max_events = 3, max_wait = \"2s\" }",
-    ))
-    .await;
-    for n in 0..3 {
-        h.send(&test_event(n)).await;
-    }
-    until("all 3 delivered", 30, || h.queue.deleted() == 3).await;
-    let seen = r.seen();
+    let batch = "{ max_events = 3, max_wait = \"2s\" }";
+    let (seen, h) = batched(batch, Some((503, None, "busy")), 3).await;
     assert_eq!(ns(&seen[0]).len(), 3, "the first request carried all three");
     // Each event came again in a later (200) request; none was lost or dead-lettered.
     let mut again: Vec<u64> = seen[1..].iter().flat_map(ns).collect();
     again.sort_unstable();
     assert_eq!(again, [0, 1, 2]);
-    assert!(h.dlq.is_empty());
     for n in 0..3 {
         let record = h.app.record(&format!("test:ev-{n}"));
         assert_eq!(
