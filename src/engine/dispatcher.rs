@@ -317,20 +317,9 @@ impl Dispatcher {
         let direct = match direct {
             Ok(direct) => direct,
             Err(panic) => {
-                let panic = panic_message(panic.as_ref());
-                tracing::error!(
-                    workflow_id = id,
-                    "workflow panicked before it was journaled: {panic}"
-                );
                 self.engine.metrics.started(&req.route, &req.workflow);
-                let reason = format!("panicked: {panic}");
-                return Ok(RunResult::Failed(Failure::bare(
-                    id,
-                    &req.workflow,
-                    &req.route,
-                    reason,
-                    0,
-                )));
+                let panic = panic_message(panic.as_ref());
+                return Ok(unjournaled_panic(id, &req.workflow, &req.route, &panic));
             }
         };
         crate::failpoint::hit("step-called");
@@ -367,18 +356,9 @@ impl Dispatcher {
                 let Some((step, outcome)) = first else {
                     return Err(None);
                 };
-                let name = match &outcome {
-                    Ok(_) => "ok",
-                    Err(e) if e.retryable => "retryable",
-                    Err(_) => "failed",
-                };
                 span.record("otel.name", format!("{} {step}", req.workflow));
                 span.record("step.name", step.as_str());
-                span.record("outcome", name);
-                if let Err(e) = &outcome {
-                    span.record("otel.status_code", "ERROR");
-                    span.record("error.message", e.message.as_str());
-                }
+                let name = runner::attempted(&span, &outcome);
                 self.engine.metrics.step(&req.workflow, &step, took, name);
                 Err(Some(outcome))
             }
@@ -542,18 +522,8 @@ impl Dispatcher {
             Err(panic) => panic_message(panic.as_ref()),
         };
         if self.engine.is_unjournaled(id, false) {
-            // It panicked before anything of it was journaled: there is no record to count
-            // panics in, so the message goes to the DLQ with the reason (a redrive runs it
-            // journaled from its start, where panics are counted and retried).
-            tracing::error!(
-                workflow_id = id,
-                "workflow panicked before it was journaled: {panic}"
-            );
             let route = (self.running().get(id)).map_or_else(String::new, |r| r.route.clone());
-            let reason = format!("panicked: {panic}");
-            return Some(RunResult::Failed(Failure::bare(
-                id, kind, &route, reason, 0,
-            )));
+            return Some(unjournaled_panic(id, kind, &route, &panic));
         }
         let mut record = match self.engine.journal.get(id).await {
             Ok(Some(r)) => r,
@@ -728,6 +698,18 @@ pub enum CancelError {
     NotNow(String),
     #[error("journal: {0}")]
     Journal(String),
+}
+
+/// A run that panicked before anything of it was journaled: there is no record to count
+/// panics in, so the message goes to the DLQ with the reason (a redrive runs it journaled
+/// from its start, where panics are counted and retried).
+fn unjournaled_panic(id: &str, kind: &str, route: &str, panic: &str) -> RunResult {
+    tracing::error!(
+        workflow_id = id,
+        "workflow panicked before it was journaled: {panic}"
+    );
+    let reason = format!("panicked: {panic}");
+    RunResult::Failed(Failure::bare(id, kind, route, reason, 0))
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

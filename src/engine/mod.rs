@@ -97,10 +97,10 @@ pub(crate) struct Delivered {
 }
 
 /// One of the [`Recent`]: the record a run left in memory, or a direct run's facts.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Kept {
     Record(Arc<Record>),
-    Delivered(Box<Delivered>),
+    Delivered(Arc<Delivered>),
 }
 
 impl Kept {
@@ -129,6 +129,13 @@ impl Recent {
         };
         // Dropped outside the lock (an event's tree is freed node by node).
         drop(old);
+    }
+
+    /// All of them, newest first (handles only: the records are made after the lock is let
+    /// go, so that a console's look never holds up a delivery).
+    fn kept(&self) -> Vec<Kept> {
+        let recent = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        recent.iter().rev().cloned().collect()
     }
 }
 
@@ -267,29 +274,27 @@ impl Engine {
             summary.journaled = false;
             let _ = self.updates.send(Arc::new(summary));
         }
-        self.recent.push(Kept::Delivered(Box::new(delivered)));
+        self.recent.push(Kept::Delivered(Arc::new(delivered)));
     }
 
     /// The record of `id` if it is one of the [`Recent`], with its steps' keys (see
     /// [`Record::keys_deferred`]).
     pub fn recent(&self, id: &str) -> Option<Arc<Record>> {
-        let recent = self.recent.0.lock().unwrap_or_else(|e| e.into_inner());
-        let mut record = match recent.iter().rev().find(|k| k.id() == id)? {
-            Kept::Record(r) => Record::clone(r),
-            Kept::Delivered(d) => self.view(d),
+        let found = self.recent.kept().into_iter().find(|k| k.id() == id)?;
+        let mut record = match found {
+            Kept::Record(r) => Arc::unwrap_or_clone(r),
+            Kept::Delivered(d) => self.view(&d),
         };
-        drop(recent);
         record.fill_keys();
         Some(Arc::new(record))
     }
 
     /// The records of all the [`Recent`], newest first.
     pub fn recent_list(&self) -> Vec<Arc<Record>> {
-        let recent = self.recent.0.lock().unwrap_or_else(|e| e.into_inner());
-        (recent.iter().rev())
+        (self.recent.kept().into_iter())
             .map(|k| match k {
-                Kept::Record(r) => r.clone(),
-                Kept::Delivered(d) => Arc::new(self.view(d)),
+                Kept::Record(r) => r,
+                Kept::Delivered(d) => Arc::new(self.view(&d)),
             })
             .collect()
     }

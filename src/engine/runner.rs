@@ -267,19 +267,10 @@ async fn attempt_call(
         return None;
     };
     failpoint::record_step("end", &record.id, &action.name);
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) if e.retryable => "retryable",
-        Err(_) => "failed",
-    };
+    let outcome = attempted(&span, &result);
     engine
         .metrics
         .step(&record.workflow, &action.name, called.elapsed(), outcome);
-    span.record("outcome", outcome);
-    if let Err(e) = &result {
-        span.record("otel.status_code", "ERROR");
-        span.record("error.message", e.message.as_str());
-    }
     drop(span);
     failpoint::hit(if undoing {
         "undo-called"
@@ -287,6 +278,22 @@ async fn attempt_call(
         "step-called"
     });
     Some(Input::Outcome(result))
+}
+
+/// How an attempt came out, as the step metrics and spans name it (`ok`, `retryable`,
+/// `failed`), recorded on its step span with the error if there is one.
+pub(super) fn attempted(span: &tracing::Span, result: &Result<Value, StepError>) -> &'static str {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) if e.retryable => "retryable",
+        Err(_) => "failed",
+    };
+    span.record("outcome", outcome);
+    if let Err(e) = result {
+        span.record("otel.status_code", "ERROR");
+        span.record("error.message", e.message.as_str());
+    }
+    outcome
 }
 
 /// The key a sleep of instance `id` also listens on: a cancel ends it at once.
